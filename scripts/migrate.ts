@@ -1,0 +1,34 @@
+// Engine-less stand-in for `prisma migrate dev --create-only | deploy | status`.
+//   npm run migrate:create -- <name>   writes prisma/sqlite/migrations/<ts>_<name> and, when
+//                                      PG_MIGRATE_URL (a scratch PostgreSQL) is set, the PostgreSQL twin
+//   npm run migrate:deploy             applies pending migrations to DATABASE_URL
+//   npm run migrate:status             prints the migration history diagnosis for DATABASE_URL
+import { migrateCreate, migrateDeploy, migrateStatus } from "../src/db/migrate.ts";
+import { DEFAULT_DATABASE_URL } from "../src/db/url.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+
+const [cmd, name] = process.argv.slice(2);
+const url = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+
+if (cmd === "create") {
+  if (!name) throw new Error("usage: npm run migrate:create -- <name>");
+  // Diff against a throw-away SQLite file so the developer's database is never touched.
+  const dir = mkdtempSync(path.join(tmpdir(), "credits-migrate-"));
+  try {
+    console.log("sqlite:", (await migrateCreate(`file:${path.join(dir, "scratch.db")}`, name)) ?? "no changes");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const pgUrl = process.env.PG_MIGRATE_URL;
+  if (pgUrl) console.log("postgresql:", (await migrateCreate(pgUrl, name)) ?? "no changes");
+  else console.log("postgresql: skipped (set PG_MIGRATE_URL to a scratch PostgreSQL database to create it too)");
+} else if (cmd === "deploy") {
+  console.log("applied:", await migrateDeploy(url));
+} else if (cmd === "status") {
+  console.log(JSON.stringify(await migrateStatus(url), null, 2));
+} else {
+  console.error("usage: tsx scripts/migrate.ts create <name> | deploy | status");
+  process.exit(2);
+}

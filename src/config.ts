@@ -1,0 +1,26 @@
+// Configuration from the environment (documented in .env.example and the README).
+import { DEFAULT_DATABASE_URL } from "./db/url.ts";
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string;
+  redisUrl: string | undefined;
+  adminToken: string | undefined;
+  logLevel: string;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const port = Number(env.PORT ?? 4000);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got "${env.PORT}"`);
+  const adminToken = env.ADMIN_TOKEN?.trim() || undefined;
+  if (adminToken && adminToken.length < 16) throw new Error("ADMIN_TOKEN must be at least 16 characters");
+  return {
+    port,
+    host: env.HOST ?? "0.0.0.0",
+    databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
+    redisUrl: env.REDIS_URL || undefined,
+    adminToken,
+    logLevel: env.LOG_LEVEL ?? "info",
+  };
+}

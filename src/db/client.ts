@@ -1,0 +1,28 @@
+// One codebase, two engines: the generated client and driver adapter are picked from DATABASE_URL.
+import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
+import { ensureSqliteDir, providerOf } from "./url.ts";
+
+/** Both generated clients have the same model API; the PostgreSQL one is the canonical type. */
+export type Db = PrismaClient;
+/** A Prisma interactive-transaction client. */
+export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
+
+export async function createPrisma(url: string): Promise<Db> {
+  if (providerOf(url) === "postgresql") {
+    const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
+      import("../generated/prisma-postgresql/client.ts"),
+      import("@prisma/adapter-pg"),
+    ]);
+    return new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+  }
+  ensureSqliteDir(url);
+  const [{ PrismaClient: SqliteClient }, { PrismaLibSql }] = await Promise.all([
+    import("../generated/prisma-sqlite/client.ts"),
+    import("@prisma/adapter-libsql"),
+  ]);
+  // timeout = SQLite busy timeout: writers from other processes wait instead of failing at once.
+  const prisma = new SqliteClient({ adapter: new PrismaLibSql({ url, timeout: 5000 }) });
+  // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
+  await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
+  return prisma as unknown as Db;
+}

@@ -1,0 +1,32 @@
+// Which engine a DATABASE_URL points at, and what each engine needs before the first connection.
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+
+export type Provider = "sqlite" | "postgresql";
+
+export const DEFAULT_DATABASE_URL = "file:./data/credits.db";
+
+export function providerOf(url: string): Provider {
+  if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";
+  if (url.startsWith("file:")) return "sqlite";
+  throw new Error(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL), got "${url.split(":")[0]}:…"`);
+}
+
+/** SQLite creates the file but not its folder: make sure `file:./data/x.db` can be opened. */
+export function ensureSqliteDir(url: string): void {
+  if (providerOf(url) !== "sqlite") return;
+  const file = url.slice("file:".length).split("?")[0];
+  if (file && file !== ":memory:") mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+}
+
+/** node-postgres connection options from a URL (the migration tooling needs them split up). */
+export function pgConfig(url: string) {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 5432),
+    user: decodeURIComponent(u.username),
+    password: decodeURIComponent(u.password),
+    database: u.pathname.slice(1),
+  };
+}

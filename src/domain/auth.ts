@@ -1,0 +1,59 @@
+// Bearer credentials: how secrets are minted, stored (hashed) and turned into a Principal.
+import { createHash, randomBytes } from "node:crypto";
+import type { Db } from "../db/client.ts";
+import { ForbiddenError, UnauthenticatedError } from "./errors.ts";
+
+export type TokenKind = "ADMIN" | "CUSTOMER_SESSION";
+
+/** Who is calling, always within exactly one organization. */
+export type Principal =
+  | { kind: "admin"; organizationId: string; tokenId: string }
+  | { kind: "customer"; organizationId: string; tokenId: string; customerId: string };
+
+const PREFIX: Record<TokenKind, string> = { ADMIN: "crl_admin_", CUSTOMER_SESSION: "crl_cs_" };
+
+export function hashToken(secret: string): string {
+  return createHash("sha256").update(secret).digest("hex");
+}
+
+/** A new random secret (256 bits) and what is stored of it. */
+export function mintToken(kind: TokenKind): { secret: string; tokenHash: string; prefix: string } {
+  const secret = PREFIX[kind] + randomBytes(32).toString("base64url");
+  return { secret, tokenHash: hashToken(secret), prefix: secret.slice(0, PREFIX[kind].length + 4) };
+}
+
+/** "Bearer <secret>" → secret; anything else → null. */
+export function bearerSecret(header: string | null | undefined): string | null {
+  if (!header) return null;
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return m ? m[1] : null;
+}
+
+/**
+ * Resolve a presented secret. Unknown, revoked and expired secrets are all UNAUTHENTICATED; a customer
+ * session whose customer was deleted is too.
+ */
+export async function authenticate(db: Db, secret: string, now = new Date()): Promise<Principal> {
+  const token = await db.accessToken.findUnique({
+    where: { tokenHash: hashToken(secret) },
+    select: { id: true, kind: true, organizationId: true, customerId: true, expiresAt: true, revokedAt: true, customer: { select: { deletedAt: true } } },
+  });
+  if (!token || token.revokedAt || (token.expiresAt && token.expiresAt <= now)) {
+    throw new UnauthenticatedError("The access token is invalid or has expired");
+  }
+  if (token.kind === "ADMIN") return { kind: "admin", organizationId: token.organizationId, tokenId: token.id };
+  if (!token.customerId || token.customer?.deletedAt) {
+    throw new UnauthenticatedError("The customer of this session no longer exists");
+  }
+  return { kind: "customer", organizationId: token.organizationId, tokenId: token.id, customerId: token.customerId };
+}
+
+/**
+ * Which customer a read is about, given what the caller asked for. A customer session reads only itself:
+ * omitting the customer means itself, naming another customer is FORBIDDEN.
+ */
+export function assertCanReadCustomer(principal: Principal, customerId: string): void {
+  if (principal.kind === "customer" && principal.customerId !== customerId) {
+    throw new ForbiddenError("A customer session can only read its own customer");
+  }
+}

@@ -1,0 +1,136 @@
+// Customers of a merchant: creation, edits, soft deletion, and resolving "customerId | externalCustomerId"
+// arguments. Every function takes the organization explicitly; nothing here crosses tenants.
+import type { Db } from "../db/client.ts";
+import type { Customer } from "../generated/prisma-postgresql/client.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { isUniqueViolation } from "./prisma-errors.ts";
+
+export type Metadata = Record<string, string | number | boolean>;
+
+export interface CustomerInput {
+  email: string;
+  name?: string | null;
+  externalId?: string | null;
+  metadata?: unknown;
+}
+
+export interface CustomerPatch {
+  email?: string | null;
+  name?: string | null;
+  externalId?: string | null;
+  metadata?: unknown;
+}
+
+/** Either id or the merchant's external id addresses a customer. */
+export interface CustomerRef {
+  customerId?: string | null;
+  externalCustomerId?: string | null;
+}
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const MAX_METADATA_KEYS = 50;
+
+export function normalizeEmail(email: string, field: string): { email: string; emailKey: string } {
+  const trimmed = email.trim();
+  if (trimmed.length > 320 || !EMAIL.test(trimmed)) throw new InvalidInputError("is not a valid email address", field);
+  return { email: trimmed, emailKey: trimmed.toLowerCase() };
+}
+
+export function checkExternalId(value: string, field: string): string {
+  const trimmed = value.trim();
+  if (!trimmed) throw new InvalidInputError("must not be empty", field);
+  if (trimmed.length > 255) throw new InvalidInputError("must be at most 255 characters", field);
+  return trimmed;
+}
+
+/** Metadata is a flat object of string, number or boolean values (as in events). */
+export function checkMetadata(value: unknown, field: string): Metadata {
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) throw new InvalidInputError("must be an object", field);
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > MAX_METADATA_KEYS) throw new InvalidInputError(`must have at most ${MAX_METADATA_KEYS} keys`, field);
+  for (const [key, v] of entries) {
+    if (!key || key.length > 100) throw new InvalidInputError("keys must be 1 to 100 characters", `${field}.${key}`);
+    const ok = typeof v === "string" ? v.length <= 1000 : typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
+    if (!ok) throw new InvalidInputError("must be a string (up to 1000 characters), a finite number or a boolean", `${field}.${key}`);
+  }
+  return value as Metadata;
+}
+
+function optionalName(name: string | null | undefined, field: string): string | null {
+  if (name === null || name === undefined) return null;
+  const trimmed = name.trim();
+  if (trimmed.length > 255) throw new InvalidInputError("must be at most 255 characters", field);
+  return trimmed || null;
+}
+
+/** Map a unique-constraint failure on Customer to the input field that caused it. */
+function conflictFor(err: unknown, prefix: string): never {
+  if (isUniqueViolation(err, "emailKey")) throw new ConflictError("A customer with this email already exists", `${prefix}.email`);
+  if (isUniqueViolation(err, "externalId")) throw new ConflictError("A customer with this externalId already exists", `${prefix}.externalId`);
+  throw err;
+}
+
+export async function createCustomer(db: Db, organizationId: string, input: CustomerInput): Promise<Customer> {
+  const { email, emailKey } = normalizeEmail(input.email, "input.email");
+  const data = {
+    organizationId,
+    email,
+    emailKey,
+    name: optionalName(input.name, "input.name"),
+    externalId: input.externalId == null ? null : checkExternalId(input.externalId, "input.externalId"),
+    metadata: checkMetadata(input.metadata, "input.metadata"),
+  };
+  try {
+    return await db.customer.create({ data });
+  } catch (err) {
+    conflictFor(err, "input");
+  }
+}
+
+export async function updateCustomer(db: Db, organizationId: string, id: string, patch: CustomerPatch): Promise<Customer> {
+  const data: Record<string, unknown> = {};
+  if (patch.email != null) Object.assign(data, normalizeEmail(patch.email, "input.email"));
+  if (patch.name !== undefined) data.name = optionalName(patch.name, "input.name");
+  if (patch.externalId !== undefined) {
+    data.externalId = patch.externalId === null ? null : checkExternalId(patch.externalId, "input.externalId");
+  }
+  if (patch.metadata !== undefined) data.metadata = checkMetadata(patch.metadata, "input.metadata");
+  await requireCustomer(db, organizationId, id, "id");
+  try {
+    return await db.customer.update({ where: { id }, data });
+  } catch (err) {
+    conflictFor(err, "input");
+  }
+}
+
+/**
+ * Soft delete: the row and its history stay, but the customer disappears from reads and its email and
+ * externalId become free for a new customer.
+ */
+export async function deleteCustomer(db: Db, organizationId: string, id: string): Promise<Customer> {
+  await requireCustomer(db, organizationId, id, "id");
+  return db.customer.update({ where: { id }, data: { deletedAt: new Date(), emailKey: null, externalId: null } });
+}
+
+/** A live (not deleted) customer of this organization, or NOT_FOUND naming `field`. */
+export async function requireCustomer(db: Db, organizationId: string, id: string, field: string): Promise<Customer> {
+  const customer = await db.customer.findFirst({ where: { id, organizationId, deletedAt: null } });
+  if (!customer) throw new NotFoundError("No such customer", field);
+  return customer;
+}
+
+/** The live customer a `customerId | externalCustomerId` pair addresses. Exactly one must be given. */
+export async function resolveCustomerRef(db: Db, organizationId: string, ref: CustomerRef, prefix = ""): Promise<Customer> {
+  const at = (name: string) => (prefix ? `${prefix}.${name}` : name);
+  if (ref.customerId && ref.externalCustomerId) {
+    throw new InvalidInputError("give either customerId or externalCustomerId, not both", at("customerId"));
+  }
+  if (ref.customerId) return requireCustomer(db, organizationId, ref.customerId, at("customerId"));
+  if (ref.externalCustomerId) {
+    const customer = await db.customer.findFirst({ where: { organizationId, externalId: ref.externalCustomerId, deletedAt: null } });
+    if (!customer) throw new NotFoundError("No customer with this externalId", at("externalCustomerId"));
+    return customer;
+  }
+  throw new InvalidInputError("customerId or externalCustomerId is required", at("customerId"));
+}

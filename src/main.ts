@@ -1,0 +1,54 @@
+// `npm start`: apply migrations, make sure an organization can log in, serve HTTP + WebSocket GraphQL.
+import { loadConfig } from "./config.ts";
+import { createPrisma } from "./db/client.ts";
+import { migrateDeploy } from "./db/migrate.ts";
+import { ensureAdminTokenOrganization, ensureFirstOrganization } from "./domain/organizations.ts";
+import { createLogger } from "./log.ts";
+import { createAppPubSub } from "./pubsub.ts";
+import { createApp } from "./server.ts";
+
+const config = loadConfig();
+const log = createLogger(config.logLevel);
+
+const applied = await migrateDeploy(config.databaseUrl);
+log.info({ applied }, applied.length ? "migrations applied" : "database schema up to date");
+
+const db = await createPrisma(config.databaseUrl);
+if (config.adminToken) {
+  const org = await ensureAdminTokenOrganization(db, config.adminToken);
+  log.info({ organizationId: org.id, created: org.created }, "ADMIN_TOKEN accepted as an admin token");
+} else {
+  const first = await ensureFirstOrganization(db);
+  if (first) {
+    // Printed once, on the console only: the database keeps only a hash of the token.
+    process.stdout.write(
+      `\nCreated organization "${first.organization.name}" (${first.organization.id}).\n` +
+        `Admin token (shown once, keep it safe):\n\n  ${first.token}\n\n` +
+        `Use it as "Authorization: Bearer <token>". More: npm run cli -- org create <name>\n\n`,
+    );
+  }
+}
+
+const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl);
+const app = createApp({ db, pubsub, log });
+const port = await app.listen(config.port, config.host);
+log.info({ url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");
+
+let stopping = false;
+async function shutdown(signal: string) {
+  if (stopping) return;
+  stopping = true;
+  log.info({ signal }, "shutting down");
+  const force = setTimeout(() => process.exit(1), 10_000).unref();
+  try {
+    await app.close();
+    await closePubSub();
+    await db.$disconnect();
+  } finally {
+    clearTimeout(force);
+    log.info("stopped");
+    process.exit(0);
+  }
+}
+process.on("SIGTERM", () => void shutdown("SIGTERM"));
+process.on("SIGINT", () => void shutdown("SIGINT"));

@@ -1,0 +1,30 @@
+// How resolvers learn the caller's organization and which customer they may read.
+import { GraphQLError } from "graphql";
+import type { Customer } from "../generated/prisma-postgresql/client.ts";
+import { assertCanReadCustomer } from "../domain/auth.ts";
+import { resolveCustomerRef, type CustomerRef } from "../domain/customers.ts";
+import type { Context } from "./builder.ts";
+
+/** The caller's organization. Fields are scope-guarded, so a missing principal here is a schema bug. */
+export function orgId(ctx: Context): string {
+  if (!ctx.principal) throw new GraphQLError("An access token is required", { extensions: { code: "UNAUTHENTICATED" } });
+  return ctx.principal.organizationId;
+}
+
+/** GraphQL's `customerId: ID, externalCustomerId: String` arguments as a CustomerRef. */
+export function refArgs(args: { customerId?: string | number | null; externalCustomerId?: string | null }): CustomerRef {
+  return { customerId: args.customerId == null ? null : String(args.customerId), externalCustomerId: args.externalCustomerId ?? null };
+}
+
+/**
+ * The customer a read addresses. A customer session that names no customer reads itself and may not name
+ * another one (FORBIDDEN); an admin must name one.
+ */
+export async function readableCustomer(ctx: Context, ref: CustomerRef, prefix = ""): Promise<Customer> {
+  const principal = ctx.principal;
+  const named = Boolean(ref.customerId || ref.externalCustomerId);
+  const effective = !named && principal?.kind === "customer" ? { customerId: principal.customerId } : ref;
+  const customer = await resolveCustomerRef(ctx.db, orgId(ctx), effective, prefix);
+  if (principal) assertCanReadCustomer(principal, customer.id);
+  return customer;
+}

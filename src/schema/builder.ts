@@ -1,0 +1,141 @@
+// The Pothos builder: plugins, scalars, root types. Imports no schema file (see src/schema/index.ts).
+//
+// Plugin order matters; each wraps the resolvers of the ones after it:
+//   Errors    outermost, so a typed domain error thrown anywhere below (auth included) becomes a union member
+//   Relay     connections and PageInfo
+//   ScopeAuth checks scopes before any resolver or Prisma query runs
+//   Prisma    prismaObject/prismaField with selection-aware queries (no per-row lookups)
+import SchemaBuilder from "@pothos/core";
+import ErrorsPlugin from "@pothos/plugin-errors";
+import PrismaPlugin from "@pothos/plugin-prisma";
+import RelayPlugin from "@pothos/plugin-relay";
+import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import { GraphQLError, Kind, type ValueNode } from "graphql";
+import type PrismaTypes from "../generated/pothos-prisma-types.ts";
+import { getDatamodel } from "../generated/pothos-prisma-types.ts";
+import type { Db } from "../db/client.ts";
+import type { Principal } from "../domain/auth.ts";
+import { DecimalFormatError, formatUnits, parseUnits } from "../domain/units.ts";
+import type { PubSub } from "../pubsub.ts";
+import type { Logger } from "../log.ts";
+
+export interface Context {
+  db: Db;
+  pubsub: PubSub;
+  log: Logger;
+  /** null when the request carried no token (only introspection and public fields then work). */
+  principal: Principal | null;
+}
+
+export interface PothosTypes {
+  PrismaTypes: PrismaTypes;
+  Context: Context;
+  AuthScopes: {
+    /** an organization admin token */
+    admin: boolean;
+    /** any valid token: admin or customer session */
+    authenticated: boolean;
+  };
+  Scalars: {
+    DateTime: { Input: Date; Output: Date };
+    Decimal: { Input: bigint; Output: bigint };
+    JSON: { Input: unknown; Output: unknown };
+  };
+  DefaultFieldNullability: false;
+}
+
+export const builder = new SchemaBuilder<PothosTypes>({
+  plugins: [ErrorsPlugin, RelayPlugin, ScopeAuthPlugin, PrismaPlugin],
+  defaultFieldNullability: false,
+  errors: {
+    directResult: true,
+    // createCustomer → CreateCustomerResult = Customer | InvalidInputError | …
+    defaultUnionOptions: { name: ({ fieldName }) => `${fieldName[0].toUpperCase()}${fieldName.slice(1)}Result` },
+  },
+  relay: { clientMutationId: "omit", cursorType: "String", nodeQueryOptions: false, nodesQueryOptions: false },
+  scopeAuth: {
+    authScopes: (ctx) => ({ admin: ctx.principal?.kind === "admin", authenticated: ctx.principal !== null }),
+    // No token at all is UNAUTHENTICATED; a valid token without the scope is FORBIDDEN.
+    unauthorizedError: (_parent, ctx) =>
+      ctx.principal
+        ? new GraphQLError("This token may not access this field", { extensions: { code: "FORBIDDEN" } })
+        : new GraphQLError("An access token is required (Authorization: Bearer <token>)", { extensions: { code: "UNAUTHENTICATED" } }),
+    authorizeOnSubscribe: true,
+  },
+  prisma: {
+    client: (ctx) => ctx.db,
+    dmmf: getDatamodel(),
+    exposeDescriptions: true,
+    filterConnectionTotalCount: true,
+    onUnusedQuery: process.env.NODE_ENV === "production" ? null : "error",
+  },
+});
+
+function badInput(message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: "BAD_USER_INPUT" } });
+}
+
+builder.scalarType("DateTime", {
+  description: "An instant as an ISO-8601 string, e.g. 2026-11-22T10:00:00.000Z",
+  serialize: (value) => (value as Date).toISOString(),
+  parseValue: (value) => {
+    const date = typeof value === "string" ? new Date(value) : null;
+    if (!date || Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(value as string)) {
+      throw badInput("DateTime must be an ISO-8601 string such as 2026-11-22T10:00:00Z");
+    }
+    return date;
+  },
+});
+
+function parseDecimal(value: unknown): bigint {
+  try {
+    if (typeof value === "string" || typeof value === "number") return parseUnits(value);
+    throw new DecimalFormatError("must be a decimal string such as \"12.5\" or an integer");
+  } catch (err) {
+    if (err instanceof DecimalFormatError) throw badInput(`Decimal ${err.message}`);
+    throw err;
+  }
+}
+
+builder.scalarType("Decimal", {
+  description: `An exact decimal number of units, written as a string (e.g. "12.5"); inputs also accept an Int. Up to 6 decimal places.`,
+  serialize: (value) => formatUnits(value as bigint),
+  parseValue: parseDecimal,
+  parseLiteral: (node) => {
+    if (node.kind === Kind.STRING || node.kind === Kind.INT) return parseDecimal(node.kind === Kind.INT ? node.value : node.value);
+    if (node.kind === Kind.FLOAT) return parseDecimal(node.value); // the literal's exact text, never a float
+    throw badInput("Decimal must be a string or an integer");
+  },
+});
+
+function literalToJson(node: ValueNode, variables?: Record<string, unknown> | null): unknown {
+  switch (node.kind) {
+    case Kind.STRING:
+    case Kind.BOOLEAN:
+      return node.value;
+    case Kind.INT:
+    case Kind.FLOAT:
+      return Number(node.value);
+    case Kind.NULL:
+      return null;
+    case Kind.LIST:
+      return node.values.map((v) => literalToJson(v, variables));
+    case Kind.OBJECT:
+      return Object.fromEntries(node.fields.map((f) => [f.name.value, literalToJson(f.value, variables)]));
+    case Kind.VARIABLE:
+      return variables?.[node.name.value];
+    default:
+      throw badInput("Unsupported JSON literal");
+  }
+}
+
+builder.scalarType("JSON", {
+  description: "Any JSON value",
+  serialize: (value) => value,
+  parseValue: (value) => value,
+  parseLiteral: (node, variables) => literalToJson(node, variables),
+});
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});

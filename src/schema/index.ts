@@ -1,0 +1,7 @@
+// The schema: side-effect imports register each domain's types and fields on the builder, then build once.
+import { builder } from "./builder.ts";
+import "./errors.ts";
+import "./customer.ts";
+import "./customer-state.ts";
+
+export const schema = builder.toSchema();
