@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CreateCustomer, CreateSession, GetCustomer, GetCustomerState, ListCustomers, UpdateCustomer } from "./documents.ts";
+import { startTestApp, type TestApp } from "./support/app.ts";
+
+let t: TestApp;
+let ada: string;
+let bob: string;
+
+beforeAll(async () => {
+  t = await startTestApp();
+  const a = await t.ok(CreateCustomer, { input: { email: "ada@example.com", externalId: "ada" } });
+  const b = await t.ok(CreateCustomer, { input: { email: "bob@example.com", externalId: "bob" } });
+  if (a.createCustomer.__typename !== "Customer" || b.createCustomer.__typename !== "Customer") throw new Error("setup failed");
+  ada = a.createCustomer.id;
+  bob = b.createCustomer.id;
+});
+afterAll(() => t?.close());
+
+async function sessionFor(customerId: string, ttlSeconds?: number) {
+  const { createCustomerSession } = await t.ok(CreateSession, { customerId, ttlSeconds });
+  if (createCustomerSession.__typename !== "CustomerSession") throw new Error(JSON.stringify(createCustomerSession));
+  return createCustomerSession;
+}
+
+describe("authentication", () => {
+  it("answers UNAUTHENTICATED without a token", async () => {
+    const err = await t.error(GetCustomer, { id: ada }, null);
+    expect(err.extensions?.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("answers UNAUTHENTICATED with HTTP 401 for an unknown token", async () => {
+    const res = await fetch(t.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Bearer crl_admin_not-a-real-token" },
+      body: JSON.stringify({ query: "{ customers { edges { cursor } } }" }),
+    });
+    expect(res.status).toBe(401);
+    const body = (await res.json()) as { errors: { extensions: { code: string } }[] };
+    expect(body.errors[0].extensions.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("answers UNAUTHENTICATED for a malformed Authorization header", async () => {
+    const res = await fetch(t.url, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: "Token abc" },
+      body: JSON.stringify({ query: "{ customers { edges { cursor } } }" }),
+    });
+    expect(((await res.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("still serves introspection without a token (GraphiQL loads its schema)", async () => {
+    const res = await fetch(t.url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: "{ __schema { queryType { name } } }" }),
+    });
+    expect(await res.json()).toEqual({ data: { __schema: { queryType: { name: "Query" } } } });
+  });
+});
+
+describe("tenancy", () => {
+  it("hides another organization's customers as if they did not exist", async () => {
+    const other = await t.newOrganization();
+    expect((await t.ok(GetCustomer, { id: ada }, other.token)).customer).toBeNull();
+    expect((await t.ok(GetCustomer, { externalId: "ada" }, other.token)).customer).toBeNull();
+    expect((await t.ok(ListCustomers, {}, other.token)).customers.edges).toEqual([]);
+    const upd = await t.ok(UpdateCustomer, { id: ada, input: { name: "hijack" } }, other.token);
+    expect(upd.updateCustomer).toMatchObject({ __typename: "NotFoundError", code: "NOT_FOUND" });
+    const state = await t.error(GetCustomerState, { customerId: ada }, other.token);
+    expect(state.extensions?.code).toBe("NOT_FOUND");
+  });
+
+  it("lets two organizations use the same email and externalId", async () => {
+    const other = await t.newOrganization();
+    const { createCustomer } = await t.ok(CreateCustomer, { input: { email: "ada@example.com", externalId: "ada" } }, other.token);
+    expect(createCustomer.__typename).toBe("Customer");
+  });
+});
+
+describe("customer sessions", () => {
+  it("reads its own customer, with or without naming it", async () => {
+    const session = await sessionFor(ada);
+    expect(session.customer.id).toBe(ada);
+    expect((await t.ok(GetCustomer, {}, session.token)).customer?.id).toBe(ada);
+    expect((await t.ok(GetCustomer, { id: ada }, session.token)).customer?.id).toBe(ada);
+    expect((await t.ok(GetCustomerState, {}, session.token)).customerState.customer.id).toBe(ada);
+  });
+
+  it("is FORBIDDEN to read another customer", async () => {
+    const session = await sessionFor(ada);
+    expect((await t.error(GetCustomer, { id: bob }, session.token)).extensions?.code).toBe("FORBIDDEN");
+    expect((await t.error(GetCustomer, { externalId: "bob" }, session.token)).extensions?.code).toBe("FORBIDDEN");
+    expect((await t.error(GetCustomerState, { customerId: bob }, session.token)).extensions?.code).toBe("FORBIDDEN");
+  });
+
+  it("is FORBIDDEN to list customers or write", async () => {
+    const session = await sessionFor(ada);
+    expect((await t.error(ListCustomers, {}, session.token)).extensions?.code).toBe("FORBIDDEN");
+    const write = await t.exec(UpdateCustomer, { id: ada, input: { name: "me" } }, session.token);
+    expect(write.errors?.[0].extensions?.code).toBe("FORBIDDEN");
+    expect((await t.db.customer.findUniqueOrThrow({ where: { id: ada } })).name).toBeNull();
+  });
+
+  it("stops working when it expires", async () => {
+    const session = await sessionFor(ada, 60);
+    await t.db.accessToken.updateMany({ where: { kind: "CUSTOMER_SESSION", expiresAt: new Date(session.expiresAt) }, data: { expiresAt: new Date(Date.now() - 1000) } });
+    expect((await t.error(GetCustomer, {}, session.token)).extensions?.code).toBe("UNAUTHENTICATED");
+  });
+
+  it("rejects an out-of-range lifetime and an unknown customer with typed errors", async () => {
+    expect((await t.ok(CreateSession, { customerId: ada, ttlSeconds: 5 })).createCustomerSession).toMatchObject({ __typename: "InvalidInputError", field: "ttlSeconds" });
+    expect((await t.ok(CreateSession, { externalCustomerId: "nobody" })).createCustomerSession).toMatchObject({ __typename: "NotFoundError", field: "externalCustomerId" });
+    expect((await t.ok(CreateSession, {})).createCustomerSession).toMatchObject({ __typename: "InvalidInputError", field: "customerId" });
+  });
+
+  it("stores only a hash of every token", async () => {
+    const session = await sessionFor(bob);
+    const rows = await t.db.accessToken.findMany();
+    expect(rows.some((r) => r.tokenHash === session.token || r.tokenHash.includes(session.token))).toBe(false);
+    expect(rows.every((r) => /^[0-9a-f]{64}$/.test(r.tokenHash))).toBe(true);
+  });
+});

@@ -1,0 +1,109 @@
+// The real entry points as a user runs them: `npm start` (src/main.ts) and `npm run cli`.
+import { spawn, execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, describe, expect, it } from "vitest";
+import { createPrisma } from "../src/db/client.ts";
+import { authenticate } from "../src/domain/auth.ts";
+
+const dir = mkdtempSync(path.join(tmpdir(), "credits-start-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const tsx = path.resolve("node_modules/.bin/tsx");
+
+/** Start src/main.ts and resolve with its URL once it serves; collects stdout. */
+function startServer(env: Record<string, string>) {
+  const child = spawn(tsx, ["src/main.ts"], { env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.stderr.on("data", (chunk) => (output += chunk));
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${output}`)));
+  });
+  const stop = () =>
+    new Promise<number | null>((resolve) => {
+      child.once("exit", (code) => resolve(code));
+      child.kill("SIGTERM");
+    });
+  return { ready, stop, output: () => output };
+}
+
+async function gql(url: string, token: string | null, query: string, variables?: object) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await res.json()) as { data?: any; errors?: any[] };
+}
+
+describe("npm start", () => {
+  it("migrates a fresh database, honours ADMIN_TOKEN, serves GraphQL and /healthz, and stops cleanly on SIGTERM", async () => {
+    const adminToken = "test-admin-token-0123456789";
+    const server = startServer({ DATABASE_URL: `file:${path.join(dir, "a", "credits.db")}`, ADMIN_TOKEN: adminToken });
+    const url = await server.ready;
+    expect(server.output()).toContain("migrations applied");
+
+    const health = await fetch(url.replace("/graphql", "/healthz"));
+    expect(health.status).toBe(200);
+
+    const created = await gql(url, adminToken, `mutation { createCustomer(input: {email: "a@example.com", externalId: "a1"}) { ... on Customer { id } } }`);
+    const read = await gql(url, adminToken, `{ customer(externalId: "a1") { id email } }`);
+    expect(read.data.customer).toEqual({ id: created.data.createCustomer.id, email: "a@example.com" });
+    expect((await gql(url, null, `{ customer(externalId: "a1") { id } }`)).errors?.[0].extensions.code).toBe("UNAUTHENTICATED");
+
+    // GraphiQL is served to browsers at the same path.
+    const page = await fetch(url, { headers: { accept: "text/html" } });
+    expect(await page.text()).toContain("GraphiQL");
+
+    expect(await server.stop()).toBe(0);
+    expect(server.output()).toContain('"msg":"stopped"');
+  });
+
+  it("without ADMIN_TOKEN prints an admin token on first start only", async () => {
+    const env = { DATABASE_URL: `file:${path.join(dir, "b", "credits.db")}`, ADMIN_TOKEN: "" };
+    const first = startServer(env);
+    const url = await first.ready;
+    const token = /crl_admin_[A-Za-z0-9_-]+/.exec(first.output())?.[0];
+    expect(token).toBeDefined();
+    expect((await gql(url, token!, `{ customers { edges { cursor } } }`)).data).toEqual({ customers: { edges: [] } });
+    expect(await first.stop()).toBe(0);
+
+    const second = startServer(env);
+    await second.ready;
+    expect(second.output()).toContain("database schema up to date");
+    expect(second.output()).not.toMatch(/crl_admin_/);
+    await second.stop();
+  });
+});
+
+describe("npm run cli -- org create", () => {
+  it("prints a new organization's id and a working admin token", async () => {
+    const databaseUrl = `file:${path.join(dir, "c", "credits.db")}`;
+    const { stdout } = await promisify(execFile)(tsx, ["src/cli.ts", "org", "create", "Acme", "Inc"], { env: { ...process.env, DATABASE_URL: databaseUrl } });
+    const id = /organization id: (\S+)/.exec(stdout)?.[1];
+    const token = /admin token: +(\S+)/.exec(stdout)?.[1];
+    expect(id).toBeDefined();
+    const db = await createPrisma(databaseUrl);
+    try {
+      expect(await authenticate(db, token!)).toMatchObject({ kind: "admin", organizationId: id });
+      expect((await db.organization.findUniqueOrThrow({ where: { id } })).name).toBe("Acme Inc");
+    } finally {
+      await db.$disconnect();
+    }
+  });
+
+  it("explains its usage when called wrongly", async () => {
+    const run = promisify(execFile)(tsx, ["src/cli.ts", "org"], { env: process.env });
+    await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("usage: npm run cli -- org create <name>") });
+  });
+});

@@ -1,0 +1,166 @@
+// A real server for tests: a fresh migrated database, the real Yoga + graphql-ws app on a free loopback port,
+// and an organization with an admin token. Operations are typed documents from test/gql (codegen).
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { print, type ExecutionResult } from "graphql";
+import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
+import { createClient, type Client } from "graphql-ws";
+import WebSocket from "ws";
+import { createPrisma, type Db } from "../../src/db/client.ts";
+import { migrateDeploy } from "../../src/db/migrate.ts";
+import { createOrganization } from "../../src/domain/organizations.ts";
+import { createLogger } from "../../src/log.ts";
+import { createAppPubSub, type PubSub } from "../../src/pubsub.ts";
+import { createApp, type App } from "../../src/server.ts";
+
+export interface GraphQLErrorJson {
+  message: string;
+  path?: (string | number)[];
+  extensions?: { code?: string; field?: string };
+}
+export type Result<T> = { data?: T | null; errors?: GraphQLErrorJson[] };
+
+export interface TestApp {
+  db: Db;
+  app: App;
+  pubsub: PubSub;
+  port: number;
+  url: string;
+  organizationId: string;
+  adminToken: string;
+  /** POST a typed operation over HTTP; token defaults to the admin token, null sends none. */
+  exec<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<Result<R>>;
+  /** Like exec, but fails the test on any GraphQL error and returns data. */
+  ok<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<R>;
+  /** Like exec, but expects exactly one GraphQL error and returns it. */
+  error<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<GraphQLErrorJson>;
+  /** A second, unrelated tenant with its own admin token. */
+  newOrganization(name?: string): Promise<{ id: string; token: string }>;
+  wsClient(token: string | null, onClose?: (event: { code: number; reason: string }) => void): Client;
+  /** Resolves once the server has opened `count` pub/sub subscriptions in total (no sleeping on guesses). */
+  subscribed(count: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function startTestApp(): Promise<TestApp> {
+  const dir = mkdtempSync(path.join(tmpdir(), "credits-test-"));
+  const dbUrl = process.env.TEST_DATABASE_URL ?? `file:${path.join(dir, "test.db")}`;
+  await migrateDeploy(dbUrl);
+  const db = await createPrisma(dbUrl);
+  const { pubsub, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
+  // Count subscriptions the server opens, so tests publish only after a subscriber is listening.
+  let opened = 0;
+  const subscribe = pubsub.subscribe.bind(pubsub);
+  pubsub.subscribe = ((...args: Parameters<typeof subscribe>) => {
+    opened++;
+    return subscribe(...args);
+  }) as typeof pubsub.subscribe;
+  const app = createApp({ db, pubsub, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  const port = await app.listen(0, "127.0.0.1");
+  const url = `http://127.0.0.1:${port}/graphql`;
+  const org = await createOrganization(db, "Test organization");
+  const clients: Client[] = [];
+
+  async function exec<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token: string | null = org.token): Promise<Result<R>> {
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify({ query: print(doc), variables }),
+    });
+    return (await res.json()) as Result<R>;
+  }
+
+  return {
+    db,
+    app,
+    pubsub,
+    port,
+    url,
+    organizationId: org.organization.id,
+    adminToken: org.token,
+    exec,
+    async ok(doc, variables, token) {
+      const result = await exec(doc, variables, token);
+      if (result.errors?.length) throw new Error(`unexpected GraphQL errors: ${JSON.stringify(result.errors)}`);
+      return result.data!;
+    },
+    async error(doc, variables, token) {
+      const result = await exec(doc, variables, token);
+      if (result.errors?.length !== 1) throw new Error(`expected one GraphQL error, got ${JSON.stringify(result)}`);
+      return result.errors[0];
+    },
+    async newOrganization(name = "Other organization") {
+      const other = await createOrganization(db, name);
+      return { id: other.organization.id, token: other.token };
+    },
+    wsClient(token, onClose) {
+      const client = createClient({
+        url: url.replace("http", "ws"),
+        webSocketImpl: WebSocket,
+        lazy: false,
+        retryAttempts: 0,
+        connectionParams: token ? { authorization: `Bearer ${token}` } : {},
+        on: onClose ? { closed: (e) => onClose(e as { code: number; reason: string }) } : undefined,
+        onNonLazyError: () => {},
+      });
+      clients.push(client);
+      return client;
+    },
+    async subscribed(count) {
+      const deadline = Date.now() + 5000;
+      while (opened < count) {
+        if (Date.now() > deadline) throw new Error(`only ${opened} of ${count} subscriptions opened`);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      await new Promise((r) => setImmediate(r)); // let the iterator attach its listener
+    },
+    async close() {
+      await Promise.all(clients.map((c) => c.dispose()));
+      await app.close();
+      await closePubSub();
+      await db.$disconnect();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Messages of one graphql-ws subscription, awaited one at a time. */
+export function subscription<R, V>(client: Client, doc: TypedDocumentNode<R, V>, variables?: V) {
+  const queue: ExecutionResult<R>[] = [];
+  const waiters: ((r: ExecutionResult<R>) => void)[] = [];
+  let failure: unknown;
+  const unsubscribe = client.subscribe<R>(
+    { query: print(doc), variables: variables as Record<string, unknown> | undefined },
+    {
+      next: (value) => {
+        const waiter = waiters.shift();
+        if (waiter) waiter(value as ExecutionResult<R>);
+        else queue.push(value as ExecutionResult<R>);
+      },
+      error: (err) => {
+        failure = err;
+        for (const w of waiters.splice(0)) w({ errors: Array.isArray(err) ? err : [err as never] } as ExecutionResult<R>);
+      },
+      complete: () => {},
+    },
+  );
+  return {
+    /** The next message, or a rejection after `ms` without one. */
+    next(ms = 5000): Promise<ExecutionResult<R>> {
+      const queued = queue.shift();
+      if (queued) return Promise.resolve(queued);
+      if (failure) return Promise.resolve({ errors: Array.isArray(failure) ? failure : [failure as never] } as ExecutionResult<R>);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no subscription message within ${ms} ms`)), ms);
+        waiters.push((r) => {
+          clearTimeout(timer);
+          resolve(r);
+        });
+      });
+    },
+    /** Messages received and not yet taken. */
+    pending: () => queue.length,
+    close: unsubscribe,
+  };
+}
