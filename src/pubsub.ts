@@ -5,7 +5,7 @@ import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
 
 export type Topics = {
-  /** A customer's own fields changed (or it was deleted). Keyed by customer id. */
+  /** A customer's fields or any of its balances changed (once per transaction). Keyed by customer id. */
   "customer:changed": [customerId: string, payload: { customerId: string }];
   /** A (customer, meter) balance changed. Keyed by customer id. */
   "customer-meter:changed": [customerId: string, payload: { customerId: string; meterId: string; version: number }];

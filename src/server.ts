@@ -12,6 +12,7 @@ import { authenticate, bearerSecret, type Principal } from "./domain/auth.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
 import type { PubSub } from "./pubsub.ts";
+import { pubSubNotify } from "./realtime.ts";
 import type { Context } from "./schema/builder.ts";
 import { schema } from "./schema/index.ts";
 
@@ -46,6 +47,7 @@ async function principalFromHeader(db: Db, header: string | null | undefined): P
 
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
+  const notify = pubSubNotify(pubsub);
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
@@ -60,7 +62,7 @@ export function createApp(deps: AppDeps) {
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(db, init.request.headers.get("authorization"));
-      return { db, pubsub, log, principal };
+      return { db, pubsub, notify, log, principal };
     },
     maskedErrors: {
       maskError(error, message, isDev) {

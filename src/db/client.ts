@@ -1,13 +1,28 @@
 // One codebase, two engines: the generated client and driver adapter are picked from DATABASE_URL.
 import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
-import { ensureSqliteDir, providerOf } from "./url.ts";
+import { ensureSqliteDir, providerOf, type Provider } from "./url.ts";
 
 /** Both generated clients have the same model API; the PostgreSQL one is the canonical type. */
 export type Db = PrismaClient;
 /** A Prisma interactive-transaction client. */
 export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 
+const providers = new WeakMap<object, Provider>();
+
+/** Which engine a client created by createPrisma talks to (hot paths write engine-specific SQL). */
+export function providerOfDb(db: Db): Provider {
+  const provider = providers.get(db);
+  if (!provider) throw new Error("database client was not created by createPrisma");
+  return provider;
+}
+
 export async function createPrisma(url: string): Promise<Db> {
+  const db = await connect(url);
+  providers.set(db, providerOf(url));
+  return db;
+}
+
+async function connect(url: string): Promise<Db> {
   if (providerOf(url) === "postgresql") {
     const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
       import("../generated/prisma-postgresql/client.ts"),
@@ -21,7 +36,8 @@ export async function createPrisma(url: string): Promise<Db> {
     import("@prisma/adapter-libsql"),
   ]);
   // timeout = SQLite busy timeout: writers from other processes wait instead of failing at once.
-  const prisma = new SqliteClient({ adapter: new PrismaLibSql({ url, timeout: 5000 }) });
+  // intMode bigint: micro-unit columns exceed 2^53; libsql would otherwise throw on reading them.
+  const prisma = new SqliteClient({ adapter: new PrismaLibSql({ url, timeout: 5000, intMode: "bigint" }) });
   // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
   await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
   return prisma as unknown as Db;

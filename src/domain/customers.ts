@@ -3,7 +3,10 @@
 import type { Db } from "../db/client.ts";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { countPendingEvents } from "./ingestion.ts";
+import type { Notify } from "./notify.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
+import { inTransaction } from "./transactions.ts";
 
 export type Metadata = Record<string, string | number | boolean>;
 
@@ -71,7 +74,11 @@ function conflictFor(err: unknown, prefix: string): never {
   throw err;
 }
 
-export async function createCustomer(db: Db, organizationId: string, input: CustomerInput): Promise<Customer> {
+/**
+ * Create a customer. Events already ingested for its externalId (while no customer had it) are linked and
+ * counted in the same transaction.
+ */
+export async function createCustomer(db: Db, notify: Notify, organizationId: string, input: CustomerInput): Promise<Customer> {
   const { email, emailKey } = normalizeEmail(input.email, "input.email");
   const data = {
     organizationId,
@@ -82,13 +89,17 @@ export async function createCustomer(db: Db, organizationId: string, input: Cust
     metadata: checkMetadata(input.metadata, "input.metadata"),
   };
   try {
-    return await db.customer.create({ data });
+    return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      const customer = await tx.customer.create({ data });
+      const changes = customer.externalId ? await countPendingEvents(sql, tx, organizationId, customer.id, customer.externalId, new Date()) : [];
+      return { value: customer, changes };
+    });
   } catch (err) {
     conflictFor(err, "input");
   }
 }
 
-export async function updateCustomer(db: Db, organizationId: string, id: string, patch: CustomerPatch): Promise<Customer> {
+export async function updateCustomer(db: Db, notify: Notify, organizationId: string, id: string, patch: CustomerPatch): Promise<Customer> {
   const data: Record<string, unknown> = {};
   if (patch.email != null) Object.assign(data, normalizeEmail(patch.email, "input.email"));
   if (patch.name !== undefined) data.name = optionalName(patch.name, "input.name");
@@ -98,7 +109,13 @@ export async function updateCustomer(db: Db, organizationId: string, id: string,
   if (patch.metadata !== undefined) data.metadata = checkMetadata(patch.metadata, "input.metadata");
   await requireCustomer(db, organizationId, id, "id");
   try {
-    return await db.customer.update({ where: { id }, data });
+    const updated = await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      const customer = await tx.customer.update({ where: { id }, data });
+      const changes = patch.externalId && customer.externalId ? await countPendingEvents(sql, tx, organizationId, id, customer.externalId, new Date()) : [];
+      return { value: customer, changes };
+    });
+    notify.customerChanged(organizationId, id);
+    return updated;
   } catch (err) {
     conflictFor(err, "input");
   }
@@ -108,9 +125,11 @@ export async function updateCustomer(db: Db, organizationId: string, id: string,
  * Soft delete: the row and its history stay, but the customer disappears from reads and its email and
  * externalId become free for a new customer.
  */
-export async function deleteCustomer(db: Db, organizationId: string, id: string): Promise<Customer> {
+export async function deleteCustomer(db: Db, notify: Notify, organizationId: string, id: string): Promise<Customer> {
   await requireCustomer(db, organizationId, id, "id");
-  return db.customer.update({ where: { id }, data: { deletedAt: new Date(), emailKey: null, externalId: null } });
+  const deleted = await db.customer.update({ where: { id }, data: { deletedAt: new Date(), emailKey: null, externalId: null } });
+  notify.customerChanged(organizationId, id);
+  return deleted;
 }
 
 /** A live (not deleted) customer of this organization, or NOT_FOUND naming `field`. */

@@ -5,8 +5,11 @@
 export const UNIT_DECIMALS = 6;
 export const UNIT_SCALE = 10n ** BigInt(UNIT_DECIMALS);
 
-/** Largest magnitude accepted (fits a signed 64-bit column with room for sums of many values). */
-export const MAX_UNITS = 10n ** 15n * UNIT_SCALE; // one quadrillion units
+/**
+ * Largest magnitude of one input value: one trillion units (10^18 micro-units), so a signed 64-bit column
+ * (±9.2 × 10^18) still holds the sum of several of them.
+ */
+export const MAX_UNITS = 10n ** 12n * UNIT_SCALE;
 
 export class DecimalFormatError extends Error {}
 

@@ -17,11 +17,14 @@ import type { Db } from "../db/client.ts";
 import type { Principal } from "../domain/auth.ts";
 import { DecimalFormatError, formatUnits, parseUnits } from "../domain/units.ts";
 import type { PubSub } from "../pubsub.ts";
+import type { Notify } from "../domain/notify.ts";
 import type { Logger } from "../log.ts";
 
 export interface Context {
   db: Db;
   pubsub: PubSub;
+  /** Announces committed balance and customer changes (to pubsub). */
+  notify: Notify;
   log: Logger;
   /** null when the request carried no token (only introspection and public fields then work). */
   principal: Principal | null;

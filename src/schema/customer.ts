@@ -92,7 +92,7 @@ builder.mutationFields((t) => ({
     errors: { types: [InvalidInputError, ConflictError] },
     args: { input: t.arg({ type: CreateCustomerInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) => {
-      const created = await createCustomer(ctx.db, orgId(ctx), input);
+      const created = await createCustomer(ctx.db, ctx.notify, orgId(ctx), input);
       return ctx.db.customer.findUniqueOrThrow({ ...query, where: { id: created.id } });
     },
   }),
@@ -102,8 +102,7 @@ builder.mutationFields((t) => ({
     errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateCustomerInput, required: true }) },
     resolve: async (query, _root, { id, input }, ctx) => {
-      const updated = await updateCustomer(ctx.db, orgId(ctx), String(id), input);
-      ctx.pubsub.publish("customer:changed", updated.id, { customerId: updated.id });
+      const updated = await updateCustomer(ctx.db, ctx.notify, orgId(ctx), String(id), input);
       return ctx.db.customer.findUniqueOrThrow({ ...query, where: { id: updated.id } });
     },
   }),
@@ -114,8 +113,7 @@ builder.mutationFields((t) => ({
     errors: { types: [NotFoundError] },
     args: { id: t.arg.id({ required: true }) },
     resolve: async (query, _root, { id }, ctx) => {
-      const deleted = await deleteCustomer(ctx.db, orgId(ctx), String(id));
-      ctx.pubsub.publish("customer:changed", deleted.id, { customerId: deleted.id });
+      const deleted = await deleteCustomer(ctx.db, ctx.notify, orgId(ctx), String(id));
       return ctx.db.customer.findUniqueOrThrow({ ...query, where: { id: deleted.id } });
     },
   }),

@@ -3,5 +3,9 @@ import { builder } from "./builder.ts";
 import "./errors.ts";
 import "./customer.ts";
 import "./customer-state.ts";
+import "./meter.ts";
+import "./balance.ts";
+import "./event.ts";
+import "./grant.ts";
 
 export const schema = builder.toSchema();

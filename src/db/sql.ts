@@ -1,0 +1,84 @@
+// Hand-written SQL for the hot paths (ingestion, balance updates), where one multi-row statement replaces
+// hundreds of ORM calls. The same statements run on SQLite and PostgreSQL; only placeholders and a few
+// clauses differ, and this file owns those differences.
+import type { Provider } from "./url.ts";
+
+/** Anything with Prisma's raw methods: the client or an interactive transaction. */
+export interface RawRunner {
+  $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
+  $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
+}
+
+/** Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
+const ROWS_PER_STATEMENT = 400;
+
+export class Sql {
+  constructor(
+    readonly runner: RawRunner,
+    readonly provider: Provider,
+  ) {}
+
+  /** `?` on SQLite, `$n` on PostgreSQL (n from 1). */
+  param(n: number): string {
+    return this.provider === "postgresql" ? `$${n}` : "?";
+  }
+
+  /** A value for a DateTime column: Prisma stores SQLite dates as ISO text with an explicit offset. */
+  date(value: Date): Date | string {
+    return this.provider === "postgresql" ? value : value.toISOString().replace("Z", "+00:00");
+  }
+
+  /** A value for a Json column. */
+  json(value: unknown): string {
+    return JSON.stringify(value);
+  }
+
+  /** `FOR UPDATE` where rows can be locked (PostgreSQL); SQLite transactions already hold the write lock. */
+  get forUpdate(): string {
+    return this.provider === "postgresql" ? " FOR UPDATE" : "";
+  }
+
+  query<T>(text: string, values: unknown[] = []): Promise<T[]> {
+    return this.runner.$queryRawUnsafe<T[]>(text, ...values);
+  }
+
+  execute(text: string, values: unknown[] = []): Promise<number> {
+    return this.runner.$executeRawUnsafe(text, ...values);
+  }
+
+  /** `(p1, p2, …), (…)` for `rows` rows of `columns` values, numbering from `start`. */
+  valuesList(rows: number, columns: number, start = 1): string {
+    const groups: string[] = [];
+    let n = start;
+    for (let r = 0; r < rows; r++) {
+      const ps: string[] = [];
+      for (let c = 0; c < columns; c++) ps.push(this.param(n++));
+      groups.push(`(${ps.join(", ")})`);
+    }
+    return groups.join(", ");
+  }
+
+  /**
+   * INSERT many rows in as few statements as the parameter limits allow. `suffix` is appended verbatim
+   * (ON CONFLICT …, RETURNING …); returned rows of every chunk are concatenated.
+   */
+  async insertMany<T = never>(table: string, columns: string[], rows: unknown[][], suffix = ""): Promise<T[]> {
+    const out: T[] = [];
+    const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) VALUES `;
+    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
+      const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
+      const text = head + this.valuesList(chunk.length, columns.length) + (suffix ? ` ${suffix}` : "");
+      const values = chunk.flat();
+      if (/\bRETURNING\b/i.test(suffix)) out.push(...(await this.query<T>(text, values)));
+      else await this.execute(text, values);
+    }
+    return out;
+  }
+
+  /** `"col" IN (…)` with parameters starting at `start`. */
+  inList(column: string, count: number, start = 1): string {
+    const ps: string[] = [];
+    for (let i = 0; i < count; i++) ps.push(this.param(start + i));
+    return `"${column}" IN (${ps.join(", ")})`;
+  }
+}

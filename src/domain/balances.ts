@@ -1,0 +1,202 @@
+// The balance rows (CustomerMeter) and their ledger entries, changed in bulk inside the caller's transaction.
+// Every path that moves a balance (ingestion, grants, later expiry and renewals) comes through
+// `adjustBalances`, so the row, its aggregation state and the ledger can never disagree.
+//
+// Cost is a fixed number of statements per call whatever the number of rows: create missing rows, read
+// (and on PostgreSQL lock, in id order) the touched rows, add distinct values, write all rows back in one
+// upsert, append the ledger.
+import { randomUUID } from "node:crypto";
+import type { Sql } from "../db/sql.ts";
+import type { AggregationFunc } from "./meter-filter.ts";
+import { UNIT_SCALE } from "./units.ts";
+
+/** What a set of newly counted events adds to one meter's aggregation state. */
+export interface UsageDelta {
+  func: AggregationFunc;
+  /** events that contributed a value */
+  count: bigint;
+  /** sum of contributed micro-units (COUNT contributes one unit per event) */
+  sum: bigint;
+  max: bigint | null;
+  min: bigint | null;
+  /** UNIQUE: the typed distinct values seen */
+  distinct: Set<string>;
+  /** events matched (for the ledger), and the last of them */
+  eventCount: number;
+  lastEventId: string | null;
+}
+
+export interface CreditDelta {
+  units: bigint;
+  grantId: string;
+  kind: "GRANT";
+  description?: string | null;
+}
+
+export interface BalanceAdjustment {
+  customerId: string;
+  meterId: string;
+  usage?: UsageDelta;
+  credit?: CreditDelta;
+}
+
+/** A committed change to one balance row, for publishing after the transaction. */
+export interface BalanceChange {
+  customerId: string;
+  meterId: string;
+  version: number;
+}
+
+interface Row {
+  id: string;
+  customerId: string;
+  meterId: string;
+  consumedUnits: bigint;
+  creditedUnits: bigint;
+  aggCount: bigint;
+  aggSum: bigint;
+  aggMax: bigint | null;
+  aggMin: bigint | null;
+  version: bigint | number;
+  createdAt: unknown;
+}
+
+export function emptyUsage(func: AggregationFunc): UsageDelta {
+  return { func, count: 0n, sum: 0n, max: null, min: null, distinct: new Set(), eventCount: 0, lastEventId: null };
+}
+
+const big = (v: bigint | number | string | null): bigint | null => (v === null ? null : BigInt(v));
+const maxOf = (a: bigint | null, b: bigint | null) => (a === null ? b : b === null ? a : a > b ? a : b);
+const minOf = (a: bigint | null, b: bigint | null) => (a === null ? b : b === null ? a : a < b ? a : b);
+
+/** Integer division rounded half away from zero (AVG is kept to 6 decimals). */
+function divideRounded(n: bigint, d: bigint): bigint {
+  const q = n / d;
+  const r = n % d;
+  if (2n * (r < 0n ? -r : r) >= d) return q + (n < 0n ? -1n : 1n);
+  return q;
+}
+
+/** Consumed units as the aggregation defines them, from the stored state. */
+export function consumedFromState(func: AggregationFunc, s: { aggCount: bigint; aggSum: bigint; aggMax: bigint | null; aggMin: bigint | null }): bigint {
+  switch (func) {
+    case "COUNT":
+    case "SUM":
+      return s.aggSum;
+    case "MAX":
+      return s.aggMax ?? 0n;
+    case "MIN":
+      return s.aggMin ?? 0n;
+    case "AVG":
+      return s.aggCount === 0n ? 0n : divideRounded(s.aggSum, s.aggCount);
+    case "UNIQUE":
+      return s.aggCount * UNIT_SCALE;
+  }
+}
+
+const key = (customerId: string, meterId: string) => `${customerId}\u0000${meterId}`;
+
+export async function adjustBalances(sql: Sql, organizationId: string, adjustments: BalanceAdjustment[], now: Date): Promise<BalanceChange[]> {
+  if (adjustments.length === 0) return [];
+  const nowValue = sql.date(now);
+
+  // 1. Make sure every touched row exists (zero state), so it can be locked and updated.
+  await sql.insertMany(
+    "CustomerMeter",
+    ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
+    adjustments.map((a) => [randomUUID(), organizationId, a.customerId, a.meterId, nowValue, nowValue]),
+    `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
+  );
+
+  // 2. Read the rows (locked on PostgreSQL, in id order so concurrent writers never deadlock on them).
+  const customerIds = [...new Set(adjustments.map((a) => a.customerId))];
+  const meterIds = [...new Set(adjustments.map((a) => a.meterId))];
+  const rows = await sql.query<Row>(
+    `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt"
+       FROM "CustomerMeter"
+      WHERE ${sql.inList("customerId", customerIds.length)} AND ${sql.inList("meterId", meterIds.length, customerIds.length + 1)}
+      ORDER BY "id"${sql.forUpdate}`,
+    [...customerIds, ...meterIds],
+  );
+  const byKey = new Map(rows.map((r) => [key(r.customerId, r.meterId), r]));
+
+  // 3. UNIQUE meters: store the distinct values; only values new to the row count.
+  const distinctRows: [string, string][] = [];
+  for (const a of adjustments) {
+    if (!a.usage?.distinct.size) continue;
+    const row = byKey.get(key(a.customerId, a.meterId))!;
+    for (const v of a.usage.distinct) distinctRows.push([row.id, v]);
+  }
+  const newDistinct = new Map<string, bigint>();
+  if (distinctRows.length) {
+    const inserted = await sql.insertMany<{ customerMeterId: string }>(
+      "CustomerMeterValue",
+      ["customerMeterId", "value"],
+      distinctRows,
+      `ON CONFLICT DO NOTHING RETURNING "customerMeterId"`,
+    );
+    for (const r of inserted) newDistinct.set(r.customerMeterId, (newDistinct.get(r.customerMeterId) ?? 0n) + 1n);
+  }
+
+  // 4. New state of every row, and what the ledger records.
+  const upserts: unknown[][] = [];
+  const ledger: unknown[][] = [];
+  const changes: BalanceChange[] = [];
+  for (const a of adjustments) {
+    const row = byKey.get(key(a.customerId, a.meterId));
+    if (!row) throw new Error(`balance row missing for ${a.customerId}/${a.meterId}`);
+    const before = {
+      aggCount: BigInt(row.aggCount),
+      aggSum: BigInt(row.aggSum),
+      aggMax: big(row.aggMax),
+      aggMin: big(row.aggMin),
+    };
+    let after = before;
+    let consumed = BigInt(row.consumedUnits);
+    let credited = BigInt(row.creditedUnits);
+    let balance = credited - consumed;
+
+    if (a.credit) {
+      credited += a.credit.units;
+      balance += a.credit.units;
+      ledger.push([randomUUID(), organizationId, a.customerId, a.meterId, a.credit.kind, a.credit.units, balance, nowValue, a.credit.grantId, null, 0, a.credit.description ?? null, nowValue]);
+    }
+    if (a.usage) {
+      const u = a.usage;
+      after = {
+        aggCount: before.aggCount + (u.func === "UNIQUE" ? (newDistinct.get(row.id) ?? 0n) : u.count),
+        aggSum: before.aggSum + u.sum,
+        aggMax: maxOf(before.aggMax, u.max),
+        aggMin: minOf(before.aggMin, u.min),
+      };
+      const newConsumed = consumedFromState(u.func, after);
+      const delta = newConsumed - consumed;
+      consumed = newConsumed;
+      balance = credited - consumed;
+      if (delta !== 0n || u.eventCount > 0) {
+        ledger.push([randomUUID(), organizationId, a.customerId, a.meterId, "USAGE", -delta, balance, nowValue, null, u.lastEventId, u.eventCount, null, nowValue]);
+      }
+    }
+    const version = Number(row.version) + 1;
+    upserts.push([row.id, organizationId, a.customerId, a.meterId, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, version, row.createdAt, nowValue]);
+    changes.push({ customerId: a.customerId, meterId: a.meterId, version });
+  }
+
+  // 5. Write every row back in one statement (all rows exist, so this is an update by id).
+  await sql.insertMany(
+    "CustomerMeter",
+    ["id", "organizationId", "customerId", "meterId", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt", "updatedAt"],
+    upserts,
+    `ON CONFLICT ("id") DO UPDATE SET "consumedUnits" = excluded."consumedUnits", "creditedUnits" = excluded."creditedUnits",
+       "balance" = excluded."balance", "aggCount" = excluded."aggCount", "aggSum" = excluded."aggSum", "aggMax" = excluded."aggMax",
+       "aggMin" = excluded."aggMin", "version" = excluded."version", "updatedAt" = excluded."updatedAt"`,
+  );
+
+  // 6. Append the ledger.
+  await sql.insertMany(
+    "LedgerEntry",
+    ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "grantId", "eventId", "eventCount", "description", "createdAt"],
+    ledger,
+  );
+  return changes;
+}

@@ -1,0 +1,194 @@
+// Usage events in: validate a batch all-or-nothing, store it idempotently, count it on every matching meter
+// and move the balances, all in one transaction. The hot path of the service.
+import { randomUUID } from "node:crypto";
+import type { Db } from "../db/client.ts";
+import type { Sql } from "../db/sql.ts";
+import { adjustBalances, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { checkMetadata, type Metadata } from "./customers.ts";
+import { InvalidInputError } from "./errors.ts";
+import { contribution, filterMatches, unrepresentableNumber, type EventLike } from "./meter-filter.ts";
+import { activeMeters, type ActiveMeter } from "./meters.ts";
+import type { Notify } from "./notify.ts";
+import { inTransaction } from "./transactions.ts";
+import { DecimalFormatError } from "./units.ts";
+
+/** Most events one ingestEvents call accepts. */
+export const MAX_BATCH_SIZE = 10_000;
+/** How far in the future a timestamp may be (clock skew between the merchant's servers and ours). */
+export const FUTURE_SKEW_MS = 60_000;
+
+export interface EventInput {
+  name: string;
+  customerId?: string | null;
+  externalCustomerId?: string | null;
+  externalId?: string | null;
+  timestamp?: Date | null;
+  metadata?: unknown;
+}
+
+export interface IngestResult {
+  inserted: number;
+  duplicates: number;
+}
+
+interface ValidEvent extends EventLike {
+  index: number;
+  id: string;
+  customerId: string | null;
+  externalCustomerId: string | null;
+  externalId: string | null;
+  timestamp: Date;
+  metadata: Metadata;
+}
+
+/** A stored event about to be counted for a known customer. */
+export interface CountableEvent extends EventLike {
+  id: string;
+  customerId: string;
+}
+
+function checkEvent(e: EventInput, i: number, now: number): ValidEvent {
+  const at = (f: string) => `events.${i}.${f}`;
+  const name = typeof e.name === "string" ? e.name.trim() : "";
+  if (!name || name.length > 200) throw new InvalidInputError("must be 1 to 200 characters", at("name"));
+  if (e.customerId && e.externalCustomerId) throw new InvalidInputError("give either customerId or externalCustomerId, not both", at("customerId"));
+  if (!e.customerId && !e.externalCustomerId) throw new InvalidInputError("customerId or externalCustomerId is required", at("customerId"));
+  if (e.externalCustomerId != null && (!e.externalCustomerId.trim() || e.externalCustomerId.length > 255)) {
+    throw new InvalidInputError("must be 1 to 255 characters", at("externalCustomerId"));
+  }
+  if (e.externalId != null && (!e.externalId.trim() || e.externalId.length > 255)) throw new InvalidInputError("must be 1 to 255 characters", at("externalId"));
+  const timestamp = e.timestamp ?? new Date(now);
+  if (timestamp.getTime() > now + FUTURE_SKEW_MS) {
+    throw new InvalidInputError(`is in the future (more than ${FUTURE_SKEW_MS / 1000} s ahead of the server clock)`, at("timestamp"));
+  }
+  return {
+    index: i,
+    id: randomUUID(),
+    name,
+    customerId: e.customerId ?? null,
+    externalCustomerId: e.externalCustomerId?.trim() ?? null,
+    externalId: e.externalId ?? null,
+    timestamp,
+    metadata: checkMetadata(e.metadata, at("metadata")),
+  };
+}
+
+/** Numbers that numeric meters aggregate must be exact micro-units; reject the batch otherwise. */
+function checkAggregatedNumbers(events: ValidEvent[], meters: ActiveMeter[]): void {
+  const keys = new Set<string>();
+  for (const m of meters) {
+    if (m.aggregation.property && m.aggregation.func !== "UNIQUE") keys.add(m.aggregation.property.replace(/^metadata\./, ""));
+  }
+  if (!keys.size) return;
+  for (const e of events) {
+    for (const k of keys) {
+      const v = e.metadata[k];
+      if (typeof v !== "number") continue;
+      const reason = unrepresentableNumber(v);
+      if (reason) throw new InvalidInputError(reason, `events.${e.index}.metadata.${k}`);
+    }
+  }
+}
+
+/** A stored number a newer meter cannot represent exactly (ingestion checked only the meters of its day). */
+function contributionOrIgnored(...args: Parameters<typeof contribution>): ReturnType<typeof contribution> {
+  try {
+    return contribution(...args);
+  } catch (err) {
+    if (err instanceof DecimalFormatError) return null;
+    throw err;
+  }
+}
+
+/**
+ * Usage adjustments for events of known customers: each event is matched against every meter and adds its
+ * contribution to that (customer, meter).
+ */
+export function usageAdjustments(events: CountableEvent[], meters: ActiveMeter[]): BalanceAdjustment[] {
+  const byKey = new Map<string, BalanceAdjustment>();
+  for (const e of events) {
+    for (const m of meters) {
+      if (!filterMatches(m.filter, e)) continue;
+      const k = `${e.customerId}\u0000${m.id}`;
+      let adj = byKey.get(k);
+      if (!adj) byKey.set(k, (adj = { customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func) }));
+      const u = adj.usage!;
+      u.eventCount++;
+      u.lastEventId = e.id;
+      const c = contributionOrIgnored(m.aggregation, e);
+      if (c === null) continue; // a numeric meter ignores missing and non-numeric values
+      if ("distinct" in c) {
+        u.distinct.add(c.distinct);
+        continue;
+      }
+      u.count++;
+      u.sum += c.units;
+      u.max = u.max === null || c.units > u.max ? c.units : u.max;
+      u.min = u.min === null || c.units < u.min ? c.units : u.min;
+    }
+  }
+  return [...byKey.values()];
+}
+
+export async function ingestEvents(db: Db, notify: Notify, organizationId: string, inputs: EventInput[], now = new Date()): Promise<IngestResult> {
+  if (inputs.length === 0) return { inserted: 0, duplicates: 0 };
+  if (inputs.length > MAX_BATCH_SIZE) throw new InvalidInputError(`at most ${MAX_BATCH_SIZE} events per call (got ${inputs.length})`, "events");
+  const nowMs = now.getTime();
+  const events = inputs.map((e, i) => checkEvent(e, i, nowMs));
+
+  // Customers named by id must exist; external ids that match no customer yet are kept for later.
+  const ids = [...new Set(events.filter((e) => e.customerId).map((e) => e.customerId!))];
+  const externalIds = [...new Set(events.filter((e) => e.externalCustomerId).map((e) => e.externalCustomerId!))];
+  const [byId, byExternal, meters] = await Promise.all([
+    ids.length ? db.customer.findMany({ where: { organizationId, id: { in: ids }, deletedAt: null }, select: { id: true } }) : [],
+    externalIds.length
+      ? db.customer.findMany({ where: { organizationId, externalId: { in: externalIds }, deletedAt: null }, select: { id: true, externalId: true } })
+      : [],
+    activeMeters(db, organizationId),
+  ]);
+  const known = new Set(byId.map((c) => c.id));
+  const external = new Map(byExternal.map((c) => [c.externalId!, c.id]));
+  for (const e of events) {
+    if (e.customerId && !known.has(e.customerId)) throw new InvalidInputError("no such customer", `events.${e.index}.customerId`);
+    if (e.externalCustomerId) e.customerId = external.get(e.externalCustomerId) ?? null;
+  }
+  checkAggregatedNumbers(events, meters);
+
+  // The same externalId twice in one batch: the first one counts.
+  const seen = new Set<string>();
+  const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
+
+  return inTransaction(db, notify, organizationId, async (sql) => {
+    const rows = unique.map((e) => [
+      e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), sql.date(now),
+    ]);
+    // Idempotency is the unique (organizationId, externalId) index: a duplicate is skipped, also when a
+    // concurrent request holds the same event (its insert waits for ours to commit or roll back).
+    const inserted = await sql.insertMany<{ id: string }>(
+      "Event",
+      ["id", "organizationId", "name", "customerId", "externalCustomerId", "externalId", "timestamp", "metadata", "createdAt"],
+      rows,
+      `ON CONFLICT ("organizationId", "externalId") DO NOTHING RETURNING "id"`,
+    );
+    const insertedIds = new Set(inserted.map((r) => r.id));
+    const countable = unique.filter((e) => e.customerId && insertedIds.has(e.id)) as CountableEvent[];
+    const changes = await adjustBalances(sql, organizationId, usageAdjustments(countable, meters), now);
+    return { value: { inserted: insertedIds.size, duplicates: events.length - insertedIds.size }, changes };
+  });
+}
+
+/**
+ * A customer just got an externalId: link the events stored for it while it was unknown and count them.
+ * Runs inside the caller's transaction.
+ */
+export async function countPendingEvents(sql: Sql, tx: Db, organizationId: string, customerId: string, externalId: string, now: Date): Promise<BalanceChange[]> {
+  const pending = await tx.event.findMany({
+    where: { organizationId, externalCustomerId: externalId, customerId: null },
+    select: { id: true, name: true, metadata: true },
+  });
+  if (!pending.length) return [];
+  await tx.event.updateMany({ where: { id: { in: pending.map((e) => e.id) } }, data: { customerId } });
+  const meters = await activeMeters(tx, organizationId);
+  const events = pending.map((e) => ({ id: e.id, customerId, name: e.name, metadata: e.metadata as Metadata }));
+  return adjustBalances(sql, organizationId, usageAdjustments(events, meters), now);
+}

@@ -1,0 +1,228 @@
+// Meter definitions as pure functions: validating a filter and an aggregation when a meter is created, and
+// deciding per event whether it matches and what value it contributes. No database here; ingestion calls
+// these on every event, so they stay allocation-light.
+import { InvalidInputError } from "./errors.ts";
+import { DecimalFormatError, parseUnits } from "./units.ts";
+
+export const OPERATORS = ["EQ", "NE", "GT", "GTE", "LT", "LTE", "LIKE", "NOT_LIKE"] as const;
+export const CONJUNCTIONS = ["AND", "OR"] as const;
+export const AGGREGATIONS = ["COUNT", "SUM", "MAX", "MIN", "AVG", "UNIQUE"] as const;
+
+export type Operator = (typeof OPERATORS)[number];
+export type Conjunction = (typeof CONJUNCTIONS)[number];
+export type AggregationFunc = (typeof AGGREGATIONS)[number];
+export type Scalar = string | number | boolean;
+
+export interface FilterClause {
+  property: string;
+  operator: Operator;
+  value: Scalar;
+}
+export interface MeterFilter {
+  conjunction: Conjunction;
+  clauses: (FilterClause | MeterFilter)[];
+}
+export interface Aggregation {
+  func: AggregationFunc;
+  /** Metadata property aggregated; null for COUNT. */
+  property: string | null;
+}
+
+/** What a matcher needs of an event. */
+export interface EventLike {
+  name: string;
+  metadata: Record<string, Scalar>;
+}
+
+const MAX_DEPTH = 5;
+const MAX_CLAUSES = 100;
+const NUMERIC_OPERATORS: ReadonlySet<Operator> = new Set(["GT", "GTE", "LT", "LTE"]);
+const STRING_OPERATORS: ReadonlySet<Operator> = new Set(["LIKE", "NOT_LIKE"]);
+
+export function isNestedFilter(clause: FilterClause | MeterFilter): clause is MeterFilter {
+  return "clauses" in clause;
+}
+
+/**
+ * The value a property names on an event: `name` is the event name; anything else is a metadata key, with
+ * an optional `metadata.` prefix (so `metadata.name` reaches a metadata key called "name"). Metadata is flat,
+ * so a dotted path is looked up as one key ("model.version").
+ */
+export function propertyValue(event: EventLike, property: string): Scalar | undefined {
+  if (property === "name") return event.name;
+  const key = property.startsWith("metadata.") ? property.slice("metadata.".length) : property;
+  return Object.prototype.hasOwnProperty.call(event.metadata, key) ? event.metadata[key] : undefined;
+}
+
+/**
+ * Exact micro-units of a metadata number, or null when the value is not a number (strings and booleans are
+ * never numeric). Throws DecimalFormatError for numbers with more than 6 decimals or out of range: ingestion
+ * rejects such values in the properties meters aggregate (see `unrepresentableNumber`).
+ */
+export function numericValue(value: Scalar | undefined): bigint | null {
+  if (typeof value !== "number") return null;
+  // Integers beyond 2^53 go through their text too, so they are reported as too large, not as floats.
+  return parseUnits(Number.isSafeInteger(value) ? value : numberText(value));
+}
+
+/** A finite JS number as plain decimal text (no exponent), as the client wrote it up to 15 significant digits. */
+export function numberText(value: number): string {
+  const text = String(value);
+  if (!/e/i.test(text)) return text;
+  // 1e-7 and 1e21 style: expand without going through floats again.
+  const [mantissa, expText] = text.toLowerCase().split("e");
+  const exp = Number(expText);
+  const negative = mantissa.startsWith("-");
+  const [intPart, fracPart = ""] = mantissa.replace("-", "").split(".");
+  const digits = intPart + fracPart;
+  const point = intPart.length + exp;
+  let out: string;
+  if (point <= 0) out = `0.${"0".repeat(-point)}${digits}`;
+  else if (point >= digits.length) out = digits + "0".repeat(point - digits.length);
+  else out = `${digits.slice(0, point)}.${digits.slice(point)}`;
+  return (negative ? "-" : "") + out;
+}
+
+/** Check that a metadata number is usable as exact units; returns a reason when it is not. */
+export function unrepresentableNumber(value: number): string | null {
+  if (!Number.isFinite(value)) return "must be a finite number";
+  try {
+    numericValue(value);
+    return null;
+  } catch (err) {
+    if (err instanceof DecimalFormatError) return `number ${err.message}`;
+    throw err;
+  }
+}
+
+/** Exact comparison of two finite JS numbers by their decimal text (any number of digits). */
+export function compareNumbers(a: number, b: number): number {
+  const [ta, tb] = [numberText(a), numberText(b)];
+  const scale = Math.max(ta.split(".")[1]?.length ?? 0, tb.split(".")[1]?.length ?? 0);
+  const scaled = (t: string) => {
+    const negative = t.startsWith("-");
+    const [i, f = ""] = t.replace("-", "").split(".");
+    const v = BigInt(i + f.padEnd(scale, "0"));
+    return negative ? -v : v;
+  };
+  const [x, y] = [scaled(ta), scaled(tb)];
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** One clause against one event. A missing property or a value of the wrong type never matches. */
+export function clauseMatches(clause: FilterClause, event: EventLike): boolean {
+  const actual = propertyValue(event, clause.property);
+  if (actual === undefined || typeof actual !== typeof clause.value) return false;
+  switch (clause.operator) {
+    case "EQ":
+    case "NE": {
+      const equal = typeof actual === "number" ? compareNumbers(actual, clause.value as number) === 0 : actual === clause.value;
+      return clause.operator === "EQ" ? equal : !equal;
+    }
+    case "LIKE":
+      return (actual as string).includes(clause.value as string);
+    case "NOT_LIKE":
+      return !(actual as string).includes(clause.value as string);
+    default: {
+      const cmp = compareNumbers(actual as number, clause.value as number);
+      if (clause.operator === "GT") return cmp > 0;
+      if (clause.operator === "GTE") return cmp >= 0;
+      if (clause.operator === "LT") return cmp < 0;
+      return cmp <= 0;
+    }
+  }
+}
+
+/** Does the event match the filter? An empty AND matches everything; an empty OR matches nothing. */
+export function filterMatches(filter: MeterFilter, event: EventLike): boolean {
+  if (filter.conjunction === "AND") {
+    for (const c of filter.clauses) if (!(isNestedFilter(c) ? filterMatches(c, event) : clauseMatches(c, event))) return false;
+    return true;
+  }
+  for (const c of filter.clauses) if (isNestedFilter(c) ? filterMatches(c, event) : clauseMatches(c, event)) return true;
+  return false;
+}
+
+/**
+ * What the event contributes to the aggregation: COUNT → 1 unit; SUM/MAX/MIN/AVG → the property's number
+ * (null = ignored: missing or non-numeric); UNIQUE → the property's value as text (null = ignored).
+ */
+export function contribution(agg: Aggregation, event: EventLike): { units: bigint } | { distinct: string } | null {
+  if (agg.func === "COUNT") return { units: 1_000_000n };
+  const value = propertyValue(event, agg.property!);
+  if (agg.func === "UNIQUE") {
+    if (value === undefined) return null;
+    // Typed, so the string "1" and the number 1 are different values.
+    return { distinct: `${typeof value === "string" ? "s" : typeof value === "number" ? "n" : "b"}:${typeof value === "number" ? numberText(value) : String(value)}` };
+  }
+  const units = numericValue(value);
+  return units === null ? null : { units };
+}
+
+// ---- validation at meter creation ------------------------------------------------------------------
+
+function asRecord(value: unknown, field: string): Record<string, unknown> {
+  if (!value || typeof value !== "object" || Array.isArray(value)) throw new InvalidInputError("must be an object", field);
+  return value as Record<string, unknown>;
+}
+
+function checkProperty(value: unknown, field: string): string {
+  if (typeof value !== "string" || !value.trim()) throw new InvalidInputError("must be a non-empty string", field);
+  if (value.length > 200) throw new InvalidInputError("must be at most 200 characters", field);
+  return value.trim();
+}
+
+function checkClause(raw: Record<string, unknown>, field: string): FilterClause {
+  const property = checkProperty(raw.property, `${field}.property`);
+  const operator = raw.operator;
+  if (typeof operator !== "string" || !(OPERATORS as readonly string[]).includes(operator)) {
+    throw new InvalidInputError(`must be one of ${OPERATORS.join(", ")}`, `${field}.operator`);
+  }
+  const value = raw.value;
+  if (typeof value !== "string" && typeof value !== "number" && typeof value !== "boolean") {
+    throw new InvalidInputError("must be a string, number or boolean", `${field}.value`);
+  }
+  const op = operator as Operator;
+  if (NUMERIC_OPERATORS.has(op) && typeof value !== "number") throw new InvalidInputError(`${op} compares numbers: value must be a number`, `${field}.value`);
+  if (STRING_OPERATORS.has(op) && typeof value !== "string") throw new InvalidInputError(`${op} matches text: value must be a string`, `${field}.value`);
+  if (typeof value === "number" && !Number.isFinite(value)) throw new InvalidInputError("must be a finite number", `${field}.value`);
+  return { property, operator: op, value };
+}
+
+function checkFilter(raw: unknown, field: string, depth: number, count: { n: number }): MeterFilter {
+  const obj = asRecord(raw, field);
+  if (depth > MAX_DEPTH) throw new InvalidInputError(`filters nest at most ${MAX_DEPTH} levels`, field);
+  const conjunction = obj.conjunction;
+  if (conjunction !== "AND" && conjunction !== "OR") throw new InvalidInputError("must be AND or OR", `${field}.conjunction`);
+  if (!Array.isArray(obj.clauses)) throw new InvalidInputError("must be a list", `${field}.clauses`);
+  const clauses = obj.clauses.map((c, i) => {
+    const at = `${field}.clauses.${i}`;
+    if (++count.n > MAX_CLAUSES) throw new InvalidInputError(`a filter has at most ${MAX_CLAUSES} clauses`, at);
+    const clause = asRecord(c, at);
+    // A clause is either a condition or a nested filter (given as `filter` or inline).
+    const nested = clause.filter ?? ("clauses" in clause ? clause : undefined);
+    if (nested !== undefined && nested !== null) {
+      if (clause.property !== undefined && clause.property !== null) {
+        throw new InvalidInputError("give either a condition (property, operator, value) or a nested filter, not both", at);
+      }
+      return checkFilter(nested, clause.filter ? `${at}.filter` : at, depth + 1, count);
+    }
+    return checkClause(clause, at);
+  });
+  return { conjunction, clauses };
+}
+
+/** Validate a filter as given by a client; typed errors name the offending path under `field`. */
+export function parseMeterFilter(raw: unknown, field = "input.filter"): MeterFilter {
+  return checkFilter(raw, field, 1, { n: 0 });
+}
+
+export function parseAggregation(raw: { func: string; property?: string | null }, field = "input.aggregation"): Aggregation {
+  if (!(AGGREGATIONS as readonly string[]).includes(raw.func)) throw new InvalidInputError(`must be one of ${AGGREGATIONS.join(", ")}`, `${field}.func`);
+  const func = raw.func as AggregationFunc;
+  if (func === "COUNT") {
+    if (raw.property) throw new InvalidInputError("COUNT counts events and takes no property", `${field}.property`);
+    return { func, property: null };
+  }
+  return { func, property: checkProperty(raw.property, `${field}.property`) };
+}

@@ -1,0 +1,92 @@
+// Balances: the CustomerMeter type, its reads, and the live subscriptions.
+import { Repeater } from "graphql-yoga";
+import { NotFoundError } from "../domain/errors.ts";
+import { builder } from "./builder.ts";
+import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { CustomerState } from "./customer-state.ts";
+
+export const CustomerMeterObject = builder.prismaObject("CustomerMeter", {
+  description: "One customer's balance on one meter. balance = creditedUnits − consumedUnits; negative = overage units.",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    customer: t.relation("customer"),
+    meter: t.relation("meter"),
+    consumedUnits: t.expose("consumedUnits", { type: "Decimal", description: "Usage counted by the meter's aggregation" }),
+    creditedUnits: t.expose("creditedUnits", { type: "Decimal", description: "Credits granted, net of expiries, voids and revokes" }),
+    balance: t.expose("balance", { type: "Decimal" }),
+    version: t.exposeInt("version", { description: "Increases with every change; lets clients drop out-of-order messages" }),
+    updatedAt: t.expose("updatedAt", { type: "DateTime" }),
+  }),
+});
+
+builder.objectField(CustomerState, "meters", (t) =>
+  t.prismaField({
+    type: ["CustomerMeter"],
+    description: "Every meter the customer has a balance or usage on.",
+    resolve: (query, state, _args, ctx) =>
+      ctx.db.customerMeter.findMany({ ...query, where: { customerId: state.customer.id }, orderBy: { meterId: "asc" } }),
+  }),
+);
+
+builder.queryFields((t) => ({
+  customerMeter: t.prismaField({
+    type: "CustomerMeter",
+    nullable: true,
+    description: "One balance. Null when the customer has neither usage nor credits on the meter yet.",
+    authScopes: { authenticated: true },
+    args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id({ required: true }) },
+    resolve: async (query, _root, args, ctx) => {
+      const customer = await readableCustomer(ctx, refArgs(args));
+      return ctx.db.customerMeter.findFirst({ ...query, where: { customerId: customer.id, meterId: String(args.meterId), organizationId: orgId(ctx) } });
+    },
+  }),
+  customerMeters: t.prismaConnection(
+    {
+      type: "CustomerMeter",
+      cursor: "id",
+      description: "Balances, for one customer or (admin) the whole organization.",
+      authScopes: { authenticated: true },
+      args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
+      resolve: async (query, _root, args, ctx) => {
+        const named = args.customerId || args.externalCustomerId || ctx.principal?.kind === "customer";
+        const customer = named ? await readableCustomer(ctx, refArgs(args)) : null;
+        return ctx.db.customerMeter.findMany({
+          ...query,
+          where: { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
+          orderBy: { id: "asc" },
+        });
+      },
+    },
+    { name: "CustomerMeterConnection" },
+    { name: "CustomerMeterEdge" },
+  ),
+}));
+
+type BalanceMessage = { customerId: string; meterId: string; version: number };
+
+builder.subscriptionFields((t) => ({
+  customerMeterUpdated: t.prismaField({
+    type: "CustomerMeter",
+    description: "The stored balance after every committed change to this customer's balance on the meter (every meter when meterId is omitted).",
+    authScopes: { authenticated: true },
+    args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
+    subscribe: async (_root, args, ctx) => {
+      const customer = await readableCustomer(ctx, refArgs(args));
+      const meterId = args.meterId ? String(args.meterId) : null;
+      if (meterId && !(await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx) }, select: { id: true } }))) {
+        throw new NotFoundError("No such meter", "meterId");
+      }
+      const messages = ctx.pubsub.subscribe("customer-meter:changed", customer.id);
+      if (!meterId) return messages;
+      return new Repeater<BalanceMessage>(async (push, stop) => {
+        const it = messages[Symbol.asyncIterator]();
+        stop.then(() => it.return?.());
+        for (let r = await it.next(); !r.done; r = await it.next()) if (r.value.meterId === meterId) await push(r.value);
+        stop();
+      });
+    },
+    // The message is a pointer; the row read here is what the database holds now.
+    resolve: (query, payload: BalanceMessage, _args, ctx) =>
+      ctx.db.customerMeter.findUniqueOrThrow({ ...query, where: { customerId_meterId: { customerId: payload.customerId, meterId: payload.meterId } } }),
+  }),
+}));

@@ -1,0 +1,86 @@
+// Usage events: ingestion and reading them back.
+import { InvalidInputError } from "../domain/errors.ts";
+import { ingestEvents, MAX_BATCH_SIZE } from "../domain/ingestion.ts";
+import { listEvents } from "../domain/events.ts";
+import { builder } from "./builder.ts";
+import { orgId, readableCustomer, refArgs } from "./access.ts";
+
+const EventObject = builder.prismaObject("Event", {
+  description: "A usage event as ingested. Immutable.",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    name: t.exposeString("name"),
+    customer: t.relation("customer", { nullable: true, description: "Null while its externalCustomerId matches no customer" }),
+    externalCustomerId: t.exposeString("externalCustomerId", { nullable: true }),
+    externalId: t.exposeString("externalId", { nullable: true }),
+    timestamp: t.expose("timestamp", { type: "DateTime" }),
+    metadata: t.expose("metadata", { type: "JSON" }),
+    createdAt: t.expose("createdAt", { type: "DateTime", description: "When the service stored it" }),
+  }),
+});
+
+const EventInput = builder.inputType("EventInput", {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    customerId: t.id(),
+    externalCustomerId: t.string({ description: "May name a customer that does not exist yet: the event counts once it does" }),
+    externalId: t.string({ description: "Idempotency key, unique per organization forever: a repeat is counted as a duplicate and changes nothing" }),
+    timestamp: t.field({ type: "DateTime", description: "Default now; at most 60 s in the future" }),
+    metadata: t.field({ type: "JSON", description: "Flat object of string, number or boolean values" }),
+  }),
+});
+
+const IngestEventsResult = builder.objectRef<{ inserted: number; duplicates: number }>("IngestSummary").implement({
+  fields: (t) => ({
+    inserted: t.exposeInt("inserted"),
+    duplicates: t.exposeInt("duplicates", { description: "Events whose externalId was already stored (or repeated in the batch)" }),
+  }),
+});
+
+builder.mutationFields((t) => ({
+  ingestEvents: t.field({
+    type: IngestEventsResult,
+    description: `Store and count a batch of up to ${MAX_BATCH_SIZE} events, all or nothing. Balances are current when this returns, and subscribers are notified.`,
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError] },
+    args: { events: t.arg({ type: [EventInput], required: true }) },
+    resolve: (_root, { events }, ctx) =>
+      ingestEvents(
+        ctx.db,
+        ctx.notify,
+        orgId(ctx),
+        events.map((e) => ({ ...e, customerId: e.customerId == null ? null : String(e.customerId) })),
+      ),
+  }),
+}));
+
+builder.queryFields((t) => ({
+  events: t.connection(
+    {
+      type: EventObject,
+      description: "Events, oldest first, filtered by customer, meter (events its filter matches), name and time range [from, to).",
+      authScopes: { authenticated: true },
+      args: {
+        customerId: t.arg.id(),
+        externalCustomerId: t.arg.string(),
+        meterId: t.arg.id(),
+        name: t.arg.string(),
+        from: t.arg({ type: "DateTime" }),
+        to: t.arg({ type: "DateTime" }),
+      },
+      resolve: async (_root, args, ctx) => {
+        const named = args.customerId || args.externalCustomerId || ctx.principal?.kind === "customer";
+        const customer = named ? await readableCustomer(ctx, refArgs(args)) : null;
+        return listEvents(ctx.db, orgId(ctx), {
+          customerId: customer?.id,
+          meterId: args.meterId == null ? undefined : String(args.meterId),
+          name: args.name ?? undefined,
+          from: args.from ?? undefined,
+          to: args.to ?? undefined,
+        }, { first: args.first ?? undefined, after: args.after ?? undefined });
+      },
+    },
+    { name: "EventConnection" },
+    { name: "EventEdge" },
+  ),
+}));

@@ -1,0 +1,150 @@
+// Meter type, its queries and mutations.
+import { archiveMeter, createMeter, updateMeter } from "../domain/meters.ts";
+import { AGGREGATIONS, CONJUNCTIONS, OPERATORS } from "../domain/meter-filter.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { builder } from "./builder.ts";
+import { orgId } from "./access.ts";
+
+export const AggregationFuncEnum = builder.enumType("AggregationFunc", {
+  description: "COUNT counts matching events; SUM/MAX/MIN/AVG aggregate a numeric metadata property (non-numeric values are ignored); UNIQUE counts distinct values.",
+  values: AGGREGATIONS,
+});
+const FilterOperatorEnum = builder.enumType("FilterOperator", {
+  description: "GT/GTE/LT/LTE compare numbers; LIKE/NOT_LIKE are literal, case-sensitive substring tests on strings (no wildcards); EQ/NE compare values of the same type. A missing property or a value of another type never matches.",
+  values: OPERATORS,
+});
+const ConjunctionEnum = builder.enumType("FilterConjunction", { values: CONJUNCTIONS });
+
+const MeterAggregation = builder.objectRef<{ func: string; property: string | null }>("MeterAggregation").implement({
+  fields: (t) => ({
+    func: t.field({ type: AggregationFuncEnum, resolve: (a) => a.func as (typeof AGGREGATIONS)[number] }),
+    property: t.exposeString("property", { nullable: true }),
+  }),
+});
+
+export const MeterObject = builder.prismaObject("Meter", {
+  description: "What usage counts and how. Each meter has its own balance per customer; units never mix across meters.",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    name: t.exposeString("name"),
+    filter: t.expose("filter", { type: "JSON", description: "{conjunction, clauses: [{property, operator, value} | nested filter]}" }),
+    aggregation: t.field({
+      type: MeterAggregation,
+      select: { aggregationFunc: true, aggregationProperty: true },
+      resolve: (m) => ({ func: m.aggregationFunc, property: m.aggregationProperty }),
+    }),
+    archivedAt: t.expose("archivedAt", { type: "DateTime", nullable: true }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+// Recursive input: a clause may hold a nested filter. The domain validates the shape (parseMeterFilter).
+const MeterFilterInput = builder.inputRef<{ conjunction: (typeof CONJUNCTIONS)[number]; clauses: object[] }>("MeterFilterInput");
+const MeterFilterClauseInput = builder.inputType("MeterFilterClauseInput", {
+  description: "Either a condition (property, operator, value) or a nested filter.",
+  fields: (t) => ({
+    property: t.string({ description: "`name` (the event name) or a metadata key, optionally written metadata.<key>" }),
+    operator: t.field({ type: FilterOperatorEnum }),
+    value: t.field({ type: "JSON", description: "A string, number or boolean" }),
+    filter: t.field({ type: MeterFilterInput }),
+  }),
+});
+MeterFilterInput.implement({
+  fields: (t) => ({
+    conjunction: t.field({ type: ConjunctionEnum, required: true }),
+    clauses: t.field({ type: [MeterFilterClauseInput], required: true }),
+  }),
+});
+
+const MeterAggregationInput = builder.inputType("MeterAggregationInput", {
+  fields: (t) => ({
+    func: t.field({ type: AggregationFuncEnum, required: true }),
+    property: t.string({ description: "The metadata property aggregated; omit for COUNT" }),
+  }),
+});
+
+const CreateMeterInput = builder.inputType("CreateMeterInput", {
+  fields: (t) => ({
+    name: t.string({ required: true }),
+    filter: t.field({ type: MeterFilterInput, required: true }),
+    aggregation: t.field({ type: MeterAggregationInput, required: true }),
+  }),
+});
+
+const UpdateMeterInput = builder.inputType("UpdateMeterInput", {
+  description: "The name can always change; filter and aggregation only until the meter has counted events.",
+  fields: (t) => ({
+    name: t.string(),
+    filter: t.field({ type: MeterFilterInput }),
+    aggregation: t.field({ type: MeterAggregationInput }),
+  }),
+});
+
+/** GraphQL gives absent nested fields as undefined/null; the domain validator wants plain JSON. */
+function stripNulls(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(stripNulls);
+  if (value && typeof value === "object" && !(value instanceof Date)) {
+    return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== null && v !== undefined).map(([k, v]) => [k, stripNulls(v)]));
+  }
+  return value;
+}
+
+builder.queryFields((t) => ({
+  meter: t.prismaField({
+    type: "Meter",
+    nullable: true,
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, { id }, ctx) => ctx.db.meter.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx) } }),
+  }),
+  meters: t.prismaConnection(
+    {
+      type: "Meter",
+      cursor: "id",
+      authScopes: { authenticated: true },
+      args: { includeArchived: t.arg.boolean({ description: "Also list archived meters (default false)" }) },
+      resolve: (query, _root, args, ctx) =>
+        ctx.db.meter.findMany({
+          ...query,
+          where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }) },
+          orderBy: { id: "asc" },
+        }),
+    },
+    { name: "MeterConnection" },
+    { name: "MeterEdge" },
+  ),
+}));
+
+builder.mutationFields((t) => ({
+  createMeter: t.prismaField({
+    type: "Meter",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError] },
+    args: { input: t.arg({ type: CreateMeterInput, required: true }) },
+    resolve: async (query, _root, { input }, ctx) => {
+      const meter = await createMeter(ctx.db, orgId(ctx), stripNulls(input) as never);
+      return ctx.db.meter.findUniqueOrThrow({ ...query, where: { id: meter.id } });
+    },
+  }),
+  updateMeter: t.prismaField({
+    type: "Meter",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
+    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateMeterInput, required: true }) },
+    resolve: async (query, _root, { id, input }, ctx) => {
+      const meter = await updateMeter(ctx.db, orgId(ctx), String(id), stripNulls(input) as never);
+      return ctx.db.meter.findUniqueOrThrow({ ...query, where: { id: meter.id } });
+    },
+  }),
+  archiveMeter: t.prismaField({
+    type: "Meter",
+    description: "Stop counting new events on the meter. Its balances stay readable.",
+    authScopes: { admin: true },
+    errors: { types: [NotFoundError] },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, { id }, ctx) => {
+      const meter = await archiveMeter(ctx.db, orgId(ctx), String(id));
+      return ctx.db.meter.findUniqueOrThrow({ ...query, where: { id: meter.id } });
+    },
+  }),
+}));
