@@ -127,3 +127,201 @@ export const CustomerStateChanged = graphql(`
     }
   }
 `);
+
+export const CreateMeter = graphql(`
+  mutation CreateMeter($input: CreateMeterInput!) {
+    createMeter(input: $input) {
+      __typename
+      ... on Meter {
+        id
+        name
+        filter
+        aggregation {
+          func
+          property
+        }
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const UpdateMeter = graphql(`
+  mutation UpdateMeter($id: ID!, $input: UpdateMeterInput!) {
+    updateMeter(id: $id, input: $input) {
+      __typename
+      ... on Meter {
+        id
+        name
+      }
+      ... on Error {
+        code
+        field
+      }
+    }
+  }
+`);
+
+export const ArchiveMeter = graphql(`
+  mutation ArchiveMeter($id: ID!) {
+    archiveMeter(id: $id) {
+      __typename
+      ... on Meter {
+        id
+        archivedAt
+      }
+    }
+  }
+`);
+
+export const ListMeters = graphql(`
+  query ListMeters($includeArchived: Boolean) {
+    meters(includeArchived: $includeArchived) {
+      edges {
+        node {
+          id
+          name
+        }
+      }
+    }
+  }
+`);
+
+export const IngestEvents = graphql(`
+  mutation IngestEvents($events: [EventInput!]!) {
+    ingestEvents(events: $events) {
+      __typename
+      ... on IngestSummary {
+        inserted
+        duplicates
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const GetCustomerMeter = graphql(`
+  query GetCustomerMeter($customerId: ID, $externalCustomerId: String, $meterId: ID!) {
+    customerMeter(customerId: $customerId, externalCustomerId: $externalCustomerId, meterId: $meterId) {
+      id
+      consumedUnits
+      creditedUnits
+      balance
+      version
+      meter {
+        id
+      }
+    }
+  }
+`);
+
+export const ListCustomerMeters = graphql(`
+  query ListCustomerMeters($customerId: ID, $meterId: ID, $first: Int) {
+    customerMeters(customerId: $customerId, meterId: $meterId, first: $first) {
+      edges {
+        node {
+          balance
+          customer {
+            id
+          }
+          meter {
+            id
+          }
+        }
+      }
+    }
+  }
+`);
+
+export const FullCustomerState = graphql(`
+  query FullCustomerState($customerId: ID, $externalCustomerId: String) {
+    customerState(customerId: $customerId, externalCustomerId: $externalCustomerId) {
+      customer {
+        id
+        email
+      }
+      meters {
+        balance
+        consumedUnits
+        creditedUnits
+        meter {
+          id
+          name
+        }
+      }
+    }
+  }
+`);
+
+export const ListEvents = graphql(`
+  query ListEvents($customerId: ID, $meterId: ID, $name: String, $from: DateTime, $to: DateTime, $first: Int, $after: String) {
+    events(customerId: $customerId, meterId: $meterId, name: $name, from: $from, to: $to, first: $first, after: $after) {
+      edges {
+        node {
+          externalId
+          name
+          customer {
+            id
+          }
+        }
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+`);
+
+export const GrantCredits = graphql(`
+  mutation GrantCredits($input: GrantCreditsInput!) {
+    grantCredits(input: $input) {
+      __typename
+      ... on CreditGrant {
+        id
+        units
+        remainingUnits
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const CustomerMeterUpdated = graphql(`
+  subscription CustomerMeterUpdated($customerId: ID, $externalCustomerId: String, $meterId: ID) {
+    customerMeterUpdated(customerId: $customerId, externalCustomerId: $externalCustomerId, meterId: $meterId) {
+      balance
+      consumedUnits
+      creditedUnits
+      version
+      meter {
+        id
+      }
+    }
+  }
+`);
+
+export const CustomerStateWithMeters = graphql(`
+  subscription CustomerStateWithMeters($customerId: ID) {
+    customerStateChanged(customerId: $customerId) {
+      meters {
+        balance
+        meter {
+          id
+        }
+      }
+    }
+  }
+`);

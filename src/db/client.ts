@@ -16,19 +16,28 @@ export function providerOfDb(db: Db): Provider {
   return provider;
 }
 
-export async function createPrisma(url: string): Promise<Db> {
-  const db = await connect(url);
+export interface PrismaOptions {
+  /** Called with every SQL statement the client sends (tests count queries with it). */
+  onQuery?: (sql: string) => void;
+}
+
+export async function createPrisma(url: string, options: PrismaOptions = {}): Promise<Db> {
+  const db = await connect(url, options.onQuery ? { log: [{ emit: "event", level: "query" }] } : {});
+  if (options.onQuery) {
+    const onQuery = options.onQuery;
+    (db as unknown as { $on(e: "query", cb: (e: { query: string }) => void): void }).$on("query", (e) => onQuery(e.query));
+  }
   providers.set(db, providerOf(url));
   return db;
 }
 
-async function connect(url: string): Promise<Db> {
+async function connect(url: string, clientOptions: object): Promise<Db> {
   if (providerOf(url) === "postgresql") {
     const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
       import("../generated/prisma-postgresql/client.ts"),
       import("@prisma/adapter-pg"),
     ]);
-    return new PrismaClient({ adapter: new PrismaPg({ connectionString: url }) });
+    return new PrismaClient({ ...clientOptions, adapter: new PrismaPg({ connectionString: url }) });
   }
   ensureSqliteDir(url);
   const [{ PrismaClient: SqliteClient }, { PrismaLibSql }] = await Promise.all([
@@ -37,7 +46,7 @@ async function connect(url: string): Promise<Db> {
   ]);
   // timeout = SQLite busy timeout: writers from other processes wait instead of failing at once.
   // intMode bigint: micro-unit columns exceed 2^53; libsql would otherwise throw on reading them.
-  const prisma = new SqliteClient({ adapter: new PrismaLibSql({ url, timeout: 5000, intMode: "bigint" }) });
+  const prisma = new SqliteClient({ ...clientOptions, adapter: new PrismaLibSql({ url, timeout: 5000, intMode: "bigint" }) });
   // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
   await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
   return prisma as unknown as Db;

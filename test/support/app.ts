@@ -35,6 +35,8 @@ export interface TestApp {
   ok<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<R>;
   /** Like exec, but expects exactly one GraphQL error and returns it. */
   error<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<GraphQLErrorJson>;
+  /** SQL statements the server's client sent while `work` ran. */
+  queriesDuring(work: () => Promise<unknown>): Promise<string[]>;
   /** A second, unrelated tenant with its own admin token. */
   newOrganization(name?: string): Promise<{ id: string; token: string }>;
   wsClient(token: string | null, onClose?: (event: { code: number; reason: string }) => void): Client;
@@ -47,7 +49,8 @@ export async function startTestApp(): Promise<TestApp> {
   const dir = mkdtempSync(path.join(tmpdir(), "credits-test-"));
   const dbUrl = process.env.TEST_DATABASE_URL ?? `file:${path.join(dir, "test.db")}`;
   await migrateDeploy(dbUrl);
-  const db = await createPrisma(dbUrl);
+  const queries: string[] = [];
+  const db = await createPrisma(dbUrl, { onQuery: (sql) => queries.push(sql) });
   const { pubsub, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
   // Count subscriptions the server opens, so tests publish only after a subscriber is listening.
   let opened = 0;
@@ -89,6 +92,11 @@ export async function startTestApp(): Promise<TestApp> {
       const result = await exec(doc, variables, token);
       if (result.errors?.length !== 1) throw new Error(`expected one GraphQL error, got ${JSON.stringify(result)}`);
       return result.errors[0];
+    },
+    async queriesDuring(work) {
+      const start = queries.length;
+      await work();
+      return queries.slice(start);
     },
     async newOrganization(name = "Other organization") {
       const other = await createOrganization(db, name);

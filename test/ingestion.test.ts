@@ -1,0 +1,265 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { FullCustomerState, IngestEvents, ListEvents } from "./documents.ts";
+import { startTestApp, type TestApp } from "./support/app.ts";
+import { balanceOf, customer, grant, ingest, meter, named } from "./support/fixtures.ts";
+
+let t: TestApp;
+beforeAll(async () => {
+  t = await startTestApp();
+});
+afterAll(() => t?.close());
+
+const use = (customerId: string, metadata: Record<string, unknown> = {}, extra: object = {}) => ({ name: "use", customerId, metadata, ...extra });
+
+describe("aggregations, maintained incrementally across batches", () => {
+  it("COUNT counts matching events", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT");
+    await ingest(t, [use(c), use(c), { name: "other", customerId: c }]);
+    await ingest(t, [use(c)]);
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "3", balance: "-3" });
+  });
+
+  it("SUM adds values exactly, and a negative value gives units back", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "SUM", { property: "tokens" });
+    await ingest(t, [use(c, { tokens: 0.1 }), use(c, { tokens: 0.2 })]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("0.3");
+    await ingest(t, [use(c, { tokens: 10 }), use(c, { tokens: -2.5 })]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("7.8");
+  });
+
+  it("numeric aggregations ignore missing and non-numeric values", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "SUM", { property: "tokens" });
+    await ingest(t, [use(c, { tokens: "100" }), use(c, { tokens: true }), use(c, {}), use(c, { tokens: 4 })]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("4");
+  });
+
+  it("MAX and MIN keep the extreme value across batches", async () => {
+    const c = await customer(t);
+    const max = await meter(t, "MAX", { property: "gb" });
+    const min = await meter(t, "MIN", { property: "gb" });
+    await ingest(t, [use(c, { gb: 5 }), use(c, { gb: 7.25 })]);
+    await ingest(t, [use(c, { gb: 6 }), use(c, { gb: 3 }), use(c, { gb: "1" })]);
+    expect((await balanceOf(t, c, max))?.consumedUnits).toBe("7.25");
+    expect((await balanceOf(t, c, min))?.consumedUnits).toBe("3");
+  });
+
+  it("AVG keeps sum and count across batches", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "AVG", { property: "latency" });
+    await ingest(t, [use(c, { latency: 1 }), use(c, { latency: 2 })]);
+    await ingest(t, [use(c, { latency: 4 }), use(c, { latency: "slow" })]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("2.333333"); // 7 / 3, kept to 6 decimals
+  });
+
+  it("UNIQUE counts distinct values across batches, telling 1 and \"1\" apart", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "UNIQUE", { property: "user" });
+    await ingest(t, [use(c, { user: "a" }), use(c, { user: "b" }), use(c, { user: "a" })]);
+    await ingest(t, [use(c, { user: "b" }), use(c, { user: 1 }), use(c, { user: "1" }), use(c, {})]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("4");
+  });
+
+  it("keeps each meter's balance separate when one event matches several meters", async () => {
+    const c = await customer(t);
+    const count = await meter(t, "COUNT");
+    const sum = await meter(t, "SUM", { property: "n" });
+    await ingest(t, [use(c, { n: 5 })]);
+    expect((await balanceOf(t, c, count))?.consumedUnits).toBe("1");
+    expect((await balanceOf(t, c, sum))?.consumedUnits).toBe("5");
+  });
+
+  it("an archived meter keeps its balance and counts no new events", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT");
+    await ingest(t, [use(c)]);
+    await t.db.meter.update({ where: { id: m }, data: { archivedAt: new Date() } });
+    await ingest(t, [use(c)]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("1");
+  });
+});
+
+describe("balances", () => {
+  it("0.1 + 0.2 credits is exactly 0.3, and usage draws it down exactly", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "SUM", { property: "x" });
+    await grant(t, c, m, "0.1");
+    await grant(t, c, m, "0.2");
+    expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "0.3", balance: "0.3" });
+    await ingest(t, [use(c, { x: 0.3 })]);
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "0.3", balance: "0" });
+  });
+
+  it("the same grant idempotency key twice makes one grant", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT");
+    const [a, b] = await Promise.all([grant(t, c, m, "10", "pay_1"), grant(t, c, m, "10", "pay_1")]);
+    const again = await grant(t, c, m, "10", "pay_1");
+    expect(new Set([a.id, b.id, again.id]).size).toBe(1);
+    expect((await balanceOf(t, c, m))?.creditedUnits).toBe("10");
+    expect(await t.db.ledgerEntry.count({ where: { customerId: c, meterId: m, kind: "GRANT" } })).toBe(1);
+  });
+
+  it("customerState returns every balance in a fixed number of queries (no N+1)", async () => {
+    const few = await customer(t);
+    const many = await customer(t);
+    const meters = [];
+    for (let i = 0; i < 6; i++) meters.push(await meter(t, "COUNT", { filter: named(`n+1-${i}`) }));
+    await ingest(t, [{ name: "n+1-0", customerId: few }, ...meters.map((_, i) => ({ name: `n+1-${i}`, customerId: many }))]);
+    const read = async (customerId: string) => {
+      let count = 0;
+      const queries = await t.queriesDuring(async () => {
+        count = (await t.ok(FullCustomerState, { customerId })).customerState.meters.length;
+      });
+      return { count, queries: queries.length };
+    };
+    const [one, six] = [await read(few), await read(many)];
+    expect([one.count, six.count]).toEqual([1, 6]);
+    // token, customer, balances, their meters: the same few statements however many meters there are
+    expect(six.queries).toBe(one.queries);
+    expect(six.queries).toBeLessThanOrEqual(5);
+  });
+
+  it("writes a ledger entry for every balance change with the balance after it", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "SUM", { property: "x" });
+    await grant(t, c, m, "10");
+    await ingest(t, [use(c, { x: 3 }), use(c, { x: 1 })]);
+    await ingest(t, [use(c, { x: 2.5 })]);
+    const entries = await t.db.ledgerEntry.findMany({ where: { customerId: c, meterId: m }, orderBy: { createdAt: "asc" } });
+    expect(entries.map((e) => [e.kind, e.units, e.balanceAfter, e.eventCount])).toEqual([
+      ["GRANT", 10_000_000n, 10_000_000n, 0],
+      ["USAGE", -4_000_000n, 6_000_000n, 2],
+      ["USAGE", -2_500_000n, 3_500_000n, 1],
+    ]);
+  });
+});
+
+describe("ingestEvents validation (all or nothing)", () => {
+  it("rejects the whole batch and names the event index and field", async () => {
+    const c = await customer(t);
+    const before = await t.db.event.count();
+    const cases: [object, string][] = [
+      [{ name: "", customerId: c }, "events.1.name"],
+      [{ name: "use" }, "events.1.customerId"],
+      [{ name: "use", customerId: c, externalCustomerId: "x" }, "events.1.customerId"],
+      [{ name: "use", customerId: "no-such-customer" }, "events.1.customerId"],
+      [{ name: "use", customerId: c, timestamp: new Date(Date.now() + 10 * 60_000).toISOString() }, "events.1.timestamp"],
+      [{ name: "use", customerId: c, metadata: { nested: { a: 1 } } }, "events.1.metadata.nested"],
+      [{ name: "use", customerId: c, metadata: "text" }, "events.1.metadata"],
+    ];
+    for (const [bad, field] of cases) {
+      const { ingestEvents } = await t.ok(IngestEvents, { events: [use(c), bad as never, use(c)] });
+      expect(ingestEvents, field).toMatchObject({ __typename: "InvalidInputError", code: "BAD_USER_INPUT", field });
+    }
+    expect(await t.db.event.count()).toBe(before);
+  });
+
+  it("rejects a number a meter cannot aggregate exactly, naming the property", async () => {
+    const c = await customer(t);
+    await meter(t, "SUM", { property: "exact" });
+    const { ingestEvents } = await t.ok(IngestEvents, { events: [use(c, { exact: 0.1234567 })] });
+    expect(ingestEvents).toMatchObject({ __typename: "InvalidInputError", field: "events.0.metadata.exact" });
+  });
+
+  it("accepts a timestamp within the clock-skew allowance and defaults it to now", async () => {
+    const c = await customer(t);
+    const soon = new Date(Date.now() + 30_000).toISOString();
+    expect(await ingest(t, [use(c, {}, { timestamp: soon, externalId: "skew-ok" }), use(c, {}, { externalId: "no-ts" })])).toEqual({ __typename: "IngestSummary", inserted: 2, duplicates: 0 });
+    const stored = await t.db.event.findFirstOrThrow({ where: { externalId: "no-ts" } });
+    expect(Math.abs(stored.timestamp.getTime() - Date.now())).toBeLessThan(60_000);
+  });
+
+  it("refuses more than 10,000 events in one call", async () => {
+    const c = await customer(t);
+    const events = Array.from({ length: 10_001 }, () => use(c));
+    const { ingestEvents } = await t.ok(IngestEvents, { events });
+    expect(ingestEvents).toMatchObject({ __typename: "InvalidInputError", field: "events", message: expect.stringContaining("10000") });
+  });
+});
+
+describe("idempotency by externalId", () => {
+  it("counts a repeated event once, within a batch and across batches", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT");
+    expect(await ingest(t, [use(c, {}, { externalId: "e1" }), use(c, {}, { externalId: "e1" }), use(c, {}, { externalId: "e2" })])).toMatchObject({ inserted: 2, duplicates: 1 });
+    expect(await ingest(t, [use(c, {}, { externalId: "e1" }), use(c, {}, { externalId: "e3" })])).toMatchObject({ inserted: 1, duplicates: 1 });
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("3");
+  });
+
+  it("8 clients sending the same 1,000 events at once insert 1,000 in total", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "SUM", { property: "n" });
+    const events = Array.from({ length: 1000 }, (_, i) => use(c, { n: 1 }, { externalId: `conc-${i}` }));
+    const results = await Promise.all(Array.from({ length: 8 }, () => ingest(t, events)));
+    expect(results.reduce((s, r) => s + r.inserted, 0)).toBe(1000);
+    expect(results.reduce((s, r) => s + r.duplicates, 0)).toBe(7000);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("1000");
+  });
+
+  it("is per organization: another tenant may use the same externalId", async () => {
+    const other = await t.newOrganization();
+    const oc = await customer(t, "tenant-b-cust", other.token);
+    const c = await customer(t);
+    await ingest(t, [use(c, {}, { externalId: "shared-id" })]);
+    expect(await ingest(t, [use(oc, {}, { externalId: "shared-id" })], other.token)).toMatchObject({ inserted: 1, duplicates: 0 });
+  });
+});
+
+describe("unknown external customers", () => {
+  it("keeps events for an unknown externalCustomerId and counts them once the customer is created", async () => {
+    const m = await meter(t, "SUM", { property: "n" });
+    expect(await ingest(t, [{ name: "use", externalCustomerId: "future-user", metadata: { n: 2 } }, { name: "use", externalCustomerId: "future-user", metadata: { n: 3 } }])).toMatchObject({ inserted: 2 });
+    const c = await customer(t, "future-user");
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "5", balance: "-5" });
+    await ingest(t, [{ name: "use", externalCustomerId: "future-user", metadata: { n: 1 } }]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("6");
+  });
+});
+
+describe("concurrency", () => {
+  it("16 concurrent requests of distinct events end with the balance a serial replay gives", async () => {
+    const meters = { sum: await meter(t, "SUM", { property: "n" }), max: await meter(t, "MAX", { property: "n" }), uniq: await meter(t, "UNIQUE", { property: "u" }) };
+    const batches = Array.from({ length: 16 }, (_, b) => Array.from({ length: 50 }, (_, i) => ({ n: ((b * 50 + i) % 97) / 4, u: `u${(b * 7 + i) % 41}` })));
+    const parallel = await customer(t);
+    const serial = await customer(t);
+    await Promise.all(batches.map((batch) => ingest(t, batch.map((md) => use(parallel, md)))));
+    for (const batch of batches) await ingest(t, batch.map((md) => use(serial, md)));
+    for (const m of Object.values(meters)) {
+      const [p, s] = [await balanceOf(t, parallel, m), await balanceOf(t, serial, m)];
+      expect(p?.consumedUnits).toBe(s?.consumedUnits);
+      expect(p?.version).toBe(16);
+    }
+  });
+});
+
+describe("events", () => {
+  it("lists events by customer, name, meter and time range, oldest first, in pages", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT", { filter: { conjunction: "AND", clauses: [{ property: "tier", operator: "EQ", value: "gold" }] } });
+    const t0 = Date.now() - 60_000;
+    await ingest(t, Array.from({ length: 6 }, (_, i) => ({
+      name: i % 2 ? "a" : "b",
+      customerId: c,
+      externalId: `list-${i}`,
+      timestamp: new Date(t0 + i * 1000).toISOString(),
+      metadata: { tier: i < 3 ? "gold" : "silver" },
+    })));
+    const all = await t.ok(ListEvents, { customerId: c });
+    expect(all.events.edges.map((e) => e.node.externalId)).toEqual(["list-0", "list-1", "list-2", "list-3", "list-4", "list-5"]);
+    const named_a = await t.ok(ListEvents, { customerId: c, name: "a" });
+    expect(named_a.events.edges.map((e) => e.node.externalId)).toEqual(["list-1", "list-3", "list-5"]);
+    const gold = await t.ok(ListEvents, { customerId: c, meterId: m });
+    expect(gold.events.edges.map((e) => e.node.externalId)).toEqual(["list-0", "list-1", "list-2"]);
+    const range = await t.ok(ListEvents, { customerId: c, from: new Date(t0 + 1000).toISOString(), to: new Date(t0 + 3000).toISOString() });
+    expect(range.events.edges.map((e) => e.node.externalId)).toEqual(["list-1", "list-2"]);
+    const p1 = await t.ok(ListEvents, { customerId: c, meterId: m, first: 2 });
+    expect(p1.events.pageInfo.hasNextPage).toBe(true);
+    const p2 = await t.ok(ListEvents, { customerId: c, meterId: m, first: 2, after: p1.events.pageInfo.endCursor });
+    expect(p2.events.edges.map((e) => e.node.externalId)).toEqual(["list-2"]);
+    expect(p2.events.pageInfo.hasNextPage).toBe(false);
+  });
+});
+
