@@ -45,9 +45,36 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
+/**
+ * A fresh database for one test file: a SQLite file in a temp folder, or, with TEST_DATABASE_URL pointing at
+ * PostgreSQL, a new database beside the one named there (dropped by the returned cleanup).
+ */
+async function freshDatabase(dir: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const base = process.env.TEST_DATABASE_URL;
+  if (!base) return { url: `file:${path.join(dir, "test.db")}`, drop: async () => {} };
+  const { default: pg } = await import("pg");
+  const name = `credits_test_${process.pid}_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = new pg.Client({ connectionString: base });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE "${name}"`);
+  await admin.end();
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    async drop() {
+      const client = new pg.Client({ connectionString: base });
+      await client.connect();
+      await client.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      await client.end();
+    },
+  };
+}
+
 export async function startTestApp(): Promise<TestApp> {
   const dir = mkdtempSync(path.join(tmpdir(), "credits-test-"));
-  const dbUrl = process.env.TEST_DATABASE_URL ?? `file:${path.join(dir, "test.db")}`;
+  const database = await freshDatabase(dir);
+  const dbUrl = database.url;
   await migrateDeploy(dbUrl);
   const queries: string[] = [];
   const db = await createPrisma(dbUrl, { onQuery: (sql) => queries.push(sql) });
@@ -128,6 +155,7 @@ export async function startTestApp(): Promise<TestApp> {
       await app.close();
       await closePubSub();
       await db.$disconnect();
+      await database.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
