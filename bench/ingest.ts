@@ -17,7 +17,6 @@
 //   C  baseline: the same Event rows into a separate SQLite file with @libsql/client, one transaction per batch
 // Correctness is checked along the way (inserted counts, exact consumed units of every balance row, the last
 // pushed balance against a query); any failure exits 1.
-import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -27,6 +26,7 @@ import { createClient as createWsClient, type Client as WsClient } from "graphql
 import WebSocket from "ws";
 import { createPrisma, type Db } from "../src/db/client.ts";
 import { migrateDeploy } from "../src/db/migrate.ts";
+import { orderedId } from "../src/domain/ids.ts";
 import { createOrganization } from "../src/domain/organizations.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
@@ -267,7 +267,7 @@ function buildBaseline(events: BenchEvent[], batch: number, organizationId: stri
       statements.push({
         sql: statementFor(chunk.length),
         rows: chunk.map((e) => [
-          randomUUID(),
+          orderedId(), // the service's own id scheme, so both sides pay the same primary-key cost
           organizationId,
           e.name,
           customerIds[e.customer],

@@ -2,10 +2,10 @@
 // Every path that moves a balance (ingestion, grants, later expiry and renewals) comes through
 // `adjustBalances`, so the row, its aggregation state and the ledger can never disagree.
 //
-// Cost is a fixed number of statements per call whatever the number of rows: create missing rows, read
-// (and on PostgreSQL lock, in id order) the touched rows, add distinct values, write all rows back in one
-// upsert, append the ledger.
-import { randomUUID } from "node:crypto";
+// Cost is a fixed number of statements per call whatever the number of rows: read (and on PostgreSQL lock,
+// in id order) exactly the touched rows, create the missing ones, add distinct values, write all rows back
+// in one upsert, append the ledger.
+import { orderedId } from "./ids.ts";
 import type { Sql } from "../db/sql.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
 import { UNIT_SCALE } from "./units.ts";
@@ -96,29 +96,40 @@ export function consumedFromState(func: AggregationFunc, s: { aggCount: bigint; 
 
 const key = (customerId: string, meterId: string) => `${customerId}\u0000${meterId}`;
 
+/** (customer, meter) pairs per read: two parameters each. */
+const PAIRS_PER_STATEMENT = 2000;
+
 export async function adjustBalances(sql: Sql, organizationId: string, adjustments: BalanceAdjustment[], now: Date): Promise<BalanceChange[]> {
   if (adjustments.length === 0) return [];
   const nowValue = sql.date(now);
 
-  // 1. Make sure every touched row exists (zero state), so it can be locked and updated.
-  await sql.insertMany(
-    "CustomerMeter",
-    ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
-    adjustments.map((a) => [randomUUID(), organizationId, a.customerId, a.meterId, nowValue, nowValue]),
-    `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
-  );
+  // 1. Read the touched rows (locked on PostgreSQL, in id order so concurrent writers never deadlock on them).
+  const byKey = new Map<string, Row>();
+  const read = async (pairs: BalanceAdjustment[]) => {
+    for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
+      const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+      const rows = await sql.query<Row>(
+        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt"
+           FROM "CustomerMeter" WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} ORDER BY "id"${sql.forUpdate}`,
+        chunk.flatMap((a) => [a.customerId, a.meterId]),
+      );
+      for (const r of rows) byKey.set(key(r.customerId, r.meterId), r);
+    }
+  };
+  await read(adjustments);
 
-  // 2. Read the rows (locked on PostgreSQL, in id order so concurrent writers never deadlock on them).
-  const customerIds = [...new Set(adjustments.map((a) => a.customerId))];
-  const meterIds = [...new Set(adjustments.map((a) => a.meterId))];
-  const rows = await sql.query<Row>(
-    `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt"
-       FROM "CustomerMeter"
-      WHERE ${sql.inList("customerId", customerIds.length)} AND ${sql.inList("meterId", meterIds.length, customerIds.length + 1)}
-      ORDER BY "id"${sql.forUpdate}`,
-    [...customerIds, ...meterIds],
-  );
-  const byKey = new Map(rows.map((r) => [key(r.customerId, r.meterId), r]));
+  // 2. Create the rows that do not exist yet (zero state). A concurrent writer may create one first on
+  //    PostgreSQL; DO NOTHING and the re-read pick up its row.
+  const missing = adjustments.filter((a) => !byKey.has(key(a.customerId, a.meterId)));
+  if (missing.length) {
+    await sql.insertMany(
+      "CustomerMeter",
+      ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
+      missing.map((a) => [orderedId(), organizationId, a.customerId, a.meterId, nowValue, nowValue]),
+      `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
+    );
+    await read(missing);
+  }
 
   // 3. UNIQUE meters: store the distinct values; only values new to the row count.
   const distinctRows: [string, string][] = [];
@@ -159,7 +170,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     if (a.credit) {
       credited += a.credit.units;
       balance += a.credit.units;
-      ledger.push([randomUUID(), organizationId, a.customerId, a.meterId, a.credit.kind, a.credit.units, balance, nowValue, a.credit.grantId, null, 0, a.credit.description ?? null, nowValue]);
+      ledger.push([orderedId(), organizationId, a.customerId, a.meterId, a.credit.kind, a.credit.units, balance, nowValue, a.credit.grantId, null, 0, a.credit.description ?? null, nowValue]);
     }
     if (a.usage) {
       const u = a.usage;
@@ -174,7 +185,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       consumed = newConsumed;
       balance = credited - consumed;
       if (delta !== 0n || u.eventCount > 0) {
-        ledger.push([randomUUID(), organizationId, a.customerId, a.meterId, "USAGE", -delta, balance, nowValue, null, u.lastEventId, u.eventCount, null, nowValue]);
+        ledger.push([orderedId(), organizationId, a.customerId, a.meterId, "USAGE", -delta, balance, nowValue, null, u.lastEventId, u.eventCount, null, nowValue]);
       }
     }
     const version = Number(row.version) + 1;

@@ -1,5 +1,5 @@
 // Credit grants: credits given to a customer on one meter, each a ledger entry. Idempotent by key.
-import { randomUUID } from "node:crypto";
+import { orderedId } from "./ids.ts";
 import type { Db } from "../db/client.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances } from "./balances.ts";
@@ -41,7 +41,7 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
       const grant = await tx.creditGrant.create({
         data: {
-          id: randomUUID(),
+          id: orderedId(),
           organizationId,
           customerId: customer.id,
           meterId: input.meterId,

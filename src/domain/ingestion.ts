@@ -1,6 +1,6 @@
 // Usage events in: validate a batch all-or-nothing, store it idempotently, count it on every matching meter
 // and move the balances, all in one transaction. The hot path of the service.
-import { randomUUID } from "node:crypto";
+import { orderedId } from "./ids.ts";
 import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { adjustBalances, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
@@ -63,7 +63,7 @@ function checkEvent(e: EventInput, i: number, now: number): ValidEvent {
   }
   return {
     index: i,
-    id: randomUUID(),
+    id: orderedId(),
     name,
     customerId: e.customerId ?? null,
     externalCustomerId: e.externalCustomerId?.trim() ?? null,
@@ -164,13 +164,12 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
     ]);
     // Idempotency is the unique (organizationId, externalId) index: a duplicate is skipped, also when a
     // concurrent request holds the same event (its insert waits for ours to commit or roll back).
-    const inserted = await sql.insertMany<{ id: string }>(
+    const insertedIds = await sql.insertNew(
       "Event",
       ["id", "organizationId", "name", "customerId", "externalCustomerId", "externalId", "timestamp", "metadata", "createdAt"],
       rows,
-      `ON CONFLICT ("organizationId", "externalId") DO NOTHING RETURNING "id"`,
+      `("organizationId", "externalId")`,
     );
-    const insertedIds = new Set(inserted.map((r) => r.id));
     const countable = unique.filter((e) => e.customerId && insertedIds.has(e.id)) as CountableEvent[];
     const changes = await adjustBalances(sql, organizationId, usageAdjustments(countable, meters), now);
     return { value: { inserted: insertedIds.size, duplicates: events.length - insertedIds.size }, changes };
