@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { FullCustomerState, IngestEvents, ListEvents } from "./documents.ts";
+import { CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, grant, ingest, meter, named } from "./support/fixtures.ts";
 
@@ -120,6 +120,20 @@ describe("balances", () => {
     // token, customer, balances, their meters: the same few statements however many meters there are
     expect(six.queries).toBe(one.queries);
     expect(six.queries).toBeLessThanOrEqual(5);
+  });
+
+  it("customerMeters lists balances by customer and meter; a session sees only its own", async () => {
+    const a = await customer(t);
+    const b = await customer(t);
+    const m = await meter(t, "COUNT", { filter: named("cm-list") });
+    await ingest(t, [{ name: "cm-list", customerId: a }, { name: "cm-list", customerId: b }, { name: "cm-list", customerId: b }]);
+    const byMeter = await t.ok(ListCustomerMeters, { meterId: m });
+    expect(byMeter.customerMeters.edges.map((e) => [e.node.customer.id, e.node.balance]).sort()).toEqual([[a, "-1"], [b, "-2"]].sort());
+    const { createCustomerSession } = await t.ok(CreateSession, { customerId: a });
+    if (createCustomerSession.__typename !== "CustomerSession") throw new Error("no session");
+    const own = await t.ok(ListCustomerMeters, { meterId: m }, createCustomerSession.token);
+    expect(own.customerMeters.edges.map((e) => e.node.customer.id)).toEqual([a]);
+    expect((await t.error(ListCustomerMeters, { customerId: b }, createCustomerSession.token)).extensions?.code).toBe("FORBIDDEN");
   });
 
   it("writes a ledger entry for every balance change with the balance after it", async () => {
