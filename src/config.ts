@@ -8,6 +8,8 @@ export interface Config {
   redisUrl: string | undefined;
   adminToken: string | undefined;
   logLevel: string;
+  renewalMode: "auto" | "manual";
+  schedulerIntervalMs: number;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -15,7 +17,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got "${env.PORT}"`);
   const adminToken = env.ADMIN_TOKEN?.trim() || undefined;
   if (adminToken && adminToken.length < 16) throw new Error("ADMIN_TOKEN must be at least 16 characters");
+  const renewalMode = env.RENEWAL_MODE ?? "auto";
+  if (renewalMode !== "auto" && renewalMode !== "manual") throw new Error(`RENEWAL_MODE must be auto or manual, got "${renewalMode}"`);
+  const schedulerIntervalMs = Number(env.SCHEDULER_INTERVAL_MS ?? 10_000);
+  if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
   return {
+    renewalMode,
+    schedulerIntervalMs,
     port,
     host: env.HOST ?? "0.0.0.0",
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,

@@ -30,8 +30,9 @@ if (config.adminToken) {
 }
 
 const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl);
-const app = createApp({ db, pubsub, log });
+const app = createApp({ db, pubsub, log, renewalMode: config.renewalMode });
 const port = await app.listen(config.port, config.host);
+app.scheduler.start(config.schedulerIntervalMs);
 log.info({ url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");
 
 let stopping = false;

@@ -13,6 +13,8 @@ import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
 import type { PubSub } from "./pubsub.ts";
 import { pubSubNotify } from "./realtime.ts";
+import { createScheduler } from "./scheduler.ts";
+import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { schema } from "./schema/index.ts";
 
@@ -20,6 +22,9 @@ export interface AppDeps {
   db: Db;
   pubsub: PubSub;
   log: Logger;
+  /** The service's notion of now; tests pass a controllable clock. */
+  clock?: () => Date;
+  renewalMode?: RenewalMode;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -48,6 +53,8 @@ async function principalFromHeader(db: Db, header: string | null | undefined): P
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
   const notify = pubSubNotify(pubsub);
+  const clock = deps.clock ?? (() => new Date());
+  const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
@@ -62,7 +69,7 @@ export function createApp(deps: AppDeps) {
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(db, init.request.headers.get("authorization"));
-      return { db, pubsub, notify, log, principal };
+      return { db, pubsub, notify, log, principal, now: clock };
     },
     maskedErrors: {
       maskError(error, message, isDev) {
@@ -147,6 +154,7 @@ export function createApp(deps: AppDeps) {
   return {
     yoga,
     httpServer,
+    scheduler,
     listen(port = 0, host = "127.0.0.1"): Promise<number> {
       return new Promise((resolve, reject) => {
         httpServer.once("error", reject);
@@ -158,6 +166,7 @@ export function createApp(deps: AppDeps) {
     },
     /** Orderly shutdown: stop accepting, close subscriptions and sockets, then HTTP. */
     async close(): Promise<void> {
+      await scheduler.stop();
       await wsCleanup.dispose();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
       await new Promise<void>((resolve) => {

@@ -7,6 +7,7 @@
 // in one upsert, append the ledger.
 import { orderedId } from "./ids.ts";
 import type { Sql } from "../db/sql.ts";
+import { burn, burnOrder, restore, type LiveGrant } from "./burn-down.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
 import { UNIT_SCALE } from "./units.ts";
 
@@ -26,18 +27,31 @@ export interface UsageDelta {
   lastEventId: string | null;
 }
 
+/** A new grant (already inserted by the caller with remainingUnits = units). */
 export interface CreditDelta {
   units: bigint;
   grantId: string;
-  kind: "GRANT";
   description?: string | null;
 }
 
+/**
+ * Credits leaving the balance: a grant's unused remainder at expiry, a cycle reset, a void, a revoke or a
+ * refund. The caller has already set the grant's remainingUnits to 0 and its terminal timestamp.
+ */
+export interface Removal {
+  grantId: string;
+  units: bigint;
+  kind: "EXPIRY" | "RESET" | "VOID" | "REVOKE" | "REFUND";
+  description?: string | null;
+}
+
+/** Everything that happens to one (customer, meter) in one transaction, applied as removals → credits → usage. */
 export interface BalanceAdjustment {
   customerId: string;
   meterId: string;
+  removals?: Removal[];
+  credits?: CreditDelta[];
   usage?: UsageDelta;
-  credit?: CreditDelta;
 }
 
 /** A committed change to one balance row, for publishing after the transaction. */
@@ -149,13 +163,21 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     for (const r of inserted) newDistinct.set(r.customerMeterId, (newDistinct.get(r.customerMeterId) ?? 0n) + 1n);
   }
 
-  // 4. New state of every row, and what the ledger records.
+  // 4. The live grants of these rows, in burn order, for burn-down and for new grants covering overage.
+  const grantsByKey = await liveGrants(sql, adjustments, now);
+  const dirtyGrants = new Set<LiveGrant>();
+
+  // 5. New state of every row, and what the ledger records.
   const upserts: unknown[][] = [];
   const ledger: unknown[][] = [];
   const changes: BalanceChange[] = [];
+  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null) =>
+    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, nowValue, grantId, eventId, eventCount, description, nowValue]);
   for (const a of adjustments) {
-    const row = byKey.get(key(a.customerId, a.meterId));
+    const k = key(a.customerId, a.meterId);
+    const row = byKey.get(k);
     if (!row) throw new Error(`balance row missing for ${a.customerId}/${a.meterId}`);
+    const grants = grantsByKey.get(k) ?? [];
     const before = {
       aggCount: BigInt(row.aggCount),
       aggSum: BigInt(row.aggSum),
@@ -167,10 +189,23 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     let credited = BigInt(row.creditedUnits);
     let balance = credited - consumed;
 
-    if (a.credit) {
-      credited += a.credit.units;
-      balance += a.credit.units;
-      ledger.push([orderedId(), organizationId, a.customerId, a.meterId, a.credit.kind, a.credit.units, balance, nowValue, a.credit.grantId, null, 0, a.credit.description ?? null, nowValue]);
+    for (const r of a.removals ?? []) {
+      if (r.units === 0n) continue;
+      credited -= r.units;
+      balance -= r.units;
+      entry(a, r.kind, -r.units, balance, r.grantId, null, 0, r.description ?? null);
+    }
+    for (const c of a.credits ?? []) {
+      // A grant arriving while the balance is negative first pays off the overage.
+      const overage = balance < 0n ? -balance : 0n;
+      const grant = grants.find((g) => g.id === c.grantId);
+      if (grant && overage > 0n) {
+        grant.remainingUnits -= overage < c.units ? overage : c.units;
+        dirtyGrants.add(grant);
+      }
+      credited += c.units;
+      balance += c.units;
+      entry(a, "GRANT", c.units, balance, c.grantId, null, 0, c.description ?? null);
     }
     if (a.usage) {
       const u = a.usage;
@@ -182,18 +217,25 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       };
       const newConsumed = consumedFromState(u.func, after);
       const delta = newConsumed - consumed;
+      if (delta > 0n) {
+        for (const g of burn(grants, delta).changed) dirtyGrants.add(g);
+      } else if (delta < 0n) {
+        // Units given back first reduce overage, then refill grants.
+        const overage = balance < 0n ? -balance : 0n;
+        const refill = -delta - (overage < -delta ? overage : -delta);
+        if (refill > 0n) for (const g of restore(grants, refill).changed) dirtyGrants.add(g);
+      }
       consumed = newConsumed;
       balance = credited - consumed;
-      if (delta !== 0n || u.eventCount > 0) {
-        ledger.push([orderedId(), organizationId, a.customerId, a.meterId, "USAGE", -delta, balance, nowValue, null, u.lastEventId, u.eventCount, null, nowValue]);
-      }
+      if (delta !== 0n || u.eventCount > 0) entry(a, "USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
     }
     const version = Number(row.version) + 1;
     upserts.push([row.id, organizationId, a.customerId, a.meterId, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, version, row.createdAt, nowValue]);
     changes.push({ customerId: a.customerId, meterId: a.meterId, version });
   }
+  await writeRemaining(sql, [...dirtyGrants]);
 
-  // 5. Write every row back in one statement (all rows exist, so this is an update by id).
+  // 6. Write every row back in one statement (all rows exist, so this is an update by id).
   await sql.insertMany(
     "CustomerMeter",
     ["id", "organizationId", "customerId", "meterId", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt", "updatedAt"],
@@ -203,11 +245,65 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
        "aggMin" = excluded."aggMin", "version" = excluded."version", "updatedAt" = excluded."updatedAt"`,
   );
 
-  // 6. Append the ledger.
+  // 7. Append the ledger.
   await sql.insertMany(
     "LedgerEntry",
     ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "grantId", "eventId", "eventCount", "description", "createdAt"],
     ledger,
   );
   return changes;
+}
+
+interface GrantRow {
+  id: string;
+  customerId: string;
+  meterId: string;
+  units: bigint;
+  remainingUnits: bigint;
+  priority: bigint | number;
+  expiresAt: Date | string | null;
+  createdAt: Date | string;
+}
+
+const asDate = (v: Date | string) => (v instanceof Date ? v : new Date(v));
+
+/** Live grants (effective, not expired, voided or used up… or used up but refillable) per row, in burn order. */
+async function liveGrants(sql: Sql, adjustments: BalanceAdjustment[], now: Date): Promise<Map<string, LiveGrant[]>> {
+  const out = new Map<string, LiveGrant[]>();
+  for (let i = 0; i < adjustments.length; i += PAIRS_PER_STATEMENT) {
+    const chunk = adjustments.slice(i, i + PAIRS_PER_STATEMENT);
+    const rows = await sql.query<GrantRow>(
+      `SELECT "id", "customerId", "meterId", "units", "remainingUnits", "priority", "expiresAt", "createdAt" FROM "CreditGrant"
+        WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} AND "voidedAt" IS NULL AND "expiredAt" IS NULL
+          AND "effectiveAt" <= ${sql.param(chunk.length * 2 + 1)} AND ("expiresAt" IS NULL OR "expiresAt" > ${sql.param(chunk.length * 2 + 2)})`,
+      [...chunk.flatMap((a) => [a.customerId, a.meterId]), sql.date(now), sql.date(now)],
+    );
+    for (const r of rows) {
+      const k = key(r.customerId, r.meterId);
+      const list = out.get(k) ?? [];
+      list.push({
+        id: r.id,
+        units: BigInt(r.units),
+        remainingUnits: BigInt(r.remainingUnits),
+        priority: Number(r.priority),
+        expiresAt: r.expiresAt === null ? null : asDate(r.expiresAt),
+        createdAt: asDate(r.createdAt),
+      });
+      out.set(k, list);
+    }
+  }
+  for (const list of out.values()) list.sort(burnOrder);
+  return out;
+}
+
+/** Store the burn-down of the grants that changed, in one statement per chunk. */
+async function writeRemaining(sql: Sql, grants: LiveGrant[]): Promise<void> {
+  for (let i = 0; i < grants.length; i += PAIRS_PER_STATEMENT) {
+    const chunk = grants.slice(i, i + PAIRS_PER_STATEMENT);
+    const cases = chunk.map((_, j) => `WHEN ${sql.param(j * 2 + 1)} THEN CAST(${sql.param(j * 2 + 2)} AS BIGINT)`).join(" ");
+    await sql.execute(
+      `UPDATE "CreditGrant" SET "remainingUnits" = CASE "id" ${cases} END WHERE ${sql.inList("id", chunk.length, chunk.length * 2 + 1)}`,
+      [...chunk.flatMap((g) => [g.id, g.remainingUnits]), ...chunk.map((g) => g.id)],
+    );
+  }
 }

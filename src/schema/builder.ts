@@ -26,6 +26,8 @@ export interface Context {
   /** Announces committed balance and customer changes (to pubsub). */
   notify: Notify;
   log: Logger;
+  /** The service clock (controllable in tests). */
+  now: () => Date;
   /** null when the request carried no token (only introspection and public fields then work). */
   principal: Principal | null;
 }

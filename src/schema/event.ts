@@ -50,6 +50,7 @@ builder.mutationFields((t) => ({
         ctx.notify,
         orgId(ctx),
         events.map((e) => ({ ...e, customerId: e.customerId == null ? null : String(e.customerId) })),
+        ctx.now(),
       ),
   }),
 }));

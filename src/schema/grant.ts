@@ -45,7 +45,7 @@ builder.mutationFields((t) => ({
         ...input,
         customerId: input.customerId == null ? null : String(input.customerId),
         meterId: String(input.meterId),
-      });
+      }, ctx.now());
       return ctx.db.creditGrant.findUniqueOrThrow({ ...query, where: { id: grant.id } });
     },
   }),

@@ -7,5 +7,7 @@ import "./meter.ts";
 import "./balance.ts";
 import "./event.ts";
 import "./grant.ts";
+import "./catalog.ts";
+import "./subscription.ts";
 
 export const schema = builder.toSchema();

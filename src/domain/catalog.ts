@@ -1,0 +1,158 @@
+// What merchants sell: benefits (credits on a meter) and products (one-time or recurring) with prices.
+import type { Db } from "../db/client.ts";
+import type { Benefit, Product } from "../generated/prisma-postgresql/client.ts";
+import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { requireMeter } from "./meters.ts";
+
+export const INTERVALS = ["MONTH", "YEAR"] as const;
+export type Interval = (typeof INTERVALS)[number];
+
+export interface BenefitInput {
+  type: "METER_CREDITS";
+  description: string;
+  meterId: string;
+  /** micro-units granted each time */
+  units: bigint;
+  rollover?: boolean | null;
+  expiresAfterDays?: number | null;
+}
+
+export interface PriceInput {
+  type: "FIXED" | "METERED_UNIT";
+  currency?: string | null;
+  /** FIXED: micro minor units */
+  amount?: bigint | null;
+  meterId?: string | null;
+  /** METERED_UNIT: micro minor units per unit */
+  unitAmount?: bigint | null;
+  capAmount?: bigint | null;
+}
+
+export interface ProductInput {
+  name: string;
+  description?: string | null;
+  recurringInterval?: Interval | null;
+  recurringIntervalCount?: number | null;
+  prices?: PriceInput[] | null;
+  benefitIds?: string[] | null;
+}
+
+function text(value: string, field: string, max = 200): string {
+  const trimmed = value.trim();
+  if (!trimmed || trimmed.length > max) throw new InvalidInputError(`must be 1 to ${max} characters`, field);
+  return trimmed;
+}
+
+export async function createBenefit(db: Db, organizationId: string, input: BenefitInput): Promise<Benefit> {
+  if (input.type !== "METER_CREDITS") throw new InvalidInputError("must be METER_CREDITS", "input.type");
+  const description = text(input.description, "input.description", 500);
+  await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
+  const days = input.expiresAfterDays;
+  if (days != null && (!Number.isInteger(days) || days < 1 || days > 3650)) throw new InvalidInputError("must be 1 to 3650 days", "input.expiresAfterDays");
+  return db.benefit.create({
+    data: { organizationId, type: "METER_CREDITS", description, meterId: input.meterId, units: input.units, rollover: input.rollover ?? false, expiresAfterDays: days ?? null },
+  });
+}
+
+async function checkBenefits(db: Db, organizationId: string, ids: string[], field: string): Promise<string[]> {
+  const unique = [...new Set(ids)];
+  const found = await db.benefit.findMany({ where: { organizationId, id: { in: unique }, archivedAt: null }, select: { id: true } });
+  const known = new Set(found.map((b) => b.id));
+  unique.forEach((id) => {
+    if (!known.has(id)) throw new NotFoundError("No such benefit", `${field}.${ids.indexOf(id)}`);
+  });
+  return unique;
+}
+
+async function checkPrice(db: Db, organizationId: string, p: PriceInput, field: string) {
+  const currency = (p.currency ?? "usd").trim().toLowerCase();
+  if (!/^[a-z]{3}$/.test(currency)) throw new InvalidInputError("must be a 3-letter ISO currency code", `${field}.currency`);
+  if (p.type === "FIXED") {
+    if (p.amount == null || p.amount < 0n) throw new InvalidInputError("FIXED prices need an amount ≥ 0", `${field}.amount`);
+    return { type: "FIXED", currency, amount: p.amount };
+  }
+  if (p.type !== "METERED_UNIT") throw new InvalidInputError("must be FIXED or METERED_UNIT", `${field}.type`);
+  if (!p.meterId) throw new InvalidInputError("METERED_UNIT prices need a meterId", `${field}.meterId`);
+  await requireMeter(db, organizationId, p.meterId, `${field}.meterId`);
+  if (p.unitAmount == null || p.unitAmount < 0n) throw new InvalidInputError("METERED_UNIT prices need a unitAmount ≥ 0", `${field}.unitAmount`);
+  if (p.capAmount != null && p.capAmount < 0n) throw new InvalidInputError("must be ≥ 0", `${field}.capAmount`);
+  return { type: "METERED_UNIT", currency, meterId: p.meterId, unitAmount: p.unitAmount, capAmount: p.capAmount ?? null };
+}
+
+export async function createProduct(db: Db, organizationId: string, input: ProductInput): Promise<Product> {
+  const name = text(input.name, "input.name");
+  const interval = input.recurringInterval ?? null;
+  if (interval !== null && !INTERVALS.includes(interval)) throw new InvalidInputError("must be MONTH or YEAR", "input.recurringInterval");
+  const count = input.recurringIntervalCount ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > 36) throw new InvalidInputError("must be 1 to 36", "input.recurringIntervalCount");
+  const prices = [];
+  for (const [i, p] of (input.prices ?? []).entries()) prices.push(await checkPrice(db, organizationId, p, `input.prices.${i}`));
+  const benefitIds = await checkBenefits(db, organizationId, input.benefitIds ?? [], "input.benefitIds");
+  return db.product.create({
+    data: {
+      organizationId,
+      name,
+      description: input.description?.trim() || null,
+      recurringInterval: interval,
+      recurringIntervalCount: count,
+      prices: { create: prices.map((p) => ({ ...p, organizationId })) },
+      benefits: { create: benefitIds.map((benefitId, position) => ({ benefitId, position })) },
+    },
+  });
+}
+
+export async function requireProduct(db: Db, organizationId: string, id: string, field: string): Promise<Product> {
+  const product = await db.product.findFirst({ where: { id, organizationId } });
+  if (!product) throw new NotFoundError("No such product", field);
+  return product;
+}
+
+/**
+ * Rename or change a product's benefits. Balances already granted stay exactly as they are: the new set of
+ * benefits applies from the next grant (next order or next cycle), never retroactively.
+ */
+export async function updateProduct(db: Db, organizationId: string, id: string, input: { name?: string | null; description?: string | null; benefitIds?: string[] | null }): Promise<Product> {
+  await requireProduct(db, organizationId, id, "id");
+  const benefitIds = input.benefitIds ? await checkBenefits(db, organizationId, input.benefitIds, "input.benefitIds") : null;
+  return db.$transaction(async (tx) => {
+    if (benefitIds) {
+      await tx.productBenefit.deleteMany({ where: { productId: id } });
+      await tx.productBenefit.createMany({ data: benefitIds.map((benefitId, position) => ({ productId: id, benefitId, position })) });
+    }
+    return tx.product.update({
+      where: { id },
+      data: {
+        ...(input.name != null ? { name: text(input.name, "input.name") } : {}),
+        ...(input.description !== undefined ? { description: input.description?.trim() || null } : {}),
+      },
+    });
+  });
+}
+
+export async function archiveProduct(db: Db, organizationId: string, id: string): Promise<Product> {
+  const product = await requireProduct(db, organizationId, id, "id");
+  return product.archivedAt ? product : db.product.update({ where: { id }, data: { archivedAt: new Date() } });
+}
+
+/** The end of a billing period that starts at `start`: calendar months or years, clamped to month ends. */
+export function addInterval(start: Date, interval: Interval, count: number): Date {
+  const months = interval === "YEAR" ? 12 * count : count;
+  const d = new Date(start.getTime());
+  const day = d.getUTCDate();
+  d.setUTCDate(1);
+  d.setUTCMonth(d.getUTCMonth() + months);
+  const lastDay = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate();
+  d.setUTCDate(Math.min(day, lastDay));
+  return d;
+}
+
+/** The product's benefits as they are now (archived benefits are no longer granted). */
+export async function currentBenefits(db: Pick<Db, "productBenefit">, productId: string) {
+  const rows = await db.productBenefit.findMany({
+    where: { productId, benefit: { archivedAt: null } },
+    orderBy: { position: "asc" },
+    select: { benefit: { select: { id: true, meterId: true, units: true, rollover: true, expiresAfterDays: true } } },
+  });
+  return rows.map((r) => r.benefit);
+}

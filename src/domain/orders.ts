@@ -1,0 +1,78 @@
+// Purchases: a paid order grants a one-time product's credits (packs stack) or starts a subscription.
+import type { Db } from "../db/client.ts";
+import type { Order } from "../generated/prisma-postgresql/client.ts";
+import { adjustBalances } from "./balances.ts";
+import { addInterval, currentBenefits, requireProduct, type Interval } from "./catalog.ts";
+import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { endGrants, grantBenefits } from "./grants.ts";
+import type { Notify } from "./notify.ts";
+import { isUniqueViolation } from "./prisma-errors.ts";
+import { inTransaction } from "./transactions.ts";
+
+export interface OrderInput extends CustomerRef {
+  productId: string;
+  idempotencyKey?: string | null;
+}
+
+async function existingForKey(db: Db, organizationId: string, key: string | null | undefined, customerId: string, productId: string): Promise<Order | null> {
+  if (!key) return null;
+  const order = await db.order.findUnique({ where: { organizationId_idempotencyKey: { organizationId, idempotencyKey: key } } });
+  if (order && (order.customerId !== customerId || order.productId !== productId)) {
+    throw new ConflictError("This idempotencyKey was used for a different order", "input.idempotencyKey");
+  }
+  return order;
+}
+
+export async function createOrder(db: Db, notify: Notify, organizationId: string, input: OrderInput, now = new Date()): Promise<Order> {
+  if (input.idempotencyKey != null && (!input.idempotencyKey.trim() || input.idempotencyKey.length > 255)) {
+    throw new InvalidInputError("must be 1 to 255 characters", "input.idempotencyKey");
+  }
+  const customer = await resolveCustomerRef(db, organizationId, input, "input");
+  const product = await requireProduct(db, organizationId, input.productId, "input.productId");
+  const existing = await existingForKey(db, organizationId, input.idempotencyKey, customer.id, product.id);
+  if (existing) return existing;
+  if (product.archivedAt) throw new InvalidInputError("The product is archived and can no longer be bought", "input.productId");
+  try {
+    return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      const benefits = await currentBenefits(tx, product.id);
+      let subscription: { id: string; currentPeriodEnd: Date } | null = null;
+      if (product.recurringInterval) {
+        subscription = await tx.subscription.create({
+          data: {
+            organizationId,
+            customerId: customer.id,
+            productId: product.id,
+            currentPeriodStart: now,
+            currentPeriodEnd: addInterval(now, product.recurringInterval as Interval, product.recurringIntervalCount),
+          },
+          select: { id: true, currentPeriodEnd: true },
+        });
+      }
+      const order = await tx.order.create({
+        data: { organizationId, customerId: customer.id, productId: product.id, subscriptionId: subscription?.id ?? null, idempotencyKey: input.idempotencyKey ?? null },
+      });
+      const adjustments = await grantBenefits(tx, organizationId, customer.id, benefits, { orderId: order.id, subscriptionId: subscription?.id, periodEnd: subscription?.currentPeriodEnd }, now);
+      return { value: order, changes: await adjustBalances(sql, organizationId, adjustments, now) };
+    });
+  } catch (err) {
+    // The same key committed by a concurrent call first: answer with that order.
+    if (isUniqueViolation(err, "idempotencyKey")) return (await existingForKey(db, organizationId, input.idempotencyKey, customer.id, product.id))!;
+    throw err;
+  }
+}
+
+/** Refund: what remains of this order's credits leaves the balance. Refunding twice changes nothing more. */
+export async function refundOrder(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<Order> {
+  const order = await db.order.findFirst({ where: { id, organizationId } });
+  if (!order) throw new NotFoundError("No such order", "id");
+  if (order.status === "REFUNDED") return order;
+  return inTransaction(db, notify, organizationId, async (sql, tx) => {
+    // Conditional update: of two concurrent refunds only one proceeds.
+    const { count } = await tx.order.updateMany({ where: { id, status: "PAID" }, data: { status: "REFUNDED", refundedAt: now } });
+    const refunded = await tx.order.findUniqueOrThrow({ where: { id } });
+    if (count === 0) return { value: refunded, changes: [] };
+    const adjustments = await endGrants(tx, { orderId: id }, "REFUND", now);
+    return { value: refunded, changes: await adjustBalances(sql, organizationId, adjustments, now) };
+  });
+}

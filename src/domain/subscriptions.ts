@@ -1,0 +1,107 @@
+// Subscription cycles: renewal (credits that do not roll over end, the new cycle's credits arrive),
+// cancellation now or at period end.
+import type { Db } from "../db/client.ts";
+import type { Subscription } from "../generated/prisma-postgresql/client.ts";
+import { adjustBalances, type BalanceChange } from "./balances.ts";
+import { addInterval, currentBenefits, type Interval } from "./catalog.ts";
+import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { endGrants, grantBenefits, mergeAdjustments } from "./grants.ts";
+import type { Notify } from "./notify.ts";
+import { inTransaction } from "./transactions.ts";
+
+/** `auto`: the server renews due subscriptions itself. `manual`: only renewSubscription (payment confirmed) does. */
+export type RenewalMode = "auto" | "manual";
+
+/** How many missed cycles one scheduler pass catches up per subscription (e.g. after downtime). */
+const MAX_CATCH_UP = 24;
+
+async function requireSubscription(db: Db, organizationId: string, id: string): Promise<Subscription> {
+  const sub = await db.subscription.findFirst({ where: { id, organizationId } });
+  if (!sub) throw new NotFoundError("No such subscription", "id");
+  return sub;
+}
+
+/**
+ * Move a subscription to its next cycle: the unused remainder of this cycle's credits that do not roll over
+ * leaves the balance (RESET), rollover credits stay, and the product's current benefits are granted for the
+ * new cycle under a renewal order. The period advances from the old end. Guarded by the period end it read,
+ * so two nodes renewing at once renew once.
+ */
+async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): Promise<Subscription | null> {
+  const product = await db.product.findUniqueOrThrow({ where: { id: sub.productId } });
+  const start = sub.currentPeriodEnd;
+  const end = addInterval(start, product.recurringInterval as Interval, product.recurringIntervalCount);
+  return inTransaction(db, notify, sub.organizationId, async (sql, tx) => {
+    const { count } = await tx.subscription.updateMany({
+      where: { id: sub.id, status: "ACTIVE", currentPeriodEnd: sub.currentPeriodEnd },
+      data: { currentPeriodStart: start, currentPeriodEnd: end },
+    });
+    if (count === 0) return { value: null, changes: [] as BalanceChange[] };
+    const reset = await endGrants(tx, { subscriptionId: sub.id, rollover: false }, "RESET", now);
+    const order = await tx.order.create({ data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id } });
+    const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, await currentBenefits(tx, sub.productId), { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now);
+    const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), now);
+    return { value: await tx.subscription.findUniqueOrThrow({ where: { id: sub.id } }), changes };
+  });
+}
+
+/** renewSubscription(id): the merchant's payment system confirmed the next cycle. */
+export async function renewSubscription(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<Subscription> {
+  const sub = await requireSubscription(db, organizationId, id);
+  if (sub.status !== "ACTIVE") throw new InvalidInputError("The subscription is not active", "id");
+  return (await renewOnce(db, notify, sub, now)) ?? (await requireSubscription(db, organizationId, id));
+}
+
+/** End a subscription at the close of its period: the cycle's non-rollover remainder ends, rollover credits stay. */
+async function endAtPeriodEnd(db: Db, notify: Notify, sub: Subscription, now: Date): Promise<void> {
+  await inTransaction(db, notify, sub.organizationId, async (sql, tx) => {
+    const { count } = await tx.subscription.updateMany({
+      where: { id: sub.id, status: "ACTIVE", currentPeriodEnd: sub.currentPeriodEnd },
+      data: { status: "CANCELED", endedAt: sub.currentPeriodEnd },
+    });
+    if (count === 0) return { value: undefined, changes: [] };
+    const reset = await endGrants(tx, { subscriptionId: sub.id, rollover: false }, "RESET", now);
+    return { value: undefined, changes: await adjustBalances(sql, sub.organizationId, reset, now) };
+  });
+}
+
+/**
+ * The scheduler's pass: every active subscription whose period has ended is renewed (auto mode, catching up
+ * missed cycles) or, when cancelled at period end, ended. Returns how many cycles were processed.
+ */
+export async function processDueSubscriptions(db: Db, notify: Notify, now: Date, mode: RenewalMode): Promise<number> {
+  const due = await db.subscription.findMany({ where: { status: "ACTIVE", currentPeriodEnd: { lte: now } }, orderBy: { currentPeriodEnd: "asc" }, take: 500 });
+  let processed = 0;
+  for (let sub of due) {
+    for (let i = 0; i < MAX_CATCH_UP && sub.currentPeriodEnd <= now; i++) {
+      if (sub.cancelAtPeriodEnd) {
+        await endAtPeriodEnd(db, notify, sub, now);
+        processed++;
+        break;
+      }
+      if (mode === "manual") break;
+      const next = await renewOnce(db, notify, sub, now);
+      if (!next) break; // another node got there first
+      processed++;
+      sub = next;
+    }
+  }
+  return processed;
+}
+
+/**
+ * Cancel. `atPeriodEnd`: keep the current cycle, stop renewing. Otherwise now: the subscription ends and
+ * every credit it granted that remains, rollover included, is revoked.
+ */
+export async function cancelSubscription(db: Db, notify: Notify, organizationId: string, id: string, atPeriodEnd: boolean, now = new Date()): Promise<Subscription> {
+  const sub = await requireSubscription(db, organizationId, id);
+  if (sub.status !== "ACTIVE") return sub;
+  if (atPeriodEnd) return db.subscription.update({ where: { id }, data: { cancelAtPeriodEnd: true, canceledAt: now } });
+  return inTransaction(db, notify, organizationId, async (sql, tx) => {
+    const { count } = await tx.subscription.updateMany({ where: { id, status: "ACTIVE" }, data: { status: "CANCELED", canceledAt: now, endedAt: now } });
+    const ended = await tx.subscription.findUniqueOrThrow({ where: { id } });
+    if (count === 0) return { value: ended, changes: [] };
+    const revoked = await endGrants(tx, { subscriptionId: id }, "REVOKE", now);
+    return { value: ended, changes: await adjustBalances(sql, organizationId, revoked, now) };
+  });
+}
