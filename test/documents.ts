@@ -325,3 +325,148 @@ export const CustomerStateWithMeters = graphql(`
     }
   }
 `);
+
+export const CreateBenefit = graphql(`
+  mutation CreateBenefit($input: CreateBenefitInput!) {
+    createBenefit(input: $input) {
+      __typename
+      ... on Benefit {
+        id
+        units
+        rollover
+      }
+      ... on Error {
+        code
+        field
+      }
+    }
+  }
+`);
+
+export const CreateProduct = graphql(`
+  mutation CreateProduct($input: CreateProductInput!) {
+    createProduct(input: $input) {
+      __typename
+      ... on Product {
+        id
+        isRecurring
+        benefits {
+          id
+        }
+        prices {
+          type
+          unitAmount
+          capAmount
+        }
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const UpdateProduct = graphql(`
+  mutation UpdateProduct($id: ID!, $input: UpdateProductInput!) {
+    updateProduct(id: $id, input: $input) {
+      __typename
+      ... on Product {
+        id
+        benefits {
+          id
+        }
+      }
+    }
+  }
+`);
+
+export const CreateOrder = graphql(`
+  mutation CreateOrder($input: CreateOrderInput!) {
+    createOrder(input: $input) {
+      __typename
+      ... on Order {
+        id
+        status
+        subscription {
+          id
+          currentPeriodStart
+          currentPeriodEnd
+        }
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const CancelSubscription = graphql(`
+  mutation CancelSubscription($id: ID!, $atPeriodEnd: Boolean) {
+    cancelSubscription(id: $id, atPeriodEnd: $atPeriodEnd) {
+      __typename
+      ... on CustomerSubscription {
+        id
+        status
+        cancelAtPeriodEnd
+        endedAt
+      }
+    }
+  }
+`);
+
+export const RenewSubscription = graphql(`
+  mutation RenewSubscription($id: ID!) {
+    renewSubscription(id: $id) {
+      __typename
+      ... on CustomerSubscription {
+        id
+        currentPeriodStart
+        currentPeriodEnd
+      }
+      ... on Error {
+        code
+      }
+    }
+  }
+`);
+
+export const RefundOrder = graphql(`
+  mutation RefundOrder($id: ID!) {
+    refundOrder(id: $id) {
+      __typename
+      ... on Order {
+        id
+        status
+      }
+    }
+  }
+`);
+
+export const EntitlementState = graphql(`
+  query EntitlementState($customerId: ID) {
+    customerState(customerId: $customerId) {
+      activeSubscriptions {
+        id
+        status
+        product {
+          id
+        }
+      }
+      grantedBenefits {
+        id
+      }
+      meters {
+        balance
+        overageUnits
+        overageAmount
+        meter {
+          id
+        }
+      }
+    }
+  }
+`);

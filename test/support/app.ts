@@ -35,6 +35,10 @@ export interface TestApp {
   ok<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<R>;
   /** Like exec, but expects exactly one GraphQL error and returns it. */
   error<R, V>(doc: TypedDocumentNode<R, V>, variables?: V, token?: string | null): Promise<GraphQLErrorJson>;
+  /** Freeze the service clock at `at` (real time until first called). */
+  setNow(at: Date): void;
+  /** Move the frozen clock forward. */
+  advance(ms: number): Date;
   /** SQL statements the server's client sent while `work` ran. */
   queriesDuring(work: () => Promise<unknown>): Promise<string[]>;
   /** A second, unrelated tenant with its own admin token. */
@@ -86,7 +90,9 @@ export async function startTestApp(): Promise<TestApp> {
     opened++;
     return subscribe(...args);
   }) as typeof pubsub.subscribe;
-  const app = createApp({ db, pubsub, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  let frozen: Date | null = null;
+  const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
+  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");
@@ -119,6 +125,13 @@ export async function startTestApp(): Promise<TestApp> {
       const result = await exec(doc, variables, token);
       if (result.errors?.length !== 1) throw new Error(`expected one GraphQL error, got ${JSON.stringify(result)}`);
       return result.errors[0];
+    },
+    setNow(at) {
+      frozen = new Date(at.getTime());
+    },
+    advance(ms) {
+      frozen = new Date((frozen ?? new Date()).getTime() + ms);
+      return new Date(frozen.getTime());
     },
     async queriesDuring(work) {
       const start = queries.length;
