@@ -267,7 +267,10 @@ interface GrantRow {
 
 const asDate = (v: Date | string) => (v instanceof Date ? v : new Date(v));
 
-/** Live grants (effective, not expired, voided or used up… or used up but refillable) per row, in burn order. */
+/**
+ * Live grants per row, in burn order: effective, not yet expired, not voided or ended. Used-up grants are
+ * included, since units given back by negative usage can refill them.
+ */
 async function liveGrants(sql: Sql, adjustments: BalanceAdjustment[], now: Date): Promise<Map<string, LiveGrant[]>> {
   const out = new Map<string, LiveGrant[]>();
   for (let i = 0; i < adjustments.length; i += PAIRS_PER_STATEMENT) {

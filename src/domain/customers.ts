@@ -5,10 +5,10 @@ import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { countPendingEvents } from "./ingestion.ts";
 import type { Notify } from "./notify.ts";
+import { checkMetadata } from "./metadata.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
 
-export type Metadata = Record<string, string | number | boolean>;
 
 export interface CustomerInput {
   email: string;
@@ -31,7 +31,6 @@ export interface CustomerRef {
 }
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-const MAX_METADATA_KEYS = 50;
 
 export function normalizeEmail(email: string, field: string): { email: string; emailKey: string } {
   const trimmed = email.trim();
@@ -44,20 +43,6 @@ export function checkExternalId(value: string, field: string): string {
   if (!trimmed) throw new InvalidInputError("must not be empty", field);
   if (trimmed.length > 255) throw new InvalidInputError("must be at most 255 characters", field);
   return trimmed;
-}
-
-/** Metadata is a flat object of string, number or boolean values (as in events). */
-export function checkMetadata(value: unknown, field: string): Metadata {
-  if (value === null || value === undefined) return {};
-  if (typeof value !== "object" || Array.isArray(value)) throw new InvalidInputError("must be an object", field);
-  const entries = Object.entries(value as Record<string, unknown>);
-  if (entries.length > MAX_METADATA_KEYS) throw new InvalidInputError(`must have at most ${MAX_METADATA_KEYS} keys`, field);
-  for (const [key, v] of entries) {
-    if (!key || key.length > 100) throw new InvalidInputError("keys must be 1 to 100 characters", `${field}.${key}`);
-    const ok = typeof v === "string" ? v.length <= 1000 : typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
-    if (!ok) throw new InvalidInputError("must be a string (up to 1000 characters), a finite number or a boolean", `${field}.${key}`);
-  }
-  return value as Metadata;
 }
 
 function optionalName(name: string | null | undefined, field: string): string | null {

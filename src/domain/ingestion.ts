@@ -4,7 +4,7 @@ import { orderedId } from "./ids.ts";
 import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { adjustBalances, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
-import { checkMetadata, type Metadata } from "./customers.ts";
+import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError } from "./errors.ts";
 import { contribution, filterMatches, unrepresentableNumber, type EventLike } from "./meter-filter.ts";
 import { activeMeters, type ActiveMeter } from "./meters.ts";

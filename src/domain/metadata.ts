@@ -1,0 +1,20 @@
+// Metadata on customers and events: a flat object of string, number or boolean values.
+import { InvalidInputError } from "./errors.ts";
+
+export type Metadata = Record<string, string | number | boolean>;
+
+const MAX_METADATA_KEYS = 50;
+
+/** Metadata is a flat object of string, number or boolean values (as in events). */
+export function checkMetadata(value: unknown, field: string): Metadata {
+  if (value === null || value === undefined) return {};
+  if (typeof value !== "object" || Array.isArray(value)) throw new InvalidInputError("must be an object", field);
+  const entries = Object.entries(value as Record<string, unknown>);
+  if (entries.length > MAX_METADATA_KEYS) throw new InvalidInputError(`must have at most ${MAX_METADATA_KEYS} keys`, field);
+  for (const [key, v] of entries) {
+    if (!key || key.length > 100) throw new InvalidInputError("keys must be 1 to 100 characters", `${field}.${key}`);
+    const ok = typeof v === "string" ? v.length <= 1000 : typeof v === "boolean" || (typeof v === "number" && Number.isFinite(v));
+    if (!ok) throw new InvalidInputError("must be a string (up to 1000 characters), a finite number or a boolean", `${field}.${key}`);
+  }
+  return value as Metadata;
+}
