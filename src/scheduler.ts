@@ -1,6 +1,7 @@
-// Background work inside the server: subscription cycles at period end. One pass at a time; several nodes
+// Background work inside the server: credit expiry and subscription cycles at period end. One pass at a time; several nodes
 // may run it at once (each renewal is guarded by the period end it read).
 import type { Db } from "./db/client.ts";
+import { expireDueGrants } from "./domain/grants.ts";
 import type { Notify } from "./domain/notify.ts";
 import { processDueSubscriptions, type RenewalMode } from "./domain/subscriptions.ts";
 import type { Logger } from "./log.ts";
@@ -17,7 +18,10 @@ export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clo
   let running: Promise<void> | null = null;
   const pass = async () => {
     try {
-      const processed = await processDueSubscriptions(deps.db, deps.notify, deps.clock(), deps.renewalMode);
+      const now = deps.clock();
+      const expired = await expireDueGrants(deps.db, deps.notify, now);
+      if (expired) deps.log.info({ expired }, "credit grants expired");
+      const processed = await processDueSubscriptions(deps.db, deps.notify, now, deps.renewalMode);
       if (processed) deps.log.info({ processed }, "subscription cycles processed");
     } catch (err) {
       deps.log.error({ err }, "scheduler pass failed");

@@ -470,3 +470,85 @@ export const EntitlementState = graphql(`
     }
   }
 `);
+
+export const GrantWithOptions = graphql(`
+  mutation GrantWithOptions($input: GrantCreditsInput!) {
+    grantCredits(input: $input) {
+      __typename
+      ... on CreditGrant {
+        id
+        priority
+        expiresAt
+      }
+      ... on Error {
+        code
+        field
+      }
+    }
+  }
+`);
+
+export const CreditGrantsOf = graphql(`
+  query CreditGrantsOf($customerId: ID, $meterId: ID) {
+    creditGrants(customerId: $customerId, meterId: $meterId) {
+      edges {
+        node {
+          id
+          units
+          remainingUnits
+          priority
+          voidedAt
+          expiredAt
+        }
+      }
+    }
+  }
+`);
+
+export const LedgerOf = graphql(`
+  query LedgerOf($customerId: ID, $meterId: ID, $first: Int, $after: String) {
+    ledger(customerId: $customerId, meterId: $meterId, first: $first, after: $after) {
+      edges {
+        node {
+          kind
+          units
+          balanceAfter
+          occurredAt
+          eventCount
+          grant {
+            id
+          }
+        }
+      }
+    }
+  }
+`);
+
+export const BalanceAt = graphql(`
+  query BalanceAt($customerId: ID, $meterId: ID!, $at: DateTime!) {
+    balanceAt(customerId: $customerId, meterId: $meterId, at: $at)
+  }
+`);
+
+export const ExpiringCredits = graphql(`
+  query ExpiringCredits($customerId: ID, $meterId: ID, $within: Int!) {
+    expiringCredits(customerId: $customerId, meterId: $meterId, within: $within) {
+      id
+      remainingUnits
+      expiresAt
+    }
+  }
+`);
+
+export const VoidCreditGrant = graphql(`
+  mutation VoidCreditGrant($id: ID!) {
+    voidCreditGrant(id: $id) {
+      __typename
+      ... on CreditGrant {
+        id
+        remainingUnits
+        voidedAt
+      }
+    }
+  }
+`);

@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   CancelSubscription,
   CreateBenefit,
@@ -87,6 +87,8 @@ describe("one-time products (credit packs)", () => {
 });
 
 describe("subscriptions", () => {
+  beforeEach(() => t.setNow(START));
+
   it("credit benefits on two meters fill both balances, and the state lists them", async () => {
     const a = await meter(t, "SUM", { property: "n", filter: named("two-a") });
     const b = await meter(t, "SUM", { property: "n", filter: named("two-b") });
@@ -131,15 +133,16 @@ describe("subscriptions", () => {
     await t.subscribed(1);
     t.setNow(new Date(START.getTime() + 31 * DAY)); // past 2026-02-15
     await t.app.scheduler.tick();
-    const pushed = (await sub.next()).data!.customerMeterUpdated;
-    expect(pushed).toMatchObject({ balance: "50", creditedUnits: "70" }); // 30 unused reset, 50 granted
+    // The cycle's unused 30 leave at period end (expiry), then the new cycle's 50 arrive: the last push shows both.
+    let pushed = (await sub.next()).data!.customerMeterUpdated;
+    while (pushed.creditedUnits !== "70") pushed = (await sub.next()).data!.customerMeterUpdated;
+    expect(pushed).toMatchObject({ balance: "50", creditedUnits: "70" });
     const renewed = await t.db.subscription.findUniqueOrThrow({ where: { id: o.subscription!.id } });
     expect(renewed.currentPeriodStart.toISOString()).toBe("2026-02-15T12:00:00.000Z");
     expect(renewed.currentPeriodEnd.toISOString()).toBe("2026-03-15T12:00:00.000Z");
     await t.app.scheduler.tick(); // not due again: nothing changes
     expect((await balanceOf(t, c, m))?.balance).toBe("50");
     sub.close();
-    t.setNow(START);
   });
 
   it("immediate cancellation revokes the subscription's remaining credits, rollover included", async () => {
@@ -170,7 +173,6 @@ describe("subscriptions", () => {
     expect(ended.endedAt?.toISOString()).toBe("2026-02-15T12:00:00.000Z");
     // no new cycle; the rollover credits left stay with the customer
     expect((await balanceOf(t, c, m))?.balance).toBe("40");
-    t.setNow(START);
   });
 });
 

@@ -1,10 +1,11 @@
 // Credit grants: credits given to a customer on one meter, each a ledger entry. Idempotent by key.
 import { orderedId } from "./ids.ts";
 import type { Db } from "../db/client.ts";
+import type { Sql } from "../db/sql.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, type BalanceAdjustment, type Removal } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
-import { ConflictError, InvalidInputError } from "./errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
@@ -16,7 +17,13 @@ export interface GrantInput extends CustomerRef {
   units: bigint;
   idempotencyKey?: string | null;
   description?: string | null;
+  /** lower burns first; default 10 */
+  priority?: number | null;
+  /** the unused remainder leaves the balance at this instant */
+  expiresAt?: Date | null;
 }
+
+export const DEFAULT_PRIORITY = 10;
 
 /** Same key, same grant: a retried call returns the grant it made the first time and changes nothing. */
 async function existingForKey(db: Db, organizationId: string, input: GrantInput, customerId: string): Promise<CreditGrant | null> {
@@ -33,6 +40,9 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
   if (input.idempotencyKey != null && (!input.idempotencyKey.trim() || input.idempotencyKey.length > 255)) {
     throw new InvalidInputError("must be 1 to 255 characters", "input.idempotencyKey");
   }
+  const priority = input.priority ?? DEFAULT_PRIORITY;
+  if (!Number.isInteger(priority) || priority < 0 || priority > 1000) throw new InvalidInputError("must be an integer from 0 to 1000", "input.priority");
+  if (input.expiresAt && input.expiresAt <= now) throw new InvalidInputError("must be in the future", "input.expiresAt");
   const customer = await resolveCustomerRef(db, organizationId, input, "input");
   await requireMeter(db, organizationId, input.meterId, "input.meterId");
   const existing = await existingForKey(db, organizationId, input, customer.id);
@@ -48,6 +58,8 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
           units: input.units,
           remainingUnits: input.units,
           effectiveAt: now,
+          expiresAt: input.expiresAt ?? null,
+          priority,
           source: "ADMIN",
           idempotencyKey: input.idempotencyKey ?? null,
           description: input.description ?? null,
@@ -119,26 +131,34 @@ export async function grantBenefits(
 
 /**
  * End grants: what remains of each leaves the balance (one ledger entry per grant) and the grant can no
- * longer be used or refilled. Returns the balance adjustments.
+ * longer be used or refilled. The rows are locked first (PostgreSQL), so a grant two nodes try to end at once
+ * (the expiry pass on both, say) is ended, and its remainder removed, exactly once.
  */
 export async function endGrants(
+  sql: Sql,
   tx: Db,
   where: { orderId?: string; subscriptionId?: string; rollover?: boolean; ids?: string[] },
   kind: Removal["kind"],
   now: Date,
 ): Promise<BalanceAdjustment[]> {
-  const grants = await tx.creditGrant.findMany({
-    where: {
-      ...(where.orderId ? { orderId: where.orderId } : {}),
-      ...(where.subscriptionId ? { subscriptionId: where.subscriptionId } : {}),
-      ...(where.rollover !== undefined ? { rollover: where.rollover } : {}),
-      ...(where.ids ? { id: { in: where.ids } } : {}),
-      voidedAt: null,
-      expiredAt: null,
-    },
-    select: { id: true, customerId: true, meterId: true, remainingUnits: true },
-    orderBy: { id: "asc" },
-  });
+  const conditions: string[] = [`"voidedAt" IS NULL`, `"expiredAt" IS NULL`];
+  const values: unknown[] = [];
+  const add = (clause: (p: string) => string, value: unknown) => {
+    values.push(value);
+    conditions.push(clause(sql.param(values.length)));
+  };
+  if (where.orderId) add((p) => `"orderId" = ${p}`, where.orderId);
+  if (where.subscriptionId) add((p) => `"subscriptionId" = ${p}`, where.subscriptionId);
+  if (where.rollover !== undefined) add((p) => `"rollover" = ${p}`, where.rollover);
+  if (where.ids) {
+    if (!where.ids.length) return [];
+    conditions.push(sql.inList("id", where.ids.length, values.length + 1));
+    values.push(...where.ids);
+  }
+  const grants = await sql.query<{ id: string; customerId: string; meterId: string; remainingUnits: bigint }>(
+    `SELECT "id", "customerId", "meterId", "remainingUnits" FROM "CreditGrant" WHERE ${conditions.join(" AND ")} ORDER BY "id"${sql.forUpdate}`,
+    values,
+  );
   if (!grants.length) return [];
   await tx.creditGrant.updateMany({
     where: { id: { in: grants.map((g) => g.id) } },
@@ -148,7 +168,7 @@ export async function endGrants(
   for (const g of grants) {
     const k = `${g.customerId}\u0000${g.meterId}`;
     const adj = adjustments.get(k) ?? { customerId: g.customerId, meterId: g.meterId, removals: [] };
-    adj.removals!.push({ grantId: g.id, units: g.remainingUnits, kind });
+    adj.removals!.push({ grantId: g.id, units: BigInt(g.remainingUnits), kind });
     adjustments.set(k, adj);
   }
   return [...adjustments.values()];
@@ -169,4 +189,37 @@ export function mergeAdjustments(...lists: BalanceAdjustment[][]): BalanceAdjust
     merged.set(k, m);
   }
   return [...merged.values()];
+}
+
+/** Void a grant: what remains of it leaves the balance now; its history stays. Voiding twice changes nothing. */
+export async function voidCreditGrant(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<CreditGrant> {
+  const grant = await db.creditGrant.findFirst({ where: { id, organizationId } });
+  if (!grant) throw new NotFoundError("No such credit grant", "id");
+  return inTransaction(db, notify, organizationId, async (sql, tx) => {
+    const ended = await endGrants(sql, tx, { ids: [id] }, "VOID", now);
+    return { value: await tx.creditGrant.findUniqueOrThrow({ where: { id } }), changes: await adjustBalances(sql, organizationId, ended, now) };
+  });
+}
+
+/**
+ * The scheduler's expiry pass: grants whose expiresAt has passed lose their unused remainder (EXPIRY ledger
+ * entry). Returns how many grants expired.
+ */
+export async function expireDueGrants(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
+  const due = await db.creditGrant.findMany({
+    where: { expiresAt: { lte: now }, expiredAt: null, voidedAt: null },
+    select: { id: true, organizationId: true },
+    orderBy: { expiresAt: "asc" },
+    take: limit,
+  });
+  const byOrg = new Map<string, string[]>();
+  for (const g of due) byOrg.set(g.organizationId, [...(byOrg.get(g.organizationId) ?? []), g.id]);
+  let expired = 0;
+  for (const [organizationId, ids] of byOrg) {
+    expired += await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      const ended = await endGrants(sql, tx, { ids }, "EXPIRY", now);
+      return { value: ended.reduce((n, a) => n + (a.removals?.length ?? 0), 0), changes: await adjustBalances(sql, organizationId, ended, now) };
+    });
+  }
+  return expired;
 }

@@ -72,7 +72,7 @@ export async function refundOrder(db: Db, notify: Notify, organizationId: string
     const { count } = await tx.order.updateMany({ where: { id, status: "PAID" }, data: { status: "REFUNDED", refundedAt: now } });
     const refunded = await tx.order.findUniqueOrThrow({ where: { id } });
     if (count === 0) return { value: refunded, changes: [] };
-    const adjustments = await endGrants(tx, { orderId: id }, "REFUND", now);
+    const adjustments = await endGrants(sql, tx, { orderId: id }, "REFUND", now);
     return { value: refunded, changes: await adjustBalances(sql, organizationId, adjustments, now) };
   });
 }

@@ -4,7 +4,7 @@ import { grantCredits } from "../domain/grants.ts";
 import { builder } from "./builder.ts";
 import { orgId } from "./access.ts";
 
-builder.prismaObject("CreditGrant", {
+export const CreditGrantObject = builder.prismaObject("CreditGrant", {
   description: "Credits given to a customer on one meter. Never edited: corrections are new ledger entries.",
   fields: (t) => ({
     id: t.exposeID("id"),
@@ -16,6 +16,8 @@ builder.prismaObject("CreditGrant", {
     effectiveAt: t.expose("effectiveAt", { type: "DateTime" }),
     expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
     voidedAt: t.expose("voidedAt", { type: "DateTime", nullable: true }),
+    expiredAt: t.expose("expiredAt", { type: "DateTime", nullable: true, description: "When its remainder left the balance (expiry, cycle reset, revoke or refund)" }),
+    rollover: t.exposeBoolean("rollover"),
     source: t.exposeString("source", { description: "ADMIN | BENEFIT | EVENT" }),
     description: t.exposeString("description", { nullable: true }),
     idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
@@ -31,6 +33,8 @@ const GrantCreditsInput = builder.inputType("GrantCreditsInput", {
     units: t.field({ type: "Decimal", required: true, description: "Greater than 0" }),
     idempotencyKey: t.string({ description: "The same key again returns the first grant and changes nothing" }),
     description: t.string(),
+    priority: t.int({ description: "Lower burns first; 0 to 1000, default 10" }),
+    expiresAt: t.field({ type: "DateTime", description: "The unused remainder leaves the balance at this instant (exclusive: usage at expiresAt cannot use it)" }),
   }),
 });
 

@@ -9,5 +9,6 @@ import "./event.ts";
 import "./grant.ts";
 import "./catalog.ts";
 import "./subscription.ts";
+import "./ledger.ts";
 
 export const schema = builder.toSchema();

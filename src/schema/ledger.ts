@@ -1,0 +1,103 @@
+// The ledger and grants of a balance: history, balance at an instant, what expires soon, voids.
+import { NotFoundError } from "../domain/errors.ts";
+import { voidCreditGrant } from "../domain/grants.ts";
+import { balanceAt, expiringGrants } from "../domain/ledger.ts";
+import { builder } from "./builder.ts";
+import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { CreditGrantObject } from "./grant.ts";
+
+builder.prismaObject("LedgerEntry", {
+  description: "One change to a balance. Append-only.",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    kind: t.exposeString("kind", { description: "GRANT | USAGE | EXPIRY | VOID | RESET | REVOKE | REFUND" }),
+    units: t.expose("units", { type: "Decimal", description: "The change to the balance (negative for usage and removals)" }),
+    balanceAfter: t.expose("balanceAfter", { type: "Decimal" }),
+    occurredAt: t.expose("occurredAt", { type: "DateTime" }),
+    meter: t.relation("meter"),
+    grant: t.relation("grant", { nullable: true }),
+    event: t.relation("event", { nullable: true, description: "USAGE: the last event the entry covers" }),
+    eventCount: t.exposeInt("eventCount", { description: "USAGE: how many events the entry covers" }),
+    description: t.exposeString("description", { nullable: true }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  ledger: t.prismaConnection(
+    {
+      type: "LedgerEntry",
+      cursor: "id",
+      description: "A customer's ledger, oldest first, optionally for one meter.",
+      authScopes: { authenticated: true },
+      args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
+      resolve: async (query, _root, args, ctx) => {
+        const customer = await readableCustomer(ctx, refArgs(args));
+        return ctx.db.ledgerEntry.findMany({
+          ...query,
+          where: { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
+          orderBy: { id: "asc" },
+        });
+      },
+    },
+    { name: "LedgerEntryConnection" },
+    { name: "LedgerEntryEdge" },
+  ),
+  creditGrants: t.prismaConnection(
+    {
+      type: "CreditGrant",
+      cursor: "id",
+      description: "A customer's credit grants with what remains of each, oldest first.",
+      authScopes: { authenticated: true },
+      args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
+      resolve: async (query, _root, args, ctx) => {
+        const customer = await readableCustomer(ctx, refArgs(args));
+        return ctx.db.creditGrant.findMany({
+          ...query,
+          where: { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
+          orderBy: { id: "asc" },
+        });
+      },
+    },
+    { name: "CreditGrantConnection" },
+    { name: "CreditGrantEdge" },
+  ),
+  balanceAt: t.field({
+    type: "Decimal",
+    description: "The balance at an instant, answered from the ledger (0 before the first entry).",
+    authScopes: { authenticated: true },
+    args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id({ required: true }), at: t.arg({ type: "DateTime", required: true }) },
+    resolve: async (_root, args, ctx) => {
+      const customer = await readableCustomer(ctx, refArgs(args));
+      return balanceAt(ctx.db, customer.id, String(args.meterId), args.at);
+    },
+  }),
+  expiringCredits: t.prismaField({
+    type: [CreditGrantObject],
+    description: "Grants with units left that expire within `within` seconds from now, soonest first.",
+    authScopes: { authenticated: true },
+    args: {
+      customerId: t.arg.id(),
+      externalCustomerId: t.arg.string(),
+      meterId: t.arg.id(),
+      within: t.arg.int({ required: true, description: "Seconds from now, e.g. 604800 for a week" }),
+    },
+    resolve: async (_query, _root, args, ctx) => {
+      const customer = await readableCustomer(ctx, refArgs(args));
+      return expiringGrants(ctx.db, customer.id, args.meterId ? String(args.meterId) : null, ctx.now(), Math.max(0, args.within) * 1000);
+    },
+  }),
+}));
+
+builder.mutationFields((t) => ({
+  voidCreditGrant: t.prismaField({
+    type: "CreditGrant",
+    description: "Remove what remains of a grant now; its history stays in the ledger.",
+    authScopes: { admin: true },
+    errors: { types: [NotFoundError] },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, { id }, ctx) => {
+      const grant = await voidCreditGrant(ctx.db, ctx.notify, orgId(ctx), String(id), ctx.now());
+      return ctx.db.creditGrant.findUniqueOrThrow({ ...query, where: { id: grant.id } });
+    },
+  }),
+}));

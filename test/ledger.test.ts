@@ -1,0 +1,149 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BalanceAt, CreditGrantsOf, ExpiringCredits, GrantWithOptions, LedgerOf, VoidCreditGrant } from "./documents.ts";
+import { startTestApp, type TestApp } from "./support/app.ts";
+import { balanceOf, customer, ingest, meter, named } from "./support/fixtures.ts";
+
+let t: TestApp;
+const T0 = new Date("2026-03-01T00:00:00.000Z");
+const HOUR = 3_600_000;
+
+beforeAll(async () => {
+  t = await startTestApp();
+});
+afterAll(() => t?.close());
+
+/** A fresh customer and SUM meter of its own. */
+async function setup() {
+  t.setNow(T0);
+  const name = `led-${Math.random().toString(36).slice(2, 8)}`;
+  const m = await meter(t, "SUM", { property: "n", filter: named(name) });
+  const c = await customer(t);
+  return { c, m, use: (n: number) => ingest(t, [{ name, customerId: c, metadata: { n } }]) };
+}
+
+async function grant(c: string, m: string, units: string, opts: { priority?: number; expiresAt?: Date } = {}) {
+  const { grantCredits } = await t.ok(GrantWithOptions, { input: { customerId: c, meterId: m, units, priority: opts.priority, expiresAt: opts.expiresAt?.toISOString() } });
+  if (grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(grantCredits));
+  return grantCredits.id;
+}
+
+async function remaining(c: string, m: string): Promise<Record<string, string>> {
+  const { creditGrants } = await t.ok(CreditGrantsOf, { customerId: c, meterId: m });
+  return Object.fromEntries(creditGrants.edges.map((e) => [e.node.id, e.node.remainingUnits]));
+}
+
+describe("burn-down order", () => {
+  it("priorities 1 and 2, usage 120 on two grants of 100 → 0 and 80", async () => {
+    const { c, m, use } = await setup();
+    const second = await grant(c, m, "100", { priority: 2 });
+    const first = await grant(c, m, "100", { priority: 1 });
+    await use(120);
+    expect(await remaining(c, m)).toEqual({ [first]: "0", [second]: "80" });
+    expect((await balanceOf(t, c, m))?.balance).toBe("80");
+  });
+
+  it("at equal priority the later-expiring grant burns last, and a never-expiring one after both", async () => {
+    const { c, m, use } = await setup();
+    const never = await grant(c, m, "50");
+    const late = await grant(c, m, "50", { expiresAt: new Date(T0.getTime() + 48 * HOUR) });
+    const soon = await grant(c, m, "50", { expiresAt: new Date(T0.getTime() + 24 * HOUR) });
+    await use(70);
+    expect(await remaining(c, m)).toEqual({ [soon]: "0", [late]: "30", [never]: "50" });
+  });
+
+  it("usage before any grant, then a grant that first covers the overage", async () => {
+    const { c, m, use } = await setup();
+    await use(30);
+    expect((await balanceOf(t, c, m))?.balance).toBe("-30");
+    const g = await grant(c, m, "100");
+    expect(await remaining(c, m)).toEqual({ [g]: "70" });
+    expect((await balanceOf(t, c, m))?.balance).toBe("70");
+  });
+
+  it("a negative usage value gives units back to the grant it came from", async () => {
+    const { c, m, use } = await setup();
+    const g = await grant(c, m, "100");
+    await use(60);
+    await use(-25);
+    expect(await remaining(c, m)).toEqual({ [g]: "65" });
+    expect((await balanceOf(t, c, m))?.balance).toBe("65");
+  });
+});
+
+describe("voids and expiry", () => {
+  it("voiding mid-period removes what remains and keeps the history", async () => {
+    const { c, m, use } = await setup();
+    const g = await grant(c, m, "100");
+    await use(30);
+    const { voidCreditGrant } = await t.ok(VoidCreditGrant, { id: g });
+    expect(voidCreditGrant).toMatchObject({ remainingUnits: "0", voidedAt: T0.toISOString() });
+    expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "30", balance: "0" });
+    await t.ok(VoidCreditGrant, { id: g }); // twice changes nothing
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m });
+    expect(ledger.edges.map((e) => [e.node.kind, e.node.units, e.node.balanceAfter])).toEqual([
+      ["GRANT", "100", "100"],
+      ["USAGE", "-30", "70"],
+      ["VOID", "-70", "0"],
+    ]);
+  });
+
+  it("100 expiring + 50 non-expiring, use 120 → 30 left, still 30 after the expiry", async () => {
+    const { c, m, use } = await setup();
+    await grant(c, m, "100", { expiresAt: new Date(T0.getTime() + HOUR) });
+    await grant(c, m, "50");
+    await use(120);
+    expect((await balanceOf(t, c, m))?.balance).toBe("30");
+    t.advance(2 * HOUR);
+    await t.app.scheduler.tick();
+    expect((await balanceOf(t, c, m))?.balance).toBe("30");
+    // the used-up grant is marked expired; nothing left, so no ledger entry (entries record balance changes)
+    expect((await t.db.creditGrant.findFirstOrThrow({ where: { customerId: c, expiresAt: { not: null } } })).expiredAt).not.toBeNull();
+    expect(await t.db.ledgerEntry.count({ where: { customerId: c, kind: "EXPIRY" } })).toBe(0);
+  });
+
+  it("expiry is exclusive: usage at exactly expiresAt cannot use the grant, and the remainder leaves", async () => {
+    const { c, m, use } = await setup();
+    const expiresAt = new Date(T0.getTime() + HOUR);
+    const g = await grant(c, m, "100", { expiresAt });
+    t.setNow(expiresAt);
+    await use(10);
+    expect(await remaining(c, m)).toEqual({ [g]: "100" });
+    await t.app.scheduler.tick();
+    expect(await remaining(c, m)).toEqual({ [g]: "0" });
+    expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "0", balance: "-10" });
+  });
+
+  it("expiringCredits lists grants with units left that expire soon", async () => {
+    const { c, m } = await setup();
+    const soon = await grant(c, m, "5", { expiresAt: new Date(T0.getTime() + HOUR) });
+    await grant(c, m, "5", { expiresAt: new Date(T0.getTime() + 72 * HOUR) });
+    await grant(c, m, "5");
+    const { expiringCredits } = await t.ok(ExpiringCredits, { customerId: c, meterId: m, within: 24 * 3600 });
+    expect(expiringCredits.map((g) => g.id)).toEqual([soon]);
+  });
+
+  it("rejects an expiry in the past and an out-of-range priority", async () => {
+    const { c, m } = await setup();
+    const past = await t.ok(GrantWithOptions, { input: { customerId: c, meterId: m, units: "1", expiresAt: new Date(T0.getTime() - 1).toISOString() } });
+    expect(past.grantCredits).toMatchObject({ __typename: "InvalidInputError", field: "input.expiresAt" });
+    const prio = await t.ok(GrantWithOptions, { input: { customerId: c, meterId: m, units: "1", priority: -1 } });
+    expect(prio.grantCredits).toMatchObject({ __typename: "InvalidInputError", field: "input.priority" });
+  });
+});
+
+describe("ledger", () => {
+  it("balanceAt answers from the ledger at any instant", async () => {
+    const { c, m, use } = await setup();
+    await grant(c, m, "10");
+    t.advance(HOUR);
+    await use(4);
+    t.advance(HOUR);
+    await use(2.5);
+    const at = async (ms: number) => (await t.ok(BalanceAt, { customerId: c, meterId: m, at: new Date(T0.getTime() + ms).toISOString() })).balanceAt;
+    expect(await at(-1)).toBe("0");
+    expect(await at(0)).toBe("10");
+    expect(await at(HOUR - 1)).toBe("10");
+    expect(await at(HOUR)).toBe("6");
+    expect(await at(3 * HOUR)).toBe("3.5");
+  });
+});
