@@ -71,6 +71,14 @@ describe("one-time products (credit packs)", () => {
     expect((await balanceOf(t, c, m))?.creditedUnits).toBe("10");
   });
 
+  it("an archived product can no longer be ordered", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("archived") });
+    const pack = await product([await benefit(m, "5")]);
+    await t.db.product.update({ where: { id: pack }, data: { archivedAt: START } });
+    const { createOrder } = await t.ok(CreateOrder, { input: { customerId: await customer(t), productId: pack } });
+    expect(createOrder).toMatchObject({ __typename: "InvalidInputError", field: "input.productId" });
+  });
+
   it("refund revokes what remains of the order's credits", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("refund") });
     const pack = await product([await benefit(m, "100")]);
