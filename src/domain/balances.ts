@@ -108,7 +108,8 @@ export function consumedFromState(func: AggregationFunc, s: { aggCount: bigint; 
   }
 }
 
-const key = (customerId: string, meterId: string) => `${customerId}\u0000${meterId}`;
+/** Map key of one balance row. */
+export const balanceKey = (customerId: string, meterId: string) => `${customerId}\u0000${meterId}`;
 
 /** (customer, meter) pairs per read: two parameters each. */
 const PAIRS_PER_STATEMENT = 2000;
@@ -127,14 +128,14 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
            FROM "CustomerMeter" WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} ORDER BY "id"${sql.forUpdate}`,
         chunk.flatMap((a) => [a.customerId, a.meterId]),
       );
-      for (const r of rows) byKey.set(key(r.customerId, r.meterId), r);
+      for (const r of rows) byKey.set(balanceKey(r.customerId, r.meterId), r);
     }
   };
   await read(adjustments);
 
   // 2. Create the rows that do not exist yet (zero state). A concurrent writer may create one first on
   //    PostgreSQL; DO NOTHING and the re-read pick up its row.
-  const missing = adjustments.filter((a) => !byKey.has(key(a.customerId, a.meterId)));
+  const missing = adjustments.filter((a) => !byKey.has(balanceKey(a.customerId, a.meterId)));
   if (missing.length) {
     await sql.insertMany(
       "CustomerMeter",
@@ -149,7 +150,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const distinctRows: [string, string][] = [];
   for (const a of adjustments) {
     if (!a.usage?.distinct.size) continue;
-    const row = byKey.get(key(a.customerId, a.meterId))!;
+    const row = byKey.get(balanceKey(a.customerId, a.meterId))!;
     for (const v of a.usage.distinct) distinctRows.push([row.id, v]);
   }
   const newDistinct = new Map<string, bigint>();
@@ -174,7 +175,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null) =>
     ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, nowValue, grantId, eventId, eventCount, description, nowValue]);
   for (const a of adjustments) {
-    const k = key(a.customerId, a.meterId);
+    const k = balanceKey(a.customerId, a.meterId);
     const row = byKey.get(k);
     if (!row) throw new Error(`balance row missing for ${a.customerId}/${a.meterId}`);
     const grants = grantsByKey.get(k) ?? [];
@@ -282,7 +283,7 @@ async function liveGrants(sql: Sql, adjustments: BalanceAdjustment[], now: Date)
       [...chunk.flatMap((a) => [a.customerId, a.meterId]), sql.date(now), sql.date(now)],
     );
     for (const r of rows) {
-      const k = key(r.customerId, r.meterId);
+      const k = balanceKey(r.customerId, r.meterId);
       const list = out.get(k) ?? [];
       list.push({
         id: r.id,

@@ -3,7 +3,7 @@ import { orderedId } from "./ids.ts";
 import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
-import { adjustBalances, type BalanceAdjustment, type Removal } from "./balances.ts";
+import { adjustBalances, balanceKey, type BalanceAdjustment, type Removal } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { requireMeter } from "./meters.ts";
@@ -166,7 +166,7 @@ export async function endGrants(
   });
   const adjustments = new Map<string, BalanceAdjustment>();
   for (const g of grants) {
-    const k = `${g.customerId}\u0000${g.meterId}`;
+    const k = balanceKey(g.customerId, g.meterId);
     const adj = adjustments.get(k) ?? { customerId: g.customerId, meterId: g.meterId, removals: [] };
     adj.removals!.push({ grantId: g.id, units: BigInt(g.remainingUnits), kind });
     adjustments.set(k, adj);
@@ -178,7 +178,7 @@ export async function endGrants(
 export function mergeAdjustments(...lists: BalanceAdjustment[][]): BalanceAdjustment[] {
   const merged = new Map<string, BalanceAdjustment>();
   for (const a of lists.flat()) {
-    const k = `${a.customerId}\u0000${a.meterId}`;
+    const k = balanceKey(a.customerId, a.meterId);
     const m = merged.get(k) ?? { customerId: a.customerId, meterId: a.meterId };
     if (a.removals) m.removals = [...(m.removals ?? []), ...a.removals];
     if (a.credits) m.credits = [...(m.credits ?? []), ...a.credits];

@@ -3,7 +3,7 @@
 import { orderedId } from "./ids.ts";
 import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
-import { adjustBalances, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError } from "./errors.ts";
 import { contribution, filterMatches, unrepresentableNumber, type EventLike } from "./meter-filter.ts";
@@ -109,7 +109,7 @@ export function usageAdjustments(events: CountableEvent[], meters: ActiveMeter[]
   for (const e of events) {
     for (const m of meters) {
       if (!filterMatches(m.filter, e)) continue;
-      const k = `${e.customerId}\u0000${m.id}`;
+      const k = balanceKey(e.customerId, m.id);
       let adj = byKey.get(k);
       if (!adj) byKey.set(k, (adj = { customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func) }));
       const u = adj.usage!;

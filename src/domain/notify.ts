@@ -7,6 +7,3 @@ export interface Notify {
   balancesChanged(organizationId: string, changes: BalanceChange[]): void;
   customerChanged(organizationId: string, customerId: string): void;
 }
-
-/** For scripts and tests that do not listen. */
-export const silentNotify: Notify = { balancesChanged: () => {}, customerChanged: () => {} };

@@ -17,6 +17,15 @@ export function refArgs(args: { customerId?: string | number | null; externalCus
 }
 
 /**
+ * The customer a list is scoped to: the one named, a customer session's own when none is named, or none
+ * (an admin listing across the organization).
+ */
+export async function listScopeCustomer(ctx: Context, args: Parameters<typeof refArgs>[0]): Promise<Customer | null> {
+  const named = args.customerId || args.externalCustomerId || ctx.principal?.kind === "customer";
+  return named ? readableCustomer(ctx, refArgs(args)) : null;
+}
+
+/**
  * The customer a read addresses. A customer session that names no customer reads itself and may not name
  * another one (FORBIDDEN); an admin must name one.
  */

@@ -2,7 +2,7 @@
 import { Repeater } from "graphql-yoga";
 import { NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
-import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
 import { CustomerState } from "./customer-state.ts";
 
 export const CustomerMeterObject = builder.prismaObject("CustomerMeter", {
@@ -48,8 +48,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       resolve: async (query, _root, args, ctx) => {
-        const named = args.customerId || args.externalCustomerId || ctx.principal?.kind === "customer";
-        const customer = named ? await readableCustomer(ctx, refArgs(args)) : null;
+        const customer = await listScopeCustomer(ctx, args);
         return ctx.db.customerMeter.findMany({
           ...query,
           where: { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}) },

@@ -3,7 +3,7 @@ import { InvalidInputError } from "../domain/errors.ts";
 import { ingestEvents, MAX_BATCH_SIZE } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
-import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { listScopeCustomer, orgId } from "./access.ts";
 
 const EventObject = builder.prismaObject("Event", {
   description: "A usage event as ingested. Immutable.",
@@ -70,8 +70,7 @@ builder.queryFields((t) => ({
         to: t.arg({ type: "DateTime" }),
       },
       resolve: async (_root, args, ctx) => {
-        const named = args.customerId || args.externalCustomerId || ctx.principal?.kind === "customer";
-        const customer = named ? await readableCustomer(ctx, refArgs(args)) : null;
+        const customer = await listScopeCustomer(ctx, args);
         return listEvents(ctx.db, orgId(ctx), {
           customerId: customer?.id,
           meterId: args.meterId == null ? undefined : String(args.meterId),
