@@ -1,7 +1,9 @@
-// Background work inside the server: credit expiry and subscription cycles at period end. One pass at a time; several nodes
-// may run it at once (each renewal is guarded by the period end it read).
+// Background work inside the server: grant expiry and activation, expired holds, and subscription cycles at
+// period end. One pass at a time; several nodes may run it at once (every step is conditional on the state it
+// read, under row locks).
 import type { Db } from "./db/client.ts";
-import { expireDueGrants } from "./domain/grants.ts";
+import { expireDueReservations } from "./domain/authorization.ts";
+import { settleDueGrants } from "./domain/grants.ts";
 import type { Notify } from "./domain/notify.ts";
 import { processDueSubscriptions, type RenewalMode } from "./domain/subscriptions.ts";
 import type { Logger } from "./log.ts";
@@ -19,8 +21,10 @@ export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clo
   const pass = async () => {
     try {
       const now = deps.clock();
-      const expired = await expireDueGrants(deps.db, deps.notify, now);
-      if (expired) deps.log.info({ expired }, "credit grants expired");
+      const settled = await settleDueGrants(deps.db, deps.notify, now);
+      if (settled) deps.log.info({ settled }, "balances brought up to date (grant expiries and activations)");
+      const released = await expireDueReservations(deps.db, deps.notify, now);
+      if (released) deps.log.info({ released }, "expired reservations released");
       const processed = await processDueSubscriptions(deps.db, deps.notify, now, deps.renewalMode);
       if (processed) deps.log.info({ processed }, "subscription cycles processed");
     } catch (err) {

@@ -9,6 +9,7 @@ import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { Db } from "./db/client.ts";
 import { authenticate, bearerSecret, type Principal } from "./domain/auth.ts";
+import { viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
 import type { PubSub } from "./pubsub.ts";
@@ -69,7 +70,7 @@ export function createApp(deps: AppDeps) {
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(db, init.request.headers.get("authorization"));
-      return { db, pubsub, notify, log, principal, now: clock };
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock) };
     },
     maskedErrors: {
       maskError(error, message, isDev) {

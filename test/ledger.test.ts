@@ -106,11 +106,37 @@ describe("voids and expiry", () => {
     const expiresAt = new Date(T0.getTime() + HOUR);
     const g = await grant(c, m, "100", { expiresAt });
     t.setNow(expiresAt);
-    await use(10);
-    expect(await remaining(c, m)).toEqual({ [g]: "100" });
-    await t.app.scheduler.tick();
+    await use(10); // the scheduler has not run: the write itself records the expiry first
     expect(await remaining(c, m)).toEqual({ [g]: "0" });
     expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "0", balance: "-10" });
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m });
+    expect(ledger.edges.map((e) => [e.node.kind, e.node.units, e.node.balanceAfter, e.node.occurredAt])).toEqual([
+      ["GRANT", "100", "100", T0.toISOString()],
+      ["EXPIRY", "-100", "0", expiresAt.toISOString()],
+      ["USAGE", "-10", "-10", expiresAt.toISOString()],
+    ]);
+    await t.app.scheduler.tick(); // nothing left for it to do
+    expect((await t.ok(LedgerOf, { customerId: c, meterId: m })).ledger.edges).toHaveLength(3);
+  });
+
+  it("a quiet balance reads correctly before the expiry pass has run, and the pass records it at expiresAt", async () => {
+    const { c, m, use } = await setup();
+    const expiresAt = new Date(T0.getTime() + HOUR);
+    const g = await grant(c, m, "100", { expiresAt });
+    await grant(c, m, "5");
+    await use(30);
+    t.setNow(new Date(expiresAt.getTime() + 5 * HOUR));
+    // nothing has written to this balance since the expiry
+    expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "35", balance: "5" });
+    expect((await remaining(c, m))[g]).toBe("0");
+    const at = async (d: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: m, at: d.toISOString() })).balanceAt;
+    expect(await at(new Date(expiresAt.getTime() - 1))).toBe("75");
+    expect(await at(expiresAt)).toBe("5");
+    await t.app.scheduler.tick();
+    expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "35", balance: "5" });
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m });
+    expect(ledger.edges.at(-1)!.node).toMatchObject({ kind: "EXPIRY", units: "-70", balanceAfter: "5", occurredAt: expiresAt.toISOString() });
+    expect(await at(expiresAt)).toBe("5");
   });
 
   it("expiringCredits lists grants with units left that expire soon", async () => {

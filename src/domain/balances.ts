@@ -1,15 +1,21 @@
 // The balance rows (CustomerMeter) and their ledger entries, changed in bulk inside the caller's transaction.
-// Every path that moves a balance (ingestion, grants, later expiry and renewals) comes through
+// Every path that moves a balance (ingestion, grants, authorizations, expiry, renewals) comes through
 // `adjustBalances`, so the row, its aggregation state and the ledger can never disagree.
 //
+// Each row is first brought up to `now`: grants that took effect or expired since it was last written are
+// recorded (dated when they happened) before anything else, so no write ever uses an expired grant, whether
+// or not the scheduler has run.
+//
 // Cost is a fixed number of statements per call whatever the number of rows: read (and on PostgreSQL lock,
-// in id order) exactly the touched rows, create the missing ones, add distinct values, write all rows back
-// in one upsert, append the ledger.
+// in id order) exactly the touched rows, create the missing ones, add distinct values, read their grants,
+// write all rows back in one upsert, append the ledger.
 import { orderedId } from "./ids.ts";
 import type { Sql } from "../db/sql.ts";
-import { burn, burnOrder, restore, type LiveGrant } from "./burn-down.ts";
+import { burn, burnOrder, restore } from "./burn-down.ts";
+import { InsufficientCreditsError } from "./errors.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
-import { UNIT_SCALE } from "./units.ts";
+import { settle, type TimedGrant } from "./settle.ts";
+import { formatUnits, UNIT_SCALE } from "./units.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
 export interface UsageDelta {
@@ -45,13 +51,39 @@ export interface Removal {
   description?: string | null;
 }
 
-/** Everything that happens to one (customer, meter) in one transaction, applied as removals → credits → usage. */
+/** Usage recorded directly (authorizeUsage, a committed reservation) rather than counted from events. */
+export interface DirectUsage {
+  /** micro-units, ≥ 0 */
+  units: bigint;
+  description?: string | null;
+}
+
+/**
+ * Everything that happens to one (customer, meter) in one transaction, applied as due grant activations and
+ * expiries → removals → credits → usage → direct usage.
+ */
 export interface BalanceAdjustment {
   customerId: string;
   meterId: string;
   removals?: Removal[];
   credits?: CreditDelta[];
   usage?: UsageDelta;
+  direct?: DirectUsage;
+  /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
+  hold?: bigint;
+  /**
+   * Credits-only: refuse (throw InsufficientCreditsError, so the caller's transaction rolls back) if this
+   * adjustment uses units and leaves less than zero available (balance minus live holds).
+   */
+  creditsOnly?: boolean;
+  /** Input path named in a refusal, e.g. "input.units". */
+  field?: string;
+  /**
+   * Only bring the row up to now (the scheduler): a row with nothing due is left alone and not reported.
+   * Any other adjustment is written and reported even if the balance did not move (a released hold changes
+   * what is available).
+   */
+  settleOnly?: boolean;
 }
 
 /** A committed change to one balance row, for publishing after the transaction. */
@@ -59,6 +91,8 @@ export interface BalanceChange {
   customerId: string;
   meterId: string;
   version: number;
+  /** the balance after the change, micro-units */
+  balance: bigint;
 }
 
 interface Row {
@@ -71,6 +105,7 @@ interface Row {
   aggSum: bigint;
   aggMax: bigint | null;
   aggMin: bigint | null;
+  directUnits: bigint;
   version: bigint | number;
   createdAt: unknown;
 }
@@ -124,7 +159,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
       const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
       const rows = await sql.query<Row>(
-        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt"
+        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "createdAt"
            FROM "CustomerMeter" WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} ORDER BY "id"${sql.forUpdate}`,
         chunk.flatMap((a) => [a.customerId, a.meterId]),
       );
@@ -164,21 +199,25 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     for (const r of inserted) newDistinct.set(r.customerMeterId, (newDistinct.get(r.customerMeterId) ?? 0n) + 1n);
   }
 
-  // 4. The live grants of these rows, in burn order, for burn-down and for new grants covering overage.
-  const grantsByKey = await liveGrants(sql, adjustments, now);
-  const dirtyGrants = new Set<LiveGrant>();
+  // 4. The grants of these rows (live, or due to take effect), and what live reservations hold where a
+  //    credits-only check needs it.
+  const grantsByKey = await timedGrants(sql, adjustments, now);
+  const heldByKey = adjustments.some((a) => a.creditsOnly || a.hold) ? await heldUnits(sql, adjustments.filter((a) => a.creditsOnly || a.hold), now) : new Map<string, bigint>();
+  const dirtyGrants = new Set<TimedGrant>();
+  const activated: TimedGrant[] = [];
+  const expired: TimedGrant[] = [];
 
   // 5. New state of every row, and what the ledger records.
   const upserts: unknown[][] = [];
   const ledger: unknown[][] = [];
   const changes: BalanceChange[] = [];
-  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null) =>
-    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, nowValue, grantId, eventId, eventCount, description, nowValue]);
+  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = nowValue) =>
+    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, at, grantId, eventId, eventCount, description, nowValue]);
   for (const a of adjustments) {
     const k = balanceKey(a.customerId, a.meterId);
     const row = byKey.get(k);
     if (!row) throw new Error(`balance row missing for ${a.customerId}/${a.meterId}`);
-    const grants = grantsByKey.get(k) ?? [];
+    const allGrants = grantsByKey.get(k) ?? [];
     const before = {
       aggCount: BigInt(row.aggCount),
       aggSum: BigInt(row.aggSum),
@@ -186,9 +225,23 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       aggMin: big(row.aggMin),
     };
     let after = before;
+    let direct = BigInt(row.directUnits);
     let consumed = BigInt(row.consumedUnits);
     let credited = BigInt(row.creditedUnits);
     let balance = credited - consumed;
+
+    // Time first: grants that took effect or expired since the row was last written.
+    const settled = settle(balance, allGrants, now);
+    for (const step of settled.steps) {
+      credited += step.units;
+      balance = step.balanceAfter;
+      (step.kind === "GRANT" ? activated : expired).push(step.grant);
+      dirtyGrants.add(step.grant);
+      if (step.units !== 0n) entry(a, step.kind, step.units, balance, step.grant.id, null, 0, null, sql.date(step.at));
+    }
+    if (a.settleOnly && !settled.steps.length) continue;
+    const grants = allGrants.filter((g) => g.credited && (g.expiresAt === null || g.expiresAt > now));
+    const held = heldByKey.get(k) ?? 0n;
 
     for (const r of a.removals ?? []) {
       if (r.units === 0n) continue;
@@ -208,16 +261,9 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       balance += c.units;
       entry(a, "GRANT", c.units, balance, c.grantId, null, 0, c.description ?? null);
     }
-    if (a.usage) {
-      const u = a.usage;
-      after = {
-        aggCount: before.aggCount + (u.func === "UNIQUE" ? (newDistinct.get(row.id) ?? 0n) : u.count),
-        aggSum: before.aggSum + u.sum,
-        aggMax: maxOf(before.aggMax, u.max),
-        aggMin: minOf(before.aggMin, u.min),
-      };
-      const newConsumed = consumedFromState(u.func, after);
-      const delta = newConsumed - consumed;
+    const balanceBeforeUse = balance;
+    let used = 0n;
+    const consume = (delta: bigint) => {
       if (delta > 0n) {
         for (const g of burn(grants, delta).changed) dirtyGrants.add(g);
       } else if (delta < 0n) {
@@ -226,24 +272,53 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
         const refill = -delta - (overage < -delta ? overage : -delta);
         if (refill > 0n) for (const g of restore(grants, refill).changed) dirtyGrants.add(g);
       }
-      consumed = newConsumed;
+      used += delta;
+      consumed += delta;
       balance = credited - consumed;
+    };
+    if (a.usage) {
+      const u = a.usage;
+      after = {
+        aggCount: before.aggCount + (u.func === "UNIQUE" ? (newDistinct.get(row.id) ?? 0n) : u.count),
+        aggSum: before.aggSum + u.sum,
+        aggMax: maxOf(before.aggMax, u.max),
+        aggMin: minOf(before.aggMin, u.min),
+      };
+      const delta = consumedFromState(u.func, after) + direct - consumed;
+      consume(delta);
       if (delta !== 0n || u.eventCount > 0) entry(a, "USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
     }
+    if (a.direct) {
+      direct += a.direct.units;
+      consume(a.direct.units);
+      entry(a, "USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
+    }
+    if (a.creditsOnly && (used > 0n || (a.hold ?? 0n) > 0n) && balance - held - (a.hold ?? 0n) < 0n) {
+      const available = balanceBeforeUse - held;
+      throw new InsufficientCreditsError(
+        `Not enough credits: ${formatUnits(available > 0n ? available : 0n)} available`,
+        a.field ?? null,
+        a.customerId,
+        a.meterId,
+        balanceBeforeUse,
+        available,
+      );
+    }
     const version = Number(row.version) + 1;
-    upserts.push([row.id, organizationId, a.customerId, a.meterId, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, version, row.createdAt, nowValue]);
-    changes.push({ customerId: a.customerId, meterId: a.meterId, version });
+    upserts.push([row.id, organizationId, a.customerId, a.meterId, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, row.createdAt, nowValue]);
+    changes.push({ customerId: a.customerId, meterId: a.meterId, version, balance });
   }
-  await writeRemaining(sql, [...dirtyGrants]);
+  await writeGrants(sql, [...dirtyGrants], activated, expired);
+  if (!upserts.length) return changes;
 
   // 6. Write every row back in one statement (all rows exist, so this is an update by id).
   await sql.insertMany(
     "CustomerMeter",
-    ["id", "organizationId", "customerId", "meterId", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "version", "createdAt", "updatedAt"],
+    ["id", "organizationId", "customerId", "meterId", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "createdAt", "updatedAt"],
     upserts,
     `ON CONFLICT ("id") DO UPDATE SET "consumedUnits" = excluded."consumedUnits", "creditedUnits" = excluded."creditedUnits",
        "balance" = excluded."balance", "aggCount" = excluded."aggCount", "aggSum" = excluded."aggSum", "aggMax" = excluded."aggMax",
-       "aggMin" = excluded."aggMin", "version" = excluded."version", "updatedAt" = excluded."updatedAt"`,
+       "aggMin" = excluded."aggMin", "directUnits" = excluded."directUnits", "version" = excluded."version", "updatedAt" = excluded."updatedAt"`,
   );
 
   // 7. Append the ledger.
@@ -262,46 +337,83 @@ interface GrantRow {
   units: bigint;
   remainingUnits: bigint;
   priority: bigint | number;
+  effectiveAt: Date | string;
+  creditedAt: Date | string | null;
   expiresAt: Date | string | null;
   createdAt: Date | string;
 }
 
 const asDate = (v: Date | string) => (v instanceof Date ? v : new Date(v));
 
-/**
- * Live grants per row, in burn order: effective, not yet expired, not voided or ended. Used-up grants are
- * included, since units given back by negative usage can refill them.
- */
-async function liveGrants(sql: Sql, adjustments: BalanceAdjustment[], now: Date): Promise<Map<string, LiveGrant[]>> {
-  const out = new Map<string, LiveGrant[]>();
-  for (let i = 0; i < adjustments.length; i += PAIRS_PER_STATEMENT) {
-    const chunk = adjustments.slice(i, i + PAIRS_PER_STATEMENT);
+export function timedGrantOf(r: GrantRow): TimedGrant {
+  return {
+    id: r.id,
+    units: BigInt(r.units),
+    remainingUnits: BigInt(r.remainingUnits),
+    priority: Number(r.priority),
+    effectiveAt: asDate(r.effectiveAt),
+    credited: r.creditedAt !== null,
+    expiresAt: r.expiresAt === null ? null : asDate(r.expiresAt),
+    createdAt: asDate(r.createdAt),
+  };
+}
+
+const GRANT_COLUMNS = `"id", "customerId", "meterId", "units", "remainingUnits", "priority", "effectiveAt", "creditedAt", "expiresAt", "createdAt"`;
+
+/** Grants of (customer, meter) pairs matching `condition` (which numbers its parameters after the pairs'). */
+async function grantsOfPairs(sql: Sql, pairs: { customerId: string; meterId: string }[], condition: (next: number) => string, values: unknown[]): Promise<Map<string, TimedGrant[]>> {
+  const out = new Map<string, TimedGrant[]>();
+  for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
+    const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
     const rows = await sql.query<GrantRow>(
-      `SELECT "id", "customerId", "meterId", "units", "remainingUnits", "priority", "expiresAt", "createdAt" FROM "CreditGrant"
-        WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} AND "voidedAt" IS NULL AND "expiredAt" IS NULL
-          AND "effectiveAt" <= ${sql.param(chunk.length * 2 + 1)} AND ("expiresAt" IS NULL OR "expiresAt" > ${sql.param(chunk.length * 2 + 2)})`,
-      [...chunk.flatMap((a) => [a.customerId, a.meterId]), sql.date(now), sql.date(now)],
+      `SELECT ${GRANT_COLUMNS} FROM "CreditGrant" WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} AND ${condition(chunk.length * 2 + 1)}`,
+      [...chunk.flatMap((a) => [a.customerId, a.meterId]), ...values],
     );
     for (const r of rows) {
       const k = balanceKey(r.customerId, r.meterId);
-      const list = out.get(k) ?? [];
-      list.push({
-        id: r.id,
-        units: BigInt(r.units),
-        remainingUnits: BigInt(r.remainingUnits),
-        priority: Number(r.priority),
-        expiresAt: r.expiresAt === null ? null : asDate(r.expiresAt),
-        createdAt: asDate(r.createdAt),
-      });
-      out.set(k, list);
+      out.set(k, [...(out.get(k) ?? []), timedGrantOf(r)]);
     }
   }
   for (const list of out.values()) list.sort(burnOrder);
   return out;
 }
 
-/** Store the burn-down of the grants that changed, in one statement per chunk. */
-async function writeRemaining(sql: Sql, grants: LiveGrant[]): Promise<void> {
+/**
+ * Grants per row, in burn order: not voided or ended, and credited or due to be. Used-up grants are included,
+ * since units given back by negative usage can refill them.
+ */
+function timedGrants(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, TimedGrant[]>> {
+  return grantsOfPairs(sql, pairs, (n) => `"voidedAt" IS NULL AND "expiredAt" IS NULL AND ("creditedAt" IS NOT NULL OR "effectiveAt" <= ${sql.param(n)})`, [sql.date(now)]);
+}
+
+/** Only the grants that time has changed and no write has recorded yet: what reads must fold in. */
+export function dueGrants(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, TimedGrant[]>> {
+  return grantsOfPairs(
+    sql,
+    pairs,
+    (n) => `"voidedAt" IS NULL AND "expiredAt" IS NULL AND (("creditedAt" IS NULL AND "effectiveAt" <= ${sql.param(n)}) OR "expiresAt" <= ${sql.param(n + 1)})`,
+    [sql.date(now), sql.date(now)],
+  );
+}
+
+/** Micro-units held by live reservations (HELD and not yet expired), per row. */
+export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
+    const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+    const rows = await sql.query<{ customerId: string; meterId: string; held: bigint | number | string }>(
+      `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation"
+        WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} AND "status" = 'HELD' AND "expiresAt" > ${sql.param(chunk.length * 2 + 1)}
+        GROUP BY "customerId", "meterId"`,
+      [...chunk.flatMap((a) => [a.customerId, a.meterId]), sql.date(now)],
+    );
+    for (const r of rows) out.set(balanceKey(r.customerId, r.meterId), BigInt(r.held));
+  }
+  return out;
+}
+
+/** Store the burn-down of the grants that changed, and which took effect or expired, in a few statements. */
+async function writeGrants(sql: Sql, grants: TimedGrant[], activated: TimedGrant[], expired: TimedGrant[]): Promise<void> {
   for (let i = 0; i < grants.length; i += PAIRS_PER_STATEMENT) {
     const chunk = grants.slice(i, i + PAIRS_PER_STATEMENT);
     const cases = chunk.map((_, j) => `WHEN ${sql.param(j * 2 + 1)} THEN CAST(${sql.param(j * 2 + 2)} AS BIGINT)`).join(" ");
@@ -310,4 +422,13 @@ async function writeRemaining(sql: Sql, grants: LiveGrant[]): Promise<void> {
       [...chunk.flatMap((g) => [g.id, g.remainingUnits]), ...chunk.map((g) => g.id)],
     );
   }
+  // The recorded instant is when it happened, as the ledger entry says.
+  const stamp = async (list: TimedGrant[], set: string) => {
+    for (let i = 0; i < list.length; i += PAIRS_PER_STATEMENT) {
+      const chunk = list.slice(i, i + PAIRS_PER_STATEMENT);
+      await sql.execute(`UPDATE "CreditGrant" SET ${set} WHERE ${sql.inList("id", chunk.length, 1)}`, chunk.map((g) => g.id));
+    }
+  };
+  await stamp(activated, `"creditedAt" = "effectiveAt"`);
+  await stamp(expired, `"expiredAt" = "expiresAt"`);
 }

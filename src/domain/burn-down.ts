@@ -23,8 +23,8 @@ export function burnOrder(a: LiveGrant, b: LiveGrant): number {
  * Use `units` from grants sorted in burn order. Returns the grants changed and what no grant covered
  * (that part of the usage is overage, or comes out of credits given back by negative usage).
  */
-export function burn(sorted: LiveGrant[], units: bigint): { changed: LiveGrant[]; uncovered: bigint } {
-  const changed: LiveGrant[] = [];
+export function burn<G extends LiveGrant>(sorted: G[], units: bigint): { changed: G[]; uncovered: bigint } {
+  const changed: G[] = [];
   let left = units;
   for (const g of sorted) {
     if (left === 0n) break;
@@ -41,8 +41,8 @@ export function burn(sorted: LiveGrant[], units: bigint): { changed: LiveGrant[]
  * Give `units` of usage back (a negative event): refill grants in reverse burn order, each up to what it
  * granted. Returns the grants changed and the rest, which stays on the balance as credits outside any grant.
  */
-export function restore(sorted: LiveGrant[], units: bigint): { changed: LiveGrant[]; unplaced: bigint } {
-  const changed: LiveGrant[] = [];
+export function restore<G extends LiveGrant>(sorted: G[], units: bigint): { changed: G[]; unplaced: bigint } {
+  const changed: G[] = [];
   let left = units;
   for (let i = sorted.length - 1; i >= 0 && left > 0n; i--) {
     const g = sorted[i];

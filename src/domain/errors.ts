@@ -37,3 +37,21 @@ export class UnauthenticatedError extends DomainError {
 export class ForbiddenError extends DomainError {
   readonly code = "FORBIDDEN";
 }
+
+/**
+ * Credits-only usage beyond what is available (balance minus holds). Nothing was written. `available` is
+ * what could have been used, in micro-units.
+ */
+export class InsufficientCreditsError extends DomainError {
+  readonly code = "INSUFFICIENT_CREDITS";
+  constructor(
+    message: string,
+    field: string | null,
+    readonly customerId: string,
+    readonly meterId: string,
+    readonly balance: bigint,
+    readonly available: bigint,
+  ) {
+    super(message, field);
+  }
+}

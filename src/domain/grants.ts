@@ -8,6 +8,7 @@ import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
+import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
 
@@ -19,11 +20,15 @@ export interface GrantInput extends CustomerRef {
   description?: string | null;
   /** lower burns first; default 10 */
   priority?: number | null;
+  /** the units enter the balance at this instant; default now */
+  effectiveAt?: Date | null;
   /** the unused remainder leaves the balance at this instant */
   expiresAt?: Date | null;
 }
 
 export const DEFAULT_PRIORITY = 10;
+/** How far in the past an effectiveAt may be and still mean "now" (clock skew); the ledger is never backdated. */
+export const EFFECTIVE_SKEW_MS = 60_000;
 
 /** Same key, same grant: a retried call returns the grant it made the first time and changes nothing. */
 async function existingForKey(db: Db, organizationId: string, input: GrantInput, customerId: string): Promise<CreditGrant | null> {
@@ -35,14 +40,28 @@ async function existingForKey(db: Db, organizationId: string, input: GrantInput,
   return grant;
 }
 
+/** When the grant takes effect: now, or a later instant (then the units arrive when it comes). */
+function effectiveInstant(input: GrantInput, now: Date): Date {
+  const at = input.effectiveAt;
+  if (!at || at <= now) {
+    if (at && at.getTime() < now.getTime() - EFFECTIVE_SKEW_MS) {
+      throw new InvalidInputError("must not be in the past: the ledger is append-only, grants cannot be backdated", "input.effectiveAt");
+    }
+    return now;
+  }
+  return at;
+}
+
 export async function grantCredits(db: Db, notify: Notify, organizationId: string, input: GrantInput, now = new Date()): Promise<CreditGrant> {
   if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
-  if (input.idempotencyKey != null && (!input.idempotencyKey.trim() || input.idempotencyKey.length > 255)) {
-    throw new InvalidInputError("must be 1 to 255 characters", "input.idempotencyKey");
-  }
+  checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
   const priority = input.priority ?? DEFAULT_PRIORITY;
   if (!Number.isInteger(priority) || priority < 0 || priority > 1000) throw new InvalidInputError("must be an integer from 0 to 1000", "input.priority");
-  if (input.expiresAt && input.expiresAt <= now) throw new InvalidInputError("must be in the future", "input.expiresAt");
+  const effectiveAt = effectiveInstant(input, now);
+  if (input.expiresAt && input.expiresAt <= effectiveAt) {
+    throw new InvalidInputError(effectiveAt === now ? "must be in the future" : "must be after effectiveAt", "input.expiresAt");
+  }
+  const scheduled = effectiveAt > now;
   const customer = await resolveCustomerRef(db, organizationId, input, "input");
   await requireMeter(db, organizationId, input.meterId, "input.meterId");
   const existing = await existingForKey(db, organizationId, input, customer.id);
@@ -57,7 +76,8 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
           meterId: input.meterId,
           units: input.units,
           remainingUnits: input.units,
-          effectiveAt: now,
+          effectiveAt,
+          creditedAt: scheduled ? null : now,
           expiresAt: input.expiresAt ?? null,
           priority,
           source: "ADMIN",
@@ -65,9 +85,10 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
           description: input.description ?? null,
         },
       });
-      const changes = await adjustBalances(sql, organizationId, [
-        { customerId: customer.id, meterId: input.meterId, credits: [{ units: input.units, grantId: grant.id, description: input.description }] },
-      ], now);
+      // A scheduled grant reaches the balance at effectiveAt (the scheduler, or the first write after it);
+      // until then its balance row exists, unchanged.
+      const credits = scheduled ? [] : [{ units: input.units, grantId: grant.id, description: input.description }];
+      const changes = await adjustBalances(sql, organizationId, [{ customerId: customer.id, meterId: input.meterId, credits }], now);
       return { value: grant, changes };
     });
   } catch (err) {
@@ -113,6 +134,7 @@ export async function grantBenefits(
         units: b.units,
         remainingUnits: b.units,
         effectiveAt: now,
+        creditedAt: now,
         expiresAt,
         rollover: b.rollover,
         source: "BENEFIT",
@@ -131,18 +153,21 @@ export async function grantBenefits(
 
 /**
  * End grants: what remains of each leaves the balance (one ledger entry per grant) and the grant can no
- * longer be used or refilled. The rows are locked first (PostgreSQL), so a grant two nodes try to end at once
- * (the expiry pass on both, say) is ended, and its remainder removed, exactly once.
+ * longer be used or refilled. Their balance rows are brought up to now first (recording expiries and
+ * activations that are due), which also takes the row locks before the grant locks, the order every writer
+ * follows, so two nodes ending the same grant at once end it, and remove its remainder, exactly once. A grant
+ * whose effectiveAt is still ahead never reached the balance: it ends with nothing to remove.
  */
 export async function endGrants(
   sql: Sql,
   tx: Db,
+  organizationId: string,
   where: { orderId?: string; subscriptionId?: string; rollover?: boolean; ids?: string[] },
   kind: Removal["kind"],
   now: Date,
 ): Promise<BalanceAdjustment[]> {
-  const conditions: string[] = [`"voidedAt" IS NULL`, `"expiredAt" IS NULL`];
-  const values: unknown[] = [];
+  const conditions: string[] = [`"voidedAt" IS NULL`, `"expiredAt" IS NULL`, `"organizationId" = ${sql.param(1)}`];
+  const values: unknown[] = [organizationId];
   const add = (clause: (p: string) => string, value: unknown) => {
     values.push(value);
     conditions.push(clause(sql.param(values.length)));
@@ -155,8 +180,12 @@ export async function endGrants(
     conditions.push(sql.inList("id", where.ids.length, values.length + 1));
     values.push(...where.ids);
   }
-  const grants = await sql.query<{ id: string; customerId: string; meterId: string; remainingUnits: bigint }>(
-    `SELECT "id", "customerId", "meterId", "remainingUnits" FROM "CreditGrant" WHERE ${conditions.join(" AND ")} ORDER BY "id"${sql.forUpdate}`,
+  const matching = `FROM "CreditGrant" WHERE ${conditions.join(" AND ")}`;
+  const pairs = await sql.query<{ customerId: string; meterId: string }>(`SELECT DISTINCT "customerId", "meterId" ${matching}`, values);
+  if (!pairs.length) return [];
+  await adjustBalances(sql, organizationId, pairs.map((p) => ({ customerId: p.customerId, meterId: p.meterId, settleOnly: true })), now);
+  const grants = await sql.query<{ id: string; customerId: string; meterId: string; remainingUnits: bigint; creditedAt: unknown }>(
+    `SELECT "id", "customerId", "meterId", "remainingUnits", "creditedAt" ${matching} ORDER BY "id"${sql.forUpdate}`,
     values,
   );
   if (!grants.length) return [];
@@ -168,7 +197,7 @@ export async function endGrants(
   for (const g of grants) {
     const k = balanceKey(g.customerId, g.meterId);
     const adj = adjustments.get(k) ?? { customerId: g.customerId, meterId: g.meterId, removals: [] };
-    adj.removals!.push({ grantId: g.id, units: BigInt(g.remainingUnits), kind });
+    adj.removals!.push({ grantId: g.id, units: g.creditedAt === null ? 0n : BigInt(g.remainingUnits), kind });
     adjustments.set(k, adj);
   }
   return [...adjustments.values()];
@@ -196,30 +225,38 @@ export async function voidCreditGrant(db: Db, notify: Notify, organizationId: st
   const grant = await db.creditGrant.findFirst({ where: { id, organizationId } });
   if (!grant) throw new NotFoundError("No such credit grant", "id");
   return inTransaction(db, notify, organizationId, async (sql, tx) => {
-    const ended = await endGrants(sql, tx, { ids: [id] }, "VOID", now);
+    const ended = await endGrants(sql, tx, organizationId, { ids: [id] }, "VOID", now);
     return { value: await tx.creditGrant.findUniqueOrThrow({ where: { id } }), changes: await adjustBalances(sql, organizationId, ended, now) };
   });
 }
 
 /**
- * The scheduler's expiry pass: grants whose expiresAt has passed lose their unused remainder (EXPIRY ledger
- * entry). Returns how many grants expired.
+ * The scheduler's pass over time-driven grant changes: every balance with a grant whose expiresAt has passed
+ * (its unused remainder leaves, dated expiresAt) or whose effectiveAt has come (its units arrive, dated
+ * effectiveAt) is brought up to now, and subscribers hear of it. Writes do the same for the rows they touch,
+ * so this pass only makes sure quiet balances change on time. Returns how many balances changed.
  */
-export async function expireDueGrants(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
+export async function settleDueGrants(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
   const due = await db.creditGrant.findMany({
-    where: { expiresAt: { lte: now }, expiredAt: null, voidedAt: null },
-    select: { id: true, organizationId: true },
-    orderBy: { expiresAt: "asc" },
+    where: {
+      voidedAt: null,
+      OR: [
+        { expiredAt: null, expiresAt: { lte: now } },
+        { creditedAt: null, effectiveAt: { lte: now } },
+      ],
+    },
+    select: { organizationId: true, customerId: true, meterId: true },
+    distinct: ["customerId", "meterId"],
     take: limit,
   });
-  const byOrg = new Map<string, string[]>();
-  for (const g of due) byOrg.set(g.organizationId, [...(byOrg.get(g.organizationId) ?? []), g.id]);
-  let expired = 0;
-  for (const [organizationId, ids] of byOrg) {
-    expired += await inTransaction(db, notify, organizationId, async (sql, tx) => {
-      const ended = await endGrants(sql, tx, { ids }, "EXPIRY", now);
-      return { value: ended.reduce((n, a) => n + (a.removals?.length ?? 0), 0), changes: await adjustBalances(sql, organizationId, ended, now) };
+  const byOrg = new Map<string, BalanceAdjustment[]>();
+  for (const g of due) byOrg.set(g.organizationId, [...(byOrg.get(g.organizationId) ?? []), { customerId: g.customerId, meterId: g.meterId, settleOnly: true }]);
+  let settled = 0;
+  for (const [organizationId, adjustments] of byOrg) {
+    settled += await inTransaction(db, notify, organizationId, async (sql) => {
+      const changes = await adjustBalances(sql, organizationId, adjustments, now);
+      return { value: changes.length, changes };
     });
   }
-  return expired;
+  return settled;
 }

@@ -8,6 +8,7 @@ import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError } from "./errors.ts";
 import { contribution, filterMatches, unrepresentableNumber, type EventLike } from "./meter-filter.ts";
 import { activeMeters, type ActiveMeter } from "./meters.ts";
+import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
 import { inTransaction } from "./transactions.ts";
 import { DecimalFormatError } from "./units.ts";
@@ -25,6 +26,13 @@ export interface EventInput {
   timestamp?: Date | null;
   metadata?: unknown;
 }
+
+/**
+ * STANDARD records all usage (past zero it is billable overage, or on a credits-only meter a negative
+ * balance that authorizations then refuse). STRICT rejects the whole batch if it would take a credits-only
+ * balance below zero.
+ */
+export type IngestMode = "STANDARD" | "STRICT";
 
 export interface IngestResult {
   inserted: number;
@@ -130,7 +138,7 @@ export function usageAdjustments(events: CountableEvent[], meters: ActiveMeter[]
   return [...byKey.values()];
 }
 
-export async function ingestEvents(db: Db, notify: Notify, organizationId: string, inputs: EventInput[], now = new Date()): Promise<IngestResult> {
+export async function ingestEvents(db: Db, notify: Notify, organizationId: string, inputs: EventInput[], now = new Date(), mode: IngestMode = "STANDARD"): Promise<IngestResult> {
   if (inputs.length === 0) return { inserted: 0, duplicates: 0 };
   if (inputs.length > MAX_BATCH_SIZE) throw new InvalidInputError(`at most ${MAX_BATCH_SIZE} events per call (got ${inputs.length})`, "events");
   const nowMs = now.getTime();
@@ -158,7 +166,7 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   const seen = new Set<string>();
   const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
 
-  return inTransaction(db, notify, organizationId, async (sql) => {
+  return inTransaction(db, notify, organizationId, async (sql, tx) => {
     const rows = unique.map((e) => [
       e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), sql.date(now),
     ]);
@@ -171,7 +179,12 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
       `("organizationId", "externalId")`,
     );
     const countable = unique.filter((e) => e.customerId && insertedIds.has(e.id)) as CountableEvent[];
-    const changes = await adjustBalances(sql, organizationId, usageAdjustments(countable, meters), now);
+    const adjustments = usageAdjustments(countable, meters);
+    if (mode === "STRICT") {
+      const overage = await overagePairs(tx, adjustments);
+      for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
+    }
+    const changes = await adjustBalances(sql, organizationId, adjustments, now);
     return { value: { inserted: insertedIds.size, duplicates: events.length - insertedIds.size }, changes };
   });
 }

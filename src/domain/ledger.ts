@@ -1,14 +1,25 @@
 // Reading the ledger: the history of one balance, and the balance at any instant, answered from it.
 import type { Db } from "../db/client.ts";
+import { providerOfDb } from "../db/client.ts";
+import { Sql } from "../db/sql.ts";
+import { balanceKey, dueGrants } from "./balances.ts";
+import { settle } from "./settle.ts";
 
-/** The balance of (customer, meter) right after the last ledger entry at or before `at`; 0 before any. */
-export async function balanceAt(db: Db, customerId: string, meterId: string, at: Date): Promise<bigint> {
+/**
+ * The balance of (customer, meter) at `at`: right after the last ledger entry at or before it (0 before any),
+ * plus what time did after that entry and no write has recorded yet (expiries and activations by
+ * min(at, now)), exactly as the next write will record it.
+ */
+export async function balanceAt(db: Db, customerId: string, meterId: string, at: Date, now: Date): Promise<bigint> {
   const last = await db.ledgerEntry.findFirst({
     where: { customerId, meterId, occurredAt: { lte: at } },
     orderBy: [{ occurredAt: "desc" }, { id: "desc" }],
     select: { balanceAfter: true },
   });
-  return last?.balanceAfter ?? 0n;
+  const until = at < now ? at : now;
+  const sql = new Sql(db, providerOfDb(db));
+  const due = (await dueGrants(sql, [{ customerId, meterId }], until)).get(balanceKey(customerId, meterId)) ?? [];
+  return settle(last?.balanceAfter ?? 0n, due, until).balance;
 }
 
 /** Live grants with something left that expire within `withinMs` of `now`, soonest first. */

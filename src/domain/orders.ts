@@ -7,6 +7,7 @@ import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits } from "./grants.ts";
 import type { Notify } from "./notify.ts";
+import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
 
@@ -25,9 +26,7 @@ async function existingForKey(db: Db, organizationId: string, key: string | null
 }
 
 export async function createOrder(db: Db, notify: Notify, organizationId: string, input: OrderInput, now = new Date()): Promise<Order> {
-  if (input.idempotencyKey != null && (!input.idempotencyKey.trim() || input.idempotencyKey.length > 255)) {
-    throw new InvalidInputError("must be 1 to 255 characters", "input.idempotencyKey");
-  }
+  checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
   const customer = await resolveCustomerRef(db, organizationId, input, "input");
   const product = await requireProduct(db, organizationId, input.productId, "input.productId");
   const existing = await existingForKey(db, organizationId, input.idempotencyKey, customer.id, product.id);
@@ -72,7 +71,7 @@ export async function refundOrder(db: Db, notify: Notify, organizationId: string
     const { count } = await tx.order.updateMany({ where: { id, status: "PAID" }, data: { status: "REFUNDED", refundedAt: now } });
     const refunded = await tx.order.findUniqueOrThrow({ where: { id } });
     if (count === 0) return { value: refunded, changes: [] };
-    const adjustments = await endGrants(sql, tx, { orderId: id }, "REFUND", now);
+    const adjustments = await endGrants(sql, tx, organizationId, { orderId: id }, "REFUND", now);
     return { value: refunded, changes: await adjustBalances(sql, organizationId, adjustments, now) };
   });
 }

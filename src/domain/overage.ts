@@ -1,5 +1,6 @@
 // Billable overage: usage beyond credits, priced by the customer's metered price on that meter.
 import type { Db } from "../db/client.ts";
+import { balanceKey } from "./balances.ts";
 import { UNIT_SCALE } from "./units.ts";
 
 export interface MeteredPrice {
@@ -39,4 +40,26 @@ export async function meteredPrices(db: Pick<Db, "price">, customerId: string): 
     if (p.meterId && p.unitAmount !== null && !byMeter.has(p.meterId)) byMeter.set(p.meterId, { unitAmount: p.unitAmount, capAmount: p.capAmount, currency: p.currency });
   }
   return byMeter;
+}
+
+/** Billable overage is allowed when the customer's active subscription has a metered price on the meter. */
+export async function overageAllowed(db: Db, customerId: string, meterId: string): Promise<boolean> {
+  const price = await db.price.findFirst({
+    where: { type: "METERED_UNIT", meterId, product: { subscriptions: { some: { customerId, status: "ACTIVE" } } } },
+    select: { id: true },
+  });
+  return price !== null;
+}
+
+/** Which of these (customer, meter) pairs may go into billable overage (the rest are credits-only). */
+export async function overagePairs(db: Db, pairs: { customerId: string; meterId: string }[]): Promise<Set<string>> {
+  const customers = [...new Set(pairs.map((p) => p.customerId))];
+  const out = new Set<string>();
+  if (!customers.length) return out;
+  const subs = await db.subscription.findMany({
+    where: { customerId: { in: customers }, status: "ACTIVE", product: { prices: { some: { type: "METERED_UNIT" } } } },
+    select: { customerId: true, product: { select: { prices: { where: { type: "METERED_UNIT" }, select: { meterId: true } } } } },
+  });
+  for (const s of subs) for (const p of s.product.prices) if (p.meterId) out.add(balanceKey(s.customerId, p.meterId));
+  return out;
 }

@@ -37,7 +37,7 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
       data: { currentPeriodStart: start, currentPeriodEnd: end },
     });
     if (count === 0) return { value: null, changes: [] as BalanceChange[] };
-    const reset = await endGrants(sql, tx, { subscriptionId: sub.id, rollover: false }, "RESET", now);
+    const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
     const order = await tx.order.create({ data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id } });
     const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, await currentBenefits(tx, sub.productId), { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now);
     const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), now);
@@ -60,7 +60,7 @@ async function endAtPeriodEnd(db: Db, notify: Notify, sub: Subscription, now: Da
       data: { status: "CANCELED", endedAt: sub.currentPeriodEnd },
     });
     if (count === 0) return { value: undefined, changes: [] };
-    const reset = await endGrants(sql, tx, { subscriptionId: sub.id, rollover: false }, "RESET", now);
+    const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
     return { value: undefined, changes: await adjustBalances(sql, sub.organizationId, reset, now) };
   });
 }
@@ -101,7 +101,7 @@ export async function cancelSubscription(db: Db, notify: Notify, organizationId:
     const { count } = await tx.subscription.updateMany({ where: { id, status: "ACTIVE" }, data: { status: "CANCELED", canceledAt: now, endedAt: now } });
     const ended = await tx.subscription.findUniqueOrThrow({ where: { id } });
     if (count === 0) return { value: ended, changes: [] };
-    const revoked = await endGrants(sql, tx, { subscriptionId: id }, "REVOKE", now);
+    const revoked = await endGrants(sql, tx, organizationId, { subscriptionId: id }, "REVOKE", now);
     return { value: ended, changes: await adjustBalances(sql, organizationId, revoked, now) };
   });
 }

@@ -14,6 +14,7 @@ import { GraphQLError, Kind, type ValueNode } from "graphql";
 import type PrismaTypes from "../generated/pothos-prisma-types.ts";
 import { getDatamodel } from "../generated/pothos-prisma-types.ts";
 import type { Db } from "../db/client.ts";
+import type { BalanceView, StoredBalance } from "../domain/balance-view.ts";
 import type { Principal } from "../domain/auth.ts";
 import { DecimalFormatError, formatUnits, parseUnits } from "../domain/units.ts";
 import type { PubSub } from "../pubsub.ts";
@@ -30,6 +31,8 @@ export interface Context {
   now: () => Date;
   /** null when the request carried no token (only introspection and public fields then work). */
   principal: Principal | null;
+  /** A balance row as of now (due grant expiries and activations folded in, holds counted); batched. */
+  balanceView: (row: StoredBalance) => Promise<BalanceView>;
 }
 
 export interface PothosTypes {

@@ -1,12 +1,12 @@
 // Typed errors in the schema: every domain error is an object type implementing the `Error` interface, so a
 // mutation's result union can list the failures a client should handle (`... on Error { code message }`).
-import { ConflictError, DomainError, ForbiddenError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { ConflictError, DomainError, ForbiddenError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
 
 export const ErrorInterface = builder.interfaceRef<DomainError>("Error").implement({
   description: "A failure the client can act on. `code` is stable; `message` is for humans.",
   fields: (t) => ({
-    code: t.exposeString("code", { description: "BAD_USER_INPUT | CONFLICT | NOT_FOUND | FORBIDDEN | …" }),
+    code: t.exposeString("code", { description: "BAD_USER_INPUT | CONFLICT | NOT_FOUND | FORBIDDEN | INSUFFICIENT_CREDITS | …" }),
     message: t.exposeString("message"),
     field: t.exposeString("field", { nullable: true, description: "Path of the input at fault, e.g. input.email" }),
   }),
@@ -26,3 +26,16 @@ errorObject(InvalidInputError, "The input is malformed or breaks a rule; `field`
 errorObject(ConflictError, "The input collides with an existing record (e.g. a unique email).");
 errorObject(NotFoundError, "The addressed record does not exist in this organization.");
 errorObject(ForbiddenError, "The token is valid but may not do this.");
+
+builder.objectType(InsufficientCreditsError, {
+  name: "InsufficientCreditsError",
+  description: "Credits-only usage beyond what is available; nothing was written. Names the balance that refused.",
+  interfaces: [ErrorInterface],
+  isTypeOf: (value) => value instanceof InsufficientCreditsError,
+  fields: (t) => ({
+    customerId: t.exposeID("customerId"),
+    meterId: t.exposeID("meterId"),
+    balance: t.expose("balance", { type: "Decimal", description: "The balance before the refused usage" }),
+    available: t.expose("available", { type: "Decimal", description: "balance minus live holds: what could have been used" }),
+  }),
+});

@@ -1,5 +1,5 @@
 // Usage events: ingestion and reading them back.
-import { InvalidInputError } from "../domain/errors.ts";
+import { InsufficientCreditsError, InvalidInputError } from "../domain/errors.ts";
 import { ingestEvents, MAX_BATCH_SIZE } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
@@ -37,20 +37,31 @@ const IngestEventsResult = builder.objectRef<{ inserted: number; duplicates: num
   }),
 });
 
+const IngestMode = builder.enumType("IngestMode", {
+  values: {
+    STANDARD: { description: "Record all usage: past zero it is billable overage, or on a credits-only meter a negative balance that authorizations then refuse" },
+    STRICT: { description: "Reject the whole batch (InsufficientCreditsError) if it would take a credits-only balance below what is available" },
+  } as const,
+});
+
 builder.mutationFields((t) => ({
   ingestEvents: t.field({
     type: IngestEventsResult,
     description: `Store and count a batch of up to ${MAX_BATCH_SIZE} events, all or nothing. Balances are current when this returns, and subscribers are notified.`,
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError] },
-    args: { events: t.arg({ type: [EventInput], required: true }) },
-    resolve: (_root, { events }, ctx) =>
+    errors: { types: [InvalidInputError, InsufficientCreditsError] },
+    args: {
+      events: t.arg({ type: [EventInput], required: true }),
+      mode: t.arg({ type: IngestMode, description: "Default STANDARD" }),
+    },
+    resolve: (_root, { events, mode }, ctx) =>
       ingestEvents(
         ctx.db,
         ctx.notify,
         orgId(ctx),
         events.map((e) => ({ ...e, customerId: e.customerId == null ? null : String(e.customerId) })),
         ctx.now(),
+        mode ?? "STANDARD",
       ),
   }),
 }));

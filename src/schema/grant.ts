@@ -1,8 +1,27 @@
 // Credit grants: the type and the admin grant mutation.
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { grantCredits } from "../domain/grants.ts";
-import { builder } from "./builder.ts";
+import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
+import { builder, type Context } from "./builder.ts";
 import { orgId } from "./access.ts";
+
+type GrantState = Pick<CreditGrant, "remainingUnits" | "creditedAt" | "expiredAt">;
+
+/** The grant as of now: one that time has changed since its balance was last written reads as it will be recorded. */
+async function settledGrant(ctx: Context, g: CreditGrant): Promise<GrantState> {
+  const now = ctx.now();
+  const due = !g.voidedAt && !g.expiredAt && ((!g.creditedAt && g.effectiveAt <= now) || (g.expiresAt !== null && g.expiresAt <= now));
+  if (!due) return g;
+  const row = await ctx.db.customerMeter.findUnique({ where: { customerId_meterId: { customerId: g.customerId, meterId: g.meterId } } });
+  if (!row) return g;
+  const view = await ctx.balanceView(row);
+  const settled = view.settled.get(g.id);
+  return {
+    remainingUnits: view.remaining.get(g.id) ?? g.remainingUnits,
+    creditedAt: settled?.creditedAt ?? g.creditedAt,
+    expiredAt: settled?.expiredAt ?? g.expiredAt,
+  };
+}
 
 export const CreditGrantObject = builder.prismaObject("CreditGrant", {
   description: "Credits given to a customer on one meter. Never edited: corrections are new ledger entries.",
@@ -11,12 +30,27 @@ export const CreditGrantObject = builder.prismaObject("CreditGrant", {
     customer: t.relation("customer"),
     meter: t.relation("meter"),
     units: t.expose("units", { type: "Decimal" }),
-    remainingUnits: t.expose("remainingUnits", { type: "Decimal" }),
+    remainingUnits: t.field({
+      type: "Decimal",
+      description: "What is left to use, as of now (0 once expired, even before the scheduler records it)",
+      resolve: async (g, _args, ctx) => (await settledGrant(ctx, g)).remainingUnits,
+    }),
     priority: t.exposeInt("priority"),
-    effectiveAt: t.expose("effectiveAt", { type: "DateTime" }),
+    effectiveAt: t.expose("effectiveAt", { type: "DateTime", description: "When the units enter the balance" }),
+    creditedAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      description: "When the units entered the balance; null while effectiveAt is ahead",
+      resolve: async (g, _args, ctx) => (await settledGrant(ctx, g)).creditedAt,
+    }),
     expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
     voidedAt: t.expose("voidedAt", { type: "DateTime", nullable: true }),
-    expiredAt: t.expose("expiredAt", { type: "DateTime", nullable: true, description: "When its remainder left the balance (expiry, cycle reset, revoke or refund)" }),
+    expiredAt: t.field({
+      type: "DateTime",
+      nullable: true,
+      description: "When its remainder left the balance (expiry, cycle reset, revoke or refund)",
+      resolve: async (g, _args, ctx) => (await settledGrant(ctx, g)).expiredAt,
+    }),
     rollover: t.exposeBoolean("rollover"),
     source: t.exposeString("source", { description: "ADMIN | BENEFIT | EVENT" }),
     description: t.exposeString("description", { nullable: true }),
@@ -34,6 +68,7 @@ const GrantCreditsInput = builder.inputType("GrantCreditsInput", {
     idempotencyKey: t.string({ description: "The same key again returns the first grant and changes nothing" }),
     description: t.string(),
     priority: t.int({ description: "Lower burns first; 0 to 1000, default 10" }),
+    effectiveAt: t.field({ type: "DateTime", description: "When the units enter the balance: now (default) or later; a grant cannot be backdated" }),
     expiresAt: t.field({ type: "DateTime", description: "The unused remainder leaves the balance at this instant (exclusive: usage at expiresAt cannot use it)" }),
   }),
 });

@@ -10,5 +10,6 @@ import "./grant.ts";
 import "./catalog.ts";
 import "./subscription.ts";
 import "./ledger.ts";
+import "./authorization.ts";
 
 export const schema = builder.toSchema();

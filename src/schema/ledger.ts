@@ -27,7 +27,7 @@ builder.queryFields((t) => ({
     {
       type: "LedgerEntry",
       cursor: "id",
-      description: "A customer's ledger, oldest first, optionally for one meter.",
+      description: "A customer's ledger in the order things happened (occurredAt), optionally for one meter.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       resolve: async (query, _root, args, ctx) => {
@@ -35,7 +35,7 @@ builder.queryFields((t) => ({
         return ctx.db.ledgerEntry.findMany({
           ...query,
           where: { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
-          orderBy: { id: "asc" },
+          orderBy: [{ occurredAt: "asc" }, { id: "asc" }],
         });
       },
     },
@@ -68,7 +68,7 @@ builder.queryFields((t) => ({
     args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id({ required: true }), at: t.arg({ type: "DateTime", required: true }) },
     resolve: async (_root, args, ctx) => {
       const customer = await readableCustomer(ctx, refArgs(args));
-      return balanceAt(ctx.db, customer.id, String(args.meterId), args.at);
+      return balanceAt(ctx.db, customer.id, String(args.meterId), args.at, ctx.now());
     },
   }),
   expiringCredits: t.prismaField({

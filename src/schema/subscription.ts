@@ -132,7 +132,7 @@ builder.objectFields(CustomerMeterObject, (t) => ({
   overageUnits: t.field({
     type: "Decimal",
     description: "Units used beyond credits (the negative part of the balance).",
-    resolve: (cm) => overageUnits(cm.balance),
+    resolve: async (cm, _args, ctx) => overageUnits((await ctx.balanceView(cm)).balance),
   }),
   overageAmount: t.field({
     type: "Decimal",
@@ -140,7 +140,7 @@ builder.objectFields(CustomerMeterObject, (t) => ({
     description: "overageUnits × the unit amount of the customer's active metered price on this meter, capped (minor currency units); null when the meter is credits-only for the customer.",
     resolve: async (cm, _args, ctx) => {
       const price = await meteredPriceFor(ctx, cm.customerId, cm.meterId);
-      return price ? overageAmount(overageUnits(cm.balance), price) : null;
+      return price ? overageAmount(overageUnits((await ctx.balanceView(cm)).balance), price) : null;
     },
   }),
 }));

@@ -1,0 +1,242 @@
+// Usage authorization on the merchant's request path: check and deduct in one transaction, so concurrent
+// requests can never together use more than a credits-only balance holds. Reservations hold units for a
+// while (a long job whose final size is unknown) and are then committed, released, or expire by themselves.
+//
+// Every path locks the balance row first (through adjustBalances), so checks and deductions on one balance
+// are serialized and a refusal, which rolls its transaction back, changes nothing.
+import type { Db } from "../db/client.ts";
+import type { Reservation } from "../generated/prisma-postgresql/client.ts";
+import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { checkIdempotencyKey } from "./idempotency.ts";
+import { orderedId } from "./ids.ts";
+import { overageAllowed } from "./overage.ts";
+import { requireMeter } from "./meters.ts";
+import type { Notify } from "./notify.ts";
+import { isUniqueViolation } from "./prisma-errors.ts";
+import { inTransaction } from "./transactions.ts";
+
+export interface UsageRequest extends CustomerRef {
+  meterId: string;
+  /** micro-units, > 0 */
+  units: bigint;
+  idempotencyKey?: string | null;
+}
+
+export interface ReserveRequest extends UsageRequest {
+  /** how long the hold lasts; default DEFAULT_HOLD_SECONDS */
+  ttlSeconds?: number | null;
+}
+
+export type RefusalCode = "INSUFFICIENT_CREDITS";
+
+export interface Authorization {
+  allowed: boolean;
+  /** the balance after the deduction (allowed) or as it stands (refused), micro-units */
+  balance: bigint;
+  code: RefusalCode | null;
+  /** the same idempotencyKey was already authorized: nothing was deducted this time */
+  replayed: boolean;
+}
+
+export interface ReserveResult extends Omit<Authorization, "replayed"> {
+  reservation: Reservation | null;
+}
+
+export const DEFAULT_HOLD_SECONDS = 300;
+export const MAX_HOLD_SECONDS = 7 * 86_400;
+
+interface Target {
+  customerId: string;
+  meterId: string;
+  creditsOnly: boolean;
+}
+
+async function target(db: Db, organizationId: string, input: UsageRequest): Promise<Target> {
+  if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
+  checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
+  const customer = await resolveCustomerRef(db, organizationId, input, "input");
+  const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  if (meter.archivedAt) throw new InvalidInputError("The meter is archived", "input.meterId");
+  return { customerId: customer.id, meterId: meter.id, creditsOnly: !(await overageAllowed(db, customer.id, meter.id)) };
+}
+
+const refusal = (err: InsufficientCreditsError) => ({ allowed: false, balance: err.balance, code: "INSUFFICIENT_CREDITS" as const });
+
+async function currentBalance(db: Db, customerId: string, meterId: string): Promise<bigint> {
+  const row = await db.customerMeter.findUnique({ where: { customerId_meterId: { customerId, meterId } }, select: { balance: true } });
+  return row?.balance ?? 0n;
+}
+
+/**
+ * The record made under an idempotency key, if it is for the same request. Authorizations and reservations
+ * share the key space; an authorization's record has no expiresAt.
+ */
+async function existingForKey(db: Db, organizationId: string, key: string | null | undefined, t: Target, units: bigint, kind: "authorization" | "reservation"): Promise<Reservation | null> {
+  if (!key) return null;
+  const r = await db.reservation.findUnique({ where: { organizationId_idempotencyKey: { organizationId, idempotencyKey: key } } });
+  if (r && (r.customerId !== t.customerId || r.meterId !== t.meterId || r.units !== units || (r.expiresAt === null) !== (kind === "authorization"))) {
+    throw new ConflictError("This idempotencyKey was used for a different request", "input.idempotencyKey");
+  }
+  return r;
+}
+
+/**
+ * Check and deduct `units` now. Credits-only: allowed only if what is available (balance minus live holds)
+ * covers it, otherwise refused with nothing changed. With billable overage: always allowed. An allowed call
+ * with an idempotencyKey is recorded, so a retry is answered without deducting again.
+ */
+export async function authorizeUsage(db: Db, notify: Notify, organizationId: string, input: UsageRequest, now = new Date()): Promise<Authorization> {
+  const t = await target(db, organizationId, input);
+  const replay = async () => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: null, replayed: true });
+  if (await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization")) return replay();
+  try {
+    const changes = await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      // Recorded first, so a concurrent retry with the same key stops here rather than deducting twice.
+      if (input.idempotencyKey) {
+        await tx.reservation.create({
+          data: { id: orderedId(), organizationId, customerId: t.customerId, meterId: t.meterId, units: input.units, status: "COMMITTED", committedUnits: input.units, idempotencyKey: input.idempotencyKey },
+        });
+      }
+      const description = input.idempotencyKey ? `authorizeUsage ${input.idempotencyKey}` : "authorizeUsage";
+      const changes = await adjustBalances(sql, organizationId, [use(t, { direct: { units: input.units, description }, field: "input.units" })], now);
+      return { value: changes, changes };
+    });
+    return { allowed: true, balance: changes[0].balance, code: null, replayed: false };
+  } catch (err) {
+    if (err instanceof InsufficientCreditsError) return { ...refusal(err), replayed: false };
+    if (isUniqueViolation(err, "idempotencyKey")) {
+      await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization");
+      return replay();
+    }
+    throw err;
+  }
+}
+
+const use = (t: Target, change: Partial<BalanceAdjustment>): BalanceAdjustment => ({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ...change });
+
+/**
+ * Hold `units` for `ttlSeconds`: the balance does not move, but what is available for other authorizations
+ * shrinks until the hold is committed, released or expires. Credits-only: refused if it does not fit.
+ */
+export async function reserveUsage(db: Db, notify: Notify, organizationId: string, input: ReserveRequest, now = new Date()): Promise<ReserveResult> {
+  const ttl = input.ttlSeconds ?? DEFAULT_HOLD_SECONDS;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOLD_SECONDS) throw new InvalidInputError(`must be an integer from 1 to ${MAX_HOLD_SECONDS}`, "input.ttlSeconds");
+  const t = await target(db, organizationId, input);
+  const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: null, reservation: r });
+  const existing = await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation");
+  if (existing) return answer(existing);
+  try {
+    return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      const changes = await adjustBalances(sql, organizationId, [use(t, { hold: input.units, field: "input.units" })], now);
+      const reservation = await tx.reservation.create({
+        data: {
+          id: orderedId(),
+          organizationId,
+          customerId: t.customerId,
+          meterId: t.meterId,
+          units: input.units,
+          status: "HELD",
+          idempotencyKey: input.idempotencyKey ?? null,
+          expiresAt: new Date(now.getTime() + ttl * 1000),
+        },
+      });
+      return { value: { allowed: true, balance: changes[0].balance, code: null, reservation }, changes };
+    });
+  } catch (err) {
+    if (err instanceof InsufficientCreditsError) return { ...refusal(err), reservation: null };
+    if (isUniqueViolation(err, "idempotencyKey")) return answer((await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation"))!);
+    throw err;
+  }
+}
+
+/** HELD past its expiresAt is expired, whether or not the scheduler has marked it yet. */
+export function reservationStatus(r: Pick<Reservation, "status" | "expiresAt">, now: Date): string {
+  return r.status === "HELD" && r.expiresAt !== null && r.expiresAt <= now ? "EXPIRED" : r.status;
+}
+
+async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
+  const r = await db.reservation.findFirst({ where: { id, organizationId } });
+  if (!r) throw new NotFoundError("No such reservation", "id");
+  return r;
+}
+
+/**
+ * Move a live hold to its final state in a transaction that also writes its balance row: the status change
+ * is conditional on the hold still being live, so of two concurrent calls exactly one proceeds.
+ */
+async function finishHold(
+  db: Db,
+  notify: Notify,
+  organizationId: string,
+  r: Reservation,
+  data: { status: "COMMITTED" | "RELEASED"; committedUnits?: bigint },
+  change: Partial<BalanceAdjustment>,
+  now: Date,
+): Promise<boolean> {
+  return inTransaction(db, notify, organizationId, async (sql, tx) => {
+    const { count } = await tx.reservation.updateMany({ where: { id: r.id, status: "HELD", expiresAt: { gt: now } }, data });
+    if (count === 0) return { value: false, changes: [] as BalanceChange[] };
+    const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: !(await overageAllowed(tx, r.customerId, r.meterId)) };
+    return { value: true, changes: await adjustBalances(sql, organizationId, [use(t, change)], now) };
+  });
+}
+
+/** Why a reservation that is no longer live cannot be committed or released as asked. */
+function notLive(r: Reservation, now: Date): ConflictError {
+  return new ConflictError(`The reservation is ${reservationStatus(r, now).toLowerCase()}`, "id");
+}
+
+/**
+ * Use `units` of a hold (0 to anything): they leave the balance and the hold ends. Beyond what was held, the
+ * extra must be available (credits-only) or the commit is refused and the hold stays. Committing again with
+ * the same units answers the committed reservation.
+ */
+export async function commitReservation(db: Db, notify: Notify, organizationId: string, id: string, units: bigint, now = new Date()): Promise<Reservation> {
+  if (units < 0n) throw new InvalidInputError("must be 0 or more", "units");
+  const r = await requireReservation(db, organizationId, id);
+  const done = async () => {
+    const fresh = await requireReservation(db, organizationId, id);
+    if (fresh.status === "COMMITTED" && fresh.committedUnits === units) return fresh;
+    throw notLive(fresh, now);
+  };
+  if (reservationStatus(r, now) !== "HELD") return done();
+  const committed = await finishHold(db, notify, organizationId, r, { status: "COMMITTED", committedUnits: units }, { direct: { units, description: `reservation ${id}` }, field: "units" }, now);
+  return committed ? requireReservation(db, organizationId, id) : done();
+}
+
+/** Give a hold's units back now. Releasing twice, or an expired hold, answers the reservation as it is. */
+export async function releaseReservation(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<Reservation> {
+  const r = await requireReservation(db, organizationId, id);
+  const status = reservationStatus(r, now);
+  if (status === "COMMITTED") throw notLive(r, now);
+  if (status === "HELD") await finishHold(db, notify, organizationId, r, { status: "RELEASED" }, {}, now);
+  const fresh = await requireReservation(db, organizationId, id);
+  if (fresh.status === "COMMITTED") throw notLive(fresh, now);
+  return fresh;
+}
+
+/**
+ * The scheduler's pass over holds past their expiresAt: marked EXPIRED, and their balances' subscribers told
+ * (what is available grew). Holds stop counting at expiresAt whether or not this has run. Returns how many.
+ */
+export async function expireDueReservations(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
+  const due = await db.reservation.findMany({
+    where: { status: "HELD", expiresAt: { lte: now } },
+    select: { id: true, organizationId: true, customerId: true, meterId: true },
+    take: limit,
+  });
+  const byOrg = new Map<string, typeof due>();
+  for (const r of due) byOrg.set(r.organizationId, [...(byOrg.get(r.organizationId) ?? []), r]);
+  let expired = 0;
+  for (const [organizationId, list] of byOrg) {
+    expired += await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      const { count } = await tx.reservation.updateMany({ where: { id: { in: list.map((r) => r.id) }, status: "HELD" }, data: { status: "EXPIRED" } });
+      if (count === 0) return { value: 0, changes: [] as BalanceChange[] };
+      const pairs = new Map(list.map((r) => [balanceKey(r.customerId, r.meterId), { customerId: r.customerId, meterId: r.meterId }]));
+      return { value: count, changes: await adjustBalances(sql, organizationId, [...pairs.values()], now) };
+    });
+  }
+  return expired;
+}

@@ -1,0 +1,58 @@
+// What time alone does to a balance: scheduled grants take effect at effectiveAt and grants lose their unused
+// remainder at expiresAt. Pure, so the write path (which records these steps before anything else touches the
+// balance) and the read path (which shows them before the scheduler has recorded them) agree exactly.
+import type { LiveGrant } from "./burn-down.ts";
+
+export interface TimedGrant extends LiveGrant {
+  effectiveAt: Date;
+  /** the units are already on the balance */
+  credited: boolean;
+}
+
+export interface SettleStep {
+  kind: "GRANT" | "EXPIRY";
+  grant: TimedGrant;
+  /** the change to the balance (negative for an expiry) */
+  units: bigint;
+  at: Date;
+  balanceAfter: bigint;
+}
+
+/** A grant is due when its effectiveAt (not yet credited) or its expiresAt is at or before `until`. */
+export function isDue(g: TimedGrant, until: Date): boolean {
+  return (!g.credited && g.effectiveAt <= until) || (g.expiresAt !== null && g.expiresAt <= until);
+}
+
+/**
+ * Apply, in time order, every activation and expiry due by `until` to a balance and its grants (mutated).
+ * At one instant expiries come before activations: a grant expiring at T is gone at T (exclusive boundary),
+ * one effective at T is there. An activation while the balance is negative first pays off the overage, so
+ * that part of the grant is used up at once.
+ */
+export function settle(balance: bigint, grants: TimedGrant[], until: Date): { steps: SettleStep[]; balance: bigint } {
+  type Point = { at: Date; expiry: boolean; grant: TimedGrant };
+  const points: Point[] = [];
+  for (const g of grants) {
+    if (!g.credited && g.effectiveAt <= until) points.push({ at: g.effectiveAt, expiry: false, grant: g });
+    if (g.expiresAt !== null && g.expiresAt <= until) points.push({ at: g.expiresAt, expiry: true, grant: g });
+  }
+  points.sort((a, b) => a.at.getTime() - b.at.getTime() || Number(b.expiry) - Number(a.expiry) || (a.grant.id < b.grant.id ? -1 : 1));
+  const steps: SettleStep[] = [];
+  for (const p of points) {
+    const g = p.grant;
+    if (p.expiry) {
+      // A grant that expired before it ever took effect never touched the balance.
+      const removed = g.credited ? g.remainingUnits : 0n;
+      g.remainingUnits = 0n;
+      balance -= removed;
+      steps.push({ kind: "EXPIRY", grant: g, units: -removed, at: p.at, balanceAfter: balance });
+    } else {
+      const overage = balance < 0n ? -balance : 0n;
+      g.remainingUnits = g.units - (overage < g.units ? overage : g.units);
+      g.credited = true;
+      balance += g.units;
+      steps.push({ kind: "GRANT", grant: g, units: g.units, at: p.at, balanceAfter: balance });
+    }
+  }
+  return { steps, balance };
+}

@@ -1,0 +1,146 @@
+// Usage authorization on the request path: authorizeUsage, reservations and their lifecycle.
+import {
+  authorizeUsage,
+  commitReservation,
+  releaseReservation,
+  reservationStatus,
+  reserveUsage,
+  DEFAULT_HOLD_SECONDS,
+  MAX_HOLD_SECONDS,
+  type Authorization,
+  type ReserveResult,
+} from "../domain/authorization.ts";
+import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { builder } from "./builder.ts";
+import { orgId } from "./access.ts";
+
+const RefusalCode = builder.enumType("UsageRefusalCode", {
+  values: { INSUFFICIENT_CREDITS: { description: "Credits-only meter: the units exceed what is available (balance minus holds)" } } as const,
+});
+
+const ReservationStatus = builder.enumType("ReservationStatus", {
+  values: {
+    HELD: { description: "Holding its units until expiresAt" },
+    COMMITTED: { description: "Used: committedUnits left the balance (also an authorizeUsage record)" },
+    RELEASED: { description: "Given back before expiry" },
+    EXPIRED: { description: "Not committed in time; its units are available again" },
+  } as const,
+});
+
+const ReservationObject = builder.prismaObject("Reservation", {
+  description: "Units held by reserveUsage until committed, released or expired; or the record of an authorizeUsage made with an idempotencyKey.",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    customer: t.relation("customer"),
+    meter: t.relation("meter"),
+    units: t.expose("units", { type: "Decimal", description: "Held (or authorized)" }),
+    committedUnits: t.expose("committedUnits", { type: "Decimal", nullable: true, description: "What the commit used" }),
+    status: t.field({ type: ReservationStatus, resolve: (r, _args, ctx) => reservationStatus(r, ctx.now()) as typeof ReservationStatus.$inferType }),
+    expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
+    idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+const UsageAuthorization = builder.objectRef<Authorization>("UsageAuthorization").implement({
+  description: "The answer to authorizeUsage.",
+  fields: (t) => ({
+    allowed: t.exposeBoolean("allowed"),
+    balance: t.expose("balance", { type: "Decimal", description: "After the deduction when allowed; as it stands when refused" }),
+    code: t.expose("code", { type: RefusalCode, nullable: true, description: "Why it was refused" }),
+    replayed: t.exposeBoolean("replayed", { description: "The idempotencyKey was already authorized: nothing was deducted this time" }),
+  }),
+});
+
+const UsageReservation = builder.objectRef<ReserveResult>("UsageReservation").implement({
+  description: "The answer to reserveUsage.",
+  fields: (t) => ({
+    id: t.id({ nullable: true, description: "The reservation; null when refused", resolve: (r) => r.reservation?.id ?? null }),
+    allowed: t.exposeBoolean("allowed"),
+    expiresAt: t.field({ type: "DateTime", nullable: true, resolve: (r) => r.reservation?.expiresAt ?? null }),
+    balance: t.expose("balance", { type: "Decimal", description: "The balance (a hold does not move it; it reduces availableUnits)" }),
+    code: t.expose("code", { type: RefusalCode, nullable: true }),
+    reservation: t.field({ type: ReservationObject, nullable: true, resolve: (r) => r.reservation }),
+  }),
+});
+
+const AuthorizeUsageInput = builder.inputType("AuthorizeUsageInput", {
+  fields: (t) => ({
+    customerId: t.id(),
+    externalCustomerId: t.string(),
+    meterId: t.id({ required: true }),
+    units: t.field({ type: "Decimal", required: true, description: "Greater than 0" }),
+    idempotencyKey: t.string({ description: "The same key again answers allowed without deducting again" }),
+  }),
+});
+
+const ReserveUsageInput = builder.inputType("ReserveUsageInput", {
+  fields: (t) => ({
+    customerId: t.id(),
+    externalCustomerId: t.string(),
+    meterId: t.id({ required: true }),
+    units: t.field({ type: "Decimal", required: true, description: "Greater than 0" }),
+    idempotencyKey: t.string({ description: "The same key again answers the same reservation" }),
+    ttlSeconds: t.int({ description: `How long the hold lasts: 1 to ${MAX_HOLD_SECONDS}, default ${DEFAULT_HOLD_SECONDS}` }),
+  }),
+});
+
+const ref = <T extends { customerId?: string | number | null; meterId: string | number }>(input: T) => ({
+  ...input,
+  customerId: input.customerId == null ? null : String(input.customerId),
+  meterId: String(input.meterId),
+});
+
+builder.mutationFields((t) => ({
+  authorizeUsage: t.field({
+    type: UsageAuthorization,
+    description:
+      "Check and deduct units in one step. Credits-only meter: refused (allowed false, INSUFFICIENT_CREDITS) if the units exceed what is available, and a refusal changes nothing. With a metered price the customer may go into billable overage, so it is always allowed.",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError, NotFoundError, ConflictError] },
+    args: { input: t.arg({ type: AuthorizeUsageInput, required: true }) },
+    resolve: (_root, { input }, ctx) => authorizeUsage(ctx.db, ctx.notify, orgId(ctx), ref(input), ctx.now()),
+  }),
+  reserveUsage: t.field({
+    type: UsageReservation,
+    description: "Hold units for a while: what is available shrinks, the balance does not move. Then commitReservation or releaseReservation; a hold not finished by expiresAt gives its units back by itself.",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError, NotFoundError, ConflictError] },
+    args: { input: t.arg({ type: ReserveUsageInput, required: true }) },
+    resolve: (_root, { input }, ctx) => reserveUsage(ctx.db, ctx.notify, orgId(ctx), ref(input), ctx.now()),
+  }),
+  commitReservation: t.prismaField({
+    type: ReservationObject,
+    description:
+      "Use units of a live hold (any amount from 0): they leave the balance and the hold ends. Units beyond the hold must be available on a credits-only meter. Committing again with the same units answers the same reservation.",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError, NotFoundError, ConflictError, InsufficientCreditsError] },
+    args: { id: t.arg.id({ required: true }), units: t.arg({ type: "Decimal", required: true }) },
+    resolve: async (query, _root, { id, units }, ctx) => {
+      const r = await commitReservation(ctx.db, ctx.notify, orgId(ctx), String(id), units, ctx.now());
+      return ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } });
+    },
+  }),
+  releaseReservation: t.prismaField({
+    type: ReservationObject,
+    description: "Give a live hold's units back now. Releasing again, or an expired hold, answers the reservation as it is.",
+    authScopes: { admin: true },
+    errors: { types: [NotFoundError, ConflictError] },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, { id }, ctx) => {
+      const r = await releaseReservation(ctx.db, ctx.notify, orgId(ctx), String(id), ctx.now());
+      return ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } });
+    },
+  }),
+}));
+
+builder.queryFields((t) => ({
+  reservation: t.prismaField({
+    type: ReservationObject,
+    nullable: true,
+    description: "One reservation (or authorization record) of this organization.",
+    authScopes: { admin: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, { id }, ctx) => ctx.db.reservation.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx) } }),
+  }),
+}));
