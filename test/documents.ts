@@ -552,3 +552,167 @@ export const VoidCreditGrant = graphql(`
     }
   }
 `);
+
+export const AuthorizeUsage = graphql(`
+  mutation AuthorizeUsage($input: AuthorizeUsageInput!) {
+    authorizeUsage(input: $input) {
+      __typename
+      ... on UsageAuthorization {
+        allowed
+        balance
+        code
+        replayed
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const ReserveUsage = graphql(`
+  mutation ReserveUsage($input: ReserveUsageInput!) {
+    reserveUsage(input: $input) {
+      __typename
+      ... on UsageReservation {
+        id
+        allowed
+        expiresAt
+        balance
+        code
+        reservation {
+          status
+          units
+        }
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const CommitReservation = graphql(`
+  mutation CommitReservation($id: ID!, $units: Decimal!) {
+    commitReservation(id: $id, units: $units) {
+      __typename
+      ... on Reservation {
+        id
+        status
+        units
+        committedUnits
+      }
+      ... on InsufficientCreditsError {
+        available
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const ReleaseReservation = graphql(`
+  mutation ReleaseReservation($id: ID!) {
+    releaseReservation(id: $id) {
+      __typename
+      ... on Reservation {
+        id
+        status
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const Availability = graphql(`
+  query Availability($customerId: ID, $meterId: ID!) {
+    customerMeter(customerId: $customerId, meterId: $meterId) {
+      balance
+      creditedUnits
+      consumedUnits
+      heldUnits
+      availableUnits
+    }
+  }
+`);
+
+export const AvailabilityUpdated = graphql(`
+  subscription AvailabilityUpdated($customerId: ID, $meterId: ID) {
+    customerMeterUpdated(customerId: $customerId, meterId: $meterId) {
+      balance
+      heldUnits
+      availableUnits
+      version
+    }
+  }
+`);
+
+export const IngestStrict = graphql(`
+  mutation IngestStrict($events: [EventInput!]!) {
+    ingestEvents(events: $events, mode: STRICT) {
+      __typename
+      ... on IngestSummary {
+        inserted
+        duplicates
+      }
+      ... on InsufficientCreditsError {
+        customerId
+        meterId
+        balance
+        available
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const GrantScheduled = graphql(`
+  mutation GrantScheduled($input: GrantCreditsInput!) {
+    grantCredits(input: $input) {
+      __typename
+      ... on CreditGrant {
+        id
+        remainingUnits
+        effectiveAt
+        creditedAt
+        expiresAt
+        expiredAt
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const GrantStates = graphql(`
+  query GrantStates($customerId: ID, $meterId: ID) {
+    creditGrants(customerId: $customerId, meterId: $meterId) {
+      edges {
+        node {
+          id
+          remainingUnits
+          creditedAt
+          expiredAt
+        }
+      }
+    }
+  }
+`);

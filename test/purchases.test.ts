@@ -1,9 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   CancelSubscription,
-  CreateBenefit,
   CreateOrder,
-  CreateProduct,
   CustomerMeterUpdated,
   EntitlementState,
   RefundOrder,
@@ -12,7 +10,7 @@ import {
 } from "./documents.ts";
 import type { PriceInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, type TestApp } from "./support/app.ts";
-import { balanceOf, customer, ingest, meter, named } from "./support/fixtures.ts";
+import { balanceOf, benefit, customer, ingest, meter, named, order, product } from "./support/fixtures.ts";
 
 let t: TestApp;
 const DAY = 86_400_000;
@@ -23,26 +21,6 @@ beforeAll(async () => {
   t.setNow(START);
 });
 afterAll(() => t?.close());
-
-async function benefit(meterId: string, units: string, opts: { rollover?: boolean; expiresAfterDays?: number } = {}) {
-  const { createBenefit } = await t.ok(CreateBenefit, { input: { type: "METER_CREDITS", description: `${units} credits`, meterId, units, ...opts } });
-  if (createBenefit.__typename !== "Benefit") throw new Error(JSON.stringify(createBenefit));
-  return createBenefit.id;
-}
-
-async function product(benefitIds: string[], opts: { recurring?: boolean; prices?: PriceInput[] } = {}) {
-  const { createProduct } = await t.ok(CreateProduct, {
-    input: { name: "p", benefitIds, recurringInterval: opts.recurring ? "MONTH" : undefined, prices: opts.prices },
-  });
-  if (createProduct.__typename !== "Product") throw new Error(JSON.stringify(createProduct));
-  return createProduct.id;
-}
-
-async function order(customerId: string, productId: string, idempotencyKey?: string) {
-  const { createOrder } = await t.ok(CreateOrder, { input: { customerId, productId, idempotencyKey } });
-  if (createOrder.__typename !== "Order") throw new Error(JSON.stringify(createOrder));
-  return createOrder;
-}
 
 /** Usage on a SUM meter: one event of `n` units. */
 const use = (customerId: string, name: string, n: number) => ingest(t, [{ name, customerId, metadata: { n } }]);
@@ -55,25 +33,25 @@ async function remainingOf(grantFilter: { customerId: string; rollover?: boolean
 describe("one-time products (credit packs)", () => {
   it("a pack bought twice gives twice the units", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("pack") });
-    const pack = await product([await benefit(m, "500")]);
+    const pack = await product(t, [await benefit(t, m, "500")]);
     const c = await customer(t);
-    await order(c, pack);
-    await order(c, pack);
+    await order(t, c, pack);
+    await order(t, c, pack);
     expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "1000", balance: "1000" });
   });
 
   it("the same idempotency key twice makes one order, also concurrently", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("idem") });
-    const pack = await product([await benefit(m, "10")]);
+    const pack = await product(t, [await benefit(t, m, "10")]);
     const c = await customer(t);
-    const orders = await Promise.all([order(c, pack, "checkout_1"), order(c, pack, "checkout_1"), order(c, pack, "checkout_1")]);
+    const orders = await Promise.all([order(t, c, pack, "checkout_1"), order(t, c, pack, "checkout_1"), order(t, c, pack, "checkout_1")]);
     expect(new Set(orders.map((o) => o.id)).size).toBe(1);
     expect((await balanceOf(t, c, m))?.creditedUnits).toBe("10");
   });
 
   it("an archived product can no longer be ordered", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("archived") });
-    const pack = await product([await benefit(m, "5")]);
+    const pack = await product(t, [await benefit(t, m, "5")]);
     await t.db.product.update({ where: { id: pack }, data: { archivedAt: START } });
     const { createOrder } = await t.ok(CreateOrder, { input: { customerId: await customer(t), productId: pack } });
     expect(createOrder).toMatchObject({ __typename: "InvalidInputError", field: "input.productId" });
@@ -81,9 +59,9 @@ describe("one-time products (credit packs)", () => {
 
   it("refund revokes what remains of the order's credits", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("refund") });
-    const pack = await product([await benefit(m, "100")]);
+    const pack = await product(t, [await benefit(t, m, "100")]);
     const c = await customer(t);
-    const o = await order(c, pack);
+    const o = await order(t, c, pack);
     await use(c, "refund", 30);
     expect((await t.ok(RefundOrder, { id: o.id })).refundOrder).toMatchObject({ status: "REFUNDED" });
     expect(await balanceOf(t, c, m)).toMatchObject({ creditedUnits: "30", consumedUnits: "30", balance: "0" });
@@ -100,9 +78,9 @@ describe("subscriptions", () => {
   it("credit benefits on two meters fill both balances, and the state lists them", async () => {
     const a = await meter(t, "SUM", { property: "n", filter: named("two-a") });
     const b = await meter(t, "SUM", { property: "n", filter: named("two-b") });
-    const plan = await product([await benefit(a, "100"), await benefit(b, "25.5")], { recurring: true });
+    const plan = await product(t, [await benefit(t, a, "100"), await benefit(t, b, "25.5")], { recurring: true });
     const c = await customer(t);
-    const o = await order(c, plan);
+    const o = await order(t, c, plan);
     expect(o.subscription?.currentPeriodEnd).toBe("2026-02-15T12:00:00.000Z");
     expect((await balanceOf(t, c, a))?.balance).toBe("100");
     expect((await balanceOf(t, c, b))?.balance).toBe("25.5");
@@ -118,9 +96,9 @@ describe("subscriptions", () => {
   ])("renewal with 80 non-rollover + 60 rollover credits and usage %i carries %s (balance then %s)", async (usage, carried, balanceAfter) => {
     const name = `roll-${usage}`;
     const m = await meter(t, "SUM", { property: "n", filter: named(name) });
-    const plan = await product([await benefit(m, "80"), await benefit(m, "60", { rollover: true })], { recurring: true });
+    const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true })], { recurring: true });
     const c = await customer(t);
-    const o = await order(c, plan);
+    const o = await order(t, c, plan);
     await use(c, name, usage);
     await t.ok(RenewSubscription, { id: o.subscription!.id });
     // the first cycle's rollover grant keeps what usage left of it; the non-rollover one was reset
@@ -133,9 +111,9 @@ describe("subscriptions", () => {
 
   it("renews automatically at period end and pushes the new balance to subscribers", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("auto") });
-    const plan = await product([await benefit(m, "50")], { recurring: true });
+    const plan = await product(t, [await benefit(t, m, "50")], { recurring: true });
     const c = await customer(t);
-    const o = await order(c, plan);
+    const o = await order(t, c, plan);
     await use(c, "auto", 20);
     const sub = subscription(t.wsClient(t.adminToken), CustomerMeterUpdated, { customerId: c, meterId: m });
     await t.subscribed(1);
@@ -155,9 +133,9 @@ describe("subscriptions", () => {
 
   it("immediate cancellation revokes the subscription's remaining credits, rollover included", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("cancel-now") });
-    const plan = await product([await benefit(m, "80"), await benefit(m, "60", { rollover: true })], { recurring: true });
+    const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true })], { recurring: true });
     const c = await customer(t);
-    const o = await order(c, plan);
+    const o = await order(t, c, plan);
     await use(c, "cancel-now", 50);
     const { cancelSubscription } = await t.ok(CancelSubscription, { id: o.subscription!.id });
     expect(cancelSubscription).toMatchObject({ status: "CANCELED", endedAt: START.toISOString() });
@@ -167,9 +145,9 @@ describe("subscriptions", () => {
 
   it("cancellation at period end keeps the cycle, then stops renewing", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("cancel-later") });
-    const plan = await product([await benefit(m, "80"), await benefit(m, "60", { rollover: true })], { recurring: true });
+    const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true })], { recurring: true });
     const c = await customer(t);
-    const o = await order(c, plan);
+    const o = await order(t, c, plan);
     await use(c, "cancel-later", 100);
     const { cancelSubscription } = await t.ok(CancelSubscription, { id: o.subscription!.id, atPeriodEnd: true });
     expect(cancelSubscription).toMatchObject({ status: "ACTIVE", cancelAtPeriodEnd: true });
@@ -187,11 +165,11 @@ describe("subscriptions", () => {
 describe("Polar's known bugs do not happen here", () => {
   it("subscribing after buying a one-time pack keeps the pack's credits (polar#8451)", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("p8451") });
-    const pack = await product([await benefit(m, "1000")]);
-    const plan = await product([await benefit(m, "100")], { recurring: true });
+    const pack = await product(t, [await benefit(t, m, "1000")]);
+    const plan = await product(t, [await benefit(t, m, "100")], { recurring: true });
     const c = await customer(t);
-    await order(c, pack);
-    const o = await order(c, plan);
+    await order(t, c, pack);
+    const o = await order(t, c, plan);
     expect((await balanceOf(t, c, m))?.balance).toBe("1100");
     await t.ok(RenewSubscription, { id: o.subscription!.id });
     expect((await balanceOf(t, c, m))?.balance).toBe("1100"); // cycle's 100 reset, new 100 granted, pack untouched
@@ -201,11 +179,11 @@ describe("Polar's known bugs do not happen here", () => {
 
   it("changing a product's benefits leaves existing balances alone and applies from the next grant (polar#11427)", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("p11427") });
-    const small = await benefit(m, "10");
-    const big = await benefit(m, "500");
-    const plan = await product([small], { recurring: true });
+    const small = await benefit(t, m, "10");
+    const big = await benefit(t, m, "500");
+    const plan = await product(t, [small], { recurring: true });
     const c = await customer(t);
-    const o = await order(c, plan);
+    const o = await order(t, c, plan);
     await t.ok(UpdateProduct, { id: plan, input: { benefitIds: [big] } });
     expect((await balanceOf(t, c, m))?.balance).toBe("10");
     await t.ok(RenewSubscription, { id: o.subscription!.id });
@@ -218,9 +196,9 @@ describe("overage", () => {
 
   it("prices units beyond credits at the metered unit amount", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("over") });
-    const plan = await product([await benefit(m, "100")], { recurring: true, prices: [metered(m)] });
+    const plan = await product(t, [await benefit(t, m, "100")], { recurring: true, prices: [metered(m)] });
     const c = await customer(t);
-    await order(c, plan);
+    await order(t, c, plan);
     await use(c, "over", 112.5);
     const row = (await t.ok(EntitlementState, { customerId: c })).customerState.meters.find((x) => x.meter.id === m);
     expect(row).toMatchObject({ balance: "-12.5", overageUnits: "12.5", overageAmount: "31.25" });
@@ -228,9 +206,9 @@ describe("overage", () => {
 
   it("caps the overage amount", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("over-cap") });
-    const plan = await product([await benefit(m, "100")], { recurring: true, prices: [metered(m, "20")] });
+    const plan = await product(t, [await benefit(t, m, "100")], { recurring: true, prices: [metered(m, "20")] });
     const c = await customer(t);
-    await order(c, plan);
+    await order(t, c, plan);
     await use(c, "over-cap", 150);
     const row = (await t.ok(EntitlementState, { customerId: c })).customerState.meters.find((x) => x.meter.id === m);
     expect(row).toMatchObject({ overageUnits: "50", overageAmount: "20" });
@@ -238,9 +216,9 @@ describe("overage", () => {
 
   it("has no overage amount on a credits-only meter", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("over-none") });
-    const pack = await product([await benefit(m, "1")]);
+    const pack = await product(t, [await benefit(t, m, "1")]);
     const c = await customer(t);
-    await order(c, pack);
+    await order(t, c, pack);
     await use(c, "over-none", 3);
     const row = (await t.ok(EntitlementState, { customerId: c })).customerState.meters.find((x) => x.meter.id === m);
     expect(row).toMatchObject({ overageUnits: "2", overageAmount: null });

@@ -5,6 +5,8 @@
 // Every path locks the balance row first (through adjustBalances), so checks and deductions on one balance
 // are serialized and a refusal, which rolls its transaction back, changes nothing.
 import type { Db } from "../db/client.ts";
+import { providerOfDb } from "../db/client.ts";
+import { Sql } from "../db/sql.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
@@ -29,13 +31,13 @@ export interface ReserveRequest extends UsageRequest {
   ttlSeconds?: number | null;
 }
 
-export type RefusalCode = "INSUFFICIENT_CREDITS";
+export type AuthorizationCode = "OK" | "INSUFFICIENT_CREDITS";
 
 export interface Authorization {
   allowed: boolean;
   /** the balance after the deduction (allowed) or as it stands (refused), micro-units */
   balance: bigint;
-  code: RefusalCode | null;
+  code: AuthorizationCode;
   /** the same idempotencyKey was already authorized: nothing was deducted this time */
   replayed: boolean;
 }
@@ -53,13 +55,35 @@ interface Target {
   creditsOnly: boolean;
 }
 
+/**
+ * The balance a request addresses and its overage policy, in one statement on the hot path. When it finds
+ * nothing, the ordinary lookups run to say which input is at fault.
+ */
 async function target(db: Db, organizationId: string, input: UsageRequest): Promise<Target> {
   if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
   checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
-  const customer = await resolveCustomerRef(db, organizationId, input, "input");
-  const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
-  if (meter.archivedAt) throw new InvalidInputError("The meter is archived", "input.meterId");
-  return { customerId: customer.id, meterId: meter.id, creditsOnly: !(await overageAllowed(db, customer.id, meter.id)) };
+  if (input.customerId && input.externalCustomerId) {
+    throw new InvalidInputError("give either customerId or externalCustomerId, not both", "input.customerId");
+  }
+  const sql = new Sql(db, providerOfDb(db));
+  const byExternal = !input.customerId && !!input.externalCustomerId;
+  const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown }>(
+    `SELECT c."id" AS "customerId", m."id" AS "meterId", m."archivedAt" AS "archived",
+            EXISTS (SELECT 1 FROM "Price" p JOIN "Subscription" s ON s."productId" = p."productId"
+                     WHERE p."type" = 'METERED_UNIT' AND p."meterId" = m."id" AND s."customerId" = c."id" AND s."status" = 'ACTIVE') AS "overage"
+       FROM "Customer" c, "Meter" m
+      WHERE c."organizationId" = ${sql.param(1)} AND c."${byExternal ? "externalId" : "id"}" = ${sql.param(2)} AND c."deletedAt" IS NULL
+        AND m."organizationId" = ${sql.param(3)} AND m."id" = ${sql.param(4)}`,
+    [organizationId, (byExternal ? input.externalCustomerId : input.customerId) ?? "", organizationId, input.meterId],
+  );
+  if (!found) {
+    await resolveCustomerRef(db, organizationId, input, "input");
+    await requireMeter(db, organizationId, input.meterId, "input.meterId");
+    throw new Error("customer and meter exist but were not found together");
+  }
+  if (found.archived !== null) throw new InvalidInputError("The meter is archived", "input.meterId");
+  // EXISTS is a boolean on PostgreSQL and 0/1 on SQLite
+  return { customerId: found.customerId, meterId: found.meterId, creditsOnly: !(found.overage === true || Number(found.overage) === 1) };
 }
 
 const refusal = (err: InsufficientCreditsError) => ({ allowed: false, balance: err.balance, code: "INSUFFICIENT_CREDITS" as const });
@@ -89,7 +113,7 @@ async function existingForKey(db: Db, organizationId: string, key: string | null
  */
 export async function authorizeUsage(db: Db, notify: Notify, organizationId: string, input: UsageRequest, now = new Date()): Promise<Authorization> {
   const t = await target(db, organizationId, input);
-  const replay = async () => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: null, replayed: true });
+  const replay = async () => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, replayed: true });
   if (await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization")) return replay();
   try {
     const changes = await inTransaction(db, notify, organizationId, async (sql, tx) => {
@@ -103,7 +127,7 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
       const changes = await adjustBalances(sql, organizationId, [use(t, { direct: { units: input.units, description }, field: "input.units" })], now);
       return { value: changes, changes };
     });
-    return { allowed: true, balance: changes[0].balance, code: null, replayed: false };
+    return { allowed: true, balance: changes[0].balance, code: "OK" as const, replayed: false };
   } catch (err) {
     if (err instanceof InsufficientCreditsError) return { ...refusal(err), replayed: false };
     if (isUniqueViolation(err, "idempotencyKey")) {
@@ -124,7 +148,7 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
   const ttl = input.ttlSeconds ?? DEFAULT_HOLD_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOLD_SECONDS) throw new InvalidInputError(`must be an integer from 1 to ${MAX_HOLD_SECONDS}`, "input.ttlSeconds");
   const t = await target(db, organizationId, input);
-  const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: null, reservation: r });
+  const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, reservation: r });
   const existing = await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation");
   if (existing) return answer(existing);
   try {
@@ -142,7 +166,7 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
           expiresAt: new Date(now.getTime() + ttl * 1000),
         },
       });
-      return { value: { allowed: true, balance: changes[0].balance, code: null, reservation }, changes };
+      return { value: { allowed: true, balance: changes[0].balance, code: "OK" as const, reservation }, changes };
     });
   } catch (err) {
     if (err instanceof InsufficientCreditsError) return { ...refusal(err), reservation: null };

@@ -14,9 +14,9 @@ import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundErr
 import { builder } from "./builder.ts";
 import { orgId } from "./access.ts";
 
-const RefusalCode = builder.enumType("UsageRefusalCode", {
-  values: { INSUFFICIENT_CREDITS: { description: "Credits-only meter: the units exceed what is available (balance minus holds)" } } as const,
-});
+// `code` is a String! like Error.code, so one selection `... on UsageAuthorization { code } ... on Error { code }`
+// is valid GraphQL (fields of one name must have one type across a union's members).
+const CODE_DESCRIPTION = "OK when allowed; INSUFFICIENT_CREDITS when refused (credits-only meter: the units exceed what is available, balance minus holds)";
 
 const ReservationStatus = builder.enumType("ReservationStatus", {
   values: {
@@ -47,7 +47,7 @@ const UsageAuthorization = builder.objectRef<Authorization>("UsageAuthorization"
   fields: (t) => ({
     allowed: t.exposeBoolean("allowed"),
     balance: t.expose("balance", { type: "Decimal", description: "After the deduction when allowed; as it stands when refused" }),
-    code: t.expose("code", { type: RefusalCode, nullable: true, description: "Why it was refused" }),
+    code: t.exposeString("code", { description: CODE_DESCRIPTION }),
     replayed: t.exposeBoolean("replayed", { description: "The idempotencyKey was already authorized: nothing was deducted this time" }),
   }),
 });
@@ -59,7 +59,7 @@ const UsageReservation = builder.objectRef<ReserveResult>("UsageReservation").im
     allowed: t.exposeBoolean("allowed"),
     expiresAt: t.field({ type: "DateTime", nullable: true, resolve: (r) => r.reservation?.expiresAt ?? null }),
     balance: t.expose("balance", { type: "Decimal", description: "The balance (a hold does not move it; it reduces availableUnits)" }),
-    code: t.expose("code", { type: RefusalCode, nullable: true }),
+    code: t.exposeString("code", { description: CODE_DESCRIPTION }),
     reservation: t.field({ type: ReservationObject, nullable: true, resolve: (r) => r.reservation }),
   }),
 });

@@ -1,6 +1,6 @@
 // Small builders for test data, all going through the public API.
-import { CreateCustomer, CreateMeter, GetCustomerMeter, GrantCredits, IngestEvents } from "../documents.ts";
-import type { EventInput, MeterFilterInput } from "../gql/graphql.ts";
+import { CreateBenefit, CreateCustomer, CreateMeter, CreateOrder, CreateProduct, GetCustomerMeter, GrantCredits, IngestEvents } from "../documents.ts";
+import type { EventInput, MeterFilterInput, PriceInput } from "../gql/graphql.ts";
 import type { TestApp } from "./app.ts";
 
 let serial = 0;
@@ -41,4 +41,24 @@ export async function grant(t: TestApp, customerId: string, meterId: string, uni
   const { grantCredits } = await t.ok(GrantCredits, { input: { customerId, meterId, units, idempotencyKey } });
   if (grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(grantCredits));
   return grantCredits;
+}
+
+export async function benefit(t: TestApp, meterId: string, units: string, opts: { rollover?: boolean; expiresAfterDays?: number } = {}) {
+  const { createBenefit } = await t.ok(CreateBenefit, { input: { type: "METER_CREDITS", description: `${units} credits`, meterId, units, ...opts } });
+  if (createBenefit.__typename !== "Benefit") throw new Error(JSON.stringify(createBenefit));
+  return createBenefit.id;
+}
+
+export async function product(t: TestApp, benefitIds: string[], opts: { recurring?: boolean; prices?: PriceInput[] } = {}) {
+  const { createProduct } = await t.ok(CreateProduct, {
+    input: { name: "p", benefitIds, recurringInterval: opts.recurring ? "MONTH" : undefined, prices: opts.prices },
+  });
+  if (createProduct.__typename !== "Product") throw new Error(JSON.stringify(createProduct));
+  return createProduct.id;
+}
+
+export async function order(t: TestApp, customerId: string, productId: string, idempotencyKey?: string) {
+  const { createOrder } = await t.ok(CreateOrder, { input: { customerId, productId, idempotencyKey } });
+  if (createOrder.__typename !== "Order") throw new Error(JSON.stringify(createOrder));
+  return createOrder;
 }
