@@ -53,13 +53,17 @@ interface Target {
   customerId: string;
   meterId: string;
   creditsOnly: boolean;
+  /** As of the lookup: the stored balance, what live holds take from it, and whether time has changed it since. */
+  snapshot: { balance: bigint; held: bigint; due: boolean };
 }
 
+const truthy = (v: unknown) => v === true || Number(v) === 1; // booleans on PostgreSQL, 0/1 on SQLite
+
 /**
- * The balance a request addresses and its overage policy, in one statement on the hot path. When it finds
- * nothing, the ordinary lookups run to say which input is at fault.
+ * The balance a request addresses, its overage policy and a snapshot of what is available, in one statement
+ * on the hot path. When it finds nothing, the ordinary lookups run to say which input is at fault.
  */
-async function target(db: Db, organizationId: string, input: UsageRequest): Promise<Target> {
+async function target(db: Db, organizationId: string, input: UsageRequest, now: Date): Promise<Target> {
   if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
   checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
   if (input.customerId && input.externalCustomerId) {
@@ -67,14 +71,23 @@ async function target(db: Db, organizationId: string, input: UsageRequest): Prom
   }
   const sql = new Sql(db, providerOfDb(db));
   const byExternal = !input.customerId && !!input.externalCustomerId;
-  const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown }>(
+  const at = sql.date(now);
+  const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown; balance: unknown; held: unknown; due: unknown }>(
     `SELECT c."id" AS "customerId", m."id" AS "meterId", m."archivedAt" AS "archived",
             EXISTS (SELECT 1 FROM "Price" p JOIN "Subscription" s ON s."productId" = p."productId"
-                     WHERE p."type" = 'METERED_UNIT' AND p."meterId" = m."id" AND s."customerId" = c."id" AND s."status" = 'ACTIVE') AS "overage"
-       FROM "Customer" c, "Meter" m
-      WHERE c."organizationId" = ${sql.param(1)} AND c."${byExternal ? "externalId" : "id"}" = ${sql.param(2)} AND c."deletedAt" IS NULL
-        AND m."organizationId" = ${sql.param(3)} AND m."id" = ${sql.param(4)}`,
-    [organizationId, (byExternal ? input.externalCustomerId : input.customerId) ?? "", organizationId, input.meterId],
+                     WHERE p."type" = 'METERED_UNIT' AND p."meterId" = m."id" AND s."customerId" = c."id" AND s."status" = 'ACTIVE') AS "overage",
+            cm."balance" AS "balance",
+            (SELECT SUM(r."units") FROM "Reservation" r
+              WHERE r."customerId" = c."id" AND r."meterId" = m."id" AND r."status" = 'HELD' AND r."expiresAt" > ${sql.param(1)}) AS "held",
+            EXISTS (SELECT 1 FROM "CreditGrant" g
+                     WHERE g."customerId" = c."id" AND g."meterId" = m."id" AND g."voidedAt" IS NULL AND g."expiredAt" IS NULL
+                       AND ((g."creditedAt" IS NULL AND g."effectiveAt" <= ${sql.param(2)}) OR g."expiresAt" <= ${sql.param(3)})) AS "due"
+       FROM "Customer" c CROSS JOIN "Meter" m
+       LEFT JOIN "CustomerMeter" cm ON cm."customerId" = c."id" AND cm."meterId" = m."id"
+      WHERE c."organizationId" = ${sql.param(4)} AND c."${byExternal ? "externalId" : "id"}" = ${sql.param(5)} AND c."deletedAt" IS NULL
+        AND m."organizationId" = ${sql.param(6)} AND m."id" = ${sql.param(7)}`,
+    // parameters in the order they appear (SQLite numbers `?` by position)
+    [at, at, at, organizationId, (byExternal ? input.externalCustomerId : input.customerId) ?? "", organizationId, input.meterId],
   );
   if (!found) {
     await resolveCustomerRef(db, organizationId, input, "input");
@@ -82,8 +95,25 @@ async function target(db: Db, organizationId: string, input: UsageRequest): Prom
     throw new Error("customer and meter exist but were not found together");
   }
   if (found.archived !== null) throw new InvalidInputError("The meter is archived", "input.meterId");
-  // EXISTS is a boolean on PostgreSQL and 0/1 on SQLite
-  return { customerId: found.customerId, meterId: found.meterId, creditsOnly: !(found.overage === true || Number(found.overage) === 1) };
+  const big = (v: unknown) => (v === null || v === undefined ? 0n : BigInt(v as string | number | bigint));
+  return {
+    customerId: found.customerId,
+    meterId: found.meterId,
+    creditsOnly: !truthy(found.overage),
+    snapshot: { balance: big(found.balance), held: big(found.held), due: truthy(found.due) },
+  };
+}
+
+/**
+ * A credits-only request the snapshot already shows cannot fit is refused without a write transaction: the
+ * snapshot is one statement's consistent view, so the refusal is exactly what a serial check at that instant
+ * answers, and a refusal changes nothing. Anything else (it fits, or time changed the balance since its last
+ * write) goes through the locked check.
+ */
+function refusedBySnapshot(t: Target, units: bigint): { allowed: false; balance: bigint; code: "INSUFFICIENT_CREDITS" } | null {
+  const { balance, held, due } = t.snapshot;
+  if (!t.creditsOnly || due || balance - held >= units) return null;
+  return { allowed: false, balance, code: "INSUFFICIENT_CREDITS" };
 }
 
 const refusal = (err: InsufficientCreditsError) => ({ allowed: false, balance: err.balance, code: "INSUFFICIENT_CREDITS" as const });
@@ -112,9 +142,11 @@ async function existingForKey(db: Db, organizationId: string, key: string | null
  * with an idempotencyKey is recorded, so a retry is answered without deducting again.
  */
 export async function authorizeUsage(db: Db, notify: Notify, organizationId: string, input: UsageRequest, now = new Date()): Promise<Authorization> {
-  const t = await target(db, organizationId, input);
+  const t = await target(db, organizationId, input, now);
   const replay = async () => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, replayed: true });
   if (await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization")) return replay();
+  const early = refusedBySnapshot(t, input.units);
+  if (early) return { ...early, replayed: false };
   try {
     const changes = await inTransaction(db, notify, organizationId, async (sql, tx) => {
       // Recorded first, so a concurrent retry with the same key stops here rather than deducting twice.
@@ -138,7 +170,7 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
   }
 }
 
-const use = (t: Target, change: Partial<BalanceAdjustment>): BalanceAdjustment => ({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ...change });
+const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly">, change: Partial<BalanceAdjustment>): BalanceAdjustment => ({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ...change });
 
 /**
  * Hold `units` for `ttlSeconds`: the balance does not move, but what is available for other authorizations
@@ -147,10 +179,12 @@ const use = (t: Target, change: Partial<BalanceAdjustment>): BalanceAdjustment =
 export async function reserveUsage(db: Db, notify: Notify, organizationId: string, input: ReserveRequest, now = new Date()): Promise<ReserveResult> {
   const ttl = input.ttlSeconds ?? DEFAULT_HOLD_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOLD_SECONDS) throw new InvalidInputError(`must be an integer from 1 to ${MAX_HOLD_SECONDS}`, "input.ttlSeconds");
-  const t = await target(db, organizationId, input);
+  const t = await target(db, organizationId, input, now);
   const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, reservation: r });
   const existing = await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation");
   if (existing) return answer(existing);
+  const early = refusedBySnapshot(t, input.units);
+  if (early) return { ...early, reservation: null };
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
       const changes = await adjustBalances(sql, organizationId, [use(t, { hold: input.units, field: "input.units" })], now);
