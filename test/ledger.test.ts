@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BalanceAt, CreditGrantsOf, ExpiringCredits, GrantWithOptions, LedgerOf, VoidCreditGrant } from "./documents.ts";
+import { BalanceAt, CreditGrantsOf, ExpiringCredits, GrantScheduled, GrantStates, GrantWithOptions, LedgerOf, VoidCreditGrant } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, ingest, meter, named } from "./support/fixtures.ts";
 
@@ -154,6 +154,67 @@ describe("voids and expiry", () => {
     expect(past.grantCredits).toMatchObject({ __typename: "InvalidInputError", field: "input.expiresAt" });
     const prio = await t.ok(GrantWithOptions, { input: { customerId: c, meterId: m, units: "1", priority: -1 } });
     expect(prio.grantCredits).toMatchObject({ __typename: "InvalidInputError", field: "input.priority" });
+  });
+});
+
+describe("scheduled grants", () => {
+  const scheduled = async (c: string, m: string, units: string, effectiveAt: Date, expiresAt?: Date) => {
+    const { grantCredits } = await t.ok(GrantScheduled, { input: { customerId: c, meterId: m, units, effectiveAt: effectiveAt.toISOString(), expiresAt: expiresAt?.toISOString() } });
+    if (grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(grantCredits));
+    return grantCredits;
+  };
+
+  it("a grant effective later reaches the balance then, read correctly before the scheduler runs", async () => {
+    const { c, m } = await setup();
+    const at = new Date(T0.getTime() + HOUR);
+    const g = await scheduled(c, m, "40", at);
+    expect(g).toMatchObject({ creditedAt: null, effectiveAt: at.toISOString() });
+    expect(await balanceOf(t, c, m)).toMatchObject({ balance: "0", creditedUnits: "0" });
+    t.setNow(at);
+    expect(await balanceOf(t, c, m)).toMatchObject({ balance: "40", creditedUnits: "40" });
+    const { creditGrants } = await t.ok(GrantStates, { customerId: c, meterId: m });
+    expect(creditGrants.edges[0].node).toMatchObject({ remainingUnits: "40", creditedAt: at.toISOString() });
+    await t.app.scheduler.tick();
+    expect((await t.db.creditGrant.findUniqueOrThrow({ where: { id: g.id } })).creditedAt).toEqual(at);
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m });
+    expect(ledger.edges.map((e) => [e.node.kind, e.node.units, e.node.occurredAt])).toEqual([["GRANT", "40", at.toISOString()]]);
+  });
+
+  it("arriving while the balance is negative, it first pays off the overage", async () => {
+    const { c, m, use } = await setup();
+    const at = new Date(T0.getTime() + HOUR);
+    await scheduled(c, m, "100", at);
+    await use(30);
+    t.setNow(new Date(at.getTime() + HOUR));
+    await use(5); // this write records the activation (dated `at`) before its own usage
+    expect(Object.values(await remaining(c, m))).toEqual(["65"]);
+    expect(await balanceOf(t, c, m)).toMatchObject({ balance: "65" });
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m });
+    expect(ledger.edges.map((e) => [e.node.kind, e.node.units, e.node.balanceAfter])).toEqual([
+      ["USAGE", "-30", "-30"],
+      ["GRANT", "100", "70"],
+      ["USAGE", "-5", "65"],
+    ]);
+  });
+
+  it("voiding a grant before it takes effect removes nothing from the balance", async () => {
+    const { c, m } = await setup();
+    await grant(c, m, "5");
+    const g = await scheduled(c, m, "50", new Date(T0.getTime() + HOUR));
+    expect((await t.ok(VoidCreditGrant, { id: g.id })).voidCreditGrant).toMatchObject({ voidedAt: T0.toISOString() });
+    t.advance(2 * HOUR);
+    await t.app.scheduler.tick();
+    expect(await balanceOf(t, c, m)).toMatchObject({ balance: "5", creditedUnits: "5" });
+  });
+
+  it("cannot be backdated, and must expire after it takes effect", async () => {
+    const { c, m } = await setup();
+    const attempt = async (effectiveAt: Date, expiresAt?: Date) =>
+      (await t.ok(GrantScheduled, { input: { customerId: c, meterId: m, units: "1", effectiveAt: effectiveAt.toISOString(), expiresAt: expiresAt?.toISOString() } })).grantCredits;
+    expect(await attempt(new Date(T0.getTime() - 5 * 60_000))).toMatchObject({ code: "BAD_USER_INPUT", field: "input.effectiveAt" });
+    expect(await attempt(new Date(T0.getTime() + HOUR), new Date(T0.getTime() + HOUR))).toMatchObject({ code: "BAD_USER_INPUT", field: "input.expiresAt" });
+    // within the clock-skew allowance "now" means now
+    expect(await attempt(new Date(T0.getTime() - 1000))).toMatchObject({ __typename: "CreditGrant", effectiveAt: T0.toISOString(), creditedAt: T0.toISOString() });
   });
 });
 
