@@ -11,7 +11,7 @@ import {
   type ReserveResult,
 } from "../domain/authorization.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { builder } from "./builder.ts";
+import { builder, type PothosTypes } from "./builder.ts";
 import { orgId } from "./access.ts";
 
 // `code` is a String! like Error.code, so one selection `... on UsageAuthorization { code } ... on Error { code }`
@@ -64,23 +64,22 @@ const UsageReservation = builder.objectRef<ReserveResult>("UsageReservation").im
   }),
 });
 
-const AuthorizeUsageInput = builder.inputType("AuthorizeUsageInput", {
-  fields: (t) => ({
-    customerId: t.id(),
-    externalCustomerId: t.string(),
-    meterId: t.id({ required: true }),
-    units: t.field({ type: "Decimal", required: true, description: "Greater than 0" }),
-    idempotencyKey: t.string({ description: "The same key again answers allowed without deducting again" }),
-  }),
+type InputFields = PothosSchemaTypes.InputFieldBuilder<PothosSchemaTypes.ExtendDefaultTypes<PothosTypes>, "InputObject">;
+
+/** What authorizeUsage and reserveUsage both take. */
+const usageFields = (t: InputFields) => ({
+  customerId: t.id(),
+  externalCustomerId: t.string(),
+  meterId: t.id({ required: true }),
+  units: t.field({ type: "Decimal", required: true, description: "Greater than 0" }),
+  idempotencyKey: t.string({ description: "The same key again answers without deducting or holding again" }),
 });
+
+const AuthorizeUsageInput = builder.inputType("AuthorizeUsageInput", { fields: usageFields });
 
 const ReserveUsageInput = builder.inputType("ReserveUsageInput", {
   fields: (t) => ({
-    customerId: t.id(),
-    externalCustomerId: t.string(),
-    meterId: t.id({ required: true }),
-    units: t.field({ type: "Decimal", required: true, description: "Greater than 0" }),
-    idempotencyKey: t.string({ description: "The same key again answers the same reservation" }),
+    ...usageFields(t),
     ttlSeconds: t.int({ description: `How long the hold lasts: 1 to ${MAX_HOLD_SECONDS}, default ${DEFAULT_HOLD_SECONDS}` }),
   }),
 });

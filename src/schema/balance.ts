@@ -1,9 +1,14 @@
 // Balances: the CustomerMeter type, its reads, and the live subscriptions.
 import { Repeater } from "graphql-yoga";
 import { NotFoundError } from "../domain/errors.ts";
-import { builder } from "./builder.ts";
+import type { StoredBalance } from "../domain/balance-view.ts";
+import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
 import { CustomerState } from "./customer-state.ts";
+
+/** A resolver reading one figure of the row's view as of now (see src/domain/balance-view.ts). */
+const fromView = (key: "creditedUnits" | "balance" | "heldUnits" | "availableUnits") => async (cm: StoredBalance, _args: unknown, ctx: Context) =>
+  (await ctx.balanceView(cm))[key];
 
 export const CustomerMeterObject = builder.prismaObject("CustomerMeter", {
   description: "One customer's balance on one meter. balance = creditedUnits − consumedUnits; negative = overage units.",
@@ -12,26 +17,10 @@ export const CustomerMeterObject = builder.prismaObject("CustomerMeter", {
     customer: t.relation("customer"),
     meter: t.relation("meter"),
     consumedUnits: t.expose("consumedUnits", { type: "Decimal", description: "Usage: what the meter's aggregation counts, plus authorized and committed units" }),
-    creditedUnits: t.field({
-      type: "Decimal",
-      description: "Credits granted, net of expiries, voids and revokes",
-      resolve: async (cm, _args, ctx) => (await ctx.balanceView(cm)).creditedUnits,
-    }),
-    balance: t.field({
-      type: "Decimal",
-      description: "As of now: credits that expired or took effect since the last write are counted even before the scheduler records them",
-      resolve: async (cm, _args, ctx) => (await ctx.balanceView(cm)).balance,
-    }),
-    heldUnits: t.field({
-      type: "Decimal",
-      description: "Held by live reservations (reserveUsage)",
-      resolve: async (cm, _args, ctx) => (await ctx.balanceView(cm)).heldUnits,
-    }),
-    availableUnits: t.field({
-      type: "Decimal",
-      description: "balance − heldUnits: what a credits-only authorization may still use",
-      resolve: async (cm, _args, ctx) => (await ctx.balanceView(cm)).availableUnits,
-    }),
+    creditedUnits: t.field({ type: "Decimal", description: "Credits granted, net of expiries, voids and revokes", resolve: fromView("creditedUnits") }),
+    balance: t.field({ type: "Decimal", description: "As of now: credits that expired or took effect since the last write are counted even before the scheduler records them", resolve: fromView("balance") }),
+    heldUnits: t.field({ type: "Decimal", description: "Held by live reservations (reserveUsage)", resolve: fromView("heldUnits") }),
+    availableUnits: t.field({ type: "Decimal", description: "balance − heldUnits: what a credits-only authorization may still use", resolve: fromView("availableUnits") }),
     version: t.exposeInt("version", { description: "Increases with every change; lets clients drop out-of-order messages" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),
   }),
