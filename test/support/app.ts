@@ -53,7 +53,7 @@ export interface TestApp {
  * A fresh database for one test file: a SQLite file in a temp folder, or, with TEST_DATABASE_URL pointing at
  * PostgreSQL, a new database beside the one named there (dropped by the returned cleanup).
  */
-async function freshDatabase(dir: string): Promise<{ url: string; drop(): Promise<void> }> {
+export async function freshDatabase(dir: string): Promise<{ url: string; drop(): Promise<void> }> {
   const base = process.env.TEST_DATABASE_URL;
   if (!base) return { url: `file:${path.join(dir, "test.db")}`, drop: async () => {} };
   const { default: pg } = await import("pg");

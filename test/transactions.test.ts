@@ -1,0 +1,41 @@
+// Transactions the database aborts for concurrency reasons are retried whole, never surfaced to clients.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { providerOfDb } from "../src/db/client.ts";
+import { inTransaction } from "../src/domain/transactions.ts";
+import { startTestApp, type TestApp } from "./support/app.ts";
+
+let t: TestApp;
+const silent = { balancesChanged() {}, customerChanged() {} };
+
+beforeAll(async () => {
+  t = await startTestApp();
+});
+afterAll(() => t?.close());
+
+describe("transaction retries", () => {
+  it("a deadlock between two transactions is retried: both complete, one of them twice", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "postgresql") skip("row locks and deadlock detection are PostgreSQL's; SQLite serializes writers");
+    await t.db.$executeRawUnsafe(`CREATE TABLE "DeadlockProbe" ("id" INT PRIMARY KEY, "v" INT NOT NULL)`);
+    await t.db.$executeRawUnsafe(`INSERT INTO "DeadlockProbe" VALUES (1, 0), (2, 0)`);
+    let attempts = 0;
+    let arrived = 0;
+    let release!: () => void;
+    const bothLocked = new Promise<void>((resolve) => (release = resolve));
+    const run = (first: number, second: number) =>
+      inTransaction(t.db, silent, t.organizationId, async (sql) => {
+        const attempt = ++attempts;
+        await sql.execute(`UPDATE "DeadlockProbe" SET "v" = "v" + 1 WHERE "id" = $1`, [first]);
+        if (attempt <= 2) {
+          // the first two attempts meet here, each holding the row the other wants next
+          if (++arrived === 2) release();
+          await bothLocked;
+        }
+        await sql.execute(`UPDATE "DeadlockProbe" SET "v" = "v" + 1 WHERE "id" = $1`, [second]);
+        return { value: first, changes: [] };
+      });
+    expect(await Promise.all([run(1, 2), run(2, 1)])).toEqual([1, 2]);
+    expect(attempts).toBe(3);
+    const rows = await t.db.$queryRawUnsafe<{ id: number; v: number }[]>(`SELECT "id", "v" FROM "DeadlockProbe" ORDER BY "id"`);
+    expect(rows.map((r) => Number(r.v))).toEqual([2, 2]);
+  }, 20_000);
+});
