@@ -1,5 +1,5 @@
 // The real entry points as a user runs them: `npm start` (src/main.ts) and `npm run cli`.
-import { spawn, execFile } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -7,45 +7,10 @@ import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
 import { authenticate } from "../src/domain/auth.ts";
+import { gql, startServer, tsx } from "./support/process.ts";
 
 const dir = mkdtempSync(path.join(tmpdir(), "credits-start-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const tsx = path.resolve("node_modules/.bin/tsx");
-
-/** Start src/main.ts and resolve with its URL once it serves; collects stdout. */
-function startServer(env: Record<string, string>) {
-  const child = spawn(tsx, ["src/main.ts"], { env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    child.stderr.on("data", (chunk) => (output += chunk));
-    child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${output}`)));
-  });
-  const stop = () =>
-    new Promise<number | null>((resolve) => {
-      child.once("exit", (code) => resolve(code));
-      child.kill("SIGTERM");
-    });
-  return { ready, stop, output: () => output };
-}
-
-async function gql(url: string, token: string | null, query: string, variables?: object) {
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify({ query, variables }),
-  });
-  return (await res.json()) as { data?: any; errors?: any[] };
-}
-
 describe("npm start", () => {
   it("migrates a fresh database, honours ADMIN_TOKEN, serves GraphQL and /healthz, and stops cleanly on SIGTERM", async () => {
     const adminToken = "test-admin-token-0123456789";

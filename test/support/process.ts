@@ -1,0 +1,39 @@
+// The service as separate processes: src/main.ts started the way a user (or a load balancer's node) starts it.
+import { spawn } from "node:child_process";
+import path from "node:path";
+
+export const tsx = path.resolve("node_modules/.bin/tsx");
+
+/** Start src/main.ts and resolve with its URL once it serves; collects stdout. */
+export function startServer(env: Record<string, string>) {
+  const child = spawn(tsx, ["src/main.ts"], { env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let output = "";
+  const ready = new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+      const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
+      if (m) {
+        clearTimeout(timer);
+        resolve(m[1]);
+      }
+    });
+    child.stderr.on("data", (chunk) => (output += chunk));
+    child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${output}`)));
+  });
+  const stop = () =>
+    new Promise<number | null>((resolve) => {
+      child.once("exit", (code) => resolve(code));
+      child.kill("SIGTERM");
+    });
+  return { ready, stop, output: () => output };
+}
+
+export async function gql(url: string, token: string | null, query: string, variables?: object) {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify({ query, variables }),
+  });
+  return (await res.json()) as { data?: any; errors?: any[] };
+}
