@@ -9,7 +9,8 @@
 // Options (flag or environment variable): EVENTS (200000), CUSTOMERS (1000), BATCH (1000, at most 10000),
 // CONCURRENCY (2 ingest requests in flight), LATENCY_SAMPLES (200), SEED (42), DATABASE_URL (default: a
 // fresh SQLite file in a temp dir, deleted at the end; a postgresql:// URL is used as is and must point at an
-// empty or migratable database), REDIS_URL (Redis pub/sub instead of in-process).
+// empty or migratable database), REDIS_URL (Redis pub/sub instead of in-process; phase B's subscriber then
+// connects to a second node, so the push crosses nodes).
 //
 // Phases, each timed on its own:
 //   A  ingestEvents batches with CONCURRENCY requests in flight (request bodies are serialized beforehand)
@@ -423,6 +424,18 @@ async function main(): Promise<number> {
     cleanups.unshift(() => app.close());
     const { organization, token } = await createOrganization(db, "Benchmark organization");
     const url = `http://127.0.0.1:${port}/graphql`;
+    // With Redis, the subscriber of phase B talks to a second node (its own database client and Redis
+    // connections, in this process) while ingestion goes to the first: the push crosses nodes through Redis.
+    let subscriberUrl = url;
+    if (config.redisUrl) {
+      const dbB: Db = await createPrisma(databaseUrl);
+      cleanups.unshift(() => dbB.$disconnect());
+      const pubsubB = createAppPubSub(config.redisUrl);
+      cleanups.unshift(pubsubB.close);
+      const nodeB: App = createApp({ db: dbB, pubsub: pubsubB.pubsub, log: createLogger("silent") });
+      subscriberUrl = `http://127.0.0.1:${await nodeB.listen(0, "127.0.0.1")}/graphql`;
+      cleanups.unshift(() => nodeB.close());
+    }
     const gql = graphqlClient(url, token);
 
     // --- setup over HTTP: customers and meters ---
@@ -509,7 +522,7 @@ async function main(): Promise<number> {
     log(`phase B: ${config.latencySamples} sequential single-event ingests for c0, timed to the subscription message`);
     let wsClosed: string | null = null;
     const ws = createWsClient({
-      url: url.replace("http", "ws"),
+      url: subscriberUrl.replace("http", "ws"),
       webSocketImpl: WebSocket,
       lazy: false,
       retryAttempts: 0,
@@ -593,7 +606,7 @@ async function main(): Promise<number> {
     }
     const n = responseToPush.length;
     console.log(
-      `push latency (n=${n}): response→push p50 ${millis(percentile(responseToPush, 50))} ms p99 ${millis(percentile(responseToPush, 99))} ms; ` +
+      `push latency${config.redisUrl ? " across nodes (ingest on node A, subscriber on node B, via Redis)" : ""} (n=${n}): response→push p50 ${millis(percentile(responseToPush, 50))} ms p99 ${millis(percentile(responseToPush, 99))} ms; ` +
         `request→push p50 ${millis(percentile(requestToPush, 50))} ms p99 ${millis(percentile(requestToPush, 99))} ms`,
     );
     console.log(

@@ -29,7 +29,7 @@ if (config.adminToken) {
   }
 }
 
-const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl);
+const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl, (err) => log.warn({ err: err.message }, "redis unavailable"));
 const app = createApp({ db, pubsub, log, renewalMode: config.renewalMode });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);

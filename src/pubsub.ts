@@ -13,11 +13,24 @@ export type Topics = {
 
 export type PubSub = ReturnType<typeof createPubSub<Topics>>;
 
-/** In-process pub/sub by default; Redis-backed (across server processes) when a Redis URL is given. */
-export function createAppPubSub(redisUrl?: string): { pubsub: PubSub; close(): Promise<void> } {
+/**
+ * In-process pub/sub by default; Redis-backed (across server processes) when a Redis URL is given. Redis
+ * connection errors go to `onError` (ioredis keeps reconnecting); meanwhile pushes to other nodes are lost,
+ * but every subscriber still reads the stored row on its next message.
+ */
+export function createAppPubSub(redisUrl?: string, onError?: (err: Error) => void): { pubsub: PubSub; close(): Promise<void> } {
   if (!redisUrl) return { pubsub: createPubSub<Topics>(), close: async () => {} };
   const publishClient = new Redis(redisUrl);
   const subscribeClient = new Redis(redisUrl);
+  let lastReport = 0;
+  for (const client of [publishClient, subscribeClient]) {
+    client.on("error", (err: Error) => {
+      // at most one report a second while Redis is unreachable
+      if (Date.now() - lastReport < 1000) return;
+      lastReport = Date.now();
+      onError?.(err);
+    });
+  }
   const pubsub = createPubSub<Topics>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) });
   return {
     pubsub,
