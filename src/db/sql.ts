@@ -9,8 +9,12 @@ export interface RawRunner {
   $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
 }
 
-/** Rows per multi-row statement: well under SQLite's 32,766 and PostgreSQL's 65,535 parameters. */
+/** Rows per multi-row statement on SQLite: well under its 32,766 parameters. */
 const ROWS_PER_STATEMENT = 400;
+/** Rows per UNNEST statement on PostgreSQL (a handful of array parameters whatever the count). */
+const PG_ROWS_PER_STATEMENT = 5000;
+/** Column element types by table; the schema is the one this code was migrated with. */
+const columnTypeCache = new Map<string, Map<string, string>>();
 
 export class Sql {
   constructor(
@@ -59,18 +63,49 @@ export class Sql {
   }
 
   /**
+   * The rows of a multi-row INSERT: `VALUES (…), …` with one parameter per value on SQLite; on PostgreSQL
+   * `SELECT * FROM UNNEST($1::type[], …)` with one array parameter per column, which costs a fraction of
+   * per-value parameters to bind and plan.
+   */
+  private async rowSource(table: string, columns: string[], rows: unknown[][]): Promise<{ text: string; values: unknown[] }> {
+    if (this.provider !== "postgresql") return { text: `VALUES ${this.valuesList(rows.length, columns.length)}`, values: rows.flat() };
+    const types = await this.columnTypes(table);
+    return {
+      text: `SELECT * FROM UNNEST(${columns.map((c, i) => `$${i + 1}::${types.get(c) ?? "text"}[]`).join(", ")})`,
+      values: columns.map((_, i) => rows.map((r) => r[i])),
+    };
+  }
+
+  /** PostgreSQL element types of a table's columns (read once per table per process). */
+  private async columnTypes(table: string): Promise<Map<string, string>> {
+    let types = columnTypeCache.get(table);
+    if (!types) {
+      const found = await this.query<{ column_name: string; udt_name: string }>(
+        `SELECT "column_name", "udt_name" FROM information_schema.columns WHERE "table_name" = $1 AND "table_schema" = current_schema()`,
+        [table],
+      );
+      types = new Map(found.map((c) => [c.column_name, c.udt_name]));
+      columnTypeCache.set(table, types);
+    }
+    return types;
+  }
+
+  private get rowsPerStatement(): number {
+    return this.provider === "postgresql" ? PG_ROWS_PER_STATEMENT : ROWS_PER_STATEMENT;
+  }
+
+  /**
    * INSERT many rows in as few statements as the parameter limits allow. `suffix` is appended verbatim
    * (ON CONFLICT …, RETURNING …); returned rows of every chunk are concatenated.
    */
   async insertMany<T = never>(table: string, columns: string[], rows: unknown[][], suffix = ""): Promise<T[]> {
     const out: T[] = [];
-    const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) VALUES `;
-    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-      const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
-      const text = head + this.valuesList(chunk.length, columns.length) + (suffix ? ` ${suffix}` : "");
-      const values = chunk.flat();
-      if (/\bRETURNING\b/i.test(suffix)) out.push(...(await this.query<T>(text, values)));
-      else await this.execute(text, values);
+    const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) `;
+    for (let i = 0; i < rows.length; i += this.rowsPerStatement) {
+      const source = await this.rowSource(table, columns, rows.slice(i, i + this.rowsPerStatement));
+      const text = head + source.text + (suffix ? ` ${suffix}` : "");
+      if (/\bRETURNING\b/i.test(suffix)) out.push(...(await this.query<T>(text, source.values)));
+      else await this.execute(text, source.values);
     }
     return out;
   }
@@ -82,16 +117,20 @@ export class Sql {
    */
   async insertNew(table: string, columns: string[], rows: unknown[][], conflict: string): Promise<Set<unknown>> {
     const inserted = new Set<unknown>();
-    const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) VALUES `;
-    for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-      const chunk = rows.slice(i, i + ROWS_PER_STATEMENT);
-      const count = await this.execute(`${head}${this.valuesList(chunk.length, columns.length)} ON CONFLICT ${conflict} DO NOTHING`, chunk.flat());
+    const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) `;
+    for (let i = 0; i < rows.length; i += this.rowsPerStatement) {
+      const chunk = rows.slice(i, i + this.rowsPerStatement);
+      const source = await this.rowSource(table, columns, chunk);
+      const count = await this.execute(`${head}${source.text} ON CONFLICT ${conflict} DO NOTHING`, source.values);
       if (count === chunk.length) {
         for (const row of chunk) inserted.add(row[0]);
         continue;
       }
-      const found = await this.query<{ id: unknown }>(`SELECT "${columns[0]}" AS "id" FROM "${table}" WHERE ${this.inList(columns[0], chunk.length)}`, chunk.map((r) => r[0]));
-      for (const r of found) inserted.add(r.id);
+      for (let j = 0; j < chunk.length; j += ROWS_PER_STATEMENT) {
+        const ids = chunk.slice(j, j + ROWS_PER_STATEMENT).map((r) => r[0]);
+        const found = await this.query<{ id: unknown }>(`SELECT "${columns[0]}" AS "id" FROM "${table}" WHERE ${this.inList(columns[0], ids.length)}`, ids);
+        for (const r of found) inserted.add(r.id);
+      }
     }
     return inserted;
   }
