@@ -16,6 +16,7 @@
 //   A  ingestEvents batches with CONCURRENCY requests in flight (request bodies are serialized beforehand)
 //   B  push latency: one 1-event ingest at a time for customer c0, timed to the customerMeterUpdated message
 //   C  baseline: the same Event rows into a separate SQLite file with @libsql/client, one transaction per batch
+//      (SQLite), or into a copy of the Event table with node-postgres UNNEST inserts (PostgreSQL)
 // Correctness is checked along the way (inserted counts, exact consumed units of every balance row, the last
 // pushed balance against a query); any failure exits 1.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -314,6 +315,41 @@ async function runBaseline(file: string, batches: BaselineBatch[], secondaryInde
   }
 }
 
+/**
+ * PostgreSQL baseline: the same rows into a copy of the Event table (all its indexes, the service's own
+ * database) with node-postgres directly: one transaction per batch, one UNNEST statement per batch (the
+ * cheapest way to bind many rows), no GraphQL, no balances.
+ */
+async function runPgBaseline(databaseUrl: string, batches: BaselineBatch[]): Promise<{ ms: number; inserted: number }> {
+  const { default: pg } = await import("pg");
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP TABLE IF EXISTS "BaselineEvent"`);
+    await client.query(`CREATE TABLE "BaselineEvent" (LIKE "Event" INCLUDING DEFAULTS INCLUDING INDEXES)`);
+    const sql =
+      `INSERT INTO "BaselineEvent" (${EVENT_COLUMNS.map((c) => `"${c}"`).join(", ")}) ` +
+      `SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamp[], $8::jsonb[], $9::timestamp[]) ` +
+      `ON CONFLICT ("organizationId", "externalId") DO NOTHING`;
+    let inserted = 0;
+    const t0 = performance.now();
+    for (const b of batches) {
+      const rows = b.statements.flatMap((st) => st.rows);
+      const createdAt = new Date();
+      // the built rows hold every column but createdAt (the batch's "now"); timestamp is SQLite text there
+      const columns = EVENT_COLUMNS.slice(0, -1).map((_, c) => rows.map((r) => (c === 6 ? new Date(String(r[c])) : r[c])));
+      await client.query("BEGIN");
+      inserted += (await client.query(sql, [...columns, rows.map(() => createdAt)])).rowCount ?? 0;
+      await client.query("COMMIT");
+    }
+    const ms = performance.now() - t0;
+    await client.query(`DROP TABLE "BaselineEvent"`);
+    return { ms, inserted };
+  } finally {
+    await client.end();
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Push-latency subscriber
 
@@ -580,6 +616,12 @@ async function main(): Promise<number> {
     // --- phase C: baseline ---
     let baseline: { ms: number; inserted: number } | null = null;
     let baselineAllIndexes: { ms: number; inserted: number } | null = null;
+    let pgBaseline: { ms: number; inserted: number } | null = null;
+    if (engine === "PostgreSQL") {
+      log("phase C: baseline, raw node-postgres UNNEST inserts into a copy of the Event table");
+      pgBaseline = await runPgBaseline(databaseUrl, buildBaseline(events, config.batch, organization.id, customerIds));
+      if (pgBaseline.inserted !== config.events) throw new BenchFailure(`baseline inserted ${pgBaseline.inserted} of ${config.events} rows`);
+    }
     if (engine === "SQLite") {
       log("phase C: baseline, raw libsql multi-row inserts into a separate SQLite file");
       const batches = buildBaseline(events, config.batch, organization.id, customerIds);
@@ -601,8 +643,9 @@ async function main(): Promise<number> {
         `baseline + the Event table's 3 secondary indexes: ${config.events} events in ${seconds(baselineAllIndexes.ms)} s = ${thousands(rate(baselineAllIndexes.ms))} events/s`,
       );
       console.log(`ratio service/baseline: ${(baseline.ms / ingestMs).toFixed(2)} (with all indexes: ${(baselineAllIndexes.ms / ingestMs).toFixed(2)})`);
-    } else {
-      console.log(`baseline: skipped (${engine}; the raw-libsql baseline is SQLite only)`);
+    } else if (pgBaseline) {
+      console.log(`baseline (raw node-postgres UNNEST insert into a copy of Event with its indexes): ${config.events} events in ${seconds(pgBaseline.ms)} s = ${thousands(rate(pgBaseline.ms))} events/s`);
+      console.log(`ratio service/baseline: ${(pgBaseline.ms / ingestMs).toFixed(2)}`);
     }
     const n = responseToPush.length;
     console.log(
