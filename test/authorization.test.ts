@@ -8,6 +8,7 @@ import {
   IngestStrict,
   LedgerOf,
   ReleaseReservation,
+  ReservationsOf,
   ReserveUsage,
 } from "./documents.ts";
 import type { AuthorizeUsageInput, ReserveUsageInput } from "./gql/graphql.ts";
@@ -214,6 +215,26 @@ describe("reservations", () => {
     expect((await t.db.reservation.findUniqueOrThrow({ where: { id: r.id! } })).status).toBe("EXPIRED");
     expect((await t.ok(CommitReservation, { id: r.id!, units: "1" })).commitReservation).toMatchObject({ __typename: "ConflictError", message: "The reservation is expired" });
     sub.close();
+  });
+
+  it("lists a customer's reservations by status, time-expired holds as EXPIRED; a session sees only its own", async () => {
+    const { c, m } = await funded("10");
+    const other = await funded("10");
+    const short = await reserve({ customerId: c, meterId: m, units: "1", ttlSeconds: 10 });
+    const long = await reserve({ customerId: c, meterId: m, units: "2", ttlSeconds: 600 });
+    const done = await reserve({ customerId: c, meterId: m, units: "3" });
+    await t.ok(CommitReservation, { id: done.id!, units: "3" });
+    await reserve({ customerId: other.c, meterId: other.m, units: "1" });
+    t.advance(10_000);
+    const list = async (status?: "HELD" | "EXPIRED" | "COMMITTED", token?: string) =>
+      (await t.ok(ReservationsOf, { customerId: token ? undefined : c, status }, token)).reservations.edges.map((e) => [e.node.id, e.node.status]);
+    expect(await list("HELD")).toEqual([[long.id, "HELD"]]);
+    expect(await list("EXPIRED")).toEqual([[short.id, "EXPIRED"]]);
+    expect(await list("COMMITTED")).toEqual([[done.id, "COMMITTED"]]);
+    expect(await list()).toEqual([[done.id, "COMMITTED"], [long.id, "HELD"], [short.id, "EXPIRED"]]);
+    const { createCustomerSession } = await t.ok(CreateSession, { customerId: c });
+    if (createCustomerSession.__typename !== "CustomerSession") throw new Error("no session");
+    expect(await list(undefined, createCustomerSession.token)).toHaveLength(3);
   });
 
   it("rejects a ttl out of range", async () => {

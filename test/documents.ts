@@ -716,3 +716,17 @@ export const GrantStates = graphql(`
     }
   }
 `);
+
+export const ReservationsOf = graphql(`
+  query ReservationsOf($customerId: ID, $status: ReservationStatus) {
+    reservations(customerId: $customerId, status: $status) {
+      edges {
+        node {
+          id
+          status
+          units
+        }
+      }
+    }
+  }
+`);

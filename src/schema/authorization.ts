@@ -12,7 +12,7 @@ import {
 } from "../domain/authorization.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type PothosTypes } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { listScopeCustomer, orgId } from "./access.ts";
 
 // `code` is a String! like Error.code, so one selection `... on UsageAuthorization { code } ... on Error { code }`
 // is valid GraphQL (fields of one name must have one type across a union's members).
@@ -134,6 +134,35 @@ builder.mutationFields((t) => ({
 }));
 
 builder.queryFields((t) => ({
+  reservations: t.prismaConnection(
+    {
+      type: ReservationObject,
+      cursor: "id",
+      description: "Reservations and authorization records, newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization. `status: HELD` lists live holds only.",
+      authScopes: { authenticated: true },
+      args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id(), status: t.arg({ type: ReservationStatus }) },
+      resolve: async (query, _root, args, ctx) => {
+        const customer = await listScopeCustomer(ctx, args);
+        const now = ctx.now();
+        // HELD past expiresAt reads as EXPIRED (the scheduler may not have marked it yet)
+        const status =
+          args.status === "HELD"
+            ? { status: "HELD", expiresAt: { gt: now } }
+            : args.status === "EXPIRED"
+              ? { OR: [{ status: "EXPIRED" }, { status: "HELD", expiresAt: { lte: now } }] }
+              : args.status
+                ? { status: args.status }
+                : {};
+        return ctx.db.reservation.findMany({
+          ...query,
+          where: { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}), ...status },
+          orderBy: { id: "desc" },
+        });
+      },
+    },
+    { name: "ReservationConnection" },
+    { name: "ReservationEdge" },
+  ),
   reservation: t.prismaField({
     type: ReservationObject,
     nullable: true,
