@@ -158,10 +158,11 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const read = async (pairs: BalanceAdjustment[]) => {
     for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
       const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+      const inPairs = sql.pairsIn("customerId", "meterId", chunk);
       const rows = await sql.query<Row>(
         `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "createdAt"
-           FROM "CustomerMeter" WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} ORDER BY "id"${sql.forUpdate}`,
-        chunk.flatMap((a) => [a.customerId, a.meterId]),
+           FROM "CustomerMeter" WHERE ${inPairs.clause} ORDER BY "id"${sql.forUpdate}`,
+        inPairs.values,
       );
       for (const r of rows) byKey.set(balanceKey(r.customerId, r.meterId), r);
     }
@@ -360,14 +361,15 @@ export function timedGrantOf(r: GrantRow): TimedGrant {
 
 const GRANT_COLUMNS = `"id", "customerId", "meterId", "units", "remainingUnits", "priority", "effectiveAt", "creditedAt", "expiresAt", "createdAt"`;
 
-/** Grants of (customer, meter) pairs matching `condition` (which numbers its parameters after the pairs'). */
+/** Grants of (customer, meter) pairs matching `condition` (given the number of its first parameter). */
 async function grantsOfPairs(sql: Sql, pairs: { customerId: string; meterId: string }[], condition: (next: number) => string, values: unknown[]): Promise<Map<string, TimedGrant[]>> {
   const out = new Map<string, TimedGrant[]>();
   for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
     const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+    const inPairs = sql.pairsIn("customerId", "meterId", chunk);
     const rows = await sql.query<GrantRow>(
-      `SELECT ${GRANT_COLUMNS} FROM "CreditGrant" WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} AND ${condition(chunk.length * 2 + 1)}`,
-      [...chunk.flatMap((a) => [a.customerId, a.meterId]), ...values],
+      `SELECT ${GRANT_COLUMNS} FROM "CreditGrant" WHERE ${inPairs.clause} AND ${condition(inPairs.values.length + 1)}`,
+      [...inPairs.values, ...values],
     );
     for (const r of rows) {
       const k = balanceKey(r.customerId, r.meterId);
@@ -401,11 +403,12 @@ export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: 
   const out = new Map<string, bigint>();
   for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
     const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+    const inPairs = sql.pairsIn("customerId", "meterId", chunk);
     const rows = await sql.query<{ customerId: string; meterId: string; held: bigint | number | string }>(
       `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation"
-        WHERE ${sql.pairsIn("customerId", "meterId", chunk.length)} AND "status" = 'HELD' AND "expiresAt" > ${sql.param(chunk.length * 2 + 1)}
+        WHERE ${inPairs.clause} AND "status" = 'HELD' AND "expiresAt" > ${sql.param(inPairs.values.length + 1)}
         GROUP BY "customerId", "meterId"`,
-      [...chunk.flatMap((a) => [a.customerId, a.meterId]), sql.date(now)],
+      [...inPairs.values, sql.date(now)],
     );
     for (const r of rows) out.set(balanceKey(r.customerId, r.meterId), BigInt(r.held));
   }
