@@ -13,8 +13,6 @@ export interface RawRunner {
 const ROWS_PER_STATEMENT = 400;
 /** Rows per statement on PostgreSQL (one JSON parameter whatever the count). */
 const PG_ROWS_PER_STATEMENT = 5000;
-/** JSON.stringify replacer for row values: bigints as decimal text (Dates already serialize as ISO text). */
-const jsonValue = (_key: string, value: unknown) => (typeof value === "bigint" ? value.toString() : value);
 /** Column types by table; the schema is the one this code was migrated with. */
 const columnTypeCache = new Map<string, Map<string, string>>();
 
@@ -75,7 +73,9 @@ export class Sql {
     if (this.provider !== "postgresql") return { text: `VALUES ${this.valuesList(rows.length, columns.length)}`, values: rows.flat() };
     const types = await this.columnTypes(table);
     const select = columns.map((c, i) => `(r->>${i})::${types.get(c) ?? "text"}`).join(", ");
-    return { text: `SELECT ${select} FROM jsonb_array_elements($1::jsonb) AS r`, values: [JSON.stringify(rows, jsonValue)] };
+    // bigints as decimal text; converting first keeps JSON.stringify on its fast path (no replacer)
+    const plain = rows.map((r) => r.map((v) => (typeof v === "bigint" ? v.toString() : v)));
+    return { text: `SELECT ${select} FROM jsonb_array_elements($1::jsonb) AS r`, values: [JSON.stringify(plain)] };
   }
 
   /** PostgreSQL element types of a table's columns (read once per table per process). */
