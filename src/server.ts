@@ -8,7 +8,7 @@ import { createYoga, maskError as defaultMaskError, type YogaInitialContext } fr
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { Db } from "./db/client.ts";
-import { authenticate, bearerSecret, type Principal } from "./domain/auth.ts";
+import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth.ts";
 import { viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
@@ -39,12 +39,12 @@ function unauthenticated(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
 }
 
-async function principalFromHeader(db: Db, header: string | null | undefined): Promise<Principal | null> {
+async function principalFromHeader(authenticate: (secret: string) => Promise<Principal>, header: string | null | undefined): Promise<Principal | null> {
   if (!header) return null;
   const secret = bearerSecret(header);
   if (!secret) throw unauthenticated("Authorization must be 'Bearer <token>'");
   try {
-    return await authenticate(db, secret);
+    return await authenticate(secret);
   } catch (err) {
     if (err instanceof UnauthenticatedError) throw unauthenticated(err.message);
     throw err;
@@ -56,6 +56,7 @@ export function createApp(deps: AppDeps) {
   const notify = pubSubNotify(pubsub);
   const clock = deps.clock ?? (() => new Date());
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
+  const authenticate = cachedAuthenticator(db);
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
@@ -69,7 +70,7 @@ export function createApp(deps: AppDeps) {
     },
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
-      const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(db, init.request.headers.get("authorization"));
+      const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
       return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock) };
     },
     maskedErrors: {
@@ -114,7 +115,7 @@ export function createApp(deps: AppDeps) {
       onConnect: async (ctx) => {
         const header = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         try {
-          const principal = typeof header === "string" ? await principalFromHeader(db, header) : null;
+          const principal = typeof header === "string" ? await principalFromHeader(authenticate, header) : null;
           if (!principal) throw unauthenticated("connectionParams.authorization must be 'Bearer <token>'");
           ctx.extra.principal = principal;
           return true;

@@ -48,6 +48,16 @@ describe("authentication", () => {
     expect(((await res.json()) as { errors: { extensions: { code: string } }[] }).errors[0].extensions.code).toBe("UNAUTHENTICATED");
   });
 
+  it("looks an admin token up once for a few seconds, a customer session on every request", async () => {
+    const tokenLookups = async (token?: string) =>
+      (await t.queriesDuring(() => t.ok(GetCustomer, { id: ada }, token))).filter((q) => q.includes("AccessToken")).length;
+    await tokenLookups();
+    expect(await tokenLookups()).toBe(0);
+    const session = await sessionFor(ada);
+    expect(await tokenLookups(session.token)).toBe(1);
+    expect(await tokenLookups(session.token)).toBe(1);
+  });
+
   it("still serves introspection without a token (GraphiQL loads its schema)", async () => {
     const res = await fetch(t.url, {
       method: "POST",
