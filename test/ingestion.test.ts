@@ -113,14 +113,15 @@ describe("balances", () => {
       const queries = await t.queriesDuring(async () => {
         count = (await t.ok(FullCustomerState, { customerId })).customerState.meters.length;
       });
-      return { count, queries: queries.length };
+      // the admin token's lookup is cached for a few seconds: leave it out so the count does not depend on timing
+      return { count, queries: queries.filter((q) => !q.includes("AccessToken")).length };
     };
     const [one, six] = [await read(few), await read(many)];
     expect([one.count, six.count]).toEqual([1, 6]);
-    // token, customer, balances, their meters, grants that time changed, live holds: the same few statements
-    // however many meters there are
+    // customer, balances, their meters, and one statement for grants that time changed and live holds: the
+    // same few statements however many meters there are
     expect(six.queries).toBe(one.queries);
-    expect(six.queries).toBeLessThanOrEqual(7);
+    expect(six.queries).toBeLessThanOrEqual(4);
   });
 
   it("customerMeters lists balances by customer and meter; a session sees only its own", async () => {

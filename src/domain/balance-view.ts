@@ -5,7 +5,7 @@
 import type { Db } from "../db/client.ts";
 import { providerOfDb } from "../db/client.ts";
 import { Sql } from "../db/sql.ts";
-import { balanceKey, dueGrants, heldUnits } from "./balances.ts";
+import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
 import { settle } from "./settle.ts";
 
 export interface StoredBalance {
@@ -28,10 +28,10 @@ export interface BalanceView {
   settled: Map<string, { creditedAt: Date | null; expiredAt: Date | null }>;
 }
 
-/** Views of many rows: two queries however many rows. */
+/** Views of many rows: one statement however many rows. */
 export async function balanceViews(db: Db, rows: StoredBalance[], now: Date): Promise<Map<string, BalanceView>> {
   const sql = new Sql(db, providerOfDb(db));
-  const [due, held] = await Promise.all([dueGrants(sql, rows, now), heldUnits(sql, rows, now)]);
+  const { due, held } = await dueGrantsAndHolds(sql, rows, now);
   const out = new Map<string, BalanceView>();
   for (const row of rows) {
     const k = balanceKey(row.customerId, row.meterId);

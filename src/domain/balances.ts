@@ -388,14 +388,48 @@ function timedGrants(sql: Sql, pairs: { customerId: string; meterId: string }[],
   return grantsOfPairs(sql, pairs, (n) => `"voidedAt" IS NULL AND "expiredAt" IS NULL AND ("creditedAt" IS NOT NULL OR "effectiveAt" <= ${sql.param(n)})`, [sql.date(now)]);
 }
 
+/** Grants that time has changed and no write has recorded yet, given the number of the `now` parameter. */
+const dueCondition = (sql: Sql, n: number) =>
+  `"voidedAt" IS NULL AND "expiredAt" IS NULL AND (("creditedAt" IS NULL AND "effectiveAt" <= ${sql.param(n)}) OR "expiresAt" <= ${sql.param(n + 1)})`;
+
+/**
+ * What a read of these rows must fold in, in one statement per chunk: the grants time has changed since the
+ * last write (as `dueGrants`) and what live reservations hold (as `heldUnits`).
+ */
+export async function dueGrantsAndHolds(
+  sql: Sql,
+  pairs: { customerId: string; meterId: string }[],
+  now: Date,
+): Promise<{ due: Map<string, TimedGrant[]>; held: Map<string, bigint> }> {
+  const due = new Map<string, TimedGrant[]>();
+  const held = new Map<string, bigint>();
+  const at = sql.date(now);
+  for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
+    const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+    const grantPairs = sql.pairsIn("customerId", "meterId", chunk);
+    const n = grantPairs.values.length + 1;
+    const holdPairs = sql.pairsIn("customerId", "meterId", chunk, n + 2);
+    const rows = await sql.query<GrantRow & { source: string; held: bigint | number | string | null }>(
+      `SELECT 'G' AS "source", ${GRANT_COLUMNS}, NULL AS "held" FROM "CreditGrant" WHERE ${grantPairs.clause} AND ${dueCondition(sql, n)}
+       UNION ALL
+       SELECT 'H', NULL, "customerId", "meterId", NULL, NULL, NULL, NULL, NULL, NULL, NULL, SUM("units") FROM "Reservation"
+        WHERE ${holdPairs.clause} AND "status" = 'HELD' AND "expiresAt" > ${sql.param(n + 2 + holdPairs.values.length)}
+        GROUP BY "customerId", "meterId"`,
+      [...grantPairs.values, at, at, ...holdPairs.values, at],
+    );
+    for (const r of rows) {
+      const k = balanceKey(r.customerId, r.meterId);
+      if (r.source === "H") held.set(k, BigInt(r.held ?? 0));
+      else due.set(k, [...(due.get(k) ?? []), timedGrantOf(r)]);
+    }
+  }
+  for (const list of due.values()) list.sort(burnOrder);
+  return { due, held };
+}
+
 /** Only the grants that time has changed and no write has recorded yet: what reads must fold in. */
 export function dueGrants(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, TimedGrant[]>> {
-  return grantsOfPairs(
-    sql,
-    pairs,
-    (n) => `"voidedAt" IS NULL AND "expiredAt" IS NULL AND (("creditedAt" IS NULL AND "effectiveAt" <= ${sql.param(n)}) OR "expiresAt" <= ${sql.param(n + 1)})`,
-    [sql.date(now), sql.date(now)],
-  );
+  return grantsOfPairs(sql, pairs, (n) => dueCondition(sql, n), [sql.date(now), sql.date(now)]);
 }
 
 /** Micro-units held by live reservations (HELD and not yet expired), per row. */
