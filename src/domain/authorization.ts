@@ -8,12 +8,12 @@ import type { Db } from "../db/client.ts";
 import { providerOfDb } from "../db/client.ts";
 import { Sql } from "../db/sql.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
-import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { adjustBalances, balanceKey, dueCondition, liveHoldCondition, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { orderedId } from "./ids.ts";
-import { overageAllowed } from "./overage.ts";
+import { overagePairs } from "./overage.ts";
 import { requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
@@ -78,10 +78,9 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
                      WHERE p."type" = 'METERED_UNIT' AND p."meterId" = m."id" AND s."customerId" = c."id" AND s."status" = 'ACTIVE') AS "overage",
             cm."balance" AS "balance",
             (SELECT SUM(r."units") FROM "Reservation" r
-              WHERE r."customerId" = c."id" AND r."meterId" = m."id" AND r."status" = 'HELD' AND r."expiresAt" > ${sql.param(1)}) AS "held",
+              WHERE r."customerId" = c."id" AND r."meterId" = m."id" AND ${liveHoldCondition(sql, 1, "r")}) AS "held",
             EXISTS (SELECT 1 FROM "CreditGrant" g
-                     WHERE g."customerId" = c."id" AND g."meterId" = m."id" AND g."voidedAt" IS NULL AND g."expiredAt" IS NULL
-                       AND ((g."creditedAt" IS NULL AND g."effectiveAt" <= ${sql.param(2)}) OR g."expiresAt" <= ${sql.param(3)})) AS "due"
+                     WHERE g."customerId" = c."id" AND g."meterId" = m."id" AND ${dueCondition(sql, 2, "g")}) AS "due"
        FROM "Customer" c CROSS JOIN "Meter" m
        LEFT JOIN "CustomerMeter" cm ON cm."customerId" = c."id" AND cm."meterId" = m."id"
       WHERE c."organizationId" = ${sql.param(4)} AND c."${byExternal ? "externalId" : "id"}" = ${sql.param(5)} AND c."deletedAt" IS NULL
@@ -236,7 +235,8 @@ async function finishHold(
   return inTransaction(db, notify, organizationId, async (sql, tx) => {
     const { count } = await tx.reservation.updateMany({ where: { id: r.id, status: "HELD", expiresAt: { gt: now } }, data });
     if (count === 0) return { value: false, changes: [] as BalanceChange[] };
-    const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: !(await overageAllowed(tx, r.customerId, r.meterId)) };
+    const overage = await overagePairs(tx, [r]);
+    const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: !overage.has(balanceKey(r.customerId, r.meterId)) };
     return { value: true, changes: await adjustBalances(sql, organizationId, [use(t, change)], now) };
   });
 }

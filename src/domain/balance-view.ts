@@ -37,15 +37,15 @@ export async function balanceViews(db: Db, rows: StoredBalance[], now: Date): Pr
     const k = balanceKey(row.customerId, row.meterId);
     const grants = due.get(k) ?? [];
     const { steps, balance } = settle(row.balance, grants, now);
+    const heldUnits = held.get(k) ?? 0n;
     const view: BalanceView = {
       balance,
       creditedUnits: row.creditedUnits + steps.reduce((sum, s) => sum + s.units, 0n),
-      heldUnits: held.get(k) ?? 0n,
-      availableUnits: 0n,
+      heldUnits,
+      availableUnits: balance - heldUnits,
       remaining: new Map(grants.map((g) => [g.id, g.remainingUnits])),
       settled: new Map(),
     };
-    view.availableUnits = view.balance - view.heldUnits;
     for (const s of steps) {
       const prev = view.settled.get(s.grant.id) ?? { creditedAt: null, expiredAt: null };
       view.settled.set(s.grant.id, s.kind === "GRANT" ? { ...prev, creditedAt: s.at } : { ...prev, expiredAt: s.at });

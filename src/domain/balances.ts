@@ -388,9 +388,20 @@ function timedGrants(sql: Sql, pairs: { customerId: string; meterId: string }[],
   return grantsOfPairs(sql, pairs, (n) => `"voidedAt" IS NULL AND "expiredAt" IS NULL AND ("creditedAt" IS NOT NULL OR "effectiveAt" <= ${sql.param(n)})`, [sql.date(now)]);
 }
 
-/** Grants that time has changed and no write has recorded yet, given the number of the `now` parameter. */
-const dueCondition = (sql: Sql, n: number) =>
-  `"voidedAt" IS NULL AND "expiredAt" IS NULL AND (("creditedAt" IS NULL AND "effectiveAt" <= ${sql.param(n)}) OR "expiresAt" <= ${sql.param(n + 1)})`;
+/**
+ * SQL: a CreditGrant that time has changed and no write has recorded yet (two parameters, `now`, from `n`).
+ * `alias` qualifies the columns when the grant table has one.
+ */
+export const dueCondition = (sql: Sql, n: number, alias = "") => {
+  const c = (name: string) => `${alias ? `${alias}.` : ""}"${name}"`;
+  return `${c("voidedAt")} IS NULL AND ${c("expiredAt")} IS NULL AND ((${c("creditedAt")} IS NULL AND ${c("effectiveAt")} <= ${sql.param(n)}) OR ${c("expiresAt")} <= ${sql.param(n + 1)})`;
+};
+
+/** SQL: a Reservation that still holds its units (one parameter, `now`, at `n`). */
+export const liveHoldCondition = (sql: Sql, n: number, alias = "") => {
+  const c = (name: string) => `${alias ? `${alias}.` : ""}"${name}"`;
+  return `${c("status")} = 'HELD' AND ${c("expiresAt")} > ${sql.param(n)}`;
+};
 
 /**
  * What a read of these rows must fold in, in one statement per chunk: the grants time has changed since the
@@ -413,7 +424,7 @@ export async function dueGrantsAndHolds(
       `SELECT 'G' AS "source", ${GRANT_COLUMNS}, NULL AS "held" FROM "CreditGrant" WHERE ${grantPairs.clause} AND ${dueCondition(sql, n)}
        UNION ALL
        SELECT 'H', NULL, "customerId", "meterId", NULL, NULL, NULL, NULL, NULL, NULL, NULL, SUM("units") FROM "Reservation"
-        WHERE ${holdPairs.clause} AND "status" = 'HELD' AND "expiresAt" > ${sql.param(n + 2 + holdPairs.values.length)}
+        WHERE ${holdPairs.clause} AND ${liveHoldCondition(sql, n + 2 + holdPairs.values.length)}
         GROUP BY "customerId", "meterId"`,
       [...grantPairs.values, at, at, ...holdPairs.values, at],
     );
@@ -440,7 +451,7 @@ export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: 
     const inPairs = sql.pairsIn("customerId", "meterId", chunk);
     const rows = await sql.query<{ customerId: string; meterId: string; held: bigint | number | string }>(
       `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation"
-        WHERE ${inPairs.clause} AND "status" = 'HELD' AND "expiresAt" > ${sql.param(inPairs.values.length + 1)}
+        WHERE ${inPairs.clause} AND ${liveHoldCondition(sql, inPairs.values.length + 1)}
         GROUP BY "customerId", "meterId"`,
       [...inPairs.values, sql.date(now)],
     );

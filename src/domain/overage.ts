@@ -42,16 +42,10 @@ export async function meteredPrices(db: Pick<Db, "price">, customerId: string): 
   return byMeter;
 }
 
-/** Billable overage is allowed when the customer's active subscription has a metered price on the meter. */
-export async function overageAllowed(db: Db, customerId: string, meterId: string): Promise<boolean> {
-  const price = await db.price.findFirst({
-    where: { type: "METERED_UNIT", meterId, product: { subscriptions: { some: { customerId, status: "ACTIVE" } } } },
-    select: { id: true },
-  });
-  return price !== null;
-}
-
-/** Which of these (customer, meter) pairs may go into billable overage (the rest are credits-only). */
+/**
+ * Which of these (customer, meter) pairs may go into billable overage: those where the customer's active
+ * subscription has a metered price on the meter. The rest are credits-only.
+ */
 export async function overagePairs(db: Db, pairs: { customerId: string; meterId: string }[]): Promise<Set<string>> {
   const customers = [...new Set(pairs.map((p) => p.customerId))];
   const out = new Set<string>();

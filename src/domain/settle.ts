@@ -19,7 +19,7 @@ export interface SettleStep {
 }
 
 /** A grant is due when its effectiveAt (not yet credited) or its expiresAt is at or before `until`. */
-export function isDue(g: TimedGrant, until: Date): boolean {
+export function isDue(g: Pick<TimedGrant, "credited" | "effectiveAt" | "expiresAt">, until: Date): boolean {
   return (!g.credited && g.effectiveAt <= until) || (g.expiresAt !== null && g.expiresAt <= until);
 }
 
