@@ -78,7 +78,7 @@ export class Sql {
     return { text: `SELECT ${select} FROM jsonb_array_elements($1::jsonb) AS r`, values: [JSON.stringify(plain)] };
   }
 
-  /** PostgreSQL element types of a table's columns (read once per table per process). */
+  /** PostgreSQL types of a table's columns, for the casts of `rowSource` (read once per table per process). */
   private async columnTypes(table: string): Promise<Map<string, string>> {
     let types = columnTypeCache.get(table);
     if (!types) {
