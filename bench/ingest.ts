@@ -10,7 +10,8 @@
 // CONCURRENCY (2 ingest requests in flight), LATENCY_SAMPLES (200), SEED (42), DATABASE_URL (default: a
 // fresh SQLite file in a temp dir, deleted at the end; a postgresql:// URL is used as is and must point at an
 // empty or migratable database), REDIS_URL (Redis pub/sub instead of in-process; phase B's subscriber then
-// connects to a second node, so the push crosses nodes).
+// connects to a second node, so the push crosses nodes), CPU_PROFILE (a file to write a V8 CPU profile of
+// phase A to; the bench process holds both the server and the client).
 //
 // Phases, each timed on its own:
 //   A  ingestEvents batches with CONCURRENCY requests in flight (request bodies are serialized beforehand)
@@ -19,7 +20,8 @@
 //      (SQLite), or into a copy of the Event table with node-postgres UNNEST inserts (PostgreSQL)
 // Correctness is checked along the way (inserted counts, exact consumed units of every balance row, the last
 // pushed balance against a query); any failure exits 1.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -67,6 +69,7 @@ function readConfig() {
       seed: intOption("SEED", 42, 0, 2 ** 32 - 1),
       databaseUrl: option("DATABASE_URL"),
       redisUrl: option("REDIS_URL"),
+      cpuProfile: option("CPU_PROFILE"),
     };
   } catch (err) {
     console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
@@ -172,6 +175,22 @@ function expectedBalances(events: BenchEvent[], batch: number): Map<string, Expe
     else x.consumed += e.micro;
   });
   return out;
+}
+
+/** A V8 CPU profile of this process (server and client alike) until stop; open the file in Chrome DevTools. */
+async function startCpuProfile() {
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.start");
+  return {
+    async stop(file: string): Promise<string> {
+      const { profile } = await session.post("Profiler.stop");
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+      return file;
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -507,6 +526,7 @@ async function main(): Promise<number> {
     // --- phase A: throughput through GraphQL ---
     log(`phase A: ingesting with ${config.concurrency} requests in flight`);
     const batchMs: number[] = new Array(bodies.length);
+    const profiler = config.cpuProfile ? await startCpuProfile() : null;
     const a0 = performance.now();
     await pool(bodies.length, config.concurrency, async (i) => {
       const s = performance.now();
@@ -515,6 +535,7 @@ async function main(): Promise<number> {
       checkIngest(text, bodies[i].size, `batch ${i}`);
     });
     const ingestMs = performance.now() - a0;
+    if (profiler) log(`phase A CPU profile written to ${await profiler.stop(config.cpuProfile!)}`);
 
     // Every balance row must hold exactly what the generated events add up to, and one version per batch.
     const stored = await db.event.count({ where: { organizationId: organization.id } });

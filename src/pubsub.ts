@@ -20,7 +20,8 @@ export type PubSub = ReturnType<typeof createPubSub<Topics>>;
  */
 export function createAppPubSub(redisUrl?: string, onError?: (err: Error) => void): { pubsub: PubSub; close(): Promise<void> } {
   if (!redisUrl) return { pubsub: createPubSub<Topics>(), close: async () => {} };
-  const publishClient = new Redis(redisUrl);
+  // Auto-pipelining: the publishes of one transaction (one per changed balance) leave in one socket write.
+  const publishClient = new Redis(redisUrl, { enableAutoPipelining: true });
   const subscribeClient = new Redis(redisUrl);
   let lastReport = 0;
   for (const client of [publishClient, subscribeClient]) {

@@ -518,6 +518,12 @@ export const LedgerOf = graphql(`
           grant {
             id
           }
+          meter {
+            id
+          }
+          event {
+            externalId
+          }
         }
       }
     }

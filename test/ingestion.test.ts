@@ -265,6 +265,7 @@ describe("events", () => {
     })));
     const all = await t.ok(ListEvents, { customerId: c });
     expect(all.events.edges.map((e) => e.node.externalId)).toEqual(["list-0", "list-1", "list-2", "list-3", "list-4", "list-5"]);
+    expect(new Set(all.events.edges.map((e) => e.node.customer?.id))).toEqual(new Set([c]));
     const named_a = await t.ok(ListEvents, { customerId: c, name: "a" });
     expect(named_a.events.edges.map((e) => e.node.externalId)).toEqual(["list-1", "list-3", "list-5"]);
     const gold = await t.ok(ListEvents, { customerId: c, meterId: m });

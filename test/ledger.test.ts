@@ -101,6 +101,19 @@ describe("voids and expiry", () => {
     expect(await t.db.ledgerEntry.count({ where: { customerId: c, kind: "EXPIRY" } })).toBe(0);
   });
 
+  it("entries name their meter, their grant and the last event they cover", async () => {
+    const { c } = await setup();
+    const name = `named-${Math.random().toString(36).slice(2, 8)}`;
+    const m2 = await meter(t, "COUNT", { filter: named(name) });
+    const g = await grant(c, m2, "5");
+    await ingest(t, [{ name, customerId: c, externalId: `${name}-1` }, { name, customerId: c, externalId: `${name}-2` }]);
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m2 });
+    expect(ledger.edges.map((e) => [e.node.kind, e.node.meter.id, e.node.grant?.id ?? null, e.node.event?.externalId ?? null, e.node.eventCount])).toEqual([
+      ["GRANT", m2, g, null, 0],
+      ["USAGE", m2, null, `${name}-2`, 2],
+    ]);
+  });
+
   it("expiry is exclusive: usage at exactly expiresAt cannot use the grant, and the remainder leaves", async () => {
     const { c, m, use } = await setup();
     const expiresAt = new Date(T0.getTime() + HOUR);

@@ -73,8 +73,19 @@ export class Sql {
     if (this.provider !== "postgresql") return { text: `VALUES ${this.valuesList(rows.length, columns.length)}`, values: rows.flat() };
     const types = await this.columnTypes(table);
     const select = columns.map((c, i) => `(r->>${i})::${types.get(c) ?? "text"}`).join(", ");
-    // bigints as decimal text; converting first keeps JSON.stringify on its fast path (no replacer)
-    const plain = rows.map((r) => r.map((v) => (typeof v === "bigint" ? v.toString() : v)));
+    // Bigints as decimal text and dates as ISO text, converted here: JSON.stringify then stays on its fast
+    // path (no replacer, no toJSON calls; measured 4× faster). Rows repeat the same Date object (the
+    // transaction's now), so the last conversion is reused.
+    let lastDate: Date | null = null;
+    let lastIso = "";
+    const plain = rows.map((r) =>
+      r.map((v) => {
+        if (typeof v === "bigint") return v.toString();
+        if (!(v instanceof Date)) return v;
+        if (v !== lastDate) [lastDate, lastIso] = [v, v.toISOString()];
+        return lastIso;
+      }),
+    );
     return { text: `SELECT ${select} FROM jsonb_array_elements($1::jsonb) AS r`, values: [JSON.stringify(plain)] };
   }
 

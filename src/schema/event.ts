@@ -4,13 +4,20 @@ import { ingestEvents, MAX_BATCH_SIZE } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
+import { CustomerObject } from "./customer.ts";
 
-const EventObject = builder.prismaObject("Event", {
+export const EventObject = builder.prismaObject("Event", {
   description: "A usage event as ingested. Immutable.",
   fields: (t) => ({
     id: t.exposeID("id"),
     name: t.exposeString("name"),
-    customer: t.relation("customer", { nullable: true, description: "Null while its externalCustomerId matches no customer" }),
+    // Event has no foreign keys (prisma/models.prisma); Prisma batches the findUnique calls of one tick.
+    customer: t.field({
+      type: CustomerObject,
+      nullable: true,
+      description: "Null while its externalCustomerId matches no customer",
+      resolve: (e, _args, ctx) => (e.customerId ? ctx.db.customer.findUnique({ where: { id: e.customerId } }) : null),
+    }),
     externalCustomerId: t.exposeString("externalCustomerId", { nullable: true }),
     externalId: t.exposeString("externalId", { nullable: true }),
     timestamp: t.expose("timestamp", { type: "DateTime" }),

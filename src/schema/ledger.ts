@@ -5,6 +5,8 @@ import { balanceAt, expiringGrants } from "../domain/ledger.ts";
 import { builder } from "./builder.ts";
 import { orgId, readableCustomer, refArgs } from "./access.ts";
 import { CreditGrantObject } from "./grant.ts";
+import { EventObject } from "./event.ts";
+import { MeterObject } from "./meter.ts";
 
 builder.prismaObject("LedgerEntry", {
   description: "One change to a balance. Append-only.",
@@ -14,9 +16,19 @@ builder.prismaObject("LedgerEntry", {
     units: t.expose("units", { type: "Decimal", description: "The change to the balance (negative for usage and removals)" }),
     balanceAfter: t.expose("balanceAfter", { type: "Decimal" }),
     occurredAt: t.expose("occurredAt", { type: "DateTime" }),
-    meter: t.relation("meter"),
-    grant: t.relation("grant", { nullable: true }),
-    event: t.relation("event", { nullable: true, description: "USAGE: the last event the entry covers" }),
+    // LedgerEntry has no foreign keys (prisma/models.prisma); Prisma batches the findUnique calls of one tick.
+    meter: t.field({ type: MeterObject, resolve: (e, _args, ctx) => ctx.db.meter.findUniqueOrThrow({ where: { id: e.meterId } }) }),
+    grant: t.field({
+      type: CreditGrantObject,
+      nullable: true,
+      resolve: (e, _args, ctx) => (e.grantId ? ctx.db.creditGrant.findUnique({ where: { id: e.grantId } }) : null),
+    }),
+    event: t.field({
+      type: EventObject,
+      nullable: true,
+      description: "USAGE: the last event the entry covers",
+      resolve: (e, _args, ctx) => (e.eventId ? ctx.db.event.findUnique({ where: { id: e.eventId } }) : null),
+    }),
     eventCount: t.exposeInt("eventCount", { description: "USAGE: how many events the entry covers" }),
     description: t.exposeString("description", { nullable: true }),
   }),
