@@ -4,11 +4,16 @@ import { createPubSub } from "graphql-yoga";
 import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
 import { Redis } from "ioredis";
 
+/** One balance of the customer that changed, and its version after the change. */
+export type ChangedBalance = { meterId: string; version: number };
+
 export type Topics = {
-  /** A customer's fields or any of its balances changed (once per transaction). Keyed by customer id. */
-  "customer:changed": [customerId: string, payload: { customerId: string }];
-  /** A (customer, meter) balance changed. Keyed by customer id. */
-  "customer-meter:changed": [customerId: string, payload: { customerId: string; meterId: string; version: number }];
+  /**
+   * A customer's fields or balances changed: one message per customer per transaction, naming every balance
+   * that moved (none for a change to the customer's own fields). Keyed by customer id. One message rather
+   * than one per balance: with Redis, each is a PUBLISH.
+   */
+  "customer:changed": [customerId: string, payload: { customerId: string; balances: ChangedBalance[] }];
 };
 
 export type PubSub = ReturnType<typeof createPubSub<Topics>>;

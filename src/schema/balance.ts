@@ -82,12 +82,14 @@ builder.subscriptionFields((t) => ({
       if (meterId && !(await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx) }, select: { id: true } }))) {
         throw new NotFoundError("No such meter", "meterId");
       }
-      const messages = ctx.pubsub.subscribe("customer-meter:changed", customer.id);
-      if (!meterId) return messages;
+      // One message per customer per transaction; this subscription sends one per balance that moved.
+      const messages = ctx.pubsub.subscribe("customer:changed", customer.id);
       return new Repeater<BalanceMessage>(async (push, stop) => {
         const it = messages[Symbol.asyncIterator]();
         stop.then(() => it.return?.());
-        for (let r = await it.next(); !r.done; r = await it.next()) if (r.value.meterId === meterId) await push(r.value);
+        for (let r = await it.next(); !r.done; r = await it.next()) {
+          for (const b of r.value.balances) if (!meterId || b.meterId === meterId) await push({ customerId: r.value.customerId, ...b });
+        }
         stop();
       });
     },
