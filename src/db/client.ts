@@ -1,4 +1,5 @@
 // One codebase, two engines: the generated client and driver adapter are picked from DATABASE_URL.
+import type { Pool } from "pg";
 import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
 import { ensureSqliteDir, providerOf, type Provider } from "./url.ts";
 
@@ -8,12 +9,27 @@ export type Db = PrismaClient;
 export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 
 const providers = new WeakMap<object, Provider>();
+const pools = new WeakMap<object, Pool>();
+const queryHooks = new WeakMap<object, (sql: string) => void>();
 
 /** Which engine a client created by createPrisma talks to (hot paths write engine-specific SQL). */
 export function providerOfDb(db: Db): Provider {
   const provider = providers.get(db);
   if (!provider) throw new Error("database client was not created by createPrisma");
   return provider;
+}
+
+/**
+ * The node-postgres pool under a PostgreSQL client, shared with Prisma's adapter (null on SQLite): the hot
+ * write paths run their transactions on it directly (src/domain/transactions.ts, `inSqlTransaction`).
+ */
+export function pgPoolOf(db: Db): Pool | null {
+  return pools.get(db) ?? null;
+}
+
+/** The client's onQuery hook, for statements sent past Prisma. */
+export function queryHookOf(db: Db): ((sql: string) => void) | undefined {
+  return queryHooks.get(db);
 }
 
 export interface PrismaOptions {
@@ -26,6 +42,7 @@ export async function createPrisma(url: string, options: PrismaOptions = {}): Pr
   if (options.onQuery) {
     const onQuery = options.onQuery;
     (db as unknown as { $on(e: "query", cb: (e: { query: string }) => void): void }).$on("query", (e) => onQuery(e.query));
+    queryHooks.set(db, onQuery);
   }
   providers.set(db, providerOf(url));
   return db;
@@ -33,11 +50,16 @@ export async function createPrisma(url: string, options: PrismaOptions = {}): Pr
 
 async function connect(url: string, clientOptions: object): Promise<Db> {
   if (providerOf(url) === "postgresql") {
-    const [{ PrismaClient }, { PrismaPg }] = await Promise.all([
+    const [{ PrismaClient }, { PrismaPg }, { default: pg }] = await Promise.all([
       import("../generated/prisma-postgresql/client.ts"),
       import("@prisma/adapter-pg"),
+      import("pg"),
     ]);
-    return new PrismaClient({ ...clientOptions, adapter: new PrismaPg({ connectionString: url }) });
+    // One pool for Prisma and the raw hot paths; $disconnect ends it.
+    const pool = new pg.Pool({ connectionString: url });
+    const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
+    pools.set(db, pool);
+    return db;
   }
   ensureSqliteDir(url);
   const [{ PrismaClient: SqliteClient }, { PrismaLibSql }] = await Promise.all([

@@ -124,6 +124,29 @@ export class Sql {
   }
 
   /**
+   * UPDATE rows found by their first column (`id`), setting the other columns to the row's values: one
+   * statement per chunk, `UPDATE … FROM` the rows (PostgreSQL: the JSON parameter; SQLite: VALUES).
+   */
+  async updateById(table: string, columns: string[], rows: unknown[][]): Promise<void> {
+    const [key, ...rest] = columns;
+    for (let i = 0; i < rows.length; i += this.rowsPerStatement) {
+      const chunk = rows.slice(i, i + this.rowsPerStatement);
+      if (this.provider === "postgresql") {
+        const source = await this.rowSource(table, columns, chunk);
+        const set = rest.map((c, j) => `"${c}" = r."${j + 1}"`).join(", ");
+        const names = columns.map((_, j) => `"${j}"`).join(", ");
+        await this.execute(`UPDATE "${table}" AS t SET ${set} FROM (${source.text}) AS r (${names}) WHERE t."${key}" = r."0"`, source.values);
+      } else {
+        const set = rest.map((c, j) => `"${c}" = v.column${j + 2}`).join(", ");
+        await this.execute(
+          `UPDATE "${table}" SET ${set} FROM (VALUES ${this.valuesList(chunk.length, columns.length)}) AS v WHERE "${table}"."${key}" = v.column1`,
+          chunk.flat(),
+        );
+      }
+    }
+  }
+
+  /**
    * INSERT … ON CONFLICT DO NOTHING for rows whose first column is a fresh id, answering which ids were
    * inserted. RETURNING costs a fifth of the insert, so a chunk pays for the follow-up lookup only when it
    * actually met a conflict.

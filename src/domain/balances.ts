@@ -8,7 +8,7 @@
 //
 // Cost is a fixed number of statements per call whatever the number of rows: read (and on PostgreSQL lock,
 // in id order) exactly the touched rows, create the missing ones, add distinct values, read their grants,
-// write all rows back in one upsert, append the ledger.
+// write all rows back in one update, append the ledger.
 import { orderedId } from "./ids.ts";
 import type { Sql } from "../db/sql.ts";
 import { burn, burnOrder, restore } from "./burn-down.ts";
@@ -209,7 +209,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const expired: TimedGrant[] = [];
 
   // 5. New state of every row, and what the ledger records.
-  const upserts: unknown[][] = [];
+  const updates: unknown[][] = [];
   const ledger: unknown[][] = [];
   const changes: BalanceChange[] = [];
   const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = nowValue) =>
@@ -306,20 +306,17 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       );
     }
     const version = Number(row.version) + 1;
-    upserts.push([row.id, organizationId, a.customerId, a.meterId, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, row.createdAt, nowValue]);
+    updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, nowValue]);
     changes.push({ customerId: a.customerId, meterId: a.meterId, version, balance });
   }
   await writeGrants(sql, [...dirtyGrants], activated, expired);
-  if (!upserts.length) return changes;
+  if (!updates.length) return changes;
 
-  // 6. Write every row back in one statement (all rows exist, so this is an update by id).
-  await sql.insertMany(
+  // 6. Write every row back in one statement.
+  await sql.updateById(
     "CustomerMeter",
-    ["id", "organizationId", "customerId", "meterId", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "createdAt", "updatedAt"],
-    upserts,
-    `ON CONFLICT ("id") DO UPDATE SET "consumedUnits" = excluded."consumedUnits", "creditedUnits" = excluded."creditedUnits",
-       "balance" = excluded."balance", "aggCount" = excluded."aggCount", "aggSum" = excluded."aggSum", "aggMax" = excluded."aggMax",
-       "aggMin" = excluded."aggMin", "directUnits" = excluded."directUnits", "version" = excluded."version", "updatedAt" = excluded."updatedAt"`,
+    ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "updatedAt"],
+    updates,
   );
 
   // 7. Append the ledger.

@@ -10,7 +10,7 @@ import { contribution, filterMatches, unrepresentableNumber, type EventLike } fr
 import { activeMeters, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
-import { inTransaction } from "./transactions.ts";
+import { inSqlTransaction } from "./transactions.ts";
 import { DecimalFormatError } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */
@@ -166,7 +166,11 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   const seen = new Set<string>();
   const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
 
-  return inTransaction(db, notify, organizationId, async (sql, tx) => {
+  // STRICT: which balances may go into overage, read before the transaction (which then needs nothing but
+  // SQL) for every balance the batch could touch.
+  const overage = mode === "STRICT" ? await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[], meters)) : null;
+
+  return inSqlTransaction(db, notify, organizationId, async (sql) => {
     const rows = unique.map((e) => [
       e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), sql.date(now),
     ]);
@@ -180,8 +184,7 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
     );
     const countable = unique.filter((e) => e.customerId && insertedIds.has(e.id)) as CountableEvent[];
     const adjustments = usageAdjustments(countable, meters);
-    if (mode === "STRICT") {
-      const overage = await overagePairs(tx, adjustments);
+    if (overage) {
       for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
     }
     const changes = await adjustBalances(sql, organizationId, adjustments, now);

@@ -1,6 +1,7 @@
 // One way to run a write: a transaction with the SQL helper, and subscribers told after it commits.
 import type { Db } from "../db/client.ts";
-import { providerOfDb } from "../db/client.ts";
+import { pgPoolOf, providerOfDb, queryHookOf } from "../db/client.ts";
+import { pgRunner } from "../db/pg.ts";
 import { Sql } from "../db/sql.ts";
 import type { BalanceChange } from "./balances.ts";
 import type { Notify } from "./notify.ts";
@@ -15,22 +16,61 @@ export const TRANSACTION_ATTEMPTS = 6;
  * the contenders do not collide again), so clients never see a deadlock; `work` must therefore keep all its
  * effects inside the transaction.
  */
-export async function inTransaction<T>(
+export function inTransaction<T>(
   db: Db,
   notify: Notify,
   organizationId: string,
   work: (sql: Sql, tx: Db) => Promise<{ value: T; changes: BalanceChange[] }>,
 ): Promise<T> {
   const provider = providerOfDb(db);
-  for (let attempt = 1; ; attempt++) {
+  return withRetries(notify, organizationId, () =>
+    db.$transaction(async (tx) => work(new Sql(tx, provider), tx as unknown as Db), { maxWait: 30_000, timeout: 120_000 }),
+  );
+}
+
+/**
+ * `inTransaction` for work that needs only the SQL helper (the hot paths). On PostgreSQL the transaction runs
+ * on a node-postgres client of the pool Prisma shares, past Prisma's runtime (see src/db/pg.ts); on SQLite it
+ * is an ordinary Prisma transaction.
+ */
+export function inSqlTransaction<T>(
+  db: Db,
+  notify: Notify,
+  organizationId: string,
+  work: (sql: Sql) => Promise<{ value: T; changes: BalanceChange[] }>,
+): Promise<T> {
+  const pool = pgPoolOf(db);
+  if (!pool) return inTransaction(db, notify, organizationId, (sql) => work(sql));
+  const onQuery = queryHookOf(db);
+  return withRetries(notify, organizationId, async () => {
+    const client = await pool.connect();
+    let broken: Error | undefined;
     try {
-      const { value, changes } = await db.$transaction(async (tx) => work(new Sql(tx, provider), tx as unknown as Db), { maxWait: 30_000, timeout: 120_000 });
+      await client.query("BEGIN");
+      try {
+        const result = await work(new Sql(pgRunner(client, onQuery), "postgresql"));
+        await client.query("COMMIT");
+        return result;
+      } catch (err) {
+        // A failed ROLLBACK means the connection is unusable: it is destroyed, not returned to the pool.
+        await client.query("ROLLBACK").catch((e: Error) => void (broken = e));
+        throw err;
+      }
+    } finally {
+      client.release(broken);
+    }
+  });
+}
+
+async function withRetries<T>(notify: Notify, organizationId: string, attempt: () => Promise<{ value: T; changes: BalanceChange[] }>): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      const { value, changes } = await attempt();
       if (changes.length) notify.balancesChanged(organizationId, changes);
       return value;
     } catch (err) {
-      if (attempt >= TRANSACTION_ATTEMPTS || !isRetryableTransactionError(err)) throw err;
-      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+      if (n >= TRANSACTION_ATTEMPTS || !isRetryableTransactionError(err)) throw err;
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** n));
     }
   }
 }
-
