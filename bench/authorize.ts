@@ -9,7 +9,8 @@
 // 1 unit per client), CREDITS (half of CLIENTS × REQUESTS, so half are allowed and half refused), CUSTOMERS
 // (1: every client on the same balance, the contended case; more spreads clients over customers, each with
 // CREDITS), DATABASE_URL (default: a fresh SQLite file in a temp dir; a postgresql:// URL must point at an
-// empty or migratable database).
+// empty or migratable database), CPU_PROFILE (a file to write a V8 CPU profile of phase A to; the bench
+// process holds both the server and the clients).
 //
 // Phases, each timed on its own at the same concurrency:
 //   A  authorizeUsage: CLIENTS clients, each sending REQUESTS calls one after another
@@ -29,7 +30,7 @@ import { createOrganization } from "../src/domain/organizations.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp, type App } from "../src/server.ts";
-import { graphqlClient, intOption, millis, option, percentile, pool, seconds, thousands, withTimeout } from "./support.ts";
+import { graphqlClient, intOption, millis, option, percentile, pool, seconds, startCpuProfile, thousands, withTimeout } from "./support.ts";
 
 const OVERALL_TIMEOUT_MS = 15 * 60_000;
 
@@ -44,6 +45,7 @@ const config = (() => {
     customers: intOption("CUSTOMERS", 1, 1, clients),
     credits: intOption("CREDITS", Math.max(1, Math.floor((clients * requests) / 2)), 1, 1_000_000_000),
     databaseUrl: option("DATABASE_URL"),
+    cpuProfile: option("CPU_PROFILE"),
   };
 })();
 
@@ -120,6 +122,7 @@ async function main(): Promise<number> {
     const allowed = new Map<string, number>(customerIds.map((c) => [c, 0]));
     let refused = 0;
     const bodies = customerIds.map((c) => JSON.stringify({ query: AUTHORIZE, variables: { input: { customerId: c, meterId, units: "1" } } }));
+    const profiler = config.cpuProfile ? await startCpuProfile() : null;
     const phaseA = await clients(async (w) => {
       const c = customerOf(w);
       const answer = JSON.parse(await gql.post(bodies[w % config.customers])).data?.authorizeUsage;
@@ -128,6 +131,8 @@ async function main(): Promise<number> {
       else if (answer.code === "INSUFFICIENT_CREDITS") refused++;
       else throw new BenchFailure(`refused without INSUFFICIENT_CREDITS: ${JSON.stringify(answer)}`);
     });
+
+    if (profiler) log(`phase A CPU profile written to ${await profiler.stop(config.cpuProfile!)}`);
 
     // --- checks: exact counts, no overdraft, ledger and grants agree ---
     const callsPerCustomer = (c: string) => Array.from({ length: config.clients }, (_, w) => w).filter((w) => customerOf(w) === c).length * config.requests;

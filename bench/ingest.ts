@@ -20,8 +20,7 @@
 //      (SQLite), or into a copy of the Event table with node-postgres UNNEST inserts (PostgreSQL)
 // Correctness is checked along the way (inserted counts, exact consumed units of every balance row, the last
 // pushed balance against a query); any failure exits 1.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { Session } from "node:inspector/promises";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
@@ -47,6 +46,7 @@ import {
   seededRandom,
   randomInt,
   sleep,
+  startCpuProfile,
   thousands,
   withTimeout,
   type GraphQLResponse,
@@ -175,22 +175,6 @@ function expectedBalances(events: BenchEvent[], batch: number): Map<string, Expe
     else x.consumed += e.micro;
   });
   return out;
-}
-
-/** A V8 CPU profile of this process (server and client alike) until stop; open the file in Chrome DevTools. */
-async function startCpuProfile() {
-  const session = new Session();
-  session.connect();
-  await session.post("Profiler.enable");
-  await session.post("Profiler.start");
-  return {
-    async stop(file: string): Promise<string> {
-      const { profile } = await session.post("Profiler.stop");
-      writeFileSync(file, JSON.stringify(profile));
-      session.disconnect();
-      return file;
-    },
-  };
 }
 
 // ---------------------------------------------------------------------------------------------------------

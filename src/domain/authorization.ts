@@ -17,7 +17,7 @@ import { overagePairs } from "./overage.ts";
 import { requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
-import { inTransaction } from "./transactions.ts";
+import { inSqlTransaction, inTransaction } from "./transactions.ts";
 
 export interface UsageRequest extends CustomerRef {
   meterId: string;
@@ -147,12 +147,20 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
   const early = refusedBySnapshot(t, input.units);
   if (early) return { ...early, replayed: false };
   try {
-    const changes = await inTransaction(db, notify, organizationId, async (sql, tx) => {
-      // Recorded first, so a concurrent retry with the same key stops here rather than deducting twice.
+    // Only SQL inside: on PostgreSQL it runs past Prisma's runtime (the request path of every metered call).
+    const changes = await inSqlTransaction(db, notify, organizationId, async (sql) => {
+      // Recorded first, so a concurrent retry with the same key stops here (its insert waits for ours to
+      // commit, then finds the key taken) rather than deducting twice.
       if (input.idempotencyKey) {
-        await tx.reservation.create({
-          data: { id: orderedId(), organizationId, customerId: t.customerId, meterId: t.meterId, units: input.units, status: "COMMITTED", committedUnits: input.units, idempotencyKey: input.idempotencyKey },
-        });
+        const id = orderedId();
+        const at = sql.date(now);
+        const recorded = await sql.insertNew(
+          "Reservation",
+          ["id", "organizationId", "customerId", "meterId", "units", "status", "committedUnits", "idempotencyKey", "createdAt", "updatedAt"],
+          [[id, organizationId, t.customerId, t.meterId, input.units, "COMMITTED", input.units, input.idempotencyKey, at, at]],
+          `("organizationId", "idempotencyKey")`,
+        );
+        if (!recorded.has(id)) throw new KeyAlreadyUsed();
       }
       const description = input.idempotencyKey ? `authorizeUsage ${input.idempotencyKey}` : "authorizeUsage";
       const changes = await adjustBalances(sql, organizationId, [use(t, { direct: { units: input.units, description }, field: "input.units" })], now);
@@ -161,13 +169,16 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
     return { allowed: true, balance: changes[0].balance, code: "OK" as const, replayed: false };
   } catch (err) {
     if (err instanceof InsufficientCreditsError) return { ...refusal(err), replayed: false };
-    if (isUniqueViolation(err, "idempotencyKey")) {
+    if (err instanceof KeyAlreadyUsed) {
       await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization");
       return replay();
     }
     throw err;
   }
 }
+
+/** Rolls back an authorization whose idempotency key a concurrent call recorded first. */
+class KeyAlreadyUsed extends Error {}
 
 const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly">, change: Partial<BalanceAdjustment>): BalanceAdjustment => ({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ...change });
 
