@@ -55,8 +55,9 @@ async function connect(url: string, clientOptions: object): Promise<Db> {
       import("@prisma/adapter-pg"),
       import("pg"),
     ]);
-    // One pool for Prisma and the raw hot paths; $disconnect ends it.
-    const pool = new pg.Pool({ connectionString: url });
+    // One pool for Prisma and the raw hot paths; $disconnect ends it. A request that cannot get a connection
+    // within 30 s fails instead of queueing forever (Prisma's own transactions wait as long).
+    const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000 });
     const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
     pools.set(db, pool);
     return db;
