@@ -17,7 +17,8 @@
 //   A  ingestEvents batches with CONCURRENCY requests in flight (request bodies are serialized beforehand)
 //   B  push latency: one 1-event ingest at a time for customer c0, timed to the customerMeterUpdated message
 //   C  baseline: the same Event rows into a separate SQLite file with @libsql/client, one transaction per batch
-//      (SQLite), or into a copy of the Event table with node-postgres UNNEST inserts (PostgreSQL)
+//      (SQLite), or into a copy of the Event table with node-postgres UNNEST inserts, one session per request
+//      the service had in flight (PostgreSQL)
 // Correctness is checked along the way (inserted counts, exact consumed units of every balance row, the last
 // pushed balance against a query); any failure exits 1.
 import { mkdtempSync, rmSync } from "node:fs";
@@ -323,33 +324,46 @@ async function runBaseline(file: string, batches: BaselineBatch[], secondaryInde
  * database) with node-postgres directly: one transaction per batch, one UNNEST statement per batch (the
  * cheapest way to bind many rows), no GraphQL, no balances.
  */
-async function runPgBaseline(databaseUrl: string, batches: BaselineBatch[]): Promise<{ ms: number; inserted: number }> {
+async function runPgBaseline(databaseUrl: string, batches: BaselineBatch[], sessions: number): Promise<{ ms: number; inserted: number }> {
   const { default: pg } = await import("pg");
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
+  const clients = await Promise.all(
+    Array.from({ length: sessions }, async () => {
+      const client = new pg.Client({ connectionString: databaseUrl });
+      await client.connect();
+      return client;
+    }),
+  );
+  const [first] = clients;
   try {
-    await client.query(`DROP TABLE IF EXISTS "BaselineEvent"`);
-    await client.query(`CREATE TABLE "BaselineEvent" (LIKE "Event" INCLUDING DEFAULTS INCLUDING INDEXES)`);
+    await first.query(`DROP TABLE IF EXISTS "BaselineEvent"`);
+    await first.query(`CREATE TABLE "BaselineEvent" (LIKE "Event" INCLUDING DEFAULTS INCLUDING INDEXES)`);
     const sql =
       `INSERT INTO "BaselineEvent" (${EVENT_COLUMNS.map((c) => `"${c}"`).join(", ")}) ` +
       `SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::timestamp[], $8::jsonb[], $9::timestamp[]) ` +
       `ON CONFLICT ("organizationId", "externalId") DO NOTHING`;
     let inserted = 0;
+    let next = 0;
     const t0 = performance.now();
-    for (const b of batches) {
-      const rows = b.statements.flatMap((st) => st.rows);
-      const createdAt = new Date();
-      // the built rows hold every column but createdAt (the batch's "now"); timestamp is SQLite text there
-      const columns = EVENT_COLUMNS.slice(0, -1).map((_, c) => rows.map((r) => (c === 6 ? new Date(String(r[c])) : r[c])));
-      await client.query("BEGIN");
-      inserted += (await client.query(sql, [...columns, rows.map(() => createdAt)])).rowCount ?? 0;
-      await client.query("COMMIT");
-    }
+    // As many sessions as the service had requests in flight, each taking the next batch.
+    await Promise.all(
+      clients.map(async (client) => {
+        while (next < batches.length) {
+          const rows = batches[next++].statements.flatMap((st) => st.rows);
+          const createdAt = new Date();
+          // the built rows hold every column but createdAt (the batch's "now"); timestamp is SQLite text there
+          const columns = EVENT_COLUMNS.slice(0, -1).map((_, c) => rows.map((r) => (c === 6 ? new Date(String(r[c])) : r[c])));
+          await client.query("BEGIN");
+          const { rowCount } = await client.query(sql, [...columns, rows.map(() => createdAt)]);
+          inserted += rowCount ?? 0; // added after the await: the sessions run interleaved
+          await client.query("COMMIT");
+        }
+      }),
+    );
     const ms = performance.now() - t0;
-    await client.query(`DROP TABLE "BaselineEvent"`);
+    await first.query(`DROP TABLE "BaselineEvent"`);
     return { ms, inserted };
   } finally {
-    await client.end();
+    await Promise.all(clients.map((c) => c.end()));
   }
 }
 
@@ -623,8 +637,8 @@ async function main(): Promise<number> {
     let baselineAllIndexes: { ms: number; inserted: number } | null = null;
     let pgBaseline: { ms: number; inserted: number } | null = null;
     if (engine === "PostgreSQL") {
-      log("phase C: baseline, raw node-postgres UNNEST inserts into a copy of the Event table");
-      pgBaseline = await runPgBaseline(databaseUrl, buildBaseline(events, config.batch, organization.id, customerIds));
+      log(`phase C: baseline, raw node-postgres UNNEST inserts into a copy of the Event table, ${config.concurrency} sessions`);
+      pgBaseline = await runPgBaseline(databaseUrl, buildBaseline(events, config.batch, organization.id, customerIds), config.concurrency);
       if (pgBaseline.inserted !== config.events) throw new BenchFailure(`baseline inserted ${pgBaseline.inserted} of ${config.events} rows`);
     }
     if (engine === "SQLite") {
@@ -649,7 +663,7 @@ async function main(): Promise<number> {
       );
       console.log(`ratio service/baseline: ${(baseline.ms / ingestMs).toFixed(2)} (with all indexes: ${(baselineAllIndexes.ms / ingestMs).toFixed(2)})`);
     } else if (pgBaseline) {
-      console.log(`baseline (raw node-postgres UNNEST insert into a copy of Event with its indexes): ${config.events} events in ${seconds(pgBaseline.ms)} s = ${thousands(rate(pgBaseline.ms))} events/s`);
+      console.log(`baseline (raw node-postgres UNNEST insert into a copy of Event with its indexes, ${config.concurrency} sessions): ${config.events} events in ${seconds(pgBaseline.ms)} s = ${thousands(rate(pgBaseline.ms))} events/s`);
       console.log(`ratio service/baseline: ${(pgBaseline.ms / ingestMs).toFixed(2)}`);
     }
     const n = responseToPush.length;
