@@ -86,7 +86,7 @@ async function main(): Promise<number> {
   try {
     console.log(
       `parameters: clients=${config.clients} requests/client=${config.requests} customers=${config.customers} credits/customer=${config.credits} ` +
-        `engine=${engine}${config.databaseUrl ? "" : " (temp file)"}`,
+        `engine=${engine}${config.databaseUrl ? "" : " (temp file)"} NODE_ENV=${process.env.NODE_ENV ?? "(unset)"}`,
     );
     await migrateDeploy(databaseUrl);
     const db: Db = await createPrisma(databaseUrl);

@@ -462,7 +462,7 @@ async function main(): Promise<number> {
     console.log(
       `parameters: events=${config.events} customers=${config.customers} batch=${config.batch} concurrency=${config.concurrency} ` +
         `latency samples=${config.latencySamples} seed=${config.seed} engine=${engine}${config.databaseUrl ? "" : " (temp file)"} ` +
-        `pubsub=${config.redisUrl ? "redis" : "in-process"}`,
+        `pubsub=${config.redisUrl ? "redis" : "in-process"} NODE_ENV=${process.env.NODE_ENV ?? "(unset)"}`,
     );
 
     // --- setup: database, app, organization ---
