@@ -166,14 +166,41 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   const seen = new Set<string>();
   const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
 
-  // STRICT: which balances may go into overage, read before the transaction (which then needs nothing but
-  // SQL) for every balance the batch could touch.
-  const overage = mode === "STRICT" ? await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[], meters)) : null;
+  const batch: Batch = { events: unique, received: events.length, now, meters };
+  if (mode === "STANDARD") return coalesced(db, notify, organizationId, batch);
 
+  // STRICT: which balances may go into overage, read before the transaction (which then needs nothing but
+  // SQL) for every balance the batch could touch. A STRICT batch is refused or stored on its own.
+  const overage = await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[], meters));
+  const [result] = await storeBatches(db, notify, organizationId, [batch], (adjustments) => {
+    for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
+  });
+  return result;
+}
+
+/** One validated ingestEvents call, ready to store. */
+interface Batch {
+  /** the events to store (a repeat of an externalId within the call already dropped) */
+  events: ValidEvent[];
+  /** events the call sent, repeats included */
+  received: number;
+  now: Date;
+  meters: ActiveMeter[];
+}
+
+/**
+ * Store batches in one transaction: insert their events, count the new ones, move the balances. Each batch
+ * gets its own summary; an externalId that two of them share counts once, for the first.
+ */
+function storeBatches(db: Db, notify: Notify, organizationId: string, batches: Batch[], refine?: (adjustments: BalanceAdjustment[]) => void): Promise<IngestResult[]> {
   return inSqlTransaction(db, notify, organizationId, async (sql) => {
-    const rows = unique.map((e) => [
-      e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), sql.date(now),
-    ]);
+    const rows: unknown[][] = [];
+    for (const b of batches) {
+      const createdAt = sql.date(b.now);
+      for (const e of b.events) {
+        rows.push([e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), createdAt]);
+      }
+    }
     // Idempotency is the unique (organizationId, externalId) index: a duplicate is skipped, also when a
     // concurrent request holds the same event (its insert waits for ours to commit or roll back).
     const insertedIds = await sql.insertNew(
@@ -182,14 +209,81 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
       rows,
       `("organizationId", "externalId")`,
     );
-    const countable = unique.filter((e) => e.customerId && insertedIds.has(e.id)) as CountableEvent[];
-    const adjustments = usageAdjustments(countable, meters);
-    if (overage) {
-      for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
-    }
-    const changes = await adjustBalances(sql, organizationId, adjustments, now);
-    return { value: { inserted: insertedIds.size, duplicates: events.length - insertedIds.size }, changes };
+    // The latest of the batches' clocks and meters: the transaction happens now.
+    const last = batches.reduce((a, b) => (b.now > a.now ? b : a));
+    const countable = batches.flatMap((b) => b.events.filter((e) => e.customerId && insertedIds.has(e.id))) as CountableEvent[];
+    const adjustments = usageAdjustments(countable, last.meters);
+    refine?.(adjustments);
+    const changes = await adjustBalances(sql, organizationId, adjustments, last.now);
+    const value = batches.map((b) => {
+      const inserted = b.events.reduce((n, e) => n + (insertedIds.has(e.id) ? 1 : 0), 0);
+      return { inserted, duplicates: b.received - inserted };
+    });
+    return { value, changes };
   });
+}
+
+/**
+ * Most transactions one node runs at once for one organization's STANDARD batches. Two keep the database
+ * busy (one inserts its events while the other holds the balance rows); calls arriving meanwhile wait and
+ * are then stored together, up to MAX_BATCH_SIZE events a transaction. Many small concurrent calls thus cost
+ * a few transactions instead of one each, and a lone call starts at once.
+ */
+export const INGEST_TRANSACTIONS_PER_ORGANIZATION = 2;
+
+interface Waiting {
+  batch: Batch;
+  resolve(result: IngestResult): void;
+  reject(err: unknown): void;
+}
+
+interface Lane {
+  waiting: Waiting[];
+  running: number;
+}
+
+const lanes = new WeakMap<Db, Map<string, Lane>>();
+
+function coalesced(db: Db, notify: Notify, organizationId: string, batch: Batch): Promise<IngestResult> {
+  let byOrganization = lanes.get(db);
+  if (!byOrganization) lanes.set(db, (byOrganization = new Map()));
+  let lane = byOrganization.get(organizationId);
+  if (!lane) byOrganization.set(organizationId, (lane = { waiting: [], running: 0 }));
+  const result = new Promise<IngestResult>((resolve, reject) => lane.waiting.push({ batch, resolve, reject }));
+  if (lane.running < INGEST_TRANSACTIONS_PER_ORGANIZATION) void drain(db, notify, organizationId, byOrganization, lane);
+  return result;
+}
+
+/** Store what waits in the lane, as many batches a transaction as fit, until nothing is left. */
+async function drain(db: Db, notify: Notify, organizationId: string, byOrganization: Map<string, Lane>, lane: Lane): Promise<void> {
+  lane.running++;
+  try {
+    while (lane.waiting.length) {
+      const group: Waiting[] = [];
+      let size = 0;
+      while (lane.waiting.length && (group.length === 0 || size + lane.waiting[0].batch.events.length <= MAX_BATCH_SIZE)) {
+        const next = lane.waiting.shift()!;
+        group.push(next);
+        size += next.batch.events.length;
+      }
+      try {
+        const results = await storeBatches(db, notify, organizationId, group.map((w) => w.batch));
+        group.forEach((w, i) => w.resolve(results[i]));
+      } catch (err) {
+        if (group.length === 1) {
+          group[0].reject(err);
+          continue;
+        }
+        // Whatever failed the group, one call's failure must not be another's: each is tried on its own.
+        for (const w of group) {
+          await storeBatches(db, notify, organizationId, [w.batch]).then(([r]) => w.resolve(r), w.reject);
+        }
+      }
+    }
+  } finally {
+    lane.running--;
+    if (lane.running === 0 && !lane.waiting.length) byOrganization.delete(organizationId);
+  }
 }
 
 /**
