@@ -1,7 +1,7 @@
 // Transactions the database aborts for concurrency reasons are retried whole, never surfaced to clients.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { providerOfDb } from "../src/db/client.ts";
-import { inTransaction } from "../src/domain/transactions.ts";
+import { inSqlTransaction, inTransaction } from "../src/domain/transactions.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
 let t: TestApp;
@@ -12,9 +12,13 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-describe("transaction retries", () => {
+describe.each([
+  { kind: "Prisma (inTransaction)", transaction: inTransaction },
+  { kind: "node-postgres (inSqlTransaction)", transaction: inSqlTransaction },
+])("transaction retries through $kind", ({ transaction }) => {
   it("a deadlock between two transactions is retried: both complete, one of them twice", async ({ skip }) => {
     if (providerOfDb(t.db) !== "postgresql") skip("row locks and deadlock detection are PostgreSQL's; SQLite serializes writers");
+    await t.db.$executeRawUnsafe(`DROP TABLE IF EXISTS "DeadlockProbe"`);
     await t.db.$executeRawUnsafe(`CREATE TABLE "DeadlockProbe" ("id" INT PRIMARY KEY, "v" INT NOT NULL)`);
     await t.db.$executeRawUnsafe(`INSERT INTO "DeadlockProbe" VALUES (1, 0), (2, 0)`);
     let attempts = 0;
@@ -22,7 +26,7 @@ describe("transaction retries", () => {
     let release!: () => void;
     const bothLocked = new Promise<void>((resolve) => (release = resolve));
     const run = (first: number, second: number) =>
-      inTransaction(t.db, silent, t.organizationId, async (sql) => {
+      transaction(t.db, silent, t.organizationId, async (sql) => {
         const attempt = ++attempts;
         await sql.execute(`UPDATE "DeadlockProbe" SET "v" = "v" + 1 WHERE "id" = $1`, [first]);
         if (attempt <= 2) {

@@ -46,8 +46,8 @@ export function inSqlTransaction<T>(
     const client = await pool.connect();
     let broken: Error | undefined;
     try {
-      await client.query("BEGIN");
       try {
+        await client.query("BEGIN");
         const result = await work(new Sql(pgRunner(client, onQuery), "postgresql"));
         await client.query("COMMIT");
         return result;
