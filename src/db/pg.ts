@@ -3,7 +3,7 @@
 // one-JSON-parameter bulk statements of src/db/sql.ts (a megabyte per 1,000 events) was the largest cost
 // left per event. Values and results keep the shapes Prisma's raw API gives, so the same domain code runs
 // on either runner.
-import pg, { type PoolClient } from "pg";
+import pg, { type Pool, type PoolClient } from "pg";
 import type { RawRunner } from "./sql.ts";
 
 const INT8 = 20;
@@ -29,7 +29,8 @@ function param(value: unknown): unknown {
   return value;
 }
 
-export function pgRunner(client: PoolClient, onQuery?: (sql: string) => void): RawRunner {
+/** Statements on one client (inside its transaction) or on the pool (each on whichever connection is free). */
+export function pgRunner(client: PoolClient | Pool, onQuery?: (sql: string) => void): RawRunner {
   const run = (text: string, values: unknown[]) => {
     onQuery?.(text);
     return client.query({ text, values: values.map(param), types });

@@ -185,6 +185,18 @@ export class Sql {
     return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(pairs.length, 2, start)})`, values: pairs.flatMap((p) => [p.customerId, p.meterId]) };
   }
 
+  /**
+   * `"col" IN (…)` for a list of strings, with the values to bind from parameter `start`: one parameter each on
+   * SQLite, one JSON parameter for all of them on PostgreSQL. An empty list matches nothing.
+   */
+  textIn(column: string, list: string[], start = 1): { clause: string; values: unknown[] } {
+    if (!list.length) return { clause: "1 = 0", values: [] };
+    if (this.provider === "postgresql") {
+      return { clause: `"${column}" IN (SELECT jsonb_array_elements_text(${this.param(start)}::jsonb))`, values: [JSON.stringify(list)] };
+    }
+    return { clause: this.inList(column, list.length, start), values: list };
+  }
+
   /** `"col" IN (…)` with parameters starting at `start`. */
   inList(column: string, count: number, start = 1): string {
     const ps: string[] = [];

@@ -7,10 +7,10 @@ import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type Ba
 import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError } from "./errors.ts";
 import { contribution, filterMatches, unrepresentableNumber, type EventLike } from "./meter-filter.ts";
-import { activeMeters, type ActiveMeter } from "./meters.ts";
+import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
-import { inSqlTransaction } from "./transactions.ts";
+import { inSqlTransaction, sqlOf } from "./transactions.ts";
 import { DecimalFormatError } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */
@@ -147,15 +147,7 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   // Customers named by id must exist; external ids that match no customer yet are kept for later.
   const ids = [...new Set(events.filter((e) => e.customerId).map((e) => e.customerId!))];
   const externalIds = [...new Set(events.filter((e) => e.externalCustomerId).map((e) => e.externalCustomerId!))];
-  const [byId, byExternal, meters] = await Promise.all([
-    ids.length ? db.customer.findMany({ where: { organizationId, id: { in: ids }, deletedAt: null }, select: { id: true } }) : [],
-    externalIds.length
-      ? db.customer.findMany({ where: { organizationId, externalId: { in: externalIds }, deletedAt: null }, select: { id: true, externalId: true } })
-      : [],
-    activeMeters(db, organizationId),
-  ]);
-  const known = new Set(byId.map((c) => c.id));
-  const external = new Map(byExternal.map((c) => [c.externalId!, c.id]));
+  const { known, external, meters } = await customersAndMeters(sqlOf(db), organizationId, ids, externalIds);
   for (const e of events) {
     if (e.customerId && !known.has(e.customerId)) throw new InvalidInputError("no such customer", `events.${e.index}.customerId`);
     if (e.externalCustomerId) e.customerId = external.get(e.externalCustomerId) ?? null;
@@ -176,6 +168,39 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
     for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
   });
   return result;
+}
+
+/**
+ * The live customers among `ids` and `externalIds`, and the organization's active meters (as activeMeters
+ * gives them), in one statement: every call pays for it, however small.
+ */
+async function customersAndMeters(sql: Sql, organizationId: string, ids: string[], externalIds: string[]) {
+  const byId = sql.textIn("id", ids, 2);
+  const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
+  const org = sql.param(2 + byId.values.length + byExternal.values.length);
+  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null }>(
+    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property" FROM "Customer"
+      WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${byId.clause} OR ${byExternal.clause})
+     UNION ALL
+     SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty" FROM "Meter"
+      WHERE "organizationId" = ${org} AND "archivedAt" IS NULL
+     ORDER BY 1, 2`,
+    [organizationId, ...byId.values, ...byExternal.values, organizationId],
+  );
+  const known = new Set<string>();
+  const external = new Map<string, string>();
+  const meters: ActiveMeter[] = [];
+  for (const r of rows) {
+    if (r.kind === "M") {
+      // jsonb arrives parsed from PostgreSQL, as text from SQLite
+      const filter = typeof r.filter === "string" ? JSON.parse(r.filter) : r.filter;
+      meters.push(toActiveMeter({ id: r.id, filter: filter as never, aggregationFunc: r.func!, aggregationProperty: r.property }));
+      continue;
+    }
+    known.add(r.id);
+    if (r.externalId !== null) external.set(r.externalId, r.id);
+  }
+  return { known, external, meters };
 }
 
 /** One validated ingestEvents call, ready to store. */
