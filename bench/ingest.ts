@@ -11,7 +11,8 @@
 // fresh SQLite file in a temp dir, deleted at the end; a postgresql:// URL is used as is and must point at an
 // empty or migratable database), REDIS_URL (Redis pub/sub instead of in-process; phase B's subscriber then
 // connects to a second node, so the push crosses nodes), CPU_PROFILE (a file to write a V8 CPU profile of
-// phase A to; the bench process holds both the server and the client).
+// phase A to; the bench process holds both the server and the client), GRANT_UNITS (0: no credits; more:
+// every customer first gets a grant of that many units on each meter, so usage burns grants down).
 //
 // Phases, each timed on its own:
 //   A  ingestEvents batches with CONCURRENCY requests in flight (request bodies are serialized beforehand)
@@ -71,6 +72,7 @@ function readConfig() {
       databaseUrl: option("DATABASE_URL"),
       redisUrl: option("REDIS_URL"),
       cpuProfile: option("CPU_PROFILE"),
+      grantUnits: intOption("GRANT_UNITS", 0, 0, 1_000_000_000),
     };
   } catch (err) {
     console.error(`bench: ${err instanceof Error ? err.message : String(err)}`);
@@ -188,6 +190,7 @@ const CREATE_CUSTOMER = `mutation($input: CreateCustomerInput!) {
 const CREATE_METER = `mutation($input: CreateMeterInput!) {
   createMeter(input: $input) { __typename ... on Meter { id } ... on Error { code message field } }
 }`;
+const GRANT = `mutation($input: GrantCreditsInput!) { grantCredits(input: $input) { __typename ... on Error { code message field } } }`;
 const INGEST = `mutation($events:[EventInput!]!){ ingestEvents(events:$events){ ... on IngestSummary { inserted duplicates } ... on Error { code message field } } }`;
 const CUSTOMER_METER = `query($c: String!, $m: ID!) { customerMeter(externalCustomerId: $c, meterId: $m) { balance consumedUnits version } }`;
 const CUSTOMER_METERS = `query($c: String!) { customerMeters(externalCustomerId: $c, first: 50) { edges { node { meter { id } balance consumedUnits creditedUnits version } } } }`;
@@ -463,7 +466,7 @@ async function main(): Promise<number> {
     console.log(
       `parameters: events=${config.events} customers=${config.customers} batch=${config.batch} concurrency=${config.concurrency} ` +
         `latency samples=${config.latencySamples} seed=${config.seed} engine=${engine}${config.databaseUrl ? "" : " (temp file)"} ` +
-        `pubsub=${config.redisUrl ? "redis" : "in-process"} NODE_ENV=${process.env.NODE_ENV ?? "(unset)"}`,
+        `pubsub=${config.redisUrl ? "redis" : "in-process"} grant units=${config.grantUnits} NODE_ENV=${process.env.NODE_ENV ?? "(unset)"}`,
     );
 
     // --- setup: database, app, organization ---
@@ -509,6 +512,16 @@ async function main(): Promise<number> {
       meterIds[k] = data.createMeter.id!;
     }
     log(`${config.customers} customers and ${METER_KEYS.length} meters created in ${seconds(performance.now() - t)} s`);
+    if (config.grantUnits > 0) {
+      t = performance.now();
+      await pool(config.customers * METER_KEYS.length, 8, async (n) => {
+        const input = { customerId: customerIds[Math.floor(n / METER_KEYS.length)], meterId: meterIds[METER_KEYS[n % METER_KEYS.length]], units: String(config.grantUnits) };
+        const data = await gql.request<{ grantCredits: { __typename: string } }>(GRANT, { input });
+        if (data.grantCredits.__typename !== "CreditGrant") throw new BenchFailure(`grantCredits: ${JSON.stringify(data.grantCredits)}`);
+      });
+      log(`${config.customers * METER_KEYS.length} grants of ${config.grantUnits} units made in ${seconds(performance.now() - t)} s`);
+    }
+    const granted = BigInt(config.grantUnits) * UNIT_SCALE;
 
     // --- workload, serialized before timing ---
     t = performance.now();
@@ -536,7 +549,8 @@ async function main(): Promise<number> {
     const ingestMs = performance.now() - a0;
     if (profiler) log(`phase A CPU profile written to ${await profiler.stop(config.cpuProfile!)}`);
 
-    // Every balance row must hold exactly what the generated events add up to, and one version per batch.
+    // Every balance row must hold exactly what the generated events add up to (and the grant), at most one
+    // version per batch (plus one for the grant).
     const stored = await db.event.count({ where: { organizationId: organization.id } });
     if (stored !== config.events) throw new BenchFailure(`expected ${config.events} stored events, found ${stored}`);
     const rows = await db.customerMeter.findMany({
@@ -545,14 +559,34 @@ async function main(): Promise<number> {
     });
     const customerIndex = new Map(customerIds.map((id, i) => [id, i]));
     const meterKeyOf = new Map(METER_KEYS.map((k) => [meterIds[k], k]));
-    if (rows.length !== expected.size) throw new BenchFailure(`expected ${expected.size} balance rows, found ${rows.length}`);
+    // With grants every (customer, meter) has a row; without, only those the events touched.
+    const expectedRows = granted > 0n ? config.customers * METER_KEYS.length : expected.size;
+    if (rows.length !== expectedRows) throw new BenchFailure(`expected ${expectedRows} balance rows, found ${rows.length}`);
+    // What the grants still hold per row: the burn-down must leave exactly the positive part of the balance.
+    const remaining = new Map(
+      (await db.creditGrant.groupBy({ by: ["customerId", "meterId"], where: { organizationId: organization.id }, _sum: { remainingUnits: true } })).map((g) => [
+        `${g.customerId}:${g.meterId}`,
+        g._sum.remainingUnits ?? 0n,
+      ]),
+    );
     for (const r of rows) {
       const k = `${customerIndex.get(r.customerId)}:${meterKeyOf.get(r.meterId)}`;
-      const x = expected.get(k);
+      const x = expected.get(k) ?? { consumed: 0n, versions: 0, lastBatch: -1 };
       const consumed = BigInt(r.consumedUnits);
-      if (!x || consumed !== x.consumed || BigInt(r.balance) !== BigInt(r.creditedUnits) - consumed || Number(r.version) < 1 || Number(r.version) > x.versions) {
+      const balance = BigInt(r.balance);
+      const maxVersion = x.versions + (granted > 0n ? 1 : 0);
+      const left = remaining.get(`${r.customerId}:${r.meterId}`) ?? 0n;
+      if (
+        consumed !== x.consumed ||
+        BigInt(r.creditedUnits) !== granted ||
+        balance !== granted - consumed ||
+        left !== (balance > 0n ? balance : 0n) ||
+        Number(r.version) < 1 ||
+        Number(r.version) > maxVersion
+      ) {
         throw new BenchFailure(
-          `balance row ${k}: consumed ${consumed} balance ${r.balance} version ${r.version}, expected consumed ${x?.consumed} version 1 to ${x?.versions}`,
+          `balance row ${k}: consumed ${consumed} credited ${r.creditedUnits} balance ${balance} grants left ${left} version ${r.version}, ` +
+            `expected consumed ${x.consumed} credited ${granted} version 1 to ${maxVersion}`,
         );
       }
     }
@@ -566,9 +600,10 @@ async function main(): Promise<number> {
       for (const k of METER_KEYS) {
         const x = expected.get(`${c}:${k}`);
         const node = got.get(k);
-        const want = x ? decimalText(x.consumed, UNIT_DECIMALS) : undefined;
-        if (node?.consumedUnits !== want || (want !== undefined && node?.balance !== (want === "0" ? "0" : `-${want}`))) {
-          throw new BenchFailure(`customerMeters c${c} ${k}: got ${JSON.stringify(node)}, expected consumedUnits ${want}`);
+        const consumed = x?.consumed ?? 0n;
+        const want = x || granted > 0n ? { consumedUnits: decimalText(consumed, UNIT_DECIMALS), balance: decimalText(granted - consumed, UNIT_DECIMALS) } : undefined;
+        if (node?.consumedUnits !== want?.consumedUnits || node?.balance !== want?.balance) {
+          throw new BenchFailure(`customerMeters c${c} ${k}: got ${JSON.stringify(node)}, expected ${JSON.stringify(want)}`);
         }
       }
     }
