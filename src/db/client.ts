@@ -1,6 +1,8 @@
 // One codebase, two engines: the generated client and driver adapter are picked from DATABASE_URL.
 import type { Pool } from "pg";
 import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
+import { pgRunner } from "./pg.ts";
+import { Sql } from "./sql.ts";
 import { ensureSqliteDir, providerOf, type Provider } from "./url.ts";
 
 /** Both generated clients have the same model API; the PostgreSQL one is the canonical type. */
@@ -30,6 +32,15 @@ export function pgPoolOf(db: Db): Pool | null {
 /** The client's onQuery hook, for statements sent past Prisma. */
 export function queryHookOf(db: Db): ((sql: string) => void) | undefined {
   return queryHooks.get(db);
+}
+
+/**
+ * The SQL helper outside any transaction, for the hot paths' reads: on PostgreSQL straight on the pool,
+ * past Prisma's runtime; on SQLite through Prisma.
+ */
+export function sqlOf(db: Db): Sql {
+  const pool = pgPoolOf(db);
+  return pool ? new Sql(pgRunner(pool, queryHookOf(db)), "postgresql") : new Sql(db, providerOfDb(db));
 }
 
 export interface PrismaOptions {

@@ -5,8 +5,7 @@
 // Every path locks the balance row first (through adjustBalances), so checks and deductions on one balance
 // are serialized and a refusal, which rolls its transaction back, changes nothing.
 import type { Db } from "../db/client.ts";
-import { providerOfDb } from "../db/client.ts";
-import { Sql } from "../db/sql.ts";
+import { sqlOf } from "../db/client.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, dueCondition, liveHoldCondition, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
@@ -69,7 +68,7 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
   if (input.customerId && input.externalCustomerId) {
     throw new InvalidInputError("give either customerId or externalCustomerId, not both", "input.customerId");
   }
-  const sql = new Sql(db, providerOfDb(db));
+  const sql = sqlOf(db);
   const byExternal = !input.customerId && !!input.externalCustomerId;
   const at = sql.date(now);
   const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown; balance: unknown; held: unknown; due: unknown }>(

@@ -3,8 +3,7 @@
 // those steps in with the same pure `settle` the write path uses, so a read never shows expired credits,
 // whenever the scheduler runs. Also what live reservations hold, and so what is available.
 import type { Db } from "../db/client.ts";
-import { providerOfDb } from "../db/client.ts";
-import { Sql } from "../db/sql.ts";
+import { sqlOf } from "../db/client.ts";
 import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
 import { settle } from "./settle.ts";
 
@@ -30,7 +29,7 @@ export interface BalanceView {
 
 /** Views of many rows: one statement however many rows. */
 export async function balanceViews(db: Db, rows: StoredBalance[], now: Date): Promise<Map<string, BalanceView>> {
-  const sql = new Sql(db, providerOfDb(db));
+  const sql = sqlOf(db);
   const { due, held } = await dueGrantsAndHolds(sql, rows, now);
   const out = new Map<string, BalanceView>();
   for (const row of rows) {

@@ -1,7 +1,7 @@
 // Usage events in: validate a batch all-or-nothing, store it idempotently, count it on every matching meter
 // and move the balances, all in one transaction. The hot path of the service.
 import { orderedId } from "./ids.ts";
-import type { Db } from "../db/client.ts";
+import { sqlOf, type Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
@@ -10,7 +10,7 @@ import { contribution, filterMatches, unrepresentableNumber, type EventLike } fr
 import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
-import { inSqlTransaction, sqlOf } from "./transactions.ts";
+import { inSqlTransaction } from "./transactions.ts";
 import { DecimalFormatError } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */

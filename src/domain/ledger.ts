@@ -1,7 +1,6 @@
 // Reading the ledger: the history of one balance, and the balance at any instant, answered from it.
 import type { Db } from "../db/client.ts";
-import { providerOfDb } from "../db/client.ts";
-import { Sql } from "../db/sql.ts";
+import { sqlOf } from "../db/client.ts";
 import { balanceKey, dueGrants } from "./balances.ts";
 import { settle } from "./settle.ts";
 
@@ -17,7 +16,7 @@ export async function balanceAt(db: Db, customerId: string, meterId: string, at:
     select: { balanceAfter: true },
   });
   const until = at < now ? at : now;
-  const sql = new Sql(db, providerOfDb(db));
+  const sql = sqlOf(db);
   const due = (await dueGrants(sql, [{ customerId, meterId }], until)).get(balanceKey(customerId, meterId)) ?? [];
   return settle(last?.balanceAfter ?? 0n, due, until).balance;
 }

@@ -62,15 +62,6 @@ export function inSqlTransaction<T>(
   });
 }
 
-/**
- * The SQL helper outside any transaction, for the hot paths' reads: on PostgreSQL straight on the pool,
- * past Prisma's runtime; on SQLite through Prisma.
- */
-export function sqlOf(db: Db): Sql {
-  const pool = pgPoolOf(db);
-  return pool ? new Sql(pgRunner(pool, queryHookOf(db)), "postgresql") : new Sql(db, providerOfDb(db));
-}
-
 async function withRetries<T>(notify: Notify, organizationId: string, attempt: () => Promise<{ value: T; changes: BalanceChange[] }>): Promise<T> {
   for (let n = 1; ; n++) {
     try {
