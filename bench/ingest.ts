@@ -133,7 +133,7 @@ function generateEvents(count: number, customers: number, seed: number): BenchEv
   const random = seededRandom(seed);
   const start = Date.parse("2025-01-01T00:00:00.000Z");
   const routes = ["/v1/items", "/v1/orders", "/v1/search", "/v1/users"];
-  const events: BenchEvent[] = new Array(count);
+  const events: BenchEvent[] = Array.from({ length: count });
   for (let i = 0; i < count; i++) {
     const customer = randomInt(random, customers);
     const r = random();
@@ -497,7 +497,7 @@ async function main(): Promise<number> {
 
     // --- setup over HTTP: customers and meters ---
     let t = performance.now();
-    const customerIds: string[] = new Array(config.customers);
+    const customerIds: string[] = Array.from({ length: config.customers });
     await pool(config.customers, 8, async (i) => {
       const data = await gql.request<{ createCustomer: { __typename: string; id?: string; message?: string } }>(CREATE_CUSTOMER, {
         input: { email: `c${i}@bench.example`, externalId: `c${i}`, name: `Customer ${i}` },
@@ -537,7 +537,7 @@ async function main(): Promise<number> {
 
     // --- phase A: throughput through GraphQL ---
     log(`phase A: ingesting with ${config.concurrency} requests in flight`);
-    const batchMs: number[] = new Array(bodies.length);
+    const batchMs: number[] = Array.from({ length: bodies.length });
     const profiler = config.cpuProfile ? await startCpuProfile() : null;
     const a0 = performance.now();
     await pool(bodies.length, config.concurrency, async (i) => {
