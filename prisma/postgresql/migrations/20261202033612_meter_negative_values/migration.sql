@@ -1,0 +1,2 @@
+-- AlterTable
+ALTER TABLE "Meter" ADD COLUMN     "negativeValues" TEXT NOT NULL DEFAULT 'REJECT';
