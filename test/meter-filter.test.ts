@@ -11,6 +11,9 @@ import {
   parseMeterFilter,
   propertyValue,
   unrepresentableNumber,
+  clauseCount,
+  inexactNumber,
+  MAX_LIKE_LENGTH,
   type EventLike,
   type FilterClause,
   type MeterFilter,
@@ -880,8 +883,19 @@ describe("contribution", () => {
         expect(contribution(agg, event({ other: 1 }))).toBeNull();
       });
 
-      it("ignores a numeric string", () => {
-        expect(contribution(agg, event({ tokens: "12" }))).toBeNull();
+      it("counts a numeric string exactly, as decimal text", () => {
+        expect(contribution(agg, event({ tokens: "12" }))).toEqual({ units: 12_000_000n });
+        expect(units(contribution(agg, event({ tokens: "12.5" })))).toBe("12.5");
+        expect(units(contribution(agg, event({ tokens: "-0.000001" })))).toBe("-0.000001");
+        expect(units(contribution(agg, event({ tokens: "1234567.123456" })))).toBe("1234567.123456");
+      });
+
+      it("ignores a string that is not plain decimal text", () => {
+        for (const tokens of ["lots", "", "1e5", "12,5", "0x10", "1.2.3", "Infinity"]) expect(contribution(agg, event({ tokens })), tokens).toBeNull();
+      });
+
+      it("throws for a numeric string with more than six decimals", () => {
+        expect(() => contribution(agg, event({ tokens: "0.1234567" }))).toThrow(DecimalFormatError);
       });
 
       it("ignores a boolean", () => {
@@ -960,8 +974,20 @@ describe("numericValue", () => {
     expect(formatUnits(numericValue(0.1)!)).toBe("0.1");
   });
 
-  it("returns null for anything that is not a number", () => {
-    expect(numericValue("12")).toBeNull();
+  it("parses numeric strings exactly", () => {
+    expect(numericValue("12")).toBe(12_000_000n);
+    expect(numericValue("0.3")).toBe(300_000n);
+    expect(numericValue("999999999999.999999")).toBe(MAX_UNITS - 1n);
+  });
+
+  it("throws DecimalFormatError for a number with more than 15 significant digits, suggesting a numeric string", () => {
+    expect(() => numericValue(123456789012.3456)).toThrow(/numeric string/);
+    expect(numericValue("123456789012.3456")).toBe(123_456_789_012_345_600n);
+    expect(numericValue(12345678901.2345)).toBe(12_345_678_901_234_500n); // 15 digits: a double carries it
+  });
+
+  it("returns null for anything that is not a number or decimal text", () => {
+    expect(numericValue("twelve")).toBeNull();
     expect(numericValue(true)).toBeNull();
     expect(numericValue(undefined)).toBeNull();
   });
@@ -1009,5 +1035,33 @@ describe("unrepresentableNumber", () => {
     expect(unrepresentableNumber(Infinity)).toMatch(/finite/);
     expect(unrepresentableNumber(-Infinity)).toMatch(/finite/);
     expect(unrepresentableNumber(NaN)).toMatch(/finite/);
+  });
+});
+
+describe("bounds on what a filter costs per event", () => {
+  it("refuses a LIKE or NOT_LIKE text longer than the bound", () => {
+    for (const operator of ["LIKE", "NOT_LIKE"]) {
+      const filter = (value: string) => ({ conjunction: "AND", clauses: [{ property: "model", operator, value }] });
+      expect(() => parseMeterFilter(filter("x".repeat(MAX_LIKE_LENGTH)))).not.toThrow();
+      expect(invalidField(() => parseMeterFilter(filter("x".repeat(MAX_LIKE_LENGTH + 1))))).toBe("input.filter.clauses.0.value");
+    }
+  });
+
+  it("refuses a number in a clause that a JSON number may not carry as written", () => {
+    const filter = { conjunction: "AND", clauses: [{ property: "n", operator: "EQ", value: 1234567890.1234567 }] };
+    expect(invalidField(() => parseMeterFilter(filter))).toBe("input.filter.clauses.0.value");
+  });
+
+  it("counts clauses as parseMeterFilter does, nested filters included", () => {
+    const filter = parseMeterFilter({ conjunction: "AND", clauses: [...clauses(3), { filter: { conjunction: "OR", clauses: clauses(4) } }] });
+    expect(clauseCount(filter)).toBe(8);
+    expect(clauseCount(parseMeterFilter({ conjunction: "AND", clauses: [] }))).toBe(0);
+  });
+});
+
+describe("inexactNumber", () => {
+  it("accepts up to 15 significant digits and refuses more", () => {
+    for (const n of [0, 1, -1, 0.1, 123456789012345, 0.000001, 1e21, 100000000000.5]) expect(inexactNumber(n), String(n)).toBeNull();
+    for (const n of [1234567890123456, 0.1 + 0.2, 2 ** 53 + 2, 123456789012.3456]) expect(inexactNumber(n), String(n)).toMatch(/numeric string/);
   });
 });

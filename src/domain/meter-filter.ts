@@ -35,7 +35,15 @@ export interface EventLike {
 }
 
 const MAX_DEPTH = 5;
-const MAX_CLAUSES = 100;
+/** Most clauses (conditions and nested filters) in one meter's filter. */
+export const MAX_CLAUSES = 100;
+/**
+ * Longest LIKE/NOT_LIKE text: a substring test costs up to the pattern length × the value length (metadata
+ * strings are at most 1000 characters), on every event the clause sees.
+ */
+export const MAX_LIKE_LENGTH = 100;
+/** Longest string a clause compares with EQ/NE (metadata strings are at most 1000 characters). */
+const MAX_VALUE_LENGTH = 1000;
 const NUMERIC_OPERATORS: ReadonlySet<Operator> = new Set(["GT", "GTE", "LT", "LTE"]);
 const STRING_OPERATORS: ReadonlySet<Operator> = new Set(["LIKE", "NOT_LIKE"]);
 
@@ -54,15 +62,39 @@ export function propertyValue(event: EventLike, property: string): Scalar | unde
   return Object.prototype.hasOwnProperty.call(event.metadata, key) ? event.metadata[key] : undefined;
 }
 
+/** Plain decimal text a numeric string must be to count as a number ("12.5", "-3", "+0.25"). */
+const DECIMAL_TEXT = /^\s*[+-]?\d+(\.\d+)?\s*$/;
+
 /**
- * Exact micro-units of a metadata number, or null when the value is not a number (strings and booleans are
- * never numeric). Throws DecimalFormatError for numbers with more than 6 decimals or out of range: ingestion
- * rejects such values in the properties meters aggregate (see `unrepresentableNumber`).
+ * Exact micro-units of a metadata value: a number, or a string of plain decimal text ("12.5" counts as 12.5,
+ * parsed exactly, never through a float). Null when the value is neither (a non-numeric string, a boolean,
+ * missing). Throws DecimalFormatError for values with more than 6 decimals, out of range, or numbers with
+ * more digits than a JSON number carries exactly (see `unrepresentableNumber`).
  */
 export function numericValue(value: Scalar | undefined): bigint | null {
+  if (typeof value === "string") return DECIMAL_TEXT.test(value) ? parseUnits(value) : null;
   if (typeof value !== "number") return null;
+  if (!Number.isFinite(value)) throw new DecimalFormatError("must be a finite number");
   // Integers beyond 2^53 go through their text too, so they are reported as too large, not as floats.
-  return parseUnits(Number.isSafeInteger(value) ? value : numberText(value));
+  const text = numberText(value);
+  const units = parseUnits(text);
+  const inexact = inexactNumber(value);
+  if (inexact) throw new DecimalFormatError(inexact);
+  return units;
+}
+
+/** Most significant digits a JSON number is accepted with: a double carries any 15-digit decimal exactly. */
+export const MAX_NUMBER_DIGITS = 15;
+
+/**
+ * Why a JSON number may not be what the client wrote: more than 15 significant digits (a double carries 15
+ * exactly, not more). Null when it is safe. The client should send such a value as a numeric string.
+ */
+export function inexactNumber(value: number): string | null {
+  if (!Number.isFinite(value)) return null;
+  const digits = numberText(value).replace(/[-.]/g, "").replace(/^0+/, "").replace(/0+$/, "");
+  if (digits.length <= MAX_NUMBER_DIGITS) return null;
+  return `has more than ${MAX_NUMBER_DIGITS} significant digits, which a JSON number does not carry exactly: send it as a numeric string (e.g. "${numberText(value)}")`;
 }
 
 /** A finite JS number as plain decimal text (no exponent), as the client wrote it up to 15 significant digits. */
@@ -155,6 +187,8 @@ export function contribution(agg: Aggregation, event: EventLike): { units: bigin
     // Typed, so the string "1" and the number 1 are different values.
     return { distinct: `${typeof value === "string" ? "s" : typeof value === "number" ? "n" : "b"}:${typeof value === "number" ? numberText(value) : String(value)}` };
   }
+  // Event names are not quantities, whatever they look like.
+  if (agg.property === "name") return null;
   const units = numericValue(value);
   return units === null ? null : { units };
 }
@@ -186,6 +220,11 @@ function checkClause(raw: Record<string, unknown>, field: string): FilterClause 
   if (NUMERIC_OPERATORS.has(op) && typeof value !== "number") throw new InvalidInputError(`${op} compares numbers: value must be a number`, `${field}.value`);
   if (STRING_OPERATORS.has(op) && typeof value !== "string") throw new InvalidInputError(`${op} matches text: value must be a string`, `${field}.value`);
   if (typeof value === "number" && !Number.isFinite(value)) throw new InvalidInputError("must be a finite number", `${field}.value`);
+  if (typeof value === "number" && inexactNumber(value)) throw new InvalidInputError(inexactNumber(value)!, `${field}.value`);
+  if (STRING_OPERATORS.has(op) && (value as string).length > MAX_LIKE_LENGTH) {
+    throw new InvalidInputError(`${op} matches at most ${MAX_LIKE_LENGTH} characters`, `${field}.value`);
+  }
+  if (typeof value === "string" && value.length > MAX_VALUE_LENGTH) throw new InvalidInputError(`must be at most ${MAX_VALUE_LENGTH} characters`, `${field}.value`);
   return { property, operator: op, value };
 }
 
@@ -210,6 +249,13 @@ function checkFilter(raw: unknown, field: string, depth: number, count: { n: num
     return checkClause(clause, at);
   });
   return { conjunction, clauses };
+}
+
+/** Clauses of a (validated or stored) filter, nested filters counted as clauses too, as parseMeterFilter counts them. */
+export function clauseCount(filter: MeterFilter): number {
+  let n = 0;
+  for (const c of filter.clauses ?? []) n += 1 + (isNestedFilter(c) ? clauseCount(c) : 0);
+  return n;
 }
 
 /** Validate a filter as given by a client; typed errors name the offending path under `field`. */
