@@ -1,5 +1,6 @@
 // Configuration from the environment (documented in .env.example and the README).
 import { DEFAULT_DATABASE_URL } from "./db/url.ts";
+import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 
 export interface Config {
   port: number;
@@ -10,6 +11,15 @@ export interface Config {
   logLevel: string;
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
+  meterLimits: MeterLimits;
+}
+
+function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  return value;
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -21,7 +31,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (renewalMode !== "auto" && renewalMode !== "manual") throw new Error(`RENEWAL_MODE must be auto or manual, got "${renewalMode}"`);
   const schedulerIntervalMs = Number(env.SCHEDULER_INTERVAL_MS ?? 10_000);
   if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
+  const meterLimits: MeterLimits = {
+    maxActiveMeters: positiveInteger(env, "MAX_ACTIVE_METERS", DEFAULT_METER_LIMITS.maxActiveMeters),
+    maxFilterClauses: positiveInteger(env, "MAX_FILTER_CLAUSES", DEFAULT_METER_LIMITS.maxFilterClauses),
+  };
   return {
+    meterLimits,
     renewalMode,
     schedulerIntervalMs,
     port,

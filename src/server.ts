@@ -17,6 +17,8 @@ import { pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
+import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
+import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
 
 export interface AppDeps {
@@ -26,6 +28,8 @@ export interface AppDeps {
   /** The service's notion of now; tests pass a controllable clock. */
   clock?: () => Date;
   renewalMode?: RenewalMode;
+  /** Per-organization meter limits (config MAX_ACTIVE_METERS, MAX_FILTER_CLAUSES); defaults otherwise. */
+  meterLimits?: MeterLimits;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -57,11 +61,13 @@ export function createApp(deps: AppDeps) {
   const clock = deps.clock ?? (() => new Date());
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const authenticate = cachedAuthenticator(db);
+  const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
+    plugins: [useNoNulCharacters()],
     logging: {
       debug: (...args) => log.debug(args.map(String).join(" ")),
       info: (...args) => log.info(args.map(String).join(" ")),
@@ -71,7 +77,7 @@ export function createApp(deps: AppDeps) {
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
-      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock) };
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), meterLimits };
     },
     maskedErrors: {
       maskError(error, message, isDev) {

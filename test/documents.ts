@@ -140,6 +140,10 @@ export const CreateMeter = graphql(`
           func
           property
         }
+        negativeValues
+      }
+      ... on LimitExceededError {
+        limit
       }
       ... on Error {
         code
@@ -198,6 +202,8 @@ export const IngestEvents = graphql(`
       ... on IngestSummary {
         inserted
         duplicates
+        creditedUnits
+        ignoredValues
       }
       ... on Error {
         code
@@ -671,6 +677,8 @@ export const IngestStrict = graphql(`
       ... on IngestSummary {
         inserted
         duplicates
+        creditedUnits
+        ignoredValues
       }
       ... on InsufficientCreditsError {
         customerId

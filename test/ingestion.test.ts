@@ -20,20 +20,22 @@ describe("aggregations, maintained incrementally across batches", () => {
     expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "3", balance: "-3" });
   });
 
-  it("SUM adds values exactly, and a negative value gives units back", async () => {
+  it("SUM adds values exactly, and on a CREDIT meter a negative value is credited, not subtracted", async () => {
     const c = await customer(t);
-    const m = await meter(t, "SUM", { property: "tokens" });
+    const m = await meter(t, "SUM", { property: "tokens", negativeValues: "CREDIT" });
     await ingest(t, [use(c, { tokens: 0.1 }), use(c, { tokens: 0.2 })]);
     expect((await balanceOf(t, c, m))?.consumedUnits).toBe("0.3");
     await ingest(t, [use(c, { tokens: 10 }), use(c, { tokens: -2.5 })]);
-    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("7.8");
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "10.3", creditedUnits: "2.5", balance: "-7.8" });
   });
 
-  it("numeric aggregations ignore missing and non-numeric values", async () => {
+  it("numeric aggregations count numeric strings exactly and ignore missing and non-numeric values, reporting the latter", async () => {
     const c = await customer(t);
-    const m = await meter(t, "SUM", { property: "tokens" });
-    await ingest(t, [use(c, { tokens: "100" }), use(c, { tokens: true }), use(c, {}), use(c, { tokens: 4 })]);
-    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("4");
+    const m = await meter(t, "SUM", { property: "tokens", filter: named("strings") });
+    const ev = (metadata: object) => ({ name: "strings", customerId: c, metadata });
+    const summary = await ingest(t, [ev({ tokens: "100" }), ev({ tokens: true }), ev({}), ev({ tokens: 4 }), ev({ tokens: "lots" })]);
+    expect(summary).toMatchObject({ inserted: 5, ignoredValues: 2, creditedUnits: "0" });
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("104");
   });
 
   it("MAX and MIN keep the extreme value across batches", async () => {
@@ -41,9 +43,9 @@ describe("aggregations, maintained incrementally across batches", () => {
     const max = await meter(t, "MAX", { property: "gb" });
     const min = await meter(t, "MIN", { property: "gb" });
     await ingest(t, [use(c, { gb: 5 }), use(c, { gb: 7.25 })]);
-    await ingest(t, [use(c, { gb: 6 }), use(c, { gb: 3 }), use(c, { gb: "1" })]);
+    await ingest(t, [use(c, { gb: 6 }), use(c, { gb: 3 }), use(c, { gb: "1.5" })]);
     expect((await balanceOf(t, c, max))?.consumedUnits).toBe("7.25");
-    expect((await balanceOf(t, c, min))?.consumedUnits).toBe("3");
+    expect((await balanceOf(t, c, min))?.consumedUnits).toBe("1.5"); // a numeric string counts
   });
 
   it("AVG keeps sum and count across batches", async () => {
@@ -183,7 +185,7 @@ describe("ingestEvents validation (all or nothing)", () => {
   it("accepts a timestamp within the clock-skew allowance and defaults it to now", async () => {
     const c = await customer(t);
     const soon = new Date(Date.now() + 30_000).toISOString();
-    expect(await ingest(t, [use(c, {}, { timestamp: soon, externalId: "skew-ok" }), use(c, {}, { externalId: "no-ts" })])).toEqual({ __typename: "IngestSummary", inserted: 2, duplicates: 0 });
+    expect(await ingest(t, [use(c, {}, { timestamp: soon, externalId: "skew-ok" }), use(c, {}, { externalId: "no-ts" })])).toEqual({ __typename: "IngestSummary", inserted: 2, duplicates: 0, creditedUnits: "0", ignoredValues: 0 });
     const stored = await t.db.event.findFirstOrThrow({ where: { externalId: "no-ts" } });
     expect(Math.abs(stored.timestamp.getTime() - Date.now())).toBeLessThan(60_000);
   });

@@ -12,11 +12,11 @@ beforeAll(async () => {
 });
 afterAll(() => t?.close());
 
-/** A fresh customer and SUM meter of its own. */
+/** A fresh customer and SUM meter of its own (negative values are credited). */
 async function setup() {
   t.setNow(T0);
   const name = `led-${Math.random().toString(36).slice(2, 8)}`;
-  const m = await meter(t, "SUM", { property: "n", filter: named(name) });
+  const m = await meter(t, "SUM", { property: "n", filter: named(name), negativeValues: "CREDIT" });
   const c = await customer(t);
   return { c, m, use: (n: number) => ingest(t, [{ name, customerId: c, metadata: { n } }]) };
 }
@@ -60,13 +60,33 @@ describe("burn-down order", () => {
     expect((await balanceOf(t, c, m))?.balance).toBe("70");
   });
 
-  it("a negative usage value gives units back to the grant it came from", async () => {
+  it("a negative usage value on a CREDIT meter is a new grant (NEGATIVE_USAGE), burnt like any other", async () => {
     const { c, m, use } = await setup();
     const g = await grant(c, m, "100");
     await use(60);
     await use(-25);
-    expect(await remaining(c, m)).toEqual({ [g]: "65" });
-    expect((await balanceOf(t, c, m))?.balance).toBe("65");
+    const credit = await t.db.creditGrant.findFirstOrThrow({ where: { customerId: c, meterId: m, source: "NEGATIVE_USAGE" } });
+    expect(credit).toMatchObject({ units: 25_000_000n, remainingUnits: 25_000_000n, expiresAt: null, priority: 10 });
+    expect(await remaining(c, m)).toEqual({ [g]: "40", [credit.id]: "25" });
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "60", creditedUnits: "125", balance: "65" });
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: m });
+    expect(ledger.edges.map((e) => [e.node.kind, e.node.units, e.node.balanceAfter, e.node.grant?.id ?? null])).toEqual([
+      ["GRANT", "100", "100", g],
+      ["USAGE", "-60", "40", null],
+      ["GRANT", "25", "65", credit.id],
+    ]);
+    // burn order as for any grant: same priority, neither expires, so the older grant burns first
+    await use(50);
+    expect(await remaining(c, m)).toEqual({ [g]: "0", [credit.id]: "15" });
+  });
+
+  it("a negative value arriving in overage first pays off the overage, as any grant does", async () => {
+    const { c, m, use } = await setup();
+    await use(30);
+    await use(-40);
+    const credit = await t.db.creditGrant.findFirstOrThrow({ where: { customerId: c, meterId: m, source: "NEGATIVE_USAGE" } });
+    expect(credit.remainingUnits).toBe(10_000_000n);
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "30", creditedUnits: "40", balance: "10" });
   });
 });
 

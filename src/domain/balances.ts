@@ -12,7 +12,7 @@
 import { orderedId } from "./ids.ts";
 import type { Sql } from "../db/sql.ts";
 import { burn, burnOrder, restore } from "./burn-down.ts";
-import { InsufficientCreditsError } from "./errors.ts";
+import { InsufficientCreditsError, MAX_STORED_UNITS, UnitsOverflowError } from "./errors.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
@@ -28,9 +28,16 @@ export interface UsageDelta {
   min: bigint | null;
   /** UNIQUE: the typed distinct values seen */
   distinct: Set<string>;
-  /** events matched (for the ledger), and the last of them */
+  /** events matched (for the ledger), and the last of them; events whose value was a credit not included */
   eventCount: number;
   lastEventId: string | null;
+  /**
+   * CREDIT meters: micro-units (> 0) that negative values give back, as a new grant (source NEGATIVE_USAGE)
+   * credited in this write; the events that did so, and the last of them.
+   */
+  credit: bigint;
+  creditEvents: number;
+  lastCreditEventId: string | null;
 }
 
 /** A new grant (already inserted by the caller with remainingUnits = units). */
@@ -38,6 +45,9 @@ export interface CreditDelta {
   units: bigint;
   grantId: string;
   description?: string | null;
+  /** the events it came from (negative values on a CREDIT meter), for the ledger entry */
+  eventId?: string | null;
+  eventCount?: number;
 }
 
 /**
@@ -111,7 +121,7 @@ interface Row {
 }
 
 export function emptyUsage(func: AggregationFunc): UsageDelta {
-  return { func, count: 0n, sum: 0n, max: null, min: null, distinct: new Set(), eventCount: 0, lastEventId: null };
+  return { func, count: 0n, sum: 0n, max: null, min: null, distinct: new Set(), eventCount: 0, lastEventId: null, credit: 0n, creditEvents: 0, lastCreditEventId: null };
 }
 
 const big = (v: bigint | number | string | null): bigint | null => (v === null ? null : BigInt(v));
@@ -200,7 +210,30 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     for (const r of inserted) newDistinct.set(r.customerMeterId, (newDistinct.get(r.customerMeterId) ?? 0n) + 1n);
   }
 
-  // 4. The grants of these rows (live, or due to take effect), and what live reservations hold where a
+  // 4. Negative values on CREDIT meters become grants (one per row per write), credited below like any other.
+  const creditRows: unknown[][] = [];
+  for (const a of adjustments) {
+    const u = a.usage;
+    if (!u || u.credit <= 0n) continue;
+    if (u.credit > MAX_STORED_UNITS) {
+      const row = byKey.get(balanceKey(a.customerId, a.meterId))!;
+      throw overflow(a, row);
+    }
+    const grantId = orderedId();
+    const description = `${u.creditEvents} negative usage ${u.creditEvents === 1 ? "value" : "values"}`;
+    // createdAt is the wall clock, as Prisma stamps every other grant (it orders grants of equal priority and expiry).
+    creditRows.push([grantId, organizationId, a.customerId, a.meterId, u.credit, u.credit, 10, nowValue, nowValue, false, "NEGATIVE_USAGE", description, sql.date(new Date())]);
+    a.credits = [...(a.credits ?? []), { units: u.credit, grantId, description, eventId: u.lastCreditEventId, eventCount: u.creditEvents }];
+  }
+  if (creditRows.length) {
+    await sql.insertMany(
+      "CreditGrant",
+      ["id", "organizationId", "customerId", "meterId", "units", "remainingUnits", "priority", "effectiveAt", "creditedAt", "rollover", "source", "description", "createdAt"],
+      creditRows,
+    );
+  }
+
+  // 5. The grants of these rows (live, or due to take effect), and what live reservations hold where a
   //    credits-only check needs it.
   const grantsByKey = await timedGrants(sql, adjustments, now);
   const heldByKey = adjustments.some((a) => a.creditsOnly || a.hold) ? await heldUnits(sql, adjustments.filter((a) => a.creditsOnly || a.hold), now) : new Map<string, bigint>();
@@ -208,7 +241,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const activated: TimedGrant[] = [];
   const expired: TimedGrant[] = [];
 
-  // 5. New state of every row, and what the ledger records.
+  // 6. New state of every row, and what the ledger records.
   const updates: unknown[][] = [];
   const ledger: unknown[][] = [];
   const changes: BalanceChange[] = [];
@@ -260,7 +293,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       }
       credited += c.units;
       balance += c.units;
-      entry(a, "GRANT", c.units, balance, c.grantId, null, 0, c.description ?? null);
+      entry(a, "GRANT", c.units, balance, c.grantId, c.eventId ?? null, c.eventCount ?? 0, c.description ?? null);
     }
     const balanceBeforeUse = balance;
     let used = 0n;
@@ -305,6 +338,8 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
         available,
       );
     }
+    // Every column is a signed 64-bit integer: refuse (nothing written) rather than fail in the database.
+    for (const v of [consumed, credited, balance, after.aggSum, direct]) if (v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS) throw overflow(a, row);
     const version = Number(row.version) + 1;
     updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, nowValue]);
     changes.push({ customerId: a.customerId, meterId: a.meterId, version, balance });
@@ -312,20 +347,30 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   await writeGrants(sql, [...dirtyGrants], activated, expired);
   if (!updates.length) return changes;
 
-  // 6. Write every row back in one statement.
+  // 7. Write every row back in one statement.
   await sql.updateById(
     "CustomerMeter",
     ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "updatedAt"],
     updates,
   );
 
-  // 7. Append the ledger.
+  // 8. Append the ledger.
   await sql.insertMany(
     "LedgerEntry",
     ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "grantId", "eventId", "eventCount", "description", "createdAt"],
     ledger,
   );
   return changes;
+}
+
+function overflow(a: BalanceAdjustment, row: Row): UnitsOverflowError {
+  return new UnitsOverflowError(
+    "would take the balance past the largest value stored (about 9.2 trillion units): split the usage across meters or customers",
+    a.field ?? null,
+    a.customerId,
+    a.meterId,
+    { aggSum: BigInt(row.aggSum), consumed: BigInt(row.consumedUnits), credited: BigInt(row.creditedUnits) },
+  );
 }
 
 interface GrantRow {

@@ -55,3 +55,44 @@ export class InsufficientCreditsError extends DomainError {
     super(message, field);
   }
 }
+
+/**
+ * The change would take the organization past a configured limit (active meters, filter clauses). `limit` is
+ * the limit; nothing was written.
+ */
+export class LimitExceededError extends DomainError {
+  readonly code = "LIMIT_EXCEEDED";
+  constructor(
+    message: string,
+    field: string | null,
+    readonly limit: number,
+  ) {
+    super(message, field);
+  }
+}
+
+/** Largest value a 64-bit integer column (PostgreSQL int8, SQLite INTEGER) holds: micro-units never exceed it. */
+export const MAX_STORED_UNITS = 2n ** 63n - 1n;
+
+/**
+ * A write would take a balance row out of the 64-bit micro-unit range. Nothing was written. Carries the
+ * stored state it started from, so ingestion can name the event that crossed the limit.
+ */
+export class UnitsOverflowError extends InvalidInputError {
+  constructor(
+    message: string,
+    field: string | null,
+    readonly customerId: string,
+    readonly meterId: string,
+    /** stored aggSum, consumedUnits and creditedUnits of the row before the write */
+    readonly stored: { aggSum: bigint; consumed: bigint; credited: bigint },
+  ) {
+    super(message, field);
+  }
+
+  /** Do `positive` new units of usage and `credit` new units of credit take the row past the limit? */
+  exceededBy(positive: bigint, credit: bigint): boolean {
+    const { aggSum, consumed, credited } = this.stored;
+    return aggSum + positive > MAX_STORED_UNITS || consumed + positive > MAX_STORED_UNITS || credited + credit > MAX_STORED_UNITS;
+  }
+}

@@ -5,13 +5,13 @@ import { sqlOf, type Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
-import { InvalidInputError } from "./errors.ts";
-import { contribution, filterMatches, unrepresentableNumber, type EventLike } from "./meter-filter.ts";
+import { InvalidInputError, UnitsOverflowError } from "./errors.ts";
+import { contribution, filterMatches, propertyValue, type EventLike } from "./meter-filter.ts";
 import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
 import { inSqlTransaction } from "./transactions.ts";
-import { DecimalFormatError } from "./units.ts";
+import { DecimalFormatError, formatUnits } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */
 export const MAX_BATCH_SIZE = 10_000;
@@ -37,6 +37,19 @@ export type IngestMode = "STANDARD" | "STRICT";
 export interface IngestResult {
   inserted: number;
   duplicates: number;
+  /** micro-units credited back by negative values on CREDIT meters (events of known customers) */
+  creditedUnits: bigint;
+  /** values numeric meters ignored because they are not numbers (non-numeric strings, booleans) */
+  ignoredValues: number;
+}
+
+/**
+ * What one event adds to one meter that matched it: micro-units (negative only on a CREDIT meter, where
+ * they are credits), a UNIQUE meter's typed distinct value, or null (matched, no value to aggregate).
+ */
+export interface Counted {
+  meter: ActiveMeter;
+  value: bigint | string | null;
 }
 
 interface ValidEvent extends EventLike {
@@ -47,12 +60,17 @@ interface ValidEvent extends EventLike {
   externalId: string | null;
   timestamp: Date;
   metadata: Metadata;
+  /** what the event adds to each meter that matched it, decided once at validation */
+  counted: Counted[];
+  /** values numeric meters ignored (not numbers) */
+  ignored: number;
 }
 
 /** A stored event about to be counted for a known customer. */
-export interface CountableEvent extends EventLike {
+export interface CountableEvent {
   id: string;
   customerId: string;
+  counted: Counted[];
 }
 
 function checkEvent(e: EventInput, i: number, now: number): ValidEvent {
@@ -78,68 +96,133 @@ function checkEvent(e: EventInput, i: number, now: number): ValidEvent {
     externalId: e.externalId ?? null,
     timestamp,
     metadata: checkMetadata(e.metadata, at("metadata")),
+    counted: [],
+    ignored: 0,
   };
 }
 
-/** Numbers that numeric meters aggregate must be exact micro-units; reject the batch otherwise. */
-function checkAggregatedNumbers(events: ValidEvent[], meters: ActiveMeter[]): void {
-  const keys = new Set<string>();
-  for (const m of meters) {
-    if (m.aggregation.property && m.aggregation.func !== "UNIQUE") keys.add(m.aggregation.property.replace(/^metadata\./, ""));
-  }
-  if (!keys.size) return;
-  for (const e of events) {
-    for (const k of keys) {
-      const v = e.metadata[k];
-      if (typeof v !== "number") continue;
-      const reason = unrepresentableNumber(v);
-      if (reason) throw new InvalidInputError(reason, `events.${e.index}.metadata.${k}`);
-    }
-  }
+/**
+ * How `countEvent` treats a value it cannot aggregate. At ingestion (`field` set) it refuses the batch:
+ * a number that is not exact micro-units, a negative value on a meter that does not take them, and in
+ * STRICT mode a value that is not a number at all (otherwise ignored and reported in the summary). When
+ * stored events are counted later (a customer got their externalId), the meters may be newer than the
+ * events: such values are then ignored.
+ */
+interface CountPolicy {
+  /** the event's path ("events.3"); null: ignore what ingestion would refuse */
+  field: string | null;
+  strict: boolean;
 }
 
-/** A stored number a newer meter cannot represent exactly (ingestion checked only the meters of its day). */
-function contributionOrIgnored(...args: Parameters<typeof contribution>): ReturnType<typeof contribution> {
-  try {
-    return contribution(...args);
-  } catch (err) {
-    if (err instanceof DecimalFormatError) return null;
-    throw err;
+const metadataKey = (property: string) => (property.startsWith("metadata.") ? property.slice("metadata.".length) : property);
+
+/** Match one event against every meter and decide what it adds to each; see CountPolicy for refusals. */
+export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPolicy): { counted: Counted[]; ignored: number } {
+  const counted: Counted[] = [];
+  let ignored = 0;
+  for (const m of meters) {
+    if (!filterMatches(m.filter, e)) continue;
+    const { func, property } = m.aggregation;
+    const refuse = (message: string) => new InvalidInputError(message, `${policy.field}.${property === "name" ? "name" : `metadata.${metadataKey(property!)}`}`);
+    let c: ReturnType<typeof contribution>;
+    try {
+      c = contribution(m.aggregation, e);
+    } catch (err) {
+      if (!(err instanceof DecimalFormatError)) throw err;
+      if (policy.field === null) {
+        counted.push({ meter: m, value: null });
+        continue;
+      }
+      throw refuse(`${typeof propertyValue(e, property!) === "string" ? "numeric string" : "number"} ${err.message}`);
+    }
+    if (c === null) {
+      // Missing: nothing to aggregate. Present but not a number: ignored, never silently.
+      if (func !== "COUNT" && func !== "UNIQUE" && property !== "name" && propertyValue(e, property!) !== undefined) {
+        if (policy.strict && policy.field !== null) throw refuse(`is not a number: meter ${m.id} aggregates numbers (${func}), and STRICT mode refuses values it would ignore`);
+        ignored++;
+      }
+      counted.push({ meter: m, value: null });
+      continue;
+    }
+    if ("distinct" in c) {
+      counted.push({ meter: m, value: c.distinct });
+      continue;
+    }
+    if (c.units < 0n && m.negativeValues !== "CREDIT") {
+      if (policy.field === null) {
+        counted.push({ meter: m, value: null });
+        continue;
+      }
+      throw refuse(
+        func === "SUM"
+          ? `is negative: meter ${m.id} refuses negative values (negativeValues: REJECT; a CREDIT meter turns them into credits)`
+          : `is negative: ${func} meters refuse negative values`,
+      );
+    }
+    counted.push({ meter: m, value: c.units });
   }
+  return { counted, ignored };
 }
 
 /**
- * Usage adjustments for events of known customers: each event is matched against every meter and adds its
- * contribution to that (customer, meter).
+ * Usage adjustments for events of known customers: each event adds what `countEvent` decided to its
+ * (customer, meter) pairs. Negative values (CREDIT meters) add to `credit`, never to the aggregation.
  */
-export function usageAdjustments(events: CountableEvent[], meters: ActiveMeter[]): BalanceAdjustment[] {
+export function usageAdjustments(events: CountableEvent[]): BalanceAdjustment[] {
   const byKey = new Map<string, BalanceAdjustment>();
   for (const e of events) {
-    for (const m of meters) {
-      if (!filterMatches(m.filter, e)) continue;
+    for (const { meter: m, value } of e.counted) {
       const k = balanceKey(e.customerId, m.id);
       let adj = byKey.get(k);
       if (!adj) byKey.set(k, (adj = { customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func) }));
       const u = adj.usage!;
+      if (typeof value === "bigint" && value < 0n) {
+        u.credit -= value;
+        u.creditEvents++;
+        u.lastCreditEventId = e.id;
+        continue;
+      }
       u.eventCount++;
       u.lastEventId = e.id;
-      const c = contributionOrIgnored(m.aggregation, e);
-      if (c === null) continue; // a numeric meter ignores missing and non-numeric values
-      if ("distinct" in c) {
-        u.distinct.add(c.distinct);
+      if (value === null) continue; // a numeric meter ignores missing and non-numeric values
+      if (typeof value === "string") {
+        u.distinct.add(value);
         continue;
       }
       u.count++;
-      u.sum += c.units;
-      u.max = u.max === null || c.units > u.max ? c.units : u.max;
-      u.min = u.min === null || c.units < u.min ? c.units : u.min;
+      u.sum += value;
+      u.max = u.max === null || value > u.max ? value : u.max;
+      u.min = u.min === null || value < u.min ? value : u.min;
     }
   }
   return [...byKey.values()];
 }
 
+/**
+ * A balance would leave the 64-bit range: name the first event (in the order given) that takes it there,
+ * counting from the stored state in the error. Null if no single event can be named.
+ */
+function overflowingEvent(events: (CountableEvent & { index?: number })[], err: UnitsOverflowError): string | null {
+  let positive = 0n;
+  let credit = 0n;
+  for (const e of events) {
+    if (e.customerId !== err.customerId) continue;
+    for (const { meter: m, value } of e.counted) {
+      if (m.id !== err.meterId || typeof value !== "bigint") continue;
+      if (value < 0n) credit -= value;
+      else positive += value;
+      if (err.exceededBy(positive, credit)) {
+        const property = m.aggregation.property;
+        if (e.index === undefined || !property) return null;
+        return `events.${e.index}.${property === "name" ? "name" : `metadata.${metadataKey(property)}`}`;
+      }
+    }
+  }
+  return null;
+}
+
 export async function ingestEvents(db: Db, notify: Notify, organizationId: string, inputs: EventInput[], now = new Date(), mode: IngestMode = "STANDARD"): Promise<IngestResult> {
-  if (inputs.length === 0) return { inserted: 0, duplicates: 0 };
+  if (inputs.length === 0) return { inserted: 0, duplicates: 0, creditedUnits: 0n, ignoredValues: 0 };
   if (inputs.length > MAX_BATCH_SIZE) throw new InvalidInputError(`at most ${MAX_BATCH_SIZE} events per call (got ${inputs.length})`, "events");
   const nowMs = now.getTime();
   const events = inputs.map((e, i) => checkEvent(e, i, nowMs));
@@ -152,18 +235,19 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
     if (e.customerId && !known.has(e.customerId)) throw new InvalidInputError("no such customer", `events.${e.index}.customerId`);
     if (e.externalCustomerId) e.customerId = external.get(e.externalCustomerId) ?? null;
   }
-  checkAggregatedNumbers(events, meters);
+  // Every event against every meter, once: refusals happen here, before anything is written.
+  for (const e of events) Object.assign(e, countEvent(e, meters, { field: `events.${e.index}`, strict: mode === "STRICT" }));
 
   // The same externalId twice in one batch: the first one counts.
   const seen = new Set<string>();
   const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
 
-  const batch: Batch = { events: unique, received: events.length, now, meters };
+  const batch: Batch = { events: unique, received: events.length, now };
   if (mode === "STANDARD") return coalesced(db, notify, organizationId, batch);
 
   // STRICT: which balances may go into overage, read before the transaction (which then needs nothing but
   // SQL) for every balance the batch could touch. A STRICT batch is refused or stored on its own.
-  const overage = await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[], meters));
+  const overage = await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[]));
   const [result] = await storeBatches(db, notify, organizationId, [batch], (adjustments) => {
     for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
   });
@@ -178,11 +262,11 @@ async function customersAndMeters(sql: Sql, organizationId: string, ids: string[
   const byId = sql.textIn("id", ids, 2);
   const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
   const org = sql.param(2 + byId.values.length + byExternal.values.length);
-  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null }>(
-    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property" FROM "Customer"
+  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null; negative: string | null }>(
+    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property", NULL AS "negative" FROM "Customer"
       WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${byId.clause} OR ${byExternal.clause})
      UNION ALL
-     SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty" FROM "Meter"
+     SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty", "negativeValues" FROM "Meter"
       WHERE "organizationId" = ${org} AND "archivedAt" IS NULL
      ORDER BY 1, 2`,
     [organizationId, ...byId.values, ...byExternal.values, organizationId],
@@ -194,7 +278,7 @@ async function customersAndMeters(sql: Sql, organizationId: string, ids: string[
     if (r.kind === "M") {
       // jsonb arrives parsed from PostgreSQL, as text from SQLite
       const filter = typeof r.filter === "string" ? JSON.parse(r.filter) : r.filter;
-      meters.push(toActiveMeter({ id: r.id, filter: filter as never, aggregationFunc: r.func!, aggregationProperty: r.property }));
+      meters.push(toActiveMeter({ id: r.id, filter: filter as never, aggregationFunc: r.func!, aggregationProperty: r.property, negativeValues: r.negative! }));
       continue;
     }
     known.add(r.id);
@@ -210,7 +294,6 @@ interface Batch {
   /** events the call sent, repeats included */
   received: number;
   now: Date;
-  meters: ActiveMeter[];
 }
 
 /**
@@ -234,15 +317,32 @@ function storeBatches(db: Db, notify: Notify, organizationId: string, batches: B
       rows,
       `("organizationId", "externalId")`,
     );
-    // The latest of the batches' clocks and meters: the transaction happens now.
+    // The latest of the batches' clocks: the transaction happens now. Each event counts on the meters its
+    // call was validated against.
     const last = batches.reduce((a, b) => (b.now > a.now ? b : a));
-    const countable = batches.flatMap((b) => b.events.filter((e) => e.customerId && insertedIds.has(e.id))) as CountableEvent[];
-    const adjustments = usageAdjustments(countable, last.meters);
+    const countable = batches.flatMap((b) => b.events.filter((e) => e.customerId && insertedIds.has(e.id))) as (CountableEvent & ValidEvent)[];
+    const adjustments = usageAdjustments(countable);
     refine?.(adjustments);
-    const changes = await adjustBalances(sql, organizationId, adjustments, last.now);
+    let changes: BalanceChange[];
+    try {
+      changes = await adjustBalances(sql, organizationId, adjustments, last.now);
+    } catch (err) {
+      // Name the event that took a balance out of range (the field of a lone call's event; a group of calls
+      // is retried one by one, so each gets its own).
+      if (err instanceof UnitsOverflowError) throw new InvalidInputError(err.message, overflowingEvent(countable, err) ?? "events");
+      throw err;
+    }
     const value = batches.map((b) => {
-      const inserted = b.events.reduce((n, e) => n + (insertedIds.has(e.id) ? 1 : 0), 0);
-      return { inserted, duplicates: b.received - inserted };
+      let inserted = 0;
+      let creditedUnits = 0n;
+      let ignoredValues = 0;
+      for (const e of b.events) {
+        if (!insertedIds.has(e.id)) continue;
+        inserted++;
+        ignoredValues += e.ignored;
+        if (e.customerId) for (const { value } of e.counted) if (typeof value === "bigint" && value < 0n) creditedUnits -= value;
+      }
+      return { inserted, duplicates: b.received - inserted, creditedUnits, ignoredValues };
     });
     return { value, changes };
   });
@@ -323,6 +423,9 @@ export async function countPendingEvents(sql: Sql, tx: Db, organizationId: strin
   if (!pending.length) return [];
   await tx.event.updateMany({ where: { id: { in: pending.map((e) => e.id) } }, data: { customerId } });
   const meters = await activeMeters(tx, organizationId);
-  const events = pending.map((e) => ({ id: e.id, customerId, name: e.name, metadata: e.metadata as Metadata }));
-  return adjustBalances(sql, organizationId, usageAdjustments(events, meters), now);
+  const events = pending.map((e) => {
+    const event = { name: e.name, metadata: e.metadata as Metadata };
+    return { id: e.id, customerId, counted: countEvent(event, meters, { field: null, strict: false }).counted };
+  });
+  return adjustBalances(sql, organizationId, usageAdjustments(events), now);
 }

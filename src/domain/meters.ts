@@ -1,13 +1,23 @@
 // Meters: what usage counts and how. A meter's filter and aggregation are fixed once it has counted events.
-import type { Db } from "../db/client.ts";
+import { providerOfDb, type Db } from "../db/client.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
-import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
-import { parseAggregation, parseMeterFilter, type Aggregation, type MeterFilter } from "./meter-filter.ts";
+import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "./errors.ts";
+import { clauseCount, parseAggregation, parseMeterFilter, type Aggregation, type MeterFilter } from "./meter-filter.ts";
+
+/**
+ * What a meter does with a negative aggregated value. REJECT (the default: a client must not be able to
+ * mint credits by sending negative usage): the event, and with it the whole batch, is refused. CREDIT (SUM
+ * meters only): the negative part becomes credits — a grant with source NEGATIVE_USAGE — and never reduces
+ * consumption.
+ */
+export const NEGATIVE_VALUES = ["REJECT", "CREDIT"] as const;
+export type NegativeValues = (typeof NEGATIVE_VALUES)[number];
 
 export interface MeterInput {
   name: string;
   filter: unknown;
   aggregation: { func: string; property?: string | null };
+  negativeValues?: string | null;
 }
 
 /** A meter ready for matching events. */
@@ -15,6 +25,59 @@ export interface ActiveMeter {
   id: string;
   filter: MeterFilter;
   aggregation: Aggregation;
+  negativeValues: NegativeValues;
+}
+
+/** Per-organization limits on what every ingested event is matched against (see src/config.ts). */
+export interface MeterLimits {
+  /** active (not archived) meters per organization */
+  maxActiveMeters: number;
+  /** filter clauses in total across the organization's active meters */
+  maxFilterClauses: number;
+}
+
+export const DEFAULT_METER_LIMITS: MeterLimits = { maxActiveMeters: 200, maxFilterClauses: 2000 };
+
+function checkNegativeValues(value: string | null | undefined, aggregation: Aggregation, field: string): NegativeValues {
+  const chosen = value ?? "REJECT";
+  if (!(NEGATIVE_VALUES as readonly string[]).includes(chosen)) throw new InvalidInputError(`must be one of ${NEGATIVE_VALUES.join(", ")}`, field);
+  if (chosen === "CREDIT" && aggregation.func !== "SUM") {
+    throw new InvalidInputError(`only SUM meters can turn negative values into credits (${aggregation.func} refuses them)`, field);
+  }
+  return chosen as NegativeValues;
+}
+
+/**
+ * Run `work` with the organization's meter definitions serialized (PostgreSQL: its row locked), refusing
+ * what would take the organization past its limits. `replacing` is a meter whose filter the work replaces.
+ */
+async function withinLimits<T>(
+  db: Db,
+  organizationId: string,
+  limits: MeterLimits,
+  change: { newMeter: boolean; filter: MeterFilter | null; replacing?: string },
+  work: (tx: Db) => Promise<T>,
+): Promise<T> {
+  return db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    if (providerOfDb(db) === "postgresql") await tx.$queryRawUnsafe(`SELECT 1 FROM "Organization" WHERE "id" = $1 FOR UPDATE`, organizationId);
+    const active = await tx.meter.findMany({ where: { organizationId, archivedAt: null }, select: { id: true, filter: true } });
+    if (change.newMeter && active.length + 1 > limits.maxActiveMeters) {
+      throw new LimitExceededError(`An organization has at most ${limits.maxActiveMeters} active meters: archive one first`, "input", limits.maxActiveMeters);
+    }
+    if (change.filter) {
+      const others = active.filter((m) => m.id !== change.replacing).reduce((n, m) => n + clauseCount(m.filter as unknown as MeterFilter), 0);
+      const total = others + clauseCount(change.filter);
+      if (total > limits.maxFilterClauses) {
+        throw new LimitExceededError(
+          `An organization's active meters have at most ${limits.maxFilterClauses} filter clauses in total (${others} in use, this filter has ${clauseCount(change.filter)})`,
+          "input.filter",
+          limits.maxFilterClauses,
+        );
+      }
+    }
+    return work(tx);
+  });
 }
 
 function checkName(name: string, field: string): string {
@@ -23,13 +86,16 @@ function checkName(name: string, field: string): string {
   return trimmed;
 }
 
-export async function createMeter(db: Db, organizationId: string, input: MeterInput): Promise<Meter> {
+export async function createMeter(db: Db, organizationId: string, input: MeterInput, limits: MeterLimits = DEFAULT_METER_LIMITS): Promise<Meter> {
   const name = checkName(input.name, "input.name");
   const filter = parseMeterFilter(input.filter, "input.filter");
   const aggregation = parseAggregation(input.aggregation, "input.aggregation");
-  return db.meter.create({
-    data: { organizationId, name, filter: filter as object, aggregationFunc: aggregation.func, aggregationProperty: aggregation.property },
-  });
+  const negativeValues = checkNegativeValues(input.negativeValues, aggregation, "input.negativeValues");
+  return withinLimits(db, organizationId, limits, { newMeter: true, filter }, (tx) =>
+    tx.meter.create({
+      data: { organizationId, name, filter: filter as object, aggregationFunc: aggregation.func, aggregationProperty: aggregation.property, negativeValues },
+    }),
+  );
 }
 
 export async function requireMeter(db: Db, organizationId: string, id: string, field: string): Promise<Meter> {
@@ -39,8 +105,8 @@ export async function requireMeter(db: Db, organizationId: string, id: string, f
 }
 
 /** Rename always; change filter or aggregation only while the meter has counted nothing. */
-export async function updateMeter(db: Db, organizationId: string, id: string, input: Partial<MeterInput>): Promise<Meter> {
-  await requireMeter(db, organizationId, id, "id");
+export async function updateMeter(db: Db, organizationId: string, id: string, input: Partial<MeterInput>, limits: MeterLimits = DEFAULT_METER_LIMITS): Promise<Meter> {
+  const meter = await requireMeter(db, organizationId, id, "id");
   const data: Record<string, unknown> = {};
   if (input.name != null) data.name = checkName(input.name, "input.name");
   if (input.filter != null) data.filter = parseMeterFilter(input.filter, "input.filter");
@@ -49,13 +115,20 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
     data.aggregationFunc = aggregation.func;
     data.aggregationProperty = aggregation.property;
   }
-  if (data.filter !== undefined || data.aggregationFunc !== undefined) {
+  if (input.negativeValues != null || data.aggregationFunc !== undefined) {
+    const aggregation = { func: (data.aggregationFunc ?? meter.aggregationFunc) as Aggregation["func"], property: null };
+    const field = input.negativeValues != null ? "input.negativeValues" : "input.aggregation.func";
+    data.negativeValues = checkNegativeValues(input.negativeValues ?? meter.negativeValues, aggregation, field);
+  }
+  if (data.filter !== undefined || data.aggregationFunc !== undefined || (data.negativeValues !== undefined && data.negativeValues !== meter.negativeValues)) {
     const counted = await db.customerMeter.findFirst({ where: { meterId: id, aggCount: { not: 0n } }, select: { id: true } });
     if (counted) {
-      throw new ConflictError("The meter has counted events; its filter and aggregation can no longer change (create a new meter)", data.filter !== undefined ? "input.filter" : "input.aggregation");
+      const field = data.filter !== undefined ? "input.filter" : data.aggregationFunc !== undefined ? "input.aggregation" : "input.negativeValues";
+      throw new ConflictError("The meter has counted events; its filter, aggregation and negativeValues can no longer change (create a new meter)", field);
     }
   }
-  return db.meter.update({ where: { id }, data });
+  if (data.filter === undefined || meter.archivedAt) return db.meter.update({ where: { id }, data });
+  return withinLimits(db, organizationId, limits, { newMeter: false, filter: data.filter as MeterFilter, replacing: id }, (tx) => tx.meter.update({ where: { id }, data }));
 }
 
 /** Archived meters keep their balances but count no new events. */
@@ -65,11 +138,12 @@ export async function archiveMeter(db: Db, organizationId: string, id: string): 
   return db.meter.update({ where: { id }, data: { archivedAt: new Date() } });
 }
 
-export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationFunc" | "aggregationProperty">): ActiveMeter {
+export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationFunc" | "aggregationProperty" | "negativeValues">): ActiveMeter {
   return {
     id: meter.id,
     filter: meter.filter as unknown as MeterFilter,
     aggregation: { func: meter.aggregationFunc as Aggregation["func"], property: meter.aggregationProperty },
+    negativeValues: meter.negativeValues === "CREDIT" ? "CREDIT" : "REJECT",
   };
 }
 
@@ -77,7 +151,7 @@ export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationF
 export async function activeMeters(db: Pick<Db, "meter">, organizationId: string): Promise<ActiveMeter[]> {
   const meters = await db.meter.findMany({
     where: { organizationId, archivedAt: null },
-    select: { id: true, filter: true, aggregationFunc: true, aggregationProperty: true },
+    select: { id: true, filter: true, aggregationFunc: true, aggregationProperty: true, negativeValues: true },
     orderBy: { id: "asc" },
   });
   return meters.map(toActiveMeter);

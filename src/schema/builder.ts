@@ -17,6 +17,7 @@ import type { Db } from "../db/client.ts";
 import type { BalanceView, StoredBalance } from "../domain/balance-view.ts";
 import type { Principal } from "../domain/auth.ts";
 import { DecimalFormatError, formatUnits, parseUnits } from "../domain/units.ts";
+import type { MeterLimits } from "../domain/meters.ts";
 import type { PubSub } from "../pubsub.ts";
 import type { Notify } from "../domain/notify.ts";
 import type { Logger } from "../log.ts";
@@ -33,6 +34,8 @@ export interface Context {
   principal: Principal | null;
   /** A balance row as of now (due grant expiries and activations folded in, holds counted); batched. */
   balanceView: (row: StoredBalance) => Promise<BalanceView>;
+  /** Per-organization limits on meters (config: MAX_ACTIVE_METERS, MAX_FILTER_CLAUSES). */
+  meterLimits: MeterLimits;
 }
 
 export interface PothosTypes {

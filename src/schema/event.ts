@@ -1,6 +1,6 @@
 // Usage events: ingestion and reading them back.
 import { InsufficientCreditsError, InvalidInputError } from "../domain/errors.ts";
-import { ingestEvents, MAX_BATCH_SIZE } from "../domain/ingestion.ts";
+import { ingestEvents, MAX_BATCH_SIZE, type IngestResult } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
@@ -37,17 +37,27 @@ const EventInput = builder.inputType("EventInput", {
   }),
 });
 
-const IngestEventsResult = builder.objectRef<{ inserted: number; duplicates: number }>("IngestSummary").implement({
+const IngestEventsResult = builder.objectRef<IngestResult>("IngestSummary").implement({
   fields: (t) => ({
     inserted: t.exposeInt("inserted"),
     duplicates: t.exposeInt("duplicates", { description: "Events whose externalId was already stored (or repeated in the batch)" }),
+    creditedUnits: t.expose("creditedUnits", {
+      type: "Decimal",
+      description: "Units credited back by negative values on CREDIT meters (grants with source NEGATIVE_USAGE), for events of customers that exist",
+    }),
+    ignoredValues: t.exposeInt("ignoredValues", {
+      description: "Values a numeric meter (SUM, MAX, MIN, AVG) ignored because they are not numbers (a non-numeric string, a boolean), one per event and meter. STRICT mode refuses them instead",
+    }),
   }),
 });
 
 const IngestMode = builder.enumType("IngestMode", {
   values: {
     STANDARD: { description: "Record all usage: past zero it is billable overage, or on a credits-only meter a negative balance that authorizations then refuse" },
-    STRICT: { description: "Reject the whole batch (InsufficientCreditsError) if it would take a credits-only balance below what is available" },
+    STRICT: {
+      description:
+        "Reject the whole batch (InsufficientCreditsError) if it would take a credits-only balance below what is available (credits from the batch's negative values on CREDIT meters count), and (InvalidInputError) if a numeric meter would ignore a value that is not a number",
+    },
   } as const,
 });
 

@@ -1,7 +1,7 @@
 // Meter type, its queries and mutations.
 import { archiveMeter, createMeter, updateMeter } from "../domain/meters.ts";
 import { AGGREGATIONS, CONJUNCTIONS, OPERATORS } from "../domain/meter-filter.ts";
-import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
 import { orgId } from "./access.ts";
 
@@ -14,6 +14,16 @@ const FilterOperatorEnum = builder.enumType("FilterOperator", {
   values: OPERATORS,
 });
 const ConjunctionEnum = builder.enumType("FilterConjunction", { values: CONJUNCTIONS });
+const NegativeValuesEnum = builder.enumType("NegativeValues", {
+  description: "What a meter does with an event whose aggregated value is negative.",
+  values: {
+    REJECT: { description: "Refuse the event, and with it the whole batch (BAD_USER_INPUT naming events.N.metadata.<key>). The default, and the only choice for MAX, MIN and AVG" },
+    CREDIT: {
+      description:
+        "SUM meters only: the negative part becomes credits — a grant with source NEGATIVE_USAGE per customer and meter per transaction, and its GRANT ledger entry — and never reduces consumedUnits",
+    },
+  } as const,
+});
 
 const MeterAggregation = builder.objectRef<{ func: string; property: string | null }>("MeterAggregation").implement({
   fields: (t) => ({
@@ -33,6 +43,7 @@ export const MeterObject = builder.prismaObject("Meter", {
       select: { aggregationFunc: true, aggregationProperty: true },
       resolve: (m) => ({ func: m.aggregationFunc, property: m.aggregationProperty }),
     }),
+    negativeValues: t.field({ type: NegativeValuesEnum, resolve: (m) => (m.negativeValues === "CREDIT" ? "CREDIT" : "REJECT") }),
     archivedAt: t.expose("archivedAt", { type: "DateTime", nullable: true }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
   }),
@@ -68,15 +79,17 @@ const CreateMeterInput = builder.inputType("CreateMeterInput", {
     name: t.string({ required: true }),
     filter: t.field({ type: MeterFilterInput, required: true }),
     aggregation: t.field({ type: MeterAggregationInput, required: true }),
+    negativeValues: t.field({ type: NegativeValuesEnum, description: "Default REJECT" }),
   }),
 });
 
 const UpdateMeterInput = builder.inputType("UpdateMeterInput", {
-  description: "The name can always change; filter and aggregation only until the meter has counted events.",
+  description: "The name can always change; filter, aggregation and negativeValues only until the meter has counted events.",
   fields: (t) => ({
     name: t.string(),
     filter: t.field({ type: MeterFilterInput }),
     aggregation: t.field({ type: MeterAggregationInput }),
+    negativeValues: t.field({ type: NegativeValuesEnum }),
   }),
 });
 
@@ -119,20 +132,20 @@ builder.mutationFields((t) => ({
   createMeter: t.prismaField({
     type: "Meter",
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError] },
+    errors: { types: [InvalidInputError, LimitExceededError] },
     args: { input: t.arg({ type: CreateMeterInput, required: true }) },
     resolve: async (query, _root, { input }, ctx) => {
-      const meter = await createMeter(ctx.db, orgId(ctx), stripNulls(input) as never);
+      const meter = await createMeter(ctx.db, orgId(ctx), stripNulls(input) as never, ctx.meterLimits);
       return ctx.db.meter.findUniqueOrThrow({ ...query, where: { id: meter.id } });
     },
   }),
   updateMeter: t.prismaField({
     type: "Meter",
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
+    errors: { types: [InvalidInputError, ConflictError, NotFoundError, LimitExceededError] },
     args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateMeterInput, required: true }) },
     resolve: async (query, _root, { id, input }, ctx) => {
-      const meter = await updateMeter(ctx.db, orgId(ctx), String(id), stripNulls(input) as never);
+      const meter = await updateMeter(ctx.db, orgId(ctx), String(id), stripNulls(input) as never, ctx.meterLimits);
       return ctx.db.meter.findUniqueOrThrow({ ...query, where: { id: meter.id } });
     },
   }),

@@ -17,10 +17,15 @@ export const named = (name: string): MeterFilterInput => ({ conjunction: "AND", 
 export async function meter(
   t: TestApp,
   func: "COUNT" | "SUM" | "MAX" | "MIN" | "AVG" | "UNIQUE",
-  opts: { property?: string; filter?: MeterFilterInput; name?: string } = {},
+  opts: { property?: string; filter?: MeterFilterInput; name?: string; negativeValues?: "REJECT" | "CREDIT" } = {},
 ): Promise<string> {
   const { createMeter } = await t.ok(CreateMeter, {
-    input: { name: opts.name ?? `${func.toLowerCase()}_${++serial}`, filter: opts.filter ?? named("use"), aggregation: { func, property: opts.property } },
+    input: {
+      name: opts.name ?? `${func.toLowerCase()}_${++serial}`,
+      filter: opts.filter ?? named("use"),
+      aggregation: { func, property: opts.property },
+      negativeValues: opts.negativeValues,
+    },
   });
   if (createMeter.__typename !== "Meter") throw new Error(JSON.stringify(createMeter));
   return createMeter.id;
