@@ -1,5 +1,5 @@
 // Property: random sequences of grants (some scheduled, some expiring, at several priorities), usage (some of
-// it negative) and waits give the same ledger, balances and grants whether the scheduler records time's
+// it negative, on a CREDIT meter: each negative value becomes a grant of its own) and waits give the same ledger, balances and grants whether the scheduler records time's
 // effects as they fall due (a pass after every wait) or the sequence is split into a few runs with no
 // scheduler in between (writes and reads then settle what fell due). Both must also agree with a small
 // reference model of the balance rules written here from design.md.
@@ -88,22 +88,19 @@ class Model {
   }
 
   use(units: number, now: number) {
-    const live = this.live(now);
-    if (units > 0) {
-      let left = units;
-      for (const g of live) {
-        const take = Math.min(g.remaining, left);
-        g.remaining -= take;
-        left -= take;
-      }
-    } else if (units < 0) {
-      const back = -units;
-      let refill = back - Math.min(Math.max(0, -this.balance), back);
-      for (const g of [...live].reverse()) {
-        const put = Math.min(g.units - g.remaining, refill);
-        g.remaining += put;
-        refill -= put;
-      }
+    if (units < 0) {
+      // A CREDIT meter: a negative value is never negative consumption. It is a new grant (priority 10, no
+      // expiry) credited now, which like any grant first pays off overage; no USAGE entry.
+      const g: ModelGrant = { index: this.grants.length, units: -units, remaining: -units, priority: 10, effectiveAt: now, expiresAt: null, credited: false, ended: false };
+      this.grants.push(g);
+      this.credit(g, now);
+      return;
+    }
+    let left = units;
+    for (const g of this.live(now)) {
+      const take = Math.min(g.remaining, left);
+      g.remaining -= take;
+      left -= take;
     }
     this.balance -= units;
     this.entry("USAGE", -units, now, null);
@@ -117,7 +114,7 @@ const EVENT = "prop-use";
 beforeAll(async () => {
   t = await startTestApp();
   t.setNow(new Date(BASE));
-  meterId = await meter(t, "SUM", { property: "n", filter: named(EVENT) });
+  meterId = await meter(t, "SUM", { property: "n", filter: named(EVENT), negativeValues: "CREDIT" });
 });
 afterAll(() => t?.close());
 
@@ -147,6 +144,11 @@ async function play(ops: Op[], start: number, opts: { tickAfterWait: boolean; sp
       if (opts.tickAfterWait) await t.app.scheduler.tick();
     } else if (op.kind === "use") {
       await ingest(t, [{ name: EVENT, customerId: c, metadata: { n: op.units } }]);
+      if (op.units < 0) {
+        // the grant the negative value became, in the model's order of grants
+        const credit = await t.db.creditGrant.findFirstOrThrow({ where: { customerId: c, meterId, source: "NEGATIVE_USAGE" }, orderBy: { id: "desc" } });
+        grantIds.push(credit.id);
+      }
     } else {
       const effectiveAt = now + op.effectiveIn * MINUTE;
       const { grantCredits } = await t.ok(GrantScheduled, {
