@@ -9,6 +9,7 @@ import { createClient, type Client } from "graphql-ws";
 import WebSocket from "ws";
 import { createPrisma, type Db } from "../../src/db/client.ts";
 import { migrateDeploy } from "../../src/db/migrate.ts";
+import type { MeterLimits } from "../../src/domain/meters.ts";
 import { createOrganization } from "../../src/domain/organizations.ts";
 import { createLogger } from "../../src/log.ts";
 import { createAppPubSub, type PubSub } from "../../src/pubsub.ts";
@@ -75,7 +76,12 @@ export async function freshDatabase(dir: string): Promise<{ url: string; drop():
   };
 }
 
-export async function startTestApp(): Promise<TestApp> {
+/** Options for the app under test; `meterLimits` replaces the per-organization defaults. */
+export interface TestAppOptions {
+  meterLimits?: MeterLimits;
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const dir = mkdtempSync(path.join(tmpdir(), "credits-test-"));
   const database = await freshDatabase(dir);
   const dbUrl = database.url;
@@ -92,7 +98,7 @@ export async function startTestApp(): Promise<TestApp> {
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");
