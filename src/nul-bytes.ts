@@ -4,7 +4,7 @@
 // through Yoga's envelop): the variables (values and object keys, e.g. metadata keys) and the string literals
 // of the document. A hit answers the request with one GraphQL error, extensions.code BAD_USER_INPUT and
 // extensions.field naming the variable path (`events.3.metadata.user`) or argument path (`input.email`).
-import { GraphQLError, Kind, visit, type DocumentNode, type ValueNode } from "graphql";
+import { GraphQLError, Kind, type ArgumentNode, type DirectiveNode, type DocumentNode, type SelectionSetNode, type ValueNode } from "graphql";
 import type { Plugin } from "graphql-yoga";
 
 const NUL = "\u0000";
@@ -12,26 +12,54 @@ const NUL = "\u0000";
 /** Printable path segment: a NUL inside an object key is shown escaped. */
 const segment = (key: string | number) => String(key).replaceAll(NUL, "\\u0000");
 
-/** The path of the first string (or object key) holding a NUL in a JSON-like value, or null. */
-export function nulInValue(value: unknown, path: string): string | null {
-  // Iterative: variables are client-controlled and may nest deeper than the call stack.
-  const stack: [unknown, string][] = [[value, path]];
+/** Nesting beyond which the walk turns iterative: variables are client-controlled and may nest deeper than the stack. */
+const RECURSION_DEPTH = 100;
+
+/** Path segments (innermost first) of the first string or object key holding a NUL, or null. */
+function find(v: unknown, depth: number): (string | number)[] | null {
+  if (typeof v === "string") return v.includes(NUL) ? [] : null;
+  if (v === null || typeof v !== "object") return null;
+  if (depth > RECURSION_DEPTH) return findDeep(v);
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const path = find(v[i], depth + 1);
+      if (path) return (path.push(i), path);
+    }
+    return null;
+  }
+  for (const k in v) {
+    if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
+    if (k.includes(NUL)) return [k];
+    const path = find((v as Record<string, unknown>)[k], depth + 1);
+    if (path) return (path.push(k), path);
+  }
+  return null;
+}
+
+/** `find` without recursion (slower: it builds every path); its whole path comes back as one segment. */
+function findDeep(value: unknown): (string | number)[] | null {
+  const stack: [unknown, string][] = [[value, ""]];
   while (stack.length) {
     const [v, at] = stack.pop()!;
     if (typeof v === "string") {
-      if (v.includes(NUL)) return at;
+      if (v.includes(NUL)) return at ? [at.slice(1)] : [];
     } else if (Array.isArray(v)) {
       for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${at}.${i}`]);
     } else if (v !== null && typeof v === "object") {
-      const entries = Object.entries(v);
-      for (let i = entries.length - 1; i >= 0; i--) {
-        const [k, child] = entries[i];
-        if (k.includes(NUL)) return `${at}.${segment(k)}`;
+      for (const [k, child] of Object.entries(v).reverse()) {
+        if (k.includes(NUL)) return [`${at}.${k}`.slice(1)];
         stack.push([child, `${at}.${k}`]);
       }
     }
   }
   return null;
+}
+
+/** The path (`events.3.metadata.user`) of the first string or object key holding a NUL in a JSON-like value, or null. */
+export function nulInValue(value: unknown, path: string): string | null {
+  const found = find(value, 0);
+  if (!found) return null;
+  return [path, ...found.reverse().map(segment)].join(".");
 }
 
 function nulInLiteral(node: ValueNode, path: string): string | null {
@@ -55,7 +83,33 @@ function nulInLiteral(node: ValueNode, path: string): string | null {
   }
 }
 
-/** The first input path holding a NUL: a variable's, else a literal argument's (or default value's). */
+function nulInArguments(args: readonly ArgumentNode[] | undefined): string | null {
+  for (const arg of args ?? []) {
+    const found = nulInLiteral(arg.value, arg.name.value);
+    if (found) return found;
+  }
+  return null;
+}
+
+function nulInDirectives(directives: readonly DirectiveNode[] | undefined): string | null {
+  for (const d of directives ?? []) {
+    const found = nulInArguments(d.arguments);
+    if (found) return found;
+  }
+  return null;
+}
+
+function nulInSelections(set: SelectionSetNode | undefined): string | null {
+  for (const sel of set?.selections ?? []) {
+    const found =
+      nulInDirectives(sel.directives) ??
+      (sel.kind === Kind.FIELD ? (nulInArguments(sel.arguments) ?? nulInSelections(sel.selectionSet)) : sel.kind === Kind.INLINE_FRAGMENT ? nulInSelections(sel.selectionSet) : null);
+    if (found) return found;
+  }
+  return null;
+}
+
+/** The first input path holding a NUL: a variable's, else a literal argument's (or variable default's). */
 export function nulField(document: DocumentNode, variables: Record<string, unknown> | null | undefined): string | null {
   if (variables) {
     for (const [name, value] of Object.entries(variables)) {
@@ -64,18 +118,17 @@ export function nulField(document: DocumentNode, variables: Record<string, unkno
       if (found) return found;
     }
   }
-  let found: string | null = null;
-  visit(document, {
-    Argument(node) {
-      found ??= nulInLiteral(node.value, node.name.value);
-      return false;
-    },
-    VariableDefinition(node) {
-      if (node.defaultValue) found ??= nulInLiteral(node.defaultValue, node.variable.name.value);
-      return false;
-    },
-  });
-  return found;
+  // A direct walk of the definitions (graphql's generic visit() costs more than the rest of this check).
+  for (const def of document.definitions) {
+    if (def.kind !== Kind.OPERATION_DEFINITION && def.kind !== Kind.FRAGMENT_DEFINITION) continue;
+    for (const v of def.variableDefinitions ?? []) {
+      const found = (v.defaultValue ? nulInLiteral(v.defaultValue, v.variable.name.value) : null) ?? nulInDirectives(v.directives);
+      if (found) return found;
+    }
+    const found = nulInDirectives(def.directives) ?? nulInSelections(def.selectionSet);
+    if (found) return found;
+  }
+  return null;
 }
 
 function refusal(field: string): GraphQLError {
