@@ -15,6 +15,8 @@ import { DecimalFormatError, formatUnits } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */
 export const MAX_BATCH_SIZE = 10_000;
+/** Longest stretch (ms) ingestion matches events against meters before letting other work run. */
+const MATCHING_SLICE_MS = 10;
 /** How far in the future a timestamp may be (clock skew between the merchant's servers and ours). */
 export const FUTURE_SKEW_MS = 60_000;
 
@@ -235,8 +237,17 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
     if (e.customerId && !known.has(e.customerId)) throw new InvalidInputError("no such customer", `events.${e.index}.customerId`);
     if (e.externalCustomerId) e.customerId = external.get(e.externalCustomerId) ?? null;
   }
-  // Every event against every meter, once: refusals happen here, before anything is written.
-  for (const e of events) Object.assign(e, countEvent(e, meters, { field: `events.${e.index}`, strict: mode === "STRICT" }));
+  // Every event against every meter, once: refusals happen here, before anything is written. Matching is
+  // the CPU-bound part (up to MAX_FILTER_CLAUSES clauses per event); other requests get the event loop back
+  // every few milliseconds, so one tenant's expensive filters never stall another tenant's calls.
+  let since = performance.now();
+  for (const e of events) {
+    Object.assign(e, countEvent(e, meters, { field: `events.${e.index}`, strict: mode === "STRICT" }));
+    if (performance.now() - since > MATCHING_SLICE_MS) {
+      await new Promise((resolve) => setImmediate(resolve));
+      since = performance.now();
+    }
+  }
 
   // The same externalId twice in one batch: the first one counts.
   const seen = new Set<string>();
