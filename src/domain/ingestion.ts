@@ -11,7 +11,7 @@ import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
 import { inSqlTransaction } from "./transactions.ts";
-import { DecimalFormatError, formatUnits } from "./units.ts";
+import { DecimalFormatError } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */
 export const MAX_BATCH_SIZE = 10_000;
