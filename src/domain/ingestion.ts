@@ -6,7 +6,8 @@ import type { Sql } from "../db/sql.ts";
 import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError, UnitsOverflowError } from "./errors.ts";
-import { contribution, filterMatches, propertyValue, type EventLike } from "./meter-filter.ts";
+import { contribution, filterMatches, propertyValue, type Contains, type EventLike } from "./meter-filter.ts";
+import { LikeIndex, worthIndexing } from "./like-index.ts";
 import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
@@ -119,11 +120,11 @@ interface CountPolicy {
 const metadataKey = (property: string) => (property.startsWith("metadata.") ? property.slice("metadata.".length) : property);
 
 /** Match one event against every meter and decide what it adds to each; see CountPolicy for refusals. */
-export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPolicy): { counted: Counted[]; ignored: number } {
+export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPolicy, contains?: Contains): { counted: Counted[]; ignored: number } {
   const counted: Counted[] = [];
   let ignored = 0;
   for (const m of meters) {
-    if (!filterMatches(m.filter, e)) continue;
+    if (!filterMatches(m.filter, e, contains)) continue;
     const { func, property } = m.aggregation;
     const refuse = (message: string) => new InvalidInputError(message, `${policy.field}.${property === "name" ? "name" : `metadata.${metadataKey(property!)}`}`);
     let c: ReturnType<typeof contribution>;
@@ -240,9 +241,12 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   // Every event against every meter, once: refusals happen here, before anything is written. Matching is
   // the CPU-bound part (up to MAX_FILTER_CLAUSES clauses per event); other requests get the event loop back
   // every few milliseconds, so one tenant's expensive filters never stall another tenant's calls.
+  // Many LIKE clauses: one scan of each event's text answers all of them (src/domain/like-index.ts).
+  const filters = meters.map((m) => m.filter);
+  const likes = worthIndexing(events.length, filters) ? new LikeIndex(filters) : null;
   let since = performance.now();
   for (const e of events) {
-    Object.assign(e, countEvent(e, meters, { field: `events.${e.index}`, strict: mode === "STRICT" }));
+    Object.assign(e, countEvent(e, meters, { field: `events.${e.index}`, strict: mode === "STRICT" }, likes?.forEvent()));
     if (performance.now() - since > MATCHING_SLICE_MS) {
       await new Promise((resolve) => setImmediate(resolve));
       since = performance.now();

@@ -141,8 +141,12 @@ export function compareNumbers(a: number, b: number): number {
   return x < y ? -1 : x > y ? 1 : 0;
 }
 
+/** Does `text` contain the clause's (string) value? `includes`, or an index answering many clauses at once. */
+export type Contains = (clause: FilterClause, text: string) => boolean;
+const includes: Contains = (clause, text) => text.includes(clause.value as string);
+
 /** One clause against one event. A missing property or a value of the wrong type never matches. */
-export function clauseMatches(clause: FilterClause, event: EventLike): boolean {
+export function clauseMatches(clause: FilterClause, event: EventLike, contains: Contains = includes): boolean {
   const actual = propertyValue(event, clause.property);
   if (actual === undefined || typeof actual !== typeof clause.value) return false;
   switch (clause.operator) {
@@ -152,9 +156,9 @@ export function clauseMatches(clause: FilterClause, event: EventLike): boolean {
       return clause.operator === "EQ" ? equal : !equal;
     }
     case "LIKE":
-      return (actual as string).includes(clause.value as string);
+      return contains(clause, actual as string);
     case "NOT_LIKE":
-      return !(actual as string).includes(clause.value as string);
+      return !contains(clause, actual as string);
     default: {
       const cmp = compareNumbers(actual as number, clause.value as number);
       if (clause.operator === "GT") return cmp > 0;
@@ -166,12 +170,12 @@ export function clauseMatches(clause: FilterClause, event: EventLike): boolean {
 }
 
 /** Does the event match the filter? An empty AND matches everything; an empty OR matches nothing. */
-export function filterMatches(filter: MeterFilter, event: EventLike): boolean {
+export function filterMatches(filter: MeterFilter, event: EventLike, contains: Contains = includes): boolean {
   if (filter.conjunction === "AND") {
-    for (const c of filter.clauses) if (!(isNestedFilter(c) ? filterMatches(c, event) : clauseMatches(c, event))) return false;
+    for (const c of filter.clauses) if (!(isNestedFilter(c) ? filterMatches(c, event, contains) : clauseMatches(c, event, contains))) return false;
     return true;
   }
-  for (const c of filter.clauses) if (isNestedFilter(c) ? filterMatches(c, event) : clauseMatches(c, event)) return true;
+  for (const c of filter.clauses) if (isNestedFilter(c) ? filterMatches(c, event, contains) : clauseMatches(c, event, contains)) return true;
   return false;
 }
 
