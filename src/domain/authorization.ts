@@ -270,7 +270,10 @@ export async function commitReservation(db: Db, notify: Notify, organizationId: 
     throw notLive(fresh, now);
   };
   if (reservationStatus(r, now) !== "HELD") return done();
-  const committed = await finishHold(db, notify, organizationId, r, { status: "COMMITTED", committedUnits: units }, { direct: { units, description: `reservation ${id}` }, field: "units" }, now);
+  // Up to the held units the commit cannot be refused: the hold guaranteed them, even if other usage has
+  // drained the balance since. Only units beyond the hold must still be available.
+  const change = { direct: { units, description: `reservation ${id}` }, covered: r.units, field: "units" };
+  const committed = await finishHold(db, notify, organizationId, r, { status: "COMMITTED", committedUnits: units }, change, now);
   return committed ? requireReservation(db, organizationId, id) : done();
 }
 

@@ -76,6 +76,11 @@ export interface BalanceAdjustment {
    * adjustment uses units and leaves less than zero available (balance minus live holds).
    */
   creditsOnly?: boolean;
+  /**
+   * Units of this adjustment's usage that a hold already guaranteed (a reservation being committed): usage up
+   * to that much is never refused, whatever happened to the balance since the hold was taken.
+   */
+  covered?: bigint;
   /** Input path named in a refusal, e.g. "input.units". */
   field?: string;
   /**
@@ -107,6 +112,8 @@ interface Row {
   aggMin: bigint | null;
   directUnits: bigint;
   version: bigint | number;
+  ledgerSequence: bigint | number;
+  ledgerAt: Date | string | null;
   createdAt: unknown;
 }
 
@@ -160,7 +167,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
       const inPairs = sql.pairsIn("customerId", "meterId", chunk);
       const rows = await sql.query<Row>(
-        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "createdAt"
+        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "createdAt"
            FROM "CustomerMeter" WHERE ${inPairs.clause} ORDER BY "id"${sql.forUpdate}`,
         inPairs.values,
       );
@@ -212,8 +219,14 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const updates: unknown[][] = [];
   const ledger: unknown[][] = [];
   const changes: BalanceChange[] = [];
-  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = nowValue) =>
-    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, at, grantId, eventId, eventCount, description, nowValue]);
+  // Each row's entries are numbered on from its last one and never dated before it: the row is locked, so
+  // the ledger's order is the commit order, whichever node wrote and whatever its clock said.
+  const cursor = { sequence: 0n, at: now };
+  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now) => {
+    if (at > cursor.at) cursor.at = at;
+    cursor.sequence++;
+    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, at === now && cursor.at === now ? nowValue : sql.date(cursor.at), cursor.sequence, grantId, eventId, eventCount, description, nowValue]);
+  };
   for (const a of adjustments) {
     const k = balanceKey(a.customerId, a.meterId);
     const row = byKey.get(k);
@@ -230,6 +243,8 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     let consumed = BigInt(row.consumedUnits);
     let credited = BigInt(row.creditedUnits);
     let balance = credited - consumed;
+    cursor.sequence = BigInt(row.ledgerSequence);
+    cursor.at = row.ledgerAt === null ? new Date(0) : asDate(row.ledgerAt);
 
     // Time first: grants that took effect or expired since the row was last written.
     const settled = settle(balance, allGrants, now);
@@ -238,7 +253,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       balance = step.balanceAfter;
       (step.kind === "GRANT" ? activated : expired).push(step.grant);
       dirtyGrants.add(step.grant);
-      if (step.units !== 0n) entry(a, step.kind, step.units, balance, step.grant.id, null, 0, null, sql.date(step.at));
+      if (step.units !== 0n) entry(a, step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
     }
     if (a.settleOnly && !settled.steps.length) continue;
     const grants = allGrants.filter((g) => g.credited && (g.expiresAt === null || g.expiresAt > now));
@@ -294,7 +309,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       consume(a.direct.units);
       entry(a, "USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
     }
-    if (a.creditsOnly && (used > 0n || (a.hold ?? 0n) > 0n) && balance - held - (a.hold ?? 0n) < 0n) {
+    if (a.creditsOnly && (used > (a.covered ?? 0n) || (a.hold ?? 0n) > 0n) && balance - held - (a.hold ?? 0n) < 0n) {
       const available = balanceBeforeUse - held;
       throw new InsufficientCreditsError(
         `Not enough credits: ${formatUnits(available > 0n ? available : 0n)} available`,
@@ -306,7 +321,8 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       );
     }
     const version = Number(row.version) + 1;
-    updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, nowValue]);
+    const ledgerAt = cursor.sequence === 0n ? null : sql.date(cursor.at);
+    updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, cursor.sequence, ledgerAt, nowValue]);
     changes.push({ customerId: a.customerId, meterId: a.meterId, version, balance });
   }
   await writeGrants(sql, [...dirtyGrants], activated, expired);
@@ -315,14 +331,14 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   // 6. Write every row back in one statement.
   await sql.updateById(
     "CustomerMeter",
-    ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "updatedAt"],
+    ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "updatedAt"],
     updates,
   );
 
   // 7. Append the ledger.
   await sql.insertMany(
     "LedgerEntry",
-    ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "grantId", "eventId", "eventCount", "description", "createdAt"],
+    ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "createdAt"],
     ledger,
   );
   return changes;

@@ -111,6 +111,11 @@ export interface GrantableBenefit {
  * Create the grants of a purchase or a cycle and return the balance adjustments that credit them. Credits
  * of a subscription that do not roll over end with the cycle, so they expire at `periodEnd` (and therefore
  * burn before rollover credits of the same priority).
+ *
+ * `at` is when they take effect. A cycle processed late (`at` before `now`: the scheduler was down, or several
+ * cycles are caught up at once) takes effect at its period start: its grants are written as due activations,
+ * and the balance write that follows records, in time order, their GRANT at `at` and any expiry that has
+ * passed since — the same entries, dated the same, as a renewal on time.
  */
 export async function grantBenefits(
   tx: Db,
@@ -119,10 +124,12 @@ export async function grantBenefits(
   benefits: GrantableBenefit[],
   source: { orderId: string; subscriptionId?: string | null; periodEnd?: Date | null },
   now: Date,
+  at: Date = now,
 ): Promise<BalanceAdjustment[]> {
   const adjustments = new Map<string, BalanceAdjustment>();
+  const late = at < now;
   for (const b of benefits) {
-    const byDays = b.expiresAfterDays ? new Date(now.getTime() + b.expiresAfterDays * 86_400_000) : null;
+    const byDays = b.expiresAfterDays ? new Date(at.getTime() + b.expiresAfterDays * 86_400_000) : null;
     const cycleEnd = source.subscriptionId && !b.rollover ? (source.periodEnd ?? null) : null;
     const expiresAt = byDays && cycleEnd ? (byDays < cycleEnd ? byDays : cycleEnd) : (byDays ?? cycleEnd);
     const grant = await tx.creditGrant.create({
@@ -133,8 +140,8 @@ export async function grantBenefits(
         meterId: b.meterId,
         units: b.units,
         remainingUnits: b.units,
-        effectiveAt: now,
-        creditedAt: now,
+        effectiveAt: at,
+        creditedAt: late ? null : at,
         expiresAt,
         rollover: b.rollover,
         source: "BENEFIT",
@@ -145,7 +152,7 @@ export async function grantBenefits(
       select: { id: true },
     });
     const adj = adjustments.get(b.meterId) ?? { customerId, meterId: b.meterId, credits: [] };
-    adj.credits!.push({ units: b.units, grantId: grant.id });
+    if (!late) adj.credits!.push({ units: b.units, grantId: grant.id });
     adjustments.set(b.meterId, adj);
   }
   return [...adjustments.values()];

@@ -12,7 +12,7 @@ import { settle } from "./settle.ts";
 export async function balanceAt(db: Db, customerId: string, meterId: string, at: Date, now: Date): Promise<bigint> {
   const last = await db.ledgerEntry.findFirst({
     where: { customerId, meterId, occurredAt: { lte: at } },
-    orderBy: [{ occurredAt: "desc" }, { id: "desc" }],
+    orderBy: [{ occurredAt: "desc" }, { sequence: "desc" }, { id: "desc" }],
     select: { balanceAfter: true },
   });
   const until = at < now ? at : now;

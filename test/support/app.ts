@@ -23,6 +23,8 @@ export type Result<T> = { data?: T | null; errors?: GraphQLErrorJson[] };
 
 export interface TestApp {
   db: Db;
+  /** The database this app's server uses (another node can be started on it with `anotherNode`). */
+  dbUrl: string;
   app: App;
   pubsub: PubSub;
   port: number;
@@ -109,6 +111,7 @@ export async function startTestApp(): Promise<TestApp> {
 
   return {
     db,
+    dbUrl,
     app,
     pubsub,
     port,
@@ -170,6 +173,34 @@ export async function startTestApp(): Promise<TestApp> {
       await db.$disconnect();
       await database.drop();
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A second server on the same database, as another node behind a load balancer would be: its own database
+ * client, in-process pub/sub and clock. Operations go to it over HTTP with the organization's admin token.
+ */
+export async function anotherNode(t: TestApp, clock: () => Date) {
+  const db = await createPrisma(t.dbUrl);
+  const { pubsub } = createAppPubSub();
+  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  const port = await app.listen(0, "127.0.0.1");
+  const url = `http://127.0.0.1:${port}/graphql`;
+  return {
+    async ok<R, V>(doc: TypedDocumentNode<R, V>, variables?: V): Promise<R> {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${t.adminToken}` },
+        body: JSON.stringify({ query: print(doc), variables }),
+      });
+      const result = (await res.json()) as Result<R>;
+      if (result.errors?.length) throw new Error(`unexpected GraphQL errors: ${JSON.stringify(result.errors)}`);
+      return result.data!;
+    },
+    async close() {
+      await app.close();
+      await db.$disconnect();
     },
   };
 }
