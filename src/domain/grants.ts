@@ -11,6 +11,7 @@ import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
+import { grantDue, grantOpen } from "./rules.ts";
 
 export interface GrantInput extends CustomerRef {
   meterId: string;
@@ -173,7 +174,7 @@ export async function endGrants(
   kind: Removal["kind"],
   now: Date,
 ): Promise<BalanceAdjustment[]> {
-  const conditions: string[] = [`"voidedAt" IS NULL`, `"expiredAt" IS NULL`, `"organizationId" = ${sql.param(1)}`];
+  const conditions: string[] = [grantOpen.sql(), `"organizationId" = ${sql.param(1)}`];
   const values: unknown[] = [organizationId];
   const add = (clause: (p: string) => string, value: unknown) => {
     values.push(value);
@@ -245,13 +246,7 @@ export async function voidCreditGrant(db: Db, notify: Notify, organizationId: st
  */
 export async function settleDueGrants(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
   const due = await db.creditGrant.findMany({
-    where: {
-      voidedAt: null,
-      OR: [
-        { expiredAt: null, expiresAt: { lte: now } },
-        { creditedAt: null, effectiveAt: { lte: now } },
-      ],
-    },
+    where: grantDue.where(now),
     select: { organizationId: true, customerId: true, meterId: true },
     distinct: ["customerId", "meterId"],
     take: limit,

@@ -3,6 +3,7 @@ import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import { balanceKey, dueGrants } from "./balances.ts";
 import { settle } from "./settle.ts";
+import { grantOpen } from "./rules.ts";
 
 /**
  * The balance of (customer, meter) at `at`: right after the last ledger entry at or before it (0 before any),
@@ -27,8 +28,7 @@ export function expiringGrants(db: Db, customerId: string, meterId: string | nul
     where: {
       customerId,
       ...(meterId ? { meterId } : {}),
-      voidedAt: null,
-      expiredAt: null,
+      ...grantOpen.where,
       remainingUnits: { gt: 0n },
       expiresAt: { gt: now, lte: new Date(now.getTime() + withinMs) },
     },
