@@ -14,6 +14,12 @@ export type Topics = {
    * than one per balance: with Redis, each is a PUBLISH.
    */
   "customer:changed": [customerId: string, payload: { customerId: string; balances: ChangedBalance[] }];
+  /**
+   * Access ended: these token ids were revoked, or this customer was deleted (its sessions end). Every node
+   * forgets the tokens and closes the WebSockets they opened (src/socket-authority.ts). Not keyed: every node
+   * listens to all of them.
+   */
+  "auth:revoked": [payload: { organizationId: string; tokenIds: string[]; customerId: string | null }];
 };
 
 export type PubSub = ReturnType<typeof createPubSub<Topics>>;

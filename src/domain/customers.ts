@@ -108,11 +108,14 @@ export async function updateCustomer(db: Db, notify: Notify, organizationId: str
 
 /**
  * Soft delete: the row and its history stay, but the customer disappears from reads and its email and
- * externalId become free for a new customer.
+ * externalId become free for a new customer. Its sessions stop authenticating at once (authentication checks
+ * the customer) and their WebSockets are closed.
  */
 export async function deleteCustomer(db: Db, notify: Notify, organizationId: string, id: string): Promise<Customer> {
   await requireCustomer(db, organizationId, id, "id");
   const deleted = await db.customer.update({ where: { id }, data: { deletedAt: new Date(), emailKey: null, externalId: null } });
+  // Its sessions end first (their sockets close), so no session is pushed the deleted customer.
+  notify.accessRevoked(organizationId, { tokenIds: [], customerId: id });
   notify.customerChanged(organizationId, id);
   return deleted;
 }

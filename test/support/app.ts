@@ -27,6 +27,8 @@ export interface TestApp {
   pubsub: PubSub;
   port: number;
   url: string;
+  /** The database this app uses (a second node can open it too). */
+  databaseUrl: string;
   organizationId: string;
   adminToken: string;
   /** POST a typed operation over HTTP; token defaults to the admin token, null sends none. */
@@ -83,11 +85,12 @@ export async function startTestApp(): Promise<TestApp> {
   const queries: string[] = [];
   const db = await createPrisma(dbUrl, { onQuery: (sql) => queries.push(sql) });
   const { pubsub, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
-  // Count subscriptions the server opens, so tests publish only after a subscriber is listening.
+  // Count subscriptions the server opens for clients, so tests publish only after a subscriber is listening
+  // (not the server's own listener for revocations).
   let opened = 0;
   const subscribe = pubsub.subscribe.bind(pubsub);
   pubsub.subscribe = ((...args: Parameters<typeof subscribe>) => {
-    opened++;
+    if (args[0] === "customer:changed") opened++;
     return subscribe(...args);
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
@@ -113,6 +116,7 @@ export async function startTestApp(): Promise<TestApp> {
     pubsub,
     port,
     url,
+    databaseUrl: dbUrl,
     organizationId: org.organization.id,
     adminToken: org.token,
     exec,
@@ -128,9 +132,11 @@ export async function startTestApp(): Promise<TestApp> {
     },
     setNow(at) {
       frozen = new Date(at.getTime());
+      app.clockMoved();
     },
     advance(ms) {
       frozen = new Date((frozen ?? new Date()).getTime() + ms);
+      app.clockMoved();
       return new Date(frozen.getTime());
     },
     async queriesDuring(work) {
