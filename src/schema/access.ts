@@ -37,3 +37,23 @@ export async function readableCustomer(ctx: Context, ref: CustomerRef, prefix = 
   if (principal) assertCanReadCustomer(principal, customer.id);
   return customer;
 }
+
+/**
+ * What a customer session may see of the organization's catalog: only what concerns its customer. Admins
+ * see everything (these are empty conditions for them).
+ *   meters:   those the customer has a balance row on (credits granted or usage counted)
+ *   products: those the customer ordered or is (or was) subscribed to
+ *   benefits: those of such products, and those the customer was granted credits from
+ * Anything else reads as if it did not exist (null, or absent from lists).
+ */
+export function sessionScope(ctx: Context) {
+  const principal = ctx.principal;
+  if (principal?.kind !== "customer") return { meter: {}, product: {}, benefit: {} };
+  const customerId = principal.customerId;
+  const product = { OR: [{ orders: { some: { customerId } } }, { subscriptions: { some: { customerId } } }] };
+  return {
+    meter: { customerMeters: { some: { customerId } } },
+    product,
+    benefit: { OR: [{ products: { some: { product } } }, { creditGrants: { some: { customerId } } }] },
+  };
+}
