@@ -55,9 +55,11 @@ async function principalFromHeader(authenticate: (secret: string) => Promise<Pri
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
   const clock = deps.clock ?? (() => new Date());
-  const authenticate = cachedAuthenticator(db);
+  const authenticator = cachedAuthenticator(db);
+  // Token expiry is judged on the service clock, the same one that closes sockets at expiry.
+  const authenticate = (secret: string) => authenticator(secret, clock());
   // Closes sockets whose credential ends while they are open (expiry, revocation, customer deletion).
-  const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticate.forget });
+  const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
   authority.start();
   const notify = authority.notifying(pubSubNotify(pubsub));
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });

@@ -130,7 +130,7 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, args, ctx) => {
       const customer = await readableCustomer(ctx, refArgs(args));
-      const session = await createCustomerSession(ctx.db, orgId(ctx), customer.id, args.ttlSeconds ?? undefined);
+      const session = await createCustomerSession(ctx.db, orgId(ctx), customer.id, args.ttlSeconds ?? undefined, ctx.now());
       return { ...session, customerId: customer.id };
     },
   }),
