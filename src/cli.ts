@@ -10,8 +10,8 @@ import { createAdminToken, findTokenByIdOrPrefix, listAccessTokens, revokeAccess
 import { ADMIN_TOKEN_CACHE_MS } from "./domain/auth.ts";
 import { DomainError } from "./domain/errors.ts";
 import { createOrganization } from "./domain/organizations.ts";
-import { createAppPubSub } from "./pubsub.ts";
-import { pubSubNotify } from "./realtime.ts";
+import type { Notify, Revocation } from "./domain/notify.ts";
+import { announceRevocation } from "./pubsub.ts";
 
 const USAGE = [
   "usage: npm run cli -- org create <name>",
@@ -73,14 +73,15 @@ if (group === "org" && command === "create" && argument) {
   await withDb(async (db, redisUrl) => {
     const found = await findTokenByIdOrPrefix(db, rest[0]);
     // With Redis the revocation is announced to the running nodes (their sockets close at once); without it
-    // they notice on their next look-up, within ADMIN_TOKEN_CACHE_MS.
-    const { pubsub, close } = createAppPubSub(redisUrl);
-    try {
-      const revoked = await revokeAccessToken(db, pubSubNotify(pubsub), found.organizationId, found.id);
-      console.log(`revoked ${revoked.id} (${revoked.kind} ${revoked.prefix}) at ${iso(revoked.revokedAt)}`);
-      if (!redisUrl) console.log(`running servers refuse it within ${ADMIN_TOKEN_CACHE_MS / 1000} s`);
-    } finally {
-      await close();
+    // they notice on their next look-up or socket sweep, within ADMIN_TOKEN_CACHE_MS.
+    const announced: Revocation[] = [];
+    const notify: Notify = { balancesChanged() {}, customerChanged() {}, accessRevoked: (_org, r) => void announced.push(r) };
+    const revoked = await revokeAccessToken(db, notify, found.organizationId, found.id);
+    console.log(`revoked ${revoked.id} (${revoked.kind} ${revoked.prefix}) at ${iso(revoked.revokedAt)}`);
+    if (redisUrl) {
+      for (const r of announced) await announceRevocation(redisUrl, { organizationId: found.organizationId, ...r });
+    } else {
+      console.log(`running servers refuse it within ${ADMIN_TOKEN_CACHE_MS / 1000} s`);
     }
   });
 } else {

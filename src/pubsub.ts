@@ -51,3 +51,17 @@ export function createAppPubSub(redisUrl?: string, onError?: (err: Error) => voi
     },
   };
 }
+
+/**
+ * Announce a revocation from a short-lived process (the CLI) and wait until Redis has taken it. The channel is
+ * the topic's name, as createPubSub names unkeyed topics, so the nodes' `auth:revoked` listeners receive it.
+ */
+export async function announceRevocation(redisUrl: string, payload: Topics["auth:revoked"][0]): Promise<void> {
+  const client = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+  client.on("error", () => {}); // the publish below reports the failure
+  try {
+    await client.publish("auth:revoked" satisfies keyof Topics, JSON.stringify(payload));
+  } finally {
+    await client.quit().catch(() => client.disconnect());
+  }
+}

@@ -315,11 +315,9 @@ describe("listing and revoking tokens", () => {
     expect((await t.error(GetCustomer, {}, s.token)).extensions?.code).toBe("UNAUTHENTICATED");
     // With REDIS_URL the CLI announces it; without, the server's sweep finds it.
     const event = await within(socket.closed, ADMIN_TOKEN_CACHE_MS + 3000, "close after CLI revocation");
-    figures.cliRevocationToClose = event.at - before;
+    figures.cliExitToClose = event.at - before; // negative: closed before the CLI process had exited
     expect(event.code).toBe(CLOSE_CODES.unauthorized);
-
-    const unknown = run(tsx, ["src/cli.ts", "token", "revoke", "crl_cs_none"], { env });
-    await expect(unknown).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("No access token") });
+    expect(event.at - before).toBeLessThan(ADMIN_TOKEN_CACHE_MS + 1000);
   }, 90_000);
 });
 
