@@ -158,7 +158,7 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
 
     async stop() {
       if (sweepTimer) clearInterval(sweepTimer);
-      for (const socket of [...sockets.keys()]) untrack(socket);
+      for (const socket of sockets.keys()) untrack(socket); // deleting while iterating a Map is safe
       await listener?.return?.();
       listener = undefined;
     },
