@@ -168,6 +168,7 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
      * credential already ended, e.g. revoked while it was being looked up.
      */
     admit(socket: WebSocket, principal: Principal): boolean {
+      if (socket.readyState !== socket.OPEN) return false; // gone while its token was looked up
       const ending = endingOf(principal);
       if (ending) {
         socket.close(ending.code, ending.reason);

@@ -123,8 +123,11 @@ describe("sockets close when their credential ends", () => {
     expect(fake.closedWith!.at).toBeGreaterThanOrEqual(expiresAt.getTime());
     expect(fake.closedWith!.at - expiresAt.getTime()).toBeLessThan(1000);
     expect(authority.size).toBe(0);
-    // an already-expired principal is refused on admission
+    // an already-expired principal is refused on admission, its socket closed
+    Object.assign(fake, { readyState: 1, closedWith: null });
     expect(authority.admit(fake as never, { kind: "admin", organizationId: "o", tokenId: "t2", expiresAt: new Date(Date.now() - 1) })).toBe(false);
+    expect(fake.closedWith?.code).toBe(CLOSE_CODES.unauthorized);
+    expect(authority.size).toBe(0);
     await authority.stop();
   });
 
