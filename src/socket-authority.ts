@@ -118,13 +118,14 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
         for (const [socket, { principal }] of batch) {
           if (!sockets.has(socket)) continue;
           const row = byId.get(principal.tokenId);
-          if (!row || row.revokedAt) {
+          if (principal.kind === "customer" && row?.customer?.deletedAt) {
+            // (deleteCustomer also revokes the sessions; the deletion is the reason given)
+            ended.set(`customer:${principal.customerId}`, true);
+            close(socket, DELETED);
+          } else if (!row || row.revokedAt) {
             ended.set(`token:${principal.tokenId}`, true);
             forgetToken(principal.tokenId);
             close(socket, REVOKED);
-          } else if (principal.kind === "customer" && row.customer?.deletedAt) {
-            ended.set(`customer:${principal.customerId}`, true);
-            close(socket, DELETED);
           } else {
             const ending = endingOf(principal);
             if (ending) close(socket, ending);

@@ -159,6 +159,7 @@ describe("sockets close when their credential ends", () => {
     expect(event.at - before).toBeLessThan(1000);
     expect(socket.sub.pending()).toBe(0);
     expect((await t.error(GetCustomer, {}, s.token)).extensions?.code).toBe("UNAUTHENTICATED");
+    expect((await t.ok(ListAccessTokens, { customerId: c, active: true })).accessTokens.edges).toEqual([]);
   });
 
   it("an admin token's sockets close on its revocation; revoking the token in use is allowed", async () => {
@@ -180,16 +181,24 @@ describe("sockets close when their credential ends", () => {
     expect(again.revokeAccessToken).toMatchObject({ __typename: "AccessToken", revokedAt: revokeAccessToken.__typename === "AccessToken" ? revokeAccessToken.revokedAt : "" });
   });
 
-  it("a revocation this node never heard of (another process, no Redis) closes the socket at the next sweep", async () => {
-    const c = await customer(t);
-    const s = await session(c);
+  it("a revocation or deletion this node never heard of (another process, no Redis) closes the socket at the next sweep", async () => {
+    const [c, d] = [await customer(t), await customer(t)];
+    const [s, sd] = [await session(c), await session(d)];
     const socket = await watchingSocket(s.token);
+    const deletedSocket = await watchingSocket(sd.token);
     const before = Date.now();
-    await t.db.accessToken.update({ where: { id: s.id }, data: { revokedAt: new Date() } }); // no announcement
-    const event = await within(socket.closed, ADMIN_TOKEN_CACHE_MS + 3000, "close at sweep");
+    // written without any announcement
+    await t.db.accessToken.update({ where: { id: s.id }, data: { revokedAt: new Date() } });
+    await t.db.customer.update({ where: { id: d }, data: { deletedAt: new Date() } });
+    const [event, deleted] = await Promise.all([
+      within(socket.closed, ADMIN_TOKEN_CACHE_MS + 3000, "close at sweep"),
+      within(deletedSocket.closed, ADMIN_TOKEN_CACHE_MS + 3000, "close at sweep (deleted)"),
+    ]);
     figures.unannouncedRevocationToClose = event.at - before;
     expect(event.code).toBe(CLOSE_CODES.unauthorized);
+    expect(deleted.code).toBe(CLOSE_CODES.customerDeleted);
     expect(event.at - before).toBeLessThan(ADMIN_TOKEN_CACHE_MS + 1000);
+    expect(deleted.at - before).toBeLessThan(ADMIN_TOKEN_CACHE_MS + 1000);
   });
 
   it("an operation on a socket whose credential this node knows has ended is refused", async () => {
