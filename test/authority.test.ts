@@ -131,6 +131,31 @@ describe("sockets close when their credential ends", () => {
     await authority.stop();
   });
 
+  it("every operation is checked in memory: an ended credential runs nothing even before a timer or message closes its socket", async () => {
+    const { EventEmitter } = await import("node:events");
+    const fake = Object.assign(new EventEmitter(), {
+      OPEN: 1,
+      CONNECTING: 0,
+      readyState: 1,
+      closedWith: null as null | number,
+      close(code: number) {
+        this.closedWith = code;
+        this.readyState = 3;
+      },
+    });
+    let now = Date.now();
+    const { pubsub } = createAppPubSub();
+    const authority = createSocketAuthority({ db: t.db, pubsub, log: createLogger("silent"), clock: () => new Date(now), forgetToken: () => {}, sweepMs: 60_000 });
+    const principal = { kind: "customer" as const, organizationId: "o", tokenId: "tk", customerId: "c", expiresAt: new Date(now + 60_000) };
+    expect(authority.admit(fake as never, principal)).toBe(true);
+    expect(authority.allows(fake as never, principal)).toBe(true);
+    now += 60_000; // the clock passes expiresAt; the socket's timer has not fired
+    expect(authority.allows(fake as never, principal)).toBe(false);
+    expect(fake.closedWith).toBe(CLOSE_CODES.unauthorized);
+    expect(authority.size).toBe(0);
+    await authority.stop();
+  });
+
   it("a customer session's socket closes (4401) within 1 s of its revocation", async () => {
     const c = await customer(t);
     const s = await session(c);
