@@ -20,6 +20,7 @@ import {
   GetCustomer,
   ListAccessTokens,
   ListCustomers,
+  ListEvents,
   ListMeters,
   RevokeAccessToken,
   SessionCatalog,
@@ -395,6 +396,10 @@ describe("what a customer session sees of the catalog", () => {
     });
     const balances = await t.ok(CustomerMeterIds, {}, s.token);
     expect(balances.customerMeters.edges.map((e) => e.node.meter.filter)).toEqual([null, null]);
+    // its events, filtered by a meter of its own; another meter (whose filter it could probe) does not exist for it
+    expect((await t.ok(ListEvents, { meterId: used }, s.token)).events.edges.map((e) => e.node.name)).toEqual(["catalog-used"]);
+    const probe = await t.error(ListEvents, { meterId: bobs }, s.token);
+    expect(probe.extensions).toMatchObject({ code: "NOT_FOUND", field: "meterId" });
 
     // the admin sees everything, filters included
     const admin = await t.ok(SessionCatalog, {});

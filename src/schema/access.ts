@@ -3,6 +3,7 @@ import { GraphQLError } from "graphql";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { assertCanReadCustomer } from "../domain/auth.ts";
 import { resolveCustomerRef, type CustomerRef } from "../domain/customers.ts";
+import { NotFoundError } from "../domain/errors.ts";
 import type { Context } from "./builder.ts";
 
 /** The caller's organization. Fields are scope-guarded, so a missing principal here is a schema bug. */
@@ -56,4 +57,14 @@ export function sessionScope(ctx: Context) {
     product,
     benefit: { OR: [{ products: { some: { product } } }, { creditGrants: { some: { customerId } } }] },
   };
+}
+
+/**
+ * A meter argument a customer session may use: one it has a balance on (else NOT_FOUND, as if the meter did
+ * not exist). Admins are not checked here.
+ */
+export async function assertSessionMeter(ctx: Context, meterId: string | null | undefined, field = "meterId"): Promise<void> {
+  if (!meterId || ctx.principal?.kind !== "customer") return;
+  const visible = await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx), ...sessionScope(ctx).meter }, select: { id: true } });
+  if (!visible) throw new NotFoundError("No such meter", field);
 }
