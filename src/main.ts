@@ -16,7 +16,8 @@ log.info({ applied }, applied.length ? "migrations applied" : "database schema u
 const db = await createPrisma(config.databaseUrl);
 if (config.adminToken) {
   const org = await ensureAdminTokenOrganization(db, config.adminToken);
-  log.info({ organizationId: org.id, created: org.created }, "ADMIN_TOKEN accepted as an admin token");
+  if (org.revoked) log.warn({ organizationId: org.id }, "ADMIN_TOKEN was revoked and is refused; set a new one or use npm run cli -- token create");
+  else log.info({ organizationId: org.id, created: org.created }, "ADMIN_TOKEN accepted as an admin token");
 } else {
   const first = await ensureFirstOrganization(db);
   if (first) {

@@ -14,6 +14,12 @@ export type Topics = {
    * than one per balance: with Redis, each is a PUBLISH.
    */
   "customer:changed": [customerId: string, payload: { customerId: string; balances: ChangedBalance[] }];
+  /**
+   * Access ended: these token ids were revoked, or this customer was deleted (its sessions end). Every node
+   * forgets the tokens and closes the WebSockets they opened (src/socket-authority.ts). Not keyed: every node
+   * listens to all of them.
+   */
+  "auth:revoked": [payload: { organizationId: string; tokenIds: string[]; customerId: string | null }];
 };
 
 export type PubSub = ReturnType<typeof createPubSub<Topics>>;
@@ -44,4 +50,18 @@ export function createAppPubSub(redisUrl?: string, onError?: (err: Error) => voi
       await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
     },
   };
+}
+
+/**
+ * Announce a revocation from a short-lived process (the CLI) and wait until Redis has taken it. The channel is
+ * the topic's name, as createPubSub names unkeyed topics, so the nodes' `auth:revoked` listeners receive it.
+ */
+export async function announceRevocation(redisUrl: string, payload: Topics["auth:revoked"][0]): Promise<void> {
+  const client = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+  client.on("error", () => {}); // the publish below reports the failure
+  try {
+    await client.publish("auth:revoked" satisfies keyof Topics, JSON.stringify(payload));
+  } finally {
+    await client.quit().catch(() => client.disconnect());
+  }
 }

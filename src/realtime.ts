@@ -17,5 +17,8 @@ export function pubSubNotify(pubsub: PubSub): Notify {
     customerChanged(_organizationId, customerId) {
       pubsub.publish("customer:changed", customerId, { customerId, balances: [] });
     },
+    accessRevoked(organizationId, { tokenIds, customerId }) {
+      pubsub.publish("auth:revoked", { organizationId, tokenIds, customerId });
+    },
   };
 }

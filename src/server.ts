@@ -15,6 +15,7 @@ import type { Logger } from "./log.ts";
 import type { PubSub } from "./pubsub.ts";
 import { pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
+import { CLOSE_CODES, createSocketAuthority } from "./socket-authority.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { schema } from "./schema/index.ts";
@@ -53,10 +54,15 @@ async function principalFromHeader(authenticate: (secret: string) => Promise<Pri
 
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
-  const notify = pubSubNotify(pubsub);
   const clock = deps.clock ?? (() => new Date());
+  const authenticator = cachedAuthenticator(db);
+  // Token expiry is judged on the service clock, the same one that closes sockets at expiry.
+  const authenticate = (secret: string) => authenticator(secret, clock());
+  // Closes sockets whose credential ends while they are open (expiry, revocation, customer deletion).
+  const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
+  authority.start();
+  const notify = authority.notifying(pubSubNotify(pubsub));
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
-  const authenticate = cachedAuthenticator(db);
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
@@ -111,21 +117,25 @@ export function createApp(deps: AppDeps) {
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
-      // Authenticate once per connection; a socket without a valid token is closed with 4401.
+      // Authenticate once per connection; a socket without a valid token is closed with 4401. The socket
+      // authority then closes it when the token expires or is revoked, or its customer is deleted.
       onConnect: async (ctx) => {
         const header = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         try {
           const principal = typeof header === "string" ? await principalFromHeader(authenticate, header) : null;
           if (!principal) throw unauthenticated("connectionParams.authorization must be 'Bearer <token>'");
           ctx.extra.principal = principal;
-          return true;
+          return authority.admit(ctx.extra.socket, principal);
         } catch (err) {
           if (!(err instanceof GraphQLError)) throw err;
-          ctx.extra.socket.close(4401, `Unauthorized: ${err.message}`.slice(0, 120));
+          ctx.extra.socket.close(CLOSE_CODES.unauthorized, `Unauthorized: ${err.message}`.slice(0, 120));
           return false;
         }
       },
       onSubscribe: async (ctx, _id, params) => {
+        if (ctx.extra.principal && !authority.allows(ctx.extra.socket, ctx.extra.principal)) {
+          return [unauthenticated("The access token of this connection is no longer valid")];
+        }
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -157,6 +167,11 @@ export function createApp(deps: AppDeps) {
     yoga,
     httpServer,
     scheduler,
+    authority,
+    /** The service clock jumped (tests move it): re-check what depends on it now. */
+    clockMoved(): void {
+      authority.clockMoved();
+    },
     listen(port = 0, host = "127.0.0.1"): Promise<number> {
       return new Promise((resolve, reject) => {
         httpServer.once("error", reject);
@@ -169,6 +184,7 @@ export function createApp(deps: AppDeps) {
     /** Orderly shutdown: stop accepting, close subscriptions and sockets, then HTTP. */
     async close(): Promise<void> {
       await scheduler.stop();
+      await authority.stop();
       await wsCleanup.dispose();
       await new Promise<void>((resolve) => wsServer.close(() => resolve()));
       await new Promise<void>((resolve) => {

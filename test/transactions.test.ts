@@ -5,7 +5,7 @@ import { inSqlTransaction, inTransaction } from "../src/domain/transactions.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
 let t: TestApp;
-const silent = { balancesChanged() {}, customerChanged() {} };
+const silent = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
 
 beforeAll(async () => {
   t = await startTestApp();

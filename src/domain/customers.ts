@@ -111,11 +111,19 @@ export async function updateCustomer(db: Db, notify: Notify, organizationId: str
 
 /**
  * Soft delete: the row and its history stay, but the customer disappears from reads and its email and
- * externalId become free for a new customer.
+ * externalId become free for a new customer. Its sessions are revoked in the same transaction and their
+ * WebSockets closed.
  */
 export async function deleteCustomer(db: Db, notify: Notify, organizationId: string, id: string): Promise<Customer> {
   await requireCustomer(db, organizationId, id, "id");
-  const deleted = await db.customer.update({ where: { id }, data: { deletedAt: new Date(), emailKey: null, externalId: null } });
+  const now = new Date();
+  const deleted = await db.$transaction(async (tx) => {
+    // Its sessions are revoked with it, so token listings show them ended.
+    await tx.accessToken.updateMany({ where: { customerId: id, revokedAt: null }, data: { revokedAt: now } });
+    return tx.customer.update({ where: { id }, data: { deletedAt: now, emailKey: null, externalId: null } });
+  });
+  // Its sessions end first (their sockets close), so no session is pushed the deleted customer.
+  notify.accessRevoked(organizationId, { tokenIds: [], customerId: id });
   notify.customerChanged(organizationId, id);
   return deleted;
 }

@@ -23,12 +23,12 @@ export type Result<T> = { data?: T | null; errors?: GraphQLErrorJson[] };
 
 export interface TestApp {
   db: Db;
-  /** The database this app's server uses (another node can be started on it with `anotherNode`). */
-  dbUrl: string;
   app: App;
   pubsub: PubSub;
   port: number;
   url: string;
+  /** The database this app uses (a second node can open it too). */
+  databaseUrl: string;
   organizationId: string;
   adminToken: string;
   /** POST a typed operation over HTTP; token defaults to the admin token, null sends none. */
@@ -85,11 +85,12 @@ export async function startTestApp(): Promise<TestApp> {
   const queries: string[] = [];
   const db = await createPrisma(dbUrl, { onQuery: (sql) => queries.push(sql) });
   const { pubsub, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
-  // Count subscriptions the server opens, so tests publish only after a subscriber is listening.
+  // Count subscriptions the server opens for clients, so tests publish only after a subscriber is listening
+  // (not the server's own listener for revocations).
   let opened = 0;
   const subscribe = pubsub.subscribe.bind(pubsub);
   pubsub.subscribe = ((...args: Parameters<typeof subscribe>) => {
-    opened++;
+    if (args[0] === "customer:changed") opened++;
     return subscribe(...args);
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
@@ -111,11 +112,11 @@ export async function startTestApp(): Promise<TestApp> {
 
   return {
     db,
-    dbUrl,
     app,
     pubsub,
     port,
     url,
+    databaseUrl: dbUrl,
     organizationId: org.organization.id,
     adminToken: org.token,
     exec,
@@ -131,9 +132,11 @@ export async function startTestApp(): Promise<TestApp> {
     },
     setNow(at) {
       frozen = new Date(at.getTime());
+      app.clockMoved();
     },
     advance(ms) {
       frozen = new Date((frozen ?? new Date()).getTime() + ms);
+      app.clockMoved();
       return new Date(frozen.getTime());
     },
     async queriesDuring(work) {
@@ -182,7 +185,7 @@ export async function startTestApp(): Promise<TestApp> {
  * client, in-process pub/sub and clock. Operations go to it over HTTP with the organization's admin token.
  */
 export async function anotherNode(t: TestApp, clock: () => Date) {
-  const db = await createPrisma(t.dbUrl);
+  const db = await createPrisma(t.databaseUrl);
   const { pubsub } = createAppPubSub();
   const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
   const port = await app.listen(0, "127.0.0.1");
