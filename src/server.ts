@@ -15,6 +15,7 @@ import type { Logger } from "./log.ts";
 import type { PubSub } from "./pubsub.ts";
 import { pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
+import { trackRequests } from "./shutdown.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { schema } from "./schema/index.ts";
@@ -105,6 +106,7 @@ export function createApp(deps: AppDeps) {
     }
     return yoga(req, res);
   });
+  const requests = trackRequests(httpServer);
 
   const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
@@ -166,17 +168,21 @@ export function createApp(deps: AppDeps) {
         });
       });
     },
-    /** Orderly shutdown: stop accepting, close subscriptions and sockets, then HTTP. */
-    async close(): Promise<void> {
-      await scheduler.stop();
+    /**
+     * Orderly shutdown (src/shutdown.ts): stop accepting connections and the scheduler, close subscriptions'
+     * sockets with 1001, let HTTP requests in flight finish for up to `graceMs` (then close their connections).
+     * Resolves false when requests were still running at the end of the grace period.
+     */
+    async close(graceMs = 10_000): Promise<boolean> {
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      const schedulerStopped = scheduler.stop();
       await wsCleanup.dispose();
-      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
-      await new Promise<void>((resolve) => {
-        httpServer.close(() => resolve());
-        httpServer.closeIdleConnections();
-        setTimeout(() => httpServer.closeAllConnections(), 2000).unref();
-      });
+      const drained = await requests.drain(graceMs);
+      // Nothing in flight any more (or the grace period is over): whatever connections remain go now.
+      httpServer.closeAllConnections();
+      await Promise.all([closed, schedulerStopped]);
       await yoga.dispose();
+      return drained;
     },
   };
 }
