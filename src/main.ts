@@ -30,8 +30,8 @@ if (config.adminToken) {
   }
 }
 
-const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl, (err) => log.warn({ err: err.message }, "redis unavailable"));
-const app = createApp({ db, pubsub, log, renewalMode: config.renewalMode });
+const { pubsub, redis, close: closePubSub } = createAppPubSub(config.redisUrl, log);
+const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);
 log.info({ pid: process.pid, url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");

@@ -12,8 +12,9 @@ import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth
 import { viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
-import type { PubSub } from "./pubsub.ts";
-import { pubSubNotify } from "./realtime.ts";
+import { healthCheck } from "./health.ts";
+import type { PubSub, RedisLink } from "./pubsub.ts";
+import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
 import { trackRequests } from "./shutdown.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
@@ -27,6 +28,8 @@ export interface AppDeps {
   /** The service's notion of now; tests pass a controllable clock. */
   clock?: () => Date;
   renewalMode?: RenewalMode;
+  /** With Redis: its health, and subscribers catching up after an outage (createAppPubSub's `redis`). */
+  redis?: RedisLink | null;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -93,17 +96,11 @@ export function createApp(deps: AppDeps) {
     },
   });
 
+  const health = healthCheck(db, deps.redis, log);
+  if (deps.redis) catchUpAfterRedisOutage(db, deps.redis, log);
+
   const httpServer = createServer(async (req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === "/healthz") {
-      try {
-        await db.$queryRawUnsafe("SELECT 1");
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
-      } catch (err) {
-        log.error({ err }, "health check failed");
-        res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ status: "unavailable" }));
-      }
-      return;
-    }
+    if (req.url === "/healthz") return health(res);
     return yoga(req, res);
   });
   const requests = trackRequests(httpServer);
