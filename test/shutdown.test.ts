@@ -5,6 +5,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { createClient } from "graphql-ws";
+import WebSocket from "ws";
 import { afterAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
 import { freshDatabase } from "./support/app.ts";
@@ -61,6 +63,23 @@ describe("npm start and SIGTERM", () => {
       );
       const meterId = meter.data.createMeter.id;
 
+      // A live subscription: its socket is closed with 1001 (going away), so clients reconnect elsewhere.
+      let closedWith!: (code: number) => void;
+      const closed = new Promise<number>((resolve) => (closedWith = resolve));
+      let connected!: () => void;
+      const isConnected = new Promise<void>((resolve) => (connected = resolve));
+      const ws = createClient({
+        url: url.replace("http", "ws"),
+        webSocketImpl: WebSocket,
+        lazy: false,
+        retryAttempts: 0,
+        connectionParams: { authorization: `Bearer ${ADMIN}` },
+        on: { connected: () => connected(), closed: (e) => closedWith((e as { code: number }).code) },
+        onNonLazyError: () => {},
+      });
+      ws.subscribe({ query: `subscription($c: ID) { customerStateChanged(customerId: $c) { customer { id } } }`, variables: { c: customerId } }, { next() {}, error() {}, complete() {} });
+      await isConnected;
+
       // Workers send batches back to back until the server stops answering.
       const acknowledged = new Set<number>();
       const sent = new Set<number>();
@@ -102,6 +121,8 @@ describe("npm start and SIGTERM", () => {
       expect(alive(nodePid)).toBe(false);
       expect(await portAccepts(port)).toBe(false);
       expect(server.output()).toContain('"msg":"stopped"');
+      expect(await closed).toBe(1001);
+      await ws.dispose();
       // requests in flight when the signal came were answered, not cut off
       expect(answeredAfterSignal).toBeGreaterThan(0);
 
