@@ -60,7 +60,7 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     const callbacks = listeners.get(topic);
     if (!callbacks) return;
     const event = new CustomEvent(topic, { detail });
-    for (const callback of [...callbacks]) {
+    for (const callback of callbacks) {
       if (typeof callback === "function") callback(event);
       else callback.handleEvent(event);
     }

@@ -1,7 +1,8 @@
 // Redis dies under two nodes while both ingest: no node exits, every acknowledged event is counted,
 // /healthz says "degraded" meanwhile, and once Redis is back a subscriber on node A is pushed the stored
 // balance, including what node B wrote while A could not hear of it. The test runs its own redis-server on a
-// free port so it can kill and restart it. Skipped without redis-server.
+// free port so it can kill and restart it; a third node started during the outage starts and serves. Skipped
+// without redis-server.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
@@ -68,19 +69,20 @@ async function eventually<T>(read: () => Promise<T>, check: (value: T) => boolea
 const INGEST = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { __typename ... on IngestSummary { inserted duplicates } ... on Error { code message } } }`;
 const BALANCE = `query($c: ID, $m: ID!) { customerMeter(customerId: $c, meterId: $m) { balance consumedUnits version } }`;
 
-describe.skipIf(!hasRedisServer)("Redis outage under two nodes", () => {
+describe.skipIf(!hasRedisServer)("Redis outage under two nodes (and a third started during it)", () => {
   let redisPort: number;
   let redis: ChildProcess;
   let servers: ReturnType<typeof startServer>[] = [];
   let urls: string[] = [];
   let drop: (() => Promise<void>) | undefined;
+  let env: Record<string, string>;
 
   beforeAll(async () => {
     redisPort = await freePort();
     redis = await startRedis(redisPort);
     const database = await freshDatabase(dir);
     drop = database.drop;
-    const env = { DATABASE_URL: database.url, REDIS_URL: `redis://127.0.0.1:${redisPort}`, ADMIN_TOKEN: ADMIN, SCHEDULER_INTERVAL_MS: "60000" };
+    env = { DATABASE_URL: database.url, REDIS_URL: `redis://127.0.0.1:${redisPort}`, ADMIN_TOKEN: ADMIN, SCHEDULER_INTERVAL_MS: "60000" };
     // one after the other: on SQLite both would migrate the same file at once
     servers = [startServer(env)];
     urls = [await servers[0].ready];
@@ -143,6 +145,12 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes", () => {
       for (const url of urls) {
         expect(await eventually(() => health(url), (h) => h.status === "degraded", `/healthz of ${url} during the outage`)).toEqual({ http: 200, status: "degraded", down: ["redis"], checks: { database: "ok", redis: "down" } });
       }
+      // A node started while Redis is down starts, serves and says degraded.
+      const late = startServer(env);
+      servers.push(late);
+      const c = await late.ready;
+      await ingest(c, 5);
+      expect(await health(c)).toMatchObject({ http: 200, status: "degraded", down: ["redis"] });
       await eventually(async () => Date.now() - killedAt, (ms) => ms >= OUTAGE_MS, "outage");
       streaming = false;
       await Promise.all(streams);
@@ -164,7 +172,7 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes", () => {
 
       redis = await startRedis(redisPort);
       const outageMs = Date.now() - killedAt;
-      for (const url of urls) await eventually(() => health(url), (h) => h.status === "ok", `/healthz of ${url} after the outage`);
+      for (const url of [...urls, c]) await eventually(() => health(url), (h) => h.status === "ok", `/healthz of ${url} after the outage`);
       // Without any further write, A's subscriber is pushed the stored balance.
       while (last.data?.customerMeterUpdated.version !== stored.version) {
         last = await sub.next(20_000);
