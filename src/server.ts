@@ -175,8 +175,10 @@ export function createApp(deps: AppDeps) {
       const schedulerStopped = scheduler.stop();
       await wsCleanup.dispose();
       const drained = await requests.drain(graceMs);
-      // Nothing in flight any more (or the grace period is over): whatever connections remain go now.
+      // Nothing in flight any more (or the grace period is over): whatever connections remain go now, also
+      // WebSockets whose client never answered the close frame.
       httpServer.closeAllConnections();
+      for (const socket of wsServer.clients) socket.terminate();
       await Promise.all([closed, schedulerStopped]);
       await yoga.dispose();
       return drained;
