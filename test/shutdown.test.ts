@@ -1,6 +1,6 @@
 // SIGTERM to the process `npm start` created, while clients stream ingest batches: the node stops accepting,
 // answers what it has in flight, and exits 0 within SHUTDOWN_GRACE_MS; what it acknowledged is stored, and
-// no batch is stored in part.
+// no batch is stored in part. A request that outlives SHUTDOWN_GRACE_MS is cut off and the exit code is 1.
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
@@ -147,6 +147,35 @@ describe("npm start and SIGTERM", () => {
     } finally {
       if (server.child.exitCode === null) server.child.kill("SIGKILL");
       if (nodePid && alive(nodePid)) process.kill(nodePid, "SIGKILL");
+      await database.drop();
+    }
+  }, 60_000);
+
+  it("a request still running when the grace period ends: its connection is closed and the process exits 1", async () => {
+    const database = await freshDatabase(dir);
+    const server = startServer({ DATABASE_URL: database.url, ADMIN_TOKEN: ADMIN, SHUTDOWN_GRACE_MS: "1000", SCHEDULER_INTERVAL_MS: "60000" });
+    try {
+      const url = new URL(await server.ready);
+      // A request whose body never comes. "100 Continue" proves the server has it in hand.
+      const socket = connect(Number(url.port), "127.0.0.1");
+      let received = "";
+      const continued = new Promise<void>((resolve) =>
+        socket.on("data", (chunk) => {
+          received += chunk;
+          if (received.includes("100 Continue")) resolve();
+        }),
+      );
+      const socketClosed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+      socket.on("error", () => {});
+      socket.write(`POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\nExpect: 100-continue\r\n\r\n`);
+      await continued;
+
+      server.child.kill("SIGTERM");
+      expect(await server.exited).toEqual({ code: 1, signal: null });
+      await socketClosed;
+      expect(server.output()).toContain("requests still running when the grace period ran out");
+    } finally {
+      if (server.child.exitCode === null) server.child.kill("SIGKILL");
       await database.drop();
     }
   }, 60_000);
