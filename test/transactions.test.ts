@@ -69,4 +69,27 @@ describe("SQLite connections", () => {
     expect(Math.abs(after - before), `open fds before ${before}, after ${after}`).toBeLessThanOrEqual(10);
     console.log(`SQLite: open file descriptors ${before} before 1,000 write transactions, ${after} after`);
   }, 60_000);
+
+  it("on the one connection, a failed transaction leaves nothing behind and the next one commits", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "sqlite") skip("SQLite's connection handling");
+    await t.db.$executeRawUnsafe(`CREATE TABLE "RollbackProbe" ("id" INTEGER PRIMARY KEY, "v" INTEGER NOT NULL)`);
+    const failed = inSqlTransaction(t.db, silent, t.organizationId, async (sql) => {
+      await sql.execute(`INSERT INTO "RollbackProbe" ("v") VALUES (1)`);
+      throw new Error("abandon");
+    });
+    await expect(failed).rejects.toThrow("abandon");
+    // a constraint violation inside the transaction: the whole transaction goes, not just the statement
+    const violated = inSqlTransaction(t.db, silent, t.organizationId, async (sql) => {
+      await sql.execute(`INSERT INTO "RollbackProbe" ("id", "v") VALUES (7, 2)`);
+      await sql.execute(`INSERT INTO "RollbackProbe" ("id", "v") VALUES (7, 3)`);
+      return { value: undefined, changes: [] };
+    });
+    await expect(violated).rejects.toThrow();
+    await inSqlTransaction(t.db, silent, t.organizationId, async (sql) => {
+      await sql.execute(`INSERT INTO "RollbackProbe" ("v") VALUES (4)`);
+      return { value: undefined, changes: [] };
+    });
+    const rows = await t.db.$queryRawUnsafe<{ v: bigint }[]>(`SELECT "v" FROM "RollbackProbe"`);
+    expect(rows.map((r) => Number(r.v))).toEqual([4]);
+  });
 });
