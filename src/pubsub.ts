@@ -36,8 +36,9 @@ const CUSTOMER_TOPIC = "customer:changed:";
 
 /** Two undelivered messages of one customer as one: every balance named by either, at its higher version. */
 function mergeCustomerChanged(older: unknown, newer: unknown): unknown {
-  const a = older as Topics["customer:changed"][1];
-  const b = newer as Topics["customer:changed"][1];
+  const a = older as Topics["customer:changed"][1] | null;
+  const b = newer as Topics["customer:changed"][1] | null;
+  if (!a?.balances || !b?.balances) return newer;
   const versions = new Map<string, number>();
   for (const x of [...a.balances, ...b.balances]) versions.set(x.meterId, Math.max(x.version, versions.get(x.meterId) ?? x.version));
   return { customerId: b.customerId, balances: [...versions].map(([meterId, version]) => ({ meterId, version })) };

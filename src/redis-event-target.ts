@@ -81,10 +81,12 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     });
   }
 
-  function subscribe(topics: string[]) {
+  function subscribe(topics: string[]): Promise<unknown> {
+    const done: Promise<unknown>[] = [];
     for (let i = 0; i < topics.length; i += SUBSCRIBE_CHUNK) {
-      subscribeClient.subscribe(...topics.slice(i, i + SUBSCRIBE_CHUNK)).catch((err: unknown) => failed("subscribe failed", err));
+      done.push(subscribeClient.subscribe(...topics.slice(i, i + SUBSCRIBE_CHUNK)).catch((err: unknown) => failed("subscribe failed", err)));
     }
+    return Promise.all(done);
   }
 
   subscribeClient.on("message", (channel: string, message: string) => {
@@ -102,8 +104,10 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
   subscribeClient.on("ready", () => {
     const topics = [...listeners.keys()];
     if (!topics.length) return;
-    subscribe(topics);
-    for (const listener of resubscribed) listener(topics);
+    // listeners re-read once subscribed, so nothing published after their read can pass unheard
+    void subscribe(topics).then(() => {
+      for (const listener of resubscribed) listener(topics);
+    });
   });
 
   publishClient.on("ready", () => {
@@ -119,7 +123,7 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
       if (!callbacks) {
         listeners.set(topic, (callbacks = new Set()));
         // while the connection is down, the next "ready" subscribes
-        if (subscribeClient.status === "ready") subscribe([topic]);
+        if (subscribeClient.status === "ready") void subscribe([topic]);
       }
       callbacks.add(callback);
     },
