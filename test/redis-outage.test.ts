@@ -111,6 +111,8 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes (and a third star
     await ok(a, `mutation($input: GrantCreditsInput!) { grantCredits(input: $input) { __typename } }`, { input: { customerId, meterId, units: "100000" } });
 
     let acknowledged = 0;
+    let streaming = false;
+    let streams: Promise<void>[] = [];
     let batchNo = 0;
     const ingest = async (url: string, size: number) => {
       const batch = batchNo++;
@@ -131,13 +133,16 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes (and a third star
       }
       expect(first?.data?.customerMeterUpdated).toBeDefined();
 
-      // A stream of ingests on both nodes, through the outage.
-      let streaming = true;
+      // A stream of ingests on both nodes, through the outage (paced: the machine is shared with other tests).
       const stream = async (url: string) => {
-        while (streaming) await ingest(url, 5);
+        while (streaming) {
+          await ingest(url, 5);
+          await new Promise((r) => setTimeout(r, 20));
+        }
       };
-      const streams = [stream(a), stream(a), stream(b), stream(b)];
-      await eventually(async () => acknowledged, (n) => n >= 100, "ingests before the outage");
+      streaming = true;
+      streams = [stream(a), stream(b)];
+      await eventually(async () => acknowledged, (n) => n >= 50, "ingests before the outage");
 
       await stopRedis(redis);
       const killedAt = Date.now();
@@ -146,7 +151,7 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes (and a third star
         expect(await eventually(() => health(url), (h) => h.status === "degraded", `/healthz of ${url} during the outage`)).toEqual({ http: 200, status: "degraded", down: ["redis"], checks: { database: "ok", redis: "down" } });
       }
       // A node started while Redis is down starts, serves and says degraded.
-      const late = startServer(env);
+      const late = startServer(env, "node", 60_000);
       servers.push(late);
       const c = await late.ready;
       await ingest(c, 5);
@@ -189,6 +194,8 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes (and a third star
       for (const s of servers) expect(s.child.exitCode).toBeNull();
       console.log(`redis outage: ${acknowledged} events acknowledged, ${acknowledged - atBefore} of them while Redis was down for ${outageMs} ms`);
     } finally {
+      streaming = false;
+      await Promise.allSettled(streams);
       sub.close();
       await client.dispose();
     }

@@ -8,12 +8,12 @@ export const tsx = path.resolve("node_modules/.bin/tsx");
  * Start src/main.ts as `npm start` does (node itself, TypeScript through tsx's loader), or through `npm start`
  * itself, and resolve with its URL once it serves; collects stdout.
  */
-export function startServer(env: Record<string, string>, via: "node" | "npm" = "node") {
+export function startServer(env: Record<string, string>, via: "node" | "npm" = "node", readyWithinMs = 30_000) {
   const [command, args] = via === "npm" ? ["npm", ["start", "--silent"]] : [process.execPath, ["--import", "tsx", "src/main.ts"]];
   const child = spawn(command, args, { env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), readyWithinMs);
     child.stdout.on("data", (chunk) => {
       output += chunk;
       const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
