@@ -12,9 +12,11 @@ import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth
 import { viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
-import type { PubSub } from "./pubsub.ts";
-import { pubSubNotify } from "./realtime.ts";
+import { healthCheck } from "./health.ts";
+import type { PubSub, RedisLink } from "./pubsub.ts";
+import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
+import { trackRequests } from "./shutdown.ts";
 import { CLOSE_CODES, createSocketAuthority } from "./socket-authority.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
@@ -27,6 +29,8 @@ export interface AppDeps {
   /** The service's notion of now; tests pass a controllable clock. */
   clock?: () => Date;
   renewalMode?: RenewalMode;
+  /** With Redis: its health, and subscribers catching up after an outage (createAppPubSub's `redis`). */
+  redis?: RedisLink | null;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -98,19 +102,14 @@ export function createApp(deps: AppDeps) {
     },
   });
 
+  const health = healthCheck(db, deps.redis, log);
+  if (deps.redis) catchUpAfterRedisOutage(db, deps.redis, log);
+
   const httpServer = createServer(async (req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === "/healthz") {
-      try {
-        await db.$queryRawUnsafe("SELECT 1");
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
-      } catch (err) {
-        log.error({ err }, "health check failed");
-        res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ status: "unavailable" }));
-      }
-      return;
-    }
+    if (req.url === "/healthz") return health(res);
     return yoga(req, res);
   });
+  const requests = trackRequests(httpServer);
 
   const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
@@ -181,18 +180,24 @@ export function createApp(deps: AppDeps) {
         });
       });
     },
-    /** Orderly shutdown: stop accepting, close subscriptions and sockets, then HTTP. */
-    async close(): Promise<void> {
-      await scheduler.stop();
+    /**
+     * Orderly shutdown (src/shutdown.ts): stop accepting connections and the scheduler, close subscriptions'
+     * sockets with 1001, let HTTP requests in flight finish for up to `graceMs` (then close their connections).
+     * Resolves false when requests were still running at the end of the grace period.
+     */
+    async close(graceMs = 10_000): Promise<boolean> {
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      const schedulerStopped = scheduler.stop();
       await authority.stop();
       await wsCleanup.dispose();
-      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
-      await new Promise<void>((resolve) => {
-        httpServer.close(() => resolve());
-        httpServer.closeIdleConnections();
-        setTimeout(() => httpServer.closeAllConnections(), 2000).unref();
-      });
+      const drained = await requests.drain(graceMs);
+      // Nothing in flight any more (or the grace period is over): whatever connections remain go now, also
+      // WebSockets whose client never answered the close frame.
+      httpServer.closeAllConnections();
+      for (const socket of wsServer.clients) socket.terminate();
+      await Promise.all([closed, schedulerStopped]);
       await yoga.dispose();
+      return drained;
     },
   };
 }

@@ -84,7 +84,7 @@ export async function startTestApp(): Promise<TestApp> {
   await migrateDeploy(dbUrl);
   const queries: string[] = [];
   const db = await createPrisma(dbUrl, { onQuery: (sql) => queries.push(sql) });
-  const { pubsub, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
+  const { pubsub, redis, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
   // Count subscriptions the server opens for clients, so tests publish only after a subscriber is listening
   // (not the server's own listener for revocations).
   let opened = 0;
@@ -95,7 +95,7 @@ export async function startTestApp(): Promise<TestApp> {
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  const app = createApp({ db, pubsub, redis, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");
@@ -235,11 +235,16 @@ export function subscription<R, V>(client: Client, doc: TypedDocumentNode<R, V>,
       if (queued) return Promise.resolve(queued);
       if (failure) return Promise.resolve({ errors: Array.isArray(failure) ? failure : [failure as never] } as ExecutionResult<R>);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no subscription message within ${ms} ms`)), ms);
-        waiters.push((r) => {
+        const waiter = (r: ExecutionResult<R>) => {
           clearTimeout(timer);
           resolve(r);
-        });
+        };
+        // a waiter that timed out leaves the line, so the next message is not handed to nobody
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`no subscription message within ${ms} ms`));
+        }, ms);
+        waiters.push(waiter);
       });
     },
     /** Messages received and not yet taken. */
