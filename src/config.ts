@@ -12,6 +12,8 @@ export interface Config {
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
   meterLimits: MeterLimits;
+  /** How long in-flight requests may take after SIGTERM/SIGINT before the process gives up on them. */
+  shutdownGraceMs: number;
 }
 
 function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -35,9 +37,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxActiveMeters: positiveInteger(env, "MAX_ACTIVE_METERS", DEFAULT_METER_LIMITS.maxActiveMeters),
     maxFilterClauses: positiveInteger(env, "MAX_FILTER_CLAUSES", DEFAULT_METER_LIMITS.maxFilterClauses),
   };
+  const shutdownGraceMs = Number(env.SHUTDOWN_GRACE_MS ?? 10_000);
+  if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
   return {
     meterLimits,
     renewalMode,
+    shutdownGraceMs,
     schedulerIntervalMs,
     port,
     host: env.HOST ?? "0.0.0.0",
