@@ -6,7 +6,7 @@ import type { Sql } from "../db/sql.ts";
 import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError, UnitsOverflowError } from "./errors.ts";
-import { contribution, filterMatches, propertyValue, type Contains, type EventLike } from "./meter-filter.ts";
+import { contribution, filterMatches, metadataKeyOf, propertyField, propertyValue, type Contains, type EventLike } from "./meter-filter.ts";
 import { LikeIndex, worthIndexing } from "./like-index.ts";
 import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
@@ -117,8 +117,6 @@ interface CountPolicy {
   strict: boolean;
 }
 
-const metadataKey = (property: string) => (property.startsWith("metadata.") ? property.slice("metadata.".length) : property);
-
 /** Match one event against every meter and decide what it adds to each; see CountPolicy for refusals. */
 export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPolicy, contains?: Contains): { counted: Counted[]; ignored: number } {
   const counted: Counted[] = [];
@@ -126,7 +124,7 @@ export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPol
   for (const m of meters) {
     if (!filterMatches(m.filter, e, contains)) continue;
     const { func, property } = m.aggregation;
-    const refuse = (message: string) => new InvalidInputError(message, `${policy.field}.${property === "name" ? "name" : `metadata.${metadataKey(property!)}`}`);
+    const refuse = (message: string) => new InvalidInputError(message, `${policy.field}.${propertyField(property ?? "name")}`);
     let c: ReturnType<typeof contribution>;
     try {
       c = contribution(m.aggregation, e);
@@ -140,7 +138,7 @@ export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPol
     }
     if (c === null) {
       // Missing: nothing to aggregate. Present but not a number: ignored, never silently.
-      if (func !== "COUNT" && func !== "UNIQUE" && property !== "name" && propertyValue(e, property!) !== undefined) {
+      if (func !== "COUNT" && func !== "UNIQUE" && metadataKeyOf(property!) !== null && propertyValue(e, property!) !== undefined) {
         if (policy.strict && policy.field !== null) throw refuse(`is not a number: meter ${m.id} aggregates numbers (${func}), and STRICT mode refuses values it would ignore`);
         ignored++;
       }
@@ -217,7 +215,7 @@ function overflowingEvent(events: (CountableEvent & { index?: number })[], err: 
       if (err.exceededBy(positive, credit)) {
         const property = m.aggregation.property;
         if (e.index === undefined || !property) return null;
-        return `events.${e.index}.${property === "name" ? "name" : `metadata.${metadataKey(property)}`}`;
+        return `events.${e.index}.${propertyField(property)}`;
       }
     }
   }

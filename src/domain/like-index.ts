@@ -3,10 +3,10 @@
 // 1,000-character metadata values, seconds per thousand events. An Aho–Corasick automaton of all the
 // patterns on one property finds every pattern present in one scan of the text, whatever their number.
 // Ingestion builds one only for calls where that pays off (see `worthIndexing`); results equal `includes`.
-import { isNestedFilter, type FilterClause, type MeterFilter } from "./meter-filter.ts";
+import { isNestedFilter, metadataKeyOf, type FilterClause, type MeterFilter } from "./meter-filter.ts";
 
 /** The event value a clause property reads: the event name, or one metadata key. */
-const propertyKey = (property: string) => (property === "name" ? "\u0000name" : property.startsWith("metadata.") ? property.slice("metadata.".length) : property);
+const propertyKey = (property: string) => metadataKeyOf(property) ?? "\u0000name";
 
 class Automaton {
   private next: Map<number, number>[] = [new Map()];

@@ -52,13 +52,25 @@ export function isNestedFilter(clause: FilterClause | MeterFilter): clause is Me
 }
 
 /**
- * The value a property names on an event: `name` is the event name; anything else is a metadata key, with
- * an optional `metadata.` prefix (so `metadata.name` reaches a metadata key called "name"). Metadata is flat,
- * so a dotted path is looked up as one key ("model.version").
+ * What a property names on an event, the one definition of the path rule: `name` is the event name (null
+ * here); anything else is a metadata key, with an optional `metadata.` prefix (so `metadata.name` reaches a
+ * metadata key called "name"). Metadata is flat, so a dotted path is one key ("model.version").
  */
+export function metadataKeyOf(property: string): string | null {
+  if (property === "name") return null;
+  return property.startsWith("metadata.") ? property.slice("metadata.".length) : property;
+}
+
+/** Where a property sits in an event input, for error fields: `name` or `metadata.<key>`. */
+export function propertyField(property: string): string {
+  const key = metadataKeyOf(property);
+  return key === null ? "name" : `metadata.${key}`;
+}
+
+/** The value a property names on an event (see `metadataKeyOf`). */
 export function propertyValue(event: EventLike, property: string): Scalar | undefined {
-  if (property === "name") return event.name;
-  const key = property.startsWith("metadata.") ? property.slice("metadata.".length) : property;
+  const key = metadataKeyOf(property);
+  if (key === null) return event.name;
   return Object.prototype.hasOwnProperty.call(event.metadata, key) ? event.metadata[key] : undefined;
 }
 
