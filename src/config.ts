@@ -1,5 +1,6 @@
 // Configuration from the environment (documented in .env.example and the README).
 import { DEFAULT_DATABASE_URL } from "./db/url.ts";
+import { DEFAULT_LIMITS, LIMIT_ENV, resolveLimits, type Limits } from "./limits.ts";
 
 export interface Config {
   port: number;
@@ -10,6 +11,25 @@ export interface Config {
   logLevel: string;
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
+  limits: Limits;
+}
+
+/** Every limit of src/limits.ts from its environment variable (a positive integer), or its default. */
+export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): Limits {
+  const overrides: Partial<Limits> = {};
+  for (const [key, name] of Object.entries(LIMIT_ENV) as [Exclude<keyof Limits, "corsOrigins">, string][]) {
+    const raw = env[name]?.trim();
+    if (!raw) continue;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${raw}" (default ${DEFAULT_LIMITS[key]})`);
+    overrides[key] = value;
+  }
+  const origins = (env.CORS_ORIGINS ?? "").split(",").map((o) => o.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) throw new Error(`CORS_ORIGINS entries must be origins like https://app.example.com (no path) or *, got "${origin}"`);
+  }
+  overrides.corsOrigins = origins;
+  return resolveLimits(overrides);
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -22,6 +42,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const schedulerIntervalMs = Number(env.SCHEDULER_INTERVAL_MS ?? 10_000);
   if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
   return {
+    limits: limitsFromEnv(env),
     renewalMode,
     schedulerIntervalMs,
     port,

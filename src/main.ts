@@ -30,7 +30,7 @@ if (config.adminToken) {
 }
 
 const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl, (err) => log.warn({ err: err.message }, "redis unavailable"));
-const app = createApp({ db, pubsub, log, renewalMode: config.renewalMode });
+const app = createApp({ db, pubsub, log, renewalMode: config.renewalMode, limits: config.limits });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);
 log.info({ url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");

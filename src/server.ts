@@ -15,6 +15,8 @@ import type { Logger } from "./log.ts";
 import type { PubSub } from "./pubsub.ts";
 import { pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
+import { transportLimits } from "./http/limits.ts";
+import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { schema } from "./schema/index.ts";
@@ -26,6 +28,8 @@ export interface AppDeps {
   /** The service's notion of now; tests pass a controllable clock. */
   clock?: () => Date;
   renewalMode?: RenewalMode;
+  /** Overrides of the transport limits' defaults (src/limits.ts); main.ts passes those from the environment. */
+  limits?: Partial<Limits>;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -57,11 +61,13 @@ export function createApp(deps: AppDeps) {
   const clock = deps.clock ?? (() => new Date());
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const authenticate = cachedAuthenticator(db);
+  const transport = transportLimits(resolveLimits(deps.limits));
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
+    ...transport.yogaOptions,
     logging: {
       debug: (...args) => log.debug(args.map(String).join(" ")),
       info: (...args) => log.info(args.map(String).join(" ")),
@@ -92,7 +98,7 @@ export function createApp(deps: AppDeps) {
     },
   });
 
-  const httpServer = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+  const httpServer = createServer(transport.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz") {
       try {
         await db.$queryRawUnsafe("SELECT 1");
@@ -103,16 +109,23 @@ export function createApp(deps: AppDeps) {
       }
       return;
     }
+    if (await transport.guard(req, res)) return;
     return yoga(req, res);
   });
+  transport.applyToServer(httpServer);
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
+  const wsServer: WebSocketServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, ...transport.wsServerOptions(() => wsServer) });
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
       // Authenticate once per connection; a socket without a valid token is closed with 4401.
       onConnect: async (ctx) => {
+        const refused = transport.sockets.admit(ctx, ctx.extra.request.socket.remoteAddress);
+        if (refused) {
+          ctx.extra.socket.close(refused.code, refused.reason);
+          return false;
+        }
         const header = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         try {
           const principal = typeof header === "string" ? await principalFromHeader(authenticate, header) : null;
@@ -125,7 +138,10 @@ export function createApp(deps: AppDeps) {
           return false;
         }
       },
+      onClose: (ctx) => transport.sockets.release(ctx),
       onSubscribe: async (ctx, _id, params) => {
+        const refused = await transport.sockets.checkOperation(ctx);
+        if (refused) return refused;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,

@@ -13,6 +13,7 @@ import { createOrganization } from "../../src/domain/organizations.ts";
 import { createLogger } from "../../src/log.ts";
 import { createAppPubSub, type PubSub } from "../../src/pubsub.ts";
 import { createApp, type App } from "../../src/server.ts";
+import type { Limits } from "../../src/limits.ts";
 
 export interface GraphQLErrorJson {
   message: string;
@@ -75,7 +76,8 @@ export async function freshDatabase(dir: string): Promise<{ url: string; drop():
   };
 }
 
-export async function startTestApp(): Promise<TestApp> {
+/** `limits` overrides the transport limits' defaults for this server (src/limits.ts). */
+export async function startTestApp(options: { limits?: Partial<Limits> } = {}): Promise<TestApp> {
   const dir = mkdtempSync(path.join(tmpdir(), "credits-test-"));
   const database = await freshDatabase(dir);
   const dbUrl = database.url;
@@ -92,7 +94,7 @@ export async function startTestApp(): Promise<TestApp> {
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), limits: options.limits });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");

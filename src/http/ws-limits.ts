@@ -1,0 +1,88 @@
+// Limits on graphql-ws sockets: sockets per node and per token, connectionParams size, operations in progress
+// per socket and per token, and the request budget (every subscribe message draws on the token's budget,
+// shared with HTTP). An operation over a limit gets an error message for its id; the socket stays usable.
+import { GraphQLError } from "graphql";
+import type { Context as WsContext } from "graphql-ws";
+import type { VerifyClientCallbackAsync, WebSocketServer } from "ws";
+import type { Limits } from "../limits.ts";
+import { clientKey, rateLimitedError, type RateLimiter } from "./rate-limit.ts";
+
+/** WebSocket close code "Try Again Later" (RFC 6455 registry): a socket over a per-token limit. */
+export const CLOSE_TRY_AGAIN_LATER = 1013;
+/** graphql-ws's Bad Request: connectionParams too large. */
+export const CLOSE_BAD_REQUEST = 4400;
+
+export function limitExceeded(message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: "LIMIT_EXCEEDED" } });
+}
+
+type AnyContext = WsContext<Record<string, unknown> | undefined, unknown>;
+
+export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
+  const keyOf = new WeakMap<AnyContext, string>();
+  const socketsOf = new Map<string, Set<AnyContext>>();
+
+  function operationsOf(key: string): number {
+    let count = 0;
+    for (const ctx of socketsOf.get(key) ?? []) count += Object.keys(ctx.subscriptions).length;
+    return count;
+  }
+
+  return {
+    /** For `new WebSocketServer({ verifyClient })`: a node with its maximum of sockets refuses the upgrade (503). */
+    verifyClient(server: () => WebSocketServer): VerifyClientCallbackAsync {
+      return (_info, done) => {
+        if (server().clients.size >= limits.wsMaxSockets) done(false, 503, "Too many WebSockets on this node");
+        else done(true);
+      };
+    },
+
+    /**
+     * On connection_init, before authentication: null if the socket may go on, else why it must close
+     * (connectionParams too large, or its token already has its maximum of sockets). Registers the socket.
+     */
+    admit(ctx: AnyContext, remoteAddress: string | undefined): { code: number; reason: string } | null {
+      const params = ctx.connectionParams ?? {};
+      if (Buffer.byteLength(JSON.stringify(params)) > limits.wsMaxConnectionParamsBytes) {
+        return { code: CLOSE_BAD_REQUEST, reason: `connectionParams larger than ${limits.wsMaxConnectionParamsBytes} bytes` };
+      }
+      const header = params.authorization ?? params.Authorization;
+      const key = clientKey(typeof header === "string" ? header : null, remoteAddress);
+      const sockets = socketsOf.get(key) ?? new Set();
+      if (sockets.size >= limits.wsMaxSocketsPerToken) {
+        return { code: CLOSE_TRY_AGAIN_LATER, reason: `Too many WebSockets for this token (limit ${limits.wsMaxSocketsPerToken})` };
+      }
+      sockets.add(ctx);
+      socketsOf.set(key, sockets);
+      keyOf.set(ctx, key);
+      return null;
+    },
+
+    /** A socket closed: it no longer counts against its token. */
+    release(ctx: AnyContext): void {
+      const key = keyOf.get(ctx);
+      if (!key) return;
+      const sockets = socketsOf.get(key);
+      sockets?.delete(ctx);
+      if (sockets?.size === 0) socketsOf.delete(key);
+    },
+
+    /**
+     * On every subscribe message (graphql-ws has already registered the operation in ctx.subscriptions):
+     * null to go on, or the errors to answer that operation with.
+     */
+    async checkOperation(ctx: AnyContext): Promise<GraphQLError[] | null> {
+      const key = keyOf.get(ctx);
+      if (!key) return null;
+      const decision = await rateLimiter.take(key);
+      if (!decision.allowed) return [rateLimitedError(decision.retryAfterSeconds)];
+      if (Object.keys(ctx.subscriptions).length > limits.wsMaxSubscriptionsPerSocket) {
+        return [limitExceeded(`Too many operations on this WebSocket (limit ${limits.wsMaxSubscriptionsPerSocket}); complete some first.`)];
+      }
+      if (operationsOf(key) > limits.wsMaxSubscriptionsPerToken) {
+        return [limitExceeded(`Too many operations over this token's WebSockets (limit ${limits.wsMaxSubscriptionsPerToken}); complete some first.`)];
+      }
+      return null;
+    },
+  };
+}
