@@ -241,3 +241,179 @@ function rawPost(port: number, headers: Record<string, string>, body: Buffer): P
     pump();
   });
 }
+
+describe("CORS allow-list", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { corsOrigins: ["https://app.example.com", "https://admin.example.com"] } });
+  });
+  afterAll(() => t?.close());
+
+  const preflight = (origin: string) =>
+    fetch(t.url, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
+
+  it("answers a listed origin with its own origin and no credentials, an unlisted one with no CORS headers", async () => {
+    for (const origin of ["https://app.example.com", "https://admin.example.com"]) {
+      const res = await preflight(origin);
+      expect(res.status).toBe(204);
+      expect(res.headers.get("access-control-allow-origin")).toBe(origin);
+      expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+      expect(res.headers.get("access-control-allow-headers")).toContain("authorization");
+      const call = await post(t.url, t.adminToken, "{ __typename }", { headers: { origin } });
+      expect(call.headers.get("access-control-allow-origin")).toBe(origin);
+      expect(call.headers.get("access-control-allow-credentials")).toBeNull();
+    }
+    for (const origin of ["https://evil.example", "https://app.example.com.evil.example", "null"]) {
+      const res = await preflight(origin);
+      expect(res.headers.get("access-control-allow-origin")).toBeNull();
+      expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+      const call = await post(t.url, t.adminToken, "{ __typename }", { headers: { origin } });
+      expect(call.headers.get("access-control-allow-origin")).toBeNull();
+    }
+  });
+});
+
+describe("rate limit per token", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { rateLimitPerSecond: 5, rateLimitBurst: 5 } });
+  });
+  afterAll(() => t?.close());
+
+  it("answers 429 with RATE_LIMITED and retry-after past the budget; other tokens keep theirs; WebSocket operations draw on it", async () => {
+    const other = await t.newOrganization();
+    // A WebSocket of the same token, connected before the budget runs out.
+    const socket = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}` });
+    await socket.acked();
+    const answers = [];
+    for (let i = 0; i < 12; i++) answers.push(await post(t.url, t.adminToken, "{ __typename }"));
+    const allowed = answers.filter((a) => a.status === 200);
+    const limited = answers.filter((a) => a.status === 429);
+    // 5 a second plus a burst of 5: the first ten pass (unless a second boundary passed meanwhile), then 429.
+    expect(allowed.length).toBeGreaterThanOrEqual(10);
+    expect(limited.length).toBeGreaterThanOrEqual(1);
+    expect(allowed.length + limited.length).toBe(12);
+    const refused = limited[0];
+    expect(refused.headers.get("content-type")).toContain("application/json");
+    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(refused.body).toEqual({ errors: [{ message: expect.stringContaining("Too many requests"), extensions: { code: "RATE_LIMITED", retryAfter: Number(refused.headers.get("retry-after")) } }] });
+    // Another organization's token has its own budget.
+    expect((await post(t.url, other.token, "{ __typename }")).status).toBe(200);
+    // The same token over WebSocket: refused for this operation, the socket stays open.
+    socket.subscribe("q1", "{ __typename }");
+    const answer = await socket.answer("q1");
+    expect(errorCode(answer)).toBe("RATE_LIMITED");
+    expect(socket.closed()).toBeNull();
+    // After the window the token is served again, over both.
+    await new Promise((r) => setTimeout(r, Number(refused.headers.get("retry-after")) * 1000 + 100));
+    expect((await post(t.url, t.adminToken, "{ __typename }")).status).toBe(200);
+    socket.subscribe("q2", "{ __typename }");
+    expect(await socket.answer("q2")).toMatchObject({ type: "next", payload: { data: { __typename: "Query" } } });
+    socket.close();
+  });
+});
+
+describe("WebSocket limits", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { wsMaxSubscriptionsPerSocket: 3, wsMaxSubscriptionsPerToken: 5, wsMaxSocketsPerToken: 2, wsMaxSockets: 4, wsMaxConnectionParamsBytes: 1024 } });
+  });
+  afterAll(() => t?.close());
+
+  const watch = (c: string) => `subscription { customerMeterUpdated(customerId: "${c}") { balance } }`;
+
+  it("refuses operations beyond the per-socket and per-token limits with LIMIT_EXCEEDED; the socket stays usable", async () => {
+    const c = await customer(t, "ws-limits");
+    const auth = { authorization: `Bearer ${t.adminToken}` };
+    const a = rawSocket(t.url, auth);
+    await a.acked();
+    for (const id of ["s1", "s2", "s3"]) a.subscribe(id, watch(c));
+    await t.subscribed(3);
+    a.subscribe("s4", watch(c));
+    const refused = await a.answer("s4");
+    expect(errorCode(refused)).toBe("LIMIT_EXCEEDED");
+    expect((refused.payload as { message: string }[])[0].message).toContain("limit 3");
+    // Completing one makes room on the socket; a query then runs on it.
+    a.complete("s1");
+    a.subscribe("q", "{ __typename }");
+    expect(await a.answer("q")).toMatchObject({ type: "next", payload: { data: { __typename: "Query" } } });
+    // Per token: 2 live on socket a, 3 more on socket b, the 6th is refused.
+    const b = rawSocket(t.url, auth);
+    await b.acked();
+    for (const id of ["t1", "t2", "t3"]) b.subscribe(id, watch(c));
+    await t.subscribed(6);
+    a.subscribe("s5", watch(c));
+    const overToken = await a.answer("s5");
+    expect(errorCode(overToken)).toBe("LIMIT_EXCEEDED");
+    expect((overToken.payload as { message: string }[])[0].message).toContain("limit 5");
+    // The subscriptions still receive pushes.
+    await meter(t, "COUNT");
+    await t.ok(IngestEvents, { events: [{ name: "use", customerId: c }] });
+    await a.until(() => a.messages.some((msg) => msg.id === "s2" && msg.type === "next"));
+    await b.until(() => b.messages.some((msg) => msg.id === "t1" && msg.type === "next"));
+    expect(a.closed()).toBeNull();
+    expect(b.closed()).toBeNull();
+
+    // A third socket of the token is closed with 1013; another token's socket is fine.
+    const third = rawSocket(t.url, auth);
+    await third.until(() => third.closed());
+    expect(third.closed()).toMatchObject({ code: 1013, reason: expect.stringContaining("Too many WebSockets for this token") });
+    const other = await t.newOrganization();
+    const d = rawSocket(t.url, { authorization: `Bearer ${other.token}` });
+    await d.acked();
+    // Closing a socket gives its place back.
+    b.close();
+    await b.until(() => b.closed());
+    await new Promise((r) => setTimeout(r, 100));
+    const again = rawSocket(t.url, auth);
+    await again.acked();
+
+    // The node's limit (4): a, again, d open; one more fits, the next upgrade is refused with 503.
+    const e = rawSocket(t.url, { authorization: `Bearer ${other.token}` });
+    await e.acked();
+    const f = new WebSocket(t.url.replace("http", "ws"), "graphql-transport-ws");
+    const status = await new Promise<number>((resolve) => {
+      f.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      f.on("open", () => resolve(101));
+      f.on("error", () => {});
+    });
+    expect(status).toBe(503);
+    for (const s of [a, again, d, e]) s.close();
+    await Promise.all([a, again, d, e].map((s) => s.until(() => s.closed())));
+  });
+
+  it("closes a socket whose connectionParams are too large (4400)", async () => {
+    const s = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}`, padding: "x".repeat(2048) });
+    await s.until(() => s.closed());
+    expect(s.closed()).toMatchObject({ code: 4400, reason: expect.stringContaining("connectionParams larger than 1024 bytes") });
+  });
+});
+
+describe("node:http timeouts", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { headersTimeoutMs: 300, requestTimeoutMs: 1000 } });
+  });
+  afterAll(() => t?.close());
+
+  it("drops a client that sends its headers too slowly once headersTimeout has passed", async () => {
+    const socket = connect(t.port, "127.0.0.1");
+    await new Promise((resolve) => socket.once("connect", resolve));
+    const started = Date.now();
+    let received = "";
+    socket.on("data", (chunk) => (received += chunk));
+    socket.write("POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\n");
+    // Trickle one header line every 100 ms, never finishing the headers.
+    const trickle = setInterval(() => {
+      if (!socket.destroyed) socket.write(`x-slow-${Date.now()}: 1\r\n`);
+    }, 100);
+    await new Promise((resolve) => socket.once("close", resolve));
+    clearInterval(trickle);
+    const elapsed = Date.now() - started;
+    console.log(`slow headers: connection closed after ${elapsed} ms (headersTimeout 300 ms)`);
+    expect(received).toMatch(/^HTTP\/1\.1 408/);
+    expect(elapsed).toBeGreaterThanOrEqual(250);
+    // Well before Node's defaults (60 s plus a 30 s check interval) would have dropped it.
+    expect(elapsed).toBeLessThan(5_000);
+  });
+});
