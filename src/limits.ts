@@ -19,6 +19,10 @@ export interface Limits {
   rateLimitPerSecond: number;
   /** Extra requests per 10 s a client may make above the rate (a burst). */
   rateLimitBurst: number;
+  /** HTTP requests of one client in progress at once on a node; more wait in line. */
+  concurrencyPerClient: number;
+  /** HTTP requests of one client waiting in line; more are refused (429). */
+  queuePerClient: number;
   /** Node http: time allowed to receive a request's headers. */
   headersTimeoutMs: number;
   /** Node http: time allowed to receive a whole request (headers and body). */
@@ -50,6 +54,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxBodyBytes: 8 * 1024 * 1024,
   rateLimitPerSecond: 300,
   rateLimitBurst: 600,
+  concurrencyPerClient: 8,
+  queuePerClient: 256,
   headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
@@ -72,6 +78,8 @@ export const LIMIT_ENV: Readonly<Record<Exclude<keyof Limits, "corsOrigins">, st
   maxBodyBytes: "HTTP_MAX_BODY_BYTES",
   rateLimitPerSecond: "RATE_LIMIT_PER_SECOND",
   rateLimitBurst: "RATE_LIMIT_BURST",
+  concurrencyPerClient: "RATE_LIMIT_CONCURRENCY",
+  queuePerClient: "RATE_LIMIT_QUEUE",
   headersTimeoutMs: "HTTP_HEADERS_TIMEOUT_MS",
   requestTimeoutMs: "HTTP_REQUEST_TIMEOUT_MS",
   keepAliveTimeoutMs: "HTTP_KEEP_ALIVE_TIMEOUT_MS",

@@ -139,8 +139,8 @@ export function createApp(deps: AppDeps) {
         }
       },
       onClose: (ctx) => transport.sockets.release(ctx),
-      onSubscribe: async (ctx, _id, params) => {
-        const refused = await transport.sockets.checkOperation(ctx);
+      onSubscribe: async (ctx, id, params) => {
+        const refused = await transport.sockets.checkOperation(ctx, id);
         if (refused) return refused;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,

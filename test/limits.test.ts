@@ -3,15 +3,16 @@
 // while one client sends all of that at once (a production-mode server process with default limits).
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
-import { request as httpRequest } from "node:http";
+import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { createPrisma } from "../src/db/client.ts";
 import { createOrganization } from "../src/domain/organizations.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
-import { CreateCustomer, CreateMeter, GetCustomerMeter, GrantCredits, IngestEvents } from "./documents.ts";
+import { CreateCustomer, CreateMeter, CustomerMeterUpdated, GetCustomerMeter, GrantCredits, IngestEvents } from "./documents.ts";
 import { customer, meter } from "./support/fixtures.ts";
 import { freshDatabase, startTestApp, type TestApp } from "./support/app.ts";
 import { startServer } from "./support/process.ts";
@@ -38,10 +39,13 @@ const nested20k = `{${"a{".repeat(20_000)}b${"}".repeat(20_001)}`;
 function rawSocket(url: string, connectionParams: Record<string, unknown>) {
   const ws = new WebSocket(url.replace("http", "ws"), "graphql-transport-ws");
   const messages: { id?: string; type: string; payload?: unknown }[] = [];
+  const counts = new Map<string, number>();
   const waiters: (() => void)[] = [];
   let closed: { code: number; reason: string } | null = null;
   ws.on("message", (data) => {
-    messages.push(JSON.parse(String(data)));
+    const message = JSON.parse(String(data));
+    messages.push(message);
+    counts.set(message.type, (counts.get(message.type) ?? 0) + 1);
     for (const w of waiters.splice(0)) w();
   });
   ws.on("close", (code, reason) => {
@@ -65,6 +69,8 @@ function rawSocket(url: string, connectionParams: Record<string, unknown>) {
   return {
     ws,
     messages,
+    /** Messages received of one type. */
+    count: (type: string) => counts.get(type) ?? 0,
     closed: () => closed,
     until,
     acked: () => until(() => messages.some((m) => m.type === "connection_ack")),
@@ -214,7 +220,10 @@ describe("with default limits", () => {
   });
 });
 
-/** A POST over node:http with full control of the headers; resolves with the response, whatever happens to the upload. */
+/**
+ * A POST over node:http with full control of the headers. Like a well-behaved client it sends the headers
+ * first and waits a moment for an early answer (a 413 from the declared length) before streaming the body.
+ */
 function rawPost(port: number, headers: Record<string, string>, body: Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     let responded = false;
@@ -228,17 +237,18 @@ function rawPost(port: number, headers: Record<string, string>, body: Buffer): P
     req.on("error", (err) => {
       if (!responded) reject(err);
     });
+    req.flushHeaders();
     // Send in 64 KiB pieces, stopping when the server has answered or gone.
     let offset = 0;
     const pump = () => {
-      while (offset < body.length && !req.destroyed) {
+      while (offset < body.length && !req.destroyed && !responded) {
         const piece = body.subarray(offset, offset + 65_536);
         offset += piece.length;
         if (!req.write(piece)) return void req.once("drain", pump);
       }
-      if (!req.destroyed) req.end();
+      if (!req.destroyed && !responded) req.end();
     };
-    pump();
+    setTimeout(pump, 300);
   });
 }
 
@@ -417,3 +427,220 @@ describe("node:http timeouts", () => {
     expect(elapsed).toBeLessThan(5_000);
   });
 });
+
+describe("hostile traffic against a production-mode server process with default limits", () => {
+  const ATTACKER = "crl_admin_hostile-client-token-0123456789";
+  const dir = mkdtempSync(path.join(tmpdir(), "credits-limits-"));
+  let server: ReturnType<typeof startServer> | undefined;
+  let drop: (() => Promise<void>) | undefined;
+  let url = "";
+  let victimToken = "";
+
+  beforeAll(async () => {
+    const database = await freshDatabase(dir);
+    drop = database.drop;
+    server = startServer({ DATABASE_URL: database.url, ADMIN_TOKEN: ATTACKER, NODE_ENV: "production", SCHEDULER_INTERVAL_MS: "60000" });
+    url = await server.ready;
+    const db = await createPrisma(database.url);
+    victimToken = (await createOrganization(db, "Victim")).token;
+    await db.$disconnect();
+  }, 60_000);
+
+  afterAll(async () => {
+    if (process.env.DEBUG_LIMITS) console.log(server?.output().slice(-4000));
+    await server?.stop();
+    await drop?.();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("refuses each attack (4xx or a typed error, never 500) while another client's customerMeter p99 stays under 100 ms", async () => {
+    const victim = (query: string, variables?: unknown) => post(url, victimToken, query, { variables });
+    const meterId = ((await victim(print(CreateMeter), { input: { name: "calls", filter: { conjunction: "AND", clauses: [{ property: "name", operator: "EQ", value: "call" }] }, aggregation: { func: "COUNT" } } })).body.data as any).createMeter.id;
+    const customerId = ((await victim(print(CreateCustomer), { input: { email: "victim@example.com", externalId: "victim" } })).body.data as any).createCustomer.id;
+    expect((await victim(print(GrantCredits), { input: { customerId, meterId, units: "1000" } })).body.data).toMatchObject({ grantCredits: { __typename: "CreditGrant" } });
+    const read = print(GetCustomerMeter);
+    expect((await victim(read, { customerId, meterId })).body.data).toMatchObject({ customerMeter: { balance: "1000" } });
+
+    // The attacker's own customer and meter, so that its subscriptions are real and stay open.
+    const attackerCall = (query: string, variables?: unknown) => post(url, ATTACKER, query, { variables });
+    const attackerMeter = ((await attackerCall(print(CreateMeter), { input: { name: "calls", filter: { conjunction: "AND", clauses: [] }, aggregation: { func: "COUNT" } } })).body.data as any).createMeter.id;
+    const attackerCustomer = ((await attackerCall(print(CreateCustomer), { input: { email: "attacker@example.com" } })).body.data as any).createCustomer.id;
+
+    // The victim also watches its balance over a WebSocket of its own.
+    const watcher = rawSocket(url, { authorization: `Bearer ${victimToken}` });
+    await watcher.acked();
+    watcher.subscribe("watch", print(CustomerMeterUpdated), { customerId, meterId });
+
+    // The victim's reads: one at a time over a keep-alive connection of its own, a pause between them.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, timeout: 2_000 });
+    const readBody = JSON.stringify({ query: read, variables: { customerId, meterId } });
+    const quiet: number[] = [];
+    for (let i = 0; i < 50; i++) {
+      const started = performance.now();
+      expect((await agentPost(agent, url, victimToken, readBody)).status).toBe(200);
+      quiet.push(performance.now() - started);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const latencies: number[] = [];
+    let phase = "queries";
+    const byPhase = new Map<string, number[]>();
+    const victimStatuses = new Map<number, number>();
+    let hostile = true;
+    const victimLoop = (async () => {
+      while (hostile) {
+        const started = performance.now();
+        const res = await agentPost(agent, url, victimToken, readBody);
+        const took = performance.now() - started;
+        latencies.push(took);
+        byPhase.set(phase, [...(byPhase.get(phase) ?? []), took]);
+        victimStatuses.set(res.status, (victimStatuses.get(res.status) ?? 0) + 1);
+        if (res.status === 200) expect(JSON.parse(res.body).data.customerMeter.balance).toBe("1000");
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    })();
+
+    const statuses = new Map<string, Map<number | string, number>>();
+    const count = (kind: string, key: number | string) => {
+      const m = statuses.get(kind) ?? new Map();
+      m.set(key, (m.get(key) ?? 0) + 1);
+      statuses.set(kind, m);
+    };
+    const codeOf = (text: string) => {
+      try {
+        return (JSON.parse(text) as Body).errors?.[0]?.extensions?.code ?? "none";
+      } catch {
+        return "unparsable";
+      }
+    };
+    const bodies = {
+      depth50: JSON.stringify({ query: deepQuery(50) }),
+      aliases10k: JSON.stringify({ query: aliases(10_000, meterId) }),
+      nested20k: JSON.stringify({ query: nested20k }),
+    };
+    const attacker = new Agent({ keepAlive: true, maxSockets: 4, timeout: 2_000 });
+
+    const only = process.env.DEBUG_ATTACKS?.split(",");
+    const on = (name: string) => !only || only.includes(name);
+    const queryAttacks = async () => {
+      if (!on("queries")) return;
+      for (let round = 0; round < 20; round++) {
+        for (const [kind, body] of Object.entries(bodies)) {
+          const res = await agentPost(attacker, url, ATTACKER, body).catch((err) => ({ status: `error ${err.code}`, body: "" }));
+          count(kind, `${res.status} ${codeOf(res.body)}`);
+        }
+      }
+    };
+    const bigBodies = async () => {
+      if (!on("bodies")) return;
+      const big = Buffer.alloc(10 * 1024 * 1024, " ");
+      for (let i = 0; i < 3; i++) {
+        const res = await rawPost(Number(new URL(url).port), { "content-type": "application/json", authorization: `Bearer ${ATTACKER}`, "content-length": String(big.length) }, big).catch((err) => ({ status: `error ${err.code}`, body: "" }));
+        count("body10MB", `${res.status} ${codeOf(res.body)}`);
+      }
+    };
+    // The flood: 3,000 requests from one token as fast as 16 connections carry them (its budget is 300 a second
+    // plus a burst of 600 per 10 s).
+    let floodMs = 0;
+    const floodAgent = new Agent({ keepAlive: true, maxSockets: 16, timeout: 2_000 });
+    const flood = async () => {
+      if (!on("flood")) return;
+      const flooded = JSON.stringify({ query: "{ __typename }" });
+      const started = performance.now();
+      let sent = 0;
+      await Promise.all(
+        Array.from({ length: 16 }, async () => {
+          while (sent++ < 3_000) count("flood", (await agentPost(floodAgent, url, ATTACKER, flooded)).status);
+        }),
+      );
+      floodMs = performance.now() - started;
+    };
+    const subscriptions = async () => {
+      if (!on("subs")) return null;
+      const socket = rawSocket(url, { authorization: `Bearer ${ATTACKER}` });
+      await socket.acked();
+      const query = print(CustomerMeterUpdated);
+      for (let i = 0; i < 20_000; i++) {
+        socket.subscribe(`s${i}`, query, { customerId: attackerCustomer, meterId: attackerMeter });
+        if (i % 500 === 499) await new Promise((r) => setImmediate(r));
+      }
+      await socket.until(() => socket.count("error") >= 19_900, 60_000);
+      for (const m of socket.messages) if (m.type !== "connection_ack") count("subscriptions", m.type === "error" ? String(errorCode(m)) : m.type);
+      expect(socket.closed()).toBeNull();
+      return socket;
+    };
+    // One attack after another, the victim reading throughout.
+    await queryAttacks();
+    phase = "bodies";
+    await bigBodies();
+    phase = "flood";
+    await flood();
+    phase = "subscriptions";
+    const maybeSocket = await subscriptions();
+    const attackerSocket = maybeSocket!;
+    hostile = false;
+    await victimLoop;
+
+    const percentile = (values: number[], p: number) => {
+      const sorted = [...values].sort((a, b) => a - b);
+      return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+    };
+    const pct = (p: number) => percentile(latencies, p);
+    const summary = Object.fromEntries([...statuses].map(([k, v]) => [k, Object.fromEntries(v)]));
+    console.log(
+      `victim customerMeter during hostile traffic: ${latencies.length} reads, p50 ${pct(50).toFixed(1)} ms, p99 ${pct(99).toFixed(1)} ms, max ${pct(100).toFixed(1)} ms (before it, quiet: p50 ${percentile(quiet, 50).toFixed(1)} ms, p99 ${percentile(quiet, 99).toFixed(1)} ms); statuses ${JSON.stringify(Object.fromEntries(victimStatuses))}; p99 by attack ${JSON.stringify(Object.fromEntries([...byPhase].map(([k, v]) => [k, `${v.length} reads, p99 ${percentile(v, 99).toFixed(1)} ms`])))}\nhostile answers: ${JSON.stringify(summary)}; the flood took ${floodMs.toFixed(0)} ms`,
+    );
+
+    // Every hostile request was refused with a 4xx or a typed error; none was a 500.
+    for (const kind of ["depth50", "aliases10k", "nested20k"]) {
+      for (const key of statuses.get(kind)!.keys()) expect(String(key)).toMatch(/^(200|400) LIMIT_EXCEEDED$|^429 RATE_LIMITED$/);
+    }
+    for (const key of statuses.get("body10MB")!.keys()) expect(key).toBe("413 REQUEST_ENTITY_TOO_LARGE");
+    const flood429 = statuses.get("flood")!.get(429) ?? 0;
+    expect(flood429).toBeGreaterThan(0);
+    expect([...statuses.get("flood")!.keys()].every((s) => s === 200 || s === 429)).toBe(true);
+    const subs = statuses.get("subscriptions")!;
+    expect([...subs.keys()].every((k) => k === "LIMIT_EXCEEDED" || k === "RATE_LIMITED")).toBe(true);
+    expect([...subs.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(19_900);
+
+    // The victim was served throughout, fast.
+    expect([...victimStatuses.keys()]).toEqual([200]);
+    expect(latencies.length).toBeGreaterThan(20);
+    expect(pct(99)).toBeLessThan(100);
+
+    // Pushes still work, and the attacker's socket is still usable once it has room.
+    await victim(print(IngestEvents), { events: [{ name: "call", customerId }] });
+    const push = await watcher.until(() => watcher.messages.find((m) => m.id === "watch" && m.type === "next"));
+    expect(push.payload).toMatchObject({ data: { customerMeterUpdated: { balance: "999" } } });
+    const live = Object.keys(Object.fromEntries(attackerSocket.messages.map((m) => [m.id, true])));
+    const accepted = Array.from({ length: 20_000 }, (_, i) => `s${i}`).find((id) => !live.includes(id))!;
+    attackerSocket.complete(accepted);
+    await new Promise((r) => setTimeout(r, 1_100)); // a new second of budget
+    attackerSocket.subscribe("after", "{ __typename }");
+    expect(await attackerSocket.answer("after")).toMatchObject({ type: "next", payload: { data: { __typename: "Query" } } });
+    expect((await fetch(url.replace("/graphql", "/healthz"))).status).toBe(200);
+    attackerSocket.close();
+    watcher.close();
+    agent.destroy();
+    attacker.destroy();
+    floodAgent.destroy();
+  }, 120_000);
+});
+
+/** POST a prepared JSON body over a given keep-alive agent. */
+function agentPost(agent: Agent, url: string, token: string, body: string): Promise<{ status: number; body: string }> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { agent, host: target.hostname, port: target.port, path: target.pathname, method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${token}`, "content-length": Buffer.byteLength(body) } },
+      (res) => {
+        let text = "";
+        res.setEncoding("utf8");
+        res.on("data", (chunk) => (text += chunk));
+        res.on("end", () => resolve({ status: res.statusCode!, body: text }));
+        res.on("error", reject);
+      },
+    );
+    req.on("error", reject);
+    req.end(body);
+  });
+}

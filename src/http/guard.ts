@@ -3,7 +3,7 @@
 // with the same limit, counts bodies sent without a length); plus node:http's timeouts and connection cap.
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from "node:http";
 import type { Limits } from "../limits.ts";
-import { clientKey, rateLimitedError, type RateLimiter } from "./rate-limit.ts";
+import { clientKey, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
 
 /** Options for `createServer`: headers, request and keep-alive timeouts, checked often enough to matter. */
 export function httpServerOptions(limits: Limits): ServerOptions {
@@ -38,20 +38,32 @@ function tooLarge(limit: number): ErrorJson {
 }
 
 /**
- * Returns a function that either answers a request itself (429, or 413 for a declared length over the limit:
- * returns true) or lets it through to Yoga (returns false).
+ * Returns a function that either answers a request itself (413 for a declared length over the limit, 429 over
+ * the client's budget or with its line of waiting requests full: returns true) or lets it through to Yoga
+ * (returns false), once the client has a free slot; the slot is freed when the response is done.
  */
-export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter) {
+export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concurrency: ConcurrencyLimiter) {
   return async function guard(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const declared = req.headers["content-length"];
     if (declared !== undefined && Number(declared) > limits.maxBodyBytes) {
       refuse(req, res, 413, tooLarge(limits.maxBodyBytes), {}, true);
       return true;
     }
-    const decision = await rateLimiter.take(clientKey(req.headers.authorization, req.socket.remoteAddress));
+    const key = clientKey(req.headers.authorization, req.socket.remoteAddress);
+    const decision = await rateLimiter.take(key);
     if (!decision.allowed) {
       // Node discards a small unread body itself and keeps the connection.
       refuse(req, res, 429, rateLimitedError(decision.retryAfterSeconds).toJSON() as ErrorJson, { "retry-after": String(decision.retryAfterSeconds) });
+      return true;
+    }
+    const release = await concurrency.acquire(key);
+    if (!release) {
+      refuse(req, res, 429, rateLimitedError(1, "Too many requests in progress for this client: wait for some to finish.").toJSON() as ErrorJson, { "retry-after": "1" });
+      return true;
+    }
+    res.once("close", release);
+    if (res.destroyed || req.socket.destroyed) {
+      release();
       return true;
     }
     // A body without a declared length (chunked) is counted as Yoga reads it (its maxRequestBodySize).

@@ -5,7 +5,7 @@ import type { WebSocketServer } from "ws";
 import type { Limits } from "../limits.ts";
 import { corsFromAllowList, operationLimitPlugins, requestShapePlugins } from "./graphql-limits.ts";
 import { applyServerLimits, createHttpGuard, httpServerOptions } from "./guard.ts";
-import { createRateLimiter } from "./rate-limit.ts";
+import { createConcurrencyLimiter, createRateLimiter } from "./rate-limit.ts";
 import { createSocketLimits } from "./ws-limits.ts";
 
 export function transportLimits(limits: Limits) {
@@ -24,7 +24,7 @@ export function transportLimits(limits: Limits) {
     serverOptions: httpServerOptions(limits),
     applyToServer: (server: Server) => applyServerLimits(server, limits),
     /** Before Yoga: true when the request was answered (429, 413). */
-    guard: createHttpGuard(limits, rateLimiter),
+    guard: createHttpGuard(limits, rateLimiter, createConcurrencyLimiter(limits.concurrencyPerClient, limits.queuePerClient)),
     /** Spread into the WebSocketServer's options (message size, sockets per node). */
     wsServerOptions: (server: () => WebSocketServer) => ({ maxPayload: limits.maxBodyBytes, verifyClient: sockets.verifyClient(server) }),
     sockets,

@@ -42,6 +42,40 @@ export function clientKey(authorization: string | null | undefined, address: str
 export const RATE_LIMITED_MESSAGE = "Too many requests: slow down and retry after the time given in retry-after.";
 
 /** The GraphQL error of a request or operation over budget. */
-export function rateLimitedError(retryAfterSeconds: number): GraphQLError {
-  return new GraphQLError(RATE_LIMITED_MESSAGE, { extensions: { code: "RATE_LIMITED", retryAfter: retryAfterSeconds } });
+export function rateLimitedError(retryAfterSeconds: number, message = RATE_LIMITED_MESSAGE): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: "RATE_LIMITED", retryAfter: retryAfterSeconds } });
+}
+
+export interface ConcurrencyLimiter {
+  /** A slot for `key`: its release function, after waiting in line if all slots are taken; null when the line is full too. */
+  acquire(key: string): Promise<(() => void) | null>;
+}
+
+/**
+ * At most `slots` requests of one client in progress on this node; up to `queued` more wait in line (first come,
+ * first served), beyond that a request is refused. Keeps one client's concurrency from crowding out the others.
+ */
+export function createConcurrencyLimiter(slots: number, queued: number): ConcurrencyLimiter {
+  const clients = new Map<string, { running: number; waiting: (() => void)[] }>();
+  return {
+    acquire(key) {
+      let client = clients.get(key);
+      if (!client) clients.set(key, (client = { running: 0, waiting: [] }));
+      const state = client;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        const next = state.waiting.shift();
+        if (next) next();
+        else if (--state.running === 0) clients.delete(key);
+      };
+      if (state.running < slots) {
+        state.running++;
+        return Promise.resolve(release);
+      }
+      if (state.waiting.length >= queued) return Promise.resolve(null);
+      return new Promise((resolve) => state.waiting.push(() => resolve(release)));
+    },
+  };
 }

@@ -19,12 +19,38 @@ export function limitExceeded(message: string): GraphQLError {
 type AnyContext = WsContext<Record<string, unknown> | undefined, unknown>;
 
 export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
+  // Refusals are built once and reused: a client may send thousands of subscribe messages in a burst, and a
+  // GraphQLError costs a stack trace each.
+  const overSocket = [limitExceeded(`Too many operations on this WebSocket (limit ${limits.wsMaxSubscriptionsPerSocket}); complete some first.`)];
+  const overToken = [limitExceeded(`Too many operations over this token's WebSockets (limit ${limits.wsMaxSubscriptionsPerToken}); complete some first.`)];
+  const rateLimited = new Map<number, GraphQLError[]>();
+  const rateLimitedFor = (seconds: number) => {
+    let errors = rateLimited.get(seconds);
+    if (!errors) rateLimited.set(seconds, (errors = [rateLimitedError(seconds)]));
+    return errors;
+  };
   const keyOf = new WeakMap<AnyContext, string>();
   const socketsOf = new Map<string, Set<AnyContext>>();
+  // Operations each socket accepted. graphql-ws removes an operation from ctx.subscriptions when it ends (and
+  // empties it when the socket closes), so an id no longer there is pruned. Counting ctx.subscriptions itself
+  // would cost O(n) per message: a burst of n subscribe messages registers all of them before any is checked.
+  const acceptedOf = new WeakMap<AnyContext, Set<string>>();
 
+  function live(ctx: AnyContext): Set<string> {
+    let ids = acceptedOf.get(ctx);
+    if (!ids) acceptedOf.set(ctx, (ids = new Set()));
+    for (const id of ids) if (!(id in ctx.subscriptions)) ids.delete(id);
+    return ids;
+  }
+
+  /** Operations in progress over the token's sockets; stale sets of other sockets are pruned only when it matters. */
   function operationsOf(key: string): number {
+    const sockets = socketsOf.get(key) ?? new Set<AnyContext>();
     let count = 0;
-    for (const ctx of socketsOf.get(key) ?? []) count += Object.keys(ctx.subscriptions).length;
+    for (const ctx of sockets) count += acceptedOf.get(ctx)?.size ?? 0;
+    if (count < limits.wsMaxSubscriptionsPerToken) return count;
+    count = 0;
+    for (const ctx of sockets) count += live(ctx).size;
     return count;
   }
 
@@ -67,21 +93,16 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
       if (sockets?.size === 0) socketsOf.delete(key);
     },
 
-    /**
-     * On every subscribe message (graphql-ws has already registered the operation in ctx.subscriptions):
-     * null to go on, or the errors to answer that operation with.
-     */
-    async checkOperation(ctx: AnyContext): Promise<GraphQLError[] | null> {
+    /** On every subscribe message: null to go on (the operation now counts), or the errors to answer it with. */
+    async checkOperation(ctx: AnyContext, id: string): Promise<GraphQLError[] | null> {
       const key = keyOf.get(ctx);
       if (!key) return null;
       const decision = await rateLimiter.take(key);
-      if (!decision.allowed) return [rateLimitedError(decision.retryAfterSeconds)];
-      if (Object.keys(ctx.subscriptions).length > limits.wsMaxSubscriptionsPerSocket) {
-        return [limitExceeded(`Too many operations on this WebSocket (limit ${limits.wsMaxSubscriptionsPerSocket}); complete some first.`)];
-      }
-      if (operationsOf(key) > limits.wsMaxSubscriptionsPerToken) {
-        return [limitExceeded(`Too many operations over this token's WebSockets (limit ${limits.wsMaxSubscriptionsPerToken}); complete some first.`)];
-      }
+      if (!decision.allowed) return rateLimitedFor(decision.retryAfterSeconds);
+      const mine = live(ctx);
+      if (mine.size >= limits.wsMaxSubscriptionsPerSocket) return overSocket;
+      if (operationsOf(key) >= limits.wsMaxSubscriptionsPerToken) return overToken;
+      mine.add(id);
       return null;
     },
   };
