@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { createPrisma } from "../src/db/client.ts";
 import { createOrganization } from "../src/domain/organizations.ts";
+import { limitsFromEnv } from "../src/config.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
 import { CreateCustomer, CreateMeter, CustomerMeterUpdated, GetCustomerMeter, GrantCredits, IngestEvents } from "./documents.ts";
 import { customer, meter } from "./support/fixtures.ts";
@@ -90,6 +91,19 @@ function errorCode(message: { type: string; payload?: unknown } | undefined): un
   const payload = message?.payload as { extensions?: { code?: string } }[] | undefined;
   return message?.type === "error" ? payload?.[0]?.extensions?.code : undefined;
 }
+
+describe("limits from the environment", () => {
+  it("reads each variable, keeps the defaults otherwise, and refuses nonsense", () => {
+    expect(limitsFromEnv({})).toEqual(DEFAULT_LIMITS);
+    const limits = limitsFromEnv({ GRAPHQL_MAX_DEPTH: "8", RATE_LIMIT_PER_SECOND: "50", WS_MAX_SUBSCRIPTIONS_PER_SOCKET: "10", CORS_ORIGINS: "https://a.example.com, https://b.example.com:8443" });
+    expect(limits).toMatchObject({ maxDepth: 8, rateLimitPerSecond: 50, wsMaxSubscriptionsPerSocket: 10, corsOrigins: ["https://a.example.com", "https://b.example.com:8443"], maxAliases: DEFAULT_LIMITS.maxAliases });
+    expect(() => limitsFromEnv({ HTTP_MAX_BODY_BYTES: "2MB" })).toThrow(/HTTP_MAX_BODY_BYTES must be a positive integer/);
+    expect(() => limitsFromEnv({ RATE_LIMIT_BURST: "0" })).toThrow(/RATE_LIMIT_BURST/);
+    expect(() => limitsFromEnv({ GRAPHQL_MAX_TOKENS: "5000" })).toThrow(/at most 1500/);
+    expect(() => limitsFromEnv({ HTTP_HEADERS_TIMEOUT_MS: "60000" })).toThrow(/headers timeout/);
+    expect(() => limitsFromEnv({ CORS_ORIGINS: "https://a.example.com/path" })).toThrow(/CORS_ORIGINS/);
+  });
+});
 
 describe("with default limits", () => {
   let t: TestApp;
