@@ -97,6 +97,8 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
     async checkOperation(ctx: AnyContext, id: string): Promise<GraphQLError[] | null> {
       const key = keyOf.get(ctx);
       if (!key) return null;
+      // A full socket is answered at once, without drawing on the budget.
+      if (live(ctx).size >= limits.wsMaxSubscriptionsPerSocket) return overSocket;
       const decision = await rateLimiter.take(key);
       if (!decision.allowed) return rateLimitedFor(decision.retryAfterSeconds);
       const mine = live(ctx);
