@@ -12,6 +12,8 @@ export interface Config {
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
   limits: Limits;
+  /** How long in-flight requests may take after SIGTERM/SIGINT before the process gives up on them. */
+  shutdownGraceMs: number;
 }
 
 /** Every limit of src/limits.ts from its environment variable (a positive integer), or its default. */
@@ -41,9 +43,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (renewalMode !== "auto" && renewalMode !== "manual") throw new Error(`RENEWAL_MODE must be auto or manual, got "${renewalMode}"`);
   const schedulerIntervalMs = Number(env.SCHEDULER_INTERVAL_MS ?? 10_000);
   if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
+  const shutdownGraceMs = Number(env.SHUTDOWN_GRACE_MS ?? 10_000);
+  if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
   return {
     limits: limitsFromEnv(env),
     renewalMode,
+    shutdownGraceMs,
     schedulerIntervalMs,
     port,
     host: env.HOST ?? "0.0.0.0",

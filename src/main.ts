@@ -6,6 +6,7 @@ import { ensureAdminTokenOrganization, ensureFirstOrganization } from "./domain/
 import { createLogger } from "./log.ts";
 import { createAppPubSub } from "./pubsub.ts";
 import { createApp } from "./server.ts";
+import { onShutdownSignals } from "./shutdown.ts";
 
 const config = loadConfig();
 const log = createLogger(config.logLevel);
@@ -16,7 +17,8 @@ log.info({ applied }, applied.length ? "migrations applied" : "database schema u
 const db = await createPrisma(config.databaseUrl);
 if (config.adminToken) {
   const org = await ensureAdminTokenOrganization(db, config.adminToken);
-  log.info({ organizationId: org.id, created: org.created }, "ADMIN_TOKEN accepted as an admin token");
+  if (org.revoked) log.warn({ organizationId: org.id }, "ADMIN_TOKEN was revoked and is refused; set a new one or use npm run cli -- token create");
+  else log.info({ organizationId: org.id, created: org.created }, "ADMIN_TOKEN accepted as an admin token");
 } else {
   const first = await ensureFirstOrganization(db);
   if (first) {
@@ -29,27 +31,15 @@ if (config.adminToken) {
   }
 }
 
-const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl, (err) => log.warn({ err: err.message }, "redis unavailable"));
-const app = createApp({ db, pubsub, log, renewalMode: config.renewalMode, limits: config.limits });
+const { pubsub, redis, close: closePubSub } = createAppPubSub(config.redisUrl, log);
+const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, limits: config.limits });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);
-log.info({ url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");
+log.info({ pid: process.pid, url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");
 
-let stopping = false;
-async function shutdown(signal: string) {
-  if (stopping) return;
-  stopping = true;
-  log.info({ signal }, "shutting down");
-  const force = setTimeout(() => process.exit(1), 10_000).unref();
-  try {
-    await app.close();
-    await closePubSub();
-    await db.$disconnect();
-  } finally {
-    clearTimeout(force);
-    log.info("stopped");
-    process.exit(0);
-  }
-}
-process.on("SIGTERM", () => void shutdown("SIGTERM"));
-process.on("SIGINT", () => void shutdown("SIGINT"));
+onShutdownSignals({
+  log,
+  graceMs: config.shutdownGraceMs,
+  closeServer: (graceMs) => app.close(graceMs),
+  disconnect: [closePubSub, () => db.$disconnect()],
+});

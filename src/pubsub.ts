@@ -1,8 +1,9 @@
 // Typed pub/sub topics. Messages carry ids and versions only (small JSON, Redis-ready); subscribers read the
 // stored row after receiving one, so what they are sent is never staler than the database.
 import { createPubSub } from "graphql-yoga";
-import { createRedisEventTarget } from "@graphql-yoga/redis-event-target";
-import { Redis } from "ioredis";
+import { Redis, type RedisOptions } from "ioredis";
+import type { Logger } from "./log.ts";
+import { createResilientRedisEventTarget } from "./redis-event-target.ts";
 
 /** One balance of the customer that changed, and its version after the change. */
 export type ChangedBalance = { meterId: string; version: number };
@@ -14,34 +15,115 @@ export type Topics = {
    * than one per balance: with Redis, each is a PUBLISH.
    */
   "customer:changed": [customerId: string, payload: { customerId: string; balances: ChangedBalance[] }];
+  /**
+   * Access ended: these token ids were revoked, or this customer was deleted (its sessions end). Every node
+   * forgets the tokens and closes the WebSockets they opened (src/socket-authority.ts). Not keyed: every node
+   * listens to all of them.
+   */
+  "auth:revoked": [payload: { organizationId: string; tokenIds: string[]; customerId: string | null }];
 };
 
 export type PubSub = ReturnType<typeof createPubSub<Topics>>;
 
+/** A Redis link's view for health checks and catching up after an outage (null without Redis). */
+export interface RedisLink {
+  /** Both Redis connections are ready. */
+  up(): boolean;
+  /**
+   * `listener` gets the customer ids this node has subscribers for whenever the subscribing connection is
+   * back after an outage: messages published meanwhile never arrived, so they should re-read.
+   */
+  onResubscribed(listener: (customerIds: string[]) => void): void;
+  /** Deliver a message to this node's subscribers only. */
+  deliverLocally(customerId: string, payload: Topics["customer:changed"][1]): void;
+}
+
+const CUSTOMER_TOPIC = "customer:changed:";
+
+/** Two undelivered messages of one customer as one: every balance named by either, at its higher version. */
+function mergeCustomerChanged(older: unknown, newer: unknown): unknown {
+  const a = older as Topics["customer:changed"][1] | null;
+  const b = newer as Topics["customer:changed"][1] | null;
+  if (!a?.balances || !b?.balances) return newer;
+  const versions = new Map<string, number>();
+  for (const x of [...a.balances, ...b.balances]) versions.set(x.meterId, Math.max(x.version, versions.get(x.meterId) ?? x.version));
+  return { customerId: b.customerId, balances: [...versions].map(([meterId, version]) => ({ meterId, version })) };
+}
+
 /**
- * In-process pub/sub by default; Redis-backed (across server processes) when a Redis URL is given. Redis
- * connection errors go to `onError` (ioredis keeps reconnecting); meanwhile pushes to other nodes are lost,
- * but every subscriber still reads the stored row on its next message.
+ * In-process pub/sub by default; Redis-backed (across server processes) when a Redis URL is given. A Redis
+ * outage never stops the node (src/redis-event-target.ts): ioredis reconnects forever, nothing queues in
+ * memory but one merged message per customer whose publish failed (sent when Redis is back), and failures
+ * are logged at most every 10 s. Subscribers on this node re-read their rows when Redis returns (see
+ * `RedisLink.onResubscribed`, wired in src/realtime.ts).
  */
-export function createAppPubSub(redisUrl?: string, onError?: (err: Error) => void): { pubsub: PubSub; close(): Promise<void> } {
-  if (!redisUrl) return { pubsub: createPubSub<Topics>(), close: async () => {} };
-  // Auto-pipelining: the publishes of one transaction (one per changed balance) leave in one socket write.
-  const publishClient = new Redis(redisUrl, { enableAutoPipelining: true });
-  const subscribeClient = new Redis(redisUrl);
-  let lastReport = 0;
+export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "info">): { pubsub: PubSub; redis: RedisLink | null; close(): Promise<void> } {
+  if (!redisUrl) return { pubsub: createPubSub<Topics>(), redis: null, close: async () => {} };
+  const connection: RedisOptions = {
+    // reconnect forever, at most 2 s apart
+    retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+    // no command waits for a connection: while Redis is down they fail at once (and are handled)
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: 5000,
+  };
+  // Auto-pipelining: the publishes of one transaction leave in one socket write.
+  const publishClient = new Redis(redisUrl, { ...connection, enableAutoPipelining: true });
+  // The event target resubscribes on every ready itself (and knows then that messages were missed).
+  const subscribeClient = new Redis(redisUrl, { ...connection, autoResubscribe: false });
+  let lastError = 0;
+  let down = false;
   for (const client of [publishClient, subscribeClient]) {
     client.on("error", (err: Error) => {
-      // at most one report a second while Redis is unreachable
-      if (Date.now() - lastReport < 1000) return;
-      lastReport = Date.now();
-      onError?.(err);
+      down = true;
+      // at most one report every 10 s while Redis is unreachable
+      if (Date.now() - lastError < 10_000) return;
+      lastError = Date.now();
+      log?.warn({ err: err.message }, "redis unavailable; serving without cross-node pushes");
+    });
+    client.on("ready", () => {
+      if (!down || !(publishClient.status === "ready" && subscribeClient.status === "ready")) return;
+      down = false;
+      log?.info({}, "redis connection restored");
     });
   }
-  const pubsub = createPubSub<Topics>({ eventTarget: createRedisEventTarget({ publishClient, subscribeClient }) });
+  const target = createResilientRedisEventTarget({
+    publishClient,
+    subscribeClient,
+    merge: mergeCustomerChanged,
+    report: (r) => log?.warn(r, "redis unavailable: messages to other nodes wait for it"),
+  });
+  const pubsub = createPubSub<Topics>({ eventTarget: target.eventTarget });
   return {
     pubsub,
+    redis: {
+      up: target.up,
+      onResubscribed(listener) {
+        target.onResubscribed((topics) => {
+          const ids = topics.filter((t) => t.startsWith(CUSTOMER_TOPIC)).map((t) => t.slice(CUSTOMER_TOPIC.length));
+          if (ids.length) listener(ids);
+        });
+      },
+      deliverLocally: (customerId, payload) => target.deliverLocally(CUSTOMER_TOPIC + customerId, payload),
+    },
     close: async () => {
       await Promise.allSettled([publishClient.quit(), subscribeClient.quit()]);
+      publishClient.disconnect();
+      subscribeClient.disconnect();
     },
   };
+}
+
+/**
+ * Announce a revocation from a short-lived process (the CLI) and wait until Redis has taken it. The channel is
+ * the topic's name, as createPubSub names unkeyed topics, so the nodes' `auth:revoked` listeners receive it.
+ */
+export async function announceRevocation(redisUrl: string, payload: Topics["auth:revoked"][0]): Promise<void> {
+  const client = new Redis(redisUrl, { maxRetriesPerRequest: 3 });
+  client.on("error", () => {}); // the publish below reports the failure
+  try {
+    await client.publish("auth:revoked" satisfies keyof Topics, JSON.stringify(payload));
+  } finally {
+    await client.quit().catch(() => client.disconnect());
+  }
 }

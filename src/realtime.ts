@@ -1,7 +1,9 @@
 // Notify → pub/sub: what subscriptions listen to. Messages are pointers (ids and a version); subscribers read
 // the stored row, so the last message a client receives always shows what the database holds.
 import type { Notify } from "./domain/notify.ts";
-import type { ChangedBalance, PubSub } from "./pubsub.ts";
+import type { Db } from "./db/client.ts";
+import type { Logger } from "./log.ts";
+import type { ChangedBalance, PubSub, RedisLink } from "./pubsub.ts";
 
 export function pubSubNotify(pubsub: PubSub): Notify {
   return {
@@ -17,5 +19,28 @@ export function pubSubNotify(pubsub: PubSub): Notify {
     customerChanged(_organizationId, customerId) {
       pubsub.publish("customer:changed", customerId, { customerId, balances: [] });
     },
+    accessRevoked(organizationId, { tokenIds, customerId }) {
+      pubsub.publish("auth:revoked", { organizationId, tokenIds, customerId });
+    },
   };
+}
+
+/**
+ * After a Redis outage (the subscribing connection is back), every subscriber on this node re-reads: each
+ * customer with subscribers here gets a local message naming all its balances, so each subscription pushes
+ * the stored rows, including changes other nodes made while their messages could not arrive.
+ */
+export function catchUpAfterRedisOutage(db: Db, redis: RedisLink, log: Logger): void {
+  redis.onResubscribed((customerIds) => {
+    void (async () => {
+      for (let i = 0; i < customerIds.length; i += 500) {
+        const ids = customerIds.slice(i, i + 500);
+        const rows = await db.customerMeter.findMany({ where: { customerId: { in: ids } }, select: { customerId: true, meterId: true, version: true } });
+        const balances = new Map<string, ChangedBalance[]>(ids.map((id) => [id, []]));
+        for (const r of rows) balances.get(r.customerId)!.push({ meterId: r.meterId, version: r.version });
+        for (const [customerId, changed] of balances) redis.deliverLocally(customerId, { customerId, balances: changed });
+      }
+      log.info({ customers: customerIds.length }, "redis reconnected: subscribers re-read their balances");
+    })().catch((err: unknown) => log.error({ err }, "re-reading balances for subscribers after a redis outage failed"));
+  });
 }

@@ -12,9 +12,12 @@ import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth
 import { viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
-import type { PubSub } from "./pubsub.ts";
-import { pubSubNotify } from "./realtime.ts";
+import { healthCheck } from "./health.ts";
+import type { PubSub, RedisLink } from "./pubsub.ts";
+import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
+import { trackRequests } from "./shutdown.ts";
+import { CLOSE_CODES, createSocketAuthority } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
 import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
@@ -28,6 +31,8 @@ export interface AppDeps {
   /** The service's notion of now; tests pass a controllable clock. */
   clock?: () => Date;
   renewalMode?: RenewalMode;
+  /** With Redis: its health, and subscribers catching up after an outage (createAppPubSub's `redis`). */
+  redis?: RedisLink | null;
   /** Overrides of the transport limits' defaults (src/limits.ts); main.ts passes those from the environment. */
   limits?: Partial<Limits>;
 }
@@ -57,10 +62,15 @@ async function principalFromHeader(authenticate: (secret: string) => Promise<Pri
 
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
-  const notify = pubSubNotify(pubsub);
   const clock = deps.clock ?? (() => new Date());
+  const authenticator = cachedAuthenticator(db);
+  // Token expiry is judged on the service clock, the same one that closes sockets at expiry.
+  const authenticate = (secret: string) => authenticator(secret, clock());
+  // Closes sockets whose credential ends while they are open (expiry, revocation, customer deletion).
+  const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
+  authority.start();
+  const notify = authority.notifying(pubSubNotify(pubsub));
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
-  const authenticate = cachedAuthenticator(db);
   const transport = transportLimits(resolveLimits(deps.limits));
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
@@ -98,28 +108,24 @@ export function createApp(deps: AppDeps) {
     },
   });
 
+  const health = healthCheck(db, deps.redis, log);
+  if (deps.redis) catchUpAfterRedisOutage(db, deps.redis, log);
+
   const httpServer = createServer(transport.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === "/healthz") {
-      try {
-        await db.$queryRawUnsafe("SELECT 1");
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ status: "ok" }));
-      } catch (err) {
-        log.error({ err }, "health check failed");
-        res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ status: "unavailable" }));
-      }
-      return;
-    }
+    if (req.url === "/healthz") return health(res);
     if (await transport.guard(req, res)) return;
     return yoga(req, res);
   });
   transport.applyToServer(httpServer);
+  const requests = trackRequests(httpServer);
 
   const wsServer: WebSocketServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, ...transport.wsServerOptions(() => wsServer) });
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
       subscribe: (args) => (args.rootValue as { subscribe: (a: ExecutionArgs) => unknown }).subscribe(args) as never,
-      // Authenticate once per connection; a socket without a valid token is closed with 4401.
+      // Authenticate once per connection; a socket without a valid token is closed with 4401. The socket
+      // authority then closes it when the token expires or is revoked, or its customer is deleted.
       onConnect: async (ctx) => {
         const refused = transport.sockets.admit(ctx, ctx.extra.request.socket.remoteAddress);
         if (refused) {
@@ -131,15 +137,18 @@ export function createApp(deps: AppDeps) {
           const principal = typeof header === "string" ? await principalFromHeader(authenticate, header) : null;
           if (!principal) throw unauthenticated("connectionParams.authorization must be 'Bearer <token>'");
           ctx.extra.principal = principal;
-          return true;
+          return authority.admit(ctx.extra.socket, principal);
         } catch (err) {
           if (!(err instanceof GraphQLError)) throw err;
-          ctx.extra.socket.close(4401, `Unauthorized: ${err.message}`.slice(0, 120));
+          ctx.extra.socket.close(CLOSE_CODES.unauthorized, `Unauthorized: ${err.message}`.slice(0, 120));
           return false;
         }
       },
       onClose: (ctx) => transport.sockets.release(ctx),
       onSubscribe: async (ctx, id, params) => {
+        if (ctx.extra.principal && !authority.allows(ctx.extra.socket, ctx.extra.principal)) {
+          return [unauthenticated("The access token of this connection is no longer valid")];
+        }
         const refused = await transport.sockets.checkOperation(ctx, id);
         if (refused) return refused;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
@@ -173,6 +182,11 @@ export function createApp(deps: AppDeps) {
     yoga,
     httpServer,
     scheduler,
+    authority,
+    /** The service clock jumped (tests move it): re-check what depends on it now. */
+    clockMoved(): void {
+      authority.clockMoved();
+    },
     listen(port = 0, host = "127.0.0.1"): Promise<number> {
       return new Promise((resolve, reject) => {
         httpServer.once("error", reject);
@@ -182,17 +196,24 @@ export function createApp(deps: AppDeps) {
         });
       });
     },
-    /** Orderly shutdown: stop accepting, close subscriptions and sockets, then HTTP. */
-    async close(): Promise<void> {
-      await scheduler.stop();
+    /**
+     * Orderly shutdown (src/shutdown.ts): stop accepting connections and the scheduler, close subscriptions'
+     * sockets with 1001, let HTTP requests in flight finish for up to `graceMs` (then close their connections).
+     * Resolves false when requests were still running at the end of the grace period.
+     */
+    async close(graceMs = 10_000): Promise<boolean> {
+      const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+      const schedulerStopped = scheduler.stop();
+      await authority.stop();
       await wsCleanup.dispose();
-      await new Promise<void>((resolve) => wsServer.close(() => resolve()));
-      await new Promise<void>((resolve) => {
-        httpServer.close(() => resolve());
-        httpServer.closeIdleConnections();
-        setTimeout(() => httpServer.closeAllConnections(), 2000).unref();
-      });
+      const drained = await requests.drain(graceMs);
+      // Nothing in flight any more (or the grace period is over): whatever connections remain go now, also
+      // WebSockets whose client never answered the close frame.
+      httpServer.closeAllConnections();
+      for (const socket of wsServer.clients) socket.terminate();
+      await Promise.all([closed, schedulerStopped]);
       await yoga.dispose();
+      return drained;
     },
   };
 }

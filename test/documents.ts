@@ -91,6 +91,7 @@ export const CreateSession = graphql(`
     createCustomerSession(customerId: $customerId, externalCustomerId: $externalCustomerId, ttlSeconds: $ttlSeconds) {
       __typename
       ... on CustomerSession {
+        id
         token
         expiresAt
         customer {
@@ -731,6 +732,126 @@ export const ReservationsOf = graphql(`
           id
           status
           units
+        }
+      }
+    }
+  }
+`);
+
+export const AccessTokenFields = graphql(`
+  fragment AccessTokenFields on AccessToken {
+    id
+    kind
+    prefix
+    name
+    customer {
+      id
+    }
+    expiresAt
+    revokedAt
+    createdAt
+  }
+`);
+
+export const ListAccessTokens = graphql(`
+  query ListAccessTokens($kind: AccessTokenKind, $customerId: ID, $active: Boolean) {
+    accessTokens(kind: $kind, customerId: $customerId, active: $active) {
+      edges {
+        node {
+          ...AccessTokenFields
+        }
+      }
+    }
+  }
+`);
+
+export const CreateAccessToken = graphql(`
+  mutation CreateAccessToken($name: String) {
+    createAccessToken(name: $name) {
+      __typename
+      ... on CreatedAccessToken {
+        token
+        accessToken {
+          ...AccessTokenFields
+        }
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const RevokeAccessToken = graphql(`
+  mutation RevokeAccessToken($id: ID!) {
+    revokeAccessToken(id: $id) {
+      __typename
+      ... on AccessToken {
+        ...AccessTokenFields
+      }
+      ... on Error {
+        code
+        field
+        message
+      }
+    }
+  }
+`);
+
+export const SessionCatalog = graphql(`
+  query SessionCatalog {
+    meters {
+      edges {
+        node {
+          id
+          name
+          filter
+        }
+      }
+    }
+    products {
+      edges {
+        node {
+          id
+        }
+      }
+    }
+    benefits {
+      edges {
+        node {
+          id
+        }
+      }
+    }
+  }
+`);
+
+export const CatalogItem = graphql(`
+  query CatalogItem($meterId: ID!, $productId: ID!, $benefitId: ID!) {
+    meter(id: $meterId) {
+      id
+      filter
+    }
+    product(id: $productId) {
+      id
+    }
+    benefit(id: $benefitId) {
+      id
+    }
+  }
+`);
+
+export const CustomerMeterIds = graphql(`
+  query CustomerMeterIds {
+    customerMeters {
+      edges {
+        node {
+          meter {
+            id
+            filter
+          }
         }
       }
     }

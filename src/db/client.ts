@@ -74,13 +74,14 @@ async function connect(url: string, clientOptions: object): Promise<Db> {
     return db;
   }
   ensureSqliteDir(url);
-  const [{ PrismaClient: SqliteClient }, { PrismaLibSql }] = await Promise.all([
+  const [{ PrismaClient: SqliteClient }, { SingleConnectionLibSql }] = await Promise.all([
     import("../generated/prisma-sqlite/client.ts"),
-    import("@prisma/adapter-libsql"),
+    import("./libsql.ts"),
   ]);
   // timeout = SQLite busy timeout: writers from other processes wait instead of failing at once.
   // intMode bigint: micro-unit columns exceed 2^53; libsql would otherwise throw on reading them.
-  const prisma = new SqliteClient({ ...clientOptions, adapter: new PrismaLibSql({ url, timeout: 5000, intMode: "bigint" }) });
+  // SingleConnectionLibSql: one SQLite connection per client (libsql's own transactions leak one per write).
+  const prisma = new SqliteClient({ ...clientOptions, adapter: new SingleConnectionLibSql({ url, timeout: 5000, intMode: "bigint" }) });
   // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
   await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
   return prisma as unknown as Db;

@@ -23,7 +23,7 @@ async function withEngine<T>(url: string, run: (engine: SchemaEngineHandle, prov
   const adapterFactory =
     provider === "postgresql"
       ? new (await import("@prisma/adapter-pg")).PrismaPg(pgConfig(url))
-      : new (await import("@prisma/adapter-libsql")).PrismaLibSql({ url, timeout: 15000 });
+      : new (await import("./libsql.ts")).SingleConnectionLibSql({ url, timeout: 15000 });
   const engine = await openSchemaEngine({
     schemaPath: schemaPath(provider),
     adapterFactory,

@@ -42,6 +42,20 @@ export class Sql {
     return this.provider === "postgresql" ? " FOR UPDATE" : "";
   }
 
+  /**
+   * Serialize this transaction with every other one that locks any of the same keys, until it ends. PostgreSQL:
+   * transaction-scoped advisory locks, taken in one order so two lockers never deadlock. SQLite: nothing to
+   * do, a write transaction already excludes every other writer.
+   */
+  async lockKeys(keys: string[]): Promise<void> {
+    if (this.provider !== "postgresql" || !keys.length) return;
+    await this.query(
+      // COUNT of the text of each (void) result: one plain row back, which Prisma's raw API can also read.
+      `SELECT COUNT(pg_advisory_xact_lock(k)::text) AS "locked" FROM (SELECT DISTINCT hashtextextended(x, 0) AS k FROM jsonb_array_elements_text(${this.param(1)}::jsonb) AS x ORDER BY 1) AS keys`,
+      [JSON.stringify(keys)],
+    );
+  }
+
   query<T>(text: string, values: unknown[] = []): Promise<T[]> {
     return this.runner.$queryRawUnsafe<T[]>(text, ...values);
   }

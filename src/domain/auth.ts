@@ -5,10 +5,13 @@ import { ForbiddenError, UnauthenticatedError } from "./errors.ts";
 
 export type TokenKind = "ADMIN" | "CUSTOMER_SESSION";
 
-/** Who is calling, always within exactly one organization. */
+/**
+ * Who is calling, always within exactly one organization. `expiresAt` is the token's own end (null or absent:
+ * none); long-lived connections close at that instant.
+ */
 export type Principal =
-  | { kind: "admin"; organizationId: string; tokenId: string }
-  | { kind: "customer"; organizationId: string; tokenId: string; customerId: string };
+  | { kind: "admin"; organizationId: string; tokenId: string; expiresAt?: Date | null }
+  | { kind: "customer"; organizationId: string; tokenId: string; customerId: string; expiresAt?: Date | null };
 
 const PREFIX: Record<TokenKind, string> = { ADMIN: "crl_admin_", CUSTOMER_SESSION: "crl_cs_" };
 
@@ -34,10 +37,10 @@ export function bearerSecret(header: string | null | undefined): string | null {
  * session whose customer was deleted is too.
  */
 export async function authenticate(db: Db, secret: string, now = new Date()): Promise<Principal> {
-  return (await lookUp(db, hashToken(secret), now)).principal;
+  return lookUp(db, hashToken(secret), now);
 }
 
-async function lookUp(db: Db, tokenHash: string, now: Date): Promise<{ principal: Principal; expiresAt: Date | null }> {
+async function lookUp(db: Db, tokenHash: string, now: Date): Promise<Principal> {
   const token = await db.accessToken.findUnique({
     where: { tokenHash },
     select: { id: true, kind: true, organizationId: true, customerId: true, expiresAt: true, revokedAt: true, customer: { select: { deletedAt: true } } },
@@ -45,37 +48,50 @@ async function lookUp(db: Db, tokenHash: string, now: Date): Promise<{ principal
   if (!token || token.revokedAt || (token.expiresAt && token.expiresAt <= now)) {
     throw new UnauthenticatedError("The access token is invalid or has expired");
   }
-  if (token.kind === "ADMIN") return { principal: { kind: "admin", organizationId: token.organizationId, tokenId: token.id }, expiresAt: token.expiresAt };
+  if (token.kind === "ADMIN") return { kind: "admin", organizationId: token.organizationId, tokenId: token.id, expiresAt: token.expiresAt };
   if (!token.customerId || token.customer?.deletedAt) {
     throw new UnauthenticatedError("The customer of this session no longer exists");
   }
-  return { principal: { kind: "customer", organizationId: token.organizationId, tokenId: token.id, customerId: token.customerId }, expiresAt: token.expiresAt };
+  return { kind: "customer", organizationId: token.organizationId, tokenId: token.id, customerId: token.customerId, expiresAt: token.expiresAt };
 }
 
 /** How long a node trusts an admin token it has looked up before asking the database again. */
 export const ADMIN_TOKEN_CACHE_MS = 5_000;
 const ADMIN_TOKEN_CACHE_SIZE = 10_000;
 
+/** `authenticate` with a short memory for admin tokens; `forget` drops a token the moment it is revoked. */
+export interface CachedAuthenticator {
+  (secret: string, now?: Date): Promise<Principal>;
+  /** Drop a remembered admin token (by AccessToken id) so its next use is looked up again. */
+  forget(tokenId: string): void;
+}
+
 /**
  * `authenticate` with a short memory for admin tokens, the credentials on every ingest and authorization call
  * from a merchant's backend: one statement fewer per request. Customer sessions are always looked up (their
  * customer may be deleted at any moment), as are unknown secrets (nothing is cached for them). An admin
- * token's own expiresAt is still checked on every use.
+ * token's own expiresAt is still checked on every use. A revocation announced to this node (see
+ * src/socket-authority.ts) calls `forget`; one this node missed takes effect within `ttlMs`.
  */
-export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): (secret: string, now?: Date) => Promise<Principal> {
-  const cache = new Map<string, { principal: Principal; tokenExpiresAt: Date | null; until: number }>();
-  return async (secret, now = new Date()) => {
+export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): CachedAuthenticator {
+  const cache = new Map<string, { principal: Principal; until: number }>();
+  const authenticator = async (secret: string, now = new Date()) => {
     const key = hashToken(secret);
     const hit = cache.get(key);
-    if (hit && hit.until > Date.now() && (!hit.tokenExpiresAt || hit.tokenExpiresAt > now)) return hit.principal;
+    if (hit && hit.until > Date.now() && (!hit.principal.expiresAt || hit.principal.expiresAt > now)) return hit.principal;
     cache.delete(key);
-    const { principal, expiresAt } = await lookUp(db, key, now);
+    const principal = await lookUp(db, key, now);
     if (principal.kind === "admin") {
       if (cache.size >= ADMIN_TOKEN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      cache.set(key, { principal, tokenExpiresAt: expiresAt, until: Date.now() + ttlMs });
+      cache.set(key, { principal, until: Date.now() + ttlMs });
     }
     return principal;
   };
+  return Object.assign(authenticator, {
+    forget(tokenId: string) {
+      for (const [key, entry] of cache) if (entry.principal.tokenId === tokenId) cache.delete(key);
+    },
+  });
 }
 
 /**

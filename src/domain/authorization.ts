@@ -7,7 +7,8 @@
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
-import { adjustBalances, balanceKey, dueCondition, liveHoldCondition, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { availableUnits, grantDue, holdLive, holdStatus, overageAllowed } from "./rules.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
@@ -73,13 +74,12 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
   const at = sql.date(now);
   const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown; balance: unknown; held: unknown; due: unknown }>(
     `SELECT c."id" AS "customerId", m."id" AS "meterId", m."archivedAt" AS "archived",
-            EXISTS (SELECT 1 FROM "Price" p JOIN "Subscription" s ON s."productId" = p."productId"
-                     WHERE p."type" = 'METERED_UNIT' AND p."meterId" = m."id" AND s."customerId" = c."id" AND s."status" = 'ACTIVE') AS "overage",
+            ${overageAllowed.sql(`c."id"`, `m."id"`)} AS "overage",
             cm."balance" AS "balance",
             (SELECT SUM(r."units") FROM "Reservation" r
-              WHERE r."customerId" = c."id" AND r."meterId" = m."id" AND ${liveHoldCondition(sql, 1, "r")}) AS "held",
+              WHERE r."customerId" = c."id" AND r."meterId" = m."id" AND ${holdLive.sql(sql, 1, "r")}) AS "held",
             EXISTS (SELECT 1 FROM "CreditGrant" g
-                     WHERE g."customerId" = c."id" AND g."meterId" = m."id" AND ${dueCondition(sql, 2, "g")}) AS "due"
+                     WHERE g."customerId" = c."id" AND g."meterId" = m."id" AND ${grantDue.sql(sql, 2, "g")}) AS "due"
        FROM "Customer" c CROSS JOIN "Meter" m
        LEFT JOIN "CustomerMeter" cm ON cm."customerId" = c."id" AND cm."meterId" = m."id"
       WHERE c."organizationId" = ${sql.param(4)} AND c."${byExternal ? "externalId" : "id"}" = ${sql.param(5)} AND c."deletedAt" IS NULL
@@ -110,7 +110,7 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
  */
 function refusedBySnapshot(t: Target, units: bigint): { allowed: false; balance: bigint; code: "INSUFFICIENT_CREDITS" } | null {
   const { balance, held, due } = t.snapshot;
-  if (!t.creditsOnly || due || balance - held >= units) return null;
+  if (!t.creditsOnly || due || availableUnits(balance, held) >= units) return null;
   return { allowed: false, balance, code: "INSUFFICIENT_CREDITS" };
 }
 
@@ -218,10 +218,8 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
   }
 }
 
-/** HELD past its expiresAt is expired, whether or not the scheduler has marked it yet. */
-export function reservationStatus(r: Pick<Reservation, "status" | "expiresAt">, now: Date): string {
-  return r.status === "HELD" && r.expiresAt !== null && r.expiresAt <= now ? "EXPIRED" : r.status;
-}
+/** HELD past its expiresAt is expired, whether or not the scheduler has marked it yet (rules.ts). */
+export const reservationStatus = holdStatus;
 
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
   const r = await db.reservation.findFirst({ where: { id, organizationId } });
@@ -243,7 +241,7 @@ async function finishHold(
   now: Date,
 ): Promise<boolean> {
   return inTransaction(db, notify, organizationId, async (sql, tx) => {
-    const { count } = await tx.reservation.updateMany({ where: { id: r.id, status: "HELD", expiresAt: { gt: now } }, data });
+    const { count } = await tx.reservation.updateMany({ where: { id: r.id, ...holdLive.where(now) }, data });
     if (count === 0) return { value: false, changes: [] as BalanceChange[] };
     const overage = await overagePairs(tx, [r]);
     const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: !overage.has(balanceKey(r.customerId, r.meterId)) };
@@ -270,7 +268,10 @@ export async function commitReservation(db: Db, notify: Notify, organizationId: 
     throw notLive(fresh, now);
   };
   if (reservationStatus(r, now) !== "HELD") return done();
-  const committed = await finishHold(db, notify, organizationId, r, { status: "COMMITTED", committedUnits: units }, { direct: { units, description: `reservation ${id}` }, field: "units" }, now);
+  // Up to the held units the commit cannot be refused: the hold guaranteed them, even if other usage has
+  // drained the balance since. Only units beyond the hold must still be available.
+  const change = { direct: { units, description: `reservation ${id}` }, covered: r.units, field: "units" };
+  const committed = await finishHold(db, notify, organizationId, r, { status: "COMMITTED", committedUnits: units }, change, now);
   return committed ? requireReservation(db, organizationId, id) : done();
 }
 
@@ -291,7 +292,7 @@ export async function releaseReservation(db: Db, notify: Notify, organizationId:
  */
 export async function expireDueReservations(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
   const due = await db.reservation.findMany({
-    where: { status: "HELD", expiresAt: { lte: now } },
+    where: holdLive.lapsedWhere(now),
     select: { id: true, organizationId: true, customerId: true, meterId: true },
     take: limit,
   });

@@ -6,6 +6,7 @@ import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
 import { settle } from "./settle.ts";
+import { availableUnits } from "./rules.ts";
 
 export interface StoredBalance {
   customerId: string;
@@ -41,7 +42,7 @@ export async function balanceViews(db: Db, rows: StoredBalance[], now: Date): Pr
       balance,
       creditedUnits: row.creditedUnits + steps.reduce((sum, s) => sum + s.units, 0n),
       heldUnits,
-      availableUnits: balance - heldUnits,
+      availableUnits: availableUnits(balance, heldUnits),
       remaining: new Map(grants.map((g) => [g.id, g.remainingUnits])),
       settled: new Map(),
     };

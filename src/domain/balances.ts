@@ -16,6 +16,7 @@ import { InsufficientCreditsError } from "./errors.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
+import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
 export interface UsageDelta {
@@ -76,6 +77,11 @@ export interface BalanceAdjustment {
    * adjustment uses units and leaves less than zero available (balance minus live holds).
    */
   creditsOnly?: boolean;
+  /**
+   * Units of this adjustment's usage that a hold already guaranteed (a reservation being committed): usage up
+   * to that much is never refused, whatever happened to the balance since the hold was taken.
+   */
+  covered?: bigint;
   /** Input path named in a refusal, e.g. "input.units". */
   field?: string;
   /**
@@ -107,6 +113,8 @@ interface Row {
   aggMin: bigint | null;
   directUnits: bigint;
   version: bigint | number;
+  ledgerSequence: bigint | number;
+  ledgerAt: Date | string | null;
   createdAt: unknown;
 }
 
@@ -160,7 +168,7 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
       const inPairs = sql.pairsIn("customerId", "meterId", chunk);
       const rows = await sql.query<Row>(
-        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "createdAt"
+        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "createdAt"
            FROM "CustomerMeter" WHERE ${inPairs.clause} ORDER BY "id"${sql.forUpdate}`,
         inPairs.values,
       );
@@ -212,8 +220,14 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   const updates: unknown[][] = [];
   const ledger: unknown[][] = [];
   const changes: BalanceChange[] = [];
-  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = nowValue) =>
-    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, at, grantId, eventId, eventCount, description, nowValue]);
+  // Each row's entries are numbered on from its last one and never dated before it: the row is locked, so
+  // the ledger's order is the commit order, whichever node wrote and whatever its clock said.
+  const cursor = { sequence: 0n, at: now };
+  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now) => {
+    if (at > cursor.at) cursor.at = at;
+    cursor.sequence++;
+    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, at === now && cursor.at === now ? nowValue : sql.date(cursor.at), cursor.sequence, grantId, eventId, eventCount, description, nowValue]);
+  };
   for (const a of adjustments) {
     const k = balanceKey(a.customerId, a.meterId);
     const row = byKey.get(k);
@@ -230,6 +244,8 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
     let consumed = BigInt(row.consumedUnits);
     let credited = BigInt(row.creditedUnits);
     let balance = credited - consumed;
+    cursor.sequence = BigInt(row.ledgerSequence);
+    cursor.at = row.ledgerAt === null ? new Date(0) : asDate(row.ledgerAt);
 
     // Time first: grants that took effect or expired since the row was last written.
     const settled = settle(balance, allGrants, now);
@@ -238,10 +254,10 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       balance = step.balanceAfter;
       (step.kind === "GRANT" ? activated : expired).push(step.grant);
       dirtyGrants.add(step.grant);
-      if (step.units !== 0n) entry(a, step.kind, step.units, balance, step.grant.id, null, 0, null, sql.date(step.at));
+      if (step.units !== 0n) entry(a, step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
     }
     if (a.settleOnly && !settled.steps.length) continue;
-    const grants = allGrants.filter((g) => g.credited && (g.expiresAt === null || g.expiresAt > now));
+    const grants = allGrants.filter((g) => grantUsable(g, now));
     const held = heldByKey.get(k) ?? 0n;
 
     for (const r of a.removals ?? []) {
@@ -294,8 +310,8 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       consume(a.direct.units);
       entry(a, "USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
     }
-    if (a.creditsOnly && (used > 0n || (a.hold ?? 0n) > 0n) && balance - held - (a.hold ?? 0n) < 0n) {
-      const available = balanceBeforeUse - held;
+    if (a.creditsOnly && (used > (a.covered ?? 0n) || (a.hold ?? 0n) > 0n) && availableUnits(balance, held) - (a.hold ?? 0n) < 0n) {
+      const available = availableUnits(balanceBeforeUse, held);
       throw new InsufficientCreditsError(
         `Not enough credits: ${formatUnits(available > 0n ? available : 0n)} available`,
         a.field ?? null,
@@ -306,7 +322,8 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       );
     }
     const version = Number(row.version) + 1;
-    updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, nowValue]);
+    const ledgerAt = cursor.sequence === 0n ? null : sql.date(cursor.at);
+    updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, cursor.sequence, ledgerAt, nowValue]);
     changes.push({ customerId: a.customerId, meterId: a.meterId, version, balance });
   }
   await writeGrants(sql, [...dirtyGrants], activated, expired);
@@ -315,14 +332,14 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
   // 6. Write every row back in one statement.
   await sql.updateById(
     "CustomerMeter",
-    ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "updatedAt"],
+    ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "updatedAt"],
     updates,
   );
 
   // 7. Append the ledger.
   await sql.insertMany(
     "LedgerEntry",
-    ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "grantId", "eventId", "eventCount", "description", "createdAt"],
+    ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "createdAt"],
     ledger,
   );
   return changes;
@@ -377,28 +394,10 @@ async function grantsOfPairs(sql: Sql, pairs: { customerId: string; meterId: str
   return out;
 }
 
-/**
- * Grants per row, in burn order: not voided or ended, and credited or due to be. Used-up grants are included,
- * since units given back by negative usage can refill them.
- */
+/** Grants per row in play at `now` (rules.ts), in burn order. */
 function timedGrants(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, TimedGrant[]>> {
-  return grantsOfPairs(sql, pairs, (n) => `"voidedAt" IS NULL AND "expiredAt" IS NULL AND ("creditedAt" IS NOT NULL OR "effectiveAt" <= ${sql.param(n)})`, [sql.date(now)]);
+  return grantsOfPairs(sql, pairs, (n) => grantInPlay.sql(sql, n), [sql.date(now)]);
 }
-
-/**
- * SQL: a CreditGrant that time has changed and no write has recorded yet (two parameters, `now`, from `n`).
- * `alias` qualifies the columns when the grant table has one.
- */
-export const dueCondition = (sql: Sql, n: number, alias = "") => {
-  const c = (name: string) => `${alias ? `${alias}.` : ""}"${name}"`;
-  return `${c("voidedAt")} IS NULL AND ${c("expiredAt")} IS NULL AND ((${c("creditedAt")} IS NULL AND ${c("effectiveAt")} <= ${sql.param(n)}) OR ${c("expiresAt")} <= ${sql.param(n + 1)})`;
-};
-
-/** SQL: a Reservation that still holds its units (one parameter, `now`, at `n`). */
-export const liveHoldCondition = (sql: Sql, n: number, alias = "") => {
-  const c = (name: string) => `${alias ? `${alias}.` : ""}"${name}"`;
-  return `${c("status")} = 'HELD' AND ${c("expiresAt")} > ${sql.param(n)}`;
-};
 
 /**
  * What a read of these rows must fold in, in one statement per chunk: the grants time has changed since the
@@ -418,10 +417,10 @@ export async function dueGrantsAndHolds(
     const n = grantPairs.values.length + 1;
     const holdPairs = sql.pairsIn("customerId", "meterId", chunk, n + 2);
     const rows = await sql.query<GrantRow & { source: string; held: bigint | number | string | null }>(
-      `SELECT 'G' AS "source", ${GRANT_COLUMNS}, NULL AS "held" FROM "CreditGrant" WHERE ${grantPairs.clause} AND ${dueCondition(sql, n)}
+      `SELECT 'G' AS "source", ${GRANT_COLUMNS}, NULL AS "held" FROM "CreditGrant" WHERE ${grantPairs.clause} AND ${grantDue.sql(sql, n)}
        UNION ALL
        SELECT 'H', NULL, "customerId", "meterId", NULL, NULL, NULL, NULL, NULL, NULL, NULL, SUM("units") FROM "Reservation"
-        WHERE ${holdPairs.clause} AND ${liveHoldCondition(sql, n + 2 + holdPairs.values.length)}
+        WHERE ${holdPairs.clause} AND ${holdLive.sql(sql, n + 2 + holdPairs.values.length)}
         GROUP BY "customerId", "meterId"`,
       [...grantPairs.values, at, at, ...holdPairs.values, at],
     );
@@ -437,7 +436,7 @@ export async function dueGrantsAndHolds(
 
 /** Only the grants that time has changed and no write has recorded yet: what reads must fold in. */
 export function dueGrants(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, TimedGrant[]>> {
-  return grantsOfPairs(sql, pairs, (n) => dueCondition(sql, n), [sql.date(now), sql.date(now)]);
+  return grantsOfPairs(sql, pairs, (n) => grantDue.sql(sql, n), [sql.date(now), sql.date(now)]);
 }
 
 /** Micro-units held by live reservations (HELD and not yet expired), per row. */
@@ -448,7 +447,7 @@ export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: 
     const inPairs = sql.pairsIn("customerId", "meterId", chunk);
     const rows = await sql.query<{ customerId: string; meterId: string; held: bigint | number | string }>(
       `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation"
-        WHERE ${inPairs.clause} AND ${liveHoldCondition(sql, inPairs.values.length + 1)}
+        WHERE ${inPairs.clause} AND ${holdLive.sql(sql, inPairs.values.length + 1)}
         GROUP BY "customerId", "meterId"`,
       [...inPairs.values, sql.date(now)],
     );

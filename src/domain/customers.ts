@@ -3,7 +3,7 @@
 import type { Db } from "../db/client.ts";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
-import { countPendingEvents } from "./ingestion.ts";
+import { countPendingEvents, externalIdLock } from "./ingestion.ts";
 import type { Notify } from "./notify.ts";
 import { checkMetadata } from "./metadata.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
@@ -75,6 +75,8 @@ export async function createCustomer(db: Db, notify: Notify, organizationId: str
   };
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      // The lock ingestion takes before it looks an unknown external id up again (see linkLateCustomers).
+      if (data.externalId) await sql.lockKeys([externalIdLock(organizationId, data.externalId)]);
       const customer = await tx.customer.create({ data });
       const changes = customer.externalId ? await countPendingEvents(sql, tx, organizationId, customer.id, customer.externalId, new Date()) : [];
       return { value: customer, changes };
@@ -95,6 +97,7 @@ export async function updateCustomer(db: Db, notify: Notify, organizationId: str
   await requireCustomer(db, organizationId, id, "id");
   try {
     const updated = await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      if (typeof data.externalId === "string") await sql.lockKeys([externalIdLock(organizationId, data.externalId)]);
       const customer = await tx.customer.update({ where: { id }, data });
       const changes = patch.externalId && customer.externalId ? await countPendingEvents(sql, tx, organizationId, id, customer.externalId, new Date()) : [];
       return { value: customer, changes };
@@ -108,11 +111,19 @@ export async function updateCustomer(db: Db, notify: Notify, organizationId: str
 
 /**
  * Soft delete: the row and its history stay, but the customer disappears from reads and its email and
- * externalId become free for a new customer.
+ * externalId become free for a new customer. Its sessions are revoked in the same transaction and their
+ * WebSockets closed.
  */
 export async function deleteCustomer(db: Db, notify: Notify, organizationId: string, id: string): Promise<Customer> {
   await requireCustomer(db, organizationId, id, "id");
-  const deleted = await db.customer.update({ where: { id }, data: { deletedAt: new Date(), emailKey: null, externalId: null } });
+  const now = new Date();
+  const deleted = await db.$transaction(async (tx) => {
+    // Its sessions are revoked with it, so token listings show them ended.
+    await tx.accessToken.updateMany({ where: { customerId: id, revokedAt: null }, data: { revokedAt: now } });
+    return tx.customer.update({ where: { id }, data: { deletedAt: now, emailKey: null, externalId: null } });
+  });
+  // Its sessions end first (their sockets close), so no session is pushed the deleted customer.
+  notify.accessRevoked(organizationId, { tokenIds: [], customerId: id });
   notify.customerChanged(organizationId, id);
   return deleted;
 }

@@ -11,6 +11,7 @@ import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
+import { grantDue, grantOpen } from "./rules.ts";
 
 export interface GrantInput extends CustomerRef {
   meterId: string;
@@ -111,6 +112,11 @@ export interface GrantableBenefit {
  * Create the grants of a purchase or a cycle and return the balance adjustments that credit them. Credits
  * of a subscription that do not roll over end with the cycle, so they expire at `periodEnd` (and therefore
  * burn before rollover credits of the same priority).
+ *
+ * `at` is when they take effect. A cycle processed late (`at` before `now`: the scheduler was down, or several
+ * cycles are caught up at once) takes effect at its period start: its grants are written as due activations,
+ * and the balance write that follows records, in time order, their GRANT at `at` and any expiry that has
+ * passed since — the same entries, dated the same, as a renewal on time.
  */
 export async function grantBenefits(
   tx: Db,
@@ -119,10 +125,12 @@ export async function grantBenefits(
   benefits: GrantableBenefit[],
   source: { orderId: string; subscriptionId?: string | null; periodEnd?: Date | null },
   now: Date,
+  at: Date = now,
 ): Promise<BalanceAdjustment[]> {
   const adjustments = new Map<string, BalanceAdjustment>();
+  const late = at < now;
   for (const b of benefits) {
-    const byDays = b.expiresAfterDays ? new Date(now.getTime() + b.expiresAfterDays * 86_400_000) : null;
+    const byDays = b.expiresAfterDays ? new Date(at.getTime() + b.expiresAfterDays * 86_400_000) : null;
     const cycleEnd = source.subscriptionId && !b.rollover ? (source.periodEnd ?? null) : null;
     const expiresAt = byDays && cycleEnd ? (byDays < cycleEnd ? byDays : cycleEnd) : (byDays ?? cycleEnd);
     const grant = await tx.creditGrant.create({
@@ -133,8 +141,8 @@ export async function grantBenefits(
         meterId: b.meterId,
         units: b.units,
         remainingUnits: b.units,
-        effectiveAt: now,
-        creditedAt: now,
+        effectiveAt: at,
+        creditedAt: late ? null : at,
         expiresAt,
         rollover: b.rollover,
         source: "BENEFIT",
@@ -145,7 +153,7 @@ export async function grantBenefits(
       select: { id: true },
     });
     const adj = adjustments.get(b.meterId) ?? { customerId, meterId: b.meterId, credits: [] };
-    adj.credits!.push({ units: b.units, grantId: grant.id });
+    if (!late) adj.credits!.push({ units: b.units, grantId: grant.id });
     adjustments.set(b.meterId, adj);
   }
   return [...adjustments.values()];
@@ -166,7 +174,7 @@ export async function endGrants(
   kind: Removal["kind"],
   now: Date,
 ): Promise<BalanceAdjustment[]> {
-  const conditions: string[] = [`"voidedAt" IS NULL`, `"expiredAt" IS NULL`, `"organizationId" = ${sql.param(1)}`];
+  const conditions: string[] = [grantOpen.sql(), `"organizationId" = ${sql.param(1)}`];
   const values: unknown[] = [organizationId];
   const add = (clause: (p: string) => string, value: unknown) => {
     values.push(value);
@@ -238,13 +246,7 @@ export async function voidCreditGrant(db: Db, notify: Notify, organizationId: st
  */
 export async function settleDueGrants(db: Db, notify: Notify, now: Date, limit = 1000): Promise<number> {
   const due = await db.creditGrant.findMany({
-    where: {
-      voidedAt: null,
-      OR: [
-        { expiredAt: null, expiresAt: { lte: now } },
-        { creditedAt: null, effectiveAt: { lte: now } },
-      ],
-    },
+    where: grantDue.where(now),
     select: { organizationId: true, customerId: true, meterId: true },
     distinct: ["customerId", "meterId"],
     take: limit,

@@ -234,6 +234,7 @@ function storeBatches(db: Db, notify: Notify, organizationId: string, batches: B
       rows,
       `("organizationId", "externalId")`,
     );
+    await linkLateCustomers(sql, organizationId, batches.flatMap((b) => b.events.filter((e) => !e.customerId && e.externalCustomerId && insertedIds.has(e.id))));
     // The latest of the batches' clocks and meters: the transaction happens now.
     const last = batches.reduce((a, b) => (b.now > a.now ? b : a));
     const countable = batches.flatMap((b) => b.events.filter((e) => e.customerId && insertedIds.has(e.id))) as CountableEvent[];
@@ -246,6 +247,42 @@ function storeBatches(db: Db, notify: Notify, organizationId: string, batches: B
     });
     return { value, changes };
   });
+}
+
+/** The lock under which an external customer id is given to a customer, and looked up by ingestion. */
+export const externalIdLock = (organizationId: string, externalId: string) => `customer-external-id:${organizationId}:${externalId}`;
+
+/**
+ * Events stored for an externalCustomerId that matched no customer when the call was checked: a customer
+ * created since may have it now. Looked up again inside the transaction, after the insert, under a lock per
+ * external id that creating or renaming a customer takes too: either that customer committed first and is
+ * found here, or its transaction starts after this one commits and finds these events pending. So every such
+ * event is counted exactly once, never by neither transaction.
+ */
+async function linkLateCustomers(sql: Sql, organizationId: string, events: ValidEvent[]): Promise<void> {
+  if (!events.length) return;
+  const externalIds = [...new Set(events.map((e) => e.externalCustomerId!))];
+  await sql.lockKeys(externalIds.map((x) => externalIdLock(organizationId, x)));
+  const named = sql.textIn("externalId", externalIds, 2);
+  const found = await sql.query<{ id: string; externalId: string }>(
+    `SELECT "id", "externalId" FROM "Customer" WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND ${named.clause}`,
+    [organizationId, ...named.values],
+  );
+  if (!found.length) return;
+  const byExternal = new Map(found.map((c) => [c.externalId, c.id]));
+  const linked = new Map<string, string[]>();
+  for (const e of events) {
+    const customerId = byExternal.get(e.externalCustomerId!);
+    if (!customerId) continue;
+    e.customerId = customerId;
+    linked.set(customerId, [...(linked.get(customerId) ?? []), e.id]);
+  }
+  for (const [customerId, ids] of linked) {
+    for (let i = 0; i < ids.length; i += 400) {
+      const chunk = ids.slice(i, i + 400);
+      await sql.execute(`UPDATE "Event" SET "customerId" = ${sql.param(1)} WHERE ${sql.inList("id", chunk.length, 2)}`, [customerId, ...chunk]);
+    }
+  }
 }
 
 /**

@@ -3,6 +3,7 @@ import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import { balanceKey, dueGrants } from "./balances.ts";
 import { settle } from "./settle.ts";
+import { grantOpen } from "./rules.ts";
 
 /**
  * The balance of (customer, meter) at `at`: right after the last ledger entry at or before it (0 before any),
@@ -12,7 +13,7 @@ import { settle } from "./settle.ts";
 export async function balanceAt(db: Db, customerId: string, meterId: string, at: Date, now: Date): Promise<bigint> {
   const last = await db.ledgerEntry.findFirst({
     where: { customerId, meterId, occurredAt: { lte: at } },
-    orderBy: [{ occurredAt: "desc" }, { id: "desc" }],
+    orderBy: [{ occurredAt: "desc" }, { sequence: "desc" }, { id: "desc" }],
     select: { balanceAfter: true },
   });
   const until = at < now ? at : now;
@@ -27,8 +28,7 @@ export function expiringGrants(db: Db, customerId: string, meterId: string | nul
     where: {
       customerId,
       ...(meterId ? { meterId } : {}),
-      voidedAt: null,
-      expiredAt: null,
+      ...grantOpen.where,
       remainingUnits: { gt: 0n },
       expiresAt: { gt: now, lte: new Date(now.getTime() + withinMs) },
     },

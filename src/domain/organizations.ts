@@ -24,12 +24,13 @@ export async function createOrganization(db: Db, name: string): Promise<CreatedO
  * ADMIN_TOKEN bootstrap: make sure some organization accepts `secret` as an admin token. If none does yet,
  * a "Default organization" is created with it. Safe when several nodes start at once (the hash is unique).
  */
-export async function ensureAdminTokenOrganization(db: Db, secret: string): Promise<{ id: string; created: boolean }> {
+export async function ensureAdminTokenOrganization(db: Db, secret: string): Promise<{ id: string; created: boolean; revoked?: boolean }> {
   const tokenHash = hashToken(secret);
-  const existing = await db.accessToken.findUnique({ where: { tokenHash }, select: { organizationId: true, kind: true } });
+  const existing = await db.accessToken.findUnique({ where: { tokenHash }, select: { organizationId: true, kind: true, revokedAt: true } });
   if (existing) {
     if (existing.kind !== "ADMIN") throw new Error("ADMIN_TOKEN matches a customer session token; choose another secret");
-    return { id: existing.organizationId, created: false };
+    // A revoked ADMIN_TOKEN stays revoked: restarting with it does not bring it back.
+    return { id: existing.organizationId, created: false, revoked: existing.revokedAt !== null };
   }
   try {
     const org = await db.organization.create({

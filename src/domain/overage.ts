@@ -2,6 +2,7 @@
 import type { Db } from "../db/client.ts";
 import { balanceKey } from "./balances.ts";
 import { UNIT_SCALE } from "./units.ts";
+import { overageAllowed } from "./rules.ts";
 
 export interface MeteredPrice {
   unitAmount: bigint;
@@ -31,7 +32,7 @@ export function overageAmount(units: bigint, price: MeteredPrice): bigint {
  */
 export async function meteredPrices(db: Pick<Db, "price">, customerId: string): Promise<Map<string, MeteredPrice>> {
   const prices = await db.price.findMany({
-    where: { type: "METERED_UNIT", product: { subscriptions: { some: { customerId, status: "ACTIVE" } } } },
+    where: { ...overageAllowed.pricesWhere, product: { subscriptions: { some: overageAllowed.subscriptionsWhere([customerId]) } } },
     select: { meterId: true, unitAmount: true, capAmount: true, currency: true },
     orderBy: { createdAt: "asc" },
   });
@@ -51,8 +52,8 @@ export async function overagePairs(db: Db, pairs: { customerId: string; meterId:
   const out = new Set<string>();
   if (!customers.length) return out;
   const subs = await db.subscription.findMany({
-    where: { customerId: { in: customers }, status: "ACTIVE", product: { prices: { some: { type: "METERED_UNIT" } } } },
-    select: { customerId: true, product: { select: { prices: { where: { type: "METERED_UNIT" }, select: { meterId: true } } } } },
+    where: overageAllowed.subscriptionsWhere(customers),
+    select: { customerId: true, product: { select: { prices: { where: overageAllowed.pricesWhere, select: { meterId: true } } } } },
   });
   for (const s of subs) for (const p of s.product.prices) if (p.meterId) out.add(balanceKey(s.customerId, p.meterId));
   return out;

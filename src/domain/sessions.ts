@@ -12,14 +12,15 @@ export async function createCustomerSession(
   customerId: string,
   ttlSeconds: number = DEFAULT_SESSION_TTL_SECONDS,
   now = new Date(),
-): Promise<{ token: string; expiresAt: Date }> {
+): Promise<{ id: string; token: string; expiresAt: Date }> {
   if (!Number.isInteger(ttlSeconds) || ttlSeconds < 60 || ttlSeconds > MAX_SESSION_TTL_SECONDS) {
     throw new InvalidInputError(`must be between 60 and ${MAX_SESSION_TTL_SECONDS} seconds`, "ttlSeconds");
   }
   const { secret, tokenHash, prefix } = mintToken("CUSTOMER_SESSION");
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
-  await db.accessToken.create({
+  const { id } = await db.accessToken.create({
     data: { organizationId, kind: "CUSTOMER_SESSION", tokenHash, prefix, customerId, expiresAt, name: "customer session" },
+    select: { id: true },
   });
-  return { token: secret, expiresAt };
+  return { id, token: secret, expiresAt };
 }

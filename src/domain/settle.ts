@@ -2,6 +2,7 @@
 // remainder at expiresAt. Pure, so the write path (which records these steps before anything else touches the
 // balance) and the read path (which shows them before the scheduler has recorded them) agree exactly.
 import type { LiveGrant } from "./burn-down.ts";
+import { grantDue } from "./rules.ts";
 
 export interface TimedGrant extends LiveGrant {
   effectiveAt: Date;
@@ -18,11 +19,6 @@ export interface SettleStep {
   balanceAfter: bigint;
 }
 
-/** A grant is due when its effectiveAt (not yet credited) or its expiresAt is at or before `until`. */
-export function isDue(g: Pick<TimedGrant, "credited" | "effectiveAt" | "expiresAt">, until: Date): boolean {
-  return (!g.credited && g.effectiveAt <= until) || (g.expiresAt !== null && g.expiresAt <= until);
-}
-
 /**
  * Apply, in time order, every activation and expiry due by `until` to a balance and its grants (mutated).
  * At one instant expiries come before activations: a grant expiring at T is gone at T (exclusive boundary),
@@ -33,8 +29,8 @@ export function settle(balance: bigint, grants: TimedGrant[], until: Date): { st
   type Point = { at: Date; expiry: boolean; grant: TimedGrant };
   const points: Point[] = [];
   for (const g of grants) {
-    if (!g.credited && g.effectiveAt <= until) points.push({ at: g.effectiveAt, expiry: false, grant: g });
-    if (g.expiresAt !== null && g.expiresAt <= until) points.push({ at: g.expiresAt, expiry: true, grant: g });
+    if (grantDue.activation(g, until)) points.push({ at: g.effectiveAt, expiry: false, grant: g });
+    if (grantDue.expiry(g, until)) points.push({ at: g.expiresAt!, expiry: true, grant: g });
   }
   points.sort((a, b) => a.at.getTime() - b.at.getTime() || Number(b.expiry) - Number(a.expiry) || (a.grant.id < b.grant.id ? -1 : 1));
   const steps: SettleStep[] = [];

@@ -31,6 +31,9 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
   const product = await db.product.findUniqueOrThrow({ where: { id: sub.productId } });
   const start = sub.currentPeriodEnd;
   const end = addInterval(start, product.recurringInterval as Interval, product.recurringIntervalCount);
+  // The new cycle starts at the old period end, also when this runs later than that; renewSubscription called
+  // before the period end starts it now.
+  const at = start < now ? start : now;
   return inTransaction(db, notify, sub.organizationId, async (sql, tx) => {
     const { count } = await tx.subscription.updateMany({
       where: { id: sub.id, status: "ACTIVE", currentPeriodEnd: sub.currentPeriodEnd },
@@ -39,7 +42,8 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
     if (count === 0) return { value: null, changes: [] as BalanceChange[] };
     const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
     const order = await tx.order.create({ data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id } });
-    const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, await currentBenefits(tx, sub.productId), { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now);
+    const benefits = await currentBenefits(tx, sub.productId);
+    const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, benefits, { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now, at);
     const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), now);
     return { value: await tx.subscription.findUniqueOrThrow({ where: { id: sub.id } }), changes };
   });

@@ -3,6 +3,7 @@ import { GraphQLError } from "graphql";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { assertCanReadCustomer } from "../domain/auth.ts";
 import { resolveCustomerRef, type CustomerRef } from "../domain/customers.ts";
+import { NotFoundError } from "../domain/errors.ts";
 import type { Context } from "./builder.ts";
 
 /** The caller's organization. Fields are scope-guarded, so a missing principal here is a schema bug. */
@@ -36,4 +37,34 @@ export async function readableCustomer(ctx: Context, ref: CustomerRef, prefix = 
   const customer = await resolveCustomerRef(ctx.db, orgId(ctx), effective, prefix);
   if (principal) assertCanReadCustomer(principal, customer.id);
   return customer;
+}
+
+/**
+ * What a customer session may see of the organization's catalog: only what concerns its customer. Admins
+ * see everything (these are empty conditions for them).
+ *   meters:   those the customer has a balance row on (credits granted or usage counted)
+ *   products: those the customer ordered or is (or was) subscribed to
+ *   benefits: those of such products, and those the customer was granted credits from
+ * Anything else reads as if it did not exist (null, or absent from lists).
+ */
+export function sessionScope(ctx: Context) {
+  const principal = ctx.principal;
+  if (principal?.kind !== "customer") return { meter: {}, product: {}, benefit: {} };
+  const customerId = principal.customerId;
+  const product = { OR: [{ orders: { some: { customerId } } }, { subscriptions: { some: { customerId } } }] };
+  return {
+    meter: { customerMeters: { some: { customerId } } },
+    product,
+    benefit: { OR: [{ products: { some: { product } } }, { creditGrants: { some: { customerId } } }] },
+  };
+}
+
+/**
+ * A meter argument a customer session may use: one it has a balance on (else NOT_FOUND, as if the meter did
+ * not exist). Admins are not checked here.
+ */
+export async function assertSessionMeter(ctx: Context, meterId: string | null | undefined, field = "meterId"): Promise<void> {
+  if (!meterId || ctx.principal?.kind !== "customer") return;
+  const visible = await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx), ...sessionScope(ctx).meter }, select: { id: true } });
+  if (!visible) throw new NotFoundError("No such meter", field);
 }

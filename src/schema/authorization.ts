@@ -11,6 +11,7 @@ import {
   type ReserveResult,
 } from "../domain/authorization.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { holdLive } from "../domain/rules.ts";
 import { builder, type PothosTypes } from "./builder.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
 
@@ -147,9 +148,9 @@ builder.queryFields((t) => ({
         // HELD past expiresAt reads as EXPIRED (the scheduler may not have marked it yet)
         const status =
           args.status === "HELD"
-            ? { status: "HELD", expiresAt: { gt: now } }
+            ? holdLive.where(now)
             : args.status === "EXPIRED"
-              ? { OR: [{ status: "EXPIRED" }, { status: "HELD", expiresAt: { lte: now } }] }
+              ? { OR: [{ status: "EXPIRED" }, holdLive.lapsedWhere(now)] }
               : args.status
                 ? { status: args.status }
                 : {};

@@ -2,7 +2,7 @@
 import { archiveProduct, createBenefit, createProduct, INTERVALS, updateProduct } from "../domain/catalog.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { orgId, sessionScope } from "./access.ts";
 
 const IntervalEnum = builder.enumType("RecurringInterval", { values: INTERVALS });
 const BenefitTypeEnum = builder.enumType("BenefitType", { values: ["METER_CREDITS"] as const });
@@ -106,18 +106,25 @@ builder.queryFields((t) => ({
   product: t.prismaField({
     type: "Product",
     nullable: true,
+    description: "A product by id. A customer session sees only products it ordered or subscribed to.",
     authScopes: { authenticated: true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (query, _root, { id }, ctx) => ctx.db.product.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx) } }),
+    resolve: (query, _root, { id }, ctx) =>
+      ctx.db.product.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx), ...sessionScope(ctx).product } }),
   }),
   products: t.prismaConnection(
     {
       type: "Product",
       cursor: "id",
+      description: "The organization's products; for a customer session, only those it ordered or subscribed to.",
       authScopes: { authenticated: true },
       args: { includeArchived: t.arg.boolean() },
       resolve: (query, _root, args, ctx) =>
-        ctx.db.product.findMany({ ...query, where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }) }, orderBy: { id: "asc" } }),
+        ctx.db.product.findMany({
+          ...query,
+          where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }), ...sessionScope(ctx).product },
+          orderBy: { id: "asc" },
+        }),
     },
     { name: "ProductConnection" },
     { name: "ProductEdge" },
@@ -125,16 +132,20 @@ builder.queryFields((t) => ({
   benefit: t.prismaField({
     type: "Benefit",
     nullable: true,
+    description: "A benefit by id. A customer session sees only benefits of its products and those it was granted.",
     authScopes: { authenticated: true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (query, _root, { id }, ctx) => ctx.db.benefit.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx) } }),
+    resolve: (query, _root, { id }, ctx) =>
+      ctx.db.benefit.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx), ...sessionScope(ctx).benefit } }),
   }),
   benefits: t.prismaConnection(
     {
       type: "Benefit",
       cursor: "id",
+      description: "The organization's benefits; for a customer session, only those of its products and those it was granted.",
       authScopes: { authenticated: true },
-      resolve: (query, _root, _args, ctx) => ctx.db.benefit.findMany({ ...query, where: { organizationId: orgId(ctx), archivedAt: null }, orderBy: { id: "asc" } }),
+      resolve: (query, _root, _args, ctx) =>
+        ctx.db.benefit.findMany({ ...query, where: { organizationId: orgId(ctx), archivedAt: null, ...sessionScope(ctx).benefit }, orderBy: { id: "asc" } }),
     },
     { name: "BenefitConnection" },
     { name: "BenefitEdge" },

@@ -37,9 +37,10 @@ const UpdateCustomerInput = builder.inputType("UpdateCustomerInput", {
   }),
 });
 
-const CustomerSession = builder.objectRef<{ token: string; expiresAt: Date; customerId: string }>("CustomerSession").implement({
+const CustomerSession = builder.objectRef<{ id: string; token: string; expiresAt: Date; customerId: string }>("CustomerSession").implement({
   description: "A bearer token that can read only this customer. Shown once.",
   fields: (t) => ({
+    id: t.exposeID("id", { description: "The session's AccessToken id (revokeAccessToken, accessTokens)" }),
     token: t.exposeString("token"),
     expiresAt: t.expose("expiresAt", { type: "DateTime" }),
     customer: t.prismaField({
@@ -129,7 +130,7 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_root, args, ctx) => {
       const customer = await readableCustomer(ctx, refArgs(args));
-      const session = await createCustomerSession(ctx.db, orgId(ctx), customer.id, args.ttlSeconds ?? undefined);
+      const session = await createCustomerSession(ctx.db, orgId(ctx), customer.id, args.ttlSeconds ?? undefined, ctx.now());
       return { ...session, customerId: customer.id };
     },
   }),

@@ -3,7 +3,7 @@ import { InsufficientCreditsError, InvalidInputError } from "../domain/errors.ts
 import { ingestEvents, MAX_BATCH_SIZE } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
-import { listScopeCustomer, orgId } from "./access.ts";
+import { assertSessionMeter, listScopeCustomer, orgId } from "./access.ts";
 import { CustomerObject } from "./customer.ts";
 
 export const EventObject = builder.prismaObject("Event", {
@@ -89,6 +89,7 @@ builder.queryFields((t) => ({
       },
       resolve: async (_root, args, ctx) => {
         const customer = await listScopeCustomer(ctx, args);
+        await assertSessionMeter(ctx, args.meterId == null ? null : String(args.meterId));
         return listEvents(ctx.db, orgId(ctx), {
           customerId: customer?.id,
           meterId: args.meterId == null ? undefined : String(args.meterId),

@@ -2,7 +2,7 @@
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { grantCredits } from "../domain/grants.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
-import { isDue } from "../domain/settle.ts";
+import { grantDue } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { orgId } from "./access.ts";
 
@@ -10,8 +10,7 @@ type GrantState = Pick<CreditGrant, "remainingUnits" | "creditedAt" | "expiredAt
 
 /** The grant as of now: one that time has changed since its balance was last written reads as it will be recorded. */
 async function settledGrant(ctx: Context, g: CreditGrant): Promise<GrantState> {
-  const live = !g.voidedAt && !g.expiredAt;
-  if (!live || !isDue({ credited: g.creditedAt !== null, effectiveAt: g.effectiveAt, expiresAt: g.expiresAt }, ctx.now())) return g;
+  if (!grantDue.test(g, ctx.now())) return g;
   const row = await ctx.db.customerMeter.findUnique({ where: { customerId_meterId: { customerId: g.customerId, meterId: g.meterId } } });
   if (!row) return g;
   const view = await ctx.balanceView(row);

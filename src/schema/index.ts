@@ -2,6 +2,7 @@
 import { builder } from "./builder.ts";
 import "./errors.ts";
 import "./customer.ts";
+import "./access-token.ts";
 import "./customer-state.ts";
 import "./meter.ts";
 import "./balance.ts";

@@ -39,7 +39,8 @@ builder.queryFields((t) => ({
     {
       type: "LedgerEntry",
       cursor: "id",
-      description: "A customer's ledger in the order things happened (occurredAt), optionally for one meter.",
+      description:
+        "A customer's ledger in the order things happened (occurredAt), optionally for one meter. Within one balance that is also the order the entries were committed in: an entry is never dated before the one committed before it.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       resolve: async (query, _root, args, ctx) => {
@@ -47,7 +48,7 @@ builder.queryFields((t) => ({
         return ctx.db.ledgerEntry.findMany({
           ...query,
           where: { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
-          orderBy: [{ occurredAt: "asc" }, { id: "asc" }],
+          orderBy: [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }],
         });
       },
     },

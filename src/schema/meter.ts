@@ -3,7 +3,7 @@ import { archiveMeter, createMeter, updateMeter } from "../domain/meters.ts";
 import { AGGREGATIONS, CONJUNCTIONS, OPERATORS } from "../domain/meter-filter.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { orgId, sessionScope } from "./access.ts";
 
 export const AggregationFuncEnum = builder.enumType("AggregationFunc", {
   description: "COUNT counts matching events; SUM/MAX/MIN/AVG aggregate a numeric metadata property (non-numeric values are ignored); UNIQUE counts distinct values.",
@@ -27,7 +27,12 @@ export const MeterObject = builder.prismaObject("Meter", {
   fields: (t) => ({
     id: t.exposeID("id"),
     name: t.exposeString("name"),
-    filter: t.expose("filter", { type: "JSON", description: "{conjunction, clauses: [{property, operator, value} | nested filter]}" }),
+    filter: t.field({
+      type: "JSON",
+      nullable: true,
+      description: "{conjunction, clauses: [{property, operator, value} | nested filter]}; null for customer sessions",
+      resolve: (m, _args, ctx) => (ctx.principal?.kind === "admin" ? m.filter : null),
+    }),
     aggregation: t.field({
       type: MeterAggregation,
       select: { aggregationFunc: true, aggregationProperty: true },
@@ -93,20 +98,23 @@ builder.queryFields((t) => ({
   meter: t.prismaField({
     type: "Meter",
     nullable: true,
+    description: "A meter by id. A customer session sees only meters it has a balance on.",
     authScopes: { authenticated: true },
     args: { id: t.arg.id({ required: true }) },
-    resolve: (query, _root, { id }, ctx) => ctx.db.meter.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx) } }),
+    resolve: (query, _root, { id }, ctx) =>
+      ctx.db.meter.findFirst({ ...query, where: { id: String(id), organizationId: orgId(ctx), ...sessionScope(ctx).meter } }),
   }),
   meters: t.prismaConnection(
     {
       type: "Meter",
       cursor: "id",
+      description: "The organization's meters; for a customer session, only those it has a balance on (credits or usage).",
       authScopes: { authenticated: true },
       args: { includeArchived: t.arg.boolean({ description: "Also list archived meters (default false)" }) },
       resolve: (query, _root, args, ctx) =>
         ctx.db.meter.findMany({
           ...query,
-          where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }) },
+          where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }), ...sessionScope(ctx).meter },
           orderBy: { id: "asc" },
         }),
     },

@@ -3,6 +3,7 @@ import { ConflictError, InvalidInputError, NotFoundError } from "../domain/error
 import { createOrder, refundOrder } from "../domain/orders.ts";
 import { meteredPrices, overageAmount, overageUnits, type MeteredPrice } from "../domain/overage.ts";
 import { cancelSubscription, renewSubscription } from "../domain/subscriptions.ts";
+import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { orgId } from "./access.ts";
 import { CustomerMeterObject } from "./balance.ts";
@@ -111,7 +112,7 @@ builder.objectFields(CustomerState, (t) => ({
     resolve: (query, state, _args, ctx) =>
       ctx.db.benefit.findMany({
         ...query,
-        where: { creditGrants: { some: { customerId: state.customer.id, voidedAt: null, expiredAt: null } } },
+        where: { creditGrants: { some: { customerId: state.customer.id, ...grantOpen.where } } },
         orderBy: { createdAt: "asc" },
       }),
   }),

@@ -28,6 +28,8 @@ export interface TestApp {
   pubsub: PubSub;
   port: number;
   url: string;
+  /** The database this app uses (a second node can open it too). */
+  databaseUrl: string;
   organizationId: string;
   adminToken: string;
   /** POST a typed operation over HTTP; token defaults to the admin token, null sends none. */
@@ -84,17 +86,18 @@ export async function startTestApp(options: { limits?: Partial<Limits> } = {}): 
   await migrateDeploy(dbUrl);
   const queries: string[] = [];
   const db = await createPrisma(dbUrl, { onQuery: (sql) => queries.push(sql) });
-  const { pubsub, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
-  // Count subscriptions the server opens, so tests publish only after a subscriber is listening.
+  const { pubsub, redis, close: closePubSub } = createAppPubSub(process.env.REDIS_URL);
+  // Count subscriptions the server opens for clients, so tests publish only after a subscriber is listening
+  // (not the server's own listener for revocations).
   let opened = 0;
   const subscribe = pubsub.subscribe.bind(pubsub);
   pubsub.subscribe = ((...args: Parameters<typeof subscribe>) => {
-    opened++;
+    if (args[0] === "customer:changed") opened++;
     return subscribe(...args);
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), limits: options.limits });
+  const app = createApp({ db, pubsub, redis, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), limits: options.limits });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");
@@ -115,6 +118,7 @@ export async function startTestApp(options: { limits?: Partial<Limits> } = {}): 
     pubsub,
     port,
     url,
+    databaseUrl: dbUrl,
     organizationId: org.organization.id,
     adminToken: org.token,
     exec,
@@ -130,9 +134,11 @@ export async function startTestApp(options: { limits?: Partial<Limits> } = {}): 
     },
     setNow(at) {
       frozen = new Date(at.getTime());
+      app.clockMoved();
     },
     advance(ms) {
       frozen = new Date((frozen ?? new Date()).getTime() + ms);
+      app.clockMoved();
       return new Date(frozen.getTime());
     },
     async queriesDuring(work) {
@@ -176,6 +182,34 @@ export async function startTestApp(options: { limits?: Partial<Limits> } = {}): 
   };
 }
 
+/**
+ * A second server on the same database, as another node behind a load balancer would be: its own database
+ * client, in-process pub/sub and clock. Operations go to it over HTTP with the organization's admin token.
+ */
+export async function anotherNode(t: TestApp, clock: () => Date) {
+  const db = await createPrisma(t.databaseUrl);
+  const { pubsub } = createAppPubSub();
+  const app = createApp({ db, pubsub, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent") });
+  const port = await app.listen(0, "127.0.0.1");
+  const url = `http://127.0.0.1:${port}/graphql`;
+  return {
+    async ok<R, V>(doc: TypedDocumentNode<R, V>, variables?: V): Promise<R> {
+      const res = await fetch(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${t.adminToken}` },
+        body: JSON.stringify({ query: print(doc), variables }),
+      });
+      const result = (await res.json()) as Result<R>;
+      if (result.errors?.length) throw new Error(`unexpected GraphQL errors: ${JSON.stringify(result.errors)}`);
+      return result.data!;
+    },
+    async close() {
+      await app.close();
+      await db.$disconnect();
+    },
+  };
+}
+
 /** Messages of one graphql-ws subscription, awaited one at a time. */
 export function subscription<R, V>(client: Client, doc: TypedDocumentNode<R, V>, variables?: V) {
   const queue: ExecutionResult<R>[] = [];
@@ -203,11 +237,16 @@ export function subscription<R, V>(client: Client, doc: TypedDocumentNode<R, V>,
       if (queued) return Promise.resolve(queued);
       if (failure) return Promise.resolve({ errors: Array.isArray(failure) ? failure : [failure as never] } as ExecutionResult<R>);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no subscription message within ${ms} ms`)), ms);
-        waiters.push((r) => {
+        const waiter = (r: ExecutionResult<R>) => {
           clearTimeout(timer);
           resolve(r);
-        });
+        };
+        // a waiter that timed out leaves the line, so the next message is not handed to nobody
+        const timer = setTimeout(() => {
+          waiters.splice(waiters.indexOf(waiter), 1);
+          reject(new Error(`no subscription message within ${ms} ms`));
+        }, ms);
+        waiters.push(waiter);
       });
     },
     /** Messages received and not yet taken. */

@@ -4,12 +4,16 @@ import path from "node:path";
 
 export const tsx = path.resolve("node_modules/.bin/tsx");
 
-/** Start src/main.ts and resolve with its URL once it serves; collects stdout. */
-export function startServer(env: Record<string, string>) {
-  const child = spawn(tsx, ["src/main.ts"], { env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Start src/main.ts as `npm start` does (node itself, TypeScript through tsx's loader), or through `npm start`
+ * itself, and resolve with its URL once it serves; collects stdout.
+ */
+export function startServer(env: Record<string, string>, via: "node" | "npm" = "node", readyWithinMs = 30_000) {
+  const [command, args] = via === "npm" ? ["npm", ["start", "--silent"]] : [process.execPath, ["--import", "tsx", "src/main.ts"]];
+  const child = spawn(command, args, { env: { ...process.env, HOST: "127.0.0.1", PORT: "0", LOG_LEVEL: "info", ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let output = "";
   const ready = new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), readyWithinMs);
     child.stdout.on("data", (chunk) => {
       output += chunk;
       const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
@@ -26,7 +30,8 @@ export function startServer(env: Record<string, string>) {
       child.once("exit", (code) => resolve(code));
       child.kill("SIGTERM");
     });
-  return { ready, stop, output: () => output };
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+  return { ready, stop, exited, child, output: () => output };
 }
 
 export async function gql(url: string, token: string | null, query: string, variables?: object) {

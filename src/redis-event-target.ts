@@ -1,0 +1,154 @@
+// The EventTarget behind pub/sub with Redis, built to survive Redis outages (in place of
+// @graphql-yoga/redis-event-target, whose PUBLISH/SUBSCRIBE promises nobody handled: with Redis gone they
+// rejected after ioredis's retries and the unhandled rejection ended the process).
+//
+// - Connections never queue commands while Redis is unreachable (enableOfflineQueue: false): a PUBLISH then
+//   fails at once instead of piling up in memory. The failed message is kept, merged per topic (one entry
+//   per customer, at most `maxPending` topics), and sent when the publishing connection is back; this node's
+//   own subscribers get it at once.
+// - ioredis reconnects forever. The subscribing connection resubscribes this node's topics itself each time
+//   it is ready, then tells `onResubscribed` listeners which topics may have missed messages meanwhile.
+// - Failures are reported at most once per `reportIntervalMs`, with counts.
+import type { Redis } from "ioredis";
+
+export interface RedisTargetReport {
+  /** What failed since the last report. */
+  event: "publish failed" | "subscribe failed";
+  count: number;
+  /** Topics whose messages wait for Redis, and messages given up on because that list was full. */
+  pending: number;
+  dropped: number;
+  err: string;
+}
+
+export interface ResilientRedisTargetOptions {
+  publishClient: Redis;
+  subscribeClient: Redis;
+  /** One message standing for two undelivered messages of one topic (older first). */
+  merge(older: unknown, newer: unknown): unknown;
+  /** Topics kept for redelivery at most; beyond it messages are dropped (and counted). */
+  maxPending?: number;
+  report?(report: RedisTargetReport): void;
+  reportIntervalMs?: number;
+}
+
+type Listener = EventListenerOrEventListenerObject;
+
+const SUBSCRIBE_CHUNK = 1000;
+
+export function createResilientRedisEventTarget(options: ResilientRedisTargetOptions) {
+  const { publishClient, subscribeClient, merge } = options;
+  const maxPending = options.maxPending ?? 100_000;
+  const reportIntervalMs = options.reportIntervalMs ?? 10_000;
+  const listeners = new Map<string, Set<Listener>>();
+  const pending = new Map<string, unknown>();
+  const resubscribed: ((topics: string[]) => void)[] = [];
+  let dropped = 0;
+  const failures = { "publish failed": 0, "subscribe failed": 0 };
+  let lastReport = 0;
+
+  function failed(event: RedisTargetReport["event"], err: unknown) {
+    failures[event]++;
+    const now = Date.now();
+    if (now - lastReport < reportIntervalMs) return;
+    lastReport = now;
+    options.report?.({ event, count: failures[event], pending: pending.size, dropped, err: err instanceof Error ? err.message : String(err) });
+    failures[event] = 0;
+  }
+
+  function deliverLocally(topic: string, detail: unknown) {
+    const callbacks = listeners.get(topic);
+    if (!callbacks) return;
+    const event = new CustomEvent(topic, { detail });
+    for (const callback of callbacks) {
+      if (typeof callback === "function") callback(event);
+      else callback.handleEvent(event);
+    }
+  }
+
+  function keep(topic: string, detail: unknown) {
+    if (pending.has(topic)) pending.set(topic, merge(pending.get(topic), detail));
+    else if (pending.size < maxPending) pending.set(topic, detail);
+    else dropped++;
+  }
+
+  function publish(topic: string, detail: unknown) {
+    publishClient.publish(topic, detail === undefined ? "" : JSON.stringify(detail)).catch((err: unknown) => {
+      // this node's own subscribers need not wait for Redis (they hear it again, harmlessly, when it is sent)
+      deliverLocally(topic, detail);
+      keep(topic, detail);
+      failed("publish failed", err);
+    });
+  }
+
+  function subscribe(topics: string[]): Promise<unknown> {
+    const done: Promise<unknown>[] = [];
+    for (let i = 0; i < topics.length; i += SUBSCRIBE_CHUNK) {
+      done.push(subscribeClient.subscribe(...topics.slice(i, i + SUBSCRIBE_CHUNK)).catch((err: unknown) => failed("subscribe failed", err)));
+    }
+    return Promise.all(done);
+  }
+
+  subscribeClient.on("message", (channel: string, message: string) => {
+    let detail: unknown = null;
+    try {
+      if (message !== "") detail = JSON.parse(message);
+    } catch {
+      return; // not one of ours
+    }
+    deliverLocally(channel, detail);
+  });
+
+  // Each (re)connection starts without subscriptions (autoResubscribe is off): take this node's topics there
+  // again, then let listeners catch up on whatever was published while the connection was down.
+  subscribeClient.on("ready", () => {
+    const topics = [...listeners.keys()];
+    if (!topics.length) return;
+    // listeners re-read once subscribed, so nothing published after their read can pass unheard
+    void subscribe(topics).then(() => {
+      for (const listener of resubscribed) listener(topics);
+    });
+  });
+
+  publishClient.on("ready", () => {
+    const undelivered = [...pending];
+    pending.clear();
+    for (const [topic, detail] of undelivered) publish(topic, detail);
+  });
+
+  const eventTarget = {
+    addEventListener(topic: string, callback: Listener | null) {
+      if (callback == null) return;
+      let callbacks = listeners.get(topic);
+      if (!callbacks) {
+        listeners.set(topic, (callbacks = new Set()));
+        // while the connection is down, the next "ready" subscribes
+        if (subscribeClient.status === "ready") void subscribe([topic]);
+      }
+      callbacks.add(callback);
+    },
+    removeEventListener(topic: string, callback: Listener | null) {
+      const callbacks = listeners.get(topic);
+      if (callback == null || !callbacks?.delete(callback) || callbacks.size) return;
+      listeners.delete(topic);
+      if (subscribeClient.status === "ready") subscribeClient.unsubscribe(topic).catch(() => {});
+    },
+    dispatchEvent(event: Event) {
+      publish(event.type, (event as CustomEvent<unknown>).detail);
+      return true;
+    },
+  };
+
+  return {
+    eventTarget: eventTarget as unknown as EventTarget,
+    /** Hand a message to this node's listeners only (not through Redis). */
+    deliverLocally,
+    /** Called with this node's topics each time the subscribing connection is back (and on first connect with topics). */
+    onResubscribed(listener: (topics: string[]) => void) {
+      resubscribed.push(listener);
+    },
+    /** Both connections are ready. */
+    up: () => publishClient.status === "ready" && subscribeClient.status === "ready",
+    pendingTopics: () => pending.size,
+  };
+}

@@ -1,0 +1,94 @@
+// Access tokens: listing (never secrets), minting admin tokens, revocation.
+import { createAdminToken, revokeAccessToken } from "../domain/access-tokens.ts";
+import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { builder } from "./builder.ts";
+import { orgId } from "./access.ts";
+
+const AccessTokenKindEnum = builder.enumType("AccessTokenKind", {
+  description: "ADMIN: everything within the organization. CUSTOMER_SESSION: reads one customer.",
+  values: ["ADMIN", "CUSTOMER_SESSION"] as const,
+});
+
+export const AccessTokenObject = builder.prismaObject("AccessToken", {
+  description: "A bearer credential of the organization. Its secret is shown once, at creation, and never stored.",
+  fields: (t) => ({
+    id: t.exposeID("id"),
+    kind: t.field({ type: AccessTokenKindEnum, select: { kind: true }, resolve: (a) => a.kind as "ADMIN" | "CUSTOMER_SESSION" }),
+    prefix: t.exposeString("prefix", { description: "The secret's first characters, to recognise it" }),
+    name: t.exposeString("name", { nullable: true }),
+    customer: t.relation("customer", { nullable: true, description: "A customer session's customer (also once deleted)" }),
+    expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
+    revokedAt: t.expose("revokedAt", { type: "DateTime", nullable: true }),
+    createdAt: t.expose("createdAt", { type: "DateTime" }),
+  }),
+});
+
+const CreatedAccessToken = builder.objectRef<{ token: string; id: string }>("CreatedAccessToken").implement({
+  description: "A new token and its secret. The secret is shown this once.",
+  fields: (t) => ({
+    token: t.exposeString("token"),
+    accessToken: t.prismaField({
+      type: "AccessToken",
+      resolve: (query, created, _args, ctx) => ctx.db.accessToken.findUniqueOrThrow({ ...query, where: { id: created.id } }),
+    }),
+  }),
+});
+
+builder.queryFields((t) => ({
+  accessTokens: t.prismaConnection(
+    {
+      type: "AccessToken",
+      cursor: "id",
+      description: "The organization's tokens, oldest first, without their secrets.",
+      authScopes: { admin: true },
+      args: {
+        kind: t.arg({ type: AccessTokenKindEnum }),
+        customerId: t.arg.id({ description: "Only this customer's sessions" }),
+        active: t.arg.boolean({ description: "true: only tokens neither revoked nor expired; false: only those that are" }),
+      },
+      resolve: (query, _root, args, ctx) => {
+        const now = ctx.now();
+        const active = { revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] };
+        const inactive = { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
+        return ctx.db.accessToken.findMany({
+          ...query,
+          where: {
+            organizationId: orgId(ctx),
+            ...(args.kind ? { kind: args.kind } : {}),
+            ...(args.customerId ? { customerId: String(args.customerId) } : {}),
+            ...(args.active == null ? {} : args.active ? active : inactive),
+          },
+          orderBy: { id: "asc" },
+        });
+      },
+    },
+    { name: "AccessTokenConnection" },
+    { name: "AccessTokenEdge" },
+  ),
+}));
+
+builder.mutationFields((t) => ({
+  createAccessToken: t.field({
+    type: CreatedAccessToken,
+    description: "A new admin token of the organization (e.g. to rotate one). The secret is in the result, once.",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError] },
+    args: { name: t.arg.string({ description: "A label for listings, up to 100 characters" }) },
+    resolve: async (_root, args, ctx) => {
+      const { token, accessToken } = await createAdminToken(ctx.db, orgId(ctx), args.name);
+      return { token, id: accessToken.id };
+    },
+  }),
+  revokeAccessToken: t.prismaField({
+    type: "AccessToken",
+    description:
+      "Revoke an admin token or a customer session of the organization, the caller's own token included (this request still completes). Every node refuses it within 5 s, and its WebSockets close within a second (4401). Revoking a revoked token returns it unchanged.",
+    authScopes: { admin: true },
+    errors: { types: [NotFoundError] },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: async (query, _root, { id }, ctx) => {
+      const token = await revokeAccessToken(ctx.db, ctx.notify, orgId(ctx), String(id), ctx.now());
+      return ctx.db.accessToken.findUniqueOrThrow({ ...query, where: { id: token.id } });
+    },
+  }),
+}));

@@ -1,0 +1,98 @@
+// Graceful stop: on SIGTERM or SIGINT a node stops accepting connections, lets the HTTP requests in flight
+// (and so their transactions) finish within a grace period, closes its WebSockets with 1001, stops the
+// scheduler, disconnects Redis and the database and exits 0. Only a grace period that runs out exits 1.
+import type { Server } from "node:http";
+import type { Logger } from "./log.ts";
+
+/** Counts a server's HTTP requests in flight so that shutdown can wait for them. */
+export function trackRequests(server: Server) {
+  let inFlight = 0;
+  let draining = false;
+  let idle: (() => void)[] = [];
+  // prependListener: runs before the request handler, so the header below is set before any response starts
+  server.prependListener("request", (_req, res) => {
+    inFlight++;
+    // while draining, a keep-alive client is told to reconnect (to another node) after this response
+    if (draining) res.setHeader("connection", "close");
+    res.once("close", () => {
+      inFlight--;
+      if (!draining) return;
+      server.closeIdleConnections();
+      if (inFlight === 0) for (const resolve of idle.splice(0)) resolve();
+    });
+  });
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    /**
+     * Resolves true once no request is in flight, false if `graceMs` pass first. Call after server.close():
+     * idle keep-alive connections are closed now, busy ones as their response ends.
+     */
+    drain(graceMs: number): Promise<boolean> {
+      draining = true;
+      server.closeIdleConnections();
+      if (inFlight === 0) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => {
+          idle = idle.filter((r) => r !== done);
+          resolve(false);
+        }, graceMs);
+        const done = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        idle.push(done);
+      });
+    },
+  };
+}
+
+export interface ShutdownOptions {
+  log: Logger;
+  /** How long in-flight work may take after the signal (SHUTDOWN_GRACE_MS). */
+  graceMs: number;
+  /** Stops the server; resolves false when requests were still running at the end of `graceMs`. */
+  closeServer(graceMs: number): Promise<boolean>;
+  /** Then: Redis, database, … in order. */
+  disconnect: (() => Promise<void>)[];
+  exit?: (code: number) => void;
+}
+
+/** Installs the SIGTERM/SIGINT handlers of `npm start`. A second signal while stopping changes nothing. */
+export function onShutdownSignals(options: ShutdownOptions): void {
+  let stopping = false;
+  const exit = options.exit ?? ((code: number) => process.exit(code));
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    const { log, graceMs } = options;
+    const started = Date.now();
+    log.info({ signal, graceMs }, "shutting down");
+    // Past the grace period (plus a moment to disconnect) the process ends whatever is still pending.
+    const force = setTimeout(() => {
+      log.error({ graceMs }, "shutdown grace period ran out");
+      exit(1);
+    }, graceMs + 2000);
+    force.unref();
+    let code = 0;
+    try {
+      if (!(await options.closeServer(graceMs))) {
+        log.error({ graceMs }, "requests still running when the grace period ran out; their connections were closed");
+        code = 1;
+      }
+      for (const disconnect of options.disconnect) {
+        await disconnect().catch((err: Error) => log.warn({ err: err.message }, "disconnect failed"));
+      }
+    } catch (err) {
+      log.error({ err }, "shutdown failed");
+      code = 1;
+    } finally {
+      clearTimeout(force);
+      log.info({ ms: Date.now() - started, code }, "stopped");
+      exit(code);
+    }
+  };
+  process.on("SIGTERM", () => void stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+}
