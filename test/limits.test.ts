@@ -6,7 +6,7 @@ import { connect } from "node:net";
 import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { print } from "graphql";
+import { getIntrospectionQuery, print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { createPrisma } from "../src/db/client.ts";
@@ -206,6 +206,10 @@ describe("with default limits", () => {
     const graphiql = await fetch(t.url, { headers: { accept: "text/html" } });
     expect(graphiql.status).toBe(200);
     expect(await graphiql.text()).toContain("Credits ledger");
+    // GraphiQL's introspection query (JSON POST, no token) passes every operation limit.
+    const introspection = await post(t.url, null, getIntrospectionQuery({ descriptions: true, inputValueDeprecation: true, specifiedByUrl: true, directiveIsRepeatable: true }));
+    expect(introspection.body.errors).toBeUndefined();
+    expect((introspection.body.data as { __schema: { types: unknown[] } }).__schema.types.length).toBeGreaterThan(20);
   });
 
   it("CORS: by default no origin gets CORS headers", async () => {
