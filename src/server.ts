@@ -149,7 +149,7 @@ export function createApp(deps: AppDeps) {
         if (ctx.extra.principal && !authority.allows(ctx.extra.socket, ctx.extra.principal)) {
           return [unauthenticated("The access token of this connection is no longer valid")];
         }
-        const refused = await transport.sockets.checkOperation(ctx, id);
+        const refused = await transport.sockets.checkOperation(ctx, id, ctx.extra.socket);
         if (refused) return refused;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,

@@ -18,6 +18,23 @@ export function limitExceeded(message: string): GraphQLError {
 
 type AnyContext = WsContext<Record<string, unknown> | undefined, unknown>;
 
+/** The part of a `ws` WebSocket used here: reading from it can be paused. */
+export interface PausableSocket {
+  readonly readyState: number;
+  pause(): void;
+  resume(): void;
+}
+
+/**
+ * A socket that keeps sending operations only to have them refused is read more slowly: after every
+ * REFUSALS_BEFORE_PAUSE refusals it is not read for PAUSE_MS. Each operation is still answered, and the
+ * socket stays open, but one client's burst of thousands of subscribe messages cannot hold the event loop
+ * (and every other client) for seconds.
+ */
+const REFUSALS_BEFORE_PAUSE = 100;
+const PAUSE_MS = 50;
+const OPEN = 1;
+
 export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
   // Refusals are built once and reused: a client may send thousands of subscribe messages in a burst, and a
   // GraphQLError costs a stack trace each.
@@ -35,6 +52,19 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
   // empties it when the socket closes), so an id no longer there is pruned. Counting ctx.subscriptions itself
   // would cost O(n) per message: a burst of n subscribe messages registers all of them before any is checked.
   const acceptedOf = new WeakMap<AnyContext, Set<string>>();
+  const refusalsOf = new WeakMap<AnyContext, number>();
+
+  function refuse(ctx: AnyContext, socket: PausableSocket, errors: GraphQLError[]): GraphQLError[] {
+    const refusals = (refusalsOf.get(ctx) ?? 0) + 1;
+    refusalsOf.set(ctx, refusals % REFUSALS_BEFORE_PAUSE);
+    if (refusals >= REFUSALS_BEFORE_PAUSE && socket.readyState === OPEN) {
+      socket.pause();
+      setTimeout(() => {
+        if (socket.readyState === OPEN) socket.resume();
+      }, PAUSE_MS).unref();
+    }
+    return errors;
+  }
 
   function live(ctx: AnyContext): Set<string> {
     let ids = acceptedOf.get(ctx);
@@ -94,16 +124,16 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
     },
 
     /** On every subscribe message: null to go on (the operation now counts), or the errors to answer it with. */
-    async checkOperation(ctx: AnyContext, id: string): Promise<GraphQLError[] | null> {
+    async checkOperation(ctx: AnyContext, id: string, socket: PausableSocket): Promise<GraphQLError[] | null> {
       const key = keyOf.get(ctx);
       if (!key) return null;
       // A full socket is answered at once, without drawing on the budget.
-      if (live(ctx).size >= limits.wsMaxSubscriptionsPerSocket) return overSocket;
+      if (live(ctx).size >= limits.wsMaxSubscriptionsPerSocket) return refuse(ctx, socket, overSocket);
       const decision = await rateLimiter.take(key);
-      if (!decision.allowed) return rateLimitedFor(decision.retryAfterSeconds);
+      if (!decision.allowed) return refuse(ctx, socket, rateLimitedFor(decision.retryAfterSeconds));
       const mine = live(ctx);
-      if (mine.size >= limits.wsMaxSubscriptionsPerSocket) return overSocket;
-      if (operationsOf(key) >= limits.wsMaxSubscriptionsPerToken) return overToken;
+      if (mine.size >= limits.wsMaxSubscriptionsPerSocket) return refuse(ctx, socket, overSocket);
+      if (operationsOf(key) >= limits.wsMaxSubscriptionsPerToken) return refuse(ctx, socket, overToken);
       mine.add(id);
       return null;
     },
