@@ -36,6 +36,10 @@ import { createOrganization } from "../src/domain/organizations.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp, type App } from "../src/server.ts";
+import type { Limits } from "../src/limits.ts";
+
+// The benchmarks measure throughput from one token: lift the per-client rate and concurrency limits.
+const UNTHROTTLED: Partial<Limits> = { rateLimitPerSecond: 1_000_000, rateLimitBurst: 1_000_000, concurrencyPerClient: 100_000, queuePerClient: 100_000 };
 import {
   decimalText,
   graphqlClient,
@@ -476,7 +480,7 @@ async function main(): Promise<number> {
     cleanups.unshift(() => db.$disconnect());
     const { pubsub, close: closePubSub } = createAppPubSub(config.redisUrl);
     cleanups.unshift(closePubSub);
-    const app: App = createApp({ db, pubsub, log: createLogger("silent") });
+    const app: App = createApp({ db, pubsub, log: createLogger("silent"), limits: UNTHROTTLED });
     const port = await app.listen(0, "127.0.0.1");
     cleanups.unshift(() => app.close());
     const { organization, token } = await createOrganization(db, "Benchmark organization");
@@ -489,7 +493,7 @@ async function main(): Promise<number> {
       cleanups.unshift(() => dbB.$disconnect());
       const pubsubB = createAppPubSub(config.redisUrl);
       cleanups.unshift(pubsubB.close);
-      const nodeB: App = createApp({ db: dbB, pubsub: pubsubB.pubsub, log: createLogger("silent") });
+      const nodeB: App = createApp({ db: dbB, pubsub: pubsubB.pubsub, log: createLogger("silent"), limits: UNTHROTTLED });
       subscriberUrl = `http://127.0.0.1:${await nodeB.listen(0, "127.0.0.1")}/graphql`;
       cleanups.unshift(() => nodeB.close());
     }

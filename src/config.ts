@@ -1,6 +1,7 @@
 // Configuration from the environment (documented in .env.example and the README).
 import { DEFAULT_DATABASE_URL } from "./db/url.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
+import { DEFAULT_LIMITS, LIMIT_ENV, resolveLimits, type Limits } from "./limits.ts";
 
 export interface Config {
   port: number;
@@ -12,16 +13,31 @@ export interface Config {
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
   meterLimits: MeterLimits;
+  limits: Limits;
   /** How long in-flight requests may take after SIGTERM/SIGINT before the process gives up on them. */
   shutdownGraceMs: number;
 }
 
 function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
+  const raw = env[name]?.trim();
+  if (!raw) return fallback;
   const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${raw}"`);
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${raw}" (default ${fallback})`);
   return value;
+}
+
+/** Every limit of src/limits.ts from its environment variable (a positive integer), or its default. */
+export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): Limits {
+  const overrides: Partial<Limits> = {};
+  for (const [key, name] of Object.entries(LIMIT_ENV) as [Exclude<keyof Limits, "corsOrigins">, string][]) {
+    overrides[key] = positiveInteger(env, name, DEFAULT_LIMITS[key]);
+  }
+  const origins = (env.CORS_ORIGINS ?? "").split(",").map((o) => o.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (origin !== "*" && !/^https?:\/\/[^/\s]+$/.test(origin)) throw new Error(`CORS_ORIGINS entries must be origins like https://app.example.com (no path) or *, got "${origin}"`);
+  }
+  overrides.corsOrigins = origins;
+  return resolveLimits(overrides);
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -41,6 +57,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
   return {
     meterLimits,
+    limits: limitsFromEnv(env),
     renewalMode,
     shutdownGraceMs,
     schedulerIntervalMs,

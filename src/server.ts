@@ -18,6 +18,8 @@ import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
 import { trackRequests } from "./shutdown.ts";
 import { CLOSE_CODES, createSocketAuthority } from "./socket-authority.ts";
+import { transportLimits } from "./http/limits.ts";
+import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
@@ -35,6 +37,8 @@ export interface AppDeps {
   meterLimits?: MeterLimits;
   /** With Redis: its health, and subscribers catching up after an outage (createAppPubSub's `redis`). */
   redis?: RedisLink | null;
+  /** Overrides of the transport limits' defaults (src/limits.ts); main.ts passes those from the environment. */
+  limits?: Partial<Limits>;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -72,12 +76,14 @@ export function createApp(deps: AppDeps) {
   const notify = authority.notifying(pubSubNotify(pubsub));
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
+  const transport = transportLimits(resolveLimits(deps.limits));
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
-    plugins: [useNoNulCharacters()],
+    ...transport.yogaOptions,
+    plugins: [useNoNulCharacters(), ...transport.yogaOptions.plugins],
     logging: {
       debug: (...args) => log.debug(args.map(String).join(" ")),
       info: (...args) => log.info(args.map(String).join(" ")),
@@ -111,13 +117,15 @@ export function createApp(deps: AppDeps) {
   const health = healthCheck(db, deps.redis, log);
   if (deps.redis) catchUpAfterRedisOutage(db, deps.redis, log);
 
-  const httpServer = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+  const httpServer = createServer(transport.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz") return health(res);
+    if (await transport.guard(req, res)) return;
     return yoga(req, res);
   });
+  transport.applyToServer(httpServer);
   const requests = trackRequests(httpServer);
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
+  const wsServer: WebSocketServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, ...transport.wsServerOptions(() => wsServer) });
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
@@ -125,6 +133,11 @@ export function createApp(deps: AppDeps) {
       // Authenticate once per connection; a socket without a valid token is closed with 4401. The socket
       // authority then closes it when the token expires or is revoked, or its customer is deleted.
       onConnect: async (ctx) => {
+        const refused = transport.sockets.admit(ctx, ctx.extra.request.socket.remoteAddress);
+        if (refused) {
+          ctx.extra.socket.close(refused.code, refused.reason);
+          return false;
+        }
         const header = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         try {
           const principal = typeof header === "string" ? await principalFromHeader(authenticate, header) : null;
@@ -137,10 +150,13 @@ export function createApp(deps: AppDeps) {
           return false;
         }
       },
-      onSubscribe: async (ctx, _id, params) => {
+      onClose: (ctx) => transport.sockets.release(ctx),
+      onSubscribe: async (ctx, id, params) => {
         if (ctx.extra.principal && !authority.allows(ctx.extra.socket, ctx.extra.principal)) {
           return [unauthenticated("The access token of this connection is no longer valid")];
         }
+        const refused = await transport.sockets.checkOperation(ctx, id, ctx.extra.socket);
+        if (refused) return refused;
         const { schema, execute, subscribe, contextFactory, parse, validate } = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,

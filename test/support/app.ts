@@ -14,6 +14,7 @@ import { createOrganization } from "../../src/domain/organizations.ts";
 import { createLogger } from "../../src/log.ts";
 import { createAppPubSub, type PubSub } from "../../src/pubsub.ts";
 import { createApp, type App } from "../../src/server.ts";
+import type { Limits } from "../../src/limits.ts";
 
 export interface GraphQLErrorJson {
   message: string;
@@ -78,9 +79,11 @@ export async function freshDatabase(dir: string): Promise<{ url: string; drop():
   };
 }
 
-/** Options for the app under test; `meterLimits` replaces the per-organization defaults. */
+/** Options for the app under test: `meterLimits` replaces the per-organization defaults, `limits` overrides the
+ * transport limits' defaults (src/limits.ts). */
 export interface TestAppOptions {
   meterLimits?: MeterLimits;
+  limits?: Partial<Limits>;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -101,7 +104,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, redis, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits });
+  const app = createApp({ db, pubsub, redis, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits, limits: options.limits });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");

@@ -1,0 +1,81 @@
+// Per-client request budget (rate-limiter-flexible, in memory on each node). A client is its token (a hash of
+// the bearer secret) or, without a token, its peer address. HTTP requests and WebSocket operations draw on
+// the same budget: `perSecond` a second, plus a burst of `burst` extra requests per 10 s.
+import { GraphQLError } from "graphql";
+import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
+import { bearerSecret, hashToken } from "../domain/auth.ts";
+
+export type RateDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
+
+export interface RateLimiter {
+  take(key: string): Promise<RateDecision>;
+}
+
+export function createRateLimiter(perSecond: number, burst: number): RateLimiter {
+  const limiter = new BurstyRateLimiter(
+    new RateLimiterMemory({ keyPrefix: "rate", points: perSecond, duration: 1 }),
+    new RateLimiterMemory({ keyPrefix: "burst", points: burst, duration: 10 }),
+  );
+  return {
+    async take(key) {
+      try {
+        await limiter.consume(key, 1);
+        return { allowed: true };
+      } catch (err) {
+        if (!(err instanceof RateLimiterRes)) throw err;
+        return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
+      }
+    },
+  };
+}
+
+/**
+ * Whom a request counts against: `token:<sha256 of the secret>` when it carries a bearer token (valid or not:
+ * the token is checked later), otherwise `addr:<peer address>`.
+ */
+export function clientKey(authorization: string | null | undefined, address: string | undefined): string {
+  const secret = authorization ? bearerSecret(authorization) : null;
+  if (secret) return `token:${hashToken(secret)}`;
+  return `addr:${address ?? "unknown"}`;
+}
+
+export const RATE_LIMITED_MESSAGE = "Too many requests: slow down and retry after the time given in retry-after.";
+
+/** The GraphQL error of a request or operation over budget. */
+export function rateLimitedError(retryAfterSeconds: number, message = RATE_LIMITED_MESSAGE): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: "RATE_LIMITED", retryAfter: retryAfterSeconds } });
+}
+
+export interface ConcurrencyLimiter {
+  /** A slot for `key`: its release function, after waiting in line if all slots are taken; null when the line is full too. */
+  acquire(key: string): Promise<(() => void) | null>;
+}
+
+/**
+ * At most `slots` requests of one client in progress on this node; up to `queued` more wait in line (first come,
+ * first served), beyond that a request is refused. Keeps one client's concurrency from crowding out the others.
+ */
+export function createConcurrencyLimiter(slots: number, queued: number): ConcurrencyLimiter {
+  const clients = new Map<string, { running: number; waiting: (() => void)[] }>();
+  return {
+    acquire(key) {
+      let client = clients.get(key);
+      if (!client) clients.set(key, (client = { running: 0, waiting: [] }));
+      const state = client;
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        const next = state.waiting.shift();
+        if (next) next();
+        else if (--state.running === 0) clients.delete(key);
+      };
+      if (state.running < slots) {
+        state.running++;
+        return Promise.resolve(release);
+      }
+      if (state.waiting.length >= queued) return Promise.resolve(null);
+      return new Promise((resolve) => state.waiting.push(() => resolve(release)));
+    },
+  };
+}
