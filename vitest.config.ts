@@ -9,7 +9,7 @@ export default defineConfig({
   resolve: { alias: [{ find: /^graphql$/, replacement: require.resolve("graphql") }] },
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 30_000,
+    testTimeout: 90_000, // generous: two workers share two cores with multi-process tests; a hang still fails
     hookTimeout: 60_000,
     // Each file gets its own database; two workers match the two cores of CI machines.
     maxWorkers: 2,

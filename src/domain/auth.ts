@@ -1,5 +1,6 @@
 // Bearer credentials: how secrets are minted, stored (hashed) and turned into a Principal.
 import { createHash, randomBytes } from "node:crypto";
+import { LRUCache } from "lru-cache";
 import type { Db } from "../db/client.ts";
 import { ForbiddenError, UnauthenticatedError } from "./errors.ts";
 
@@ -74,22 +75,20 @@ export interface CachedAuthenticator {
  * src/socket-authority.ts) calls `forget`; one this node missed takes effect within `ttlMs`.
  */
 export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): CachedAuthenticator {
-  const cache = new Map<string, { principal: Principal; until: number }>();
+  const cache = new LRUCache<string, Principal>({ max: ADMIN_TOKEN_CACHE_SIZE, ttl: ttlMs });
   const authenticator = async (secret: string, now = new Date()) => {
     const key = hashToken(secret);
     const hit = cache.get(key);
-    if (hit && hit.until > Date.now() && (!hit.principal.expiresAt || hit.principal.expiresAt > now)) return hit.principal;
+    if (hit && (!hit.expiresAt || hit.expiresAt > now)) return hit;
     cache.delete(key);
     const principal = await lookUp(db, key, now);
-    if (principal.kind === "admin") {
-      if (cache.size >= ADMIN_TOKEN_CACHE_SIZE) cache.delete(cache.keys().next().value!);
-      cache.set(key, { principal, until: Date.now() + ttlMs });
-    }
+    if (principal.kind === "admin") cache.set(key, principal);
     return principal;
   };
   return Object.assign(authenticator, {
     forget(tokenId: string) {
-      for (const [key, entry] of cache) if (entry.principal.tokenId === tokenId) cache.delete(key);
+      const keys = [...cache.entries()].filter(([, principal]) => principal.tokenId === tokenId).map(([key]) => key);
+      for (const key of keys) cache.delete(key);
     },
   });
 }
