@@ -50,6 +50,27 @@ describe("LikeIndex", () => {
     expect(filters.map((f) => filterMatches(f, event, contains))).toEqual([true, true, true, true, true, false]);
   });
 
+  // UTF-16 code units, as `includes` sees them, not grapheme clusters: the reason modern-ahocorasick
+  // (which matches whole graphemes) was not used, see the top of src/domain/like-index.ts.
+  it("matches inside grapheme clusters and surrogate pairs as includes does", () => {
+    const cases: [pattern: string, text: string, found: boolean][] = [
+      ["\r", "a\r\nb", true], ["\n", "a\r\nb", true], ["\r\r", "a\r\nb", false], // CR LF is one grapheme
+      ["e", "cafe\u0301", true], ["\u0301", "cafe\u0301", true], ["E", "cafe\u0301", false], // combining acute accent
+      ["ab", "ab\u0301c", true],
+      ["\u{1F469}", "\u{1F469}\u200D\u{1F4BB}", true], // ZWJ sequence
+      ["\u{1F1F7}\u{1F1E9}", "\u{1F1EB}\u{1F1F7}\u{1F1E9}\u{1F1EA}", true], // across two flags
+      ["\uD83D", "x\u{1F600}y", true], ["\uDE00y", "x\u{1F600}y", true], ["\u{1F600}", "x\u{1F600}y", true], // surrogate halves
+    ];
+    for (const [value, t, found] of cases) expect(t.includes(value)).toBe(found);
+    const filters = cases.map(([value]) => parseMeterFilter({ conjunction: "AND", clauses: [{ property: "m", operator: "LIKE", value }] }));
+    const index = new LikeIndex(filters);
+    for (const m of new Set(cases.map(([, t]) => t))) {
+      const contains = index.forEvent();
+      const event = { name: "e", metadata: { m } };
+      expect(filters.map((f) => filterMatches(f, event, contains))).toEqual(cases.map(([value]) => m.includes(value)));
+    }
+  });
+
   it("is built only where testing each clause would cost more", () => {
     const many = [parseMeterFilter({ conjunction: "OR", clauses: Array.from({ length: 100 }, (_, i) => ({ property: "m", operator: "LIKE", value: `v${i}` })) })];
     expect(worthIndexing(10, many)).toBe(false);
