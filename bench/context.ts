@@ -18,6 +18,10 @@ export interface Options {
   authCustomers: number;
   authCredits: number;
   authCalls: number;
+  /** requests of the reserve + commit scenario (half reserves, half commits) */
+  reserveCalls: number;
+  /** 1-event ingest calls */
+  singleCalls: number;
   subscriptions: number;
   latencySamples: number;
   seed: number;

@@ -7,10 +7,12 @@
 //   npm run bench -- --only ingest,push --events 1000000
 //
 // Options (flag or environment variable; defaults keep a SQLite run near 3 minutes on 2 cores):
-//   --engine sqlite|postgresql (ENGINE, sqlite)   --duration s per timed run (10)   --connections (64)
+//   --engine sqlite|postgresql (ENGINE, sqlite)   --duration s per timed read run (10)   --connections (64)
 //   --customers (1000)   --meters (10)   --events for batch ingest (60000)   --batch (1000)
 //   --ingest-connections batch calls in flight, and PostgreSQL floor sessions (2)
-//   --auth-customers (200)   --auth-credits per customer (8)   --auth-calls (3000)
+//   --auth-customers (200)   --auth-credits per customer (5)   --auth-calls (2000)   --reserve-calls (2000)
+//   --single-calls 1-event ingest calls (3000). Runs whose answers the books count send a fixed number of
+//   requests (autocannon `amount`): a timed run would end with answered but unread requests.
 //   --subscriptions (1000)   --latency-samples (200)   --seed (42)
 //   --only reads,authorize,reserve,ingest,calls,push (all)
 //   DATABASE_URL / REDIS_URL: use these servers for --engine postgresql instead of starting throw-away ones
@@ -56,8 +58,10 @@ function readOptions(): Options {
     batch: intOption("BATCH", 1000, 1, 10_000),
     ingestConnections: intOption("INGEST_CONNECTIONS", 2, 1, 256),
     authCustomers: intOption("AUTH_CUSTOMERS", Math.min(200, customers), 1, customers),
-    authCredits: intOption("AUTH_CREDITS", 8, 1, 1_000_000),
-    authCalls: intOption("AUTH_CALLS", 3000, 1, 100_000_000),
+    authCredits: intOption("AUTH_CREDITS", 5, 1, 1_000_000),
+    authCalls: intOption("AUTH_CALLS", 2000, 1, 100_000_000),
+    reserveCalls: intOption("RESERVE_CALLS", 2000, 2, 100_000_000),
+    singleCalls: intOption("SINGLE_CALLS", 3000, 1, 100_000_000),
     subscriptions: intOption("SUBSCRIPTIONS", Math.min(1000, customers), 1, customers),
     latencySamples: intOption("LATENCY_SAMPLES", 200, 1, 100_000),
     seed: intOption("SEED", 42, 0, 2 ** 32 - 1),
@@ -185,7 +189,11 @@ async function main(): Promise<number> {
     notes.push(`books: ${thousands(ctx.books.acknowledged)} acknowledged events; consumed units of all ${options.customers} × 3 usage balances equal them exactly`);
     const memory = memoryOf(service.pid);
     const floorMemory = memoryOf(floor.pid);
-    rows.push({ scenario: "service RSS at the end", unit: "", note: memory ? `${memory.rssMb.toFixed(0)} MB (peak ${memory.peakMb.toFixed(0)} MB)` : "n/a" });
+    rows.push({
+      scenario: `service RSS at the end, ${thousands(ctx.books.acknowledged)} events`,
+      unit: "",
+      note: memory ? `${memory.rssMb.toFixed(0)} MB (peak ${memory.peakMb.toFixed(0)} MB)` : "n/a",
+    });
     rows.push({ scenario: "bare-Yoga floor RSS at the end", unit: "", note: floorMemory ? `${floorMemory.rssMb.toFixed(0)} MB` : "n/a" });
 
     console.log("");

@@ -167,9 +167,9 @@ export async function reserveCommit(ctx: Context): Promise<Load & { commits: num
       },
     },
   ];
-  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: o.duration, requests });
+  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, amount: o.reserveCalls, requests });
   f.check("reserve + commit");
-  // A run can stop between a connection's reserve and its commit: that hold stays live (it expires by itself)
+  // A connection's share of the requests can end with a reserve: that hold stays live (it expires by itself)
   // and moves no units, so the books compare consumed units with commits only.
   const gql = graphqlClient(ctx.service.url, ctx.token);
   for (let i = 0; i < o.authCustomers; i++) {
@@ -182,24 +182,23 @@ export async function reserveCommit(ctx: Context): Promise<Load & { commits: num
   return { ...result, commits: commits.reduce((a, b) => a + b, 0) };
 }
 
-/** 1-event ingestEvents calls on `connections` connections for `duration` s; every acknowledged event goes into the books. */
+/** `singleCalls` 1-event ingestEvents calls on `connections` connections; every acknowledged event goes into the books. */
 export async function singleEventCalls(ctx: Context): Promise<Load> {
   const o = ctx.options;
   const query = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { message } } }`;
-  // More events than the run can send, generated beforehand; each request takes the next.
-  const pool = generateEvents(200_000, o.customers, o.seed + 1, "one");
+  // Generated beforehand; each request takes the next.
+  const pool = generateEvents(o.singleCalls, o.customers, o.seed + 1, "one");
   let n = 0;
   const f = failures();
   const result = await load({
     url: ctx.service.url,
     token: ctx.token,
     connections: o.connections,
-    duration: o.duration,
+    amount: o.singleCalls,
     requests: [
       {
         setupRequest: (req, context: object) => {
           const slot = context as Slot;
-          if (n >= pool.length) f.note("ran out of prepared events: raise the pool");
           const e = pool[n++ % pool.length];
           slot.event = e;
           return { ...req, body: body(query, { events: [eventInput(e)] }) };
