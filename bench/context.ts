@@ -23,6 +23,8 @@ export interface Options {
   /** 1-event ingest calls */
   singleCalls: number;
   subscriptions: number;
+  /** subscribed customers one ingest call touches at most in the push scenario */
+  fanOut: number;
   latencySamples: number;
   seed: number;
   only: Set<string> | null;

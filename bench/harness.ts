@@ -11,6 +11,8 @@ export interface Server {
   url: string;
   pid: number;
   child: ChildProcess;
+  /** the last 32 kB of its output (stdout and stderr), for failure messages */
+  tail(): string;
   stop(): Promise<void>;
 }
 
@@ -24,6 +26,11 @@ export function startProcess(name: string, script: string, env: Record<string, s
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";
+  let ready = false;
+  const keep = (chunk: Buffer) => {
+    output += chunk;
+    if (ready && output.length > 64_000) output = output.slice(-32_000);
+  };
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const stop = async () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
@@ -36,21 +43,16 @@ export function startProcess(name: string, script: string, env: Record<string, s
       void stop();
       reject(new BenchFailure(`${name} did not start within ${readyWithinMs} ms:\n${output.slice(-2000)}`));
     }, readyWithinMs);
-    const onData = (chunk: Buffer) => {
-      // Only the start-up output is kept; afterwards the pipes are drained and dropped.
-      if (output.length < 100_000) output += chunk;
-      const m = /"url":"(http:\/\/[^"]+)"/.exec(output);
+    child.stdout!.on("data", (chunk: Buffer) => {
+      keep(chunk);
+      const m = ready ? null : /"url":"(http:\/\/[^"]+)"/.exec(output);
       if (m) {
+        ready = true;
         clearTimeout(timer);
-        child.stdout!.off("data", onData);
-        child.stdout!.resume();
-        resolve({ url: m[1], pid: child.pid!, child, stop });
+        resolve({ url: m[1], pid: child.pid!, child, stop, tail: () => output.slice(-32_000) });
       }
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", (chunk: Buffer) => {
-      if (output.length < 100_000) output += chunk;
     });
+    child.stderr!.on("data", keep);
     child.once("exit", (code, signal) => {
       clearTimeout(timer);
       reject(new BenchFailure(`${name} exited (${code ?? signal}):\n${output.slice(-2000)}`));
