@@ -200,9 +200,11 @@ async function main(): Promise<number> {
     });
     rows.push({ scenario: "bare-Yoga floor RSS at the end", unit: "", note: floorMemory ? `${floorMemory.rssMb.toFixed(0)} MB` : "n/a" });
 
+    // The notes first: the contract's last line is the one with the ratios.
+    console.log("");
+    for (const n of notes) console.log(n);
     console.log("");
     printTable(rows);
-    for (const n of notes) console.log(n);
     return 0;
   } catch (err) {
     if (serviceTail) console.error(`service output (last lines):\n${serviceTail().split("\n").slice(-30).join("\n")}`);
