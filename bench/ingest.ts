@@ -15,7 +15,8 @@ export interface IngestResult {
   floor: FloorResult & { eventsPerSecond: number };
 }
 
-export async function batchIngest(ctx: Context): Promise<IngestResult> {
+/** `afterCalls` runs once the service has answered every call, before the floor (e.g. to read its memory). */
+export async function batchIngest(ctx: Context, afterCalls: () => void = () => {}): Promise<IngestResult> {
   const o = ctx.options;
   const events = generateEvents(o.events, o.customers, o.seed, "e");
   const batches: { body: string; events: BenchEvent[] }[] = [];
@@ -49,7 +50,8 @@ export async function batchIngest(ctx: Context): Promise<IngestResult> {
     ],
   });
   if (failure) throw new BenchFailure(`batch ingest: ${failure}`);
-  ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s; raw-driver floor next`);
+  ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
+  afterCalls();
   // The floor's own tables: any organization id of the service's shape does (the API does not show it).
   const organizationId = orderedId();
   const { customerIds, meterIds } = ctx.seeded;

@@ -156,7 +156,10 @@ async function main(): Promise<number> {
     }
     if (wants("ingest")) {
       log(`batch ingest: ${options.events} events in calls of ${options.batch}, ${options.ingestConnections} in flight`);
-      const i = await batchIngest(ctx);
+      const i = await batchIngest(ctx, () => {
+        const m = memoryOf(service.pid);
+        if (m) log(`service RSS right after the ingest calls: ${m.rssMb.toFixed(0)} MB (peak ${m.peakMb.toFixed(0)} MB)`);
+      });
       const rawFloor = { name: `raw ${options.engine === "postgresql" ? "pg" : "libsql"}, ${options.batch}-row transactions`, rate: i.floor.eventsPerSecond };
       rows.push({
         scenario: `ingest, ${options.batch}-event calls, ${options.customers} customers × 3 meters`,
