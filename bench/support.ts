@@ -1,7 +1,5 @@
 // Helpers for the benchmarks: options, a seeded PRNG, a GraphQL-over-HTTP client, percentiles and number
 // formatting. Nothing here touches the service's internals.
-import { writeFileSync } from "node:fs";
-import { Session } from "node:inspector/promises";
 
 /** `--name=value`, `--name value`, then the NAME environment variable, then the default. */
 export function option(name: string): string | undefined {
@@ -126,19 +124,3 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): P
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** A V8 CPU profile of this process (server and client alike) until stop; open the file in Chrome DevTools. */
-export async function startCpuProfile() {
-  const session = new Session();
-  session.connect();
-  await session.post("Profiler.enable");
-  await session.post("Profiler.start");
-  return {
-    async stop(file: string): Promise<string> {
-      const { profile } = await session.post("Profiler.stop");
-      writeFileSync(file, JSON.stringify(profile));
-      session.disconnect();
-      return file;
-    },
-  };
-}

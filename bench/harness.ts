@@ -1,0 +1,174 @@
+// The shared harness of `npm run bench`: start a server in its own process and find its URL, drive it with
+// autocannon from this process, read a process's memory, and print the one table and the ratio line.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
+import autocannon from "autocannon";
+import { millis, thousands } from "./support.ts";
+
+export class BenchFailure extends Error {}
+
+export interface Server {
+  url: string;
+  pid: number;
+  child: ChildProcess;
+  /** the last 32 kB of its output (stdout and stderr), for failure messages */
+  tail(): string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Start `node --import tsx <script>` with `env` and resolve once it has printed `"url":"http://…"` (the
+ * service's "serving GraphQL" log line, or the floor's own line). Its stderr is kept for the failure message.
+ */
+export function startProcess(name: string, script: string, env: Record<string, string>, readyWithinMs = 60_000): Promise<Server> {
+  const child = spawn(process.execPath, ["--import", "tsx", script], {
+    env: { ...process.env, NODE_ENV: "production", HOST: "127.0.0.1", PORT: "0", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  let ready = false;
+  const keep = (chunk: Buffer) => {
+    output += chunk;
+    if (ready && output.length > 64_000) output = output.slice(-32_000);
+  };
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
+  };
+  return new Promise<Server>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      void stop();
+      reject(new BenchFailure(`${name} did not start within ${readyWithinMs} ms:\n${output.slice(-2000)}`));
+    }, readyWithinMs);
+    child.stdout!.on("data", (chunk: Buffer) => {
+      keep(chunk);
+      const m = ready ? null : /"url":"(http:\/\/[^"]+)"/.exec(output);
+      if (m) {
+        ready = true;
+        clearTimeout(timer);
+        resolve({ url: m[1], pid: child.pid!, child, stop, tail: () => output.slice(-32_000) });
+      }
+    });
+    child.stderr!.on("data", keep);
+    child.once("exit", (code, signal) => {
+      clearTimeout(timer);
+      reject(new BenchFailure(`${name} exited (${code ?? signal}):\n${output.slice(-2000)}`));
+    });
+  });
+}
+
+/** Resident and peak resident memory of a process, in MB, from /proc (Linux). */
+export function memoryOf(pid: number): { rssMb: number; peakMb: number } | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? Number.NaN);
+    return { rssMb: kb("VmRSS") / 1024, peakMb: kb("VmHWM") / 1024 };
+  } catch {
+    return null;
+  }
+}
+
+export interface Load {
+  /** responses per second over the run */
+  rate: number;
+  responses: number;
+  p50: number;
+  p99: number;
+  seconds: number;
+}
+
+export interface LoadOptions {
+  url: string;
+  token?: string;
+  connections: number;
+  /** seconds; ignored when `amount` is given */
+  duration?: number;
+  /** exactly this many requests */
+  amount?: number;
+  /** one fixed body… */
+  body?: string;
+  /** …or a sequence of requests per connection (setupRequest/onResponse may carry state in the context) */
+  requests?: autocannon.Request[];
+}
+
+/**
+ * One autocannon run. Fails on any connection error, timeout or non-2xx answer: a figure measured over
+ * failures would be meaningless. GraphQL errors are the caller's to check in onResponse.
+ */
+export async function load(o: LoadOptions): Promise<Load> {
+  const result = await autocannon({
+    url: o.url,
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "application/json", ...(o.token ? { authorization: `Bearer ${o.token}` } : {}) },
+    connections: o.connections,
+    pipelining: 1,
+    timeout: 60,
+    ...(o.amount !== undefined ? { amount: o.amount } : { duration: o.duration ?? 10 }),
+    ...(o.body !== undefined ? { body: o.body } : {}),
+    ...(o.requests ? { requests: o.requests } : {}),
+  });
+  if (result.errors || result.timeouts || result.non2xx) {
+    throw new BenchFailure(`autocannon against ${o.url}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx answers`);
+  }
+  const responses = result["2xx"];
+  return { rate: responses / result.duration, responses, p50: result.latency.p50, p99: result.latency.p99, seconds: result.duration };
+}
+
+/** A row of the table: a measure, the floor it is compared with, and the ratio's name for the last line. */
+export interface Row {
+  scenario: string;
+  /** e.g. "req/s", "events/s" */
+  unit: string;
+  rate?: number;
+  p50?: number;
+  p99?: number;
+  /** the floor's row label and figures; ratio = rate / floor.rate */
+  floor?: { name: string; rate?: number; p99?: number };
+  /** short name of the ratio in the last line; omitted: not on the ratio line */
+  ratioName?: string;
+  note?: string;
+}
+
+const pad = (s: string, n: number) => (s.length >= n ? s : s + " ".repeat(n - s.length));
+const padStart = (s: string, n: number) => (s.length >= n ? s : " ".repeat(n - s.length) + s);
+
+export function ratioOf(row: Row): { throughput?: number; p99?: number } {
+  const f = row.floor;
+  if (!f) return {};
+  return {
+    throughput: f.rate && row.rate !== undefined ? row.rate / f.rate : undefined,
+    p99: f.p99 && row.p99 !== undefined ? row.p99 / f.p99 : undefined,
+  };
+}
+
+/** The table (scenario, throughput, p50, p99, ratio to the floor), then the line of ratios. */
+export function printTable(rows: Row[], out: (line: string) => void = console.log): void {
+  const header = ["scenario", "throughput", "p50 ms", "p99 ms", "ratio to floor (throughput; p99)", "floor"];
+  const cells = rows.map((r) => {
+    const x = ratioOf(r);
+    const ratio = [x.throughput !== undefined ? `${x.throughput.toFixed(2)}×` : "", x.p99 !== undefined ? `p99 ${x.p99.toFixed(2)}×` : ""].filter(Boolean).join("; ");
+    return [
+      r.scenario,
+      r.rate !== undefined ? `${thousands(r.rate)} ${r.unit}` : r.note ?? "",
+      r.p50 !== undefined ? millis(r.p50) : "",
+      r.p99 !== undefined ? millis(r.p99) : "",
+      ratio,
+      r.floor?.name ?? "",
+    ];
+  });
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
+  const line = (c: string[]) => c.map((s, i) => (i >= 1 && i <= 3 ? padStart(s, widths[i]) : pad(s, widths[i]))).join("  ").trimEnd();
+  out(line(header));
+  out(widths.map((w) => "-".repeat(w)).join("  "));
+  for (const c of cells) out(line(c));
+  const ratios = rows
+    .filter((r) => r.ratioName)
+    .map((r) => {
+      const x = ratioOf(r);
+      return `${r.ratioName} ${x.throughput !== undefined ? `${x.throughput.toFixed(2)}×` : "n/a"}${x.p99 !== undefined ? ` (p99 ${x.p99.toFixed(2)}×)` : ""}`;
+    });
+  out(`ratios: ${ratios.join(", ")}`);
+}

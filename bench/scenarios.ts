@@ -1,0 +1,217 @@
+// The request scenarios of `npm run bench`, each an autocannon run from the bench's own process: the bare-Yoga
+// floors, customerMeter and customerState reads, authorizeUsage(1) over many small balances, reserve +
+// commit, and 1-event ingest calls. Each checks every answer and keeps what the books need.
+import type autocannon from "autocannon";
+import type { Context } from "./context.ts";
+import { BenchFailure, load, type Load } from "./harness.ts";
+import { graphqlClient } from "./support.ts";
+import { generateEvents, eventInput, type BenchEvent } from "./workload.ts";
+
+type Slot = Record<string, unknown>;
+const body = (query: string, variables?: Record<string, unknown>) => JSON.stringify(variables ? { query, variables } : { query });
+
+/** A failure seen inside autocannon's callbacks, thrown once the run is over. */
+function failures() {
+  let first: string | null = null;
+  return {
+    note(message: string) {
+      first ??= message;
+    },
+    check(what: string) {
+      if (first) throw new BenchFailure(`${what}: ${first}`);
+    },
+  };
+}
+
+export async function floors(ctx: Context): Promise<{ read: Load; mutation: Load }> {
+  const o = ctx.options;
+  await load({ url: ctx.floor.url, connections: o.connections, duration: 1, body: body("{ hello }") }); // warm-up
+  const read = await load({ url: ctx.floor.url, connections: o.connections, duration: o.duration, body: body("{ hello }") });
+  const mutation = await load({ url: ctx.floor.url, connections: o.connections, duration: o.duration, body: body("mutation { bump }") });
+  return { read, mutation };
+}
+
+/** Read scenarios: one request shape cycling over prepared bodies; an answer with errors fails the run. */
+async function cycle(ctx: Context, what: string, bodies: string[], expect: string): Promise<Load> {
+  const f = failures();
+  let n = 0;
+  const requests: autocannon.Request[] = [
+    {
+      setupRequest: (req) => ({ ...req, body: bodies[n++ % bodies.length] }),
+      onResponse: (_status, text) => {
+        if (!text.includes(expect) || text.includes('"errors"')) f.note(text.slice(0, 300));
+      },
+    },
+  ];
+  const o = ctx.options;
+  await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: 1, requests }); // warm-up
+  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: o.duration, requests });
+  f.check(what);
+  return result;
+}
+
+export function customerMeterReads(ctx: Context): Promise<Load> {
+  const query = `query($c: ID, $m: ID!) { customerMeter(customerId: $c, meterId: $m) { balance availableUnits consumedUnits } }`;
+  const { customerIds, meterIds } = ctx.seeded;
+  const bodies = customerIds.slice(0, ctx.options.authCustomers).map((c) => body(query, { c, m: meterIds.holds }));
+  return cycle(ctx, "customerMeter", bodies, '"availableUnits"');
+}
+
+export async function customerStateReads(ctx: Context): Promise<Load> {
+  const query = `query($c: ID) { customerState(customerId: $c) { customer { id } meters { meter { id name } balance availableUnits consumedUnits } } }`;
+  const b = body(query, { c: ctx.seeded.stateCustomerId });
+  const gql = graphqlClient(ctx.service.url, ctx.token);
+  const state = await gql.request<{ customerState: { meters: unknown[] } }>(query, { c: ctx.seeded.stateCustomerId });
+  if (state.customerState.meters.length !== ctx.options.meters) {
+    throw new BenchFailure(`customerState shows ${state.customerState.meters.length} meters, expected ${ctx.options.meters}`);
+  }
+  return cycle(ctx, "customerState", [b], '"meters"');
+}
+
+/**
+ * authorizeUsage(1) round-robin over the first `authCustomers` customers, each holding `authCredits` on the
+ * credits-only `credits` meter; `authCalls` calls in all. Then the books: every customer got exactly
+ * min(credits, its calls) allowed, its balance is credits − allowed (never below zero).
+ */
+export async function authorize(ctx: Context): Promise<Load & { allowed: number; refused: number }> {
+  const o = ctx.options;
+  const { customerIds, meterIds } = ctx.seeded;
+  const query = `mutation($input: AuthorizeUsageInput!) { authorizeUsage(input: $input) { __typename ... on UsageAuthorization { allowed code } ... on Error { message } } }`;
+  const bodies = customerIds.slice(0, o.authCustomers).map((customerId) => body(query, { input: { customerId, meterId: meterIds.credits, units: "1" } }));
+  const calls = Array.from({ length: o.authCustomers }, () => 0);
+  const allowed = Array.from({ length: o.authCustomers }, () => 0);
+  let refused = 0;
+  const f = failures();
+  let n = 0;
+  const result = await load({
+    url: ctx.service.url,
+    token: ctx.token,
+    connections: o.connections,
+    amount: o.authCalls,
+    requests: [
+      {
+        setupRequest: (req, context: object) => {
+          const slot = context as Slot;
+          const i = n++ % o.authCustomers;
+          slot.customer = i;
+          return { ...req, body: bodies[i] };
+        },
+        onResponse: (_status, text, context: object) => {
+          const slot = context as Slot;
+          const i = slot.customer as number;
+          calls[i]++;
+          const a = (JSON.parse(text) as { data?: { authorizeUsage?: { allowed?: boolean; code?: string } } }).data?.authorizeUsage;
+          if (a?.allowed === true) allowed[i]++;
+          else if (a?.code === "INSUFFICIENT_CREDITS") refused++;
+          else f.note(text.slice(0, 300));
+        },
+      },
+    ],
+  });
+  f.check("authorizeUsage");
+  const gql = graphqlClient(ctx.service.url, ctx.token);
+  const credits = BigInt(o.authCredits);
+  for (let i = 0; i < o.authCustomers; i++) {
+    const want = Math.min(o.authCredits, calls[i]);
+    if (allowed[i] !== want) throw new BenchFailure(`authorizeUsage: customer c${i} got ${allowed[i]} of ${calls[i]} calls allowed with ${o.authCredits} credits`);
+    const { customerMeter: m } = await gql.request<{ customerMeter: { balance: string; consumedUnits: string } }>(
+      `query($c: ID, $m: ID!) { customerMeter(customerId: $c, meterId: $m) { balance consumedUnits } }`,
+      { c: customerIds[i], m: meterIds.credits },
+    );
+    if (m.balance !== String(credits - BigInt(want)) || m.consumedUnits !== String(want)) {
+      throw new BenchFailure(`authorizeUsage: customer c${i} shows balance ${m.balance}, consumed ${m.consumedUnits}; expected ${credits - BigInt(want)} and ${want}`);
+    }
+  }
+  return { ...result, allowed: allowed.reduce((a, b) => a + b, 0), refused };
+}
+
+/**
+ * reserveUsage(1) then commitReservation(1) on each connection, round-robin over the `authCustomers`
+ * customers on the `holds` meter (large balances: every hold is allowed). Books: each customer's consumed
+ * units on `holds` equal its acknowledged commits.
+ */
+export async function reserveCommit(ctx: Context): Promise<Load & { commits: number }> {
+  const o = ctx.options;
+  const { customerIds, meterIds } = ctx.seeded;
+  const reserve = `mutation($input: ReserveUsageInput!) { reserveUsage(input: $input) { __typename ... on UsageReservation { allowed code id } ... on Error { message } } }`;
+  const commit = `mutation($id: ID!) { commitReservation(id: $id, units: "1") { __typename ... on Reservation { status committedUnits } ... on Error { message } } }`;
+  const bodies = customerIds.slice(0, o.authCustomers).map((customerId) => body(reserve, { input: { customerId, meterId: meterIds.holds, units: "1", ttlSeconds: 600 } }));
+  const commits = Array.from({ length: o.authCustomers }, () => 0);
+  const f = failures();
+  let n = 0;
+  const requests: autocannon.Request[] = [
+    {
+      setupRequest: (req, context: object) => {
+        const slot = context as Slot;
+        const i = n++ % o.authCustomers;
+        slot.customer = i;
+        return { ...req, body: bodies[i] };
+      },
+      onResponse: (_status, text, context: object) => {
+        const slot = context as Slot;
+        const r = (JSON.parse(text) as { data?: { reserveUsage?: { allowed?: boolean; id?: string } } }).data?.reserveUsage;
+        if (r?.allowed && r.id) slot.reservation = r.id;
+        else {
+          slot.reservation = "none";
+          f.note(`reserveUsage: ${text.slice(0, 300)}`);
+        }
+      },
+    },
+    {
+      setupRequest: (req, context: object) => ({ ...req, body: body(commit, { id: (context as Slot).reservation }) }),
+      onResponse: (_status, text, context: object) => {
+        const slot = context as Slot;
+        const r = (JSON.parse(text) as { data?: { commitReservation?: { status?: string } } }).data?.commitReservation;
+        if (r?.status === "COMMITTED") commits[slot.customer as number]++;
+        else f.note(`commitReservation: ${text.slice(0, 300)}`);
+      },
+    },
+  ];
+  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, amount: o.reserveCalls, requests });
+  f.check("reserve + commit");
+  // A connection's share of the requests can end with a reserve: that hold stays live (it expires by itself)
+  // and moves no units, so the books compare consumed units with commits only.
+  const gql = graphqlClient(ctx.service.url, ctx.token);
+  for (let i = 0; i < o.authCustomers; i++) {
+    const { customerMeter: m } = await gql.request<{ customerMeter: { balance: string; consumedUnits: string } }>(
+      `query($c: ID, $m: ID!) { customerMeter(customerId: $c, meterId: $m) { balance consumedUnits } }`,
+      { c: customerIds[i], m: meterIds.holds },
+    );
+    if (m.consumedUnits !== String(commits[i])) throw new BenchFailure(`reserve + commit: customer c${i} consumed ${m.consumedUnits}, ${commits[i]} commits acknowledged`);
+  }
+  return { ...result, commits: commits.reduce((a, b) => a + b, 0) };
+}
+
+/** `singleCalls` 1-event ingestEvents calls on `connections` connections; every acknowledged event goes into the books. */
+export async function singleEventCalls(ctx: Context): Promise<Load> {
+  const o = ctx.options;
+  const query = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { message } } }`;
+  // Generated beforehand; each request takes the next.
+  const pool = generateEvents(o.singleCalls, o.customers, o.seed + 1, "one");
+  let n = 0;
+  const f = failures();
+  const result = await load({
+    url: ctx.service.url,
+    token: ctx.token,
+    connections: o.connections,
+    amount: o.singleCalls,
+    requests: [
+      {
+        setupRequest: (req, context: object) => {
+          const slot = context as Slot;
+          const e = pool[n++ % pool.length];
+          slot.event = e;
+          return { ...req, body: body(query, { events: [eventInput(e)] }) };
+        },
+        onResponse: (_status, text, context: object) => {
+          const slot = context as Slot;
+          const r = (JSON.parse(text) as { data?: { ingestEvents?: { inserted?: number } } }).data?.ingestEvents;
+          if (r?.inserted === 1) ctx.books.add(slot.event as BenchEvent);
+          else f.note(text.slice(0, 300));
+        },
+      },
+    ],
+  });
+  f.check("1-event ingest");
+  return result;
+}
