@@ -24,6 +24,24 @@ async function sessionToken(customerId: string) {
 }
 
 describe("customerMeterUpdated", () => {
+  it("one commit waking 600 customers' subscribers pushes every one of them its balance", async () => {
+    const m = await meter(t, "COUNT", { filter: named("fan-out") });
+    const customers = await Promise.all(Array.from({ length: 600 }, (_, i) => customer(t, `fan_out_${i}`)));
+    // 100 subscriptions per socket (the default limit), six sockets
+    const subs = [];
+    for (let i = 0; i < customers.length; i++) {
+      if (i % 100 === 0) var client = t.wsClient(t.adminToken);
+      subs.push(subscription(client!, CustomerMeterUpdated, { customerId: customers[i], meterId: m }));
+    }
+    await t.subscribed((opened += customers.length));
+    await ingest(t, customers.map((c) => ({ name: "fan-out", customerId: c })));
+    const messages = await Promise.all(subs.map((s) => s.next(20_000)));
+    expect(messages.filter((msg) => msg.errors?.length)).toEqual([]);
+    expect(messages.map((msg) => msg.data?.customerMeterUpdated.consumedUnits)).toEqual(customers.map(() => "1"));
+    for (const s of subs) s.close();
+  }, 120_000);
+
+
   it("pushes the exact new balance after events are ingested over HTTP", async () => {
     const c = await customer(t);
     const m = await meter(t, "SUM", { property: "tokens" });

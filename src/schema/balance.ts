@@ -93,8 +93,10 @@ builder.subscriptionFields((t) => ({
         stop();
       });
     },
-    // The message is a pointer; the row read here is what the database holds now.
+    // The message is a pointer; the row read here is what the database holds now. findFirst, not findUnique:
+    // Prisma merges the findUnique calls of one tick into one statement, and one commit can wake hundreds of
+    // subscribers at once, past SQLite's parameter limit (P2029: every push of that commit failed).
     resolve: (query, payload: BalanceMessage, _args, ctx) =>
-      ctx.db.customerMeter.findUniqueOrThrow({ ...query, where: { customerId_meterId: { customerId: payload.customerId, meterId: payload.meterId } } }),
+      ctx.db.customerMeter.findFirstOrThrow({ ...query, where: { customerId: payload.customerId, meterId: payload.meterId } }),
   }),
 }));

@@ -39,7 +39,8 @@ builder.subscriptionFields((t) => ({
     },
     // Re-read on every message: the payload is only a pointer, the database holds the truth.
     resolve: async (payload: { customerId: string }, _args, ctx) => ({
-      customer: await ctx.db.customer.findUniqueOrThrow({ where: { id: payload.customerId } }),
+      // findFirst: not merged with other subscribers' reads of the same tick (see customerMeterUpdated)
+      customer: await ctx.db.customer.findFirstOrThrow({ where: { id: payload.customerId } }),
     }),
   }),
 }));
