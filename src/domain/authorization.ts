@@ -218,9 +218,6 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
   }
 }
 
-/** HELD past its expiresAt is expired, whether or not the scheduler has marked it yet (rules.ts). */
-export const reservationStatus = holdStatus;
-
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
   const r = await db.reservation.findFirst({ where: { id, organizationId } });
   if (!r) throw new NotFoundError("No such reservation", "id");
@@ -251,7 +248,7 @@ async function finishHold(
 
 /** Why a reservation that is no longer live cannot be committed or released as asked. */
 function notLive(r: Reservation, now: Date): ConflictError {
-  return new ConflictError(`The reservation is ${reservationStatus(r, now).toLowerCase()}`, "id");
+  return new ConflictError(`The reservation is ${holdStatus(r, now).toLowerCase()}`, "id");
 }
 
 /**
@@ -267,7 +264,7 @@ export async function commitReservation(db: Db, notify: Notify, organizationId: 
     if (fresh.status === "COMMITTED" && fresh.committedUnits === units) return fresh;
     throw notLive(fresh, now);
   };
-  if (reservationStatus(r, now) !== "HELD") return done();
+  if (holdStatus(r, now) !== "HELD") return done();
   // Up to the held units the commit cannot be refused: the hold guaranteed them, even if other usage has
   // drained the balance since. Only units beyond the hold must still be available.
   const change = { direct: { units, description: `reservation ${id}` }, covered: r.units, field: "units" };
@@ -278,7 +275,7 @@ export async function commitReservation(db: Db, notify: Notify, organizationId: 
 /** Give a hold's units back now. Releasing twice, or an expired hold, answers the reservation as it is. */
 export async function releaseReservation(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<Reservation> {
   const r = await requireReservation(db, organizationId, id);
-  const status = reservationStatus(r, now);
+  const status = holdStatus(r, now);
   if (status === "COMMITTED") throw notLive(r, now);
   if (status === "HELD") await finishHold(db, notify, organizationId, r, { status: "RELEASED" }, {}, now);
   const fresh = await requireReservation(db, organizationId, id);

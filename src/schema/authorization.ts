@@ -3,7 +3,6 @@ import {
   authorizeUsage,
   commitReservation,
   releaseReservation,
-  reservationStatus,
   reserveUsage,
   DEFAULT_HOLD_SECONDS,
   MAX_HOLD_SECONDS,
@@ -11,7 +10,7 @@ import {
   type ReserveResult,
 } from "../domain/authorization.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { holdLive } from "../domain/rules.ts";
+import { holdLive, holdStatus } from "../domain/rules.ts";
 import { builder, type PothosTypes } from "./builder.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
 
@@ -36,7 +35,7 @@ const ReservationObject = builder.prismaObject("Reservation", {
     meter: t.relation("meter"),
     units: t.expose("units", { type: "Decimal", description: "Held (or authorized)" }),
     committedUnits: t.expose("committedUnits", { type: "Decimal", nullable: true, description: "What the commit used" }),
-    status: t.field({ type: ReservationStatus, resolve: (r, _args, ctx) => reservationStatus(r, ctx.now()) as typeof ReservationStatus.$inferType }),
+    status: t.field({ type: ReservationStatus, resolve: (r, _args, ctx) => holdStatus(r, ctx.now()) as typeof ReservationStatus.$inferType }),
     expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
     idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
