@@ -117,6 +117,22 @@ export async function load(o: LoadOptions): Promise<Load> {
   return { rate: responses / result.duration, responses, p50: result.latency.p50, p99: result.latency.p99, seconds: result.duration };
 }
 
+/**
+ * An autocannon request that sends `items` in turn, round robin over all connections, and hands each answer
+ * back with the item its request carried and the connection's context (for a follow-up request).
+ */
+export function inTurn<T>(items: T[], bodyOf: (item: T) => string, onAnswer: (item: T, text: string, context: Record<string, unknown>) => void): autocannon.Request {
+  let next = 0;
+  return {
+    setupRequest: (req, context: object) => {
+      const item = items[next++ % items.length];
+      (context as Record<string, unknown>).item = item;
+      return { ...req, body: bodyOf(item) };
+    },
+    onResponse: (_status, text, context: object) => onAnswer((context as { item: T }).item, text, context as Record<string, unknown>),
+  };
+}
+
 /** A row of the table: a measure, the floor it is compared with, and the ratio's name for the last line. */
 export interface Row {
   scenario: string;

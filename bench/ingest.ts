@@ -1,12 +1,11 @@
 // Batch ingestion in `npm run bench`: `events` events in calls of `batch` over `customers` customers × 3
 // meters, `ingestConnections` calls in flight (autocannon), then the raw-driver floor writing the same rows.
 import type { Context } from "./context.ts";
-import { BenchFailure, load, type Load } from "./harness.ts";
+import { BenchFailure, inTurn, load, type Load } from "./harness.ts";
 import { postgresFloor, sqliteFloor, type FloorResult } from "./floor-raw.ts";
 import { orderedId } from "../src/domain/ids.ts";
 import { eventInput, generateEvents, type BenchEvent } from "./workload.ts";
 
-type Slot = Record<string, unknown>;
 const INGEST = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { code message } } }`;
 
 export interface IngestResult {
@@ -24,7 +23,6 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
     const slice = events.slice(i, i + o.batch);
     batches.push({ body: JSON.stringify({ query: INGEST, variables: { events: slice.map(eventInput) } }), events: slice });
   }
-  let next = 0;
   let failure: string | null = null;
   const result = await load({
     url: ctx.service.url,
@@ -32,21 +30,15 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
     connections: o.ingestConnections,
     amount: batches.length,
     requests: [
-      {
-        setupRequest: (req, context: object) => {
-          const slot = context as Slot;
-          const b = batches[next++ % batches.length];
-          slot.batch = b;
-          return { ...req, body: b.body };
-        },
-        onResponse: (_status, text, context: object) => {
-          const slot = context as Slot;
-          const b = slot.batch as (typeof batches)[number];
+      inTurn(
+        batches,
+        (b) => b.body,
+        (b, text) => {
           const r = (JSON.parse(text) as { data?: { ingestEvents?: { inserted?: number; duplicates?: number } } }).data?.ingestEvents;
           if (r?.inserted === b.events.length && r.duplicates === 0) for (const e of b.events) ctx.books.add(e);
           else failure ??= text.slice(0, 300);
         },
-      },
+      ),
     ],
   });
   if (failure) throw new BenchFailure(`batch ingest: ${failure}`);

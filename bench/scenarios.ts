@@ -3,9 +3,9 @@
 // commit, and 1-event ingest calls. Each checks every answer and keeps what the books need.
 import type autocannon from "autocannon";
 import type { Context } from "./context.ts";
-import { BenchFailure, load, type Load } from "./harness.ts";
+import { BenchFailure, inTurn, load, type Load } from "./harness.ts";
 import { graphqlClient } from "./support.ts";
-import { generateEvents, eventInput, type BenchEvent } from "./workload.ts";
+import { generateEvents, eventInput } from "./workload.ts";
 
 type Slot = Record<string, unknown>;
 const body = (query: string, variables?: Record<string, unknown>) => JSON.stringify(variables ? { query, variables } : { query });
@@ -82,30 +82,23 @@ export async function authorize(ctx: Context): Promise<Load & { allowed: number;
   const allowed = Array.from({ length: o.authCustomers }, () => 0);
   let refused = 0;
   const f = failures();
-  let n = 0;
   const result = await load({
     url: ctx.service.url,
     token: ctx.token,
     connections: o.connections,
     amount: o.authCalls,
     requests: [
-      {
-        setupRequest: (req, context: object) => {
-          const slot = context as Slot;
-          const i = n++ % o.authCustomers;
-          slot.customer = i;
-          return { ...req, body: bodies[i] };
-        },
-        onResponse: (_status, text, context: object) => {
-          const slot = context as Slot;
-          const i = slot.customer as number;
+      inTurn(
+        bodies.map((_, i) => i),
+        (i) => bodies[i],
+        (i, text) => {
           calls[i]++;
           const a = (JSON.parse(text) as { data?: { authorizeUsage?: { allowed?: boolean; code?: string } } }).data?.authorizeUsage;
           if (a?.allowed === true) allowed[i]++;
           else if (a?.code === "INSUFFICIENT_CREDITS") refused++;
           else f.note(text.slice(0, 300));
         },
-      },
+      ),
     ],
   });
   f.check("authorizeUsage");
@@ -138,17 +131,11 @@ export async function reserveCommit(ctx: Context): Promise<Load & { commits: num
   const bodies = customerIds.slice(0, o.authCustomers).map((customerId) => body(reserve, { input: { customerId, meterId: meterIds.holds, units: "1", ttlSeconds: 600 } }));
   const commits = Array.from({ length: o.authCustomers }, () => 0);
   const f = failures();
-  let n = 0;
   const requests: autocannon.Request[] = [
-    {
-      setupRequest: (req, context: object) => {
-        const slot = context as Slot;
-        const i = n++ % o.authCustomers;
-        slot.customer = i;
-        return { ...req, body: bodies[i] };
-      },
-      onResponse: (_status, text, context: object) => {
-        const slot = context as Slot;
+    inTurn(
+      bodies.map((_, i) => i),
+      (i) => bodies[i],
+      (_i, text, slot) => {
         const r = (JSON.parse(text) as { data?: { reserveUsage?: { allowed?: boolean; id?: string } } }).data?.reserveUsage;
         if (r?.allowed && r.id) slot.reservation = r.id;
         else {
@@ -156,13 +143,13 @@ export async function reserveCommit(ctx: Context): Promise<Load & { commits: num
           f.note(`reserveUsage: ${text.slice(0, 300)}`);
         }
       },
-    },
+    ),
     {
       setupRequest: (req, context: object) => ({ ...req, body: body(commit, { id: (context as Slot).reservation }) }),
       onResponse: (_status, text, context: object) => {
         const slot = context as Slot;
         const r = (JSON.parse(text) as { data?: { commitReservation?: { status?: string } } }).data?.commitReservation;
-        if (r?.status === "COMMITTED") commits[slot.customer as number]++;
+        if (r?.status === "COMMITTED") commits[slot.item as number]++;
         else f.note(`commitReservation: ${text.slice(0, 300)}`);
       },
     },
@@ -188,7 +175,6 @@ export async function singleEventCalls(ctx: Context): Promise<Load> {
   const query = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { message } } }`;
   // Generated beforehand; each request takes the next.
   const pool = generateEvents(o.singleCalls, o.customers, o.seed + 1, "one");
-  let n = 0;
   const f = failures();
   const result = await load({
     url: ctx.service.url,
@@ -196,20 +182,15 @@ export async function singleEventCalls(ctx: Context): Promise<Load> {
     connections: o.connections,
     amount: o.singleCalls,
     requests: [
-      {
-        setupRequest: (req, context: object) => {
-          const slot = context as Slot;
-          const e = pool[n++ % pool.length];
-          slot.event = e;
-          return { ...req, body: body(query, { events: [eventInput(e)] }) };
-        },
-        onResponse: (_status, text, context: object) => {
-          const slot = context as Slot;
+      inTurn(
+        pool,
+        (e) => body(query, { events: [eventInput(e)] }),
+        (e, text) => {
           const r = (JSON.parse(text) as { data?: { ingestEvents?: { inserted?: number } } }).data?.ingestEvents;
-          if (r?.inserted === 1) ctx.books.add(slot.event as BenchEvent);
+          if (r?.inserted === 1) ctx.books.add(e);
           else f.note(text.slice(0, 300));
         },
-      },
+      ),
     ],
   });
   f.check("1-event ingest");
