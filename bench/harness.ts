@@ -21,7 +21,9 @@ export interface Server {
  * service's "serving GraphQL" log line, or the floor's own line). Its stderr is kept for the failure message.
  */
 export function startProcess(name: string, script: string, env: Record<string, string>, readyWithinMs = 60_000): Promise<Server> {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
+  // BENCH_CPU_PROFILE=<folder>: the service writes a V8 CPU profile there when it stops (see bench/profile.ts).
+  const profile = process.env.BENCH_CPU_PROFILE && name === "service" ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
+  const child = spawn(process.execPath, [...profile, "--import", "tsx", script], {
     env: { ...process.env, NODE_ENV: "production", HOST: "127.0.0.1", PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
