@@ -2,6 +2,7 @@
 import type { Pool } from "pg";
 import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
 import { pgRunner } from "./pg.ts";
+import { openSqliteReader, type SqliteReader } from "./sqlite-reader.ts";
 import { Sql } from "./sql.ts";
 import { ensureSqliteDir, providerOf, type Provider } from "./url.ts";
 
@@ -13,6 +14,7 @@ export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 const providers = new WeakMap<object, Provider>();
 const pools = new WeakMap<object, Pool>();
 const queryHooks = new WeakMap<object, (sql: string) => void>();
+const readers = new WeakMap<object, SqliteReader>();
 
 /** Which engine a client created by createPrisma talks to (hot paths write engine-specific SQL). */
 export function providerOfDb(db: Db): Provider {
@@ -35,12 +37,15 @@ export function queryHookOf(db: Db): ((sql: string) => void) | undefined {
 }
 
 /**
- * The SQL helper outside any transaction, for the hot paths' reads: on PostgreSQL straight on the pool,
- * past Prisma's runtime; on SQLite through Prisma.
+ * The SQL helper outside any transaction, for the hot paths' reads: on PostgreSQL straight on the pool, on
+ * SQLite on the read-only synchronous connection with prepared statements (src/db/sqlite-reader.ts); both
+ * past Prisma's runtime. Reads only: writes run in a transaction.
  */
 export function sqlOf(db: Db): Sql {
   const pool = pgPoolOf(db);
-  return pool ? new Sql(pgRunner(pool, queryHookOf(db)), "postgresql") : new Sql(db, providerOfDb(db));
+  if (pool) return new Sql(pgRunner(pool, queryHookOf(db)), "postgresql");
+  const reader = readers.get(db);
+  return reader ? new Sql(reader, "sqlite") : new Sql(db, providerOfDb(db));
 }
 
 export interface PrismaOptions {
@@ -49,7 +54,7 @@ export interface PrismaOptions {
 }
 
 export async function createPrisma(url: string, options: PrismaOptions = {}): Promise<Db> {
-  const db = await connect(url, options.onQuery ? { log: [{ emit: "event", level: "query" }] } : {});
+  const db = await connect(url, options.onQuery ? { log: [{ emit: "event", level: "query" }] } : {}, options.onQuery);
   if (options.onQuery) {
     const onQuery = options.onQuery;
     (db as unknown as { $on(e: "query", cb: (e: { query: string }) => void): void }).$on("query", (e) => onQuery(e.query));
@@ -59,7 +64,7 @@ export async function createPrisma(url: string, options: PrismaOptions = {}): Pr
   return db;
 }
 
-async function connect(url: string, clientOptions: object): Promise<Db> {
+async function connect(url: string, clientOptions: object, onQuery?: (sql: string) => void): Promise<Db> {
   if (providerOf(url) === "postgresql") {
     const [{ PrismaClient }, { PrismaPg }, { default: pg }] = await Promise.all([
       import("../generated/prisma-postgresql/client.ts"),
@@ -74,7 +79,7 @@ async function connect(url: string, clientOptions: object): Promise<Db> {
     return db;
   }
   ensureSqliteDir(url);
-  const [{ PrismaClient: SqliteClient }, { SingleConnectionLibSql }] = await Promise.all([
+  const [{ PrismaClient: SqliteClient }, { SingleConnectionLibSql, sqliteFileOf }] = await Promise.all([
     import("../generated/prisma-sqlite/client.ts"),
     import("./libsql.ts"),
   ]);
@@ -84,5 +89,16 @@ async function connect(url: string, clientOptions: object): Promise<Db> {
   const prisma = new SqliteClient({ ...clientOptions, adapter: new SingleConnectionLibSql({ url, timeout: 5000, intMode: "bigint" }) });
   // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
   await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
+  const file = sqliteFileOf(url);
+  if (file && file !== ":memory:") {
+    // The hot reads' own connection (an in-memory database has no second connection to open).
+    const reader = openSqliteReader(file, onQuery);
+    readers.set(prisma, reader);
+    const disconnect = prisma.$disconnect.bind(prisma);
+    prisma.$disconnect = async () => {
+      reader.close();
+      await disconnect();
+    };
+  }
   return prisma as unknown as Db;
 }

@@ -1,16 +1,19 @@
-// Prisma's libsql adapter with transactions that stay on the client's one connection.
+// Prisma's libsql adapter on our own client: one SQLite connection on the synchronous `libsql` driver, with
+// every statement prepared once and kept, and transactions on that same connection.
 //
-// Why: @libsql/client's local (file:) client hands its connection to every `transaction()` and lazily opens a
-// new one for whatever comes next; the transaction object never closes the connection it took (its close()
-// only rolls back), so each write transaction left a SQLite handle (database, -wal and -shm files) open until
-// the garbage collector happened to finalize it: one leaked descriptor set per write, thousands under load,
-// then SQLITE_CANTOPEN once the process hit its descriptor limit.
+// Why not @libsql/client's local client, which the adapter would create: it prepares every statement again on
+// every call (measured here about 170 µs per statement, most of a simple query's cost) and asks the driver
+// for the statement's columns twice per call; and its `transaction()` handed its connection away and lazily
+// opened a new one for whatever came next, never closing the one it took, so each write transaction left a
+// SQLite handle (database, -wal and -shm files) open until the garbage collector happened to finalize it:
+// thousands under load, then SQLITE_CANTOPEN once the process hit its descriptor limit.
 //
-// The adapter already serializes everything on its client: `startTransaction` holds the adapter's lock until
-// commit or rollback, so no other statement can run on the client while a transaction is open. A transaction
-// can therefore run on the client's own connection (BEGIN … COMMIT/ROLLBACK through `execute`), and the
-// process keeps exactly one SQLite connection per client.
-import type { Client, InStatement, ResultSet, Transaction, TransactionMode } from "@libsql/client";
+// The adapter serializes everything on its client: `startTransaction` holds the adapter's lock until commit or
+// rollback, so no other statement can run on the client while a transaction is open. A transaction therefore
+// runs on the client's one connection (BEGIN … COMMIT/ROLLBACK through `execute`).
+import Database from "libsql";
+import type { Client, InStatement, InValue, ResultSet, Transaction, TransactionMode } from "@libsql/client";
+import { LibsqlError } from "@libsql/client";
 import { PrismaLibSql } from "@prisma/adapter-libsql";
 
 const BEGIN: Record<TransactionMode, string> = {
@@ -84,22 +87,137 @@ async function connectionTransaction(client: Client, mode: TransactionMode): Pro
   };
 }
 
-/** `client` with `transaction()` replaced by one that keeps to the client's connection; all else unchanged. */
-export function singleConnectionClient(client: Client): Client {
-  const transaction = (mode: TransactionMode = "write") => connectionTransaction(client, mode);
-  return new Proxy(client, {
-    get(target, prop) {
-      if (prop === "transaction") return transaction;
-      const value = Reflect.get(target, prop, target);
-      // the client keeps its connection in private fields: its methods must run with the client as `this`
-      return typeof value === "function" ? value.bind(target) : value;
-    },
-  });
+/** SQLite's primary result codes (https://sqlite.org/rescode.html), by number: an error's base code. */
+const PRIMARY_CODES = [
+  "OK", "ERROR", "INTERNAL", "PERM", "ABORT", "BUSY", "LOCKED", "NOMEM", "READONLY", "INTERRUPT", "IOERR", "CORRUPT", "NOTFOUND",
+  "FULL", "CANTOPEN", "PROTOCOL", "EMPTY", "SCHEMA", "TOOBIG", "CONSTRAINT", "MISMATCH", "MISUSE", "NOLFS", "AUTH", "FORMAT",
+  "RANGE", "NOTADB", "NOTICE", "WARNING",
+];
+
+/** The driver's error as the adapter reads errors: base code, extended code and raw code (constraint kinds, P2002…). */
+function driverError(err: unknown): unknown {
+  if (!(err instanceof Database.SqliteError)) return err;
+  const rawCode = (err as { rawCode?: number }).rawCode;
+  const base = rawCode === undefined ? "UNKNOWN" : (PRIMARY_CODES[rawCode & 0xff] ?? `UNKNOWN_${rawCode & 0xff}`);
+  return new LibsqlError(err.message, `SQLITE_${base}`, (err as { code?: string }).code, rawCode, err);
 }
 
-/** PrismaLibSql whose clients run transactions on their one connection (see the top of this file). */
+/** Arguments as the driver binds them (the adapter has already turned dates into text). */
+function bindable(value: InValue | undefined): unknown {
+  if (value === undefined) return null;
+  if (typeof value === "boolean") return value ? 1n : 0n;
+  if (value instanceof ArrayBuffer) return Buffer.from(value);
+  if (value instanceof Uint8Array && !Buffer.isBuffer(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  return value;
+}
+
+interface Prepared {
+  stmt: { all(...args: unknown[]): unknown[][]; run(...args: unknown[]): { changes: number; lastInsertRowid: number | bigint } };
+  /** a statement that returns rows (SELECT, … RETURNING), with its columns; null: one that does not */
+  columns: { names: string[]; types: string[] } | null;
+}
+
+/** Distinct statement texts kept prepared per connection (Prisma's and the hot paths' number in the hundreds). */
+const MAX_PREPARED = 1_000;
+
+function resultSet(columns: string[], columnTypes: string[], rows: unknown[][], rowsAffected: number, lastInsertRowid: bigint | undefined): ResultSet {
+  return {
+    columns,
+    columnTypes,
+    rows: rows as unknown as ResultSet["rows"],
+    rowsAffected,
+    lastInsertRowid,
+    toJSON: () => ({ columns, columnTypes, rows, rowsAffected, lastInsertRowid: lastInsertRowid?.toString() ?? null }),
+  };
+}
+
+/**
+ * The subset of @libsql/client's Client that Prisma's adapter uses (execute, transaction, executeMultiple,
+ * close), on one synchronous connection with prepared statements kept. Rows are plain arrays: the adapter
+ * reads them by index.
+ */
+export class CachedStatementClient {
+  readonly protocol = "file";
+  closed = false;
+  readonly #db: InstanceType<typeof Database>;
+  readonly #prepared = new Map<string, Prepared>();
+
+  constructor(file: string, busyTimeoutMs: number) {
+    this.#db = new Database(file);
+    this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    // micro-unit columns exceed 2^53
+    this.#db.defaultSafeIntegers(true);
+  }
+
+  #prepare(sql: string): Prepared {
+    let p = this.#prepared.get(sql);
+    if (p) return p;
+    const stmt = this.#db.prepare(sql) as unknown as Prepared["stmt"] & { raw(on: boolean): void; columns(): { name: string; type: string | null }[] };
+    let columns: Prepared["columns"] = null;
+    try {
+      stmt.raw(true); // throws for a statement that returns no data
+      const defs = stmt.columns();
+      columns = { names: defs.map((c) => c.name), types: defs.map((c) => c.type ?? "") };
+    } catch {
+      columns = null;
+    }
+    p = { stmt, columns };
+    if (this.#prepared.size >= MAX_PREPARED) this.#prepared.clear();
+    this.#prepared.set(sql, p);
+    return p;
+  }
+
+  async execute(statement: InStatement): Promise<ResultSet> {
+    const sql = typeof statement === "string" ? statement : statement.sql;
+    const args = typeof statement === "string" || !statement.args ? [] : Array.isArray(statement.args) ? statement.args.map(bindable) : null;
+    if (!args) throw new Error("named arguments are not used by the adapter");
+    try {
+      const { stmt, columns } = this.#prepare(sql);
+      if (columns) {
+        const rows = stmt.all(...args);
+        for (const row of rows) {
+          for (let i = 0; i < row.length; i++) {
+            const v = row[i];
+            if (typeof v === "object" && v !== null && Buffer.isBuffer(v)) row[i] = v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength);
+          }
+        }
+        return resultSet(columns.names, columns.types, rows, 0, undefined);
+      }
+      const info = stmt.run(...args);
+      return resultSet([], [], [], info.changes, BigInt(info.lastInsertRowid));
+    } catch (err) {
+      throw driverError(err);
+    }
+  }
+
+  async executeMultiple(sql: string): Promise<void> {
+    try {
+      this.#db.exec(sql);
+    } catch (err) {
+      throw driverError(err);
+    }
+  }
+
+  transaction(mode: TransactionMode = "write"): Promise<Transaction> {
+    return connectionTransaction(this as unknown as Client, mode);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#prepared.clear();
+    this.#db.close();
+  }
+}
+
+/** The path a `file:` URL names (query string dropped). */
+export function sqliteFileOf(url: string): string {
+  return (url.startsWith("file:") ? url.slice("file:".length) : url).split("?")[0];
+}
+
+/** PrismaLibSql on CachedStatementClient (see the top of this file). */
 export class SingleConnectionLibSql extends PrismaLibSql {
   override createClient(config: Parameters<PrismaLibSql["createClient"]>[0]): Client {
-    return singleConnectionClient(super.createClient(config));
+    return new CachedStatementClient(sqliteFileOf(config.url), config.timeout ?? 5000) as unknown as Client;
   }
 }
