@@ -25,6 +25,7 @@ import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
+import { createLoaders } from "./schema/loaders.ts";
 
 export interface AppDeps {
   db: Db;
@@ -93,7 +94,7 @@ export function createApp(deps: AppDeps) {
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
-      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), meterLimits };
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), meterLimits, loaders: createLoaders(db) };
     },
     maskedErrors: {
       maskError(error, message, isDev) {

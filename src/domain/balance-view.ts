@@ -4,9 +4,10 @@
 // whenever the scheduler runs. Also what live reservations hold, and so what is available.
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
-import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
+import type { Sql } from "../db/sql.ts";
+import { asDate, balanceKey, dueGrantsAndHolds } from "./balances.ts";
 import { settle } from "./settle.ts";
-import { availableUnits } from "./rules.ts";
+import { availableUnits, grantDue, holdLive } from "./rules.ts";
 
 export interface StoredBalance {
   customerId: string;
@@ -72,8 +73,128 @@ export function viewLoader(db: Db, clock: () => Date): (row: StoredBalance) => P
       for (const q of batch) q.reject(err);
     }
   };
-  return (row) =>
-    new Promise<BalanceView>((resolve, reject) => {
+  return (row) => {
+    const ready = primed.get(row);
+    if (ready) return Promise.resolve(ready);
+    return new Promise<BalanceView>((resolve, reject) => {
       if (queue.push({ row, resolve, reject }) === 1) setImmediate(() => void flush());
     });
+  };
+}
+
+/** Views read together with their rows (readBalance): a view loader answers these without reading again. */
+const primed = new WeakMap<StoredBalance, BalanceView>();
+
+export function primeView(row: StoredBalance, view: BalanceView): void {
+  primed.set(row, view);
+}
+
+/** A CustomerMeter row as the hot read returns it: Prisma's shape, so resolvers cannot tell the two apart. */
+export interface BalanceRow extends StoredBalance {
+  id: string;
+  organizationId: string;
+  consumedUnits: bigint;
+  aggCount: bigint;
+  aggSum: bigint;
+  aggMax: bigint | null;
+  aggMin: bigint | null;
+  directUnits: bigint;
+  version: number;
+  ledgerSequence: bigint;
+  ledgerAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+const BIGINT_COLUMNS = ["consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "directUnits", "ledgerSequence"] as const;
+const NULLABLE_BIGINT_COLUMNS = ["aggMax", "aggMin"] as const;
+const ROW_COLUMNS = ["id", "organizationId", "customerId", "meterId", ...BIGINT_COLUMNS, ...NULLABLE_BIGINT_COLUMNS, "version", "ledgerAt", "createdAt", "updatedAt"];
+
+/** One statement's row in the engines' shapes (SQLite: integers as bigint, dates as text) as a BalanceRow. */
+function balanceRowOf(r: Record<string, unknown>): BalanceRow {
+  const row = { id: String(r.id), organizationId: String(r.organizationId), customerId: String(r.customerId), meterId: String(r.meterId) } as BalanceRow;
+  for (const c of BIGINT_COLUMNS) row[c] = BigInt(r[c] as bigint);
+  for (const c of NULLABLE_BIGINT_COLUMNS) row[c] = r[c] == null ? null : BigInt(r[c] as bigint);
+  row.version = Number(r.version);
+  row.ledgerAt = r.ledgerAt == null ? null : asDate(r.ledgerAt as Date | string);
+  row.createdAt = asDate(r.createdAt as Date | string);
+  row.updatedAt = asDate(r.updatedAt as Date | string);
+  return row;
+}
+
+/**
+ * The columns of a CustomerMeter row `m`, with what live holds take from it and whether any of its grants is
+ * due: parameters 1 to 3 are `now`.
+ */
+function rowWithViewColumns(sql: Sql): string {
+  return `${ROW_COLUMNS.map((c) => `m."${c}"`).join(", ")},
+       (SELECT SUM(r."units") FROM "Reservation" r
+         WHERE r."customerId" = m."customerId" AND r."meterId" = m."meterId" AND ${holdLive.sql(sql, 1, "r")}) AS "held",
+       CASE WHEN EXISTS (SELECT 1 FROM "CreditGrant" g
+         WHERE g."customerId" = m."customerId" AND g."meterId" = m."meterId" AND ${grantDue.sql(sql, 2, "g")}) THEN 1 ELSE 0 END AS "due"`;
+}
+
+/**
+ * Rows read with rowWithViewColumns, as BalanceRows whose views are primed. Rows with nothing due need no
+ * other statement; those with a grant due (between its instant and the scheduler's next pass) are folded in
+ * by one more.
+ */
+async function rowsWithViews(db: Db, found: Record<string, unknown>[], now: Date): Promise<BalanceRow[]> {
+  const rows = found.map(balanceRowOf);
+  const due: BalanceRow[] = [];
+  rows.forEach((row, i) => {
+    if (Number(found[i].due) !== 0) return due.push(row);
+    const heldUnits = found[i].held == null ? 0n : BigInt(found[i].held as bigint);
+    primeView(row, {
+      balance: row.balance,
+      creditedUnits: row.creditedUnits,
+      heldUnits,
+      availableUnits: availableUnits(row.balance, heldUnits),
+      remaining: new Map(),
+      settled: new Map(),
+    });
+  });
+  if (due.length) {
+    const views = await balanceViews(db, due, now);
+    for (const row of due) primeView(row, views.get(balanceKey(row.customerId, row.meterId))!);
+  }
+  return rows;
+}
+
+/**
+ * One balance, as of `now`, in one statement: the live customer the lookup names (null: none) and its row on
+ * the meter (null: no usage or credits there yet), whose view a view loader then answers without reading.
+ */
+export async function readBalance(
+  db: Db,
+  organizationId: string,
+  lookup: { column: "id" | "externalId"; value: string },
+  meterId: string,
+  now: Date,
+): Promise<{ customerId: string; row: BalanceRow | null } | null> {
+  const sql = sqlOf(db);
+  const at = sql.date(now);
+  const [found] = await sql.query<Record<string, unknown>>(
+    `SELECT c."id" AS "cid", ${rowWithViewColumns(sql)}
+     FROM "Customer" c LEFT JOIN "CustomerMeter" m ON m."customerId" = c."id" AND m."meterId" = ${sql.param(4)}
+     WHERE c."organizationId" = ${sql.param(5)} AND c."${lookup.column}" = ${sql.param(6)} AND c."deletedAt" IS NULL
+     LIMIT 1`,
+    [at, at, at, meterId, organizationId, lookup.value],
+  );
+  if (!found) return null;
+  const customerId = String(found.cid);
+  if (found.id == null) return { customerId, row: null };
+  const [row] = await rowsWithViews(db, [found], now);
+  return { customerId, row };
+}
+
+/** Every balance row of one customer, by meter id, views primed: one statement (two with a grant due). */
+export async function readBalancesOf(db: Db, customerId: string, now: Date): Promise<BalanceRow[]> {
+  const sql = sqlOf(db);
+  const at = sql.date(now);
+  const found = await sql.query<Record<string, unknown>>(
+    `SELECT ${rowWithViewColumns(sql)} FROM "CustomerMeter" m WHERE m."customerId" = ${sql.param(4)} ORDER BY m."meterId"`,
+    [at, at, at, customerId],
+  );
+  return rowsWithViews(db, found, now);
 }

@@ -403,7 +403,7 @@ interface GrantRow {
   createdAt: Date | string;
 }
 
-const asDate = (v: Date | string) => (v instanceof Date ? v : new Date(v));
+export const asDate = (v: Date | string) => (v instanceof Date ? v : new Date(v));
 
 export function timedGrantOf(r: GrantRow): TimedGrant {
   return {

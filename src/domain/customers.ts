@@ -135,17 +135,29 @@ export async function requireCustomer(db: Db, organizationId: string, id: string
   return customer;
 }
 
-/** The live customer a `customerId | externalCustomerId` pair addresses. Exactly one must be given. */
-export async function resolveCustomerRef(db: Db, organizationId: string, ref: CustomerRef, prefix = ""): Promise<Customer> {
+/**
+ * Which column a `customerId | externalCustomerId` pair looks a customer up by, and the argument to name when
+ * none is found. Exactly one must be given.
+ */
+export function customerLookup(ref: CustomerRef, prefix = ""): { column: "id" | "externalId"; value: string; field: string } {
   const at = (name: string) => (prefix ? `${prefix}.${name}` : name);
   if (ref.customerId && ref.externalCustomerId) {
     throw new InvalidInputError("give either customerId or externalCustomerId, not both", at("customerId"));
   }
-  if (ref.customerId) return requireCustomer(db, organizationId, ref.customerId, at("customerId"));
-  if (ref.externalCustomerId) {
-    const customer = await db.customer.findFirst({ where: { organizationId, externalId: ref.externalCustomerId, deletedAt: null } });
-    if (!customer) throw new NotFoundError("No customer with this externalId", at("externalCustomerId"));
-    return customer;
-  }
+  if (ref.customerId) return { column: "id", value: ref.customerId, field: at("customerId") };
+  if (ref.externalCustomerId) return { column: "externalId", value: ref.externalCustomerId, field: at("externalCustomerId") };
   throw new InvalidInputError("customerId or externalCustomerId is required", at("customerId"));
+}
+
+/** What a lookup that found no live customer answers. */
+export function noSuchCustomer(lookup: ReturnType<typeof customerLookup>): NotFoundError {
+  return new NotFoundError(lookup.column === "id" ? "No such customer" : "No customer with this externalId", lookup.field);
+}
+
+/** The live customer a `customerId | externalCustomerId` pair addresses. Exactly one must be given. */
+export async function resolveCustomerRef(db: Db, organizationId: string, ref: CustomerRef, prefix = ""): Promise<Customer> {
+  const lookup = customerLookup(ref, prefix);
+  const customer = await db.customer.findFirst({ where: { organizationId, [lookup.column]: lookup.value, deletedAt: null } });
+  if (!customer) throw noSuchCustomer(lookup);
+  return customer;
 }

@@ -31,12 +31,20 @@ export async function listScopeCustomer(ctx: Context, args: Parameters<typeof re
  * another one (FORBIDDEN); an admin must name one.
  */
 export async function readableCustomer(ctx: Context, ref: CustomerRef, prefix = ""): Promise<Customer> {
-  const principal = ctx.principal;
-  const named = Boolean(ref.customerId || ref.externalCustomerId);
-  const effective = !named && principal?.kind === "customer" ? { customerId: principal.customerId } : ref;
-  const customer = await resolveCustomerRef(ctx.db, orgId(ctx), effective, prefix);
-  if (principal) assertCanReadCustomer(principal, customer.id);
+  const customer = await resolveCustomerRef(ctx.db, orgId(ctx), effectiveRef(ctx, ref), prefix);
+  assertReadable(ctx, customer.id);
   return customer;
+}
+
+/** The customer a read addresses as named: a customer session that names none addresses itself. */
+export function effectiveRef(ctx: Context, ref: CustomerRef): CustomerRef {
+  const named = Boolean(ref.customerId || ref.externalCustomerId);
+  return !named && ctx.principal?.kind === "customer" ? { customerId: ctx.principal.customerId } : ref;
+}
+
+/** FORBIDDEN unless the caller may read this customer (an admin: any of its organization's). */
+export function assertReadable(ctx: Context, customerId: string): void {
+  if (ctx.principal) assertCanReadCustomer(ctx.principal, customerId);
 }
 
 /**

@@ -3,8 +3,12 @@ import { Repeater } from "graphql-yoga";
 import { NotFoundError } from "../domain/errors.ts";
 import type { StoredBalance } from "../domain/balance-view.ts";
 import { builder, type Context } from "./builder.ts";
-import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
+import { assertReadable, effectiveRef, listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
+import { customerLookup, noSuchCustomer } from "../domain/customers.ts";
+import { readBalance, readBalancesOf } from "../domain/balance-view.ts";
 import { CustomerState } from "./customer-state.ts";
+import { CustomerObject } from "./customer.ts";
+import { MeterObject } from "./meter.ts";
 
 /** A resolver reading one figure of the row's view as of now (see src/domain/balance-view.ts). */
 const fromView = (key: "creditedUnits" | "balance" | "heldUnits" | "availableUnits") => async (cm: StoredBalance, _args: unknown, ctx: Context) =>
@@ -14,8 +18,10 @@ export const CustomerMeterObject = builder.prismaObject("CustomerMeter", {
   description: "One customer's balance on one meter. balance = creditedUnits − consumedUnits; negative = overage units.",
   fields: (t) => ({
     id: t.exposeID("id"),
-    customer: t.relation("customer"),
-    meter: t.relation("meter"),
+    // Loaded per request for all rows at once: rows also come from the hot reads' own statements, which load
+    // no relations (readBalance, readBalancesOf).
+    customer: t.field({ type: CustomerObject, resolve: async (cm, _args, ctx) => (await ctx.loaders.customer.load(cm.customerId))! }),
+    meter: t.field({ type: MeterObject, resolve: async (cm, _args, ctx) => (await ctx.loaders.meter.load(cm.meterId))! }),
     consumedUnits: t.expose("consumedUnits", { type: "Decimal", description: "Usage: what the meter's aggregation counts, plus authorized and committed units" }),
     creditedUnits: t.field({ type: "Decimal", description: "Credits granted, net of expiries, voids and revokes", resolve: fromView("creditedUnits") }),
     balance: t.field({ type: "Decimal", description: "As of now: credits that expired or took effect since the last write are counted even before the scheduler records them", resolve: fromView("balance") }),
@@ -27,24 +33,30 @@ export const CustomerMeterObject = builder.prismaObject("CustomerMeter", {
 });
 
 builder.objectField(CustomerState, "meters", (t) =>
-  t.prismaField({
-    type: ["CustomerMeter"],
+  t.field({
+    type: [CustomerMeterObject],
     description: "Every meter the customer has a balance or usage on.",
-    resolve: (query, state, _args, ctx) =>
-      ctx.db.customerMeter.findMany({ ...query, where: { customerId: state.customer.id }, orderBy: { meterId: "asc" } }),
+    // One statement for the rows and their figures (readBalancesOf); a relation selected below is loaded by its
+    // field, for all rows at once.
+    resolve: (state, _args, ctx) => readBalancesOf(ctx.db, state.customer.id, ctx.now()),
   }),
 );
 
 builder.queryFields((t) => ({
-  customerMeter: t.prismaField({
-    type: "CustomerMeter",
+  customerMeter: t.field({
+    type: CustomerMeterObject,
     nullable: true,
     description: "One balance. Null when the customer has neither usage nor credits on the meter yet.",
     authScopes: { authenticated: true },
     args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id({ required: true }) },
-    resolve: async (query, _root, args, ctx) => {
-      const customer = await readableCustomer(ctx, refArgs(args));
-      return ctx.db.customerMeter.findFirst({ ...query, where: { customerId: customer.id, meterId: String(args.meterId), organizationId: orgId(ctx) } });
+    // One statement (src/domain/balance-view.ts readBalance): the customer, its row and what the row's figures
+    // need as of now. Relations selected below it (customer, meter) are loaded by their own fields.
+    resolve: async (_root, args, ctx) => {
+      const lookup = customerLookup(effectiveRef(ctx, refArgs(args)));
+      const found = await readBalance(ctx.db, orgId(ctx), lookup, String(args.meterId), ctx.now());
+      if (!found) throw noSuchCustomer(lookup);
+      assertReadable(ctx, found.customerId);
+      return found.row;
     },
   }),
   customerMeters: t.prismaConnection(

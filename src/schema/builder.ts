@@ -17,6 +17,7 @@ import type { Db } from "../db/client.ts";
 import type { BalanceView, StoredBalance } from "../domain/balance-view.ts";
 import type { Principal } from "../domain/auth.ts";
 import { DecimalFormatError, formatUnits, parseUnits } from "../domain/units.ts";
+import type { Loaders } from "./loaders.ts";
 import type { MeterLimits } from "../domain/meters.ts";
 import type { PubSub } from "../pubsub.ts";
 import type { Notify } from "../domain/notify.ts";
@@ -36,6 +37,8 @@ export interface Context {
   balanceView: (row: StoredBalance) => Promise<BalanceView>;
   /** Per-organization limits on meters (config: MAX_ACTIVE_METERS, MAX_FILTER_CLAUSES). */
   meterLimits: MeterLimits;
+  /** Rows nested fields point at, batched per tick (src/schema/loaders.ts). */
+  loaders: Loaders;
 }
 
 export interface PothosTypes {
