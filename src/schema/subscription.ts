@@ -72,8 +72,21 @@ const SubscriptionConnection = builder.connectionObject(
   { name: "CustomerSubscriptionEdge" },
 );
 
-// Newest first everywhere (ids follow creation order), so a page boundary never moves while older rows exist.
+// Newest first everywhere (ids follow creation order). Cursors are ids: rows added while a client pages come
+// before its first page and never shift the later ones.
 const newestFirst = { id: "desc" } as const;
+
+type ListArgs = { customerId?: string | number | null; externalCustomerId?: string | null; productId?: string | number | null };
+
+/** What a list of sold things covers: one customer's (see listScopeCustomer) or the organization's, optionally of one product. */
+async function listWhere(ctx: Context, args: ListArgs) {
+  const customer = await listScopeCustomer(ctx, args);
+  return {
+    organizationId: orgId(ctx),
+    ...(customer ? { customerId: customer.id } : {}),
+    ...(args.productId ? { productId: String(args.productId) } : {}),
+  };
+}
 
 builder.queryFields((t) => ({
   order: t.prismaField({
@@ -91,14 +104,7 @@ builder.queryFields((t) => ({
       description: "Orders (first orders and renewals, refunded ones included), newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id() },
-      resolve: async (query, _root, args, ctx) => {
-        const customer = await listScopeCustomer(ctx, args);
-        return ctx.db.order.findMany({
-          ...query,
-          where: { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.productId ? { productId: String(args.productId) } : {}) },
-          orderBy: newestFirst,
-        });
-      },
+      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await listWhere(ctx, args), orderBy: newestFirst }),
     },
     OrderConnection,
   ),
@@ -117,19 +123,12 @@ builder.queryFields((t) => ({
       description: "Subscriptions, cancelled and ended ones included, newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product and in one status.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id(), status: t.arg({ type: SubscriptionStatusEnum }) },
-      resolve: async (query, _root, args, ctx) => {
-        const customer = await listScopeCustomer(ctx, args);
-        return ctx.db.subscription.findMany({
+      resolve: async (query, _root, args, ctx) =>
+        ctx.db.subscription.findMany({
           ...query,
-          where: {
-            organizationId: orgId(ctx),
-            ...(customer ? { customerId: customer.id } : {}),
-            ...(args.productId ? { productId: String(args.productId) } : {}),
-            ...(args.status ? { status: args.status } : {}),
-          },
+          where: { ...(await listWhere(ctx, args)), ...(args.status ? { status: args.status } : {}) },
           orderBy: newestFirst,
-        });
-      },
+        }),
     },
     SubscriptionConnection,
   ),
