@@ -453,6 +453,141 @@ export const RefundOrder = graphql(`
   }
 `);
 
+export const OrderFields = graphql(`
+  fragment OrderFields on Order {
+    id
+    status
+    amount
+    currency
+    createdAt
+    refundedAt
+    customer {
+      id
+    }
+    product {
+      id
+    }
+    subscription {
+      id
+      status
+      currentPeriodEnd
+    }
+  }
+`);
+
+export const SubscriptionFields = graphql(`
+  fragment SubscriptionFields on CustomerSubscription {
+    id
+    status
+    currentPeriodStart
+    currentPeriodEnd
+    cancelAtPeriodEnd
+    canceledAt
+    endedAt
+    customer {
+      id
+    }
+    product {
+      id
+    }
+  }
+`);
+
+export const GetOrder = graphql(`
+  query GetOrder($id: ID!) {
+    order(id: $id) {
+      ...OrderFields
+    }
+  }
+`);
+
+export const OrdersOf = graphql(`
+  query OrdersOf($customerId: ID, $externalCustomerId: String, $productId: ID, $first: Int, $after: String) {
+    orders(customerId: $customerId, externalCustomerId: $externalCustomerId, productId: $productId, first: $first, after: $after) {
+      edges {
+        cursor
+        node {
+          ...OrderFields
+        }
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+`);
+
+export const GetCustomerSubscription = graphql(`
+  query GetCustomerSubscription($id: ID!) {
+    customerSubscription(id: $id) {
+      ...SubscriptionFields
+    }
+  }
+`);
+
+export const CustomerSubscriptionsOf = graphql(`
+  query CustomerSubscriptionsOf(
+    $customerId: ID
+    $externalCustomerId: String
+    $productId: ID
+    $status: CustomerSubscriptionStatus
+    $first: Int
+    $after: String
+  ) {
+    customerSubscriptions(
+      customerId: $customerId
+      externalCustomerId: $externalCustomerId
+      productId: $productId
+      status: $status
+      first: $first
+      after: $after
+    ) {
+      edges {
+        node {
+          ...SubscriptionFields
+        }
+      }
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+    }
+  }
+`);
+
+export const CustomerPurchases = graphql(`
+  query CustomerPurchases($id: ID, $first: Int, $ordersAfter: String, $subscriptionsAfter: String) {
+    customer(id: $id) {
+      id
+      orders(first: $first, after: $ordersAfter) {
+        edges {
+          node {
+            id
+            status
+          }
+        }
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
+      }
+      subscriptions(first: $first, after: $subscriptionsAfter) {
+        edges {
+          node {
+            id
+            status
+          }
+        }
+        pageInfo {
+          hasNextPage
+          endCursor
+        }
+      }
+    }
+  }
+`);
+
 export const EntitlementState = graphql(`
   query EntitlementState($customerId: ID) {
     customerState(customerId: $customerId) {

@@ -147,6 +147,19 @@ export function addInterval(start: Date, interval: Interval, count: number): Dat
   return d;
 }
 
+/**
+ * What one order of the product costs: its FIXED price (the oldest, if it has several) in micro minor units
+ * and its currency; nulls when it has none (credits given away, or billed only by metered prices).
+ */
+export async function fixedPrice(db: Pick<Db, "price">, productId: string): Promise<{ amount: bigint | null; currency: string | null }> {
+  const price = await db.price.findFirst({
+    where: { productId, type: "FIXED" },
+    orderBy: [{ createdAt: "asc" }, { id: "asc" }],
+    select: { amount: true, currency: true },
+  });
+  return { amount: price?.amount ?? null, currency: price?.currency ?? null };
+}
+
 /** The product's benefits as they are now (archived benefits are no longer granted). */
 export async function currentBenefits(db: Pick<Db, "productBenefit">, productId: string) {
   const rows = await db.productBenefit.findMany({

@@ -2,7 +2,7 @@
 import type { Db } from "../db/client.ts";
 import type { Order } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances } from "./balances.ts";
-import { addInterval, currentBenefits, requireProduct, type Interval } from "./catalog.ts";
+import { addInterval, currentBenefits, fixedPrice, requireProduct, type Interval } from "./catalog.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits } from "./grants.ts";
@@ -10,6 +10,9 @@ import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
+
+export const ORDER_STATUSES = ["PAID", "REFUNDED"] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
 
 export interface OrderInput extends CustomerRef {
   productId: string;
@@ -35,6 +38,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
       const benefits = await currentBenefits(tx, product.id);
+      const price = await fixedPrice(tx, product.id);
       let subscription: { id: string; currentPeriodEnd: Date } | null = null;
       if (product.recurringInterval) {
         subscription = await tx.subscription.create({
@@ -49,7 +53,14 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
         });
       }
       const order = await tx.order.create({
-        data: { organizationId, customerId: customer.id, productId: product.id, subscriptionId: subscription?.id ?? null, idempotencyKey: input.idempotencyKey ?? null },
+        data: {
+          organizationId,
+          customerId: customer.id,
+          productId: product.id,
+          subscriptionId: subscription?.id ?? null,
+          idempotencyKey: input.idempotencyKey ?? null,
+          ...price,
+        },
       });
       const adjustments = await grantBenefits(tx, organizationId, customer.id, benefits, { orderId: order.id, subscriptionId: subscription?.id, periodEnd: subscription?.currentPeriodEnd }, now);
       return { value: order, changes: await adjustBalances(sql, organizationId, adjustments, now) };

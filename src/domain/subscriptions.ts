@@ -3,11 +3,14 @@
 import type { Db } from "../db/client.ts";
 import type { Subscription } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, type BalanceChange } from "./balances.ts";
-import { addInterval, currentBenefits, type Interval } from "./catalog.ts";
+import { addInterval, currentBenefits, fixedPrice, type Interval } from "./catalog.ts";
 import { InvalidInputError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits, mergeAdjustments } from "./grants.ts";
 import type { Notify } from "./notify.ts";
 import { inTransaction } from "./transactions.ts";
+
+export const SUBSCRIPTION_STATUSES = ["ACTIVE", "CANCELED"] as const;
+export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
 
 /** `auto`: the server renews due subscriptions itself. `manual`: only renewSubscription (payment confirmed) does. */
 export type RenewalMode = "auto" | "manual";
@@ -41,7 +44,10 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
     });
     if (count === 0) return { value: null, changes: [] as BalanceChange[] };
     const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
-    const order = await tx.order.create({ data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id } });
+    const price = await fixedPrice(tx, sub.productId);
+    const order = await tx.order.create({
+      data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id, ...price },
+    });
     const benefits = await currentBenefits(tx, sub.productId);
     const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, benefits, { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now, at);
     const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), now);

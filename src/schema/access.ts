@@ -48,6 +48,15 @@ export function assertReadable(ctx: Context, customerId: string): void {
 }
 
 /**
+ * Where a row that belongs to one customer (an order, a subscription) may be read by id: in the caller's
+ * organization and, for a customer session, of its own customer. Anything else reads as if it did not exist.
+ */
+export function ownRows(ctx: Context): { organizationId: string; customerId?: string } {
+  const principal = ctx.principal;
+  return principal?.kind === "customer" ? { organizationId: principal.organizationId, customerId: principal.customerId } : { organizationId: orgId(ctx) };
+}
+
+/**
  * What a customer session may see of the organization's catalog: only what concerns its customer. Admins
  * see everything (these are empty conditions for them).
  *   meters:   those the customer has a balance row on (credits granted or usage counted)

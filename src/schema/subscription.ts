@@ -1,22 +1,44 @@
-// Orders and subscriptions: purchases, cycles, cancellation and refunds; what a customer is entitled to.
+// Orders and subscriptions: purchases, cycles, cancellation and refunds, reading them back; what a customer is
+// entitled to.
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { createOrder, refundOrder } from "../domain/orders.ts";
+import { createOrder, refundOrder, type OrderStatus } from "../domain/orders.ts";
 import { meteredPrices, overageAmount, overageUnits, type MeteredPrice } from "../domain/overage.ts";
-import { cancelSubscription, renewSubscription } from "../domain/subscriptions.ts";
+import { cancelSubscription, renewSubscription, type SubscriptionStatus } from "../domain/subscriptions.ts";
 import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { listScopeCustomer, orgId, ownRows } from "./access.ts";
 import { CustomerMeterObject } from "./balance.ts";
+import { CustomerObject } from "./customer.ts";
 import { CustomerState } from "./customer-state.ts";
 
-builder.prismaObject("Order", {
+const OrderStatusEnum = builder.enumType("OrderStatus", {
+  values: {
+    PAID: { description: "Paid: its credits were granted" },
+    REFUNDED: { description: "refundOrder: what remained of its credits left the balance" },
+  } satisfies Record<OrderStatus, { description: string }>,
+});
+
+const SubscriptionStatusEnum = builder.enumType("CustomerSubscriptionStatus", {
+  values: {
+    ACTIVE: { description: "Running; renews at currentPeriodEnd unless cancelAtPeriodEnd" },
+    CANCELED: { description: "Ended (at endedAt): cancelled now, or at the end of the period it was cancelled in" },
+  } satisfies Record<SubscriptionStatus, { description: string }>,
+});
+
+const OrderObject = builder.prismaObject("Order", {
   description: "A paid purchase: the first order of a product, or a subscription's renewal.",
   fields: (t) => ({
     id: t.exposeID("id"),
     customer: t.relation("customer"),
     product: t.relation("product"),
-    subscription: t.relation("subscription", { nullable: true }),
-    status: t.exposeString("status", { description: "PAID | REFUNDED" }),
+    subscription: t.relation("subscription", { nullable: true, description: "The subscription the order started or renewed" }),
+    status: t.field({ type: OrderStatusEnum, select: { status: true }, resolve: (o) => o.status as OrderStatus }),
+    amount: t.expose("amount", {
+      type: "Decimal",
+      nullable: true,
+      description: "What was paid, in minor currency units: the product's FIXED price when the order was made; null for a product without one",
+    }),
+    currency: t.exposeString("currency", { nullable: true, description: "The ISO code of amount's currency" }),
     idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
     refundedAt: t.expose("refundedAt", { type: "DateTime", nullable: true }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
@@ -31,14 +53,96 @@ const SubscriptionObject = builder.prismaObject("Subscription", {
     id: t.exposeID("id"),
     customer: t.relation("customer"),
     product: t.relation("product"),
-    status: t.exposeString("status", { description: "ACTIVE | CANCELED" }),
+    status: t.field({ type: SubscriptionStatusEnum, select: { status: true }, resolve: (s) => s.status as SubscriptionStatus }),
     currentPeriodStart: t.expose("currentPeriodStart", { type: "DateTime" }),
-    currentPeriodEnd: t.expose("currentPeriodEnd", { type: "DateTime" }),
+    currentPeriodEnd: t.expose("currentPeriodEnd", {
+      type: "DateTime",
+      description: "The current cycle's end: when an ACTIVE subscription without cancelAtPeriodEnd renews (\"renews on\"), or one with it ends",
+    }),
     cancelAtPeriodEnd: t.exposeBoolean("cancelAtPeriodEnd"),
     canceledAt: t.expose("canceledAt", { type: "DateTime", nullable: true }),
     endedAt: t.expose("endedAt", { type: "DateTime", nullable: true }),
   }),
 });
+
+// One connection type per item, shared by the root lists and Customer's: clients need one fragment for both.
+const OrderConnection = builder.connectionObject({ type: OrderObject, name: "OrderConnection" }, { name: "OrderEdge" });
+const SubscriptionConnection = builder.connectionObject(
+  { type: SubscriptionObject, name: "CustomerSubscriptionConnection" },
+  { name: "CustomerSubscriptionEdge" },
+);
+
+// Newest first everywhere (ids follow creation order). Cursors are ids: rows added while a client pages come
+// before its first page and never shift the later ones.
+const newestFirst = { id: "desc" } as const;
+
+type ListArgs = { customerId?: string | number | null; externalCustomerId?: string | null; productId?: string | number | null };
+
+/** What a list of sold things covers: one customer's (see listScopeCustomer) or the organization's, optionally of one product. */
+async function listWhere(ctx: Context, args: ListArgs) {
+  const customer = await listScopeCustomer(ctx, args);
+  return {
+    organizationId: orgId(ctx),
+    ...(customer ? { customerId: customer.id } : {}),
+    ...(args.productId ? { productId: String(args.productId) } : {}),
+  };
+}
+
+builder.queryFields((t) => ({
+  order: t.prismaField({
+    type: OrderObject,
+    nullable: true,
+    description: "One order. A customer session reads only its customer's: another customer's is null.",
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, { id }, ctx) => ctx.db.order.findFirst({ ...query, where: { id: String(id), ...ownRows(ctx) } }),
+  }),
+  orders: t.prismaConnection(
+    {
+      type: OrderObject,
+      cursor: "id",
+      description: "Orders (first orders and renewals, refunded ones included), newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product.",
+      authScopes: { authenticated: true },
+      args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id() },
+      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await listWhere(ctx, args), orderBy: newestFirst }),
+    },
+    OrderConnection,
+  ),
+  customerSubscription: t.prismaField({
+    type: SubscriptionObject,
+    nullable: true,
+    description: "One subscription, ended ones included. A customer session reads only its customer's: another customer's is null.",
+    authScopes: { authenticated: true },
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (query, _root, { id }, ctx) => ctx.db.subscription.findFirst({ ...query, where: { id: String(id), ...ownRows(ctx) } }),
+  }),
+  customerSubscriptions: t.prismaConnection(
+    {
+      type: SubscriptionObject,
+      cursor: "id",
+      description: "Subscriptions, cancelled and ended ones included, newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product and in one status.",
+      authScopes: { authenticated: true },
+      args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id(), status: t.arg({ type: SubscriptionStatusEnum }) },
+      resolve: async (query, _root, args, ctx) =>
+        ctx.db.subscription.findMany({
+          ...query,
+          where: { ...(await listWhere(ctx, args)), ...(args.status ? { status: args.status } : {}) },
+          orderBy: newestFirst,
+        }),
+    },
+    SubscriptionConnection,
+  ),
+}));
+
+// Reachable only through a Customer the caller may read (a customer session: its own).
+builder.prismaObjectFields(CustomerObject, (t) => ({
+  orders: t.relatedConnection("orders", { cursor: "id", description: "The customer's orders, newest first.", query: { orderBy: newestFirst } }, OrderConnection),
+  subscriptions: t.relatedConnection(
+    "subscriptions",
+    { cursor: "id", description: "The customer's subscriptions, cancelled and ended ones included, newest first.", query: { orderBy: newestFirst } },
+    SubscriptionConnection,
+  ),
+}));
 
 const CreateOrderInput = builder.inputType("CreateOrderInput", {
   fields: (t) => ({
@@ -51,7 +155,7 @@ const CreateOrderInput = builder.inputType("CreateOrderInput", {
 
 builder.mutationFields((t) => ({
   createOrder: t.prismaField({
-    type: "Order",
+    type: OrderObject,
     description: "Record a paid purchase: a one-time product grants its credits (packs stack); a recurring product starts a subscription and grants the first cycle.",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
@@ -66,7 +170,7 @@ builder.mutationFields((t) => ({
     },
   }),
   refundOrder: t.prismaField({
-    type: "Order",
+    type: OrderObject,
     description: "What remains of the order's credits leaves the balance.",
     authScopes: { admin: true },
     errors: { types: [NotFoundError] },
