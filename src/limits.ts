@@ -19,6 +19,11 @@ export interface Limits {
   rateLimitPerSecond: number;
   /** Extra requests per 10 s a client may make above the rate (a burst). */
   rateLimitBurst: number;
+  /**
+   * A request over the budget is answered 429 only once the budget refills, or after this long at most: a
+   * client that retries at once cannot keep the node busy refusing it (0: answer at once).
+   */
+  rateLimitDelayMs: number;
   /** HTTP requests of one client in progress at once on a node; more wait in line. */
   concurrencyPerClient: number;
   /** HTTP requests of one client waiting in line; more are refused (429). */
@@ -54,6 +59,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxBodyBytes: 8 * 1024 * 1024,
   rateLimitPerSecond: 300,
   rateLimitBurst: 600,
+  rateLimitDelayMs: 1_000,
   concurrencyPerClient: 8,
   queuePerClient: 256,
   headersTimeoutMs: 10_000,
@@ -78,6 +84,7 @@ export const LIMIT_ENV: Readonly<Record<Exclude<keyof Limits, "corsOrigins">, st
   maxBodyBytes: "HTTP_MAX_BODY_BYTES",
   rateLimitPerSecond: "RATE_LIMIT_PER_SECOND",
   rateLimitBurst: "RATE_LIMIT_BURST",
+  rateLimitDelayMs: "RATE_LIMIT_DELAY_MS",
   concurrencyPerClient: "RATE_LIMIT_CONCURRENCY",
   queuePerClient: "RATE_LIMIT_QUEUE",
   headersTimeoutMs: "HTTP_HEADERS_TIMEOUT_MS",

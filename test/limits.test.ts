@@ -306,9 +306,39 @@ describe("CORS allow-list", () => {
 describe("rate limit per token", () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ limits: { rateLimitPerSecond: 5, rateLimitBurst: 5 } });
+    // Refusals answered at once here, to read them as they come; the delay has its own test below.
+    t = await startTestApp({ limits: { rateLimitPerSecond: 5, rateLimitBurst: 5, rateLimitDelayMs: 0 } });
   });
   afterAll(() => t?.close());
+
+  it("answers a client over its budget only once the budget refills: retrying at once on 4 connections gets a few answers a second, not thousands", async () => {
+    const slow = await startTestApp({ limits: { rateLimitPerSecond: 5, rateLimitBurst: 5 } });
+    try {
+      const agent = new Agent({ keepAlive: true, maxSockets: 4 });
+      const body = JSON.stringify({ query: "{ __typename }" });
+      const statuses = new Map<number, number>();
+      const until = performance.now() + 1_500;
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (performance.now() < until) {
+            const { status } = await agentPost(agent, slow.url, slow.adminToken, body);
+            statuses.set(status, (statuses.get(status) ?? 0) + 1);
+          }
+        }),
+      );
+      agent.destroy();
+      console.log(`closed-loop client over 1.5 s with RATE_LIMIT_DELAY_MS=1000: ${JSON.stringify(Object.fromEntries(statuses))}`);
+      expect([...statuses.keys()].sort()).toEqual([200, 429]);
+      // At most the budget (5 a second plus 5) and about one refusal per connection per refill; answered at
+      // once, the same loop gets thousands of refusals.
+      expect(statuses.get(429)!).toBeLessThan(100);
+      // Another token is served at once meanwhile.
+      const other = await slow.newOrganization();
+      expect((await post(slow.url, other.token, "{ __typename }")).status).toBe(200);
+    } finally {
+      await slow.close();
+    }
+  });
 
   it("answers 429 with RATE_LIMITED and retry-after past the budget; other tokens keep theirs; WebSocket operations draw on it", async () => {
     const other = await t.newOrganization();

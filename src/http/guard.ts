@@ -43,6 +43,7 @@ function tooLarge(limit: number): ErrorJson {
  * (returns false), once the client has a free slot; the slot is freed when the response is done.
  */
 export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concurrency: ConcurrencyLimiter) {
+  const tarpit = createHoldCounter(limits.queuePerClient);
   return async function guard(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const declared = req.headers["content-length"];
     if (declared !== undefined && Number(declared) > limits.maxBodyBytes) {
@@ -52,8 +53,22 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
     const key = clientKey(req.headers.authorization, req.socket.remoteAddress);
     const decision = await rateLimiter.take(key);
     if (!decision.allowed) {
-      // Node discards a small unread body itself and keeps the connection.
-      refuse(req, res, 429, rateLimitedError(decision.retryAfterSeconds).toJSON() as ErrorJson, { "retry-after": String(decision.retryAfterSeconds) });
+      // Node discards a small unread body itself and keeps the connection. The answer waits until the budget
+      // refills (at most rateLimitDelayMs): a client retrying at once on its connections then gets a few
+      // answers a second, not thousands, and the node's time goes to other clients. Waiting answers are
+      // bounded per client like waiting requests; beyond that a refusal is sent at once.
+      const answer = () => {
+        if (!res.writableEnded && !res.destroyed) {
+          refuse(req, res, 429, rateLimitedError(decision.retryAfterSeconds).toJSON() as ErrorJson, { "retry-after": String(decision.retryAfterSeconds) });
+        }
+      };
+      const delay = Math.min(decision.retryAfterMs, limits.rateLimitDelayMs);
+      const delayed = delay > 0 ? tarpit.hold(key) : null;
+      if (!delayed) answer();
+      else {
+        const timer = setTimeout(() => (delayed(), answer()), delay);
+        res.once("close", () => (clearTimeout(timer), delayed()));
+      }
       return true;
     }
     const release = await concurrency.acquire(key);
@@ -68,5 +83,25 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
     }
     // A body without a declared length (chunked) is counted as Yoga reads it (its maxRequestBodySize).
     return false;
+  };
+}
+
+/** Counts what each client has waiting; `hold` gives a release function, or null once `max` are waiting. */
+function createHoldCounter(max: number) {
+  const held = new Map<string, number>();
+  return {
+    hold(key: string): (() => void) | null {
+      const n = held.get(key) ?? 0;
+      if (n >= max) return null;
+      held.set(key, n + 1);
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const left = (held.get(key) ?? 1) - 1;
+        if (left <= 0) held.delete(key);
+        else held.set(key, left);
+      };
+    },
   };
 }

@@ -5,7 +5,7 @@ import { GraphQLError } from "graphql";
 import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { bearerSecret, hashToken } from "../domain/auth.ts";
 
-export type RateDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number };
+export type RateDecision = { allowed: true } | { allowed: false; retryAfterSeconds: number; retryAfterMs: number };
 
 export interface RateLimiter {
   take(key: string): Promise<RateDecision>;
@@ -23,7 +23,7 @@ export function createRateLimiter(perSecond: number, burst: number): RateLimiter
         return { allowed: true };
       } catch (err) {
         if (!(err instanceof RateLimiterRes)) throw err;
-        return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)) };
+        return { allowed: false, retryAfterSeconds: Math.max(1, Math.ceil(err.msBeforeNext / 1000)), retryAfterMs: err.msBeforeNext };
       }
     },
   };
