@@ -1,6 +1,7 @@
 // Customers of a merchant: creation, edits, soft deletion, and resolving "customerId | externalCustomerId"
 // arguments. Every function takes the organization explicitly; nothing here crosses tenants.
-import type { Db } from "../db/client.ts";
+import { sqlOf, type Db } from "../db/client.ts";
+import { asDate } from "./balances.ts";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { countPendingEvents, externalIdLock } from "./ingestion.ts";
@@ -130,9 +131,36 @@ export async function deleteCustomer(db: Db, notify: Notify, organizationId: str
 
 /** A live (not deleted) customer of this organization, or NOT_FOUND naming `field`. */
 export async function requireCustomer(db: Db, organizationId: string, id: string, field: string): Promise<Customer> {
-  const customer = await db.customer.findFirst({ where: { id, organizationId, deletedAt: null } });
+  const customer = await findLiveCustomer(db, organizationId, "id", id);
   if (!customer) throw new NotFoundError("No such customer", field);
   return customer;
+}
+
+/**
+ * The live customer with this id or externalId: one statement on the hot reads' connection (src/db/client.ts
+ * sqlOf), in Prisma's shape. Every request that names a customer starts here.
+ */
+async function findLiveCustomer(db: Db, organizationId: string, column: "id" | "externalId", value: string): Promise<Customer | null> {
+  const sql = sqlOf(db);
+  const [row] = await sql.query<Record<string, unknown>>(
+    `SELECT "id", "organizationId", "email", "emailKey", "name", "externalId", "metadata", "deletedAt", "createdAt", "updatedAt"
+       FROM "Customer" WHERE "organizationId" = ${sql.param(1)} AND "${column}" = ${sql.param(2)} AND "deletedAt" IS NULL LIMIT 1`,
+    [organizationId, value],
+  );
+  if (!row) return null;
+  return {
+    id: String(row.id),
+    organizationId: String(row.organizationId),
+    email: String(row.email),
+    emailKey: row.emailKey == null ? null : String(row.emailKey),
+    name: row.name == null ? null : String(row.name),
+    externalId: row.externalId == null ? null : String(row.externalId),
+    // PostgreSQL's driver parses jsonb; SQLite keeps Json columns as text
+    metadata: (typeof row.metadata === "string" ? JSON.parse(row.metadata) : row.metadata) as Customer["metadata"],
+    deletedAt: null,
+    createdAt: asDate(row.createdAt as Date | string),
+    updatedAt: asDate(row.updatedAt as Date | string),
+  };
 }
 
 /**
@@ -157,7 +185,7 @@ export function noSuchCustomer(lookup: ReturnType<typeof customerLookup>): NotFo
 /** The live customer a `customerId | externalCustomerId` pair addresses. Exactly one must be given. */
 export async function resolveCustomerRef(db: Db, organizationId: string, ref: CustomerRef, prefix = ""): Promise<Customer> {
   const lookup = customerLookup(ref, prefix);
-  const customer = await db.customer.findFirst({ where: { organizationId, [lookup.column]: lookup.value, deletedAt: null } });
+  const customer = await findLiveCustomer(db, organizationId, lookup.column, lookup.value);
   if (!customer) throw noSuchCustomer(lookup);
   return customer;
 }
