@@ -3,6 +3,9 @@
 // clauses differ, and this file owns those differences.
 import type { Provider } from "./url.ts";
 
+/** A DateTime column's value as read: PostgreSQL's driver gives a Date, SQLite keeps ISO text. */
+export const asDate = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
+
 /** Anything with Prisma's raw methods: the client or an interactive transaction. */
 export interface RawRunner {
   $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;

@@ -1,7 +1,8 @@
 // Bearer credentials: how secrets are minted, stored (hashed) and turned into a Principal.
 import { createHash, randomBytes } from "node:crypto";
 import { LRUCache } from "lru-cache";
-import type { Db } from "../db/client.ts";
+import { sqlOf, type Db } from "../db/client.ts";
+import { asDate } from "../db/sql.ts";
 import { ForbiddenError, UnauthenticatedError } from "./errors.ts";
 
 export type TokenKind = "ADMIN" | "CUSTOMER_SESSION";
@@ -42,18 +43,22 @@ export async function authenticate(db: Db, secret: string, now = new Date()): Pr
 }
 
 async function lookUp(db: Db, tokenHash: string, now: Date): Promise<Principal> {
-  const token = await db.accessToken.findUnique({
-    where: { tokenHash },
-    select: { id: true, kind: true, organizationId: true, customerId: true, expiresAt: true, revokedAt: true, customer: { select: { deletedAt: true } } },
-  });
-  if (!token || token.revokedAt || (token.expiresAt && token.expiresAt <= now)) {
+  // One statement on the hot reads' connection: customer sessions are looked up on every request.
+  const sql = sqlOf(db);
+  const [token] = await sql.query<{ id: string; kind: string; organizationId: string; customerId: string | null; expiresAt: Date | string | null; revokedAt: Date | string | null; customerDeletedAt: Date | string | null }>(
+    `SELECT t."id", t."kind", t."organizationId", t."customerId", t."expiresAt", t."revokedAt", c."deletedAt" AS "customerDeletedAt"
+       FROM "AccessToken" t LEFT JOIN "Customer" c ON c."id" = t."customerId" WHERE t."tokenHash" = ${sql.param(1)}`,
+    [tokenHash],
+  );
+  const expiresAt = token?.expiresAt == null ? null : asDate(token.expiresAt);
+  if (!token || token.revokedAt != null || (expiresAt && expiresAt <= now)) {
     throw new UnauthenticatedError("The access token is invalid or has expired");
   }
-  if (token.kind === "ADMIN") return { kind: "admin", organizationId: token.organizationId, tokenId: token.id, expiresAt: token.expiresAt };
-  if (!token.customerId || token.customer?.deletedAt) {
+  if (token.kind === "ADMIN") return { kind: "admin", organizationId: token.organizationId, tokenId: token.id, expiresAt };
+  if (!token.customerId || token.customerDeletedAt != null) {
     throw new UnauthenticatedError("The customer of this session no longer exists");
   }
-  return { kind: "customer", organizationId: token.organizationId, tokenId: token.id, customerId: token.customerId, expiresAt: token.expiresAt };
+  return { kind: "customer", organizationId: token.organizationId, tokenId: token.id, customerId: token.customerId, expiresAt };
 }
 
 /** How long a node trusts an admin token it has looked up before asking the database again. */

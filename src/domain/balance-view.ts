@@ -4,8 +4,8 @@
 // whenever the scheduler runs. Also what live reservations hold, and so what is available.
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
-import type { Sql } from "../db/sql.ts";
-import { asDate, balanceKey, dueGrantsAndHolds } from "./balances.ts";
+import { asDate, type Sql } from "../db/sql.ts";
+import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
 import { settle } from "./settle.ts";
 import { availableUnits, grantDue, holdLive } from "./rules.ts";
 

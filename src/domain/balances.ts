@@ -10,7 +10,7 @@
 // in id order) exactly the touched rows, create the missing ones, add distinct values, read their grants,
 // write all rows back in one update, append the ledger.
 import { orderedId } from "./ids.ts";
-import type { Sql } from "../db/sql.ts";
+import { asDate, type Sql } from "../db/sql.ts";
 import { burn, burnOrder, restore } from "./burn-down.ts";
 import { InsufficientCreditsError, MAX_STORED_UNITS, UnitsOverflowError } from "./errors.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
@@ -403,7 +403,6 @@ interface GrantRow {
   createdAt: Date | string;
 }
 
-export const asDate = (v: Date | string) => (v instanceof Date ? v : new Date(v));
 
 export function timedGrantOf(r: GrantRow): TimedGrant {
   return {

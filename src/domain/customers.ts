@@ -1,7 +1,7 @@
 // Customers of a merchant: creation, edits, soft deletion, and resolving "customerId | externalCustomerId"
 // arguments. Every function takes the organization explicitly; nothing here crosses tenants.
 import { sqlOf, type Db } from "../db/client.ts";
-import { asDate } from "./balances.ts";
+import { asDate } from "../db/sql.ts";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { countPendingEvents, externalIdLock } from "./ingestion.ts";
