@@ -1,7 +1,7 @@
 // `npm start`: apply migrations, make sure an organization can log in, serve HTTP + WebSocket GraphQL.
 import { loadConfig } from "./config.ts";
 import { createPrisma } from "./db/client.ts";
-import { migrateDeployIsolated } from "./db/migrate.ts";
+import { migrateDeploy } from "./db/migrate.ts";
 import { ensureAdminTokenOrganization, ensureFirstOrganization } from "./domain/organizations.ts";
 import { createLogger } from "./log.ts";
 import { createAppPubSub } from "./pubsub.ts";
@@ -11,7 +11,7 @@ import { onShutdownSignals } from "./shutdown.ts";
 const config = loadConfig();
 const log = createLogger(config.logLevel);
 
-const applied = await migrateDeployIsolated(config.databaseUrl);
+const applied = await migrateDeploy(config.databaseUrl);
 log.info({ applied }, applied.length ? "migrations applied" : "database schema up to date");
 
 const db = await createPrisma(config.databaseUrl);

@@ -9,7 +9,7 @@ import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { Db } from "./db/client.ts";
 import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth.ts";
-import { viewLoader } from "./domain/balance-view.ts";
+import { balanceRowLoader, viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import type { Logger } from "./log.ts";
 import { healthCheck } from "./health.ts";
@@ -78,6 +78,8 @@ export function createApp(deps: AppDeps) {
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
   const transport = transportLimits(resolveLimits(deps.limits));
+  // Shared by every request and subscriber of this app: one commit's pushes read their rows together.
+  const balanceRows = balanceRowLoader(db, clock);
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
@@ -94,7 +96,7 @@ export function createApp(deps: AppDeps) {
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
-      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), meterLimits, loaders: createLoaders(db) };
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db) };
     },
     maskedErrors: {
       maskError(error, message, isDev) {

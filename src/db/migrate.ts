@@ -2,7 +2,7 @@
 // --create-only`) through the WebAssembly schema engine. The server applies pending migrations at start,
 // the tests in their setup.
 import path from "node:path";
-import { execFile } from "node:child_process";
+import { readdir } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
 import {
   applyMigrations,
@@ -12,6 +12,8 @@ import {
   pgShadowDb,
   type SchemaEngineHandle,
 } from "./schema-engine.ts";
+import { existsSync } from "node:fs";
+import { sqliteFileOf } from "./libsql.ts";
 import { ensureSqliteDir, pgConfig, providerOf, type Provider } from "./url.ts";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -39,11 +41,50 @@ async function withEngine<T>(url: string, run: (engine: SchemaEngineHandle, prov
   }
 }
 
-/** Apply pending migrations; returns the names applied (empty when up to date). */
-export function migrateDeploy(url: string): Promise<string[]> {
+/**
+ * Apply pending migrations; returns the names applied (empty when up to date). A database that has every
+ * migration folder recorded as applied is left alone without loading the schema engine, whose WebAssembly
+ * memory (about 75 MB of resident memory) a process never gives back: a restarted server stays smaller.
+ */
+export async function migrateDeploy(url: string): Promise<string[]> {
+  if (await upToDate(url)) return [];
   return withEngine(url, async (engine, provider) =>
     (await applyMigrations(engine, migrationsDir(provider))).appliedMigrationNames,
   );
+}
+
+/** Every migration folder is recorded in _prisma_migrations as finished and not rolled back. */
+async function upToDate(url: string): Promise<boolean> {
+  const provider = providerOf(url);
+  const folders = (await readdir(migrationsDir(provider), { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name);
+  const query = `SELECT "migration_name" FROM "_prisma_migrations" WHERE "finished_at" IS NOT NULL AND "rolled_back_at" IS NULL`;
+  let applied: string[];
+  try {
+    if (provider === "postgresql") {
+      const { default: pg } = await import("pg");
+      const client = new pg.Client(pgConfig(url));
+      await client.connect();
+      try {
+        applied = (await client.query<{ migration_name: string }>(query)).rows.map((r) => r.migration_name);
+      } finally {
+        await client.end();
+      }
+    } else {
+      const file = sqliteFileOf(url);
+      if (!file || file === ":memory:" || !existsSync(file)) return false;
+      const { default: Database } = await import("libsql");
+      const db = new Database(file);
+      try {
+        applied = (db.prepare(query).all() as { migration_name: string }[]).map((r) => r.migration_name);
+      } finally {
+        db.close();
+      }
+    }
+  } catch {
+    return false; // no history table yet, or the database cannot be read: the engine decides (and reports)
+  }
+  const done = new Set(applied);
+  return folders.every((f) => done.has(f));
 }
 
 export function migrateStatus(url: string) {
@@ -66,23 +107,4 @@ export function migrateCreate(url: string, name: string): Promise<string | null>
       provider,
     }),
   );
-}
-
-/**
- * `migrateDeploy` in a process of its own, for the server's start: the WebAssembly schema engine takes about
- * 40–75 MB of resident memory that a process never gives back, even after the engine is closed (a worker
- * thread gave back less than half of it).
- */
-export function migrateDeployIsolated(url: string): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      process.execPath,
-      ["--import", "tsx", path.join(root, "src", "db", "migrate-child.ts"), url],
-      { cwd: root, maxBuffer: 16 * 1024 * 1024 },
-      (err, stdout, stderr) => {
-        if (err) return reject(new Error(`migrations failed: ${stderr.trim() || err.message}`));
-        resolve(JSON.parse(stdout.trim().split("\n").at(-1)!) as string[]);
-      },
-    );
-  });
 }

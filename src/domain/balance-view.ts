@@ -2,6 +2,7 @@
 // changed it (a grant took effect or expired) and the scheduler may not have recorded that yet. Reads fold
 // those steps in with the same pure `settle` the write path uses, so a read never shows expired credits,
 // whenever the scheduler runs. Also what live reservations hold, and so what is available.
+import DataLoader from "dataloader";
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import { asDate, type Sql } from "../db/sql.ts";
@@ -197,4 +198,31 @@ export async function readBalancesOf(db: Db, customerId: string, now: Date): Pro
     [at, at, at, customerId],
   );
   return rowsWithViews(db, found, now);
+}
+
+/** Pairs per statement of the row loader (SQLite binds two parameters each). */
+const ROWS_PER_READ = 500;
+
+/**
+ * Balance rows by (customer, meter), their views primed, for everything that re-reads balances by key (the
+ * live subscriptions, on every commit): every row asked for in one tick of the event loop, by any request or
+ * subscriber, is read in one statement. One commit that wakes a thousand subscribers reads once. Nothing is
+ * cached beyond the batch.
+ */
+export function balanceRowLoader(db: Db, clock: () => Date): DataLoader<{ customerId: string; meterId: string }, BalanceRow | null, string> {
+  return new DataLoader(
+    async (keys) => {
+      const sql = sqlOf(db);
+      const now = clock();
+      const at = sql.date(now);
+      const rows = new Map<string, BalanceRow>();
+      for (let i = 0; i < keys.length; i += ROWS_PER_READ) {
+        const pairs = sql.pairsIn("customerId", "meterId", keys.slice(i, i + ROWS_PER_READ), 4);
+        const found = await sql.query<Record<string, unknown>>(`SELECT ${rowWithViewColumns(sql)} FROM "CustomerMeter" m WHERE ${pairs.clause}`, [at, at, at, ...pairs.values]);
+        for (const row of await rowsWithViews(db, found, now)) rows.set(balanceKey(row.customerId, row.meterId), row);
+      }
+      return keys.map((k) => rows.get(balanceKey(k.customerId, k.meterId)) ?? null);
+    },
+    { cache: false, cacheKeyFn: (k) => balanceKey(k.customerId, k.meterId) },
+  );
 }

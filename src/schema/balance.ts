@@ -83,8 +83,8 @@ builder.queryFields((t) => ({
 type BalanceMessage = { customerId: string; meterId: string; version: number };
 
 builder.subscriptionFields((t) => ({
-  customerMeterUpdated: t.prismaField({
-    type: "CustomerMeter",
+  customerMeterUpdated: t.field({
+    type: CustomerMeterObject,
     description: "The stored balance after every committed change to this customer's balance on the meter (every meter when meterId is omitted).",
     authScopes: { authenticated: true },
     args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
@@ -105,10 +105,12 @@ builder.subscriptionFields((t) => ({
         stop();
       });
     },
-    // The message is a pointer; the row read here is what the database holds now. findFirst, not findUnique:
-    // Prisma merges the findUnique calls of one tick into one statement, and one commit can wake hundreds of
-    // subscribers at once, past SQLite's parameter limit (P2029: every push of that commit failed).
-    resolve: (query, payload: BalanceMessage, _args, ctx) =>
-      ctx.db.customerMeter.findFirstOrThrow({ ...query, where: { customerId: payload.customerId, meterId: payload.meterId } }),
+    // The message is a pointer; the row read here is what the database holds now. All subscribers a commit
+    // wakes read in one statement (balanceRowLoader; 500 rows per statement, within SQLite's parameter limit).
+    resolve: async (payload: BalanceMessage, _args, ctx) => {
+      const row = await ctx.balanceRows.load(payload);
+      if (!row) throw new NotFoundError("This balance no longer exists", "customerId");
+      return row;
+    },
   }),
 }));

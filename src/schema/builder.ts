@@ -18,6 +18,8 @@ import type { BalanceView, StoredBalance } from "../domain/balance-view.ts";
 import type { Principal } from "../domain/auth.ts";
 import { DecimalFormatError, formatUnits, parseUnits } from "../domain/units.ts";
 import type { Loaders } from "./loaders.ts";
+import type DataLoader from "dataloader";
+import type { BalanceRow } from "../domain/balance-view.ts";
 import type { MeterLimits } from "../domain/meters.ts";
 import type { PubSub } from "../pubsub.ts";
 import type { Notify } from "../domain/notify.ts";
@@ -37,6 +39,8 @@ export interface Context {
   balanceView: (row: StoredBalance) => Promise<BalanceView>;
   /** Per-organization limits on meters (config: MAX_ACTIVE_METERS, MAX_FILTER_CLAUSES). */
   meterLimits: MeterLimits;
+  /** Balance rows by (customer, meter), views primed; batched per tick across all requests and subscribers. */
+  balanceRows: DataLoader<{ customerId: string; meterId: string }, BalanceRow | null, string>;
   /** Rows nested fields point at, batched per tick (src/schema/loaders.ts). */
   loaders: Loaders;
 }
