@@ -177,3 +177,53 @@ describe("group size", () => {
     expect(await balanceOf(t, c, m)).toMatchObject({ balance: String(1000 - calls), version: before.version + 2 });
   });
 });
+
+describe("a group the database aborts", () => {
+  it("is retried whole and every job decided again, against what committed meanwhile", async ({ skip }) => {
+    if (!t.databaseUrl.startsWith("postgres")) skip("row locks and deadlock detection are PostgreSQL's; SQLite serializes writers");
+    const m = await meter(t, "SUM", { property: "n", filter: named("gc-retry") });
+    const c = await customer(t);
+    const d = await customer(t);
+    await grant(t, c, m, "5"); // c's balance row is created first: it sorts (and is locked) before d's
+    await grant(t, d, m, "5");
+    const rows = await t.db.customerMeter.findMany({ where: { meterId: m }, orderBy: { id: "asc" }, select: { id: true, customerId: true } });
+    expect(rows.map((r) => r.customerId)).toEqual([c, d]);
+    const { default: pg } = await import("pg");
+    const other = new pg.Client({ connectionString: t.databaseUrl });
+    await other.connect();
+    let answers: unknown;
+    const queries = await t.queriesDuring(async () => {
+      try {
+        // Another transaction holds d's row; the group will lock c's row, then wait for d's.
+        await other.query("BEGIN");
+        await other.query(`SELECT 1 FROM "CustomerMeter" WHERE "id" = $1 FOR UPDATE`, [rows[1].id]);
+        const hold = holdWriter(t.db);
+        const calls = Promise.all([c, d].map((customerId) => authorizeUsage(t.db, silent, t.organizationId, { customerId, meterId: m, units: 3_000_000n })));
+        await until(() => hold.queued() === 2, "both calls to reach the writer");
+        hold.release();
+        const waiting = async () => (await other.query(`SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE "wait_event_type" = 'Lock' AND "datname" = current_database()`)).rows[0].n as number;
+        for (const deadline = Date.now() + 20_000; (await waiting()) < 1; ) if (Date.now() > deadline) throw new Error("the group never waited for the row");
+        // Now it wants c's row too: a deadlock, in which the group, waiting longer, is the one aborted. Once
+        // it has the row, it commits a hold of 4 units on c. The retried group must see it: 3 no longer fit.
+        await other.query(`SELECT 1 FROM "CustomerMeter" WHERE "id" = $1 FOR UPDATE`, [rows[0].id]);
+        await other.query(
+          `INSERT INTO "Reservation" ("id", "organizationId", "customerId", "meterId", "units", "status", "expiresAt", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, 4000000, 'HELD', $5, now(), now())`,
+          [`gc-retry-hold`, t.organizationId, c, m, new Date(Date.now() + 3_600_000)],
+        );
+        await other.query("COMMIT");
+        answers = await calls;
+      } finally {
+        await other.end();
+      }
+    });
+    expect(answers).toEqual([
+      { allowed: false, balance: 5_000_000n, code: "INSUFFICIENT_CREDITS", replayed: false },
+      { allowed: true, balance: 2_000_000n, code: "OK", replayed: false },
+    ]);
+    // two attempts of the one group, each reading and locking both rows in one statement (not each call alone)
+    expect(queries.filter((q) => /FROM "CustomerMeter" WHERE .* FOR UPDATE/s.test(q))).toHaveLength(2);
+    expect(await availability(c, m)).toMatchObject({ balance: "5", heldUnits: "4", availableUnits: "1" });
+    expect(await availability(d, m)).toMatchObject({ balance: "2" });
+    expect((await ledgerOf(c, m)).map((e) => e.kind)).toEqual(["GRANT"]);
+  }, 30_000);
+});
