@@ -193,13 +193,33 @@ export class Sql {
    * two parameters a pair on SQLite, one JSON parameter for all of them on PostgreSQL.
    */
   pairsIn(a: string, b: string, pairs: { customerId: string; meterId: string }[], start = 1): { clause: string; values: unknown[] } {
+    return this.tuplesIn(
+      a,
+      b,
+      pairs.map((p) => [p.customerId, p.meterId]),
+      start,
+    );
+  }
+
+  /** `("a", "b") IN (…)` for any pairs of strings, as `pairsIn`. */
+  tuplesIn(a: string, b: string, tuples: [string, string][], start = 1): { clause: string; values: unknown[] } {
     if (this.provider === "postgresql") {
       return {
         clause: `("${a}", "${b}") IN (SELECT r->>0, r->>1 FROM jsonb_array_elements(${this.param(start)}::jsonb) AS r)`,
-        values: [JSON.stringify(pairs.map((p) => [p.customerId, p.meterId]))],
+        values: [JSON.stringify(tuples)],
       };
     }
-    return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(pairs.length, 2, start)})`, values: pairs.flatMap((p) => [p.customerId, p.meterId]) };
+    return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(tuples.length, 2, start)})`, values: tuples.flat() };
+  }
+
+  /** DELETE the rows of `table` whose `id` is in `ids`, in chunks; answers how many went. */
+  async deleteIds(table: string, ids: string[]): Promise<number> {
+    let deleted = 0;
+    for (let i = 0; i < ids.length; i += ROWS_PER_STATEMENT) {
+      const chunk = this.textIn("id", ids.slice(i, i + ROWS_PER_STATEMENT));
+      deleted += await this.execute(`DELETE FROM "${table}" WHERE ${chunk.clause}`, chunk.values);
+    }
+    return deleted;
   }
 
   /**

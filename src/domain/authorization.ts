@@ -2,8 +2,10 @@
 // requests can never together use more than a credits-only balance holds. Reservations hold units for a
 // while (a long job whose final size is unknown) and are then committed, released, or expire by themselves.
 //
-// Every path locks the balance row first (through adjustBalances), so checks and deductions on one balance
-// are serialized and a refusal, which rolls its transaction back, changes nothing.
+// authorizeUsage, reserveUsage, commitReservation and releaseReservation are jobs of the node's writer
+// (src/domain/writer.ts): the calls that arrive together share one transaction in which the balance rows are
+// read and locked once and each call is decided in turn against what the ones before it left. A refusal is
+// that call's answer and writes nothing; its neighbours go through.
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
@@ -16,8 +18,8 @@ import { orderedId } from "./ids.ts";
 import { overagePairs } from "./overage.ts";
 import { requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
-import { isUniqueViolation } from "./prisma-errors.ts";
-import { inSqlTransaction, inTransaction } from "./transactions.ts";
+import { inTransaction } from "./transactions.ts";
+import { submit, type JobKind, type WriteJob } from "./writer.ts";
 
 export interface UsageRequest extends CustomerRef {
   meterId: string;
@@ -114,7 +116,7 @@ function refusedBySnapshot(t: Target, units: bigint): { allowed: false; balance:
   return { allowed: false, balance, code: "INSUFFICIENT_CREDITS" };
 }
 
-const refusal = (err: InsufficientCreditsError) => ({ allowed: false, balance: err.balance, code: "INSUFFICIENT_CREDITS" as const });
+const refusal = (err: InsufficientCreditsError) => ({ allowed: false as const, balance: err.balance, code: "INSUFFICIENT_CREDITS" as const });
 
 async function currentBalance(db: Db, customerId: string, meterId: string): Promise<bigint> {
   const row = await db.customerMeter.findUnique({ where: { customerId_meterId: { customerId, meterId } }, select: { balance: true } });
@@ -145,39 +147,13 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
   if (await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization")) return replay();
   const early = refusedBySnapshot(t, input.units);
   if (early) return { ...early, replayed: false };
-  try {
-    // Only SQL inside: on PostgreSQL it runs past Prisma's runtime (the request path of every metered call).
-    const changes = await inSqlTransaction(db, notify, organizationId, async (sql) => {
-      // Recorded first, so a concurrent retry with the same key stops here (its insert waits for ours to
-      // commit, then finds the key taken) rather than deducting twice.
-      if (input.idempotencyKey) {
-        const id = orderedId();
-        const at = sql.date(now);
-        const recorded = await sql.insertNew(
-          "Reservation",
-          ["id", "organizationId", "customerId", "meterId", "units", "status", "committedUnits", "idempotencyKey", "createdAt", "updatedAt"],
-          [[id, organizationId, t.customerId, t.meterId, input.units, "COMMITTED", input.units, input.idempotencyKey, at, at]],
-          `("organizationId", "idempotencyKey")`,
-        );
-        if (!recorded.has(id)) throw new KeyAlreadyUsed();
-      }
-      const description = input.idempotencyKey ? `authorizeUsage ${input.idempotencyKey}` : "authorizeUsage";
-      const changes = await adjustBalances(sql, organizationId, [use(t, { direct: { units: input.units, description }, field: "input.units" })], now);
-      return { value: changes, changes };
-    });
-    return { allowed: true, balance: changes[0].balance, code: "OK" as const, replayed: false };
-  } catch (err) {
-    if (err instanceof InsufficientCreditsError) return { ...refusal(err), replayed: false };
-    if (err instanceof KeyAlreadyUsed) {
-      await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization");
-      return replay();
-    }
-    throw err;
-  }
+  const job: AuthorizeJob = { type: "authorize", organizationId, notify, now, events: 0, target: t, units: input.units, key: input.idempotencyKey ?? null };
+  const answer = await submit<UsageJob, Authorization | "replay">(db, usageKind, job);
+  if (answer !== "replay") return answer;
+  // A concurrent call recorded the key first: the same request is answered as a replay, another one is a conflict.
+  await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization");
+  return replay();
 }
-
-/** Rolls back an authorization whose idempotency key a concurrent call recorded first. */
-class KeyAlreadyUsed extends Error {}
 
 const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly">, change: Partial<BalanceAdjustment>): BalanceAdjustment => ({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ...change });
 
@@ -194,56 +170,17 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
   if (existing) return answer(existing);
   const early = refusedBySnapshot(t, input.units);
   if (early) return { ...early, reservation: null };
-  try {
-    return await inTransaction(db, notify, organizationId, async (sql, tx) => {
-      const changes = await adjustBalances(sql, organizationId, [use(t, { hold: input.units, field: "input.units" })], now);
-      const reservation = await tx.reservation.create({
-        data: {
-          id: orderedId(),
-          organizationId,
-          customerId: t.customerId,
-          meterId: t.meterId,
-          units: input.units,
-          status: "HELD",
-          idempotencyKey: input.idempotencyKey ?? null,
-          expiresAt: new Date(now.getTime() + ttl * 1000),
-        },
-      });
-      return { value: { allowed: true, balance: changes[0].balance, code: "OK" as const, reservation }, changes };
-    });
-  } catch (err) {
-    if (err instanceof InsufficientCreditsError) return { ...refusal(err), reservation: null };
-    if (isUniqueViolation(err, "idempotencyKey")) return answer((await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation"))!);
-    throw err;
-  }
+  const job: ReserveJob = { type: "reserve", organizationId, notify, now, events: 0, target: t, units: input.units, key: input.idempotencyKey ?? null, ttl };
+  const result = await submit<UsageJob, ReserveResult | "existing">(db, usageKind, job);
+  if (result !== "existing") return result;
+  // A concurrent call with the same key holds first: answer with its hold (or a conflict if it differs).
+  return answer((await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation"))!);
 }
 
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
   const r = await db.reservation.findFirst({ where: { id, organizationId } });
   if (!r) throw new NotFoundError("No such reservation", "id");
   return r;
-}
-
-/**
- * Move a live hold to its final state in a transaction that also writes its balance row: the status change
- * is conditional on the hold still being live, so of two concurrent calls exactly one proceeds.
- */
-async function finishHold(
-  db: Db,
-  notify: Notify,
-  organizationId: string,
-  r: Reservation,
-  data: { status: "COMMITTED" | "RELEASED"; committedUnits?: bigint },
-  change: Partial<BalanceAdjustment>,
-  now: Date,
-): Promise<boolean> {
-  return inTransaction(db, notify, organizationId, async (sql, tx) => {
-    const { count } = await tx.reservation.updateMany({ where: { id: r.id, ...holdLive.where(now) }, data });
-    if (count === 0) return { value: false, changes: [] as BalanceChange[] };
-    const overage = await overagePairs(tx, [r]);
-    const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: !overage.has(balanceKey(r.customerId, r.meterId)) };
-    return { value: true, changes: await adjustBalances(sql, organizationId, [use(t, change)], now) };
-  });
 }
 
 /** Why a reservation that is no longer live cannot be committed or released as asked. */
@@ -266,10 +203,11 @@ export async function commitReservation(db: Db, notify: Notify, organizationId: 
   };
   if (holdStatus(r, now) !== "HELD") return done();
   // Up to the held units the commit cannot be refused: the hold guaranteed them, even if other usage has
-  // drained the balance since. Only units beyond the hold must still be available.
-  const change = { direct: { units, description: `reservation ${id}` }, covered: r.units, field: "units" };
-  const committed = await finishHold(db, notify, organizationId, r, { status: "COMMITTED", committedUnits: units }, change, now);
-  return committed ? requireReservation(db, organizationId, id) : done();
+  // drained the balance since. Only units beyond the hold must still be available, so only then does the
+  // overage policy matter.
+  const creditsOnly = units > r.units && !(await overagePairs(db, [r])).has(balanceKey(r.customerId, r.meterId));
+  const job: FinishJob = { type: "finish", organizationId, notify, now, events: 0, reservation: r, committed: units, creditsOnly };
+  return (await submit<UsageJob, Reservation | null>(db, usageKind, job)) ?? done();
 }
 
 /** Give a hold's units back now. Releasing twice, or an expired hold, answers the reservation as it is. */
@@ -277,11 +215,180 @@ export async function releaseReservation(db: Db, notify: Notify, organizationId:
   const r = await requireReservation(db, organizationId, id);
   const status = holdStatus(r, now);
   if (status === "COMMITTED") throw notLive(r, now);
-  if (status === "HELD") await finishHold(db, notify, organizationId, r, { status: "RELEASED" }, {}, now);
+  if (status === "HELD") {
+    const job: FinishJob = { type: "finish", organizationId, notify, now, events: 0, reservation: r, committed: null, creditsOnly: false };
+    const released = await submit<UsageJob, Reservation | null>(db, usageKind, job);
+    if (released) return released;
+  }
   const fresh = await requireReservation(db, organizationId, id);
   if (fresh.status === "COMMITTED") throw notLive(fresh, now);
   return fresh;
 }
+
+// ---- the writer's jobs ------------------------------------------------------------------------------------
+
+interface AuthorizeJob extends WriteJob {
+  type: "authorize";
+  target: Target;
+  units: bigint;
+  key: string | null;
+}
+
+interface ReserveJob extends WriteJob {
+  type: "reserve";
+  target: Target;
+  units: bigint;
+  key: string | null;
+  ttl: number;
+}
+
+/** A live hold (as read before queuing) to commit (`committed` units) or release (`committed` null). */
+interface FinishJob extends WriteJob {
+  type: "finish";
+  reservation: Reservation;
+  committed: bigint | null;
+  /** credits-only, and committing beyond the hold: the extra must be available */
+  creditsOnly: boolean;
+}
+
+type UsageJob = AuthorizeJob | ReserveJob | FinishJob;
+
+const RESERVATION_COLUMNS = ["id", "organizationId", "customerId", "meterId", "units", "status", "committedUnits", "idempotencyKey", "expiresAt", "createdAt", "updatedAt"];
+
+/**
+ * The jobs of this module in a group. Before the balances are read: the rows that claim idempotency keys
+ * (an authorization's record, every new hold) are inserted in one statement, so a concurrent retry with the
+ * same key stops at the key (its insert waits for ours to commit, then finds the key taken) rather than
+ * deducting twice; and the holds being finished are read as they stand now, locked. Then each job is
+ * decided; a refused one's rows are deleted again and finished holds are updated, each in one statement.
+ *
+ * Answers: an authorization or "replay" (its key was taken), a reservation result or "existing", a finished
+ * reservation or null (the hold was no longer live). A refused commit throws InsufficientCreditsError.
+ */
+const usageKind: JobKind<UsageJob> = {
+  order: 2,
+  async prepare(sql, jobs, now) {
+    const at = sql.date(now);
+    const rowOf = new Map<UsageJob, { id: string; expiresAt: Date | null }>();
+    const rows: unknown[][] = [];
+    for (const job of jobs) {
+      if (job.type === "finish" || (job.type === "authorize" && !job.key)) continue;
+      const id = orderedId();
+      const t = job.target;
+      if (job.type === "authorize") {
+        rows.push([id, job.organizationId, t.customerId, t.meterId, job.units, "COMMITTED", job.units, job.key, null, at, at]);
+        rowOf.set(job, { id, expiresAt: null });
+        continue;
+      }
+      const expiresAt = new Date(now.getTime() + job.ttl * 1000);
+      rows.push([id, job.organizationId, t.customerId, t.meterId, job.units, "HELD", null, job.key, sql.date(expiresAt), at, at]);
+      rowOf.set(job, { id, expiresAt });
+    }
+    const inserted = rows.length ? await sql.insertNew("Reservation", RESERVATION_COLUMNS, rows, `("organizationId", "idempotencyKey")`) : new Set<unknown>();
+
+    const finishing = [...new Set(jobs.flatMap((j) => (j.type === "finish" ? [j.reservation.id] : [])))];
+    const live = new Set<string>();
+    if (finishing.length) {
+      const list = sql.textIn("id", finishing);
+      const found = await sql.query<{ id: string; status: string; expiresAt: Date | string | null }>(
+        `SELECT "id", "status", "expiresAt" FROM "Reservation" WHERE ${list.clause} ORDER BY "id"${sql.forUpdate}`,
+        list.values,
+      );
+      for (const r of found) {
+        const expiresAt = r.expiresAt === null ? null : r.expiresAt instanceof Date ? r.expiresAt : new Date(r.expiresAt);
+        if (holdLive.test({ status: r.status, expiresAt }, now)) live.add(r.id);
+      }
+    }
+
+    const plans = new Map<UsageJob, BalanceAdjustment[]>();
+    for (const job of jobs) {
+      if (job.type === "finish") {
+        const r = job.reservation;
+        if (!live.has(r.id)) continue;
+        const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: job.creditsOnly };
+        const change = job.committed === null ? {} : { direct: { units: job.committed, description: `reservation ${r.id}` }, covered: r.units, field: "units" };
+        plans.set(job, [use(t, { ...change, released: r.units })]);
+        continue;
+      }
+      const row = rowOf.get(job);
+      if (row && !inserted.has(row.id)) continue; // the key was taken
+      if (job.type === "authorize") {
+        const description = job.key ? `authorizeUsage ${job.key}` : "authorizeUsage";
+        plans.set(job, [use(job.target, { direct: { units: job.units, description }, field: "input.units" })]);
+      } else {
+        plans.set(job, [use(job.target, { hold: job.units, holdStored: true, field: "input.units" })]);
+      }
+    }
+
+    const refused: UsageJob[] = [];
+    const finished = new Map<string, unknown[]>();
+    return {
+      adjustments: (job) => plans.get(job) ?? [],
+      decide(book, job) {
+        const plan = plans.get(job);
+        if (job.type === "finish") {
+          const r = job.reservation;
+          if (!plan || finished.has(r.id)) return null;
+          book.apply(plan); // a refused commit throws: the hold stays
+          const committedUnits = job.committed ?? r.committedUnits;
+          const status = job.committed === null ? "RELEASED" : "COMMITTED";
+          finished.set(r.id, [r.id, status, committedUnits, at]);
+          return { ...r, status, committedUnits, updatedAt: now } satisfies Reservation;
+        }
+        if (!plan) return job.type === "authorize" ? "replay" : "existing";
+        let change: BalanceChange;
+        try {
+          [change] = book.apply(plan);
+        } catch (err) {
+          refused.push(job);
+          if (!(err instanceof InsufficientCreditsError)) throw err;
+          return job.type === "authorize" ? { ...refusal(err), replayed: false } : { ...refusal(err), reservation: null };
+        }
+        if (job.type === "authorize") return { allowed: true, balance: change.balance, code: "OK", replayed: false } satisfies Authorization;
+        const t = job.target;
+        const reservation: Reservation = {
+          id: rowOf.get(job)!.id,
+          organizationId: job.organizationId,
+          customerId: t.customerId,
+          meterId: t.meterId,
+          units: job.units,
+          committedUnits: null,
+          status: "HELD",
+          idempotencyKey: job.key,
+          expiresAt: rowOf.get(job)!.expiresAt,
+          createdAt: now,
+          updatedAt: now,
+        };
+        return { allowed: true, balance: change.balance, code: "OK", reservation } satisfies ReserveResult;
+      },
+      shadowing() {
+        // A key a refused call recorded that a neighbour in the group also sent (and was told is taken).
+        const keyOf = (job: UsageJob) => (job.type !== "finish" && job.key ? `${job.organizationId}\u0000${job.key}` : null);
+        const claimed = new Map<string, UsageJob>();
+        for (const job of refused) {
+          const key = keyOf(job);
+          if (key && inserted.has(rowOf.get(job)?.id)) claimed.set(key, job);
+        }
+        if (!claimed.size) return [];
+        const out = new Set<UsageJob>();
+        for (const job of jobs) {
+          const key = keyOf(job);
+          const owner = key ? claimed.get(key) : undefined;
+          if (owner && owner !== job) out.add(owner);
+        }
+        return [...out];
+      },
+      async write(sql) {
+        const undo = refused.flatMap((job) => {
+          const row = rowOf.get(job);
+          return row && inserted.has(row.id) ? [row.id] : [];
+        });
+        if (undo.length) await sql.deleteIds("Reservation", undo);
+        if (finished.size) await sql.updateById("Reservation", ["id", "status", "committedUnits", "updatedAt"], [...finished.values()]);
+      },
+    };
+  },
+};
 
 /**
  * The scheduler's pass over holds past their expiresAt: marked EXPIRED, and their balances' subscribers told

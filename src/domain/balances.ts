@@ -1,14 +1,16 @@
 // The balance rows (CustomerMeter) and their ledger entries, changed in bulk inside the caller's transaction.
 // Every path that moves a balance (ingestion, grants, authorizations, expiry, renewals) comes through
-// `adjustBalances`, so the row, its aggregation state and the ledger can never disagree.
+// `BalanceBook` (directly, or through `adjustBalances`), so the row, its aggregation state and the ledger can
+// never disagree.
 //
 // Each row is first brought up to `now`: grants that took effect or expired since it was last written are
 // recorded (dated when they happened) before anything else, so no write ever uses an expired grant, whether
 // or not the scheduler has run.
 //
-// Cost is a fixed number of statements per call whatever the number of rows: read (and on PostgreSQL lock,
-// in id order) exactly the touched rows, create the missing ones, add distinct values, read their grants,
-// write all rows back in one update, append the ledger.
+// Cost is a fixed number of statements per transaction whatever the number of rows or callers: read (and on
+// PostgreSQL lock, in id order) exactly the touched rows, create the missing ones, read the distinct values
+// they are given, their grants and holds; decide every adjustment in memory; then write the grants, the new
+// distinct values, all rows back in one update, and append the ledger.
 import { orderedId } from "./ids.ts";
 import { asDate, type Sql } from "../db/sql.ts";
 import { burn, burnOrder, restore } from "./burn-down.ts";
@@ -82,6 +84,16 @@ export interface BalanceAdjustment {
   direct?: DirectUsage;
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
   hold?: bigint;
+  /**
+   * The reservation holding `hold` is already written in this transaction, so what is read as held counts
+   * it: it is taken out when the rows are read and counts again only once this adjustment is applied.
+   */
+  holdStored?: boolean;
+  /**
+   * Micro-units of a live hold this adjustment ends (a reservation committed or released whose row is
+   * updated after the balances are read): from here on they are no longer held.
+   */
+  released?: bigint;
   /**
    * Credits-only: refuse (throw InsufficientCreditsError, so the caller's transaction rolls back) if this
    * adjustment uses units and leaves less than zero available (balance minus live holds).
@@ -167,183 +179,355 @@ export const balanceKey = (customerId: string, meterId: string) => `${customerId
 /** (customer, meter) pairs per read: two parameters each. */
 const PAIRS_PER_STATEMENT = 2000;
 
+/**
+ * Apply `adjustments` (at most one per row) in the caller's transaction: read and lock the rows, apply them
+ * all, write them back. A refusal (InsufficientCreditsError) or an overflow throws before anything is written
+ * to the rows, so the caller's transaction rolls back. The group writer (src/domain/writer.ts) uses the
+ * book below directly, to decide many callers' adjustments against one read.
+ */
 export async function adjustBalances(sql: Sql, organizationId: string, adjustments: BalanceAdjustment[], now: Date): Promise<BalanceChange[]> {
   if (adjustments.length === 0) return [];
-  const nowValue = sql.date(now);
+  const book = await BalanceBook.open(sql, [{ organizationId, adjustments }], now);
+  book.apply(adjustments);
+  return (await book.write()).get(organizationId) ?? [];
+}
 
-  // 1. Read the touched rows (locked on PostgreSQL, in id order so concurrent writers never deadlock on them).
-  const byKey = new Map<string, Row>();
-  const read = async (pairs: BalanceAdjustment[]) => {
-    for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
-      const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
-      const inPairs = sql.pairsIn("customerId", "meterId", chunk);
-      const rows = await sql.query<Row>(
-        `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "createdAt"
-           FROM "CustomerMeter" WHERE ${inPairs.clause} ORDER BY "id"${sql.forUpdate}`,
-        inPairs.values,
-      );
-      for (const r of rows) byKey.set(balanceKey(r.customerId, r.meterId), r);
+interface AggState {
+  aggCount: bigint;
+  aggSum: bigint;
+  aggMax: bigint | null;
+  aggMin: bigint | null;
+}
+
+/** One balance row as the book holds it: the stored state, brought forward by every adjustment applied so far. */
+interface Balance {
+  organizationId: string;
+  id: string;
+  customerId: string;
+  meterId: string;
+  /** as stored; written back as version + 1 once anything was applied to the row */
+  storedVersion: number;
+  consumed: bigint;
+  credited: bigint;
+  direct: bigint;
+  agg: AggState;
+  /** the ledger cursor: the last entry's sequence number and date */
+  sequence: bigint;
+  at: Date;
+  /** grants in play and not yet expired, in burn order */
+  grants: TimedGrant[];
+  /** what live holds take; null where no adjustment of the row needed it read */
+  held: bigint | null;
+  /** distinct values the row holds, among those the adjustments bring (stored, or added by one applied) */
+  values: Set<string>;
+  /** an applied adjustment changed it: it is written and reported */
+  written: boolean;
+  /** an applied adjustment reached it (written, or only settled and nothing was due) */
+  reached: boolean;
+}
+
+/** What one `apply` adds to the book if all its adjustments go through. */
+interface Staged {
+  ledger: unknown[][];
+  activated: TimedGrant[];
+  expired: TimedGrant[];
+  newGrants: { grant: TimedGrant; balance: Balance; description: string }[];
+  /** per row id, distinct values new to it */
+  values: Map<string, Set<string>>;
+}
+
+const draftOf = (b: Balance): Balance => ({ ...b, agg: { ...b.agg }, grants: b.grants.map((g) => ({ ...g })) });
+
+/**
+ * The balance rows a transaction touches, read once (locked on PostgreSQL, in id order, so concurrent writers
+ * never deadlock on them) with their grants, holds and known distinct values; then changed in memory, one
+ * `apply` after another, each against the state the previous ones left; then written back in a fixed number
+ * of statements, whatever the number of rows or applies.
+ *
+ * An `apply` is all or nothing: if one of its adjustments is refused (InsufficientCreditsError) or would
+ * overflow a column (UnitsOverflowError), it throws and the book is as it was, so the next apply is decided
+ * as if the refused one had never been asked. Each row is first brought up to `now` by the first apply that
+ * reaches it (grants that took effect or expired since its last write, dated when they happened).
+ */
+export class BalanceBook {
+  private readonly rows = new Map<string, Balance>();
+  /** ids of rows this book inserted (dropped again if no applied adjustment reached them) */
+  private readonly inserted = new Set<string>();
+  /** remainingUnits of each grant as read */
+  private readonly storedRemaining = new Map<string, bigint>();
+  private readonly activated = new Set<string>();
+  private readonly expired = new Map<string, TimedGrant>();
+  /** grants created by applies (negative values on CREDIT meters), inserted when written */
+  private readonly newGrants = new Map<string, { balance: Balance; description: string }>();
+  private readonly newValues: [string, string][] = [];
+  private readonly ledger: unknown[][] = [];
+  /** keys in the order they were first written */
+  private readonly order: string[] = [];
+  private readonly nowValue: Date | string;
+
+  private constructor(
+    private readonly sql: Sql,
+    private readonly now: Date,
+  ) {
+    this.nowValue = sql.date(now);
+  }
+
+  /**
+   * Read (and lock) every row the adjustments may touch, creating the missing ones, with what deciding them
+   * needs. An adjustment whose `hold` is already stored (`holdStored`) has its hold taken out of what is read
+   * as held, to be counted again only if it is applied.
+   */
+  static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date): Promise<BalanceBook> {
+    const book = new BalanceBook(sql, now);
+    const pairs = new Map<string, { organizationId: string; customerId: string; meterId: string }>();
+    const needsHeld = new Set<string>();
+    const storedHolds = new Map<string, bigint>();
+    const values = new Map<string, Set<string>>();
+    for (const { organizationId, adjustments } of wanted) {
+      for (const a of adjustments) {
+        const k = balanceKey(a.customerId, a.meterId);
+        if (!pairs.has(k)) pairs.set(k, { organizationId, customerId: a.customerId, meterId: a.meterId });
+        if (a.creditsOnly || a.hold) needsHeld.add(k);
+        if (a.hold && a.holdStored) storedHolds.set(k, (storedHolds.get(k) ?? 0n) + a.hold);
+        if (!a.usage?.distinct.size) continue;
+        let set = values.get(k);
+        if (!set) values.set(k, (set = new Set()));
+        for (const v of a.usage.distinct) set.add(v);
+      }
     }
-  };
-  await read(adjustments);
+    if (!pairs.size) return book;
+    await book.readRows([...pairs.values()]);
+    await book.readValues(values);
+    await book.readGrants([...pairs.values()]);
+    if (needsHeld.size) await book.readHeld([...needsHeld].map((k) => pairs.get(k)!), storedHolds);
+    return book;
+  }
 
-  // 2. Create the rows that do not exist yet (zero state). A concurrent writer may create one first on
-  //    PostgreSQL; DO NOTHING and the re-read pick up its row.
-  const missing = adjustments.filter((a) => !byKey.has(balanceKey(a.customerId, a.meterId)));
-  if (missing.length) {
-    await sql.insertMany(
+  /** 1. The rows, locked; the missing ones created (a concurrent writer may create one first: its row is used). */
+  private async readRows(pairs: { organizationId: string; customerId: string; meterId: string }[]): Promise<void> {
+    const organizationOf = new Map(pairs.map((p) => [balanceKey(p.customerId, p.meterId), p.organizationId]));
+    const read = async (list: { customerId: string; meterId: string }[]) => {
+      for (let i = 0; i < list.length; i += PAIRS_PER_STATEMENT) {
+        const inPairs = this.sql.pairsIn("customerId", "meterId", list.slice(i, i + PAIRS_PER_STATEMENT));
+        const rows = await this.sql.query<Row>(
+          `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "createdAt"
+             FROM "CustomerMeter" WHERE ${inPairs.clause} ORDER BY "id"${this.sql.forUpdate}`,
+          inPairs.values,
+        );
+        for (const r of rows) {
+          const k = balanceKey(r.customerId, r.meterId);
+          this.rows.set(k, {
+            organizationId: organizationOf.get(k)!,
+            id: r.id,
+            customerId: r.customerId,
+            meterId: r.meterId,
+            storedVersion: Number(r.version),
+            consumed: BigInt(r.consumedUnits),
+            credited: BigInt(r.creditedUnits),
+            direct: BigInt(r.directUnits),
+            agg: { aggCount: BigInt(r.aggCount), aggSum: BigInt(r.aggSum), aggMax: big(r.aggMax), aggMin: big(r.aggMin) },
+            sequence: BigInt(r.ledgerSequence),
+            at: r.ledgerAt === null ? new Date(0) : asDate(r.ledgerAt),
+            grants: [],
+            held: null,
+            values: new Set(),
+            written: false,
+            reached: false,
+          });
+        }
+      }
+    };
+    await read(pairs);
+    const missing = pairs.filter((p) => !this.rows.has(balanceKey(p.customerId, p.meterId)));
+    if (!missing.length) return;
+    const ids = missing.map(() => orderedId());
+    await this.sql.insertMany(
       "CustomerMeter",
       ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
-      missing.map((a) => [orderedId(), organizationId, a.customerId, a.meterId, nowValue, nowValue]),
+      missing.map((p, i) => [ids[i], p.organizationId, p.customerId, p.meterId, this.nowValue, this.nowValue]),
       `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
     );
     await read(missing);
+    for (const id of ids) this.inserted.add(id);
   }
 
-  // 3. UNIQUE meters: store the distinct values; only values new to the row count.
-  const distinctRows: [string, string][] = [];
-  for (const a of adjustments) {
-    if (!a.usage?.distinct.size) continue;
-    const row = byKey.get(balanceKey(a.customerId, a.meterId))!;
-    for (const v of a.usage.distinct) distinctRows.push([row.id, v]);
-  }
-  const newDistinct = new Map<string, bigint>();
-  if (distinctRows.length) {
-    const inserted = await sql.insertMany<{ customerMeterId: string }>(
-      "CustomerMeterValue",
-      ["customerMeterId", "value"],
-      distinctRows,
-      `ON CONFLICT DO NOTHING RETURNING "customerMeterId"`,
-    );
-    for (const r of inserted) newDistinct.set(r.customerMeterId, (newDistinct.get(r.customerMeterId) ?? 0n) + 1n);
-  }
-
-  // 4. Negative values on CREDIT meters become grants (one per row per write), credited below like any other.
-  const creditRows: unknown[][] = [];
-  for (const a of adjustments) {
-    const u = a.usage;
-    if (!u || u.credit <= 0n) continue;
-    if (u.credit > MAX_STORED_UNITS) {
-      const row = byKey.get(balanceKey(a.customerId, a.meterId))!;
-      throw overflow(a, row);
+  /** 2. UNIQUE meters: which of the values the adjustments bring each row already holds. */
+  private async readValues(values: Map<string, Set<string>>): Promise<void> {
+    const tuples: [string, string][] = [];
+    for (const [k, set] of values) {
+      const row = this.rows.get(k)!;
+      if (this.inserted.has(row.id)) continue; // a new row holds nothing yet
+      for (const v of set) tuples.push([row.id, v]);
     }
-    const grantId = orderedId();
-    const description = `${u.creditEvents} negative usage ${u.creditEvents === 1 ? "value" : "values"}`;
-    // createdAt is the wall clock, as Prisma stamps every other grant (it orders grants of equal priority and expiry).
-    creditRows.push([grantId, organizationId, a.customerId, a.meterId, u.credit, u.credit, 10, nowValue, nowValue, false, "NEGATIVE_USAGE", description, sql.date(new Date())]);
-    a.credits = [...(a.credits ?? []), { units: u.credit, grantId, description, eventId: u.lastCreditEventId, eventCount: u.creditEvents }];
-  }
-  if (creditRows.length) {
-    await sql.insertMany(
-      "CreditGrant",
-      ["id", "organizationId", "customerId", "meterId", "units", "remainingUnits", "priority", "effectiveAt", "creditedAt", "rollover", "source", "description", "createdAt"],
-      creditRows,
-    );
+    if (!tuples.length) return;
+    const byId = new Map([...this.rows.values()].map((b) => [b.id, b]));
+    for (let i = 0; i < tuples.length; i += PAIRS_PER_STATEMENT) {
+      const inTuples = this.sql.tuplesIn("customerMeterId", "value", tuples.slice(i, i + PAIRS_PER_STATEMENT));
+      const found = await this.sql.query<{ customerMeterId: string; value: string }>(
+        `SELECT "customerMeterId", "value" FROM "CustomerMeterValue" WHERE ${inTuples.clause}`,
+        inTuples.values,
+      );
+      for (const r of found) byId.get(r.customerMeterId)?.values.add(r.value);
+    }
   }
 
-  // 5. The grants of these rows (live, or due to take effect), and what live reservations hold where a
-  //    credits-only check needs it.
-  const grantsByKey = await timedGrants(sql, adjustments, now);
-  const heldByKey = adjustments.some((a) => a.creditsOnly || a.hold) ? await heldUnits(sql, adjustments.filter((a) => a.creditsOnly || a.hold), now) : new Map<string, bigint>();
-  const dirtyGrants = new Set<TimedGrant>();
-  const activated: TimedGrant[] = [];
-  const expired: TimedGrant[] = [];
+  /** 3. The grants of the rows in play at `now` (rules.ts), in burn order. */
+  private async readGrants(pairs: { customerId: string; meterId: string }[]): Promise<void> {
+    for (const [k, grants] of await timedGrants(this.sql, pairs, this.now)) {
+      const row = this.rows.get(k);
+      if (!row) continue;
+      row.grants = grants;
+      for (const g of grants) this.storedRemaining.set(g.id, g.remainingUnits);
+    }
+  }
 
-  // 6. New state of every row, and what the ledger records.
-  const updates: unknown[][] = [];
-  const ledger: unknown[][] = [];
-  const changes: BalanceChange[] = [];
-  // Each row's entries are numbered on from its last one and never dated before it: the row is locked, so
-  // the ledger's order is the commit order, whichever node wrote and whatever its clock said.
-  const cursor = { sequence: 0n, at: now };
-  const entry = (a: BalanceAdjustment, kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now) => {
-    if (at > cursor.at) cursor.at = at;
-    cursor.sequence++;
-    ledger.push([orderedId(), organizationId, a.customerId, a.meterId, kind, units, balance, at === now && cursor.at === now ? nowValue : sql.date(cursor.at), cursor.sequence, grantId, eventId, eventCount, description, nowValue]);
-  };
-  for (const a of adjustments) {
-    const k = balanceKey(a.customerId, a.meterId);
-    const row = byKey.get(k);
-    if (!row) throw new Error(`balance row missing for ${a.customerId}/${a.meterId}`);
-    const allGrants = grantsByKey.get(k) ?? [];
-    const before = {
-      aggCount: BigInt(row.aggCount),
-      aggSum: BigInt(row.aggSum),
-      aggMax: big(row.aggMax),
-      aggMin: big(row.aggMin),
+  /** 4. What live reservations hold, where a credits-only check or a new hold needs it. */
+  private async readHeld(pairs: { customerId: string; meterId: string }[], storedHolds: Map<string, bigint>): Promise<void> {
+    const held = await heldUnits(this.sql, pairs, this.now);
+    for (const p of pairs) {
+      const k = balanceKey(p.customerId, p.meterId);
+      this.rows.get(k)!.held = (held.get(k) ?? 0n) - (storedHolds.get(k) ?? 0n);
+    }
+  }
+
+  /**
+   * Apply one caller's adjustments after everything applied before: returns the change each makes (the
+   * balance right after it; a settleOnly adjustment that found nothing due makes none). Throws
+   * InsufficientCreditsError or UnitsOverflowError, and then changes nothing in the book.
+   */
+  apply(adjustments: BalanceAdjustment[]): BalanceChange[] {
+    const drafts = new Map<string, Balance>();
+    const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map() };
+    const out: BalanceChange[] = [];
+    for (const a of adjustments) {
+      const k = balanceKey(a.customerId, a.meterId);
+      let draft = drafts.get(k);
+      if (!draft) {
+        const row = this.rows.get(k);
+        if (!row) throw new Error(`balance row missing for ${a.customerId}/${a.meterId}`);
+        drafts.set(k, (draft = draftOf(row)));
+      }
+      draft.reached = true;
+      const change = this.applyOne(draft, a, staged);
+      if (change) out.push(change);
+    }
+    // All went through: the drafts become the rows.
+    for (const [k, draft] of drafts) {
+      if (draft.written && !this.rows.get(k)!.written) this.order.push(k);
+      const added = staged.values.get(draft.id);
+      if (added) for (const v of added) draft.values.add(v);
+      this.rows.set(k, draft);
+    }
+    for (const row of staged.ledger) this.ledger.push(row);
+    for (const g of staged.activated) this.activated.add(g.id);
+    for (const g of staged.expired) this.expired.set(g.id, g);
+    for (const n of staged.newGrants) this.newGrants.set(n.grant.id, { balance: n.balance, description: n.description });
+    for (const [id, added] of staged.values) for (const v of added) this.newValues.push([id, v]);
+    return out;
+  }
+
+  /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */
+  private applyOne(b: Balance, a: BalanceAdjustment, staged: Staged): BalanceChange | null {
+    const now = this.now;
+    const start = { aggSum: b.agg.aggSum, consumed: b.consumed, credited: b.credited };
+    const entry = (kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now) => {
+      if (at > b.at) b.at = at;
+      b.sequence++;
+      const occurredAt = at === now && b.at === now ? this.nowValue : this.sql.date(b.at);
+      staged.ledger.push([orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, this.nowValue]);
     };
-    let after = before;
-    let direct = BigInt(row.directUnits);
-    let consumed = BigInt(row.consumedUnits);
-    let credited = BigInt(row.creditedUnits);
-    let balance = credited - consumed;
-    cursor.sequence = BigInt(row.ledgerSequence);
-    cursor.at = row.ledgerAt === null ? new Date(0) : asDate(row.ledgerAt);
+    let balance = b.credited - b.consumed;
 
     // Time first: grants that took effect or expired since the row was last written.
-    const settled = settle(balance, allGrants, now);
+    const settled = settle(balance, b.grants, now);
     for (const step of settled.steps) {
-      credited += step.units;
+      b.credited += step.units;
       balance = step.balanceAfter;
-      (step.kind === "GRANT" ? activated : expired).push(step.grant);
-      dirtyGrants.add(step.grant);
-      if (step.units !== 0n) entry(a, step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
+      (step.kind === "GRANT" ? staged.activated : staged.expired).push(step.grant);
+      if (step.units !== 0n) entry(step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
     }
-    if (a.settleOnly && !settled.steps.length) continue;
-    const grants = allGrants.filter((g) => grantUsable(g, now));
-    const held = heldByKey.get(k) ?? 0n;
+    if (settled.steps.some((s) => s.kind === "EXPIRY")) {
+      const gone = new Set(settled.steps.filter((s) => s.kind === "EXPIRY").map((s) => s.grant));
+      b.grants = b.grants.filter((g) => !gone.has(g));
+    }
+    if (a.settleOnly && !settled.steps.length) return null;
+    b.written = true;
+    if (a.released && b.held !== null) b.held -= a.released;
+    const held = b.held ?? 0n;
 
     for (const r of a.removals ?? []) {
       if (r.units === 0n) continue;
-      credited -= r.units;
+      b.credited -= r.units;
       balance -= r.units;
-      entry(a, r.kind, -r.units, balance, r.grantId, null, 0, r.description ?? null);
+      entry(r.kind, -r.units, balance, r.grantId, null, 0, r.description ?? null);
     }
-    for (const c of a.credits ?? []) {
+
+    // Negative values on CREDIT meters become a grant (one per row per adjustment), credited like any other.
+    const credits = [...(a.credits ?? [])];
+    const u = a.usage;
+    if (u && u.credit > 0n) {
+      if (u.credit > MAX_STORED_UNITS) throw overflow(a, start);
+      const description = `${u.creditEvents} negative usage ${u.creditEvents === 1 ? "value" : "values"}`;
+      // createdAt is the wall clock, as Prisma stamps every other grant (it orders grants of equal priority and expiry).
+      const grant: TimedGrant = { id: orderedId(), units: u.credit, remainingUnits: u.credit, priority: 10, effectiveAt: now, credited: true, expiresAt: null, createdAt: new Date() };
+      b.grants = [...b.grants, grant].sort(burnOrder);
+      staged.newGrants.push({ grant, balance: b, description });
+      credits.push({ units: u.credit, grantId: grant.id, description, eventId: u.lastCreditEventId, eventCount: u.creditEvents });
+    }
+    const grants = b.grants.filter((g) => grantUsable(g, now));
+    for (const c of credits) {
       // A grant arriving while the balance is negative first pays off the overage.
       const overage = balance < 0n ? -balance : 0n;
       const grant = grants.find((g) => g.id === c.grantId);
-      if (grant && overage > 0n) {
-        grant.remainingUnits -= overage < c.units ? overage : c.units;
-        dirtyGrants.add(grant);
-      }
-      credited += c.units;
+      if (grant && overage > 0n) grant.remainingUnits -= overage < c.units ? overage : c.units;
+      b.credited += c.units;
       balance += c.units;
-      entry(a, "GRANT", c.units, balance, c.grantId, c.eventId ?? null, c.eventCount ?? 0, c.description ?? null);
+      entry("GRANT", c.units, balance, c.grantId, c.eventId ?? null, c.eventCount ?? 0, c.description ?? null);
     }
+
     const balanceBeforeUse = balance;
     let used = 0n;
     const consume = (delta: bigint) => {
-      if (delta > 0n) {
-        for (const g of burn(grants, delta).changed) dirtyGrants.add(g);
-      } else if (delta < 0n) {
+      if (delta > 0n) burn(grants, delta);
+      else if (delta < 0n) {
         // Units given back first reduce overage, then refill grants.
         const overage = balance < 0n ? -balance : 0n;
         const refill = -delta - (overage < -delta ? overage : -delta);
-        if (refill > 0n) for (const g of restore(grants, refill).changed) dirtyGrants.add(g);
+        if (refill > 0n) restore(grants, refill);
       }
       used += delta;
-      consumed += delta;
-      balance = credited - consumed;
+      b.consumed += delta;
+      balance = b.credited - b.consumed;
     };
-    if (a.usage) {
-      const u = a.usage;
-      after = {
-        aggCount: before.aggCount + (u.func === "UNIQUE" ? (newDistinct.get(row.id) ?? 0n) : u.count),
-        aggSum: before.aggSum + u.sum,
-        aggMax: maxOf(before.aggMax, u.max),
-        aggMin: minOf(before.aggMin, u.min),
+    if (u) {
+      let fresh = 0n;
+      if (u.func === "UNIQUE") {
+        let added = staged.values.get(b.id);
+        for (const v of u.distinct) {
+          if (b.values.has(v) || added?.has(v)) continue;
+          if (!added) staged.values.set(b.id, (added = new Set()));
+          added.add(v);
+          fresh++;
+        }
+      }
+      const after = {
+        aggCount: b.agg.aggCount + (u.func === "UNIQUE" ? fresh : u.count),
+        aggSum: b.agg.aggSum + u.sum,
+        aggMax: maxOf(b.agg.aggMax, u.max),
+        aggMin: minOf(b.agg.aggMin, u.min),
       };
-      const delta = consumedFromState(u.func, after) + direct - consumed;
+      const delta = consumedFromState(u.func, after) + b.direct - b.consumed;
       consume(delta);
-      if (delta !== 0n || u.eventCount > 0) entry(a, "USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
+      b.agg = after;
+      if (delta !== 0n || u.eventCount > 0) entry("USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
     }
     if (a.direct) {
-      direct += a.direct.units;
+      b.direct += a.direct.units;
       consume(a.direct.units);
-      entry(a, "USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
+      entry("USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
     }
-    if (a.creditsOnly && (used > (a.covered ?? 0n) || (a.hold ?? 0n) > 0n) && availableUnits(balance, held) - (a.hold ?? 0n) < 0n) {
+    const hold = a.hold ?? 0n;
+    if (a.creditsOnly && (used > (a.covered ?? 0n) || hold > 0n) && availableUnits(balance, held) - hold < 0n) {
       const available = availableUnits(balanceBeforeUse, held);
       throw new InsufficientCreditsError(
         `Not enough credits: ${formatUnits(available > 0n ? available : 0n)} available`,
@@ -355,38 +539,98 @@ export async function adjustBalances(sql: Sql, organizationId: string, adjustmen
       );
     }
     // Every column is a signed 64-bit integer: refuse (nothing written) rather than fail in the database.
-    for (const v of [consumed, credited, balance, after.aggSum, direct]) if (v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS) throw overflow(a, row);
-    const version = Number(row.version) + 1;
-    const ledgerAt = cursor.sequence === 0n ? null : sql.date(cursor.at);
-    updates.push([row.id, consumed, credited, balance, after.aggCount, after.aggSum, after.aggMax, after.aggMin, direct, version, cursor.sequence, ledgerAt, nowValue]);
-    changes.push({ customerId: a.customerId, meterId: a.meterId, version, balance });
+    for (const v of [b.consumed, b.credited, balance, b.agg.aggSum, b.direct]) if (v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS) throw overflow(a, start);
+    if (hold > 0n && b.held !== null) b.held += hold;
+    return { customerId: a.customerId, meterId: a.meterId, version: b.storedVersion + 1, balance };
   }
-  await writeGrants(sql, [...dirtyGrants], activated, expired);
-  if (!updates.length) return changes;
 
-  // 7. Write every row back in one statement.
-  await sql.updateById(
-    "CustomerMeter",
-    ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "updatedAt"],
-    updates,
-  );
+  /**
+   * Write everything applied: grants, distinct values, every changed row in one statement, the ledger.
+   * Answers the final change of each written row, by organization, in the order the rows were first written.
+   */
+  async write(): Promise<Map<string, BalanceChange[]>> {
+    await this.dropUnreached();
+    await this.writeGrants();
+    if (this.newValues.length) await this.sql.insertMany("CustomerMeterValue", ["customerMeterId", "value"], this.newValues, `ON CONFLICT DO NOTHING`);
+    const changes = new Map<string, BalanceChange[]>();
+    if (!this.order.length) return changes;
+    const updates: unknown[][] = [];
+    for (const k of this.order) {
+      const b = this.rows.get(k)!;
+      const version = b.storedVersion + 1;
+      const balance = b.credited - b.consumed;
+      const ledgerAt = b.sequence === 0n ? null : this.sql.date(b.at);
+      updates.push([b.id, b.consumed, b.credited, balance, b.agg.aggCount, b.agg.aggSum, b.agg.aggMax, b.agg.aggMin, b.direct, version, b.sequence, ledgerAt, this.nowValue]);
+      const list = changes.get(b.organizationId) ?? [];
+      list.push({ customerId: b.customerId, meterId: b.meterId, version, balance });
+      changes.set(b.organizationId, list);
+    }
+    await this.sql.updateById(
+      "CustomerMeter",
+      ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "updatedAt"],
+      updates,
+    );
+    await this.sql.insertMany(
+      "LedgerEntry",
+      ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "createdAt"],
+      this.ledger,
+    );
+    return changes;
+  }
 
-  // 8. Append the ledger.
-  await sql.insertMany(
-    "LedgerEntry",
-    ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "createdAt"],
-    ledger,
-  );
-  return changes;
+  /** Rows this book created that no applied adjustment reached (only refused ones asked for them) do not stay. */
+  private async dropUnreached(): Promise<void> {
+    const unreached = [...this.rows.values()].filter((b) => !b.reached && this.inserted.has(b.id)).map((b) => b.id);
+    if (unreached.length) await this.sql.deleteIds("CustomerMeter", unreached);
+  }
+
+  /** New grants with what is left of them, the burn-down of the others, and which took effect or expired. */
+  private async writeGrants(): Promise<void> {
+    const created: unknown[][] = [];
+    const changed: TimedGrant[] = [];
+    const current = [...[...this.rows.values()].flatMap((b) => b.grants), ...this.expired.values()];
+    for (const g of current) {
+      const made = this.newGrants.get(g.id);
+      if (made) {
+        const b = made.balance;
+        created.push([g.id, b.organizationId, b.customerId, b.meterId, g.units, g.remainingUnits, g.priority, this.nowValue, this.nowValue, false, "NEGATIVE_USAGE", made.description, this.sql.date(g.createdAt)]);
+      } else if (this.storedRemaining.get(g.id) !== g.remainingUnits) changed.push(g);
+    }
+    if (created.length) {
+      await this.sql.insertMany(
+        "CreditGrant",
+        ["id", "organizationId", "customerId", "meterId", "units", "remainingUnits", "priority", "effectiveAt", "creditedAt", "rollover", "source", "description", "createdAt"],
+        created,
+      );
+    }
+    const sql = this.sql;
+    for (let i = 0; i < changed.length; i += PAIRS_PER_STATEMENT) {
+      const chunk = changed.slice(i, i + PAIRS_PER_STATEMENT);
+      const cases = chunk.map((_, j) => `WHEN ${sql.param(j * 2 + 1)} THEN CAST(${sql.param(j * 2 + 2)} AS BIGINT)`).join(" ");
+      await sql.execute(
+        `UPDATE "CreditGrant" SET "remainingUnits" = CASE "id" ${cases} END WHERE ${sql.inList("id", chunk.length, chunk.length * 2 + 1)}`,
+        [...chunk.flatMap((g) => [g.id, g.remainingUnits]), ...chunk.map((g) => g.id)],
+      );
+    }
+    // The recorded instant is when it happened, as the ledger entry says.
+    const stamp = async (ids: string[], set: string) => {
+      for (let i = 0; i < ids.length; i += PAIRS_PER_STATEMENT) {
+        const chunk = ids.slice(i, i + PAIRS_PER_STATEMENT);
+        await sql.execute(`UPDATE "CreditGrant" SET ${set} WHERE ${sql.inList("id", chunk.length, 1)}`, chunk);
+      }
+    };
+    await stamp([...this.activated], `"creditedAt" = "effectiveAt"`);
+    await stamp([...this.expired.keys()], `"expiredAt" = "expiresAt"`);
+  }
 }
 
-function overflow(a: BalanceAdjustment, row: Row): UnitsOverflowError {
+function overflow(a: BalanceAdjustment, stored: { aggSum: bigint; consumed: bigint; credited: bigint }): UnitsOverflowError {
   return new UnitsOverflowError(
     "would take the balance past the largest value stored (about 9.2 trillion units): split the usage across meters or customers",
     a.field ?? null,
     a.customerId,
     a.meterId,
-    { aggSum: BigInt(row.aggSum), consumed: BigInt(row.consumedUnits), credited: BigInt(row.creditedUnits) },
+    stored,
   );
 }
 
@@ -498,25 +742,4 @@ export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: 
     for (const r of rows) out.set(balanceKey(r.customerId, r.meterId), BigInt(r.held));
   }
   return out;
-}
-
-/** Store the burn-down of the grants that changed, and which took effect or expired, in a few statements. */
-async function writeGrants(sql: Sql, grants: TimedGrant[], activated: TimedGrant[], expired: TimedGrant[]): Promise<void> {
-  for (let i = 0; i < grants.length; i += PAIRS_PER_STATEMENT) {
-    const chunk = grants.slice(i, i + PAIRS_PER_STATEMENT);
-    const cases = chunk.map((_, j) => `WHEN ${sql.param(j * 2 + 1)} THEN CAST(${sql.param(j * 2 + 2)} AS BIGINT)`).join(" ");
-    await sql.execute(
-      `UPDATE "CreditGrant" SET "remainingUnits" = CASE "id" ${cases} END WHERE ${sql.inList("id", chunk.length, chunk.length * 2 + 1)}`,
-      [...chunk.flatMap((g) => [g.id, g.remainingUnits]), ...chunk.map((g) => g.id)],
-    );
-  }
-  // The recorded instant is when it happened, as the ledger entry says.
-  const stamp = async (list: TimedGrant[], set: string) => {
-    for (let i = 0; i < list.length; i += PAIRS_PER_STATEMENT) {
-      const chunk = list.slice(i, i + PAIRS_PER_STATEMENT);
-      await sql.execute(`UPDATE "CreditGrant" SET ${set} WHERE ${sql.inList("id", chunk.length, 1)}`, chunk.map((g) => g.id));
-    }
-  };
-  await stamp(activated, `"creditedAt" = "effectiveAt"`);
-  await stamp(expired, `"expiredAt" = "expiresAt"`);
 }

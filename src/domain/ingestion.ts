@@ -1,5 +1,6 @@
 // Usage events in: validate a batch all-or-nothing, store it idempotently, count it on every matching meter
-// and move the balances, all in one transaction. The hot path of the service.
+// and move the balances, all in one transaction: the node's writer (src/domain/writer.ts) stores calls that
+// arrive together in one, each decided on its own. The hot path of the service.
 import { orderedId } from "./ids.ts";
 import { sqlOf, type Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
@@ -11,7 +12,7 @@ import { LikeIndex, worthIndexing } from "./like-index.ts";
 import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
-import { inSqlTransaction } from "./transactions.ts";
+import { submit, type JobKind, type WriteJob } from "./writer.ts";
 import { DecimalFormatError } from "./units.ts";
 
 /** Most events one ingestEvents call accepts. */
@@ -255,16 +256,10 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   const seen = new Set<string>();
   const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
 
-  const batch: Batch = { events: unique, received: events.length, now };
-  if (mode === "STANDARD") return coalesced(db, notify, organizationId, batch);
-
-  // STRICT: which balances may go into overage, read before the transaction (which then needs nothing but
-  // SQL) for every balance the batch could touch. A STRICT batch is refused or stored on its own.
-  const overage = await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[]));
-  const [result] = await storeBatches(db, notify, organizationId, [batch], (adjustments) => {
-    for (const a of adjustments) if (!overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
-  });
-  return result;
+  // STRICT: which balances may go into overage, read before the group (which then needs nothing but SQL) for
+  // every balance the batch could touch; the others are credits-only for this call.
+  const overage = mode === "STRICT" ? await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[])) : null;
+  return submit<IngestJob, IngestResult>(db, ingestKind, { organizationId, notify, now, events: unique.length, batch: { events: unique, received: events.length, now }, overage });
 }
 
 /**
@@ -309,17 +304,34 @@ interface Batch {
   now: Date;
 }
 
+/** An ingestEvents call waiting for the writer (src/domain/writer.ts). */
+interface IngestJob extends WriteJob {
+  batch: Batch;
+  /** STRICT: the balances that may go into overage (every other one the batch touches is credits-only); STANDARD: null */
+  overage: Set<string> | null;
+}
+
+/** What one call does in a group: its events that were new, those of them counted for a customer, their adjustments. */
+interface IngestPlan {
+  inserted: string[];
+  countable: (CountableEvent & { index: number })[];
+  adjustments: BalanceAdjustment[];
+}
+
 /**
- * Store batches in one transaction: insert their events, count the new ones, move the balances. Each batch
- * gets its own summary; an externalId that two of them share counts once, for the first.
+ * Ingest calls in a group: all their events inserted in one statement (an externalId that two calls share is
+ * stored for the first), then each call decided in turn: its usage applied as one all-or-nothing step. A call
+ * refused there (a STRICT batch past a credits-only balance, a balance out of range) gets its error, and its
+ * events are deleted again before the group commits.
  */
-function storeBatches(db: Db, notify: Notify, organizationId: string, batches: Batch[], refine?: (adjustments: BalanceAdjustment[]) => void): Promise<IngestResult[]> {
-  return inSqlTransaction(db, notify, organizationId, async (sql) => {
+const ingestKind: JobKind<IngestJob> = {
+  order: 1,
+  async prepare(sql, jobs) {
     const rows: unknown[][] = [];
-    for (const b of batches) {
-      const createdAt = sql.date(b.now);
-      for (const e of b.events) {
-        rows.push([e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), createdAt]);
+    for (const job of jobs) {
+      const createdAt = sql.date(job.batch.now);
+      for (const e of job.batch.events) {
+        rows.push([e.id, job.organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), createdAt]);
       }
     }
     // Idempotency is the unique (organizationId, externalId) index: a duplicate is skipped, also when a
@@ -330,37 +342,74 @@ function storeBatches(db: Db, notify: Notify, organizationId: string, batches: B
       rows,
       `("organizationId", "externalId")`,
     );
-    await linkLateCustomers(sql, organizationId, batches.flatMap((b) => b.events.filter((e) => !e.customerId && e.externalCustomerId && insertedIds.has(e.id))));
-    // The latest of the batches' clocks: the transaction happens now. Each event counts on the meters its
-    // call was validated against.
-    const last = batches.reduce((a, b) => (b.now > a.now ? b : a));
-    const countable = batches.flatMap((b) => b.events.filter((e) => e.customerId && insertedIds.has(e.id))) as (CountableEvent & ValidEvent)[];
-    const adjustments = usageAdjustments(countable);
-    refine?.(adjustments);
-    let changes: BalanceChange[];
-    try {
-      changes = await adjustBalances(sql, organizationId, adjustments, last.now);
-    } catch (err) {
-      // Name the event that took a balance out of range (the field of a lone call's event; a group of calls
-      // is retried one by one, so each gets its own).
-      if (err instanceof UnitsOverflowError) throw new InvalidInputError(err.message, overflowingEvent(countable, err) ?? "events");
-      throw err;
+    const late = new Map<string, ValidEvent[]>();
+    for (const job of jobs) {
+      const waiting = job.batch.events.filter((e) => !e.customerId && e.externalCustomerId && insertedIds.has(e.id));
+      if (waiting.length) late.set(job.organizationId, [...(late.get(job.organizationId) ?? []), ...waiting]);
     }
-    const value = batches.map((b) => {
-      let inserted = 0;
-      let creditedUnits = 0n;
-      let ignoredValues = 0;
-      for (const e of b.events) {
+    const linked = new Map<string, string>();
+    for (const [organizationId, waiting] of late) for (const [id, customerId] of await linkLateCustomers(sql, organizationId, waiting)) linked.set(id, customerId);
+
+    const plans = new Map<IngestJob, IngestPlan>();
+    for (const job of jobs) {
+      const plan: IngestPlan = { inserted: [], countable: [], adjustments: [] };
+      for (const e of job.batch.events) {
         if (!insertedIds.has(e.id)) continue;
-        inserted++;
-        ignoredValues += e.ignored;
-        if (e.customerId) for (const { value } of e.counted) if (typeof value === "bigint" && value < 0n) creditedUnits -= value;
+        plan.inserted.push(e.id);
+        const customerId = e.customerId ?? linked.get(e.id);
+        if (customerId) plan.countable.push({ id: e.id, customerId, counted: e.counted, index: e.index });
       }
-      return { inserted, duplicates: b.received - inserted, creditedUnits, ignoredValues };
-    });
-    return { value, changes };
-  });
-}
+      // Each event counts on the meters its call was validated against.
+      plan.adjustments = usageAdjustments(plan.countable);
+      if (job.overage) for (const a of plan.adjustments) if (!job.overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
+      plans.set(job, plan);
+    }
+    const refused: IngestJob[] = [];
+    return {
+      adjustments: (job) => plans.get(job)!.adjustments,
+      decide(book, job) {
+        const plan = plans.get(job)!;
+        try {
+          book.apply(plan.adjustments);
+        } catch (err) {
+          refused.push(job);
+          // Name the event that took a balance out of range, counting from the balance as the calls decided
+          // before this one left it.
+          if (err instanceof UnitsOverflowError) throw new InvalidInputError(err.message, overflowingEvent(plan.countable, err) ?? "events");
+          throw err;
+        }
+        let creditedUnits = 0n;
+        let ignoredValues = 0;
+        const counted = new Set(plan.countable.map((e) => e.id));
+        for (const e of job.batch.events) {
+          if (!insertedIds.has(e.id)) continue;
+          ignoredValues += e.ignored;
+          if (counted.has(e.id)) for (const { value } of e.counted) if (typeof value === "bigint" && value < 0n) creditedUnits -= value;
+        }
+        return { inserted: plan.inserted.length, duplicates: job.batch.received - plan.inserted.length, creditedUnits, ignoredValues } satisfies IngestResult;
+      },
+      shadowing() {
+        // An externalId a refused call stored first, that a later call of the group also sent (and was told
+        // is a duplicate): that call must be decided again without the refused one.
+        const claimed = new Map<string, IngestJob>();
+        for (const job of refused) for (const e of job.batch.events) if (e.externalId && insertedIds.has(e.id)) claimed.set(`${job.organizationId}\u0000${e.externalId}`, job);
+        const out = new Set<IngestJob>();
+        if (!claimed.size) return [];
+        for (const job of jobs) {
+          for (const e of job.batch.events) {
+            const owner = e.externalId ? claimed.get(`${job.organizationId}\u0000${e.externalId}`) : undefined;
+            if (owner && owner !== job) out.add(owner);
+          }
+        }
+        return [...out];
+      },
+      async write(sql) {
+        const ids = refused.flatMap((job) => plans.get(job)!.inserted);
+        if (ids.length) await sql.deleteIds("Event", ids);
+      },
+    };
+  },
+};
 
 /** The lock under which an external customer id is given to a customer, and looked up by ingestion. */
 export const externalIdLock = (organizationId: string, externalId: string) => `customer-external-id:${organizationId}:${externalId}`;
@@ -370,10 +419,11 @@ export const externalIdLock = (organizationId: string, externalId: string) => `c
  * created since may have it now. Looked up again inside the transaction, after the insert, under a lock per
  * external id that creating or renaming a customer takes too: either that customer committed first and is
  * found here, or its transaction starts after this one commits and finds these events pending. So every such
- * event is counted exactly once, never by neither transaction.
+ * event is counted exactly once, never by neither transaction. Answers the customer of each event linked.
  */
-async function linkLateCustomers(sql: Sql, organizationId: string, events: ValidEvent[]): Promise<void> {
-  if (!events.length) return;
+async function linkLateCustomers(sql: Sql, organizationId: string, events: ValidEvent[]): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  if (!events.length) return out;
   const externalIds = [...new Set(events.map((e) => e.externalCustomerId!))];
   await sql.lockKeys(externalIds.map((x) => externalIdLock(organizationId, x)));
   const named = sql.textIn("externalId", externalIds, 2);
@@ -381,13 +431,13 @@ async function linkLateCustomers(sql: Sql, organizationId: string, events: Valid
     `SELECT "id", "externalId" FROM "Customer" WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND ${named.clause}`,
     [organizationId, ...named.values],
   );
-  if (!found.length) return;
+  if (!found.length) return out;
   const byExternal = new Map(found.map((c) => [c.externalId, c.id]));
   const linked = new Map<string, string[]>();
   for (const e of events) {
     const customerId = byExternal.get(e.externalCustomerId!);
     if (!customerId) continue;
-    e.customerId = customerId;
+    out.set(e.id, customerId);
     linked.set(customerId, [...(linked.get(customerId) ?? []), e.id]);
   }
   for (const [customerId, ids] of linked) {
@@ -396,69 +446,7 @@ async function linkLateCustomers(sql: Sql, organizationId: string, events: Valid
       await sql.execute(`UPDATE "Event" SET "customerId" = ${sql.param(1)} WHERE ${sql.inList("id", chunk.length, 2)}`, [customerId, ...chunk]);
     }
   }
-}
-
-/**
- * Most transactions one node runs at once for one organization's STANDARD batches. Two keep the database
- * busy (one inserts its events while the other holds the balance rows); calls arriving meanwhile wait and
- * are then stored together, up to MAX_BATCH_SIZE events a transaction. Many small concurrent calls thus cost
- * a few transactions instead of one each, and a lone call starts at once.
- */
-export const INGEST_TRANSACTIONS_PER_ORGANIZATION = 2;
-
-interface Waiting {
-  batch: Batch;
-  resolve(result: IngestResult): void;
-  reject(err: unknown): void;
-}
-
-interface Lane {
-  waiting: Waiting[];
-  running: number;
-}
-
-const lanes = new WeakMap<Db, Map<string, Lane>>();
-
-function coalesced(db: Db, notify: Notify, organizationId: string, batch: Batch): Promise<IngestResult> {
-  let byOrganization = lanes.get(db);
-  if (!byOrganization) lanes.set(db, (byOrganization = new Map()));
-  let lane = byOrganization.get(organizationId);
-  if (!lane) byOrganization.set(organizationId, (lane = { waiting: [], running: 0 }));
-  const result = new Promise<IngestResult>((resolve, reject) => lane.waiting.push({ batch, resolve, reject }));
-  if (lane.running < INGEST_TRANSACTIONS_PER_ORGANIZATION) void drain(db, notify, organizationId, byOrganization, lane);
-  return result;
-}
-
-/** Store what waits in the lane, as many batches a transaction as fit, until nothing is left. */
-async function drain(db: Db, notify: Notify, organizationId: string, byOrganization: Map<string, Lane>, lane: Lane): Promise<void> {
-  lane.running++;
-  try {
-    while (lane.waiting.length) {
-      const group: Waiting[] = [];
-      let size = 0;
-      while (lane.waiting.length && (group.length === 0 || size + lane.waiting[0].batch.events.length <= MAX_BATCH_SIZE)) {
-        const next = lane.waiting.shift()!;
-        group.push(next);
-        size += next.batch.events.length;
-      }
-      try {
-        const results = await storeBatches(db, notify, organizationId, group.map((w) => w.batch));
-        group.forEach((w, i) => w.resolve(results[i]));
-      } catch (err) {
-        if (group.length === 1) {
-          group[0].reject(err);
-          continue;
-        }
-        // Whatever failed the group, one call's failure must not be another's: each is tried on its own.
-        for (const w of group) {
-          await storeBatches(db, notify, organizationId, [w.batch]).then(([r]) => w.resolve(r), w.reject);
-        }
-      }
-    }
-  } finally {
-    lane.running--;
-    if (lane.running === 0 && !lane.waiting.length) byOrganization.delete(organizationId);
-  }
+  return out;
 }
 
 /**

@@ -23,8 +23,10 @@ export function inTransaction<T>(
   work: (sql: Sql, tx: Db) => Promise<{ value: T; changes: BalanceChange[] }>,
 ): Promise<T> {
   const provider = providerOfDb(db);
-  return withRetries(notify, organizationId, () =>
-    db.$transaction(async (tx) => work(new Sql(tx, provider), tx as unknown as Db), { maxWait: 30_000, timeout: 120_000 }),
+  return published(
+    notify,
+    organizationId,
+    retried(() => db.$transaction(async (tx) => work(new Sql(tx, provider), tx as unknown as Db), { maxWait: 30_000, timeout: 120_000 })),
   );
 }
 
@@ -39,10 +41,20 @@ export function inSqlTransaction<T>(
   organizationId: string,
   work: (sql: Sql) => Promise<{ value: T; changes: BalanceChange[] }>,
 ): Promise<T> {
+  return published(notify, organizationId, sqlTransaction(db, work));
+}
+
+/**
+ * The transaction of `inSqlTransaction`, retried the same way, with nothing published: for the group writer
+ * (src/domain/writer.ts), whose callers may belong to several organizations and which tells their
+ * subscribers itself once the transaction has committed.
+ */
+export function sqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>): Promise<T> {
   const pool = pgPoolOf(db);
-  if (!pool) return inTransaction(db, notify, organizationId, (sql) => work(sql));
+  const provider = providerOfDb(db);
+  if (!pool) return retried(() => db.$transaction(async (tx) => work(new Sql(tx, provider)), { maxWait: 30_000, timeout: 120_000 }));
   const onQuery = queryHookOf(db);
-  return withRetries(notify, organizationId, async () => {
+  return retried(async () => {
     const client = await pool.connect();
     let broken: Error | undefined;
     try {
@@ -62,12 +74,17 @@ export function inSqlTransaction<T>(
   });
 }
 
-async function withRetries<T>(notify: Notify, organizationId: string, attempt: () => Promise<{ value: T; changes: BalanceChange[] }>): Promise<T> {
+async function published<T>(notify: Notify, organizationId: string, committed: Promise<{ value: T; changes: BalanceChange[] }>): Promise<T> {
+  const { value, changes } = await committed;
+  if (changes.length) notify.balancesChanged(organizationId, changes);
+  return value;
+}
+
+/** Run `attempt` until it commits, again after an abort for concurrency reasons (at most TRANSACTION_ATTEMPTS times). */
+async function retried<T>(attempt: () => Promise<T>): Promise<T> {
   for (let n = 1; ; n++) {
     try {
-      const { value, changes } = await attempt();
-      if (changes.length) notify.balancesChanged(organizationId, changes);
-      return value;
+      return await attempt();
     } catch (err) {
       if (n >= TRANSACTION_ATTEMPTS || !isRetryableTransactionError(err)) throw err;
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** n));
