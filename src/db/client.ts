@@ -74,6 +74,10 @@ async function connect(url: string, clientOptions: object, onQuery?: (sql: strin
     // One pool for Prisma and the raw hot paths; $disconnect ends it. A request that cannot get a connection
     // within 30 s fails instead of queueing forever (Prisma's own transactions wait as long).
     const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000 });
+    // An idle connection the server ends (a restart, a failover, an administrator, a dropped database) is
+    // removed from the pool, which opens a new one for the next query. Without a listener, node-postgres
+    // raises that as an uncaught exception and the process dies.
+    pool.on("error", () => {});
     const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
     pools.set(db, pool);
     return db;
