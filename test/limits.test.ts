@@ -1,13 +1,11 @@
 // Bounded work per request and per client: operation limits (graphql-armor) on HTTP and WebSocket, body size,
 // CSRF, CORS, malformed JSON, node:http timeouts, rate limits, WebSocket limits, and another client's latency
 // while one client sends all of that at once (a production-mode server process with default limits).
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { promisify } from "node:util";
 import { getIntrospectionQuery, print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
@@ -19,6 +17,7 @@ import { CreateCustomer, CreateMeter, CustomerMeterUpdated, GetCustomerMeter, Gr
 import { customer, meter } from "./support/fixtures.ts";
 import { freshDatabase, startTestApp, type TestApp } from "./support/app.ts";
 import { startServer, tsx } from "./support/process.ts";
+import { startAttacker } from "./support/go.ts";
 
 type Body = { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: Record<string, unknown> }[] };
 
@@ -515,6 +514,14 @@ describe("hostile traffic against a production-mode server process with default 
     const attackerCall = (query: string, variables?: unknown) => post(url, ATTACKER, query, { variables });
     const attackerMeter = ((await attackerCall(print(CreateMeter), { input: { name: "calls", filter: { conjunction: "AND", clauses: [] }, aggregation: { func: "COUNT" } } })).body.data as any).createMeter.id;
     const attackerCustomer = ((await attackerCall(print(CreateCustomer), { input: { email: "attacker@example.com" } })).body.data as any).createCustomer.id;
+    const only = process.env.DEBUG_ATTACKS?.split(",");
+    const on = (name: string) => !only || only.includes(name);
+    // Both attacking processes start now, before the victim's first read, and attack when told (test/support/go.ts).
+    const floodProcess = on("flood") ? startAttacker(tsx, ["test/support/http-flood.ts", url, ATTACKER, "3000", "16"]) : null;
+    const wsFloodProcess = on("subs")
+      ? startAttacker(tsx, ["test/support/ws-flood.ts", url.replace("http", "ws"), ATTACKER, "20000", print(CustomerMeterUpdated), JSON.stringify({ customerId: attackerCustomer, meterId: attackerMeter })])
+      : null;
+    await Promise.all([floodProcess, wsFloodProcess]);
 
     // The victim also watches its balance over a WebSocket of its own.
     const watcher = rawSocket(url, { authorization: `Bearer ${victimToken}` });
@@ -570,8 +577,6 @@ describe("hostile traffic against a production-mode server process with default 
     };
     const attacker = new Agent({ keepAlive: true, maxSockets: 4, timeout: 2_000 });
 
-    const only = process.env.DEBUG_ATTACKS?.split(",");
-    const on = (name: string) => !only || only.includes(name);
     const queryAttacks = async () => {
       if (!on("queries")) return;
       for (let round = 0; round < 20; round++) {
@@ -594,25 +599,16 @@ describe("hostile traffic against a production-mode server process with default 
     let floodMs = 0;
     // 3,000 cheap queries over 16 connections, from a client in its own process.
     const flood = async () => {
-      if (!on("flood")) return;
-      const { stdout } = await promisify(execFile)(tsx, ["test/support/http-flood.ts", url, ATTACKER, "3000", "16"]);
-      const result = JSON.parse(stdout.trim().split("\n").at(-1)!) as { statuses: Record<string, number>; ms: number };
+      if (!floodProcess) return;
+      const result = JSON.parse(await (await floodProcess).go()) as { statuses: Record<string, number>; ms: number };
       for (const [status, n] of Object.entries(result.statuses)) for (let i = 0; i < n; i++) count("flood", /^\d+$/.test(status) ? Number(status) : status);
       floodMs = result.ms;
     };
     // 20,000 subscriptions on one socket, from a client in its own process.
     let flooded: { codes: Record<string, number>; accepted: number; after: unknown; closed: unknown } | undefined;
     const subscriptions = async () => {
-      if (!on("subs")) return;
-      const { stdout } = await promisify(execFile)(tsx, [
-        "test/support/ws-flood.ts",
-        url.replace("http", "ws"),
-        ATTACKER,
-        "20000",
-        print(CustomerMeterUpdated),
-        JSON.stringify({ customerId: attackerCustomer, meterId: attackerMeter }),
-      ]);
-      flooded = JSON.parse(stdout.trim().split("\n").at(-1)!);
+      if (!wsFloodProcess) return;
+      flooded = JSON.parse(await (await wsFloodProcess).go());
       for (const [code, n] of Object.entries(flooded!.codes)) for (let i = 0; i < n; i++) count("subscriptions", code);
     };
 

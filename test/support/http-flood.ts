@@ -3,6 +3,7 @@
 // and prints one JSON line: the count of each status and how long it took.
 // Usage: tsx test/support/http-flood.ts <http url> <token> <total> <connections>
 import { Agent, request } from "node:http";
+import { readyThenGo } from "./go.ts";
 
 const [url, token, totalText, connectionsText] = process.argv.slice(2);
 const total = Number(totalText);
@@ -22,6 +23,7 @@ function post(): Promise<number | string> {
   });
 }
 
+await readyThenGo();
 const started = performance.now();
 let sent = 0;
 await Promise.all(

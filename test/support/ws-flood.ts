@@ -3,9 +3,11 @@
 // is still usable (completes one accepted subscription and runs a query on it). Prints one JSON line.
 // Usage: tsx test/support/ws-flood.ts <ws url> <token> <count> <subscription query> <variables JSON>
 import WebSocket from "ws";
+import { readyThenGo } from "./go.ts";
 
 const [url, token, countText, query, variablesText] = process.argv.slice(2);
 const count = Number(countText);
+await readyThenGo();
 const ws = new WebSocket(url, "graphql-transport-ws");
 const answered = new Map<string, string>();
 const codes: Record<string, number> = {};
