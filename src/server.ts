@@ -23,6 +23,7 @@ import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
+import { renderGraphiQL, serveGraphiQLAsset } from "./graphiql.ts";
 import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
 import { createLoaders } from "./schema/loaders.ts";
@@ -83,6 +84,7 @@ export function createApp(deps: AppDeps) {
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
+    renderGraphiQL, // from this service's own assets (src/graphiql.ts), not a CDN
     ...transport.yogaOptions,
     plugins: [useNoNulCharacters(), ...transport.yogaOptions.plugins],
     logging: {
@@ -121,6 +123,7 @@ export function createApp(deps: AppDeps) {
   const httpServer = createServer(transport.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz") return health(res);
     if (await transport.guard(req, res)) return;
+    if (await serveGraphiQLAsset(req, res)) return;
     return yoga(req, res);
   });
   transport.applyToServer(httpServer);
