@@ -3,6 +3,7 @@
 //                                      PG_MIGRATE_URL (a scratch PostgreSQL) is set, the PostgreSQL twin
 //   npm run migrate:deploy             applies pending migrations to DATABASE_URL
 //   npm run migrate:status             prints the migration history diagnosis for DATABASE_URL
+import "../src/env-file.ts"; // first: ./.env (or ENV_FILE) as for npm start
 import { migrateCreate, migrateDeploy, migrateStatus } from "../src/db/migrate.ts";
 import { DEFAULT_DATABASE_URL } from "../src/db/url.ts";
 import { mkdtempSync, rmSync } from "node:fs";
