@@ -10,7 +10,7 @@ import { createApp } from "./server.ts";
 import { onShutdownSignals } from "./shutdown.ts";
 
 const config = loadConfig();
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, config.logFormat);
 if (envFile) log.info({ envFile }, "environment file loaded (variables already set in the environment win)");
 
 const applied = await migrateDeployIsolated(config.databaseUrl);

@@ -11,7 +11,7 @@ import type { Db } from "./db/client.ts";
 import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth.ts";
 import { viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
-import type { Logger } from "./log.ts";
+import { yogaLogging, type Logger } from "./log.ts";
 import { healthCheck } from "./health.ts";
 import type { PubSub, RedisLink } from "./pubsub.ts";
 import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
@@ -79,6 +79,8 @@ export function createApp(deps: AppDeps) {
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
   const transport = transportLimits(resolveLimits(deps.limits));
+  /** Unexpected errors the masking below logged with their stack, which Yoga then reports again. */
+  const reportedErrors = new WeakSet<object>();
 
   const yoga = createYoga<{ extra?: SocketExtra }, Context>({
     schema,
@@ -87,12 +89,8 @@ export function createApp(deps: AppDeps) {
     renderGraphiQL, // from this service's own assets (src/graphiql.ts), not a CDN
     ...transport.yogaOptions,
     plugins: [useNoNulCharacters(), ...transport.yogaOptions.plugins],
-    logging: {
-      debug: (...args) => log.debug(args.map(String).join(" ")),
-      info: (...args) => log.info(args.map(String).join(" ")),
-      warn: (...args) => log.warn(args.map(String).join(" ")),
-      error: (...args) => log.error(args.map(String).join(" ")),
-    },
+    // Client errors at info, the service's own at error (once): src/log.ts.
+    logging: yogaLogging(log, reportedErrors),
     context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
@@ -111,6 +109,7 @@ export function createApp(deps: AppDeps) {
         }
         if (!(original instanceof GraphQLError) && original !== undefined) {
           log.error({ err: original, path: error instanceof GraphQLError ? error.path : undefined }, "unexpected error");
+          if (typeof error === "object" && error !== null) reportedErrors.add(error);
         }
         return defaultMaskError(error, message, isDev);
       },
