@@ -182,7 +182,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
     async close() {
       await Promise.all(clients.map((c) => c.dispose()));
-      await app.close();
+      if (app.httpServer.listening) await app.close(); // a test may have closed the app itself
       await closePubSub();
       await db.$disconnect();
       await database.drop();
