@@ -17,7 +17,7 @@ import type { PubSub, RedisLink } from "./pubsub.ts";
 import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
 import { trackRequests } from "./shutdown.ts";
-import { CLOSE_CODES, createSocketAuthority } from "./socket-authority.ts";
+import { CLOSE_CODES, createSocketAuthority, type Connection } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
 import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
@@ -66,6 +66,20 @@ async function principalFromHeader(authenticate: (secret: string) => Promise<Pri
   }
 }
 
+/** An SSE response as the socket authority sees a connection: closing it ends the stream (the client sees the
+ * connection close, and a reconnection with the ended credential is refused with 401). */
+function sseConnection(res: ServerResponse): Connection {
+  return {
+    OPEN: 1,
+    CONNECTING: 0,
+    get readyState() {
+      return res.destroyed || res.writableEnded ? 3 : 1;
+    },
+    close: () => res.destroy(),
+    once: (_event, listener) => res.once("close", listener),
+  };
+}
+
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
   const clock = deps.clock ?? (() => new Date());
@@ -82,7 +96,7 @@ export function createApp(deps: AppDeps) {
   /** Unexpected errors the masking below logged with their stack, which Yoga then reports again. */
   const reportedErrors = new WeakSet<object>();
 
-  const yoga = createYoga<{ extra?: SocketExtra }, Context>({
+  const yoga = createYoga<{ extra?: SocketExtra; res?: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
@@ -91,9 +105,11 @@ export function createApp(deps: AppDeps) {
     plugins: [useNoNulCharacters(), ...transport.yogaOptions.plugins],
     // Client errors at info, the service's own at error (once): src/log.ts.
     logging: yogaLogging(log, reportedErrors),
-    context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
+    context: async (init: YogaInitialContext & { extra?: SocketExtra; res?: ServerResponse }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
+      // An SSE stream outlives its request's check: the authority ends it when the credential ends.
+      if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
       return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), meterLimits, loaders: createLoaders(db) };
     },
     maskedErrors: {

@@ -5,7 +5,7 @@
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { print, type ExecutionResult } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CustomerMeterUpdated } from "./documents.ts";
+import { CreateSession, CustomerMeterUpdated, RevokeAccessToken } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { customer, ingest, meter, named } from "./support/fixtures.ts";
 
@@ -37,6 +37,7 @@ function sseSubscribe<R, V>(url: string, token: string, document: TypedDocumentN
 }
 
 let t: TestApp;
+let opened = 0; // subscriptions opened on t so far (TestApp.subscribed counts them all)
 beforeAll(async () => {
   t = await startTestApp();
 });
@@ -48,7 +49,7 @@ describe("subscriptions over SSE", () => {
     const m = await meter(t, "COUNT", { filter: named("sse") });
     const sub = sseSubscribe(t.url, t.adminToken, CustomerMeterUpdated, { customerId: c, meterId: m });
     try {
-      await t.subscribed(1);
+      await t.subscribed(++opened);
       await ingest(t, [
         { name: "sse", customerId: c },
         { name: "sse", customerId: c },
@@ -56,6 +57,29 @@ describe("subscriptions over SSE", () => {
       const { value } = await sub.results.next();
       expect(value?.errors).toBeUndefined();
       expect(value?.data?.customerMeterUpdated).toMatchObject({ consumedUnits: "2", balance: "-2", meter: { id: m } });
+    } finally {
+      sub.close();
+    }
+  });
+
+  it("end when the credential they were opened with is revoked", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT", { filter: named("sse") });
+    const { createCustomerSession: session } = await t.ok(CreateSession, { customerId: c });
+    if (session.__typename !== "CustomerSession") throw new Error(JSON.stringify(session));
+    const sub = sseSubscribe(t.url, session.token, CustomerMeterUpdated, { meterId: m });
+    try {
+      await t.subscribed(++opened);
+      const next = sub.results.next();
+      await t.ok(RevokeAccessToken, { id: session.id });
+      // The stream ends (the connection closes) rather than going on pushing this customer's balances.
+      const ended = next.then((r) => (r.done ? "ended" : "got a message"), () => "connection closed");
+      const stillOpen = new Promise((resolve) => setTimeout(() => resolve("still open after 10 s"), 10_000).unref());
+      expect(await Promise.race([ended, stillOpen])).toMatch(/^(ended|connection closed)$/);
+      // And the revoked token cannot open another.
+      const again = sseSubscribe(t.url, session.token, CustomerMeterUpdated, { meterId: m });
+      expect((await again.results.next()).value?.errors?.[0]).toMatchObject({ extensions: { code: "UNAUTHENTICATED" } });
+      again.close();
     } finally {
       sub.close();
     }
