@@ -2,9 +2,12 @@
 //   npm run migrate:create -- <name>   writes prisma/sqlite/migrations/<ts>_<name> and, when
 //                                      PG_MIGRATE_URL (a scratch PostgreSQL) is set, the PostgreSQL twin
 //   npm run migrate:deploy             applies pending migrations to DATABASE_URL
-//   npm run migrate:status             prints the migration history diagnosis for DATABASE_URL
-import { migrateCreate, migrateDeploy, migrateStatus } from "../src/db/migrate.ts";
+//   npm run migrate:status [-- --json] a summary of DATABASE_URL's migrations: applied, pending, failed, edited,
+//                                      only in the database (scripts/migrate-status.ts); --json for scripts
+import "../src/env-file.ts"; // first: ./.env (or ENV_FILE) as for npm start
+import { migrateCreate, migrateDeploy } from "../src/db/migrate.ts";
 import { DEFAULT_DATABASE_URL } from "../src/db/url.ts";
+import { describe, migrationStatus } from "./migrate-status.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -27,8 +30,9 @@ if (cmd === "create") {
 } else if (cmd === "deploy") {
   console.log("applied:", await migrateDeploy(url));
 } else if (cmd === "status") {
-  console.log(JSON.stringify(await migrateStatus(url), null, 2));
+  const status = await migrationStatus(url);
+  console.log(name === "--json" ? JSON.stringify(status, null, 2) : describe(status));
 } else {
-  console.error("usage: tsx scripts/migrate.ts create <name> | deploy | status");
+  console.error("usage: tsx scripts/migrate.ts create <name> | deploy | status [--json]");
   process.exit(2);
 }

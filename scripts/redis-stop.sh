@@ -1,5 +1,5 @@
 #!/bin/bash
-# Stop the Redis that scripts/redis-start.sh started.
+# Stop the Redis that scripts/redis-start.sh started on $REDIS_PORT and delete its pid and log files.
 REDIS_PORT=${REDIS_PORT:-6390}
 PIDFILE=/tmp/credits-redis-$REDIS_PORT.pid
 if [ -f "$PIDFILE" ]; then
@@ -8,3 +8,4 @@ if [ -f "$PIDFILE" ]; then
   for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   rm -f "$PIDFILE"
 fi
+rm -f /tmp/credits-redis-$REDIS_PORT.log

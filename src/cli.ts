@@ -3,6 +3,7 @@
 //   token list <orgId>               list an organization's tokens (never their secrets)
 //   token create <orgId> [name]      mint another admin token (printed once)
 //   token revoke <id-or-prefix>      revoke a token; with REDIS_URL, running nodes hear of it at once
+import "./env-file.ts"; // first: .env is read before any other module looks at the environment
 import { loadConfig } from "./config.ts";
 import { createPrisma, type Db } from "./db/client.ts";
 import { migrateDeploy } from "./db/migrate.ts";

@@ -10,6 +10,8 @@ export interface Config {
   redisUrl: string | undefined;
   adminToken: string | undefined;
   logLevel: string;
+  /** LOG_FORMAT: json or pretty; unset, pretty on a terminal (createLogger checks it). */
+  logFormat: string | undefined;
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
   meterLimits: MeterLimits;
@@ -56,6 +58,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const shutdownGraceMs = Number(env.SHUTDOWN_GRACE_MS ?? 10_000);
   if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
   return {
+    logFormat: env.LOG_FORMAT?.trim() || undefined,
     meterLimits,
     limits: limitsFromEnv(env),
     renewalMode,

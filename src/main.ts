@@ -1,4 +1,5 @@
 // `npm start`: apply migrations, make sure an organization can log in, serve HTTP + WebSocket GraphQL.
+import { envFile } from "./env-file.ts"; // first: .env is read before any other module looks at the environment
 import { loadConfig } from "./config.ts";
 import { createPrisma } from "./db/client.ts";
 import { migrateDeploy } from "./db/migrate.ts";
@@ -9,7 +10,8 @@ import { createApp } from "./server.ts";
 import { onShutdownSignals } from "./shutdown.ts";
 
 const config = loadConfig();
-const log = createLogger(config.logLevel);
+const log = createLogger(config.logLevel, config.logFormat);
+if (envFile) log.info({ envFile }, "environment file loaded (variables already set in the environment win)");
 
 const applied = await migrateDeploy(config.databaseUrl);
 log.info({ applied }, applied.length ? "migrations applied" : "database schema up to date");

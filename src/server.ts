@@ -11,18 +11,19 @@ import type { Db } from "./db/client.ts";
 import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth.ts";
 import { balanceRowLoader, viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
-import type { Logger } from "./log.ts";
+import { yogaLogging, type Logger } from "./log.ts";
 import { healthCheck } from "./health.ts";
 import type { PubSub, RedisLink } from "./pubsub.ts";
 import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
 import { trackRequests } from "./shutdown.ts";
-import { CLOSE_CODES, createSocketAuthority } from "./socket-authority.ts";
+import { CLOSE_CODES, createSocketAuthority, type Connection } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
 import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
+import { renderGraphiQL, serveGraphiQLAsset } from "./graphiql.ts";
 import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
 import { createLoaders } from "./schema/loaders.ts";
@@ -65,6 +66,20 @@ async function principalFromHeader(authenticate: (secret: string) => Promise<Pri
   }
 }
 
+/** An SSE response as the socket authority sees a connection: closing it ends the stream (the client sees the
+ * connection close, and a reconnection with the ended credential is refused with 401). */
+function sseConnection(res: ServerResponse): Connection {
+  return {
+    OPEN: 1,
+    CONNECTING: 0,
+    get readyState() {
+      return res.destroyed || res.writableEnded ? 3 : 1;
+    },
+    close: () => res.destroy(),
+    once: (_event, listener) => res.once("close", listener),
+  };
+}
+
 export function createApp(deps: AppDeps) {
   const { db, pubsub, log } = deps;
   const clock = deps.clock ?? (() => new Date());
@@ -80,22 +95,23 @@ export function createApp(deps: AppDeps) {
   const transport = transportLimits(resolveLimits(deps.limits));
   // Shared by every request and subscriber of this app: one commit's pushes read their rows together.
   const balanceRows = balanceRowLoader(db, clock);
+  /** Unexpected errors the masking below logged with their stack, which Yoga then reports again. */
+  const reportedErrors = new WeakSet<object>();
 
-  const yoga = createYoga<{ extra?: SocketExtra }, Context>({
+  const yoga = createYoga<{ extra?: SocketExtra; res?: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
+    renderGraphiQL, // from this service's own assets (src/graphiql.ts), not a CDN
     ...transport.yogaOptions,
     plugins: [useNoNulCharacters(), ...transport.yogaOptions.plugins],
-    logging: {
-      debug: (...args) => log.debug(args.map(String).join(" ")),
-      info: (...args) => log.info(args.map(String).join(" ")),
-      warn: (...args) => log.warn(args.map(String).join(" ")),
-      error: (...args) => log.error(args.map(String).join(" ")),
-    },
-    context: async (init: YogaInitialContext & { extra?: SocketExtra }): Promise<Context> => {
+    // Client errors at info, the service's own at error (once): src/log.ts.
+    logging: yogaLogging(log, reportedErrors),
+    context: async (init: YogaInitialContext & { extra?: SocketExtra; res?: ServerResponse }): Promise<Context> => {
       // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
+      // An SSE stream outlives its request's check: the authority ends it when the credential ends.
+      if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
       return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db) };
     },
     maskedErrors: {
@@ -111,6 +127,7 @@ export function createApp(deps: AppDeps) {
         }
         if (!(original instanceof GraphQLError) && original !== undefined) {
           log.error({ err: original, path: error instanceof GraphQLError ? error.path : undefined }, "unexpected error");
+          if (typeof error === "object" && error !== null) reportedErrors.add(error);
         }
         return defaultMaskError(error, message, isDev);
       },
@@ -123,6 +140,7 @@ export function createApp(deps: AppDeps) {
   const httpServer = createServer(transport.serverOptions, async (req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz") return health(res);
     if (await transport.guard(req, res)) return;
+    if (await serveGraphiQLAsset(req, res)) return;
     return yoga(req, res);
   });
   transport.applyToServer(httpServer);

@@ -1,7 +1,8 @@
 // Graceful stop: on SIGTERM or SIGINT a node stops accepting connections, lets the HTTP requests in flight
-// (and so their transactions) finish within a grace period, closes its WebSockets with 1001, stops the
-// scheduler, disconnects Redis and the database and exits 0. Only a grace period that runs out exits 1.
-import type { Server } from "node:http";
+// (and so their transactions) finish within a grace period, closes its WebSockets with 1001 and its SSE
+// subscriptions' connections, stops the scheduler, disconnects Redis and the database and exits 0. Only a
+// grace period that runs out exits 1.
+import type { Server, ServerResponse } from "node:http";
 import type { Logger } from "./log.ts";
 
 /** Counts a server's HTTP requests in flight so that shutdown can wait for them. */
@@ -10,8 +11,15 @@ export function trackRequests(server: Server) {
   let draining = false;
   let idle: (() => void)[] = [];
   // prependListener: runs before the request handler, so the header below is set before any response starts
-  server.prependListener("request", (_req, res) => {
+  // Server-sent event streams (GraphQL subscriptions over SSE) last until the client leaves: a drain does not
+  // wait for them but closes their connections, as it closes WebSockets, and their clients reconnect elsewhere.
+  const streams = new Set<ServerResponse>();
+  server.prependListener("request", (req, res) => {
     inFlight++;
+    if (String(req.headers.accept ?? "").includes("text/event-stream")) {
+      streams.add(res);
+      res.once("close", () => streams.delete(res));
+    }
     // while draining, a keep-alive client is told to reconnect (to another node) after this response
     if (draining) res.setHeader("connection", "close");
     res.once("close", () => {
@@ -27,10 +35,11 @@ export function trackRequests(server: Server) {
     },
     /**
      * Resolves true once no request is in flight, false if `graceMs` pass first. Call after server.close():
-     * idle keep-alive connections are closed now, busy ones as their response ends.
+     * event streams and idle keep-alive connections are closed now, busy ones as their response ends.
      */
     drain(graceMs: number): Promise<boolean> {
       draining = true;
+      for (const stream of streams) stream.destroy();
       server.closeIdleConnections();
       if (inFlight === 0) return Promise.resolve(true);
       return new Promise<boolean>((resolve) => {

@@ -1,5 +1,7 @@
 // Long-lived authority: a WebSocket is authenticated once, on connect, but its credential can end while it is
-// open. This module keeps every open socket's principal and closes the socket when the credential ends:
+// open; so can an SSE subscription's stream, authenticated once by its request (server.ts hands it in as a
+// `Connection` that ends the stream when closed). This module keeps every open socket's principal and closes
+// the socket when the credential ends:
 //   - at the token's expiresAt (a timer per socket, checked against the service clock when it fires);
 //   - when a token is revoked or a customer deleted, announced on the `auth:revoked` topic (with Redis, to
 //     every node), applied at once on the node that made the change;
@@ -7,7 +9,6 @@
 //     ADMIN_TOKEN_CACHE_MS re-reads the open sockets' tokens in one statement per 500 sockets.
 // Every new operation on a socket is also checked in memory (the revoked ids this node heard of, the expiry),
 // so a socket whose credential ended runs nothing more even before it is closed.
-import type { WebSocket } from "ws";
 import { LRUCache } from "lru-cache";
 import type { Db } from "./db/client.ts";
 import { ADMIN_TOKEN_CACHE_MS, type Principal } from "./domain/auth.ts";
@@ -22,6 +23,15 @@ export const CLOSE_CODES = {
   /** The customer of a session was deleted. */
   customerDeleted: 4403,
 } as const;
+
+/** What the authority needs of an open connection: a `ws` WebSocket has it, server.ts adapts SSE streams. */
+export interface Connection {
+  readonly readyState: number;
+  readonly OPEN: number;
+  readonly CONNECTING: number;
+  close(code: number, reason: string): void;
+  once(event: "close", listener: () => void): unknown;
+}
 
 type Ending = { code: number; reason: string };
 
@@ -52,7 +62,7 @@ export interface SocketAuthorityDeps {
 export function createSocketAuthority(deps: SocketAuthorityDeps) {
   const { db, pubsub, log, clock, forgetToken } = deps;
   const sweepMs = deps.sweepMs ?? ADMIN_TOKEN_CACHE_MS;
-  const sockets = new Map<WebSocket, Tracked>();
+  const sockets = new Map<Connection, Tracked>();
   // Credentials this node heard were ended, remembered well past the sweep that would catch them anyway.
   const ended = new LRUCache<string, true>({ max: 100_000, ttl: 10 * 60_000 });
   let listener: AsyncIterator<unknown> | undefined;
@@ -66,19 +76,19 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
     return null;
   }
 
-  function close(socket: WebSocket, ending: Ending) {
+  function close(socket: Connection, ending: Ending) {
     untrack(socket);
     if (socket.readyState === socket.OPEN || socket.readyState === socket.CONNECTING) socket.close(ending.code, ending.reason);
   }
 
-  function untrack(socket: WebSocket) {
+  function untrack(socket: Connection) {
     const tracked = sockets.get(socket);
     if (tracked?.timer) clearTimeout(tracked.timer);
     sockets.delete(socket);
   }
 
   /** Close the socket when its token expires, on the service clock. */
-  function arm(socket: WebSocket, tracked: Tracked) {
+  function arm(socket: Connection, tracked: Tracked) {
     if (tracked.timer) clearTimeout(tracked.timer);
     tracked.timer = undefined;
     const expiresAt = tracked.principal.expiresAt;
@@ -168,7 +178,7 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
      * A socket authenticated on connect: tracked until it closes. False (and the socket closed) when its
      * credential already ended, e.g. revoked while it was being looked up.
      */
-    admit(socket: WebSocket, principal: Principal): boolean {
+    admit(socket: Connection, principal: Principal): boolean {
       if (socket.readyState !== socket.OPEN) return false; // gone while its token was looked up
       const ending = endingOf(principal);
       if (ending) {
@@ -183,7 +193,7 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
     },
 
     /** Before each operation on a socket: false (and the socket closed) when its credential has ended. */
-    allows(socket: WebSocket, principal: Principal): boolean {
+    allows(socket: Connection, principal: Principal): boolean {
       const ending = endingOf(principal);
       if (!ending) return true;
       close(socket, ending);

@@ -54,7 +54,7 @@ describe("npm start", () => {
 describe("npm run cli -- org create", () => {
   it("prints a new organization's id and a working admin token", async () => {
     const databaseUrl = `file:${path.join(dir, "c", "credits.db")}`;
-    const { stdout } = await promisify(execFile)(tsx, ["src/cli.ts", "org", "create", "Acme", "Inc"], { env: { ...process.env, DATABASE_URL: databaseUrl } });
+    const { stdout } = await promisify(execFile)(tsx, ["src/cli.ts", "org", "create", "Acme", "Inc"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: databaseUrl } });
     const id = /organization id: (\S+)/.exec(stdout)?.[1];
     const token = /admin token: +(\S+)/.exec(stdout)?.[1];
     expect(id).toBeDefined();
@@ -68,7 +68,7 @@ describe("npm run cli -- org create", () => {
   });
 
   it("explains its usage when called wrongly", async () => {
-    const run = promisify(execFile)(tsx, ["src/cli.ts", "org"], { env: process.env });
+    const run = promisify(execFile)(tsx, ["src/cli.ts", "org"], { env: { ...process.env, ENV_FILE: "" } });
     await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("usage: npm run cli -- org create <name>") });
   });
 });

@@ -11,7 +11,7 @@ import { createPrisma, type Db } from "../../src/db/client.ts";
 import { migrateDeploy } from "../../src/db/migrate.ts";
 import type { MeterLimits } from "../../src/domain/meters.ts";
 import { createOrganization } from "../../src/domain/organizations.ts";
-import { createLogger } from "../../src/log.ts";
+import { createLogger, type Logger } from "../../src/log.ts";
 import { createAppPubSub, type PubSub } from "../../src/pubsub.ts";
 import { createApp, type App } from "../../src/server.ts";
 import type { Limits } from "../../src/limits.ts";
@@ -84,6 +84,8 @@ export async function freshDatabase(dir: string): Promise<{ url: string; drop():
 export interface TestAppOptions {
   meterLimits?: MeterLimits;
   limits?: Partial<Limits>;
+  /** The server's logger (default: silent, or TEST_LOG_LEVEL). */
+  log?: Logger;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -104,7 +106,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, redis, clock, log: createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits, limits: options.limits });
+  const app = createApp({ db, pubsub, redis, clock, log: options.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits, limits: options.limits });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");
@@ -180,7 +182,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     },
     async close() {
       await Promise.all(clients.map((c) => c.dispose()));
-      await app.close();
+      if (app.httpServer.listening) await app.close(); // a test may have closed the app itself
       await closePubSub();
       await db.$disconnect();
       await database.drop();

@@ -1,0 +1,73 @@
+// `npm run migrate:status` (scripts/migrate-status.ts): a summary a person reads, JSON with --json, on a fresh
+// database, an up-to-date one and one whose history went wrong (the tests run in order on one database).
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPrisma } from "../src/db/client.ts";
+import { migrateDeploy } from "../src/db/migrate.ts";
+import { providerOf } from "../src/db/url.ts";
+import type { MigrationStatus } from "../scripts/migrate-status.ts";
+import { freshDatabase } from "./support/app.ts";
+import { tsx } from "./support/process.ts";
+
+const dir = mkdtempSync(path.join(tmpdir(), "credits-status-"));
+let database: Awaited<ReturnType<typeof freshDatabase>>;
+let local: string[];
+beforeAll(async () => {
+  database = await freshDatabase(dir);
+  const folder = path.join("prisma", providerOf(database.url), "migrations");
+  local = (await readdir(folder, { withFileTypes: true })).filter((e) => e.isDirectory()).map((e) => e.name).sort();
+});
+afterAll(async () => {
+  await database.drop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function status(...args: string[]): Promise<string> {
+  const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", ...args], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: database.url } });
+  return stdout;
+}
+
+describe("npm run migrate:status", () => {
+  it("lists every migration as pending on a database nothing was applied to", async () => {
+    const text = await status();
+    expect(text).toContain(`Migrations: ${local.length} in prisma/${providerOf(database.url)}/migrations, 0 applied, ${local.length} pending`);
+    expect(text).toContain(`Pending (npm run migrate:deploy or npm start applies them):\n${local.map((n) => `  ${n}`).join("\n")}`);
+    expect(text.trim().split("\n").at(-1)).toBe("Not up to date.");
+    expect(text).not.toMatch(/^\s*[{[]/); // a summary, not JSON
+  });
+
+  it("says up to date once every migration is applied, and gives the same as JSON with --json", async () => {
+    await migrateDeploy(database.url);
+    const text = await status();
+    expect(text).toContain(`${local.length} applied, 0 pending`);
+    expect(text.trim().split("\n").at(-1)).toBe("Up to date.");
+    const json = JSON.parse(await status("--json")) as MigrationStatus;
+    expect(json).toMatchObject({ local, applied: local, pending: [], failed: [], edited: [], onlyInDatabase: [], upToDate: true });
+  });
+
+  it("names failed, edited and database-only migrations", async () => {
+    const db = await createPrisma(database.url);
+    try {
+      await db.$executeRawUnsafe(`UPDATE _prisma_migrations SET checksum = 'edited' WHERE migration_name = '${local[0]}'`);
+      await db.$executeRawUnsafe(`UPDATE _prisma_migrations SET finished_at = NULL WHERE migration_name = '${local.at(-1)}'`);
+      await db.$executeRawUnsafe(
+        `INSERT INTO _prisma_migrations (id, checksum, migration_name, started_at, finished_at, applied_steps_count) VALUES ('other', 'c', '99991231000000_other_branch', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 1)`,
+      );
+    } finally {
+      await db.$disconnect();
+    }
+    const json = JSON.parse(await status("--json")) as MigrationStatus;
+    expect(json).toMatchObject({ pending: [], failed: [local.at(-1)], edited: [local[0]], onlyInDatabase: ["99991231000000_other_branch"], upToDate: false });
+    expect(json.applied).toEqual(local.slice(0, -1));
+    const text = await status();
+    expect(text).toMatch(new RegExp(`Failed \\(.*\\):\\n  ${local.at(-1)}\\n`));
+    expect(text).toMatch(new RegExp(`Edited since they were applied \\(.*\\):\\n  ${local[0]}\\n`));
+    expect(text).toMatch(/Only in the database \(.*\):\n {2}99991231000000_other_branch\n/);
+    expect(text.trim().split("\n").at(-1)).toBe("Not up to date.");
+  });
+});
