@@ -9,19 +9,20 @@ import { CreateSession, CustomerMeterUpdated, RevokeAccessToken } from "./docume
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { customer, ingest, meter, named } from "./support/fixtures.ts";
 
-/** A typed subscription over SSE with nothing but fetch: its results as they come, and a way to stop. */
+/** A typed subscription over SSE with nothing but fetch: `ready` once the server answered, its results as they
+ * come, and a way to stop. */
 function sseSubscribe<R, V>(url: string, token: string, document: TypedDocumentNode<R, V>, variables: V) {
   const abort = new AbortController();
-  const response = fetch(url, {
+  const stream = fetch(url, {
     method: "POST",
     signal: abort.signal,
     headers: { accept: "text/event-stream", "content-type": "application/json", authorization: `Bearer ${token}` },
     body: JSON.stringify({ query: print(document), variables }),
-  });
+  }).then((response) => response.body!.pipeThrough(new TextDecoderStream()).getReader());
   async function* results(): AsyncGenerator<ExecutionResult<R>> {
-    const stream = (await response).body!.pipeThrough(new TextDecoderStream()).getReader();
+    const reader = await stream;
     let buffer = "";
-    for (let read = await stream.read(); !read.done; read = await stream.read()) {
+    for (let read = await reader.read(); !read.done; read = await reader.read()) {
       buffer += read.value;
       for (let end = buffer.indexOf("\n\n"); end >= 0; end = buffer.indexOf("\n\n")) {
         const lines = buffer.slice(0, end).split("\n"); // one event: "event: next", "data: {…}"; ":" alone is a keep-alive
@@ -33,7 +34,9 @@ function sseSubscribe<R, V>(url: string, token: string, document: TypedDocumentN
       }
     }
   }
-  return { results: results(), close: () => abort.abort() };
+  const ready = stream.then(() => undefined);
+  ready.catch(() => {}); // a failure surfaces through results too
+  return { ready, results: results(), close: () => abort.abort() };
 }
 
 let t: TestApp;
@@ -49,7 +52,7 @@ describe("subscriptions over SSE", () => {
     const m = await meter(t, "COUNT", { filter: named("sse") });
     const sub = sseSubscribe(t.url, t.adminToken, CustomerMeterUpdated, { customerId: c, meterId: m });
     try {
-      await t.subscribed(++opened);
+      await Promise.all([t.subscribed(++opened), sub.ready]);
       await ingest(t, [
         { name: "sse", customerId: c },
         { name: "sse", customerId: c },
@@ -69,11 +72,10 @@ describe("subscriptions over SSE", () => {
     if (session.__typename !== "CustomerSession") throw new Error(JSON.stringify(session));
     const sub = sseSubscribe(t.url, session.token, CustomerMeterUpdated, { meterId: m });
     try {
-      await t.subscribed(++opened);
-      const next = sub.results.next();
-      await t.ok(RevokeAccessToken, { id: session.id });
+      await Promise.all([t.subscribed(++opened), sub.ready]);
       // The stream ends (the connection closes) rather than going on pushing this customer's balances.
-      const ended = next.then((r) => (r.done ? "ended" : "got a message"), () => "connection closed");
+      const ended = sub.results.next().then((r) => (r.done ? "ended" : "got a message"), () => "connection closed");
+      await t.ok(RevokeAccessToken, { id: session.id });
       const stillOpen = new Promise((resolve) => setTimeout(() => resolve("still open after 10 s"), 10_000).unref());
       expect(await Promise.race([ended, stillOpen])).toMatch(/^(ended|connection closed)$/);
       // And the revoked token cannot open another.
@@ -90,12 +92,12 @@ describe("subscriptions over SSE", () => {
     const c = await customer(node);
     const m = await meter(node, "COUNT", { filter: named("sse") });
     const sub = sseSubscribe(node.url, node.adminToken, CustomerMeterUpdated, { customerId: c, meterId: m });
-    await node.subscribed(1);
-    const next = sub.results.next();
+    await Promise.all([node.subscribed(1), sub.ready]);
+    // The client sees its stream end and reconnects, to another node behind a load balancer.
+    const ended = sub.results.next().then((r) => (r.done ? "ended" : "got a message"), () => "connection closed");
     // true: nothing was left in flight (an open stream used to be waited for until the grace period ran out)
     expect(await node.app.close(10_000)).toBe(true);
-    // The client sees its stream end and reconnects, to another node behind a load balancer.
-    expect(await next.then((r) => r.done, () => "connection closed")).toBeTruthy();
+    expect(await ended).toMatch(/^(ended|connection closed)$/);
     await node.close();
   });
 });
