@@ -214,7 +214,8 @@ describe("a group the database aborts", () => {
         await other.query(`SELECT 1 FROM "CustomerMeter" WHERE "id" = $1 FOR UPDATE`, [rows[0].id]);
         await other.query(
           `INSERT INTO "Reservation" ("id", "organizationId", "customerId", "meterId", "units", "status", "expiresAt", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, 4000000, 'HELD', $5, now(), now())`,
-          [`gc-retry-hold`, t.organizationId, c, m, new Date(Date.now() + 3_600_000)],
+          // ISO text: node-postgres would write a Date in the process's local time zone (CI runs in America/New_York)
+          [`gc-retry-hold`, t.organizationId, c, m, new Date(Date.now() + 3_600_000).toISOString()],
         );
         await other.query("COMMIT");
         answers = await calls;
