@@ -1,5 +1,5 @@
 // Configuration from the environment (documented in .env.example and the README).
-import { DEFAULT_DATABASE_URL } from "./db/url.ts";
+import { DEFAULT_DATABASE_URL, isSqliteSynchronous, type SqliteSynchronous } from "./db/url.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { DEFAULT_LIMITS, LIMIT_ENV, resolveLimits, type Limits } from "./limits.ts";
 
@@ -14,6 +14,8 @@ export interface Config {
   logFormat: string | undefined;
   renewalMode: "auto" | "manual";
   schedulerIntervalMs: number;
+  /** SQLite's `synchronous` setting for the writer connection (SQLITE_SYNCHRONOUS); see src/db/libsql.ts. */
+  sqliteSynchronous: SqliteSynchronous;
   meterLimits: MeterLimits;
   limits: Limits;
   /** How long in-flight requests may take after SIGTERM/SIGINT before the process gives up on them. */
@@ -49,6 +51,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken && adminToken.length < 16) throw new Error("ADMIN_TOKEN must be at least 16 characters");
   const renewalMode = env.RENEWAL_MODE ?? "auto";
   if (renewalMode !== "auto" && renewalMode !== "manual") throw new Error(`RENEWAL_MODE must be auto or manual, got "${renewalMode}"`);
+  const sqliteSynchronous = (env.SQLITE_SYNCHRONOUS || "FULL").toUpperCase();
+  if (!isSqliteSynchronous(sqliteSynchronous)) throw new Error(`SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, got "${env.SQLITE_SYNCHRONOUS}"`);
   const schedulerIntervalMs = Number(env.SCHEDULER_INTERVAL_MS ?? 10_000);
   if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
   const meterLimits: MeterLimits = {
@@ -64,6 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     renewalMode,
     shutdownGraceMs,
     schedulerIntervalMs,
+    sqliteSynchronous,
     port,
     host: env.HOST ?? "0.0.0.0",
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,

@@ -16,7 +16,7 @@ if (envFile) log.info({ envFile }, "environment file loaded (variables already s
 const applied = await migrateDeploy(config.databaseUrl);
 log.info({ applied }, applied.length ? "migrations applied" : "database schema up to date");
 
-const db = await createPrisma(config.databaseUrl);
+const db = await createPrisma(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous });
 if (config.adminToken) {
   const org = await ensureAdminTokenOrganization(db, config.adminToken);
   if (org.revoked) log.warn({ organizationId: org.id }, "ADMIN_TOKEN was revoked and is refused; set a new one or use npm run cli -- token create");

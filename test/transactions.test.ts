@@ -1,7 +1,8 @@
 // Transactions the database aborts for concurrency reasons are retried whole, never surfaced to clients.
 import { readdirSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { providerOfDb } from "../src/db/client.ts";
+import { createPrisma, providerOfDb, type Db } from "../src/db/client.ts";
+import { loadConfig } from "../src/config.ts";
 import { inSqlTransaction, inTransaction } from "../src/domain/transactions.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
@@ -69,6 +70,20 @@ describe("SQLite connections", () => {
     expect(Math.abs(after - before), `open fds before ${before}, after ${after}`).toBeLessThanOrEqual(10);
     console.log(`SQLite: open file descriptors ${before} before 1,000 write transactions, ${after} after`);
   }, 60_000);
+
+  it("SQLITE_SYNCHRONOUS sets the writer's synchronous mode: FULL by default, NORMAL when asked; anything else is refused at start", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "sqlite") skip("a SQLite setting");
+    const mode = async (db: Db) => Number((await db.$queryRawUnsafe<{ synchronous: bigint }[]>("PRAGMA synchronous"))[0].synchronous);
+    expect(await mode(t.db)).toBe(2); // FULL
+    const normal = await createPrisma(t.databaseUrl, { sqliteSynchronous: loadConfig({ SQLITE_SYNCHRONOUS: "normal" }).sqliteSynchronous });
+    try {
+      expect(await mode(normal)).toBe(1); // NORMAL
+    } finally {
+      await normal.$disconnect();
+    }
+    expect(loadConfig({}).sqliteSynchronous).toBe("FULL");
+    expect(() => loadConfig({ SQLITE_SYNCHRONOUS: "OFF" })).toThrow(/SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA/);
+  });
 
   it("on the one connection, a failed transaction leaves nothing behind and the next one commits", async ({ skip }) => {
     if (providerOfDb(t.db) !== "sqlite") skip("SQLite's connection handling");

@@ -3,8 +3,9 @@ import type { Pool } from "pg";
 import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
 import { pgRunner } from "./pg.ts";
 import { openSqliteReader, type SqliteReader } from "./sqlite-reader.ts";
+
 import { Sql } from "./sql.ts";
-import { ensureSqliteDir, providerOf, type Provider } from "./url.ts";
+import { ensureSqliteDir, providerOf, type Provider, type SqliteSynchronous } from "./url.ts";
 
 /** Both generated clients have the same model API; the PostgreSQL one is the canonical type. */
 export type Db = PrismaClient;
@@ -51,10 +52,12 @@ export function sqlOf(db: Db): Sql {
 export interface PrismaOptions {
   /** Called with every SQL statement the client sends (tests count queries with it). */
   onQuery?: (sql: string) => void;
+  /** SQLite only: the writer's `synchronous` setting (config SQLITE_SYNCHRONOUS, default FULL). */
+  sqliteSynchronous?: SqliteSynchronous;
 }
 
 export async function createPrisma(url: string, options: PrismaOptions = {}): Promise<Db> {
-  const db = await connect(url, options.onQuery ? { log: [{ emit: "event", level: "query" }] } : {}, options.onQuery);
+  const db = await connect(url, options.onQuery ? { log: [{ emit: "event", level: "query" }] } : {}, options);
   if (options.onQuery) {
     const onQuery = options.onQuery;
     (db as unknown as { $on(e: "query", cb: (e: { query: string }) => void): void }).$on("query", (e) => onQuery(e.query));
@@ -64,7 +67,7 @@ export async function createPrisma(url: string, options: PrismaOptions = {}): Pr
   return db;
 }
 
-async function connect(url: string, clientOptions: object, onQuery?: (sql: string) => void): Promise<Db> {
+async function connect(url: string, clientOptions: object, { onQuery, sqliteSynchronous }: PrismaOptions): Promise<Db> {
   if (providerOf(url) === "postgresql") {
     const [{ PrismaClient }, { PrismaPg }, { default: pg }] = await Promise.all([
       import("../generated/prisma-postgresql/client.ts"),
@@ -90,7 +93,7 @@ async function connect(url: string, clientOptions: object, onQuery?: (sql: strin
   // timeout = SQLite busy timeout: writers from other processes wait instead of failing at once.
   // intMode bigint: micro-unit columns exceed 2^53; libsql would otherwise throw on reading them.
   // SingleConnectionLibSql: one SQLite connection per client (libsql's own transactions leak one per write).
-  const prisma = new SqliteClient({ ...clientOptions, adapter: new SingleConnectionLibSql({ url, timeout: 5000, intMode: "bigint" }) });
+  const prisma = new SqliteClient({ ...clientOptions, adapter: new SingleConnectionLibSql({ url, timeout: 5000, intMode: "bigint" }, sqliteSynchronous) });
   // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
   await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
   const file = sqliteFileOf(url);

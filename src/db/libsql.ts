@@ -15,6 +15,7 @@ import Database from "libsql";
 import type { Client, InStatement, InValue, ResultSet, Transaction, TransactionMode } from "@libsql/client";
 import { LibsqlError } from "@libsql/client";
 import { PrismaLibSql } from "@prisma/adapter-libsql";
+import { isSqliteSynchronous, type SqliteSynchronous } from "./url.ts";
 
 const BEGIN: Record<TransactionMode, string> = {
   write: "BEGIN IMMEDIATE",
@@ -142,9 +143,11 @@ export class CachedStatementClient {
   readonly #db: InstanceType<typeof Database>;
   readonly #prepared = new Map<string, Prepared>();
 
-  constructor(file: string, busyTimeoutMs: number) {
+  constructor(file: string, busyTimeoutMs: number, synchronous: SqliteSynchronous = "FULL") {
     this.#db = new Database(file);
     this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
+    if (!isSqliteSynchronous(synchronous)) throw new Error(`unknown synchronous setting ${String(synchronous)}`);
+    this.#db.exec(`PRAGMA synchronous = ${synchronous}`);
     // micro-unit columns exceed 2^53
     this.#db.defaultSafeIntegers(true);
   }
@@ -215,9 +218,17 @@ export function sqliteFileOf(url: string): string {
   return (url.startsWith("file:") ? url.slice("file:".length) : url).split("?")[0];
 }
 
+
 /** PrismaLibSql on CachedStatementClient (see the top of this file). */
 export class SingleConnectionLibSql extends PrismaLibSql {
+  readonly #synchronous: SqliteSynchronous;
+
+  constructor(config: ConstructorParameters<typeof PrismaLibSql>[0], synchronous: SqliteSynchronous = "FULL") {
+    super(config);
+    this.#synchronous = synchronous;
+  }
+
   override createClient(config: Parameters<PrismaLibSql["createClient"]>[0]): Client {
-    return new CachedStatementClient(sqliteFileOf(config.url), config.timeout ?? 5000) as unknown as Client;
+    return new CachedStatementClient(sqliteFileOf(config.url), config.timeout ?? 5000, this.#synchronous) as unknown as Client;
   }
 }

@@ -30,3 +30,14 @@ export function pgConfig(url: string) {
     database: u.pathname.slice(1),
   };
 }
+
+/**
+ * SQLite's `synchronous` setting on the writer (https://sqlite.org/pragma.html#pragma_synchronous). FULL, the
+ * default: every commit is on disk before it is acknowledged (an fsync per commit). NORMAL, in WAL mode: a
+ * commit survives the process crashing but the last ones may be lost if the machine loses power; the
+ * database is never corrupted either way, and commits cost no fsync. OFF is not offered: a ledger could
+ * then be corrupted by a power loss.
+ */
+export type SqliteSynchronous = "FULL" | "NORMAL" | "EXTRA";
+
+export const isSqliteSynchronous = (value: string): value is SqliteSynchronous => value === "FULL" || value === "NORMAL" || value === "EXTRA";
