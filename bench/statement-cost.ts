@@ -38,7 +38,7 @@ async function measure(name: string, run: () => Promise<unknown>): Promise<void>
 }
 
 const libsqlClient = createClient({ url, intMode: "bigint" });
-const cached = new CachedStatementClient(file, 5_000);
+const cached = new CachedStatementClient(file, { busyTimeoutMs: 5_000 });
 const reader = openSqliteReader(file);
 console.log(`one indexed single-row SELECT on SQLite, ${calls.toLocaleString("en-US")} calls each:`);
 await measure("@libsql/client execute (prepared on every call)", () => libsqlClient.execute({ sql: text, args }));

@@ -143,11 +143,16 @@ export class CachedStatementClient {
   readonly #db: InstanceType<typeof Database>;
   readonly #prepared = new Map<string, Prepared>();
 
-  constructor(file: string, busyTimeoutMs: number, synchronous: SqliteSynchronous = "FULL") {
+  /**
+   * `synchronous`: the writer's durability (src/db/url.ts). `readOnly`: a connection that refuses writes (the
+   * hot reads' own, src/db/sqlite-reader.ts; the driver's `readonly` option is not implemented).
+   */
+  constructor(file: string, { busyTimeoutMs, synchronous = "FULL", readOnly = false }: { busyTimeoutMs: number; synchronous?: SqliteSynchronous; readOnly?: boolean }) {
     this.#db = new Database(file);
     this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     if (!isSqliteSynchronous(synchronous)) throw new Error(`unknown synchronous setting ${String(synchronous)}`);
     this.#db.exec(`PRAGMA synchronous = ${synchronous}`);
+    if (readOnly) this.#db.exec("PRAGMA query_only = ON");
     // micro-unit columns exceed 2^53
     this.#db.defaultSafeIntegers(true);
   }
@@ -172,8 +177,23 @@ export class CachedStatementClient {
 
   async execute(statement: InStatement): Promise<ResultSet> {
     const sql = typeof statement === "string" ? statement : statement.sql;
-    const args = typeof statement === "string" || !statement.args ? [] : Array.isArray(statement.args) ? statement.args.map(bindable) : null;
+    const args = typeof statement === "string" || !statement.args ? [] : Array.isArray(statement.args) ? statement.args : null;
     if (!args) throw new Error("named arguments are not used by the adapter");
+    return this.#run(sql, args);
+  }
+
+  /** A query's rows as objects by column name (the shape the hot reads take), on the same kept statements. */
+  rowObjects(sql: string, args: readonly unknown[]): Record<string, unknown>[] {
+    const { columns, rows } = this.#run(sql, args as InValue[]);
+    return (rows as unknown as unknown[][]).map((row) => {
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < columns.length; i++) out[columns[i]] = row[i];
+      return out;
+    });
+  }
+
+  #run(sql: string, values: readonly InValue[]): ResultSet {
+    const args = values.map(bindable);
     try {
       const { stmt, columns } = this.#prepare(sql);
       if (columns) {
@@ -229,6 +249,6 @@ export class SingleConnectionLibSql extends PrismaLibSql {
   }
 
   override createClient(config: Parameters<PrismaLibSql["createClient"]>[0]): Client {
-    return new CachedStatementClient(sqliteFileOf(config.url), config.timeout ?? 5000, this.#synchronous) as unknown as Client;
+    return new CachedStatementClient(sqliteFileOf(config.url), { busyTimeoutMs: config.timeout ?? 5000, synchronous: this.#synchronous }) as unknown as Client;
   }
 }
