@@ -11,7 +11,7 @@ import { sqlOf } from "../db/client.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { availableUnits, grantDue, holdLive, holdStatus, overageAllowed } from "./rules.ts";
-import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { customerLookup, resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { orderedId } from "./ids.ts";
@@ -68,11 +68,8 @@ const truthy = (v: unknown) => v === true || Number(v) === 1; // booleans on Pos
 async function target(db: Db, organizationId: string, input: UsageRequest, now: Date): Promise<Target> {
   if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
   checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
-  if (input.customerId && input.externalCustomerId) {
-    throw new InvalidInputError("give either customerId or externalCustomerId, not both", "input.customerId");
-  }
+  const lookup = customerLookup(input, "input");
   const sql = sqlOf(db);
-  const byExternal = !input.customerId && !!input.externalCustomerId;
   const at = sql.date(now);
   const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown; balance: unknown; held: unknown; due: unknown }>(
     `SELECT c."id" AS "customerId", m."id" AS "meterId", m."archivedAt" AS "archived",
@@ -84,10 +81,10 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
                      WHERE g."customerId" = c."id" AND g."meterId" = m."id" AND ${grantDue.sql(sql, 2, "g")}) AS "due"
        FROM "Customer" c CROSS JOIN "Meter" m
        LEFT JOIN "CustomerMeter" cm ON cm."customerId" = c."id" AND cm."meterId" = m."id"
-      WHERE c."organizationId" = ${sql.param(4)} AND c."${byExternal ? "externalId" : "id"}" = ${sql.param(5)} AND c."deletedAt" IS NULL
+      WHERE c."organizationId" = ${sql.param(4)} AND c."${lookup.column}" = ${sql.param(5)} AND c."deletedAt" IS NULL
         AND m."organizationId" = ${sql.param(6)} AND m."id" = ${sql.param(7)}`,
     // parameters in the order they appear (SQLite numbers `?` by position)
-    [at, at, at, organizationId, (byExternal ? input.externalCustomerId : input.customerId) ?? "", organizationId, input.meterId],
+    [at, at, at, organizationId, lookup.value, organizationId, input.meterId],
   );
   if (!found) {
     await resolveCustomerRef(db, organizationId, input, "input");

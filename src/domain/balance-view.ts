@@ -7,7 +7,7 @@ import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import { asDate, type Sql } from "../db/sql.ts";
 import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
-import { settle } from "./settle.ts";
+import { settle, type TimedGrant } from "./settle.ts";
 import { availableUnits, grantDue, holdLive } from "./rules.ts";
 
 export interface StoredBalance {
@@ -37,24 +37,27 @@ export async function balanceViews(db: Db, rows: StoredBalance[], now: Date): Pr
   const out = new Map<string, BalanceView>();
   for (const row of rows) {
     const k = balanceKey(row.customerId, row.meterId);
-    const grants = due.get(k) ?? [];
-    const { steps, balance } = settle(row.balance, grants, now);
-    const heldUnits = held.get(k) ?? 0n;
-    const view: BalanceView = {
-      balance,
-      creditedUnits: row.creditedUnits + steps.reduce((sum, s) => sum + s.units, 0n),
-      heldUnits,
-      availableUnits: availableUnits(balance, heldUnits),
-      remaining: new Map(grants.map((g) => [g.id, g.remainingUnits])),
-      settled: new Map(),
-    };
-    for (const s of steps) {
-      const prev = view.settled.get(s.grant.id) ?? { creditedAt: null, expiredAt: null };
-      view.settled.set(s.grant.id, s.kind === "GRANT" ? { ...prev, creditedAt: s.at } : { ...prev, expiredAt: s.at });
-    }
-    out.set(k, view);
+    out.set(k, viewOf(row, due.get(k) ?? [], held.get(k) ?? 0n, now));
   }
   return out;
+}
+
+/** One row's view as of `now`, given its grants due by then (burn order) and what its live holds take. */
+function viewOf(row: StoredBalance, grants: TimedGrant[], heldUnits: bigint, now: Date): BalanceView {
+  const { steps, balance } = settle(row.balance, grants, now);
+  const view: BalanceView = {
+    balance,
+    creditedUnits: row.creditedUnits + steps.reduce((sum, s) => sum + s.units, 0n),
+    heldUnits,
+    availableUnits: availableUnits(balance, heldUnits),
+    remaining: new Map(grants.map((g) => [g.id, g.remainingUnits])),
+    settled: new Map(),
+  };
+  for (const s of steps) {
+    const prev = view.settled.get(s.grant.id) ?? { creditedAt: null, expiredAt: null };
+    view.settled.set(s.grant.id, s.kind === "GRANT" ? { ...prev, creditedAt: s.at } : { ...prev, expiredAt: s.at });
+  }
+  return view;
 }
 
 /**
@@ -145,15 +148,8 @@ async function rowsWithViews(db: Db, found: Record<string, unknown>[], now: Date
   const due: BalanceRow[] = [];
   rows.forEach((row, i) => {
     if (Number(found[i].due) !== 0) return due.push(row);
-    const heldUnits = found[i].held == null ? 0n : BigInt(found[i].held as bigint);
-    primeView(row, {
-      balance: row.balance,
-      creditedUnits: row.creditedUnits,
-      heldUnits,
-      availableUnits: availableUnits(row.balance, heldUnits),
-      remaining: new Map(),
-      settled: new Map(),
-    });
+    // nothing due: the stored balance is the balance now
+    primeView(row, viewOf(row, [], found[i].held == null ? 0n : BigInt(found[i].held as bigint), now));
   });
   if (due.length) {
     const views = await balanceViews(db, due, now);

@@ -3,7 +3,7 @@
 // with the same limit, counts bodies sent without a length); plus node:http's timeouts and connection cap.
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from "node:http";
 import type { Limits } from "../limits.ts";
-import { clientKey, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
+import { clientKey, createConcurrencyLimiter, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
 
 /** Options for `createServer`: headers, request and keep-alive timeouts, checked often enough to matter. */
 export function httpServerOptions(limits: Limits): ServerOptions {
@@ -43,7 +43,8 @@ function tooLarge(limit: number): ErrorJson {
  * (returns false), once the client has a free slot; the slot is freed when the response is done.
  */
 export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concurrency: ConcurrencyLimiter) {
-  const tarpit = createHoldCounter(limits.queuePerClient);
+  // Delayed refusals waiting per client: slots and no line, so one over the bound is answered at once.
+  const tarpit = createConcurrencyLimiter(limits.queuePerClient, 0);
   return async function guard(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
     const declared = req.headers["content-length"];
     if (declared !== undefined && Number(declared) > limits.maxBodyBytes) {
@@ -63,7 +64,7 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
         }
       };
       const delay = Math.min(decision.retryAfterMs, limits.rateLimitDelayMs);
-      const delayed = delay > 0 ? tarpit.hold(key) : null;
+      const delayed = delay > 0 ? await tarpit.acquire(key) : null;
       if (!delayed) answer();
       else {
         const timer = setTimeout(() => (delayed(), answer()), delay);
@@ -83,25 +84,5 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
     }
     // A body without a declared length (chunked) is counted as Yoga reads it (its maxRequestBodySize).
     return false;
-  };
-}
-
-/** Counts what each client has waiting; `hold` gives a release function, or null once `max` are waiting. */
-function createHoldCounter(max: number) {
-  const held = new Map<string, number>();
-  return {
-    hold(key: string): (() => void) | null {
-      const n = held.get(key) ?? 0;
-      if (n >= max) return null;
-      held.set(key, n + 1);
-      let released = false;
-      return () => {
-        if (released) return;
-        released = true;
-        const left = (held.get(key) ?? 1) - 1;
-        if (left <= 0) held.delete(key);
-        else held.set(key, left);
-      };
-    },
   };
 }
