@@ -5,7 +5,7 @@ import type autocannon from "autocannon";
 import type { Context } from "./context.ts";
 import { BenchFailure, inTurn, load, type Load } from "./harness.ts";
 import { graphqlClient } from "./support.ts";
-import { generateEvents, eventInput } from "./workload.ts";
+import { generateEvents, eventInput, type BenchEvent } from "./workload.ts";
 
 type Slot = Record<string, unknown>;
 const body = (query: string, variables?: Record<string, unknown>) => JSON.stringify(variables ? { query, variables } : { query });
@@ -31,11 +31,10 @@ export async function floors(ctx: Context): Promise<{ read: Load; mutation: Load
   return { read, mutation };
 }
 
-/** Read scenarios: one request shape cycling over prepared bodies; an answer with errors fails the run. */
-async function cycle(ctx: Context, what: string, bodies: string[], expect: string): Promise<Load> {
-  const f = failures();
+/** One request shape cycling over prepared bodies; an answer without `expect`, or with errors, is noted. */
+function cycling(bodies: string[], expect: string, f: ReturnType<typeof failures>): autocannon.Request[] {
   let n = 0;
-  const requests: autocannon.Request[] = [
+  return [
     {
       setupRequest: (req) => ({ ...req, body: bodies[n++ % bodies.length] }),
       onResponse: (_status, text) => {
@@ -43,9 +42,21 @@ async function cycle(ctx: Context, what: string, bodies: string[], expect: strin
       },
     },
   ];
+}
+
+/** One second of `bodies` before a measured run, so that it measures a warm service (compiled, caches filled). */
+async function warmUp(ctx: Context, what: string, bodies: string[], expect: string): Promise<void> {
+  const f = failures();
+  await load({ url: ctx.service.url, token: ctx.token, connections: ctx.options.connections, duration: 1, requests: cycling(bodies, expect, f) });
+  f.check(`${what} (warm-up)`);
+}
+
+/** Read scenarios: one request shape cycling over prepared bodies after a warm-up; an answer with errors fails the run. */
+async function cycle(ctx: Context, what: string, bodies: string[], expect: string): Promise<Load> {
+  await warmUp(ctx, what, bodies, expect);
+  const f = failures();
   const o = ctx.options;
-  await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: 1, requests }); // warm-up
-  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: o.duration, requests });
+  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: o.duration, requests: cycling(bodies, expect, f) });
   f.check(what);
   return result;
 }
@@ -77,7 +88,9 @@ export async function authorize(ctx: Context): Promise<Load & { allowed: number;
   const o = ctx.options;
   const { customerIds, meterIds } = ctx.seeded;
   const query = `mutation($input: AuthorizeUsageInput!) { authorizeUsage(input: $input) { __typename ... on UsageAuthorization { allowed code } ... on Error { message } } }`;
-  const bodies = customerIds.slice(0, o.authCustomers).map((customerId) => body(query, { input: { customerId, meterId: meterIds.credits, units: "1" } }));
+  const input = (customerId: string) => body(query, { input: { customerId, meterId: meterIds.credits, units: "1" } });
+  await warmUp(ctx, "authorizeUsage", ctx.seeded.warmCustomerIds.map(input), '"allowed":true');
+  const bodies = customerIds.slice(0, o.authCustomers).map(input);
   const calls = Array.from({ length: o.authCustomers }, () => 0);
   const allowed = Array.from({ length: o.authCustomers }, () => 0);
   let refused = 0;
@@ -126,12 +139,33 @@ export async function authorize(ctx: Context): Promise<Load & { allowed: number;
 export async function reserveCommit(ctx: Context): Promise<Load & { commits: number }> {
   const o = ctx.options;
   const { customerIds, meterIds } = ctx.seeded;
-  const reserve = `mutation($input: ReserveUsageInput!) { reserveUsage(input: $input) { __typename ... on UsageReservation { allowed code id } ... on Error { message } } }`;
-  const commit = `mutation($id: ID!) { commitReservation(id: $id, units: "1") { __typename ... on Reservation { status committedUnits } ... on Error { message } } }`;
-  const bodies = customerIds.slice(0, o.authCustomers).map((customerId) => body(reserve, { input: { customerId, meterId: meterIds.holds, units: "1", ttlSeconds: 600 } }));
+  const warm = failures();
+  await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: 1, requests: reserveThenCommit(ctx, ctx.seeded.warmCustomerIds, () => {}, warm) });
+  warm.check("reserve + commit (warm-up)");
   const commits = Array.from({ length: o.authCustomers }, () => 0);
   const f = failures();
-  const requests: autocannon.Request[] = [
+  const requests = reserveThenCommit(ctx, customerIds.slice(0, o.authCustomers), (i) => commits[i]++, f);
+  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, amount: o.reserveCalls, requests });
+  f.check("reserve + commit");
+  // A connection's share of the requests can end with a reserve: that hold stays live (it expires by itself)
+  // and moves no units, so the books compare consumed units with commits only.
+  const gql = graphqlClient(ctx.service.url, ctx.token);
+  for (let i = 0; i < o.authCustomers; i++) {
+    const { customerMeter: m } = await gql.request<{ customerMeter: { balance: string; consumedUnits: string } }>(
+      `query($c: ID, $m: ID!) { customerMeter(customerId: $c, meterId: $m) { balance consumedUnits } }`,
+      { c: customerIds[i], m: meterIds.holds },
+    );
+    if (m.consumedUnits !== String(commits[i])) throw new BenchFailure(`reserve + commit: customer c${i} consumed ${m.consumedUnits}, ${commits[i]} commits acknowledged`);
+  }
+  return { ...result, commits: commits.reduce((a, b) => a + b, 0) };
+}
+
+/** reserveUsage(1) on the next of `customerIds` (holds meter), then commitReservation(1) of that hold; `committed(i)` per commit. */
+function reserveThenCommit(ctx: Context, customerIds: string[], committed: (i: number) => void, f: ReturnType<typeof failures>): autocannon.Request[] {
+  const reserve = `mutation($input: ReserveUsageInput!) { reserveUsage(input: $input) { __typename ... on UsageReservation { allowed code id } ... on Error { message } } }`;
+  const commit = `mutation($id: ID!) { commitReservation(id: $id, units: "1") { __typename ... on Reservation { status committedUnits } ... on Error { message } } }`;
+  const bodies = customerIds.map((customerId) => body(reserve, { input: { customerId, meterId: ctx.seeded.meterIds.holds, units: "1", ttlSeconds: 600 } }));
+  return [
     inTurn(
       bodies.map((_, i) => i),
       (i) => bodies[i],
@@ -149,41 +183,36 @@ export async function reserveCommit(ctx: Context): Promise<Load & { commits: num
       onResponse: (_status, text, context: object) => {
         const slot = context as Slot;
         const r = (JSON.parse(text) as { data?: { commitReservation?: { status?: string } } }).data?.commitReservation;
-        if (r?.status === "COMMITTED") commits[slot.item as number]++;
+        if (r?.status === "COMMITTED") committed(slot.item as number);
         else f.note(`commitReservation: ${text.slice(0, 300)}`);
       },
     },
   ];
-  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, amount: o.reserveCalls, requests });
-  f.check("reserve + commit");
-  // A connection's share of the requests can end with a reserve: that hold stays live (it expires by itself)
-  // and moves no units, so the books compare consumed units with commits only.
-  const gql = graphqlClient(ctx.service.url, ctx.token);
-  for (let i = 0; i < o.authCustomers; i++) {
-    const { customerMeter: m } = await gql.request<{ customerMeter: { balance: string; consumedUnits: string } }>(
-      `query($c: ID, $m: ID!) { customerMeter(customerId: $c, meterId: $m) { balance consumedUnits } }`,
-      { c: customerIds[i], m: meterIds.holds },
-    );
-    if (m.consumedUnits !== String(commits[i])) throw new BenchFailure(`reserve + commit: customer c${i} consumed ${m.consumedUnits}, ${commits[i]} commits acknowledged`);
-  }
-  return { ...result, commits: commits.reduce((a, b) => a + b, 0) };
 }
 
 /** `singleCalls` 1-event ingestEvents calls on `connections` connections; every acknowledged event goes into the books. */
 export async function singleEventCalls(ctx: Context): Promise<Load> {
   const o = ctx.options;
-  const query = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { message } } }`;
+  // A warm-up of its own events first (acknowledged ones go into the books like the measured run's).
+  await oneEventCalls(ctx, generateEvents(Math.min(WARM_UP_CALLS, o.singleCalls), o.customers, o.seed + 2, "warm"), "1-event ingest (warm-up)");
   // Generated beforehand; each request takes the next.
-  const pool = generateEvents(o.singleCalls, o.customers, o.seed + 1, "one");
+  return oneEventCalls(ctx, generateEvents(o.singleCalls, o.customers, o.seed + 1, "one"), "1-event ingest");
+}
+
+/** Warm-up requests of the scenarios whose requests are counted (a fixed number, never more than their own). */
+const WARM_UP_CALLS = 500;
+
+function oneEventCalls(ctx: Context, events: BenchEvent[], what: string): Promise<Load> {
+  const query = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { message } } }`;
   const f = failures();
-  const result = await load({
+  return load({
     url: ctx.service.url,
     token: ctx.token,
-    connections: o.connections,
-    amount: o.singleCalls,
+    connections: ctx.options.connections,
+    amount: events.length,
     requests: [
       inTurn(
-        pool,
+        events,
         (e) => body(query, { events: [eventInput(e)] }),
         (e, text) => {
           const r = (JSON.parse(text) as { data?: { ingestEvents?: { inserted?: number } } }).data?.ingestEvents;
@@ -192,7 +221,8 @@ export async function singleEventCalls(ctx: Context): Promise<Load> {
         },
       ),
     ],
+  }).then((result) => {
+    f.check(what);
+    return result;
   });
-  f.check("1-event ingest");
-  return result;
 }
