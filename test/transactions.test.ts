@@ -1,8 +1,11 @@
 // Transactions the database aborts for concurrency reasons are retried whole, never surfaced to clients.
-import { readdirSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrisma, providerOfDb, type Db } from "../src/db/client.ts";
 import { loadConfig } from "../src/config.ts";
+import { CachedStatementClient } from "../src/db/libsql.ts";
 import { inSqlTransaction, inTransaction } from "../src/domain/transactions.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
@@ -71,18 +74,84 @@ describe("SQLite connections", () => {
     console.log(`SQLite: open file descriptors ${before} before 1,000 write transactions, ${after} after`);
   }, 60_000);
 
-  it("SQLITE_SYNCHRONOUS sets the writer's synchronous mode: FULL by default, NORMAL when asked; anything else is refused at start", async ({ skip }) => {
+  it("SQLITE_SYNCHRONOUS: FULL by default (commits flushed off the event loop: the connection itself syncs nothing and never checkpoints), NORMAL when asked; anything else is refused at start", async ({ skip }) => {
     if (providerOfDb(t.db) !== "sqlite") skip("a SQLite setting");
-    const mode = async (db: Db) => Number((await db.$queryRawUnsafe<{ synchronous: bigint }[]>("PRAGMA synchronous"))[0].synchronous);
-    expect(await mode(t.db)).toBe(2); // FULL
+    const pragma = async (db: Db, name: string) => Number(Object.values((await db.$queryRawUnsafe<Record<string, bigint>[]>(`PRAGMA ${name}`))[0])[0]);
+    expect(await pragma(t.db, "synchronous")).toBe(0); // OFF on the connection: the commit's fsync is ours (src/db/libsql.ts)
+    expect(await pragma(t.db, "wal_autocheckpoint")).toBe(0); // checkpoints run on their own thread, at FULL
     const normal = await createPrisma(t.databaseUrl, { sqliteSynchronous: loadConfig({ SQLITE_SYNCHRONOUS: "normal" }).sqliteSynchronous });
     try {
-      expect(await mode(normal)).toBe(1); // NORMAL
+      expect(await pragma(normal, "synchronous")).toBe(1); // NORMAL: SQLite's own
+      expect(await pragma(normal, "wal_autocheckpoint")).toBe(1000);
     } finally {
       await normal.$disconnect();
     }
     expect(loadConfig({}).sqliteSynchronous).toBe("FULL");
     expect(() => loadConfig({ SQLITE_SYNCHRONOUS: "OFF" })).toThrow(/SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA/);
+  });
+
+  it("FULL: a commit is answered only once the WAL is flushed, and writes made while a flush runs share the next one", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "sqlite") skip("SQLite's commit path");
+    const dir = mkdtempSync(path.join(tmpdir(), "credits-durable-"));
+    const flushes: { path: string; done: () => void }[] = [];
+    const client = new CachedStatementClient(path.join(dir, "d.db"), {
+      busyTimeoutMs: 1000,
+      syncFile: (file) => new Promise<void>((resolve) => flushes.push({ path: file, done: resolve })),
+    });
+    const settled = (p: Promise<unknown>) => Promise.race([p.then(() => true), new Promise((r) => setTimeout(() => r(false), 50))]);
+    try {
+      const created = client.execute(`CREATE TABLE "P" ("v" INTEGER NOT NULL)`);
+      expect(await settled(created)).toBe(false); // written, but not answered before the flush
+      expect(flushes).toHaveLength(1);
+      expect(flushes[0].path).toBe(path.join(dir, "d.db-wal"));
+      flushes[0].done();
+      await created;
+      // a transaction's COMMIT is answered after its flush
+      const tx = await client.transaction("write");
+      await tx.execute({ sql: `INSERT INTO "P" ("v") VALUES (?)`, args: [1] });
+      const committed = tx.commit();
+      expect(await settled(committed)).toBe(false);
+      expect(flushes).toHaveLength(2);
+      flushes[1].done();
+      await committed;
+      // three writes while one flush runs: the first started it, the other two share the next, started after it
+      const writes = [2, 3, 4].map((v) => client.execute({ sql: `INSERT INTO "P" ("v") VALUES (?)`, args: [v] }));
+      await new Promise((r) => setTimeout(r, 10));
+      expect(flushes).toHaveLength(3);
+      flushes[2].done();
+      expect(await settled(writes[0])).toBe(true);
+      expect(flushes).toHaveLength(4); // one more for both
+      expect(await settled(Promise.all(writes.slice(1)))).toBe(false);
+      flushes[3].done();
+      await Promise.all(writes);
+      // reads never wait for a flush
+      expect((await client.execute(`SELECT COUNT(*) AS "n" FROM "P"`)).rows[0]).toEqual([4n]);
+      expect(flushes).toHaveLength(4);
+    } finally {
+      client.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it("FULL: the checkpointing thread copies committed pages into the database file by itself", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "sqlite") skip("SQLite's checkpoints");
+    const dir = mkdtempSync(path.join(tmpdir(), "credits-checkpoint-"));
+    const file = path.join(dir, "c.db");
+    const client = new CachedStatementClient(file, { busyTimeoutMs: 1000 });
+    try {
+      await client.execute(`CREATE TABLE "Blob" ("b" BLOB NOT NULL)`);
+      const before = statSync(file).size;
+      const tx = await client.transaction("write");
+      for (let i = 0; i < 64; i++) await tx.execute({ sql: `INSERT INTO "Blob" ("b") VALUES (randomblob(16384))`, args: [] });
+      await tx.commit();
+      // a megabyte in the WAL; the writer never checkpoints (wal_autocheckpoint=0), so only the thread can move it
+      const deadline = Date.now() + 10_000;
+      while (statSync(file).size < before + 1_000_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(statSync(file).size).toBeGreaterThanOrEqual(before + 1_000_000);
+    } finally {
+      client.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("on the one connection, a failed transaction leaves nothing behind and the next one commits", async ({ skip }) => {

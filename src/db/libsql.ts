@@ -11,6 +11,20 @@
 // The adapter serializes everything on its client: `startTransaction` holds the adapter's lock until commit or
 // rollback, so no other statement can run on the client while a transaction is open. A transaction therefore
 // runs on the client's one connection (BEGIN … COMMIT/ROLLBACK through `execute`).
+//
+// Durable commits without stopping the process (SQLITE_SYNCHRONOUS=FULL, the default). The driver is
+// synchronous, so with SQLite's own synchronous=FULL every COMMIT's fsync froze the event loop: no request was
+// read, no answer sent, no group formed while the disk flushed (under load most groups held one job, and the
+// tail reached seconds). Instead the writer's connection commits without syncing (synchronous=OFF) and the
+// commit is acknowledged only once an fsync of the WAL file, run on libuv's thread pool, has finished; one
+// fsync covers every commit made before it started, so concurrent commits share it (group commit). Frames in
+// the WAL carry checksums: a crash before the fsync loses only commits nobody was told of, never the file.
+// Checkpoints, the one place where OFF could let the database file get ahead of the WAL, never run on this
+// connection (wal_autocheckpoint=0): a worker thread with its own connection at synchronous=FULL runs them,
+// syncing the WAL before it copies pages and the database file after. See durableCommits below.
+import { open, type FileHandle } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { Worker } from "node:worker_threads";
 import Database from "libsql";
 import type { Client, InStatement, InValue, ResultSet, Transaction, TransactionMode } from "@libsql/client";
 import { LibsqlError } from "@libsql/client";
@@ -147,15 +161,19 @@ export class CachedStatementClient {
    * `synchronous`: the writer's durability (src/db/url.ts). `readOnly`: a connection that refuses writes (the
    * hot reads' own, src/db/sqlite-reader.ts; the driver's `readonly` option is not implemented).
    */
-  constructor(file: string, { busyTimeoutMs, synchronous = "FULL", readOnly = false }: { busyTimeoutMs: number; synchronous?: SqliteSynchronous; readOnly?: boolean }) {
+  constructor(file: string, { busyTimeoutMs, synchronous = "FULL", readOnly = false, syncFile }: CachedStatementClientOptions) {
     this.#db = new Database(file);
     this.#db.exec(`PRAGMA busy_timeout = ${Math.max(0, Math.floor(busyTimeoutMs))}`);
     if (!isSqliteSynchronous(synchronous)) throw new Error(`unknown synchronous setting ${String(synchronous)}`);
-    this.#db.exec(`PRAGMA synchronous = ${synchronous}`);
     if (readOnly) this.#db.exec("PRAGMA query_only = ON");
+    else if (synchronous === "FULL" && !isMemory(file)) this.#durable = durableCommits(this.#db, file, syncFile);
+    if (!this.#durable) this.#db.exec(`PRAGMA synchronous = ${synchronous}`);
     // micro-unit columns exceed 2^53
     this.#db.defaultSafeIntegers(true);
   }
+
+  /** FULL on a file: commits synced off the event loop (see the top of this file); null otherwise. */
+  readonly #durable: DurableCommits | null = null;
 
   #prepare(sql: string): Prepared {
     let p = this.#prepared.get(sql);
@@ -179,7 +197,10 @@ export class CachedStatementClient {
     const sql = typeof statement === "string" ? statement : statement.sql;
     const args = typeof statement === "string" || !statement.args ? [] : Array.isArray(statement.args) ? statement.args : null;
     if (!args) throw new Error("named arguments are not used by the adapter");
-    return this.#run(sql, args);
+    const result = this.#run(sql, args);
+    // A statement that may have committed (a COMMIT, or a write outside a transaction) is answered once on disk.
+    if (this.#durable && !this.#db.inTransaction && !NEVER_COMMITS.test(sql)) await this.#durable.synced();
+    return result;
   }
 
   /** A query's rows as objects by column name (the shape the hot reads take), on the same kept statements. */
@@ -229,8 +250,119 @@ export class CachedStatementClient {
     if (this.closed) return;
     this.closed = true;
     this.#prepared.clear();
+    // Whichever connection closes last checkpoints the WAL into the database file: synced, at FULL.
+    this.#durable?.close();
     this.#db.close();
   }
+}
+
+export interface CachedStatementClientOptions {
+  busyTimeoutMs: number;
+  /** the writer's durability (src/db/url.ts) */
+  synchronous?: SqliteSynchronous;
+  /** a connection that refuses writes (the hot reads' own, src/db/sqlite-reader.ts; the driver's `readonly` option is not implemented) */
+  readOnly?: boolean;
+  /** how the WAL file is flushed to disk (default: fdatasync on libuv's thread pool); tests hold it to watch commits wait */
+  syncFile?: (path: string) => Promise<void>;
+}
+
+const isMemory = (file: string) => file === ":memory:" || file === "" || file.startsWith("file::memory:");
+
+/** Statements that never end a transaction with a write: no flush after them. */
+const NEVER_COMMITS = /^\s*(SELECT|BEGIN|ROLLBACK)\b/i;
+
+/** How often the checkpointing thread copies the WAL's committed pages into the database file. */
+const CHECKPOINT_INTERVAL_MS = 200;
+
+interface DurableCommits {
+  /** Resolves once everything committed before the call is on disk. */
+  synced(): Promise<void>;
+  close(): void;
+}
+
+/**
+ * Set the writer's connection up for commits synced off the event loop and return the flusher: fsyncs of the
+ * WAL, shared by every commit made before each one starts, and a checkpointing thread (see the top of this file).
+ */
+function durableCommits(db: InstanceType<typeof Database>, file: string, syncFile?: (path: string) => Promise<void>): DurableCommits {
+  db.exec("PRAGMA journal_mode = WAL"); // commits then write only the WAL, the one file flushed here
+  db.exec("PRAGMA synchronous = OFF");
+  db.exec("PRAGMA wal_autocheckpoint = 0");
+  const wal = `${file}-wal`;
+  let handle: FileHandle | null = null;
+  const flush =
+    syncFile ??
+    (async (path: string) => {
+      handle ??= await open(path, "r");
+      await handle.datasync();
+    });
+  let running: Promise<void> | null = null;
+  let next: Promise<void> | null = null;
+  const start = (): Promise<void> => {
+    const p = flush(wal).finally(() => {
+      if (running === p) running = null;
+    });
+    return (running = p);
+  };
+  let closed = false;
+  const checkpointer = startCheckpointer(file, () => {
+    // Without its checkpoints the WAL would grow for ever: back to SQLite's own synced commits and checkpoints.
+    if (closed) return;
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA wal_autocheckpoint = 1000");
+  });
+  return {
+    synced() {
+      if (!running) return start();
+      // A flush already under way may have started before this commit: the next one starts after it, once.
+      next ??= running.catch(() => {}).then(() => {
+        next = null;
+        return start();
+      });
+      return next;
+    },
+    close() {
+      closed = true;
+      // The writer's own close-time checkpoint, if it is the last connection, must sync like any other.
+      db.exec("PRAGMA synchronous = FULL");
+      checkpointer.stop();
+      void handle?.close().catch(() => {});
+    },
+  };
+}
+
+/**
+ * The thread that checkpoints the WAL on its own connection at synchronous=FULL, every CHECKPOINT_INTERVAL_MS.
+ * `failed` is called if it stops by itself (its connection could not be opened, or it crashed).
+ */
+function startCheckpointer(file: string, failed: () => void): { stop(): void } {
+  const code = `
+    const { parentPort, workerData } = require("node:worker_threads");
+    const Database = require(workerData.driver);
+    let db;
+    try { db = new Database(workerData.file); } catch { process.exit(1); }
+    db.exec("PRAGMA busy_timeout = 5000");
+    db.exec("PRAGMA synchronous = FULL");
+    const timer = setInterval(() => {
+      try { db.exec("PRAGMA wal_checkpoint(PASSIVE)"); } catch { /* busy or closing: the next round */ }
+    }, workerData.intervalMs);
+    parentPort.on("message", () => {
+      clearInterval(timer);
+      db.close();
+      parentPort.close();
+    });`;
+  const driver = createRequire(import.meta.url).resolve("libsql");
+  const worker = new Worker(code, { eval: true, workerData: { driver, file, intervalMs: CHECKPOINT_INTERVAL_MS } });
+  let stopping = false;
+  worker.once("error", () => {}); // reported through its exit
+  worker.once("exit", () => stopping || failed());
+  worker.unref();
+  return {
+    stop() {
+      stopping = true;
+      worker.postMessage("stop");
+    },
+  };
 }
 
 /** The path a `file:` URL names (query string dropped). */

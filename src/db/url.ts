@@ -33,7 +33,8 @@ export function pgConfig(url: string) {
 
 /**
  * SQLite's `synchronous` setting on the writer (https://sqlite.org/pragma.html#pragma_synchronous). FULL, the
- * default: every commit is on disk before it is acknowledged (an fsync per commit). NORMAL, in WAL mode: a
+ * default: every commit is on disk before it is acknowledged (an fsync of the WAL, run off the event loop and
+ * shared by the commits made before it started: src/db/libsql.ts). NORMAL, in WAL mode: a
  * commit survives the process crashing but the last ones may be lost if the machine loses power; the
  * database is never corrupted either way, and commits cost no fsync. OFF is not offered: a ledger could
  * then be corrupted by a power loss.
