@@ -9,11 +9,11 @@ import { createWebhookEndpoint } from "../src/domain/webhooks.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp } from "../src/server.ts";
-import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS, type WebhookWorker } from "../src/webhooks/delivery.ts";
+import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS } from "../src/webhooks/delivery.ts";
 import { CreateWebhookEndpoint, WebhookDeliveries } from "./documents.ts";
 import { startTestApp, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
 import { customer, grant, meter } from "./support/fixtures.ts";
-import { startReceiver, type Received } from "./support/receiver.ts";
+import { startReceiver, tickUntil, type Received } from "./support/receiver.ts";
 
 const SETTINGS = { allowPrivateNetworks: true, retryBaseMs: 20, timeoutMs: 2000 };
 let t: TestApp;
@@ -34,15 +34,6 @@ async function endpoint(url: string, eventTypes = ["credit_grant.created"]) {
   return createWebhookEndpoint;
 }
 
-/** Tick the workers until `done` holds (each tick is a real pass: dispatch, then send what is due). */
-async function until(workers: WebhookWorker[], done: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error("condition not reached");
-    await Promise.all(workers.map((w) => w.tick()));
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** Every request's signature checks out with the endpoint's secret; answers the parsed bodies. */
 function verified(secret: string, received: Received[]) {
@@ -61,7 +52,7 @@ it("a receiver answering 500 twice then 200 gets the same webhook-id three times
     expect(created.secret).toMatch(/^whsec_/);
     receiver.answer(500, 500);
     const g = await grant(t, customerId, meterId, "5");
-    await until([t.app.webhooks], () => receiver.received.length === 3);
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 3);
     const bodies = verified(created.secret, receiver.received);
     expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
     expect(bodies[0].body).toMatchObject({ type: "credit_grant.created", sequence: 1, data: { grantId: g.id, customerId, meterId, units: "5" } });
@@ -78,13 +69,13 @@ it("a server restarted between attempts still delivers", async () => {
     const created = await endpoint(receiver.url);
     receiver.answer(503);
     await grant(t, customerId, meterId, "1");
-    await until([t.app.webhooks], () => receiver.received.length === 1);
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 1);
     // A new node process on the same database (the first one is gone): its worker finds the pending retry.
     const db = await createPrisma(t.databaseUrl);
     const { pubsub } = createAppPubSub();
     const restarted = createApp({ db, pubsub, log: createLogger("silent"), webhooks: { ...SETTINGS, key: TEST_WEBHOOK_KEY } });
     try {
-      await until([restarted.webhooks], () => receiver.received.length === 2);
+      await tickUntil([restarted.webhooks], () => receiver.received.length === 2);
     } finally {
       await restarted.close();
       await db.$disconnect();
@@ -104,7 +95,7 @@ it("first attempts follow commit order and sequence numbers have no gaps, while 
     receiver.answer(200, 500); // the second delivery fails once: the third goes out anyway
     const grants = [];
     for (const units of ["1", "2", "3", "4", "5"]) grants.push((await grant(t, customerId, meterId, units)).id);
-    await until([t.app.webhooks], () => receiver.received.length === 6);
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 6);
     const bodies = verified(created.secret, receiver.received);
     const firsts = bodies.filter((b, i) => bodies.findIndex((o) => o.id === b.id) === i);
     expect(firsts.map((b) => b.body.data.grantId)).toEqual(grants);
@@ -156,7 +147,7 @@ describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? ""))("t
       const created = await endpoint(receiver.url);
       receiver.answer(500, 500, 500);
       for (let i = 0; i < 8; i++) await grant(t, customerId, meterId, "1");
-      await until([t.app.webhooks, other.webhooks], () => new Set(receiver.received.map((r) => r.headers["webhook-id"])).size === 8 && receiver.received.length === 11);
+      await tickUntil([t.app.webhooks, other.webhooks], () => new Set(receiver.received.map((r) => r.headers["webhook-id"])).size === 8 && receiver.received.length === 11);
       await Promise.all([t.app.webhooks.tick(), other.webhooks.tick()]);
       const bodies = verified(created.secret, receiver.received);
       expect(bodies).toHaveLength(11); // 8 messages, 3 of them retried once

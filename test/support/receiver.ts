@@ -29,3 +29,13 @@ export async function startReceiver() {
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }
+
+/** Tick the webhook workers until `done` holds (each tick is a real pass: dispatch, then send what is due). */
+export async function tickUntil(workers: { tick(): Promise<void> }[], done: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error("condition not reached");
+    await Promise.all(workers.map((w) => w.tick()));
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
