@@ -3,7 +3,7 @@ import { DEFAULT_DATABASE_URL, isSqliteSynchronous, type SqliteSynchronous } fro
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { DEFAULT_LIMITS, LIMIT_ENV, resolveLimits, type Limits } from "./limits.ts";
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/delivery.ts";
-import { DEFAULT_WEBHOOK_KEY_FILE } from "./webhooks/key.ts";
+import { defaultWebhookKeyFile } from "./webhooks/key.ts";
 
 export interface Config {
   port: number;
@@ -81,7 +81,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     webhooks,
     webhookKey: env.WEBHOOK_SECRET_KEY?.trim() || undefined,
-    webhookKeyFile: env.WEBHOOK_SECRET_KEY_FILE?.trim() || DEFAULT_WEBHOOK_KEY_FILE,
+    webhookKeyFile: env.WEBHOOK_SECRET_KEY_FILE?.trim() || defaultWebhookKeyFile(env.DATABASE_URL || DEFAULT_DATABASE_URL),
     logFormat: env.LOG_FORMAT?.trim() || undefined,
     meterLimits,
     limits: limitsFromEnv(env),

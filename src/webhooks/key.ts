@@ -1,12 +1,16 @@
 // The key webhook secrets are stored under: WEBHOOK_SECRET_KEY when set (every node of a cluster must share
-// it), otherwise a key file (WEBHOOK_SECRET_KEY_FILE, default ./data/webhook-secret.key) created with a random
+// it), otherwise a key file (WEBHOOK_SECRET_KEY_FILE, default webhook-secret.key in the SQLite database's folder, ./data/ on PostgreSQL) created with a random
 // key on first start, readable by its owner only. The key never enters the database.
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parseWebhookKey } from "../domain/webhook-secrets.ts";
 
-export const DEFAULT_WEBHOOK_KEY_FILE = "./data/webhook-secret.key";
+/** Beside the SQLite database (its data folder); ./data/ for PostgreSQL. */
+export function defaultWebhookKeyFile(databaseUrl: string): string {
+  const file = databaseUrl.startsWith("file:") ? databaseUrl.slice("file:".length).split("?")[0] : "";
+  return path.join(file && file !== ":memory:" ? path.dirname(file) : "./data", "webhook-secret.key");
+}
 
 export function loadWebhookKey(fromEnv: string | undefined, file: string): { key: Buffer; source: string; created: boolean } {
   if (fromEnv) return { key: parseWebhookKey(fromEnv, "WEBHOOK_SECRET_KEY"), source: "WEBHOOK_SECRET_KEY", created: false };
