@@ -2,6 +2,8 @@
 import { DEFAULT_DATABASE_URL, isSqliteSynchronous, type SqliteSynchronous } from "./db/url.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { DEFAULT_LIMITS, LIMIT_ENV, resolveLimits, type Limits } from "./limits.ts";
+import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/delivery.ts";
+import { defaultWebhookKeyFile } from "./webhooks/key.ts";
 
 export interface Config {
   port: number;
@@ -20,6 +22,11 @@ export interface Config {
   limits: Limits;
   /** How long in-flight requests may take after SIGTERM/SIGINT before the process gives up on them. */
   shutdownGraceMs: number;
+  /** Webhook delivery settings (WEBHOOK_*), the key aside: src/webhooks/key.ts loads it at start. */
+  webhooks: Omit<WebhookSettings, "key">;
+  /** WEBHOOK_SECRET_KEY (hex or base64 of 32 bytes), or the file holding it */
+  webhookKey: string | undefined;
+  webhookKeyFile: string;
 }
 
 function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -61,7 +68,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
   const shutdownGraceMs = Number(env.SHUTDOWN_GRACE_MS ?? 10_000);
   if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
+  const allowPrivate = (env.WEBHOOK_ALLOW_PRIVATE_NETWORKS ?? "").trim().toLowerCase();
+  if (allowPrivate && allowPrivate !== "true" && allowPrivate !== "false") throw new Error(`WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false, got "${allowPrivate}"`);
+  const webhooks: Omit<WebhookSettings, "key"> = {
+    allowPrivateNetworks: allowPrivate === "true",
+    retryBaseMs: positiveInteger(env, "WEBHOOK_RETRY_BASE_MS", DEFAULT_WEBHOOK_SETTINGS.retryBaseMs),
+    retryWindowMs: positiveInteger(env, "WEBHOOK_RETRY_WINDOW_HOURS", DEFAULT_WEBHOOK_SETTINGS.retryWindowMs / 3600_000) * 3600_000,
+    timeoutMs: positiveInteger(env, "WEBHOOK_TIMEOUT_MS", DEFAULT_WEBHOOK_SETTINGS.timeoutMs),
+    maxResponseBytes: DEFAULT_WEBHOOK_SETTINGS.maxResponseBytes,
+    pollMs: positiveInteger(env, "WEBHOOK_POLL_MS", DEFAULT_WEBHOOK_SETTINGS.pollMs),
+  };
   return {
+    webhooks,
+    webhookKey: env.WEBHOOK_SECRET_KEY?.trim() || undefined,
+    webhookKeyFile: env.WEBHOOK_SECRET_KEY_FILE?.trim() || defaultWebhookKeyFile(env.DATABASE_URL || DEFAULT_DATABASE_URL),
     logFormat: env.LOG_FORMAT?.trim() || undefined,
     meterLimits,
     limits: limitsFromEnv(env),

@@ -8,6 +8,7 @@ import { createLogger } from "./log.ts";
 import { createAppPubSub } from "./pubsub.ts";
 import { createApp } from "./server.ts";
 import { onShutdownSignals } from "./shutdown.ts";
+import { loadWebhookKey } from "./webhooks/key.ts";
 
 const config = loadConfig();
 const log = createLogger(config.logLevel, config.logFormat);
@@ -33,10 +34,14 @@ if (config.adminToken) {
   }
 }
 
+const webhookKey = loadWebhookKey(config.webhookKey, config.webhookKeyFile);
+if (webhookKey.created) log.warn({ file: webhookKey.source }, "created the webhook secret key file: keep it with the database's backups; every node must use the same key (or set WEBHOOK_SECRET_KEY)");
+
 const { pubsub, redis, close: closePubSub } = createAppPubSub(config.redisUrl, log);
-const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits });
+const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits, webhooks: { ...config.webhooks, key: webhookKey.key } });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);
+app.webhooks.start();
 log.info({ pid: process.pid, url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");
 
 onShutdownSignals({

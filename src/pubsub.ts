@@ -21,6 +21,11 @@ export type Topics = {
    * listens to all of them.
    */
   "auth:revoked": [payload: { organizationId: string; tokenIds: string[]; customerId: string | null }];
+  /**
+   * A balance alert left the outbox (src/webhooks/delivery.ts publishes each once, whichever node dispatched
+   * it): the outbox row's id, for `balanceAlerts` subscribers to read. Keyed by organization id.
+   */
+  "balance:alert": [organizationId: string, payload: { id: string; customerId: string; meterId: string }];
 };
 
 export type PubSub = ReturnType<typeof createPubSub<Topics>>;

@@ -2,11 +2,13 @@
 // period end. One pass at a time; several nodes may run it at once (every step is conditional on the state it
 // read, under row locks).
 import type { Db } from "./db/client.ts";
+import { announceExpiringCredits } from "./domain/alert-rules.ts";
 import { expireDueReservations } from "./domain/authorization.ts";
 import { settleDueGrants } from "./domain/grants.ts";
 import type { Notify } from "./domain/notify.ts";
 import { processDueSubscriptions, type RenewalMode } from "./domain/subscriptions.ts";
 import type { Logger } from "./log.ts";
+import { onePassAtATime } from "./one-pass.ts";
 
 export interface Scheduler {
   /** Run one pass now (tests call this with a controlled clock). */
@@ -17,7 +19,6 @@ export interface Scheduler {
 
 export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clock: () => Date; renewalMode: RenewalMode }): Scheduler {
   let timer: NodeJS.Timeout | undefined;
-  let running: Promise<void> | null = null;
   const pass = async () => {
     try {
       const now = deps.clock();
@@ -27,19 +28,13 @@ export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clo
       if (released) deps.log.info({ released }, "expired reservations released");
       const processed = await processDueSubscriptions(deps.db, deps.notify, now, deps.renewalMode);
       if (processed) deps.log.info({ processed }, "subscription cycles processed");
+      const expiring = await announceExpiringCredits(deps.db, now);
+      if (expiring) deps.log.info({ expiring }, "credits.expiring raised");
     } catch (err) {
       deps.log.error({ err }, "scheduler pass failed");
     }
   };
-  const tick = async () => {
-    while (running) await running; // never two passes at once in one process
-    running = pass();
-    try {
-      await running;
-    } finally {
-      running = null;
-    }
-  };
+  const { tick, idle } = onePassAtATime(pass);
   return {
     tick,
     start(intervalMs) {
@@ -48,7 +43,7 @@ export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clo
     },
     async stop() {
       clearInterval(timer);
-      if (running) await running;
+      await idle();
     },
   };
 }

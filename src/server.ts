@@ -16,6 +16,8 @@ import { healthCheck } from "./health.ts";
 import type { PubSub, RedisLink } from "./pubsub.ts";
 import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
+import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/delivery.ts";
+import { randomBytes } from "node:crypto";
 import { trackRequests } from "./shutdown.ts";
 import { CLOSE_CODES, createSocketAuthority, type Connection } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
@@ -41,6 +43,11 @@ export interface AppDeps {
   redis?: RedisLink | null;
   /** Overrides of the transport limits' defaults (src/limits.ts); main.ts passes those from the environment. */
   limits?: Partial<Limits>;
+  /**
+   * Webhook settings over their defaults; main.ts passes those from the environment and the node's key.
+   * Without a key, a random one for this process (secrets then cannot be read after a restart: tests only).
+   */
+  webhooks?: Partial<WebhookSettings>;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -91,6 +98,8 @@ export function createApp(deps: AppDeps) {
   authority.start();
   const notify = authority.notifying(pubSubNotify(pubsub));
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
+  const webhookSettings: WebhookSettings = { ...DEFAULT_WEBHOOK_SETTINGS, key: randomBytes(32), ...deps.webhooks };
+  const webhooks = createWebhookWorker({ db, pubsub, log, settings: webhookSettings });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
   const transport = transportLimits(resolveLimits(deps.limits));
   // Shared by every request and subscriber of this app: one commit's pushes read their rows together.
@@ -112,7 +121,7 @@ export function createApp(deps: AppDeps) {
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
       // An SSE stream outlives its request's check: the authority ends it when the credential ends.
       if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
-      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db) };
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db), webhooks: webhookSettings };
     },
     maskedErrors: {
       maskError(error, message, isDev) {
@@ -209,6 +218,8 @@ export function createApp(deps: AppDeps) {
     yoga,
     httpServer,
     scheduler,
+    /** The webhook worker (src/webhooks/delivery.ts): main.ts starts it; tests may tick it. */
+    webhooks,
     authority,
     /** The service clock jumped (tests move it): re-check what depends on it now. */
     clockMoved(): void {
@@ -231,6 +242,7 @@ export function createApp(deps: AppDeps) {
     async close(graceMs = 10_000): Promise<boolean> {
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       const schedulerStopped = scheduler.stop();
+      const webhooksStopped = webhooks.stop();
       await authority.stop();
       await wsCleanup.dispose();
       const drained = await requests.drain(graceMs);
@@ -238,7 +250,7 @@ export function createApp(deps: AppDeps) {
       // WebSockets whose client never answered the close frame.
       httpServer.closeAllConnections();
       for (const socket of wsServer.clients) socket.terminate();
-      await Promise.all([closed, schedulerStopped]);
+      await Promise.all([closed, schedulerStopped, webhooksStopped]);
       await yoga.dispose();
       return drained;
     },

@@ -1000,3 +1000,111 @@ export const CustomerMeterIds = graphql(`
     }
   }
 `);
+
+// Webhooks and balance alerts (issue 15)
+export const ErrorFields = graphql(`
+  fragment ErrorFields on Error {
+    code
+    field
+    message
+  }
+`);
+
+export const CreateWebhookEndpoint = graphql(`
+  mutation CreateWebhookEndpoint($input: CreateWebhookEndpointInput!) {
+    createWebhookEndpoint(input: $input) {
+      __typename
+      ... on CreatedWebhookEndpoint {
+        secret
+        endpoint {
+          id
+          url
+          eventTypes
+          status
+        }
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const UpdateWebhookEndpoint = graphql(`
+  mutation UpdateWebhookEndpoint($id: ID!, $input: UpdateWebhookEndpointInput!) {
+    updateWebhookEndpoint(id: $id, input: $input) {
+      __typename
+      ... on WebhookEndpoint {
+        id
+        status
+        disabledReason
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const WebhookDeliveries = graphql(`
+  query WebhookDeliveries($endpointId: ID, $status: WebhookDeliveryStatus, $first: Int) {
+    webhookDeliveries(endpointId: $endpointId, status: $status, first: $first) {
+      edges {
+        node {
+          id
+          webhookId
+          eventType
+          sequence
+          status
+          attempts
+          lastResponseStatus
+          nextAttemptAt
+        }
+      }
+    }
+  }
+`);
+
+export const RedeliverWebhook = graphql(`
+  mutation RedeliverWebhook($id: ID!) {
+    redeliverWebhook(id: $id) {
+      __typename
+      ... on WebhookDelivery {
+        id
+        status
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const SetBalanceAlert = graphql(`
+  mutation SetBalanceAlert($input: SetBalanceAlertInput!) {
+    setBalanceAlert(input: $input) {
+      __typename
+      ... on SetBalanceAlertPayload {
+        rule {
+          id
+          lowBalanceUnits
+          expiringWithinDays
+        }
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const BalanceAlerts = graphql(`
+  subscription BalanceAlerts($customerId: ID, $externalCustomerId: String, $meterId: ID) {
+    balanceAlerts(customerId: $customerId, externalCustomerId: $externalCustomerId, meterId: $meterId) {
+      id
+      type
+      customer {
+        id
+      }
+      meter {
+        id
+      }
+      balance
+      availableUnits
+      threshold
+      occurredAt
+    }
+  }
+`);

@@ -19,6 +19,8 @@ import type { AggregationFunc } from "./meter-filter.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
 import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
+import { recordCrossings, watchedBalances } from "./alerts.ts";
+import { writeOutbox, type OutboxEvent } from "./outbox.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
 export interface UsageDelta {
@@ -234,6 +236,8 @@ interface Staged {
   newGrants: { grant: TimedGrant; balance: Balance; description: string }[];
   /** per row id, distinct values new to it */
   values: Map<string, Set<string>>;
+  /** grants credited and expired, for the outbox */
+  events: OutboxEvent[];
 }
 
 const draftOf = (b: Balance): Balance => ({ ...b, agg: { ...b.agg }, grants: b.grants.map((g) => ({ ...g })) });
@@ -261,6 +265,8 @@ export class BalanceBook {
   private readonly newGrants = new Map<string, { balance: Balance; description: string }>();
   private readonly newValues: [string, string][] = [];
   private readonly ledger: unknown[][] = [];
+  /** credit_grant.created / .expired of the applied adjustments (alerts are added when written) */
+  private readonly events: OutboxEvent[] = [];
   /** keys in the order they were first written */
   private readonly order: string[] = [];
   private readonly nowValue: Date | string;
@@ -397,7 +403,7 @@ export class BalanceBook {
    */
   apply(adjustments: BalanceAdjustment[]): BalanceChange[] {
     const drafts = new Map<string, Balance>();
-    const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map() };
+    const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map(), events: [] };
     const out: BalanceChange[] = [];
     for (const a of adjustments) {
       const k = balanceKey(a.customerId, a.meterId);
@@ -419,6 +425,7 @@ export class BalanceBook {
       this.rows.set(k, draft);
     }
     for (const row of staged.ledger) this.ledger.push(row);
+    for (const event of staged.events) this.events.push(event);
     for (const g of staged.activated) this.activated.add(g.id);
     for (const g of staged.expired) this.expired.set(g.id, g);
     for (const n of staged.newGrants) this.newGrants.set(n.grant.id, { balance: n.balance, description: n.description });
@@ -437,6 +444,8 @@ export class BalanceBook {
       staged.ledger.push([orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, this.nowValue]);
     };
     let balance = b.credited - b.consumed;
+    const grantEvent = (type: "credit_grant.created" | "credit_grant.expired", grantId: string, units: bigint, at: Date) =>
+      staged.events.push({ organizationId: b.organizationId, type, data: { grantId, customerId: b.customerId, meterId: b.meterId, units: formatUnits(units), balance: formatUnits(balance), at: at.toISOString() } });
 
     // Time first: grants that took effect or expired since the row was last written.
     const settled = settle(balance, b.grants, now);
@@ -445,6 +454,7 @@ export class BalanceBook {
       balance = step.balanceAfter;
       (step.kind === "GRANT" ? staged.activated : staged.expired).push(step.grant);
       if (step.units !== 0n) entry(step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
+      grantEvent(step.kind === "GRANT" ? "credit_grant.created" : "credit_grant.expired", step.grant.id, step.units < 0n ? -step.units : step.units, step.at);
     }
     if (settled.steps.some((s) => s.kind === "EXPIRY")) {
       const gone = new Set(settled.steps.filter((s) => s.kind === "EXPIRY").map((s) => s.grant));
@@ -460,6 +470,7 @@ export class BalanceBook {
       b.credited -= r.units;
       balance -= r.units;
       entry(r.kind, -r.units, balance, r.grantId, null, 0, r.description ?? null);
+      if (r.kind === "EXPIRY" || r.kind === "RESET") grantEvent("credit_grant.expired", r.grantId, r.units, now);
     }
 
     // Negative values on CREDIT meters become a grant (one per row per adjustment), credited like any other.
@@ -483,6 +494,7 @@ export class BalanceBook {
       b.credited += c.units;
       balance += c.units;
       entry("GRANT", c.units, balance, c.grantId, c.eventId ?? null, c.eventCount ?? 0, c.description ?? null);
+      grantEvent("credit_grant.created", c.grantId, c.units, now);
     }
 
     const balanceBeforeUse = balance;
@@ -575,7 +587,22 @@ export class BalanceBook {
       ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "createdAt"],
       this.ledger,
     );
+    await writeOutbox(this.sql, [...this.events, ...(await this.alerts())], this.now);
     return changes;
+  }
+
+  /**
+   * The balance alerts the written rows cross (src/domain/alerts.ts): nothing is read for an organization
+   * without rules; otherwise the levels, and the holds of watched rows whose holds this write did not read.
+   */
+  private async alerts(): Promise<OutboxEvent[]> {
+    const written = this.order.map((k) => this.rows.get(k)!).map((b) => ({ organizationId: b.organizationId, customerId: b.customerId, meterId: b.meterId, balance: b.credited - b.consumed, held: b.held }));
+    const watched = await watchedBalances(this.sql, written);
+    if (!watched.length) return [];
+    const unread = watched.filter((w) => w.balance.held === null).map((w) => w.balance);
+    const held = unread.length ? await heldUnits(this.sql, unread, this.now) : new Map<string, bigint>();
+    const known = watched.map(({ balance: b, rule }) => ({ rule, balance: { ...b, held: b.held ?? held.get(balanceKey(b.customerId, b.meterId)) ?? 0n } }));
+    return recordCrossings(this.sql, known, this.now);
   }
 
   /** Rows this book created that no applied adjustment reached (only refused ones asked for them) do not stay. */

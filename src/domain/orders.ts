@@ -10,6 +10,7 @@ import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { inTransaction } from "./transactions.ts";
+import { orderEvent, writeOutbox } from "./outbox.ts";
 
 export const ORDER_STATUSES = ["PAID", "REFUNDED"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -62,6 +63,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
           ...price,
         },
       });
+      await writeOutbox(sql, [orderEvent("order.created", order)], now);
       const adjustments = await grantBenefits(tx, organizationId, customer.id, benefits, { orderId: order.id, subscriptionId: subscription?.id, periodEnd: subscription?.currentPeriodEnd }, now);
       return { value: order, changes: await adjustBalances(sql, organizationId, adjustments, now) };
     });
@@ -82,6 +84,7 @@ export async function refundOrder(db: Db, notify: Notify, organizationId: string
     const { count } = await tx.order.updateMany({ where: { id, status: "PAID" }, data: { status: "REFUNDED", refundedAt: now } });
     const refunded = await tx.order.findUniqueOrThrow({ where: { id } });
     if (count === 0) return { value: refunded, changes: [] };
+    await writeOutbox(sql, [orderEvent("order.refunded", refunded)], now);
     const adjustments = await endGrants(sql, tx, organizationId, { orderId: id }, "REFUND", now);
     return { value: refunded, changes: await adjustBalances(sql, organizationId, adjustments, now) };
   });

@@ -8,6 +8,7 @@ import { InvalidInputError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits, mergeAdjustments } from "./grants.ts";
 import type { Notify } from "./notify.ts";
 import { inTransaction } from "./transactions.ts";
+import { orderEvent, subscriptionEvent, writeOutbox } from "./outbox.ts";
 
 export const SUBSCRIPTION_STATUSES = ["ACTIVE", "CANCELED"] as const;
 export type SubscriptionStatus = (typeof SUBSCRIPTION_STATUSES)[number];
@@ -48,6 +49,7 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
     const order = await tx.order.create({
       data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id, ...price },
     });
+    await writeOutbox(sql, [orderEvent("order.created", order), subscriptionEvent("subscription.renewed", { ...sub, currentPeriodStart: start, currentPeriodEnd: end })], now);
     const benefits = await currentBenefits(tx, sub.productId);
     const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, benefits, { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now, at);
     const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), now);
@@ -70,6 +72,7 @@ async function endAtPeriodEnd(db: Db, notify: Notify, sub: Subscription, now: Da
       data: { status: "CANCELED", endedAt: sub.currentPeriodEnd },
     });
     if (count === 0) return { value: undefined, changes: [] };
+    await writeOutbox(sql, [subscriptionEvent("subscription.canceled", { ...sub, endedAt: sub.currentPeriodEnd })], now);
     const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
     return { value: undefined, changes: await adjustBalances(sql, sub.organizationId, reset, now) };
   });
@@ -111,6 +114,7 @@ export async function cancelSubscription(db: Db, notify: Notify, organizationId:
     const { count } = await tx.subscription.updateMany({ where: { id, status: "ACTIVE" }, data: { status: "CANCELED", canceledAt: now, endedAt: now } });
     const ended = await tx.subscription.findUniqueOrThrow({ where: { id } });
     if (count === 0) return { value: ended, changes: [] };
+    await writeOutbox(sql, [subscriptionEvent("subscription.canceled", ended)], now);
     const revoked = await endGrants(sql, tx, organizationId, { subscriptionId: id }, "REVOKE", now);
     return { value: ended, changes: await adjustBalances(sql, organizationId, revoked, now) };
   });

@@ -24,6 +24,7 @@ import type { MeterLimits } from "../domain/meters.ts";
 import type { PubSub } from "../pubsub.ts";
 import type { Notify } from "../domain/notify.ts";
 import type { Logger } from "../log.ts";
+import type { EndpointPolicy } from "../domain/webhooks.ts";
 
 export interface Context {
   db: Db;
@@ -43,6 +44,8 @@ export interface Context {
   balanceRows: DataLoader<{ customerId: string; meterId: string }, BalanceRow | null, string>;
   /** Rows nested fields point at, batched per tick (src/schema/loaders.ts). */
   loaders: Loaders;
+  /** What managing webhook endpoints needs of the node's settings (private networks allowed, the secrets' key). */
+  webhooks: EndpointPolicy;
 }
 
 export interface PothosTypes {

@@ -12,5 +12,6 @@ import "./catalog.ts";
 import "./subscription.ts";
 import "./ledger.ts";
 import "./authorization.ts";
+import "./webhook.ts";
 
 export const schema = builder.toSchema();

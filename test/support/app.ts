@@ -15,6 +15,10 @@ import { createLogger, type Logger } from "../../src/log.ts";
 import { createAppPubSub, type PubSub } from "../../src/pubsub.ts";
 import { createApp, type App } from "../../src/server.ts";
 import type { Limits } from "../../src/limits.ts";
+import type { WebhookSettings } from "../../src/webhooks/delivery.ts";
+
+/** One webhook key for every test app, so another node (or a restarted one) reads the secrets the first stored. */
+export const TEST_WEBHOOK_KEY = Buffer.alloc(32, 7);
 
 export interface GraphQLErrorJson {
   message: string;
@@ -86,6 +90,8 @@ export interface TestAppOptions {
   limits?: Partial<Limits>;
   /** The server's logger (default: silent, or TEST_LOG_LEVEL). */
   log?: Logger;
+  /** Webhook settings over the defaults (the key is TEST_WEBHOOK_KEY). */
+  webhooks?: Partial<WebhookSettings>;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -101,12 +107,12 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   let opened = 0;
   const subscribe = pubsub.subscribe.bind(pubsub);
   pubsub.subscribe = ((...args: Parameters<typeof subscribe>) => {
-    if (args[0] === "customer:changed") opened++;
+    if (args[0] === "customer:changed" || args[0] === "balance:alert") opened++;
     return subscribe(...args);
   }) as typeof pubsub.subscribe;
   let frozen: Date | null = null;
   const clock = () => (frozen ? new Date(frozen.getTime()) : new Date());
-  const app = createApp({ db, pubsub, redis, clock, log: options.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits, limits: options.limits });
+  const app = createApp({ db, pubsub, redis, clock, log: options.log ?? createLogger(process.env.TEST_LOG_LEVEL ?? "silent"), meterLimits: options.meterLimits, limits: options.limits, webhooks: { key: TEST_WEBHOOK_KEY, ...options.webhooks } });
   const port = await app.listen(0, "127.0.0.1");
   const url = `http://127.0.0.1:${port}/graphql`;
   const org = await createOrganization(db, "Test organization");

@@ -1,0 +1,156 @@
+// Webhook endpoints and their delivery log, as the API manages them. Sending is src/webhooks/delivery.ts.
+import { lookup } from "node:dns/promises";
+import { BlockList, isIP } from "node:net";
+import type { Db } from "../db/client.ts";
+import type { WebhookDelivery, WebhookEndpoint } from "../generated/prisma-postgresql/client.ts";
+import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from "./outbox.ts";
+import { encryptSecret, newWebhookSecret } from "./webhook-secrets.ts";
+
+export const DELIVERY_STATUSES = ["PENDING", "SUCCEEDED", "FAILED"] as const;
+export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
+
+/** What endpoint management needs of the node's webhook settings. */
+export interface EndpointPolicy {
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS: loopback, private and link-local addresses allowed */
+  allowPrivateNetworks: boolean;
+  /** the key secrets are stored under (src/domain/webhook-secrets.ts) */
+  key: Buffer;
+}
+
+/** Addresses a webhook may not reach unless private networks are allowed: loopback, private, link-local, and the like. */
+const privateRanges = new BlockList();
+for (const [net, prefix] of [
+  ["0.0.0.0", 8],
+  ["10.0.0.0", 8],
+  ["100.64.0.0", 10],
+  ["127.0.0.0", 8],
+  ["169.254.0.0", 16],
+  ["172.16.0.0", 12],
+  ["192.0.0.0", 24],
+  ["192.168.0.0", 16],
+  ["198.18.0.0", 15],
+  ["224.0.0.0", 3],
+] as const) {
+  privateRanges.addSubnet(net, prefix, "ipv4");
+}
+for (const [net, prefix] of [
+  ["::", 127],
+  ["fc00::", 7],
+  ["fe80::", 10],
+  ["ff00::", 8],
+  ["64:ff9b::", 96],
+] as const) {
+  privateRanges.addSubnet(net, prefix, "ipv6");
+}
+
+/** Is this address (v4, v6, or v4-mapped v6) one a webhook may not reach without the setting? */
+export function isPrivateAddress(address: string): boolean {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped) return privateRanges.check(mapped[1], "ipv4");
+  return privateRanges.check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
+}
+
+/** Every address `host` resolves to, or the refusal: none at all, or a private one without the setting. */
+export async function resolvePublicAddresses(host: string, allowPrivate: boolean): Promise<{ address: string; family: number }[]> {
+  const bare = host.startsWith("[") ? host.slice(1, -1) : host;
+  const addresses = isIP(bare) ? [{ address: bare, family: isIP(bare) }] : await lookup(bare, { all: true });
+  if (!addresses.length) throw new Error(`${host} does not resolve`);
+  if (!allowPrivate) {
+    const refused = addresses.find((a) => isPrivateAddress(a.address));
+    if (refused) throw new Error(`${host} resolves to ${refused.address}, a loopback, private or link-local address (WEBHOOK_ALLOW_PRIVATE_NETWORKS is not set)`);
+  }
+  return addresses;
+}
+
+async function checkUrl(url: string, policy: EndpointPolicy, field: string): Promise<string> {
+  let parsed: URL;
+  try {
+    parsed = new URL(url.trim());
+  } catch {
+    throw new InvalidInputError("must be an absolute http or https URL", field);
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") throw new InvalidInputError("must be an http or https URL", field);
+  if (parsed.username || parsed.password) throw new InvalidInputError("must not carry credentials", field);
+  if (parsed.href.length > 2000) throw new InvalidInputError("must be at most 2,000 characters", field);
+  try {
+    await resolvePublicAddresses(parsed.hostname, policy.allowPrivateNetworks);
+  } catch (err) {
+    throw new InvalidInputError((err as Error).message, field);
+  }
+  return parsed.href;
+}
+
+function checkEventTypes(types: readonly string[] | null | undefined, field: string): WebhookEventType[] {
+  const list = [...new Set(types ?? [])];
+  for (const [i, t] of list.entries()) {
+    if (!(WEBHOOK_EVENT_TYPES as readonly string[]).includes(t)) throw new InvalidInputError(`unknown event type "${t}" (one of ${WEBHOOK_EVENT_TYPES.join(", ")})`, `${field}.${i}`);
+  }
+  return list as WebhookEventType[];
+}
+
+function checkDescription(description: string | null | undefined, field: string): string | null {
+  const trimmed = description?.trim() ?? "";
+  if (trimmed.length > 500) throw new InvalidInputError("must be at most 500 characters", field);
+  return trimmed || null;
+}
+
+export interface EndpointInput {
+  url: string;
+  /** empty or omitted: every type */
+  eventTypes?: readonly string[] | null;
+  description?: string | null;
+}
+
+/** The endpoint's event types as stored (JSON text). */
+export const eventTypesOf = (e: Pick<WebhookEndpoint, "eventTypes">): string[] => JSON.parse(e.eventTypes) as string[];
+
+/** A new endpoint and its secret (`whsec_…`), returned this once: only its ciphertext is stored. */
+export async function createWebhookEndpoint(db: Db, policy: EndpointPolicy, organizationId: string, input: EndpointInput): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
+  const url = await checkUrl(input.url, policy, "input.url");
+  const eventTypes = checkEventTypes(input.eventTypes, "input.eventTypes");
+  const secret = newWebhookSecret();
+  const endpoint = await db.webhookEndpoint.create({
+    data: { organizationId, url, eventTypes: JSON.stringify(eventTypes), description: checkDescription(input.description, "input.description"), secretCiphertext: encryptSecret(policy.key, secret) },
+  });
+  return { endpoint, secret };
+}
+
+async function requireEndpoint(db: Db, organizationId: string, id: string): Promise<WebhookEndpoint> {
+  const endpoint = await db.webhookEndpoint.findFirst({ where: { id, organizationId } });
+  if (!endpoint) throw new NotFoundError("No such webhook endpoint", "id");
+  return endpoint;
+}
+
+export interface EndpointPatch {
+  url?: string | null;
+  eventTypes?: readonly string[] | null;
+  description?: string | null;
+  /** false re-enables a disabled endpoint (its failed deliveries stay failed: redeliver them); true disables it */
+  disabled?: boolean | null;
+}
+
+export async function updateWebhookEndpoint(db: Db, policy: EndpointPolicy, organizationId: string, id: string, patch: EndpointPatch): Promise<WebhookEndpoint> {
+  const endpoint = await requireEndpoint(db, organizationId, id);
+  const data: Partial<WebhookEndpoint> = {};
+  if (patch.url != null) data.url = await checkUrl(patch.url, policy, "input.url");
+  if (patch.eventTypes != null) data.eventTypes = JSON.stringify(checkEventTypes(patch.eventTypes, "input.eventTypes"));
+  if (patch.description !== undefined) data.description = checkDescription(patch.description, "input.description");
+  if (patch.disabled === true && !endpoint.disabledAt) Object.assign(data, { disabledAt: new Date(), disabledReason: "disabled through the API" });
+  if (patch.disabled === false) Object.assign(data, { disabledAt: null, disabledReason: null, failingSince: null });
+  return db.webhookEndpoint.update({ where: { id }, data });
+}
+
+/** Deletes the endpoint and its delivery log. */
+export async function deleteWebhookEndpoint(db: Db, organizationId: string, id: string): Promise<WebhookEndpoint> {
+  const endpoint = await requireEndpoint(db, organizationId, id);
+  await db.webhookEndpoint.delete({ where: { id } });
+  return endpoint;
+}
+
+/** Send a delivery again (whatever its status): the same webhook-id, attempted as soon as a worker is free. */
+export async function redeliverWebhook(db: Db, organizationId: string, id: string, now: Date): Promise<WebhookDelivery> {
+  const delivery = await db.webhookDelivery.findFirst({ where: { id, organizationId } });
+  if (!delivery) throw new NotFoundError("No such webhook delivery", "id");
+  return db.webhookDelivery.update({ where: { id }, data: { status: "PENDING", nextAttemptAt: now, updatedAt: now } });
+}

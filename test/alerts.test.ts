@@ -1,0 +1,156 @@
+// Balance alerts: state with hysteresis, recorded in the balance's own transaction and delivered once, on the
+// balanceAlerts subscription and as signed webhooks; credits.expiring once per grant.
+import { Webhook } from "standardwebhooks";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createPrisma } from "../src/db/client.ts";
+import { createLogger } from "../src/log.ts";
+import { createAppPubSub } from "../src/pubsub.ts";
+import { createApp } from "../src/server.ts";
+import { print } from "graphql";
+import { BalanceAlerts, CreateMeter, IngestEvents, CreateWebhookEndpoint, GrantWithOptions, SetBalanceAlert } from "./documents.ts";
+import { startTestApp, subscription, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
+import { customer, grant, ingest, meter, named } from "./support/fixtures.ts";
+import { startReceiver, tickUntil } from "./support/receiver.ts";
+
+const SETTINGS = { allowPrivateNetworks: true, retryBaseMs: 20, timeoutMs: 2000 };
+let t: TestApp;
+let receiver: Awaited<ReturnType<typeof startReceiver>>;
+let secret: string;
+
+beforeAll(async () => {
+  t = await startTestApp({ webhooks: SETTINGS });
+  receiver = await startReceiver();
+  const { createWebhookEndpoint } = await t.ok(CreateWebhookEndpoint, { input: { url: receiver.url, eventTypes: ["balance.low", "balance.depleted", "balance.recovered", "credits.expiring"] } });
+  if (createWebhookEndpoint.__typename !== "CreatedWebhookEndpoint") throw new Error(JSON.stringify(createWebhookEndpoint));
+  secret = createWebhookEndpoint.secret;
+});
+afterAll(async () => {
+  await t.close();
+  await receiver.close();
+});
+afterEach(() => void receiver.received.splice(0));
+
+
+/** The webhooks received so far, each signature verified. */
+function webhooks() {
+  const wh = new Webhook(secret);
+  return receiver.received.map((r) => ({ id: String(r.headers["webhook-id"]), ...(wh.verify(r.body, r.headers as Record<string, string>) as { type: string; data: Record<string, string> }) }));
+}
+
+async function setAlert(input: { meterId: string; customerId?: string; lowBalanceUnits?: string; expiringWithinDays?: number }) {
+  const { setBalanceAlert } = await t.ok(SetBalanceAlert, { input });
+  if (setBalanceAlert.__typename !== "SetBalanceAlertPayload") throw new Error(JSON.stringify(setBalanceAlert));
+  return setBalanceAlert.rule;
+}
+
+const calls = (customerId: string, n: number, name = "call") => Array.from({ length: n }, () => ({ name, customerId }));
+
+it("low → usage → usage → grant → usage below again is exactly low, recovered, low on the subscription and the webhook", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("call") });
+  const customerId = await customer(t);
+  await grant(t, customerId, meterId, "10");
+  await setAlert({ meterId, lowBalanceUnits: "5" }); // the organization's default
+  const sub = subscription(t.wsClient(t.adminToken), BalanceAlerts, { meterId });
+  await t.subscribed(1);
+
+  await ingest(t, calls(customerId, 6)); // 4 left: below 5
+  await ingest(t, calls(customerId, 1)); // 3: still below, nothing new
+  await ingest(t, calls(customerId, 1)); // 2
+  await grant(t, customerId, meterId, "10"); // 12: recovered
+  await ingest(t, calls(customerId, 8)); // 4: below again
+  await tickUntil([t.app.webhooks], () => receiver.received.length >= 3);
+  await t.app.webhooks.tick();
+
+  const received = webhooks();
+  expect(received.map((w) => w.type)).toEqual(["balance.low", "balance.recovered", "balance.low"]);
+  expect(received.map((w) => w.data.availableUnits)).toEqual(["4", "12", "4"]);
+  expect(received[0].data).toMatchObject({ customerId, meterId, threshold: "5", balance: "4" });
+  const pushed = [];
+  for (let i = 0; i < 3; i++) pushed.push((await sub.next()).data!.balanceAlerts);
+  expect(pushed.map((a) => [a.type, a.balance, a.threshold, a.customer.id])).toEqual([
+    ["LOW", "4", "5", customerId],
+    ["RECOVERED", "12", "5", customerId],
+    ["LOW", "4", "5", customerId],
+  ]);
+  // the same alerts: the subscription's ids are the webhooks' ids
+  expect(pushed.map((a) => `msg_${a.id}`)).toEqual(received.map((w) => w.id));
+  await expect(sub.next(300)).rejects.toThrow();
+  sub.close();
+});
+
+it("reaching zero raises depleted (and low, crossed on the way); a customer's own rule replaces the default", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("hit") });
+  const customerId = await customer(t);
+  await grant(t, customerId, meterId, "3");
+  await setAlert({ meterId, lowBalanceUnits: "1" });
+  await setAlert({ meterId, customerId, lowBalanceUnits: "2" });
+  await ingest(t, [{ name: "hit", customerId }, { name: "hit", customerId }, { name: "hit", customerId }, { name: "hit", customerId }]);
+  await ingest(t, [{ name: "hit", customerId }]); // deeper below zero: nothing new
+  await tickUntil([t.app.webhooks], () => receiver.received.length >= 2);
+  await t.app.webhooks.tick();
+  expect(webhooks().map((w) => [w.type, w.data.threshold, w.data.availableUnits])).toEqual([
+    ["balance.low", "2", "-1"],
+    ["balance.depleted", "0", "-1"],
+  ]);
+});
+
+it("an organization without rules pays no alert statement on ingest", async () => {
+  const other = await t.newOrganization("no rules");
+  const { createMeter } = await t.ok(CreateMeter, { input: { name: "quiet", filter: named("quiet"), aggregation: { func: "COUNT" } } }, other.token);
+  if (createMeter.__typename !== "Meter") throw new Error(JSON.stringify(createMeter));
+  const customerId = await customer(t, "quiet_1", other.token);
+  await ingest(t, [{ name: "quiet", customerId }], other.token); // learns (and caches) that it has no rules
+  const statements = await t.queriesDuring(() => ingest(t, [{ name: "quiet", customerId }], other.token));
+  expect(statements.length).toBeGreaterThan(0);
+  expect(statements.filter((s) => /BalanceAlert|OutboxMessage/.test(s))).toEqual([]);
+});
+
+it("a grant expiring within the rule's window raises credits.expiring once, with its units and when", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("soon") });
+  const customerId = await customer(t);
+  const now = new Date();
+  const expiresAt = new Date(now.getTime() + 5 * 86_400_000);
+  const { grantCredits } = await t.ok(GrantWithOptions, { input: { customerId, meterId, units: "7.5", expiresAt: expiresAt.toISOString() } });
+  if (grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(grantCredits));
+  await grant(t, customerId, meterId, "100"); // never expires: not announced
+  await setAlert({ meterId, expiringWithinDays: 3 });
+  await t.app.scheduler.tick(); // 5 days ahead: not yet within 3
+  t.setNow(new Date(now.getTime() + 3 * 86_400_000)); // now 2 days ahead
+  await t.app.scheduler.tick();
+  await t.app.scheduler.tick(); // again: nothing new
+  await tickUntil([t.app.webhooks], () => receiver.received.length >= 1);
+  await t.app.webhooks.tick();
+  const expiring = webhooks().filter((w) => w.type === "credits.expiring");
+  expect(expiring).toHaveLength(1);
+  expect(expiring[0].data).toMatchObject({ grantId: grantCredits.id, customerId, meterId, units: "7.5", expiresAt: expiresAt.toISOString() });
+});
+
+describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? "") || !process.env.REDIS_URL)("two nodes", () => {
+  it("a crossing seen on node A is delivered once, on the subscription and as a webhook", async () => {
+    const db = await createPrisma(t.databaseUrl);
+    const { pubsub, close } = createAppPubSub(process.env.REDIS_URL);
+    const other = createApp({ db, pubsub, log: createLogger("silent"), webhooks: { ...SETTINGS, key: TEST_WEBHOOK_KEY } });
+    try {
+      const meterId = await meter(t, "COUNT", { filter: named("pair") });
+      const customerId = await customer(t);
+      await grant(t, customerId, meterId, "10");
+      await setAlert({ meterId, customerId, lowBalanceUnits: "5" });
+      const sub = subscription(t.wsClient(t.adminToken), BalanceAlerts, { customerId });
+      await t.subscribed(1);
+      // one call on each node at once: whichever commits second crosses the line
+      const url = `http://127.0.0.1:${await other.listen(0)}/graphql`;
+      const onB = fetch(url, { method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${t.adminToken}` }, body: JSON.stringify({ query: print(IngestEvents), variables: { events: calls(customerId, 3, "pair") } }) });
+      await Promise.all([ingest(t, calls(customerId, 3, "pair")), onB.then(async (r) => expect((await r.json()).data.ingestEvents.inserted).toBe(3))]); // 4 left after both
+      await tickUntil([t.app.webhooks, other.webhooks], () => receiver.received.length >= 1);
+      await Promise.all([t.app.webhooks.tick(), other.webhooks.tick()]);
+      expect(webhooks().map((w) => w.type)).toEqual(["balance.low"]);
+      expect((await sub.next()).data!.balanceAlerts.type).toBe("LOW");
+      await expect(sub.next(500)).rejects.toThrow();
+      sub.close();
+    } finally {
+      await other.close();
+      await close();
+      await db.$disconnect();
+    }
+  });
+});

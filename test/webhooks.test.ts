@@ -1,0 +1,164 @@
+// Signed webhooks from the outbox: a real receiver on a loopback port, every signature verified with the
+// standardwebhooks library; retries keep the webhook-id, survive a restart, first attempts follow commit
+// order with gapless sequence numbers, private addresses are refused without the setting, and two nodes
+// deliver each message once.
+import { Webhook } from "standardwebhooks";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createPrisma } from "../src/db/client.ts";
+import { createWebhookEndpoint } from "../src/domain/webhooks.ts";
+import { createLogger } from "../src/log.ts";
+import { createAppPubSub } from "../src/pubsub.ts";
+import { createApp } from "../src/server.ts";
+import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS } from "../src/webhooks/delivery.ts";
+import { CreateWebhookEndpoint, WebhookDeliveries } from "./documents.ts";
+import { startTestApp, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
+import { customer, grant, meter } from "./support/fixtures.ts";
+import { startReceiver, tickUntil, type Received } from "./support/receiver.ts";
+
+const SETTINGS = { allowPrivateNetworks: true, retryBaseMs: 20, timeoutMs: 2000 };
+let t: TestApp;
+let meterId: string;
+let customerId: string;
+
+beforeAll(async () => {
+  t = await startTestApp({ webhooks: SETTINGS });
+  meterId = await meter(t, "COUNT");
+  customerId = await customer(t);
+});
+afterAll(() => t.close());
+afterEach(() => t.db.webhookEndpoint.deleteMany({}));
+
+async function endpoint(url: string, eventTypes = ["credit_grant.created"]) {
+  const { createWebhookEndpoint } = await t.ok(CreateWebhookEndpoint, { input: { url, eventTypes } });
+  if (createWebhookEndpoint.__typename !== "CreatedWebhookEndpoint") throw new Error(JSON.stringify(createWebhookEndpoint));
+  return createWebhookEndpoint;
+}
+
+
+/** Every request's signature checks out with the endpoint's secret; answers the parsed bodies. */
+function verified(secret: string, received: Received[]) {
+  const wh = new Webhook(secret);
+  return received.map((r) => ({ id: String(r.headers["webhook-id"]), body: wh.verify(r.body, r.headers as Record<string, string>) as { type: string; sequence: number; data: Record<string, string> } }));
+}
+
+async function deliveriesOf(endpointId: string) {
+  return (await t.ok(WebhookDeliveries, { endpointId, first: 100 })).webhookDeliveries.edges.map((e) => e.node);
+}
+
+it("a receiver answering 500 twice then 200 gets the same webhook-id three times, and the log shows three attempts", async () => {
+  const receiver = await startReceiver();
+  try {
+    const created = await endpoint(receiver.url);
+    expect(created.secret).toMatch(/^whsec_/);
+    receiver.answer(500, 500);
+    const g = await grant(t, customerId, meterId, "5");
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 3);
+    const bodies = verified(created.secret, receiver.received);
+    expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
+    expect(bodies[0].body).toMatchObject({ type: "credit_grant.created", sequence: 1, data: { grantId: g.id, customerId, meterId, units: "5" } });
+    const [delivery] = await deliveriesOf(created.endpoint.id);
+    expect(delivery).toMatchObject({ webhookId: bodies[0].id, status: "SUCCEEDED", attempts: 3, lastResponseStatus: 200, nextAttemptAt: null });
+  } finally {
+    await receiver.close();
+  }
+});
+
+it("a server restarted between attempts still delivers", async () => {
+  const receiver = await startReceiver();
+  try {
+    const created = await endpoint(receiver.url);
+    receiver.answer(503);
+    await grant(t, customerId, meterId, "1");
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 1);
+    // A new node process on the same database (the first one is gone): its worker finds the pending retry.
+    const db = await createPrisma(t.databaseUrl);
+    const { pubsub } = createAppPubSub();
+    const restarted = createApp({ db, pubsub, log: createLogger("silent"), webhooks: { ...SETTINGS, key: TEST_WEBHOOK_KEY } });
+    try {
+      await tickUntil([restarted.webhooks], () => receiver.received.length === 2);
+    } finally {
+      await restarted.close();
+      await db.$disconnect();
+    }
+    const bodies = verified(created.secret, receiver.received);
+    expect(bodies[1].id).toBe(bodies[0].id);
+    expect((await deliveriesOf(created.endpoint.id))[0]).toMatchObject({ status: "SUCCEEDED", attempts: 2 });
+  } finally {
+    await receiver.close();
+  }
+});
+
+it("first attempts follow commit order and sequence numbers have no gaps, while a failing delivery is retried on the side", async () => {
+  const receiver = await startReceiver();
+  try {
+    const created = await endpoint(receiver.url);
+    receiver.answer(200, 500); // the second delivery fails once: the third goes out anyway
+    const grants = [];
+    for (const units of ["1", "2", "3", "4", "5"]) grants.push((await grant(t, customerId, meterId, units)).id);
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 6);
+    const bodies = verified(created.secret, receiver.received);
+    const firsts = bodies.filter((b, i) => bodies.findIndex((o) => o.id === b.id) === i);
+    expect(firsts.map((b) => b.body.data.grantId)).toEqual(grants);
+    expect(firsts.map((b) => b.body.sequence)).toEqual([1, 2, 3, 4, 5]);
+    expect(bodies[2].body.sequence).toBe(3); // not held back by the failed second
+    expect(bodies.at(-1)!.body.sequence).toBe(2);
+    const log = await deliveriesOf(created.endpoint.id);
+    expect(log.map((d) => d.sequence).sort()).toEqual([1, 2, 3, 4, 5]);
+    expect(log.every((d) => d.status === "SUCCEEDED")).toBe(true);
+  } finally {
+    await receiver.close();
+  }
+});
+
+describe("private addresses", () => {
+  it("are refused at creation without WEBHOOK_ALLOW_PRIVATE_NETWORKS", async () => {
+    for (const url of ["http://127.0.0.1:9/x", "http://localhost:9/x", "http://10.1.2.3/x", "http://169.254.169.254/latest", "http://[::1]:9/x", "http://[::ffff:192.168.0.1]/x"]) {
+      await expect(createWebhookEndpoint(t.db, { allowPrivateNetworks: false, key: TEST_WEBHOOK_KEY }, t.organizationId, { url }), url).rejects.toMatchObject({ code: "BAD_USER_INPUT", field: "input.url" });
+    }
+    const { createWebhookEndpoint: refused } = await t.ok(CreateWebhookEndpoint, { input: { url: "ftp://example.com/x" } });
+    expect(refused).toMatchObject({ __typename: "InvalidInputError", field: "input.url" });
+  });
+
+  it("are refused at send time too (after DNS resolution), as a failed attempt", async () => {
+    const receiver = await startReceiver();
+    try {
+      const created = await endpoint(receiver.url); // allowed when created
+      await grant(t, customerId, meterId, "1");
+      const strict = createWebhookWorker({ db: t.db, pubsub: t.pubsub, log: createLogger("silent"), settings: { ...DEFAULT_WEBHOOK_SETTINGS, ...SETTINGS, allowPrivateNetworks: false, key: TEST_WEBHOOK_KEY } });
+      await strict.tick();
+      const [delivery] = await deliveriesOf(created.endpoint.id);
+      expect(receiver.received).toHaveLength(0);
+      expect(delivery).toMatchObject({ status: "PENDING", attempts: 1, lastResponseStatus: null });
+      const stored = await t.db.webhookDelivery.findUniqueOrThrow({ where: { id: delivery.id } });
+      expect(stored.lastError).toMatch(/loopback, private or link-local/);
+    } finally {
+      await receiver.close();
+    }
+  });
+});
+
+describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? ""))("two nodes", () => {
+  it("deliver each message once, whichever node's worker runs", async () => {
+    const receiver = await startReceiver();
+    const db = await createPrisma(t.databaseUrl);
+    const { pubsub, close } = createAppPubSub(process.env.REDIS_URL);
+    const other = createApp({ db, pubsub, log: createLogger("silent"), webhooks: { ...SETTINGS, key: TEST_WEBHOOK_KEY } });
+    try {
+      const created = await endpoint(receiver.url);
+      receiver.answer(500, 500, 500);
+      for (let i = 0; i < 8; i++) await grant(t, customerId, meterId, "1");
+      await tickUntil([t.app.webhooks, other.webhooks], () => new Set(receiver.received.map((r) => r.headers["webhook-id"])).size === 8 && receiver.received.length === 11);
+      await Promise.all([t.app.webhooks.tick(), other.webhooks.tick()]);
+      const bodies = verified(created.secret, receiver.received);
+      expect(bodies).toHaveLength(11); // 8 messages, 3 of them retried once
+      const log = await deliveriesOf(created.endpoint.id);
+      expect(log.map((d) => d.sequence).sort((a, b) => a - b)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+      expect(log.reduce((n, d) => n + d.attempts, 0)).toBe(11);
+    } finally {
+      await other.close();
+      await close();
+      await db.$disconnect();
+      await receiver.close();
+    }
+  });
+});
