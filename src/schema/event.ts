@@ -1,5 +1,5 @@
 // Usage events: ingestion and reading them back.
-import { InsufficientCreditsError, InvalidInputError } from "../domain/errors.ts";
+import { InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { ingestEvents, MAX_BATCH_SIZE, type IngestResult } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
@@ -66,7 +66,7 @@ builder.mutationFields((t) => ({
     type: IngestEventsResult,
     description: `Store and count a batch of up to ${MAX_BATCH_SIZE} events, all or nothing. Balances are current when this returns, and subscribers are notified.`,
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError, InsufficientCreditsError] },
+    errors: { types: [InvalidInputError, NotFoundError, InsufficientCreditsError] },
     args: {
       events: t.arg({ type: [EventInput], required: true }),
       mode: t.arg({ type: IngestMode, description: "Default STANDARD" }),
