@@ -932,3 +932,147 @@ export const CustomerMeterIds = graphql(`
     }
   }
 `);
+
+// The input forms of issue 14's naming convention (the older documents above use the deprecated loose forms).
+export const CustomerByExternalId = graphql(`
+  query CustomerByExternalId($externalCustomerId: String) {
+    customer(externalCustomerId: $externalCustomerId) {
+      ...CustomerFields
+    }
+  }
+`);
+
+export const UpdateCustomerByInput = graphql(`
+  mutation UpdateCustomerByInput($input: UpdateCustomerInput!) {
+    updateCustomer(input: $input) {
+      __typename
+      ... on Customer {
+        ...CustomerFields
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const DeleteCustomerByInput = graphql(`
+  mutation DeleteCustomerByInput($input: DeleteCustomerInput!) {
+    deleteCustomer(input: $input) {
+      __typename
+      ... on Customer {
+        id
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const CreateSessionByInput = graphql(`
+  mutation CreateSessionByInput($input: CreateCustomerSessionInput!) {
+    createCustomerSession(input: $input) {
+      __typename
+      ... on CustomerSession {
+        token
+        customer {
+          id
+        }
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const IngestEventsByInput = graphql(`
+  mutation IngestEventsByInput($input: IngestEventsInput!) {
+    ingestEvents(input: $input) {
+      __typename
+      ... on IngestSummary {
+        inserted
+        duplicates
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const CommitReservationByInput = graphql(`
+  mutation CommitReservationByInput($input: CommitReservationInput!) {
+    commitReservation(input: $input) {
+      __typename
+      ... on Reservation {
+        id
+        status
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const CreateAccessTokenByInput = graphql(`
+  mutation CreateAccessTokenByInput($input: CreateAccessTokenInput!) {
+    createAccessToken(input: $input) {
+      __typename
+      ... on CreatedAccessToken {
+        token
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const UpdateMeterByInput = graphql(`
+  mutation UpdateMeterByInput($input: UpdateMeterInput!) {
+    updateMeter(input: $input) {
+      __typename
+      ... on Meter {
+        id
+        name
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const GrantKinds = graphql(`
+  query GrantKinds($customerId: ID, $meterId: ID) {
+    creditGrants(customerId: $customerId, meterId: $meterId) {
+      edges {
+        node {
+          source
+        }
+      }
+    }
+    ledger(customerId: $customerId, meterId: $meterId) {
+      edges {
+        node {
+          kind
+        }
+      }
+    }
+  }
+`);
+
+export const DeprecatedArguments = graphql(`
+  query DeprecatedArguments {
+    __schema {
+      queryType {
+        fields {
+          name
+          args(includeDeprecated: true) {
+            name
+            isDeprecated
+            deprecationReason
+          }
+        }
+      }
+      mutationType {
+        fields {
+          name
+          args(includeDeprecated: true) {
+            name
+            isDeprecated
+          }
+        }
+      }
+    }
+  }
+`);

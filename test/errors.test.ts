@@ -99,10 +99,10 @@ describe("scalar and type errors name their field, for variables and for literal
   });
 
   it("a required value left out names it, in a variable and in a literal", async () => {
-    const variable = await post(`mutation($input: CreateCustomerInput!) { createCustomer(input: $input) { __typename } }`, { input: { name: "n" } });
+    const variable = await post(`mutation($input: GrantCreditsInput!) { grantCredits(input: $input) { __typename } }`, { input: { customerId: "c", units: "1" } });
     const literal = await post(`mutation { grantCredits(input: { meterId: "m", units: "1" }) { __typename } }`);
     const argument = await post(`{ customerMeter(customerId: "c") { balance } }`);
-    expect(variable.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.email" });
+    expect(variable.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.meterId" });
     expect(literal.errors).toBeUndefined(); // customerId is optional: the resolver names what is missing
     expect(argument.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "meterId" });
   });
