@@ -26,6 +26,7 @@ import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { renderGraphiQL, serveGraphiQLAsset } from "./graphiql.ts";
+import { useInputErrorFields } from "./input-errors.ts";
 import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
 import { createLoaders } from "./schema/loaders.ts";
@@ -113,7 +114,7 @@ export function createApp(deps: AppDeps) {
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
     renderGraphiQL, // from this service's own assets (src/graphiql.ts), not a CDN
     ...transport.yogaOptions,
-    plugins: [useNoNulCharacters(), ...transport.yogaOptions.plugins],
+    plugins: [useNoNulCharacters(), useInputErrorFields(), ...transport.yogaOptions.plugins],
     // Client errors at info, the service's own at error (once): src/log.ts.
     logging: yogaLogging(log, reportedErrors),
     context: async (init: YogaInitialContext & { extra?: SocketExtra; res?: ServerResponse }): Promise<Context> => {

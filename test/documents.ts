@@ -1,6 +1,15 @@
 // Operations the tests send, typed by GraphQL Code Generator (npm run codegen → test/gql).
 import { graphql } from "./gql/index.ts";
 
+/** What every test reads of a typed error (any member of a result union implementing Error). */
+export const ErrorFields = graphql(`
+  fragment ErrorFields on Error {
+    code
+    field
+    message
+  }
+`);
+
 export const CustomerFields = graphql(`
   fragment CustomerFields on Customer {
     id
@@ -20,11 +29,7 @@ export const CreateCustomer = graphql(`
       ... on Customer {
         ...CustomerFields
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -36,11 +41,7 @@ export const UpdateCustomer = graphql(`
       ... on Customer {
         ...CustomerFields
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -52,10 +53,7 @@ export const DeleteCustomer = graphql(`
       ... on Customer {
         id
       }
-      ... on Error {
-        code
-        field
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -98,10 +96,7 @@ export const CreateSession = graphql(`
           id
         }
       }
-      ... on Error {
-        code
-        field
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -146,11 +141,7 @@ export const CreateMeter = graphql(`
       ... on LimitExceededError {
         limit
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -163,10 +154,7 @@ export const UpdateMeter = graphql(`
         id
         name
       }
-      ... on Error {
-        code
-        field
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -206,11 +194,7 @@ export const IngestEvents = graphql(`
         creditedUnits
         ignoredValues
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -297,11 +281,7 @@ export const GrantCredits = graphql(`
         units
         remainingUnits
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -342,10 +322,7 @@ export const CreateBenefit = graphql(`
         units
         rollover
       }
-      ... on Error {
-        code
-        field
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -366,11 +343,7 @@ export const CreateProduct = graphql(`
           capAmount
         }
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -402,11 +375,7 @@ export const CreateOrder = graphql(`
           currentPeriodEnd
         }
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -434,9 +403,7 @@ export const RenewSubscription = graphql(`
         currentPeriodStart
         currentPeriodEnd
       }
-      ... on Error {
-        code
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -622,10 +589,7 @@ export const GrantWithOptions = graphql(`
         priority
         expiresAt
       }
-      ... on Error {
-        code
-        field
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -711,11 +675,7 @@ export const AuthorizeUsage = graphql(`
         code
         replayed
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -735,11 +695,7 @@ export const ReserveUsage = graphql(`
           units
         }
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -757,11 +713,7 @@ export const CommitReservation = graphql(`
       ... on InsufficientCreditsError {
         available
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -774,11 +726,7 @@ export const ReleaseReservation = graphql(`
         id
         status
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -822,11 +770,7 @@ export const IngestStrict = graphql(`
         balance
         available
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -843,11 +787,7 @@ export const GrantScheduled = graphql(`
         expiresAt
         expiredAt
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -918,11 +858,7 @@ export const CreateAccessToken = graphql(`
           ...AccessTokenFields
         }
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -934,11 +870,7 @@ export const RevokeAccessToken = graphql(`
       ... on AccessToken {
         ...AccessTokenFields
       }
-      ... on Error {
-        code
-        field
-        message
-      }
+      ...ErrorFields
     }
   }
 `);
@@ -1001,15 +933,151 @@ export const CustomerMeterIds = graphql(`
   }
 `);
 
-// Webhooks and balance alerts (issue 15)
-export const ErrorFields = graphql(`
-  fragment ErrorFields on Error {
-    code
-    field
-    message
+// The input forms of issue 14's naming convention (the older documents above use the deprecated loose forms).
+export const CustomerByExternalId = graphql(`
+  query CustomerByExternalId($externalCustomerId: String) {
+    customer(externalCustomerId: $externalCustomerId) {
+      ...CustomerFields
+    }
   }
 `);
 
+export const UpdateCustomerByInput = graphql(`
+  mutation UpdateCustomerByInput($input: UpdateCustomerInput!) {
+    updateCustomer(input: $input) {
+      __typename
+      ... on Customer {
+        ...CustomerFields
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const DeleteCustomerByInput = graphql(`
+  mutation DeleteCustomerByInput($input: DeleteCustomerInput!) {
+    deleteCustomer(input: $input) {
+      __typename
+      ... on Customer {
+        id
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const CreateSessionByInput = graphql(`
+  mutation CreateSessionByInput($input: CreateCustomerSessionInput!) {
+    createCustomerSession(input: $input) {
+      __typename
+      ... on CustomerSession {
+        token
+        customer {
+          id
+        }
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const IngestEventsByInput = graphql(`
+  mutation IngestEventsByInput($input: IngestEventsInput!) {
+    ingestEvents(input: $input) {
+      __typename
+      ... on IngestSummary {
+        inserted
+        duplicates
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const CommitReservationByInput = graphql(`
+  mutation CommitReservationByInput($input: CommitReservationInput!) {
+    commitReservation(input: $input) {
+      __typename
+      ... on Reservation {
+        id
+        status
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const CreateAccessTokenByInput = graphql(`
+  mutation CreateAccessTokenByInput($input: CreateAccessTokenInput!) {
+    createAccessToken(input: $input) {
+      __typename
+      ... on CreatedAccessToken {
+        token
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const UpdateMeterByInput = graphql(`
+  mutation UpdateMeterByInput($input: UpdateMeterInput!) {
+    updateMeter(input: $input) {
+      __typename
+      ... on Meter {
+        id
+        name
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const GrantKinds = graphql(`
+  query GrantKinds($customerId: ID, $meterId: ID) {
+    creditGrants(customerId: $customerId, meterId: $meterId) {
+      edges {
+        node {
+          source
+        }
+      }
+    }
+    ledger(customerId: $customerId, meterId: $meterId) {
+      edges {
+        node {
+          kind
+        }
+      }
+    }
+  }
+`);
+
+export const DeprecatedArguments = graphql(`
+  query DeprecatedArguments {
+    __schema {
+      queryType {
+        fields {
+          name
+          args(includeDeprecated: true) {
+            name
+            isDeprecated
+            deprecationReason
+          }
+        }
+      }
+      mutationType {
+        fields {
+          name
+          args(includeDeprecated: true) {
+            name
+            isDeprecated
+          }
+        }
+      }
+    }
+  }
+`);
+
+// Webhooks and balance alerts (issue 15)
 export const CreateWebhookEndpoint = graphql(`
   mutation CreateWebhookEndpoint($input: CreateWebhookEndpointInput!) {
     createWebhookEndpoint(input: $input) {

@@ -163,7 +163,6 @@ describe("ingestEvents validation (all or nothing)", () => {
       [{ name: "", customerId: c }, "events.1.name"],
       [{ name: "use" }, "events.1.customerId"],
       [{ name: "use", customerId: c, externalCustomerId: "x" }, "events.1.customerId"],
-      [{ name: "use", customerId: "no-such-customer" }, "events.1.customerId"],
       [{ name: "use", customerId: c, timestamp: new Date(Date.now() + 10 * 60_000).toISOString() }, "events.1.timestamp"],
       [{ name: "use", customerId: c, metadata: { nested: { a: 1 } } }, "events.1.metadata.nested"],
       [{ name: "use", customerId: c, metadata: "text" }, "events.1.metadata"],
@@ -172,6 +171,9 @@ describe("ingestEvents validation (all or nothing)", () => {
       const { ingestEvents } = await t.ok(IngestEvents, { events: [use(c), bad as never, use(c)] });
       expect(ingestEvents, field).toMatchObject({ __typename: "InvalidInputError", code: "BAD_USER_INPUT", field });
     }
+    // An unknown customer is NOT_FOUND here as everywhere else, and refuses the batch the same way.
+    const { ingestEvents } = await t.ok(IngestEvents, { events: [use(c), { name: "use", customerId: "no-such-customer" }, use(c)] });
+    expect(ingestEvents).toMatchObject({ __typename: "NotFoundError", code: "NOT_FOUND", field: "events.1.customerId" });
     expect(await t.db.event.count()).toBe(before);
   });
 

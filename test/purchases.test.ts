@@ -54,7 +54,7 @@ describe("one-time products (credit packs)", () => {
     const pack = await product(t, [await benefit(t, m, "5")]);
     await t.db.product.update({ where: { id: pack }, data: { archivedAt: START } });
     const { createOrder } = await t.ok(CreateOrder, { input: { customerId: await customer(t), productId: pack } });
-    expect(createOrder).toMatchObject({ __typename: "InvalidInputError", field: "input.productId" });
+    expect(createOrder).toMatchObject({ __typename: "ConflictError", code: "CONFLICT", field: "input.productId" });
   });
 
   it("refund revokes what remains of the order's credits", async () => {

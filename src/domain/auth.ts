@@ -102,8 +102,8 @@ export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): Cache
  * Which customer a read is about, given what the caller asked for. A customer session reads only itself:
  * omitting the customer means itself, naming another customer is FORBIDDEN.
  */
-export function assertCanReadCustomer(principal: Principal, customerId: string): void {
+export function assertCanReadCustomer(principal: Principal, customerId: string, field: string): void {
   if (principal.kind === "customer" && principal.customerId !== customerId) {
-    throw new ForbiddenError("A customer session can only read its own customer");
+    throw new ForbiddenError("A customer session can only read its own customer", field);
   }
 }

@@ -91,7 +91,7 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
     await requireMeter(db, organizationId, input.meterId, "input.meterId");
     throw new Error("customer and meter exist but were not found together");
   }
-  if (found.archived !== null) throw new InvalidInputError("The meter is archived", "input.meterId");
+  if (found.archived !== null) throw new ConflictError("The meter is archived", "input.meterId");
   const big = (v: unknown) => (v === null || v === undefined ? 0n : BigInt(v as string | number | bigint));
   return {
     customerId: found.customerId,

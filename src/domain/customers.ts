@@ -12,7 +12,8 @@ import { inTransaction } from "./transactions.ts";
 
 
 export interface CustomerInput {
-  email: string;
+  /** Optional: many merchants know a customer only by their own id (externalId). */
+  email?: string | null;
   name?: string | null;
   externalId?: string | null;
   metadata?: unknown;
@@ -33,7 +34,9 @@ export interface CustomerRef {
 
 const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 
-export function normalizeEmail(email: string, field: string): { email: string; emailKey: string } {
+/** A customer's email and its case-insensitive key; null (none) stays null. */
+export function normalizeEmail(email: string | null, field: string): { email: string | null; emailKey: string | null } {
+  if (email === null) return { email: null, emailKey: null };
   const trimmed = email.trim();
   if (trimmed.length > 320 || !EMAIL.test(trimmed)) throw new InvalidInputError("is not a valid email address", field);
   return { email: trimmed, emailKey: trimmed.toLowerCase() };
@@ -65,7 +68,7 @@ function conflictFor(err: unknown, prefix: string): never {
  * counted in the same transaction.
  */
 export async function createCustomer(db: Db, notify: Notify, organizationId: string, input: CustomerInput): Promise<Customer> {
-  const { email, emailKey } = normalizeEmail(input.email, "input.email");
+  const { email, emailKey } = normalizeEmail(input.email ?? null, "input.email");
   const data = {
     organizationId,
     email,
@@ -89,7 +92,7 @@ export async function createCustomer(db: Db, notify: Notify, organizationId: str
 
 export async function updateCustomer(db: Db, notify: Notify, organizationId: string, id: string, patch: CustomerPatch): Promise<Customer> {
   const data: Record<string, unknown> = {};
-  if (patch.email != null) Object.assign(data, normalizeEmail(patch.email, "input.email"));
+  if (patch.email !== undefined) Object.assign(data, normalizeEmail(patch.email, "input.email"));
   if (patch.name !== undefined) data.name = optionalName(patch.name, "input.name");
   if (patch.externalId !== undefined) {
     data.externalId = patch.externalId === null ? null : checkExternalId(patch.externalId, "input.externalId");
@@ -151,7 +154,7 @@ async function findLiveCustomer(db: Db, organizationId: string, column: "id" | "
   return {
     id: String(row.id),
     organizationId: String(row.organizationId),
-    email: String(row.email),
+    email: row.email == null ? null : String(row.email),
     emailKey: row.emailKey == null ? null : String(row.emailKey),
     name: row.name == null ? null : String(row.name),
     externalId: row.externalId == null ? null : String(row.externalId),

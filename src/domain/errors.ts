@@ -5,11 +5,17 @@
 export abstract class DomainError extends Error {
   abstract readonly code: string;
   /** Dotted path of the input at fault, e.g. "input.email" or "events.3.timestamp". */
-  readonly field: string | null;
+  field: string | null;
   constructor(message: string, field: string | null = null) {
     super(message);
     this.name = new.target.name;
     this.field = field;
+  }
+
+  /** This error with its field moved under an input object's name (`events.3` → `input.events.3`). */
+  nestedUnder(prefix: string): this {
+    this.field = this.field ? `${prefix}.${this.field}` : prefix;
+    return this;
   }
 }
 

@@ -6,7 +6,7 @@ import { sqlOf, type Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
-import { InvalidInputError, UnitsOverflowError } from "./errors.ts";
+import { InvalidInputError, NotFoundError, UnitsOverflowError } from "./errors.ts";
 import { contribution, filterMatches, metadataKeyOf, propertyField, propertyValue, type Contains, type EventLike } from "./meter-filter.ts";
 import { LikeIndex, worthIndexing } from "./like-index.ts";
 import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
@@ -234,7 +234,7 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   const externalIds = [...new Set(events.filter((e) => e.externalCustomerId).map((e) => e.externalCustomerId!))];
   const { known, external, meters } = await customersAndMeters(sqlOf(db), organizationId, ids, externalIds);
   for (const e of events) {
-    if (e.customerId && !known.has(e.customerId)) throw new InvalidInputError("no such customer", `events.${e.index}.customerId`);
+    if (e.customerId && !known.has(e.customerId)) throw new NotFoundError("No such customer", `events.${e.index}.customerId`);
     if (e.externalCustomerId) e.customerId = external.get(e.externalCustomerId) ?? null;
   }
   // Every event against every meter, once: refusals happen here, before anything is written. Matching is

@@ -4,7 +4,7 @@ import type { Order } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances } from "./balances.ts";
 import { addInterval, currentBenefits, fixedPrice, requireProduct, type Interval } from "./catalog.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
-import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { ConflictError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits } from "./grants.ts";
 import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
@@ -35,7 +35,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
   const product = await requireProduct(db, organizationId, input.productId, "input.productId");
   const existing = await existingForKey(db, organizationId, input.idempotencyKey, customer.id, product.id);
   if (existing) return existing;
-  if (product.archivedAt) throw new InvalidInputError("The product is archived and can no longer be bought", "input.productId");
+  if (product.archivedAt) throw new ConflictError("The product is archived and can no longer be bought", "input.productId");
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
       const benefits = await currentBenefits(tx, product.id);

@@ -3,6 +3,7 @@ import { createAdminToken, revokeAccessToken } from "../domain/access-tokens.ts"
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
 import { orgId } from "./access.ts";
+import { givenInput, underInput } from "./inputs.ts";
 
 const AccessTokenKindEnum = builder.enumType("AccessTokenKind", {
   description: "ADMIN: everything within the organization. CUSTOMER_SESSION: reads one customer.",
@@ -67,15 +68,23 @@ builder.queryFields((t) => ({
   ),
 }));
 
+const CreateAccessTokenInput = builder.inputType("CreateAccessTokenInput", {
+  fields: (t) => ({ name: t.string({ description: "A label for listings, up to 100 characters" }) }),
+});
+
 builder.mutationFields((t) => ({
   createAccessToken: t.field({
     type: CreatedAccessToken,
     description: "A new admin token of the organization (e.g. to rotate one). The secret is in the result, once.",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError] },
-    args: { name: t.arg.string({ description: "A label for listings, up to 100 characters" }) },
-    resolve: async (_root, args, ctx) => {
-      const { token, accessToken } = await createAdminToken(ctx.db, orgId(ctx), args.name);
+    args: {
+      input: t.arg({ type: CreateAccessTokenInput }),
+      name: t.arg.string({ deprecationReason: "Give input.name (removed in the next release)" }),
+    },
+    resolve: async (_root, { input, ...loose }, ctx) => {
+      const given = givenInput(input, loose, []);
+      const { token, accessToken } = await underInput(given, () => createAdminToken(ctx.db, orgId(ctx), given.input.name));
       return { token, id: accessToken.id };
     },
   }),

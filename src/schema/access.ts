@@ -2,7 +2,7 @@
 import { GraphQLError } from "graphql";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { assertCanReadCustomer } from "../domain/auth.ts";
-import { resolveCustomerRef, type CustomerRef } from "../domain/customers.ts";
+import { customerLookup, resolveCustomerRef, type CustomerRef } from "../domain/customers.ts";
 import { NotFoundError } from "../domain/errors.ts";
 import type { Context } from "./builder.ts";
 
@@ -31,8 +31,9 @@ export async function listScopeCustomer(ctx: Context, args: Parameters<typeof re
  * another one (FORBIDDEN); an admin must name one.
  */
 export async function readableCustomer(ctx: Context, ref: CustomerRef, prefix = ""): Promise<Customer> {
-  const customer = await resolveCustomerRef(ctx.db, orgId(ctx), effectiveRef(ctx, ref), prefix);
-  assertReadable(ctx, customer.id);
+  const named = effectiveRef(ctx, ref);
+  const customer = await resolveCustomerRef(ctx.db, orgId(ctx), named, prefix);
+  assertReadable(ctx, customer.id, customerLookup(named, prefix).field);
   return customer;
 }
 
@@ -42,9 +43,9 @@ export function effectiveRef(ctx: Context, ref: CustomerRef): CustomerRef {
   return !named && ctx.principal?.kind === "customer" ? { customerId: ctx.principal.customerId } : ref;
 }
 
-/** FORBIDDEN unless the caller may read this customer (an admin: any of its organization's). */
-export function assertReadable(ctx: Context, customerId: string): void {
-  if (ctx.principal) assertCanReadCustomer(ctx.principal, customerId);
+/** FORBIDDEN (naming `field`) unless the caller may read this customer (an admin: any of its organization's). */
+export function assertReadable(ctx: Context, customerId: string, field: string): void {
+  if (ctx.principal) assertCanReadCustomer(ctx.principal, customerId, field);
 }
 
 /**

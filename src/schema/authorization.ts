@@ -10,6 +10,7 @@ import {
   type ReserveResult,
 } from "../domain/authorization.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { givenInput, underInput } from "./inputs.ts";
 import { holdLive, holdStatus } from "../domain/rules.ts";
 import { builder, type PothosTypes } from "./builder.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
@@ -90,6 +91,13 @@ const ref = <T extends { customerId?: string | number | null; meterId: string | 
   meterId: String(input.meterId),
 });
 
+const CommitReservationInput = builder.inputType("CommitReservationInput", {
+  fields: (t) => ({
+    id: t.id({ required: true, description: "The reservation" }),
+    units: t.field({ type: "Decimal", required: true, description: "Units used, 0 or more" }),
+  }),
+});
+
 builder.mutationFields((t) => ({
   authorizeUsage: t.field({
     type: UsageAuthorization,
@@ -114,9 +122,15 @@ builder.mutationFields((t) => ({
       "Use units of a live hold (any amount from 0): they leave the balance and the hold ends. Units beyond the hold must be available on a credits-only meter. Committing again with the same units answers the same reservation.",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, NotFoundError, ConflictError, InsufficientCreditsError] },
-    args: { id: t.arg.id({ required: true }), units: t.arg({ type: "Decimal", required: true }) },
-    resolve: async (query, _root, { id, units }, ctx) => {
-      const r = await commitReservation(ctx.db, ctx.notify, orgId(ctx), String(id), units, ctx.now());
+    args: {
+      input: t.arg({ type: CommitReservationInput }),
+      id: t.arg.id({ deprecationReason: "Give input.id (removed in the next release)" }),
+      units: t.arg({ type: "Decimal", deprecationReason: "Give input.units (removed in the next release)" }),
+    },
+    resolve: async (query, _root, { input, ...loose }, ctx) => {
+      const given = givenInput(input, loose, ["id", "units"]);
+      const { id, units } = given.input;
+      const r = await underInput(given, () => commitReservation(ctx.db, ctx.notify, orgId(ctx), String(id), units, ctx.now()));
       return ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } });
     },
   }),

@@ -55,7 +55,7 @@ builder.queryFields((t) => ({
       const lookup = customerLookup(effectiveRef(ctx, refArgs(args)));
       const found = await readBalance(ctx.db, orgId(ctx), lookup, String(args.meterId), ctx.now());
       if (!found) throw noSuchCustomer(lookup);
-      assertReadable(ctx, found.customerId);
+      assertReadable(ctx, found.customerId, lookup.field);
       return found.row;
     },
   }),

@@ -11,6 +11,7 @@ import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
 import { GraphQLError, Kind, type ValueNode } from "graphql";
+import { ForbiddenError } from "../domain/errors.ts";
 import type PrismaTypes from "../generated/pothos-prisma-types.ts";
 import { getDatamodel } from "../generated/pothos-prisma-types.ts";
 import type { Db } from "../db/client.ts";
@@ -70,16 +71,20 @@ export const builder = new SchemaBuilder<PothosTypes>({
   defaultFieldNullability: false,
   errors: {
     directResult: true,
+    // A valid token that may not call a mutation is a typed member of every mutation's result union.
+    defaultTypes: [ForbiddenError],
     // createCustomer → CreateCustomerResult = Customer | InvalidInputError | …
     defaultUnionOptions: { name: ({ fieldName }) => `${fieldName[0].toUpperCase()}${fieldName.slice(1)}Result` },
   },
   relay: { clientMutationId: "omit", cursorType: "String", nodeQueryOptions: false, nodesQueryOptions: false },
   scopeAuth: {
     authScopes: (ctx) => ({ admin: ctx.principal?.kind === "admin", authenticated: ctx.principal !== null }),
-    // No token at all is UNAUTHENTICATED; a valid token without the scope is FORBIDDEN.
+    // No token at all is UNAUTHENTICATED (a top-level error: no result union can help a client without a
+    // credential); a valid token without the scope is FORBIDDEN: a union member where the field lists
+    // ForbiddenError (every mutation), else a top-level error with that code (src/server.ts maskError).
     unauthorizedError: (_parent, ctx) =>
       ctx.principal
-        ? new GraphQLError("This token may not access this field", { extensions: { code: "FORBIDDEN" } })
+        ? new ForbiddenError("This token may not do this (an admin token is needed)")
         : new GraphQLError("An access token is required (Authorization: Bearer <token>)", { extensions: { code: "UNAUTHENTICATED" } }),
     authorizeOnSubscribe: true,
   },
@@ -92,9 +97,11 @@ export const builder = new SchemaBuilder<PothosTypes>({
   },
 });
 
-function badInput(message: string): GraphQLError {
-  return new GraphQLError(message, { extensions: { code: "BAD_USER_INPUT" } });
-}
+/**
+ * A scalar's refusal of an input value. Thrown as a plain Error so graphql-js attaches the literal or the
+ * variable it came from; src/input-errors.ts then answers it as BAD_USER_INPUT naming the input's path.
+ */
+class ScalarInputError extends Error {}
 
 builder.scalarType("DateTime", {
   description: "An instant as an ISO-8601 string, e.g. 2026-11-22T10:00:00.000Z",
@@ -102,30 +109,37 @@ builder.scalarType("DateTime", {
   parseValue: (value) => {
     const date = typeof value === "string" ? new Date(value) : null;
     if (!date || Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(value as string)) {
-      throw badInput("DateTime must be an ISO-8601 string such as 2026-11-22T10:00:00Z");
+      throw new ScalarInputError("DateTime must be an ISO-8601 string such as 2026-11-22T10:00:00Z");
     }
     return date;
   },
 });
 
+/**
+ * One rule for a Decimal however it arrives: a decimal string, or a number that is an integer. A number is
+ * judged by its value, the same for a literal (`12`, `12.0`) as for a JSON variable (`12`, `12.0` parse to the
+ * same number); a fractional number (`0.1`) is refused either way, since a JSON variable's `0.1` is a binary
+ * float before it reaches the service and could not be taken exactly.
+ */
 function parseDecimal(value: unknown): bigint {
   try {
     if (typeof value === "string" || typeof value === "number") return parseUnits(value);
     throw new DecimalFormatError("must be a decimal string such as \"12.5\" or an integer");
   } catch (err) {
-    if (err instanceof DecimalFormatError) throw badInput(`Decimal ${err.message}`);
+    if (err instanceof DecimalFormatError) throw new ScalarInputError(`Decimal ${err.message}`);
     throw err;
   }
 }
 
 builder.scalarType("Decimal", {
-  description: `An exact decimal number of units, written as a string (e.g. "12.5"); inputs also accept an Int. Up to 6 decimal places.`,
+  description: `An exact decimal number of units, written as a string (e.g. "12.5"); inputs also accept an integer. Up to 6 decimal places.`,
   serialize: (value) => formatUnits(value as bigint),
   parseValue: parseDecimal,
   parseLiteral: (node) => {
-    if (node.kind === Kind.STRING || node.kind === Kind.INT) return parseDecimal(node.kind === Kind.INT ? node.value : node.value);
-    if (node.kind === Kind.FLOAT) return parseDecimal(node.value); // the literal's exact text, never a float
-    throw badInput("Decimal must be a string or an integer");
+    if (node.kind === Kind.STRING) return parseDecimal(node.value);
+    // A number literal is taken as the value a JSON variable with the same text would have.
+    if (node.kind === Kind.INT || node.kind === Kind.FLOAT) return parseDecimal(Number(node.value));
+    throw new ScalarInputError("Decimal must be a string or an integer");
   },
 });
 
@@ -146,7 +160,7 @@ function literalToJson(node: ValueNode, variables?: Record<string, unknown> | nu
     case Kind.VARIABLE:
       return variables?.[node.name.value];
     default:
-      throw badInput("Unsupported JSON literal");
+      throw new ScalarInputError("Unsupported JSON literal");
   }
 }
 

@@ -1,6 +1,7 @@
 // Catalog: benefits (credits on a meter), products and prices.
 import { archiveProduct, createBenefit, createProduct, INTERVALS, updateProduct } from "../domain/catalog.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { withRecordId } from "./inputs.ts";
 import { builder } from "./builder.ts";
 import { orgId, sessionScope } from "./access.ts";
 
@@ -94,6 +95,7 @@ const CreateProductInput = builder.inputType("CreateProductInput", {
 const UpdateProductInput = builder.inputType("UpdateProductInput", {
   description: "A new benefit list applies from the next grant; credits already granted never change.",
   fields: (t) => ({
+    id: t.id({ description: "The product to change" }),
     name: t.string(),
     description: t.string(),
     benefitIds: t.idList(),
@@ -181,9 +183,12 @@ builder.mutationFields((t) => ({
     type: "Product",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, NotFoundError] },
-    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateProductInput, required: true }) },
-    resolve: async (query, _root, { id, input }, ctx) => {
-      const product = await updateProduct(ctx.db, orgId(ctx), String(id), { ...input, benefitIds: ids(input.benefitIds) });
+    args: {
+      id: t.arg.id({ deprecationReason: "Give input.id (removed in the next release)" }),
+      input: t.arg({ type: UpdateProductInput, required: true }),
+    },
+    resolve: async (query, _root, { id: argId, input: { id: inputId, ...input } }, ctx) => {
+      const product = await withRecordId(argId, inputId, (id) => updateProduct(ctx.db, orgId(ctx), id, { ...input, benefitIds: ids(input.benefitIds) }));
       return ctx.db.product.findUniqueOrThrow({ ...query, where: { id: product.id } });
     },
   }),

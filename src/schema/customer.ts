@@ -1,15 +1,16 @@
 // Customer type, its queries, mutations and portal sessions.
-import { createCustomer, deleteCustomer, updateCustomer } from "../domain/customers.ts";
+import { createCustomer, customerLookup, deleteCustomer, requireCustomer, resolveCustomerRef, updateCustomer } from "../domain/customers.ts";
 import { createCustomerSession } from "../domain/sessions.ts";
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { builder } from "./builder.ts";
-import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { builder, type Context } from "./builder.ts";
+import { assertReadable, orgId, readableCustomer, refArgs } from "./access.ts";
+import { givenInput, underInput } from "./inputs.ts";
 
 export const CustomerObject = builder.prismaObject("Customer", {
   description: "A customer of the merchant: who credits are granted to and usage is counted for.",
   fields: (t) => ({
     id: t.exposeID("id"),
-    email: t.exposeString("email"),
+    email: t.exposeString("email", { nullable: true, description: "Null for a customer known only by the merchant's own id" }),
     name: t.exposeString("name", { nullable: true }),
     externalId: t.exposeString("externalId", { nullable: true, description: "The merchant's own id for this customer" }),
     metadata: t.expose("metadata", { type: "JSON" }),
@@ -20,7 +21,7 @@ export const CustomerObject = builder.prismaObject("Customer", {
 
 const CreateCustomerInput = builder.inputType("CreateCustomerInput", {
   fields: (t) => ({
-    email: t.string({ required: true, description: "Unique per organization, compared case-insensitively" }),
+    email: t.string({ description: "Optional; unique per organization when given, compared case-insensitively" }),
     name: t.string(),
     externalId: t.string({ description: "The merchant's own id, unique per organization" }),
     metadata: t.field({ type: "JSON", description: "Flat object of string, number or boolean values" }),
@@ -28,14 +29,41 @@ const CreateCustomerInput = builder.inputType("CreateCustomerInput", {
 });
 
 const UpdateCustomerInput = builder.inputType("UpdateCustomerInput", {
-  description: "Omitted fields stay as they are; null clears name and externalId.",
+  description: "The customer to change (customerId or externalCustomerId), then what changes: omitted fields stay as they are; null clears email, name and externalId.",
   fields: (t) => ({
+    customerId: t.id(),
+    externalCustomerId: t.string({ description: "The customer's current externalId" }),
     email: t.string(),
     name: t.string(),
     externalId: t.string(),
     metadata: t.field({ type: "JSON" }),
   }),
 });
+
+const DeleteCustomerInput = builder.inputType("DeleteCustomerInput", {
+  fields: (t) => ({ customerId: t.id(), externalCustomerId: t.string() }),
+});
+
+const CreateCustomerSessionInput = builder.inputType("CreateCustomerSessionInput", {
+  fields: (t) => ({
+    customerId: t.id(),
+    externalCustomerId: t.string(),
+    ttlSeconds: t.int({ description: "Lifetime, 60 s to 7 days; default one hour" }),
+  }),
+});
+
+const LOOSE = "Give these in `input` (removed in the next release)";
+
+/**
+ * The customer a mutation addresses: a customerId | externalCustomerId pair (in its input), or the deprecated
+ * bare `id` argument; exactly one way. NOT_FOUND names the argument used.
+ */
+async function addressedCustomer(ctx: Context, id: string | number | null | undefined, ref: Parameters<typeof refArgs>[0]) {
+  const named = refArgs(ref);
+  if (id == null) return resolveCustomerRef(ctx.db, orgId(ctx), named, "input");
+  if (named.customerId || named.externalCustomerId) throw new InvalidInputError("give id or input.customerId / input.externalCustomerId, not both", "id");
+  return requireCustomer(ctx.db, orgId(ctx), String(id), "id");
+}
 
 const CustomerSession = builder.objectRef<{ id: string; token: string; expiresAt: Date; customerId: string }>("CustomerSession").implement({
   description: "A bearer token that can read only this customer. Shown once.",
@@ -54,20 +82,23 @@ builder.queryFields((t) => ({
   customer: t.prismaField({
     type: "Customer",
     nullable: true,
-    description: "A customer by id or externalId. A customer session may omit both to read itself.",
+    description: "A customer by id or externalCustomerId (null if there is none). A customer session may omit both to read itself.",
     authScopes: { authenticated: true },
-    args: { id: t.arg.id(), externalId: t.arg.string() },
+    args: {
+      id: t.arg.id(),
+      externalCustomerId: t.arg.string({ description: "The merchant's own id of the customer (its externalId)" }),
+      externalId: t.arg.string({ deprecationReason: "Use externalCustomerId, the name every other field uses (removed in the next release)" }),
+    },
     resolve: async (query, _root, args, ctx) => {
       const principal = ctx.principal!;
-      const where = { organizationId: principal.organizationId, deletedAt: null };
-      let customer;
-      if (args.id) customer = await ctx.db.customer.findFirst({ ...query, where: { ...where, id: String(args.id) } });
-      else if (args.externalId) customer = await ctx.db.customer.findFirst({ ...query, where: { ...where, externalId: args.externalId } });
-      else if (principal.kind === "customer") customer = await ctx.db.customer.findFirst({ ...query, where: { ...where, id: principal.customerId } });
-      else return null;
-      if (customer && principal.kind === "customer" && customer.id !== principal.customerId) {
-        throw new ForbiddenError("A customer session can only read its own customer");
-      }
+      if (args.externalId != null && args.externalCustomerId != null) throw new InvalidInputError("give externalCustomerId or externalId, not both", "externalId");
+      const ref = { customerId: args.id == null ? null : String(args.id), externalCustomerId: args.externalCustomerId ?? args.externalId };
+      if (!ref.customerId && !ref.externalCustomerId && principal.kind !== "customer") return null;
+      const lookup = customerLookup(ref.customerId || ref.externalCustomerId ? ref : { customerId: principal.kind === "customer" ? principal.customerId : null });
+      const named = lookup.field === "customerId" ? "id" : args.externalId != null ? "externalId" : "externalCustomerId";
+      const where = { organizationId: principal.organizationId, deletedAt: null, [lookup.column]: lookup.value };
+      const customer = await ctx.db.customer.findFirst({ ...query, where });
+      if (customer) assertReadable(ctx, customer.id, named);
       return customer;
     },
   }),
@@ -100,10 +131,16 @@ builder.mutationFields((t) => ({
   updateCustomer: t.prismaField({
     type: "Customer",
     authScopes: { admin: true },
+    description: "Change a customer addressed by input.customerId or input.externalCustomerId.",
     errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
-    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateCustomerInput, required: true }) },
+    args: {
+      id: t.arg.id({ deprecationReason: "Give input.customerId (or input.externalCustomerId) instead (removed in the next release)" }),
+      input: t.arg({ type: UpdateCustomerInput, required: true }),
+    },
     resolve: async (query, _root, { id, input }, ctx) => {
-      const updated = await updateCustomer(ctx.db, ctx.notify, orgId(ctx), String(id), input);
+      const { customerId, externalCustomerId, ...patch } = input;
+      const customer = await addressedCustomer(ctx, id, { customerId, externalCustomerId });
+      const updated = await updateCustomer(ctx.db, ctx.notify, orgId(ctx), customer.id, patch);
       return ctx.db.customer.findUniqueOrThrow({ ...query, where: { id: updated.id } });
     },
   }),
@@ -111,10 +148,15 @@ builder.mutationFields((t) => ({
     type: "Customer",
     description: "Soft delete: history stays, the customer disappears from reads, its email and externalId become free.",
     authScopes: { admin: true },
-    errors: { types: [NotFoundError] },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: async (query, _root, { id }, ctx) => {
-      const deleted = await deleteCustomer(ctx.db, ctx.notify, orgId(ctx), String(id));
+    errors: { types: [InvalidInputError, NotFoundError] },
+    args: {
+      id: t.arg.id({ description: "The customer's id; or give input" }),
+      input: t.arg({ type: DeleteCustomerInput, description: "The customer by customerId or externalCustomerId" }),
+    },
+    resolve: async (query, _root, { id, input }, ctx) => {
+      if (id == null && !input) throw new InvalidInputError("give id or input", "id");
+      const customer = await addressedCustomer(ctx, id, input ?? {});
+      const deleted = await deleteCustomer(ctx.db, ctx.notify, orgId(ctx), customer.id);
       return ctx.db.customer.findUniqueOrThrow({ ...query, where: { id: deleted.id } });
     },
   }),
@@ -124,14 +166,18 @@ builder.mutationFields((t) => ({
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, NotFoundError] },
     args: {
-      customerId: t.arg.id(),
-      externalCustomerId: t.arg.string(),
-      ttlSeconds: t.arg.int({ description: "Lifetime, 60 s to 7 days; default one hour" }),
+      input: t.arg({ type: CreateCustomerSessionInput }),
+      customerId: t.arg.id({ deprecationReason: LOOSE }),
+      externalCustomerId: t.arg.string({ deprecationReason: LOOSE }),
+      ttlSeconds: t.arg.int({ deprecationReason: LOOSE }),
     },
-    resolve: async (_root, args, ctx) => {
-      const customer = await readableCustomer(ctx, refArgs(args));
-      const session = await createCustomerSession(ctx.db, orgId(ctx), customer.id, args.ttlSeconds ?? undefined, ctx.now());
-      return { ...session, customerId: customer.id };
+    resolve: async (_root, { input, ...loose }, ctx) => {
+      const given = givenInput(input, loose, []);
+      return underInput(given, async () => {
+        const customer = await readableCustomer(ctx, refArgs(given.input));
+        const session = await createCustomerSession(ctx.db, orgId(ctx), customer.id, given.input.ttlSeconds ?? undefined, ctx.now());
+        return { ...session, customerId: customer.id };
+      });
     },
   }),
 }));

@@ -1,10 +1,11 @@
 // Usage events: ingestion and reading them back.
-import { InsufficientCreditsError, InvalidInputError } from "../domain/errors.ts";
+import { InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { ingestEvents, MAX_BATCH_SIZE, type IngestResult } from "../domain/ingestion.ts";
 import { listEvents } from "../domain/events.ts";
 import { builder } from "./builder.ts";
 import { assertSessionMeter, listScopeCustomer, orgId } from "./access.ts";
 import { CustomerObject } from "./customer.ts";
+import { givenInput, underInput } from "./inputs.ts";
 
 export const EventObject = builder.prismaObject("Event", {
   description: "A usage event as ingested. Immutable.",
@@ -61,25 +62,40 @@ const IngestMode = builder.enumType("IngestMode", {
   } as const,
 });
 
+const IngestEventsInput = builder.inputType("IngestEventsInput", {
+  fields: (t) => ({
+    events: t.field({ type: [EventInput], required: true }),
+    mode: t.field({ type: IngestMode, description: "Default STANDARD" }),
+  }),
+});
+
+const LOOSE = "Give these in `input` (removed in the next release)";
+
 builder.mutationFields((t) => ({
   ingestEvents: t.field({
     type: IngestEventsResult,
     description: `Store and count a batch of up to ${MAX_BATCH_SIZE} events, all or nothing. Balances are current when this returns, and subscribers are notified.`,
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError, InsufficientCreditsError] },
+    errors: { types: [InvalidInputError, NotFoundError, InsufficientCreditsError] },
     args: {
-      events: t.arg({ type: [EventInput], required: true }),
-      mode: t.arg({ type: IngestMode, description: "Default STANDARD" }),
+      input: t.arg({ type: IngestEventsInput }),
+      events: t.arg({ type: [EventInput], deprecationReason: LOOSE }),
+      mode: t.arg({ type: IngestMode, deprecationReason: LOOSE }),
     },
-    resolve: (_root, { events, mode }, ctx) =>
-      ingestEvents(
-        ctx.db,
-        ctx.notify,
-        orgId(ctx),
-        events.map((e) => ({ ...e, customerId: e.customerId == null ? null : String(e.customerId) })),
-        ctx.now(),
-        mode ?? "STANDARD",
-      ),
+    resolve: (_root, { input, ...loose }, ctx) => {
+      const given = givenInput(input, loose, ["events"]);
+      const { events, mode } = given.input;
+      return underInput(given, () =>
+        ingestEvents(
+          ctx.db,
+          ctx.notify,
+          orgId(ctx),
+          events.map((e) => ({ ...e, customerId: e.customerId == null ? null : String(e.customerId) })),
+          ctx.now(),
+          mode ?? "STANDARD",
+        ),
+      );
+    },
   }),
 }));
 

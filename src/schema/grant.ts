@@ -22,6 +22,14 @@ async function settledGrant(ctx: Context, g: CreditGrant): Promise<GrantState> {
   };
 }
 
+const CREDIT_GRANT_SOURCES = ["ADMIN", "BENEFIT", "NEGATIVE_USAGE"] as const;
+type CreditGrantSource = (typeof CREDIT_GRANT_SOURCES)[number];
+
+const CreditGrantSourceEnum = builder.enumType("CreditGrantSource", {
+  description: "Where a grant came from: ADMIN (grantCredits), BENEFIT (an order or a subscription cycle), NEGATIVE_USAGE (negative values on a CREDIT meter). The JSON values are the strings this field always had.",
+  values: CREDIT_GRANT_SOURCES,
+});
+
 export const CreditGrantObject = builder.prismaObject("CreditGrant", {
   description: "Credits given to a customer on one meter. Never edited: corrections are new ledger entries.",
   fields: (t) => ({
@@ -51,7 +59,7 @@ export const CreditGrantObject = builder.prismaObject("CreditGrant", {
       resolve: async (g, _args, ctx) => (await settledGrant(ctx, g)).expiredAt,
     }),
     rollover: t.exposeBoolean("rollover"),
-    source: t.exposeString("source", { description: "ADMIN | BENEFIT | EVENT" }),
+    source: t.field({ type: CreditGrantSourceEnum, select: { source: true }, resolve: (g) => g.source as CreditGrantSource }),
     description: t.exposeString("description", { nullable: true }),
     idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),

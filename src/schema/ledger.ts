@@ -8,11 +8,20 @@ import { CreditGrantObject } from "./grant.ts";
 import { EventObject } from "./event.ts";
 import { MeterObject } from "./meter.ts";
 
+const LEDGER_ENTRY_KINDS = ["GRANT", "USAGE", "EXPIRY", "VOID", "RESET", "REVOKE", "REFUND"] as const;
+type LedgerEntryKind = (typeof LEDGER_ENTRY_KINDS)[number];
+
+const LedgerEntryKindEnum = builder.enumType("LedgerEntryKind", {
+  description:
+    "What changed the balance: GRANT (credits arrived), USAGE (events, authorizations, commits), EXPIRY (an unused remainder at expiresAt), VOID (voidCreditGrant), RESET (a cycle's remainder at an early renewal), REVOKE (a subscription cancelled now), REFUND (refundOrder). The JSON values are the strings this field always had.",
+  values: LEDGER_ENTRY_KINDS,
+});
+
 builder.prismaObject("LedgerEntry", {
   description: "One change to a balance. Append-only.",
   fields: (t) => ({
     id: t.exposeID("id"),
-    kind: t.exposeString("kind", { description: "GRANT | USAGE | EXPIRY | VOID | RESET | REVOKE | REFUND" }),
+    kind: t.field({ type: LedgerEntryKindEnum, select: { kind: true }, resolve: (e) => e.kind as LedgerEntryKind }),
     units: t.expose("units", { type: "Decimal", description: "The change to the balance (negative for usage and removals)" }),
     balanceAfter: t.expose("balanceAfter", { type: "Decimal" }),
     occurredAt: t.expose("occurredAt", { type: "DateTime" }),

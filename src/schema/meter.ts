@@ -2,6 +2,7 @@
 import { archiveMeter, createMeter, updateMeter } from "../domain/meters.ts";
 import { AGGREGATIONS, CONJUNCTIONS, OPERATORS } from "../domain/meter-filter.ts";
 import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "../domain/errors.ts";
+import { withRecordId } from "./inputs.ts";
 import { builder } from "./builder.ts";
 import { orgId, sessionScope } from "./access.ts";
 
@@ -91,6 +92,7 @@ const CreateMeterInput = builder.inputType("CreateMeterInput", {
 const UpdateMeterInput = builder.inputType("UpdateMeterInput", {
   description: "The name can always change; filter, aggregation and negativeValues only until the meter has counted events.",
   fields: (t) => ({
+    id: t.id({ description: "The meter to change" }),
     name: t.string(),
     filter: t.field({ type: MeterFilterInput }),
     aggregation: t.field({ type: MeterAggregationInput }),
@@ -151,9 +153,12 @@ builder.mutationFields((t) => ({
     type: "Meter",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, ConflictError, NotFoundError, LimitExceededError] },
-    args: { id: t.arg.id({ required: true }), input: t.arg({ type: UpdateMeterInput, required: true }) },
-    resolve: async (query, _root, { id, input }, ctx) => {
-      const meter = await updateMeter(ctx.db, orgId(ctx), String(id), stripNulls(input) as never, ctx.meterLimits);
+    args: {
+      id: t.arg.id({ deprecationReason: "Give input.id (removed in the next release)" }),
+      input: t.arg({ type: UpdateMeterInput, required: true }),
+    },
+    resolve: async (query, _root, { id: argId, input: { id: inputId, ...input } }, ctx) => {
+      const meter = await withRecordId(argId, inputId, (id) => updateMeter(ctx.db, orgId(ctx), id, stripNulls(input) as never, ctx.meterLimits));
       return ctx.db.meter.findUniqueOrThrow({ ...query, where: { id: meter.id } });
     },
   }),
