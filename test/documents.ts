@@ -71,6 +71,7 @@ export const GetCustomer = graphql(`
 export const ListCustomers = graphql(`
   query ListCustomers($first: Int, $after: String, $email: String) {
     customers(first: $first, after: $after, email: $email) {
+      totalCount
       edges {
         cursor
         node {
@@ -504,6 +505,7 @@ export const GetOrder = graphql(`
 export const OrdersOf = graphql(`
   query OrdersOf($customerId: ID, $externalCustomerId: String, $productId: ID, $first: Int, $after: String) {
     orders(customerId: $customerId, externalCustomerId: $externalCustomerId, productId: $productId, first: $first, after: $after) {
+      totalCount
       edges {
         cursor
         node {
@@ -631,8 +633,12 @@ export const GrantWithOptions = graphql(`
 `);
 
 export const CreditGrantsOf = graphql(`
-  query CreditGrantsOf($customerId: ID, $meterId: ID) {
-    creditGrants(customerId: $customerId, meterId: $meterId) {
+  query CreditGrantsOf($customerId: ID, $meterId: ID, $first: Int, $after: String) {
+    creditGrants(customerId: $customerId, meterId: $meterId, first: $first, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
       edges {
         node {
           id
@@ -650,6 +656,10 @@ export const CreditGrantsOf = graphql(`
 export const LedgerOf = graphql(`
   query LedgerOf($customerId: ID, $meterId: ID, $first: Int, $after: String) {
     ledger(customerId: $customerId, meterId: $meterId, first: $first, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
       edges {
         node {
           kind
@@ -679,11 +689,20 @@ export const BalanceAt = graphql(`
 `);
 
 export const ExpiringCredits = graphql(`
-  query ExpiringCredits($customerId: ID, $meterId: ID, $within: Int!) {
-    expiringCredits(customerId: $customerId, meterId: $meterId, within: $within) {
-      id
-      remainingUnits
-      expiresAt
+  query ExpiringCredits($customerId: ID, $meterId: ID, $within: Int!, $first: Int, $after: String) {
+    expiringCredits(customerId: $customerId, meterId: $meterId, within: $within, first: $first, after: $after) {
+      totalCount
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      edges {
+        node {
+          id
+          remainingUnits
+          expiresAt
+        }
+      }
     }
   }
 `);

@@ -2,8 +2,15 @@
 import { createCustomer, deleteCustomer, updateCustomer } from "../domain/customers.ts";
 import { createCustomerSession } from "../domain/sessions.ts";
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { builder } from "./builder.ts";
+import { builder, type Context } from "./builder.ts";
 import { orgId, readableCustomer, refArgs } from "./access.ts";
+
+/** The customers list's filter, shared by its page and its totalCount. */
+const customersWhere = (ctx: Context, args: { email?: string | null }) => ({
+  organizationId: orgId(ctx),
+  deletedAt: null,
+  ...(args.email ? { emailKey: args.email.trim().toLowerCase() } : {}),
+});
 
 export const CustomerObject = builder.prismaObject("Customer", {
   description: "A customer of the merchant: who credits are granted to and usage is counted for.",
@@ -77,12 +84,8 @@ builder.queryFields((t) => ({
     description: "The organization's customers, oldest first.",
     authScopes: { admin: true },
     args: { email: t.arg.string({ description: "Exact email, case-insensitive" }) },
-    resolve: (query, _root, args, ctx) =>
-      ctx.db.customer.findMany({
-        ...query,
-        where: { organizationId: orgId(ctx), deletedAt: null, ...(args.email ? { emailKey: args.email.trim().toLowerCase() } : {}) },
-        orderBy: { id: "asc" },
-      }),
+    totalCount: (_root, args, ctx) => ctx.db.customer.count({ where: customersWhere(ctx, args) }),
+    resolve: (query, _root, args, ctx) => ctx.db.customer.findMany({ ...query, where: customersWhere(ctx, args), orderBy: { id: "asc" } }),
   }, { name: "CustomerConnection" }, { name: "CustomerEdge" }),
 }));
 

@@ -7,6 +7,7 @@ import { cancelSubscription, renewSubscription, type SubscriptionStatus } from "
 import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, ownRows } from "./access.ts";
+import { sharedFilter, totalCountField } from "./pagination.ts";
 import { CustomerMeterObject } from "./balance.ts";
 import { CustomerObject } from "./customer.ts";
 import { CustomerState } from "./customer-state.ts";
@@ -66,9 +67,9 @@ const SubscriptionObject = builder.prismaObject("Subscription", {
 });
 
 // One connection type per item, shared by the root lists and Customer's: clients need one fragment for both.
-const OrderConnection = builder.connectionObject({ type: OrderObject, name: "OrderConnection" }, { name: "OrderEdge" });
+const OrderConnection = builder.connectionObject({ type: OrderObject, name: "OrderConnection", fields: totalCountField }, { name: "OrderEdge" });
 const SubscriptionConnection = builder.connectionObject(
-  { type: SubscriptionObject, name: "CustomerSubscriptionConnection" },
+  { type: SubscriptionObject, name: "CustomerSubscriptionConnection", fields: totalCountField },
   { name: "CustomerSubscriptionEdge" },
 );
 
@@ -87,6 +88,11 @@ async function listWhere(ctx: Context, args: ListArgs) {
     ...(args.productId ? { productId: String(args.productId) } : {}),
   };
 }
+const ordersWhere = sharedFilter(listWhere);
+const subscriptionsWhere = sharedFilter(async (ctx: Context, args: ListArgs & { status?: SubscriptionStatus | null }) => ({
+  ...(await listWhere(ctx, args)),
+  ...(args.status ? { status: args.status } : {}),
+}));
 
 builder.queryFields((t) => ({
   order: t.prismaField({
@@ -104,7 +110,8 @@ builder.queryFields((t) => ({
       description: "Orders (first orders and renewals, refunded ones included), newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id() },
-      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await listWhere(ctx, args), orderBy: newestFirst }),
+      totalCount: async (_root, args, ctx) => ctx.db.order.count({ where: await ordersWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await ordersWhere(ctx, args), orderBy: newestFirst }),
     },
     OrderConnection,
   ),
@@ -123,12 +130,8 @@ builder.queryFields((t) => ({
       description: "Subscriptions, cancelled and ended ones included, newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product and in one status.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id(), status: t.arg({ type: SubscriptionStatusEnum }) },
-      resolve: async (query, _root, args, ctx) =>
-        ctx.db.subscription.findMany({
-          ...query,
-          where: { ...(await listWhere(ctx, args)), ...(args.status ? { status: args.status } : {}) },
-          orderBy: newestFirst,
-        }),
+      totalCount: async (_root, args, ctx) => ctx.db.subscription.count({ where: await subscriptionsWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.subscription.findMany({ ...query, where: await subscriptionsWhere(ctx, args), orderBy: newestFirst }),
     },
     SubscriptionConnection,
   ),
@@ -136,10 +139,14 @@ builder.queryFields((t) => ({
 
 // Reachable only through a Customer the caller may read (a customer session: its own).
 builder.prismaObjectFields(CustomerObject, (t) => ({
-  orders: t.relatedConnection("orders", { cursor: "id", description: "The customer's orders, newest first.", query: { orderBy: newestFirst } }, OrderConnection),
+  orders: t.relatedConnection(
+    "orders",
+    { cursor: "id", totalCount: true, description: "The customer's orders, newest first.", query: { orderBy: newestFirst } },
+    OrderConnection,
+  ),
   subscriptions: t.relatedConnection(
     "subscriptions",
-    { cursor: "id", description: "The customer's subscriptions, cancelled and ended ones included, newest first.", query: { orderBy: newestFirst } },
+    { cursor: "id", totalCount: true, description: "The customer's subscriptions, cancelled and ended ones included, newest first.", query: { orderBy: newestFirst } },
     SubscriptionConnection,
   ),
 }));
