@@ -412,8 +412,33 @@ export const CreateOrder = graphql(`
   }
 `);
 
+export const ErrorFields = graphql(`
+  fragment ErrorFields on Error {
+    code
+    field
+    message
+  }
+`);
+
 export const CancelSubscription = graphql(`
-  mutation CancelSubscription($id: ID!, $atPeriodEnd: Boolean) {
+  mutation CancelSubscription($input: CancelSubscriptionInput!) {
+    cancelSubscription(input: $input) {
+      __typename
+      ... on CustomerSubscription {
+        id
+        status
+        cancelAtPeriodEnd
+        canceledAt
+        endedAt
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+/** The deprecated loose form, kept working for one release. */
+export const CancelSubscriptionLoose = graphql(`
+  mutation CancelSubscriptionLoose($id: ID, $atPeriodEnd: Boolean) {
     cancelSubscription(id: $id, atPeriodEnd: $atPeriodEnd) {
       __typename
       ... on CustomerSubscription {
@@ -422,6 +447,7 @@ export const CancelSubscription = graphql(`
         cancelAtPeriodEnd
         endedAt
       }
+      ...ErrorFields
     }
   }
 `);

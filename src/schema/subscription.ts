@@ -3,7 +3,7 @@
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { createOrder, refundOrder, type OrderStatus } from "../domain/orders.ts";
 import { meteredPrices, overageAmount, overageUnits, type MeteredPrice } from "../domain/overage.ts";
-import { cancelSubscription, renewSubscription, type SubscriptionStatus } from "../domain/subscriptions.ts";
+import { cancelSubscription, renewSubscription, type CancelOptions, type SubscriptionStatus } from "../domain/subscriptions.ts";
 import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, ownRows } from "./access.ts";
@@ -160,10 +160,38 @@ const CreateOrderInput = builder.inputType("CreateOrderInput", {
   }),
 });
 
+const CancelSubscriptionInput = builder.inputType("CancelSubscriptionInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    atPeriodEnd: t.boolean({ description: "Default true: keep the cycle paid for, stop renewing. false: end now" }),
+    revokeCredits: t.boolean({
+      description: "Default false. With atPeriodEnd false: also remove every credit the subscription granted that remains, rollover included (REVOKE)",
+    }),
+  }),
+});
+
+/**
+ * The subscription and options of either form of cancelSubscription. The deprecated loose form keeps its old
+ * meaning (now unless atPeriodEnd, and now revokes), so clients still on it see no change until they move.
+ */
+function cancelArgs(args: {
+  input?: { id: string | number; atPeriodEnd?: boolean | null; revokeCredits?: boolean | null } | null;
+  id?: string | number | null;
+  atPeriodEnd?: boolean | null;
+}): [string, CancelOptions] {
+  if (args.input && (args.id != null || args.atPeriodEnd != null)) throw new InvalidInputError("Give input, or the deprecated id and atPeriodEnd, not both", "id");
+  if (args.input) {
+    return [String(args.input.id), { atPeriodEnd: args.input.atPeriodEnd ?? true, revokeCredits: args.input.revokeCredits ?? false }];
+  }
+  if (args.id == null) throw new InvalidInputError("Name the subscription: input: { id }", "input");
+  const atPeriodEnd = args.atPeriodEnd ?? false;
+  return [String(args.id), { atPeriodEnd, revokeCredits: !atPeriodEnd }];
+}
+
 builder.mutationFields((t) => ({
   createOrder: t.prismaField({
     type: OrderObject,
-    description: "Record a paid purchase: a one-time product grants its credits (packs stack); a recurring product starts a subscription and grants the first cycle.",
+    description: "Record a paid purchase: a one-time product grants its credits (packs stack); a recurring product starts a subscription and grants the first cycle. A second active subscription of the customer to the same product is a CONFLICT.",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
     args: { input: t.arg({ type: CreateOrderInput, required: true }) },
@@ -178,7 +206,8 @@ builder.mutationFields((t) => ({
   }),
   refundOrder: t.prismaField({
     type: OrderObject,
-    description: "What remains of the order's credits leaves the balance.",
+    description:
+      "What remains of the order's credits leaves the balance. Refunding a subscription's latest order (the current cycle's) also ends the subscription now; an older one only loses its own remaining credits.",
     authScopes: { admin: true },
     errors: { types: [NotFoundError] },
     args: { id: t.arg.id({ required: true }) },
@@ -189,12 +218,20 @@ builder.mutationFields((t) => ({
   }),
   cancelSubscription: t.prismaField({
     type: SubscriptionObject,
-    description: "atPeriodEnd: keep this cycle, stop renewing. Otherwise now: it ends and its remaining credits are revoked.",
+    description:
+      "Cancel a subscription. By default at period end: the customer keeps the cycle paid for, it does not renew. `atPeriodEnd: false` ends it now; its credits stay unless `revokeCredits: true`.",
     authScopes: { admin: true },
-    errors: { types: [NotFoundError] },
-    args: { id: t.arg.id({ required: true }), atPeriodEnd: t.arg.boolean({ description: "Default false" }) },
-    resolve: async (query, _root, { id, atPeriodEnd }, ctx) => {
-      const sub = await cancelSubscription(ctx.db, ctx.notify, orgId(ctx), String(id), atPeriodEnd ?? false, ctx.now());
+    errors: { types: [InvalidInputError, NotFoundError] },
+    args: {
+      input: t.arg({ type: CancelSubscriptionInput }),
+      id: t.arg.id({ deprecationReason: "Use input: { id, atPeriodEnd, revokeCredits }" }),
+      atPeriodEnd: t.arg.boolean({
+        description: "With id only, the old meaning: default false, and a cancellation now revokes the subscription's remaining credits",
+        deprecationReason: "Use input: { id, atPeriodEnd, revokeCredits } (atPeriodEnd defaults to true there)",
+      }),
+    },
+    resolve: async (query, _root, args, ctx) => {
+      const sub = await cancelSubscription(ctx.db, ctx.notify, orgId(ctx), ...cancelArgs(args), ctx.now());
       return ctx.db.subscription.findUniqueOrThrow({ ...query, where: { id: sub.id } });
     },
   }),
