@@ -80,6 +80,14 @@ describe("cancelSubscription", () => {
     expect(await balance(later.c, later.m)).toBe("140");
   });
 
+  it("marks the loose arguments deprecated in the schema, input not", async () => {
+    const introspect = parse(`{ __type(name: "Mutation") { fields { name args(includeDeprecated: true) { name isDeprecated } } } }`);
+    type Answer = { __type: { fields: { name: string; args: { name: string; isDeprecated: boolean }[] }[] } };
+    const { __type } = await t.ok(introspect as TypedDocumentNode<Answer, Record<string, never>>, {});
+    const args = __type.fields.find((f) => f.name === "cancelSubscription")!.args;
+    expect(Object.fromEntries(args.map((a) => [a.name, a.isDeprecated]))).toEqual({ input: false, id: true, atPeriodEnd: true });
+  });
+
   it("names the subscription once: neither form is BAD_USER_INPUT on input, both at once on id", async () => {
     const { sub } = await subscribed();
     expect((await t.ok(CancelSubscriptionLoose, {})).cancelSubscription).toMatchObject({ code: "BAD_USER_INPUT", field: "input" });
