@@ -6,14 +6,13 @@ import {
   CommitReservation,
   CreateSession,
   IngestStrict,
-  LedgerOf,
   ReleaseReservation,
   ReservationsOf,
   ReserveUsage,
 } from "./documents.ts";
 import type { AuthorizeUsageInput, ReserveUsageInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, type TestApp } from "./support/app.ts";
-import { benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
+import { benefit, customer, grant, ingest, ledgerOf as ledgerEntries, meter, named, order, product } from "./support/fixtures.ts";
 
 let t: TestApp;
 const T0 = new Date("2026-05-01T00:00:00.000Z");
@@ -51,7 +50,7 @@ async function availability(c: string, m: string) {
   return (await t.ok(Availability, { customerId: c, meterId: m })).customerMeter;
 }
 
-const ledgerOf = async (c: string, m: string) => (await t.ok(LedgerOf, { customerId: c, meterId: m, first: 1000 })).ledger.edges.map((e) => e.node);
+const ledgerOf = (c: string, m: string) => ledgerEntries(t, c, m);
 
 describe("authorizeUsage on a credits-only meter", () => {
   it("balance 5 and five concurrent authorizations of 10: all refused, nothing changes", async () => {

@@ -2,14 +2,6 @@
 import { graphql } from "./gql/index.ts";
 
 /** What every test reads of a typed error (any member of a result union implementing Error). */
-export const ErrorFields = graphql(`
-  fragment ErrorFields on Error {
-    code
-    field
-    message
-  }
-`);
-
 export const CustomerFields = graphql(`
   fragment CustomerFields on Customer {
     id
@@ -69,6 +61,7 @@ export const GetCustomer = graphql(`
 export const ListCustomers = graphql(`
   query ListCustomers($first: Int, $after: String, $email: String) {
     customers(first: $first, after: $after, email: $email) {
+      totalCount
       edges {
         cursor
         node {
@@ -380,8 +373,33 @@ export const CreateOrder = graphql(`
   }
 `);
 
+export const ErrorFields = graphql(`
+  fragment ErrorFields on Error {
+    code
+    field
+    message
+  }
+`);
+
 export const CancelSubscription = graphql(`
-  mutation CancelSubscription($id: ID!, $atPeriodEnd: Boolean) {
+  mutation CancelSubscription($input: CancelSubscriptionInput!) {
+    cancelSubscription(input: $input) {
+      __typename
+      ... on CustomerSubscription {
+        id
+        status
+        cancelAtPeriodEnd
+        canceledAt
+        endedAt
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+/** The deprecated loose form, kept working for one release. */
+export const CancelSubscriptionLoose = graphql(`
+  mutation CancelSubscriptionLoose($id: ID, $atPeriodEnd: Boolean) {
     cancelSubscription(id: $id, atPeriodEnd: $atPeriodEnd) {
       __typename
       ... on CustomerSubscription {
@@ -390,6 +408,7 @@ export const CancelSubscription = graphql(`
         cancelAtPeriodEnd
         endedAt
       }
+      ...ErrorFields
     }
   }
 `);
@@ -471,6 +490,7 @@ export const GetOrder = graphql(`
 export const OrdersOf = graphql(`
   query OrdersOf($customerId: ID, $externalCustomerId: String, $productId: ID, $first: Int, $after: String) {
     orders(customerId: $customerId, externalCustomerId: $externalCustomerId, productId: $productId, first: $first, after: $after) {
+      totalCount
       edges {
         cursor
         node {
@@ -595,8 +615,12 @@ export const GrantWithOptions = graphql(`
 `);
 
 export const CreditGrantsOf = graphql(`
-  query CreditGrantsOf($customerId: ID, $meterId: ID) {
-    creditGrants(customerId: $customerId, meterId: $meterId) {
+  query CreditGrantsOf($customerId: ID, $meterId: ID, $first: Int, $after: String) {
+    creditGrants(customerId: $customerId, meterId: $meterId, first: $first, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
       edges {
         node {
           id
@@ -614,6 +638,10 @@ export const CreditGrantsOf = graphql(`
 export const LedgerOf = graphql(`
   query LedgerOf($customerId: ID, $meterId: ID, $first: Int, $after: String) {
     ledger(customerId: $customerId, meterId: $meterId, first: $first, after: $after) {
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
       edges {
         node {
           kind
@@ -643,11 +671,20 @@ export const BalanceAt = graphql(`
 `);
 
 export const ExpiringCredits = graphql(`
-  query ExpiringCredits($customerId: ID, $meterId: ID, $within: Int!) {
-    expiringCredits(customerId: $customerId, meterId: $meterId, within: $within) {
-      id
-      remainingUnits
-      expiresAt
+  query ExpiringCredits($customerId: ID, $meterId: ID, $within: Int!, $first: Int, $after: String) {
+    expiringCredits(customerId: $customerId, meterId: $meterId, within: $within, first: $first, after: $after) {
+      totalCount
+      pageInfo {
+        hasNextPage
+        endCursor
+      }
+      edges {
+        node {
+          id
+          remainingUnits
+          expiresAt
+        }
+      }
     }
   }
 `);

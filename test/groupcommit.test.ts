@@ -2,10 +2,10 @@
 // each against what the ones before it left, and answers each caller on its own. The writer is held while
 // the calls are sent (each queued before the next, so their order is known), then drains them as one group.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthorizeUsage, Availability, CommitReservation, IngestEvents, IngestStrict, LedgerOf, ReleaseReservation, ReserveUsage } from "./documents.ts";
+import { AuthorizeUsage, Availability, CommitReservation, IngestEvents, IngestStrict, ReleaseReservation, ReserveUsage } from "./documents.ts";
 import type { AuthorizeUsageInput, EventInput, ReserveUsageInput } from "./gql/graphql.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
-import { balanceOf, customer, grant, ingest, meter, named } from "./support/fixtures.ts";
+import { balanceOf, customer, grant, ingest, ledgerOf as ledgerEntries, meter, named } from "./support/fixtures.ts";
 import { authorizeUsage } from "../src/domain/authorization.ts";
 import { holdWriter, MAX_GROUP_JOBS } from "../src/domain/writer.ts";
 
@@ -48,7 +48,7 @@ const strictCall = async (events: EventInput[]) => (await t.ok(IngestStrict, { e
 const commit = async (id: string, units: string) => (await t.ok(CommitReservation, { id, units })).commitReservation;
 const release = async (id: string) => (await t.ok(ReleaseReservation, { id })).releaseReservation;
 const availability = async (c: string, m: string) => (await t.ok(Availability, { customerId: c, meterId: m })).customerMeter;
-const ledgerOf = async (c: string, m: string) => (await t.ok(LedgerOf, { customerId: c, meterId: m, first: 1000 })).ledger.edges.map((e) => e.node);
+const ledgerOf = (c: string, m: string) => ledgerEntries(t, c, m);
 const eventCount = (externalIds: string[]) => t.db.event.count({ where: { organizationId: t.organizationId, externalId: { in: externalIds } } });
 
 async function held(c: string, m: string, units: string): Promise<string> {

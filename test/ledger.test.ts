@@ -178,7 +178,8 @@ describe("voids and expiry", () => {
     await grant(c, m, "5", { expiresAt: new Date(T0.getTime() + 72 * HOUR) });
     await grant(c, m, "5");
     const { expiringCredits } = await t.ok(ExpiringCredits, { customerId: c, meterId: m, within: 24 * 3600 });
-    expect(expiringCredits.map((g) => g.id)).toEqual([soon]);
+    expect(expiringCredits.edges.map((e) => e.node.id)).toEqual([soon]);
+    expect(expiringCredits.totalCount).toBe(1);
   });
 
   it("rejects an expiry in the past and an out-of-range priority", async () => {

@@ -131,25 +131,25 @@ describe("subscriptions", () => {
     sub.close();
   });
 
-  it("immediate cancellation revokes the subscription's remaining credits, rollover included", async () => {
+  it("cancelled now with revokeCredits, the subscription's remaining credits are revoked, rollover included", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("cancel-now") });
     const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true })], { recurring: true });
     const c = await customer(t);
     const o = await order(t, c, plan);
     await use(c, "cancel-now", 50);
-    const { cancelSubscription } = await t.ok(CancelSubscription, { id: o.subscription!.id });
+    const { cancelSubscription } = await t.ok(CancelSubscription, { input: { id: o.subscription!.id, atPeriodEnd: false, revokeCredits: true } });
     expect(cancelSubscription).toMatchObject({ status: "CANCELED", endedAt: START.toISOString() });
     expect(await balanceOf(t, c, m)).toMatchObject({ balance: "0", creditedUnits: "50" });
     expect((await t.ok(EntitlementState, { customerId: c })).customerState.activeSubscriptions).toEqual([]);
   });
 
-  it("cancellation at period end keeps the cycle, then stops renewing", async () => {
+  it("cancellation at period end (the default) keeps the cycle, then stops renewing", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("cancel-later") });
     const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true })], { recurring: true });
     const c = await customer(t);
     const o = await order(t, c, plan);
     await use(c, "cancel-later", 100);
-    const { cancelSubscription } = await t.ok(CancelSubscription, { id: o.subscription!.id, atPeriodEnd: true });
+    const { cancelSubscription } = await t.ok(CancelSubscription, { input: { id: o.subscription!.id } });
     expect(cancelSubscription).toMatchObject({ status: "ACTIVE", cancelAtPeriodEnd: true });
     expect((await balanceOf(t, c, m))?.balance).toBe("40");
     t.setNow(new Date(START.getTime() + 40 * DAY));
@@ -173,7 +173,7 @@ describe("Polar's known bugs do not happen here", () => {
     expect((await balanceOf(t, c, m))?.balance).toBe("1100");
     await t.ok(RenewSubscription, { id: o.subscription!.id });
     expect((await balanceOf(t, c, m))?.balance).toBe("1100"); // cycle's 100 reset, new 100 granted, pack untouched
-    await t.ok(CancelSubscription, { id: o.subscription!.id });
+    await t.ok(CancelSubscription, { input: { id: o.subscription!.id, atPeriodEnd: false, revokeCredits: true } });
     expect((await balanceOf(t, c, m))?.balance).toBe("1000");
   });
 

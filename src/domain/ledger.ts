@@ -22,9 +22,12 @@ export async function balanceAt(db: Db, customerId: string, meterId: string, at:
   return settle(last?.balanceAfter ?? 0n, due, until).balance;
 }
 
-/** Live grants with something left that expire within `withinMs` of `now`, soonest first. */
-export function expiringGrants(db: Db, customerId: string, meterId: string | null, now: Date, withinMs: number) {
-  return db.creditGrant.findMany({
+/**
+ * Live grants with something left that expire within `withinMs` of `now`: the filter and the order (soonest
+ * first) of a list that is paged, since a customer can hold any number of grants.
+ */
+export function expiringGrants(customerId: string, meterId: string | null, now: Date, withinMs: number) {
+  return {
     where: {
       customerId,
       ...(meterId ? { meterId } : {}),
@@ -32,6 +35,6 @@ export function expiringGrants(db: Db, customerId: string, meterId: string | nul
       remainingUnits: { gt: 0n },
       expiresAt: { gt: now, lte: new Date(now.getTime() + withinMs) },
     },
-    orderBy: [{ expiresAt: "asc" }, { id: "asc" }],
-  });
+    orderBy: [{ expiresAt: "asc" as const }, { id: "asc" as const }],
+  };
 }

@@ -9,8 +9,9 @@ import { endGrants, grantBenefits } from "./grants.ts";
 import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
+import { endSubscriptionNow } from "./subscriptions.ts";
 import { inTransaction } from "./transactions.ts";
-import { orderEvent, writeOutbox } from "./outbox.ts";
+import { orderEvent, subscriptionEvent, writeOutbox } from "./outbox.ts";
 
 export const ORDER_STATUSES = ["PAID", "REFUNDED"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -38,6 +39,16 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
   if (product.archivedAt) throw new ConflictError("The product is archived and can no longer be bought", "input.productId");
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      if (product.recurringInterval) {
+        // One active subscription per customer and product. Checked under a lock on that pair (PostgreSQL: an
+        // advisory lock; SQLite has one writer), so of two concurrent orders the second sees the first's
+        // subscription: a retry of the same order (its idempotencyKey) gets that order back, any other a CONFLICT.
+        await sql.lockKeys([`subscription:${customer.id}:${product.id}`]);
+        const replay = await existingForKey(tx, organizationId, input.idempotencyKey, customer.id, product.id);
+        if (replay) return { value: replay, changes: [] };
+        const active = await tx.subscription.findFirst({ where: { customerId: customer.id, productId: product.id, status: "ACTIVE" }, select: { id: true } });
+        if (active) throw new ConflictError(`The customer already has an active subscription to this product (${active.id})`, "input.productId");
+      }
       const benefits = await currentBenefits(tx, product.id);
       const price = await fixedPrice(tx, product.id);
       let subscription: { id: string; currentPeriodEnd: Date } | null = null;
@@ -74,17 +85,32 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
   }
 }
 
-/** Refund: what remains of this order's credits leaves the balance. Refunding twice changes nothing more. */
+/**
+ * Refund: what remains of this order's credits leaves the balance. Refunding a subscription's latest order
+ * (the one that paid for the current cycle) also ends the subscription now: the cycle it paid for is taken
+ * back, so nothing is left to renew. An older order of the subscription only loses what is left of its own
+ * credits. Refunding twice changes nothing more.
+ */
 export async function refundOrder(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<Order> {
   const order = await db.order.findFirst({ where: { id, organizationId } });
   if (!order) throw new NotFoundError("No such order", "id");
   if (order.status === "REFUNDED") return order;
   return inTransaction(db, notify, organizationId, async (sql, tx) => {
+    // The subscription's row first (PostgreSQL: locked), so a renewal cannot add a newer order between reading
+    // which order is the latest and ending the subscription.
+    if (order.subscriptionId) await sql.query(`SELECT "id" FROM "Subscription" WHERE "id" = ${sql.param(1)}${sql.forUpdate}`, [order.subscriptionId]);
     // Conditional update: of two concurrent refunds only one proceeds.
     const { count } = await tx.order.updateMany({ where: { id, status: "PAID" }, data: { status: "REFUNDED", refundedAt: now } });
     const refunded = await tx.order.findUniqueOrThrow({ where: { id } });
     if (count === 0) return { value: refunded, changes: [] };
-    await writeOutbox(sql, [orderEvent("order.refunded", refunded)], now);
+    const events = [orderEvent("order.refunded", refunded)];
+    if (order.subscriptionId) {
+      const latest = await tx.order.findFirst({ where: { subscriptionId: order.subscriptionId }, orderBy: [{ createdAt: "desc" }, { id: "desc" }], select: { id: true } });
+      if (latest?.id === id && (await endSubscriptionNow(tx, order.subscriptionId, now))) {
+        events.push(subscriptionEvent("subscription.canceled", await tx.subscription.findUniqueOrThrow({ where: { id: order.subscriptionId } })));
+      }
+    }
+    await writeOutbox(sql, events, now);
     const adjustments = await endGrants(sql, tx, organizationId, { orderId: id }, "REFUND", now);
     return { value: refunded, changes: await adjustBalances(sql, organizationId, adjustments, now) };
   });

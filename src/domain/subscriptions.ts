@@ -1,5 +1,5 @@
 // Subscription cycles: renewal (credits that do not roll over end, the new cycle's credits arrive),
-// cancellation now or at period end.
+// cancellation at period end (the default) or now, with or without revoking what the subscription granted.
 import type { Db } from "../db/client.ts";
 import type { Subscription } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, type BalanceChange } from "./balances.ts";
@@ -103,18 +103,34 @@ export async function processDueSubscriptions(db: Db, notify: Notify, now: Date,
 }
 
 /**
- * Cancel. `atPeriodEnd`: keep the current cycle, stop renewing. Otherwise now: the subscription ends and
- * every credit it granted that remains, rollover included, is revoked.
+ * How to cancel. `atPeriodEnd` (the default): the customer keeps the cycle paid for, and it does not renew.
+ * Otherwise it ends now; `revokeCredits` then also removes every credit the subscription granted that remains,
+ * rollover included (REVOKE). Without it they stay and run out as they would have: the cycle's at its end.
  */
-export async function cancelSubscription(db: Db, notify: Notify, organizationId: string, id: string, atPeriodEnd: boolean, now = new Date()): Promise<Subscription> {
+export interface CancelOptions {
+  atPeriodEnd: boolean;
+  revokeCredits: boolean;
+}
+
+/** End an active subscription now (conditionally: of two concurrent enders one does it). True when this call ended it. */
+export async function endSubscriptionNow(tx: Db, id: string, now: Date): Promise<boolean> {
+  const { count } = await tx.subscription.updateMany({ where: { id, status: "ACTIVE" }, data: { status: "CANCELED", canceledAt: now, endedAt: now } });
+  return count > 0;
+}
+
+export async function cancelSubscription(db: Db, notify: Notify, organizationId: string, id: string, options: CancelOptions, now = new Date()): Promise<Subscription> {
+  if (options.atPeriodEnd && options.revokeCredits) {
+    throw new InvalidInputError("revokeCredits applies to a cancellation now: set atPeriodEnd to false", "input.revokeCredits");
+  }
   const sub = await requireSubscription(db, organizationId, id);
   if (sub.status !== "ACTIVE") return sub;
-  if (atPeriodEnd) return db.subscription.update({ where: { id }, data: { cancelAtPeriodEnd: true, canceledAt: now } });
+  if (options.atPeriodEnd) return db.subscription.update({ where: { id }, data: { cancelAtPeriodEnd: true, canceledAt: now } });
   return inTransaction(db, notify, organizationId, async (sql, tx) => {
-    const { count } = await tx.subscription.updateMany({ where: { id, status: "ACTIVE" }, data: { status: "CANCELED", canceledAt: now, endedAt: now } });
+    const endedNow = await endSubscriptionNow(tx, id, now);
     const ended = await tx.subscription.findUniqueOrThrow({ where: { id } });
-    if (count === 0) return { value: ended, changes: [] };
+    if (!endedNow) return { value: ended, changes: [] };
     await writeOutbox(sql, [subscriptionEvent("subscription.canceled", ended)], now);
+    if (!options.revokeCredits) return { value: ended, changes: [] };
     const revoked = await endGrants(sql, tx, organizationId, { subscriptionId: id }, "REVOKE", now);
     return { value: ended, changes: await adjustBalances(sql, organizationId, revoked, now) };
   });

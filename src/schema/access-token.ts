@@ -1,7 +1,7 @@
 // Access tokens: listing (never secrets), minting admin tokens, revocation.
 import { createAdminToken, revokeAccessToken } from "../domain/access-tokens.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { builder } from "./builder.ts";
+import { builder, type Context } from "./builder.ts";
 import { orgId } from "./access.ts";
 import { givenInput, underInput } from "./inputs.ts";
 
@@ -35,6 +35,19 @@ const CreatedAccessToken = builder.objectRef<{ token: string; id: string }>("Cre
   }),
 });
 
+/** The token list's filter, shared by its page and its totalCount. */
+function accessTokensWhere(ctx: Context, args: { kind?: string | null; customerId?: string | number | null; active?: boolean | null }) {
+  const now = ctx.now();
+  const active = { revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] };
+  const inactive = { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
+  return {
+    organizationId: orgId(ctx),
+    ...(args.kind ? { kind: args.kind } : {}),
+    ...(args.customerId ? { customerId: String(args.customerId) } : {}),
+    ...(args.active == null ? {} : args.active ? active : inactive),
+  };
+}
+
 builder.queryFields((t) => ({
   accessTokens: t.prismaConnection(
     {
@@ -47,21 +60,8 @@ builder.queryFields((t) => ({
         customerId: t.arg.id({ description: "Only this customer's sessions" }),
         active: t.arg.boolean({ description: "true: only tokens neither revoked nor expired; false: only those that are" }),
       },
-      resolve: (query, _root, args, ctx) => {
-        const now = ctx.now();
-        const active = { revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] };
-        const inactive = { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
-        return ctx.db.accessToken.findMany({
-          ...query,
-          where: {
-            organizationId: orgId(ctx),
-            ...(args.kind ? { kind: args.kind } : {}),
-            ...(args.customerId ? { customerId: String(args.customerId) } : {}),
-            ...(args.active == null ? {} : args.active ? active : inactive),
-          },
-          orderBy: { id: "asc" },
-        });
-      },
+      totalCount: (_root, args, ctx) => ctx.db.accessToken.count({ where: accessTokensWhere(ctx, args) }),
+      resolve: (query, _root, args, ctx) => ctx.db.accessToken.findMany({ ...query, where: accessTokensWhere(ctx, args), orderBy: { id: "asc" } }),
     },
     { name: "AccessTokenConnection" },
     { name: "AccessTokenEdge" },

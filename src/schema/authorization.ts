@@ -12,8 +12,9 @@ import {
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { givenInput, underInput } from "./inputs.ts";
 import { holdLive, holdStatus } from "../domain/rules.ts";
-import { builder, type PothosTypes } from "./builder.ts";
+import { builder, type Context, type PothosTypes } from "./builder.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
+import { sharedFilter } from "./pagination.ts";
 
 // `code` is a String! like Error.code, so one selection `... on UsageAuthorization { code } ... on Error { code }`
 // is valid GraphQL (fields of one name must have one type across a union's members).
@@ -147,6 +148,24 @@ builder.mutationFields((t) => ({
   }),
 }));
 
+/** The reservations list's filter, shared by its page and its totalCount. */
+const reservationsWhere = sharedFilter(
+  async (ctx: Context, args: { customerId?: string | number | null; externalCustomerId?: string | null; meterId?: string | number | null; status?: string | null }) => {
+    const customer = await listScopeCustomer(ctx, args);
+    const now = ctx.now();
+    // HELD past expiresAt reads as EXPIRED (the scheduler may not have marked it yet)
+    const status =
+      args.status === "HELD"
+        ? holdLive.where(now)
+        : args.status === "EXPIRED"
+          ? { OR: [{ status: "EXPIRED" }, holdLive.lapsedWhere(now)] }
+          : args.status
+            ? { status: args.status }
+            : {};
+    return { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}), ...status };
+  },
+);
+
 builder.queryFields((t) => ({
   reservations: t.prismaConnection(
     {
@@ -155,24 +174,8 @@ builder.queryFields((t) => ({
       description: "Reservations and authorization records, newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization. `status: HELD` lists live holds only.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id(), status: t.arg({ type: ReservationStatus }) },
-      resolve: async (query, _root, args, ctx) => {
-        const customer = await listScopeCustomer(ctx, args);
-        const now = ctx.now();
-        // HELD past expiresAt reads as EXPIRED (the scheduler may not have marked it yet)
-        const status =
-          args.status === "HELD"
-            ? holdLive.where(now)
-            : args.status === "EXPIRED"
-              ? { OR: [{ status: "EXPIRED" }, holdLive.lapsedWhere(now)] }
-              : args.status
-                ? { status: args.status }
-                : {};
-        return ctx.db.reservation.findMany({
-          ...query,
-          where: { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}), ...status },
-          orderBy: { id: "desc" },
-        });
-      },
+      totalCount: async (_root, args, ctx) => ctx.db.reservation.count({ where: await reservationsWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.reservation.findMany({ ...query, where: await reservationsWhere(ctx, args), orderBy: { id: "desc" } }),
     },
     { name: "ReservationConnection" },
     { name: "ReservationEdge" },

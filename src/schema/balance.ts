@@ -9,6 +9,15 @@ import { readBalance, readBalancesOf } from "../domain/balance-view.ts";
 import { CustomerState } from "./customer-state.ts";
 import { CustomerObject } from "./customer.ts";
 import { MeterObject } from "./meter.ts";
+import { sharedFilter } from "./pagination.ts";
+
+/** The balances list's filter, shared by its page and its totalCount. */
+const customerMetersWhere = sharedFilter(
+  async (ctx: Context, args: { customerId?: string | number | null; externalCustomerId?: string | null; meterId?: string | number | null }) => {
+    const customer = await listScopeCustomer(ctx, args);
+    return { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}) };
+  },
+);
 
 /** A resolver reading one figure of the row's view as of now (see src/domain/balance-view.ts). */
 const fromView = (key: "creditedUnits" | "balance" | "heldUnits" | "availableUnits") => async (cm: StoredBalance, _args: unknown, ctx: Context) =>
@@ -66,14 +75,8 @@ builder.queryFields((t) => ({
       description: "Balances, for one customer or (admin) the whole organization.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
-      resolve: async (query, _root, args, ctx) => {
-        const customer = await listScopeCustomer(ctx, args);
-        return ctx.db.customerMeter.findMany({
-          ...query,
-          where: { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
-          orderBy: { id: "asc" },
-        });
-      },
+      totalCount: async (_root, args, ctx) => ctx.db.customerMeter.count({ where: await customerMetersWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.customerMeter.findMany({ ...query, where: await customerMetersWhere(ctx, args), orderBy: { id: "asc" } }),
     },
     { name: "CustomerMeterConnection" },
     { name: "CustomerMeterEdge" },

@@ -4,12 +4,14 @@
 //   Errors    outermost, so a typed domain error thrown anywhere below (auth included) becomes a union member
 //   Relay     connections and PageInfo
 //   ScopeAuth checks scopes before any resolver or Prisma query runs
+//   PageSize  the pagination rule on every connection (first/last within the list's maximum), after auth
 //   Prisma    prismaObject/prismaField with selection-aware queries (no per-row lookups)
 import SchemaBuilder from "@pothos/core";
 import ErrorsPlugin from "@pothos/plugin-errors";
 import PrismaPlugin from "@pothos/plugin-prisma";
 import RelayPlugin from "@pothos/plugin-relay";
 import ScopeAuthPlugin from "@pothos/plugin-scope-auth";
+import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, pageSizePlugin } from "./pagination.ts";
 import { GraphQLError, Kind, type ValueNode } from "graphql";
 import { ForbiddenError } from "../domain/errors.ts";
 import type PrismaTypes from "../generated/pothos-prisma-types.ts";
@@ -67,7 +69,7 @@ export interface PothosTypes {
 }
 
 export const builder = new SchemaBuilder<PothosTypes>({
-  plugins: [ErrorsPlugin, RelayPlugin, ScopeAuthPlugin, PrismaPlugin],
+  plugins: [ErrorsPlugin, RelayPlugin, ScopeAuthPlugin, pageSizePlugin, PrismaPlugin],
   defaultFieldNullability: false,
   errors: {
     directResult: true,
@@ -93,6 +95,9 @@ export const builder = new SchemaBuilder<PothosTypes>({
     dmmf: getDatamodel(),
     exposeDescriptions: true,
     filterConnectionTotalCount: true,
+    // The same bounds as the pagination rule, so Pothos's own clamp never trims a page the rule allowed.
+    maxConnectionSize: MAX_PAGE_SIZE,
+    defaultConnectionSize: DEFAULT_PAGE_SIZE,
     onUnusedQuery: process.env.NODE_ENV === "production" ? null : "error",
   },
 });

@@ -2,8 +2,16 @@
 import { archiveProduct, createBenefit, createProduct, INTERVALS, updateProduct } from "../domain/catalog.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { withRecordId } from "./inputs.ts";
-import { builder } from "./builder.ts";
+import { builder, type Context } from "./builder.ts";
 import { orgId, sessionScope } from "./access.ts";
+
+// Each list's filter, shared by its page and its totalCount.
+const productsWhere = (ctx: Context, args: { includeArchived?: boolean | null }) => ({
+  organizationId: orgId(ctx),
+  ...(args.includeArchived ? {} : { archivedAt: null }),
+  ...sessionScope(ctx).product,
+});
+const benefitsWhere = (ctx: Context) => ({ organizationId: orgId(ctx), archivedAt: null, ...sessionScope(ctx).benefit });
 
 const IntervalEnum = builder.enumType("RecurringInterval", { values: INTERVALS });
 const BenefitTypeEnum = builder.enumType("BenefitType", { values: ["METER_CREDITS"] as const });
@@ -121,12 +129,8 @@ builder.queryFields((t) => ({
       description: "The organization's products; for a customer session, only those it ordered or subscribed to.",
       authScopes: { authenticated: true },
       args: { includeArchived: t.arg.boolean() },
-      resolve: (query, _root, args, ctx) =>
-        ctx.db.product.findMany({
-          ...query,
-          where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }), ...sessionScope(ctx).product },
-          orderBy: { id: "asc" },
-        }),
+      totalCount: (_root, args, ctx) => ctx.db.product.count({ where: productsWhere(ctx, args) }),
+      resolve: (query, _root, args, ctx) => ctx.db.product.findMany({ ...query, where: productsWhere(ctx, args), orderBy: { id: "asc" } }),
     },
     { name: "ProductConnection" },
     { name: "ProductEdge" },
@@ -146,8 +150,8 @@ builder.queryFields((t) => ({
       cursor: "id",
       description: "The organization's benefits; for a customer session, only those of its products and those it was granted.",
       authScopes: { authenticated: true },
-      resolve: (query, _root, _args, ctx) =>
-        ctx.db.benefit.findMany({ ...query, where: { organizationId: orgId(ctx), archivedAt: null, ...sessionScope(ctx).benefit }, orderBy: { id: "asc" } }),
+      totalCount: (_root, _args, ctx) => ctx.db.benefit.count({ where: benefitsWhere(ctx) }),
+      resolve: (query, _root, _args, ctx) => ctx.db.benefit.findMany({ ...query, where: benefitsWhere(ctx), orderBy: { id: "asc" } }),
     },
     { name: "BenefitConnection" },
     { name: "BenefitEdge" },

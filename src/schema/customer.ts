@@ -1,10 +1,17 @@
 // Customer type, its queries, mutations and portal sessions.
 import { createCustomer, customerLookup, deleteCustomer, requireCustomer, resolveCustomerRef, updateCustomer } from "../domain/customers.ts";
 import { createCustomerSession } from "../domain/sessions.ts";
-import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type Context } from "./builder.ts";
 import { assertReadable, orgId, readableCustomer, refArgs } from "./access.ts";
 import { givenInput, underInput } from "./inputs.ts";
+
+/** The customers list's filter, shared by its page and its totalCount. */
+const customersWhere = (ctx: Context, args: { email?: string | null }) => ({
+  organizationId: orgId(ctx),
+  deletedAt: null,
+  ...(args.email ? { emailKey: args.email.trim().toLowerCase() } : {}),
+});
 
 export const CustomerObject = builder.prismaObject("Customer", {
   description: "A customer of the merchant: who credits are granted to and usage is counted for.",
@@ -108,12 +115,8 @@ builder.queryFields((t) => ({
     description: "The organization's customers, oldest first.",
     authScopes: { admin: true },
     args: { email: t.arg.string({ description: "Exact email, case-insensitive" }) },
-    resolve: (query, _root, args, ctx) =>
-      ctx.db.customer.findMany({
-        ...query,
-        where: { organizationId: orgId(ctx), deletedAt: null, ...(args.email ? { emailKey: args.email.trim().toLowerCase() } : {}) },
-        orderBy: { id: "asc" },
-      }),
+    totalCount: (_root, args, ctx) => ctx.db.customer.count({ where: customersWhere(ctx, args) }),
+    resolve: (query, _root, args, ctx) => ctx.db.customer.findMany({ ...query, where: customersWhere(ctx, args), orderBy: { id: "asc" } }),
   }, { name: "CustomerConnection" }, { name: "CustomerEdge" }),
 }));
 

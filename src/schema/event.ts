@@ -1,8 +1,9 @@
 // Usage events: ingestion and reading them back.
 import { InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { ingestEvents, MAX_BATCH_SIZE, type IngestResult } from "../domain/ingestion.ts";
-import { listEvents } from "../domain/events.ts";
+import { listEvents, MAX_EVENTS_PAGE_SIZE } from "../domain/events.ts";
 import { builder } from "./builder.ts";
+import { DEFAULT_PAGE_SIZE } from "./pagination.ts";
 import { assertSessionMeter, listScopeCustomer, orgId } from "./access.ts";
 import { CustomerObject } from "./customer.ts";
 import { givenInput, underInput } from "./inputs.ts";
@@ -103,8 +104,10 @@ builder.queryFields((t) => ({
   events: t.connection(
     {
       type: EventObject,
-      description: "Events, oldest first, filtered by customer, meter (events its filter matches), name and time range [from, to).",
+      description:
+        "Events, oldest first, filtered by customer, meter (events its filter matches), name and time range [from, to). Pages forward only (first, after). No totalCount: a meter filter is evaluated in the service, so counting would scan every event.",
       authScopes: { authenticated: true },
+      extensions: { maxPageSize: MAX_EVENTS_PAGE_SIZE },
       args: {
         customerId: t.arg.id(),
         externalCustomerId: t.arg.string(),
@@ -114,6 +117,8 @@ builder.queryFields((t) => ({
         to: t.arg({ type: "DateTime" }),
       },
       resolve: async (_root, args, ctx) => {
+        if (args.last != null) throw new InvalidInputError("events page forward only: use first and after", "last");
+        if (args.before != null) throw new InvalidInputError("events page forward only: use first and after", "before");
         const customer = await listScopeCustomer(ctx, args);
         await assertSessionMeter(ctx, args.meterId == null ? null : String(args.meterId));
         return listEvents(ctx.db, orgId(ctx), {
@@ -122,7 +127,7 @@ builder.queryFields((t) => ({
           name: args.name ?? undefined,
           from: args.from ?? undefined,
           to: args.to ?? undefined,
-        }, { first: args.first ?? undefined, after: args.after ?? undefined });
+        }, { first: args.first ?? DEFAULT_PAGE_SIZE, after: args.after ?? undefined });
       },
     },
     { name: "EventConnection" },

@@ -2,8 +2,9 @@
 import { NotFoundError } from "../domain/errors.ts";
 import { voidCreditGrant } from "../domain/grants.ts";
 import { balanceAt, expiringGrants } from "../domain/ledger.ts";
-import { builder } from "./builder.ts";
+import { builder, type Context } from "./builder.ts";
 import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { sharedFilter, totalCountField } from "./pagination.ts";
 import { CreditGrantObject } from "./grant.ts";
 import { EventObject } from "./event.ts";
 import { MeterObject } from "./meter.ts";
@@ -43,6 +44,25 @@ builder.prismaObject("LedgerEntry", {
   }),
 });
 
+type BalanceListArgs = { customerId?: string | number | null; externalCustomerId?: string | null; meterId?: string | number | null };
+
+/** A readable customer's rows, optionally of one meter: the ledger's and the grants' filter, shared by page and totalCount. */
+const balanceListWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
+  const customer = await readableCustomer(ctx, refArgs(args));
+  return { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) };
+});
+
+const expiringWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs & { within: number }) => {
+  const customer = await readableCustomer(ctx, refArgs(args));
+  return expiringGrants(customer.id, args.meterId ? String(args.meterId) : null, ctx.now(), Math.max(0, args.within) * 1000);
+});
+
+// One connection type for both lists of grants: a client needs one fragment for them.
+const CreditGrantConnection = builder.connectionObject(
+  { type: CreditGrantObject, name: "CreditGrantConnection", fields: totalCountField },
+  { name: "CreditGrantEdge" },
+);
+
 builder.queryFields((t) => ({
   ledger: t.prismaConnection(
     {
@@ -52,14 +72,9 @@ builder.queryFields((t) => ({
         "A customer's ledger in the order things happened (occurredAt), optionally for one meter. Within one balance that is also the order the entries were committed in: an entry is never dated before the one committed before it.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
-      resolve: async (query, _root, args, ctx) => {
-        const customer = await readableCustomer(ctx, refArgs(args));
-        return ctx.db.ledgerEntry.findMany({
-          ...query,
-          where: { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
-          orderBy: [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }],
-        });
-      },
+      totalCount: async (_root, args, ctx) => ctx.db.ledgerEntry.count({ where: await balanceListWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) =>
+        ctx.db.ledgerEntry.findMany({ ...query, where: await balanceListWhere(ctx, args), orderBy: [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }] }),
     },
     { name: "LedgerEntryConnection" },
     { name: "LedgerEntryEdge" },
@@ -71,17 +86,10 @@ builder.queryFields((t) => ({
       description: "A customer's credit grants with what remains of each, oldest first.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
-      resolve: async (query, _root, args, ctx) => {
-        const customer = await readableCustomer(ctx, refArgs(args));
-        return ctx.db.creditGrant.findMany({
-          ...query,
-          where: { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) },
-          orderBy: { id: "asc" },
-        });
-      },
+      totalCount: async (_root, args, ctx) => ctx.db.creditGrant.count({ where: await balanceListWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.creditGrant.findMany({ ...query, where: await balanceListWhere(ctx, args), orderBy: { id: "asc" } }),
     },
-    { name: "CreditGrantConnection" },
-    { name: "CreditGrantEdge" },
+    CreditGrantConnection,
   ),
   balanceAt: t.field({
     type: "Decimal",
@@ -93,21 +101,23 @@ builder.queryFields((t) => ({
       return balanceAt(ctx.db, customer.id, String(args.meterId), args.at, ctx.now());
     },
   }),
-  expiringCredits: t.prismaField({
-    type: [CreditGrantObject],
-    description: "Grants with units left that expire within `within` seconds from now, soonest first.",
-    authScopes: { authenticated: true },
-    args: {
-      customerId: t.arg.id(),
-      externalCustomerId: t.arg.string(),
-      meterId: t.arg.id(),
-      within: t.arg.int({ required: true, description: "Seconds from now, e.g. 604800 for a week" }),
+  expiringCredits: t.prismaConnection(
+    {
+      type: CreditGrantObject,
+      cursor: "id",
+      description: "Grants with units left that expire within `within` seconds from now, soonest first. A connection: a customer can hold any number of grants.",
+      authScopes: { authenticated: true },
+      args: {
+        customerId: t.arg.id(),
+        externalCustomerId: t.arg.string(),
+        meterId: t.arg.id(),
+        within: t.arg.int({ required: true, description: "Seconds from now, e.g. 604800 for a week" }),
+      },
+      totalCount: async (_root, args, ctx) => ctx.db.creditGrant.count({ where: (await expiringWhere(ctx, args)).where }),
+      resolve: async (query, _root, args, ctx) => ctx.db.creditGrant.findMany({ ...query, ...(await expiringWhere(ctx, args)) }),
     },
-    resolve: async (_query, _root, args, ctx) => {
-      const customer = await readableCustomer(ctx, refArgs(args));
-      return expiringGrants(ctx.db, customer.id, args.meterId ? String(args.meterId) : null, ctx.now(), Math.max(0, args.within) * 1000);
-    },
-  }),
+    CreditGrantConnection,
+  ),
 }));
 
 builder.mutationFields((t) => ({

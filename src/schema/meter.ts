@@ -3,8 +3,15 @@ import { archiveMeter, createMeter, updateMeter } from "../domain/meters.ts";
 import { AGGREGATIONS, CONJUNCTIONS, OPERATORS } from "../domain/meter-filter.ts";
 import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "../domain/errors.ts";
 import { withRecordId } from "./inputs.ts";
-import { builder } from "./builder.ts";
+import { builder, type Context } from "./builder.ts";
 import { orgId, sessionScope } from "./access.ts";
+
+/** The meters list's filter, shared by its page and its totalCount. */
+const metersWhere = (ctx: Context, args: { includeArchived?: boolean | null }) => ({
+  organizationId: orgId(ctx),
+  ...(args.includeArchived ? {} : { archivedAt: null }),
+  ...sessionScope(ctx).meter,
+});
 
 export const AggregationFuncEnum = builder.enumType("AggregationFunc", {
   description: "COUNT counts matching events; SUM/MAX/MIN/AVG aggregate a numeric metadata property (non-numeric values are ignored); UNIQUE counts distinct values.",
@@ -126,12 +133,8 @@ builder.queryFields((t) => ({
       description: "The organization's meters; for a customer session, only those it has a balance on (credits or usage).",
       authScopes: { authenticated: true },
       args: { includeArchived: t.arg.boolean({ description: "Also list archived meters (default false)" }) },
-      resolve: (query, _root, args, ctx) =>
-        ctx.db.meter.findMany({
-          ...query,
-          where: { organizationId: orgId(ctx), ...(args.includeArchived ? {} : { archivedAt: null }), ...sessionScope(ctx).meter },
-          orderBy: { id: "asc" },
-        }),
+      totalCount: (_root, args, ctx) => ctx.db.meter.count({ where: metersWhere(ctx, args) }),
+      resolve: (query, _root, args, ctx) => ctx.db.meter.findMany({ ...query, where: metersWhere(ctx, args), orderBy: { id: "asc" } }),
     },
     { name: "MeterConnection" },
     { name: "MeterEdge" },

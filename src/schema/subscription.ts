@@ -3,10 +3,11 @@
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { createOrder, refundOrder, type OrderStatus } from "../domain/orders.ts";
 import { meteredPrices, overageAmount, overageUnits, type MeteredPrice } from "../domain/overage.ts";
-import { cancelSubscription, renewSubscription, type SubscriptionStatus } from "../domain/subscriptions.ts";
+import { cancelSubscription, renewSubscription, type CancelOptions, type SubscriptionStatus } from "../domain/subscriptions.ts";
 import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, ownRows } from "./access.ts";
+import { sharedFilter, totalCountField } from "./pagination.ts";
 import { CustomerMeterObject } from "./balance.ts";
 import { CustomerObject } from "./customer.ts";
 import { CustomerState } from "./customer-state.ts";
@@ -66,9 +67,9 @@ const SubscriptionObject = builder.prismaObject("Subscription", {
 });
 
 // One connection type per item, shared by the root lists and Customer's: clients need one fragment for both.
-const OrderConnection = builder.connectionObject({ type: OrderObject, name: "OrderConnection" }, { name: "OrderEdge" });
+const OrderConnection = builder.connectionObject({ type: OrderObject, name: "OrderConnection", fields: totalCountField }, { name: "OrderEdge" });
 const SubscriptionConnection = builder.connectionObject(
-  { type: SubscriptionObject, name: "CustomerSubscriptionConnection" },
+  { type: SubscriptionObject, name: "CustomerSubscriptionConnection", fields: totalCountField },
   { name: "CustomerSubscriptionEdge" },
 );
 
@@ -87,6 +88,11 @@ async function listWhere(ctx: Context, args: ListArgs) {
     ...(args.productId ? { productId: String(args.productId) } : {}),
   };
 }
+const ordersWhere = sharedFilter(listWhere);
+const subscriptionsWhere = sharedFilter(async (ctx: Context, args: ListArgs & { status?: SubscriptionStatus | null }) => ({
+  ...(await listWhere(ctx, args)),
+  ...(args.status ? { status: args.status } : {}),
+}));
 
 builder.queryFields((t) => ({
   order: t.prismaField({
@@ -104,7 +110,8 @@ builder.queryFields((t) => ({
       description: "Orders (first orders and renewals, refunded ones included), newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id() },
-      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await listWhere(ctx, args), orderBy: newestFirst }),
+      totalCount: async (_root, args, ctx) => ctx.db.order.count({ where: await ordersWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await ordersWhere(ctx, args), orderBy: newestFirst }),
     },
     OrderConnection,
   ),
@@ -123,12 +130,8 @@ builder.queryFields((t) => ({
       description: "Subscriptions, cancelled and ended ones included, newest first: for one customer (a customer session sees its own) or, for an admin, the whole organization; optionally of one product and in one status.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id(), status: t.arg({ type: SubscriptionStatusEnum }) },
-      resolve: async (query, _root, args, ctx) =>
-        ctx.db.subscription.findMany({
-          ...query,
-          where: { ...(await listWhere(ctx, args)), ...(args.status ? { status: args.status } : {}) },
-          orderBy: newestFirst,
-        }),
+      totalCount: async (_root, args, ctx) => ctx.db.subscription.count({ where: await subscriptionsWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.subscription.findMany({ ...query, where: await subscriptionsWhere(ctx, args), orderBy: newestFirst }),
     },
     SubscriptionConnection,
   ),
@@ -136,10 +139,14 @@ builder.queryFields((t) => ({
 
 // Reachable only through a Customer the caller may read (a customer session: its own).
 builder.prismaObjectFields(CustomerObject, (t) => ({
-  orders: t.relatedConnection("orders", { cursor: "id", description: "The customer's orders, newest first.", query: { orderBy: newestFirst } }, OrderConnection),
+  orders: t.relatedConnection(
+    "orders",
+    { cursor: "id", totalCount: true, description: "The customer's orders, newest first.", query: { orderBy: newestFirst } },
+    OrderConnection,
+  ),
   subscriptions: t.relatedConnection(
     "subscriptions",
-    { cursor: "id", description: "The customer's subscriptions, cancelled and ended ones included, newest first.", query: { orderBy: newestFirst } },
+    { cursor: "id", totalCount: true, description: "The customer's subscriptions, cancelled and ended ones included, newest first.", query: { orderBy: newestFirst } },
     SubscriptionConnection,
   ),
 }));
@@ -153,10 +160,38 @@ const CreateOrderInput = builder.inputType("CreateOrderInput", {
   }),
 });
 
+const CancelSubscriptionInput = builder.inputType("CancelSubscriptionInput", {
+  fields: (t) => ({
+    id: t.id({ required: true }),
+    atPeriodEnd: t.boolean({ description: "Default true: keep the cycle paid for, stop renewing. false: end now" }),
+    revokeCredits: t.boolean({
+      description: "Default false. With atPeriodEnd false: also remove every credit the subscription granted that remains, rollover included (REVOKE)",
+    }),
+  }),
+});
+
+/**
+ * The subscription and options of either form of cancelSubscription. Both cancel at period end by default; the
+ * deprecated loose form's explicit `atPeriodEnd: false` keeps its old meaning (ends now and revokes the credits).
+ */
+function cancelArgs(args: {
+  input?: { id: string | number; atPeriodEnd?: boolean | null; revokeCredits?: boolean | null } | null;
+  id?: string | number | null;
+  atPeriodEnd?: boolean | null;
+}): [string, CancelOptions] {
+  if (args.input && (args.id != null || args.atPeriodEnd != null)) throw new InvalidInputError("Give input, or the deprecated id and atPeriodEnd, not both", "id");
+  if (args.input) {
+    return [String(args.input.id), { atPeriodEnd: args.input.atPeriodEnd ?? true, revokeCredits: args.input.revokeCredits ?? false }];
+  }
+  if (args.id == null) throw new InvalidInputError("Name the subscription: input: { id }", "input");
+  const atPeriodEnd = args.atPeriodEnd ?? true;
+  return [String(args.id), { atPeriodEnd, revokeCredits: !atPeriodEnd }];
+}
+
 builder.mutationFields((t) => ({
   createOrder: t.prismaField({
     type: OrderObject,
-    description: "Record a paid purchase: a one-time product grants its credits (packs stack); a recurring product starts a subscription and grants the first cycle.",
+    description: "Record a paid purchase: a one-time product grants its credits (packs stack); a recurring product starts a subscription and grants the first cycle. A second active subscription of the customer to the same product is a CONFLICT.",
     authScopes: { admin: true },
     errors: { types: [InvalidInputError, ConflictError, NotFoundError] },
     args: { input: t.arg({ type: CreateOrderInput, required: true }) },
@@ -171,7 +206,8 @@ builder.mutationFields((t) => ({
   }),
   refundOrder: t.prismaField({
     type: OrderObject,
-    description: "What remains of the order's credits leaves the balance.",
+    description:
+      "What remains of the order's credits leaves the balance. Refunding a subscription's latest order (the current cycle's) also ends the subscription now; an older one only loses its own remaining credits.",
     authScopes: { admin: true },
     errors: { types: [NotFoundError] },
     args: { id: t.arg.id({ required: true }) },
@@ -182,12 +218,20 @@ builder.mutationFields((t) => ({
   }),
   cancelSubscription: t.prismaField({
     type: SubscriptionObject,
-    description: "atPeriodEnd: keep this cycle, stop renewing. Otherwise now: it ends and its remaining credits are revoked.",
+    description:
+      "Cancel a subscription. By default at period end: the customer keeps the cycle paid for, it does not renew. `atPeriodEnd: false` ends it now; its credits stay unless `revokeCredits: true`.",
     authScopes: { admin: true },
-    errors: { types: [NotFoundError] },
-    args: { id: t.arg.id({ required: true }), atPeriodEnd: t.arg.boolean({ description: "Default false" }) },
-    resolve: async (query, _root, { id, atPeriodEnd }, ctx) => {
-      const sub = await cancelSubscription(ctx.db, ctx.notify, orgId(ctx), String(id), atPeriodEnd ?? false, ctx.now());
+    errors: { types: [InvalidInputError, NotFoundError] },
+    args: {
+      input: t.arg({ type: CancelSubscriptionInput }),
+      id: t.arg.id({ deprecationReason: "Use input: { id, atPeriodEnd, revokeCredits }" }),
+      atPeriodEnd: t.arg.boolean({
+        description: "With id only: default true (at period end); false keeps its old meaning, a cancellation now that revokes the subscription's remaining credits",
+        deprecationReason: "Use input: { id, atPeriodEnd, revokeCredits } (atPeriodEnd defaults to true there)",
+      }),
+    },
+    resolve: async (query, _root, args, ctx) => {
+      const sub = await cancelSubscription(ctx.db, ctx.notify, orgId(ctx), ...cancelArgs(args), ctx.now());
       return ctx.db.subscription.findUniqueOrThrow({ ...query, where: { id: sub.id } });
     },
   }),

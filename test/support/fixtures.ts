@@ -1,5 +1,5 @@
 // Small builders for test data, all going through the public API.
-import { CreateBenefit, CreateCustomer, CreateMeter, CreateOrder, CreateProduct, GetCustomerMeter, GrantCredits, IngestEvents } from "../documents.ts";
+import { CreateBenefit, CreateCustomer, CreateMeter, CreateOrder, CreateProduct, CreditGrantsOf, GetCustomerMeter, GrantCredits, IngestEvents, LedgerOf } from "../documents.ts";
 import type { EventInput, MeterFilterInput, PriceInput } from "../gql/graphql.ts";
 import type { TestApp } from "./app.ts";
 
@@ -67,3 +67,28 @@ export async function order(t: TestApp, customerId: string, productId: string, i
   if (createOrder.__typename !== "Order") throw new Error(JSON.stringify(createOrder));
   return createOrder;
 }
+
+/** A page of any connection, as the paging helpers below read it. */
+interface Page<N> {
+  edges: { node: N }[];
+  pageInfo: { hasNextPage: boolean; endCursor?: string | null };
+}
+
+/** Every node of a connection, following its cursors a page of `first` at a time (the lists' maximum by default). */
+export async function allNodes<N>(read: (page: { first: number; after: string | null }) => Promise<Page<N>>, first = 100): Promise<N[]> {
+  const nodes: N[] = [];
+  for (let after: string | null = null; ; ) {
+    const page: Page<N> = await read({ first, after });
+    nodes.push(...page.edges.map((e) => e.node));
+    if (!page.pageInfo.hasNextPage) return nodes;
+    after = page.pageInfo.endCursor ?? null;
+  }
+}
+
+/** A customer's whole ledger on one meter, in order. */
+export const ledgerOf = (t: TestApp, customerId: string, meterId: string) =>
+  allNodes(async (page) => (await t.ok(LedgerOf, { customerId, meterId, ...page })).ledger);
+
+/** All of a customer's grants on one meter, oldest first. */
+export const creditGrantsOf = (t: TestApp, customerId: string, meterId: string) =>
+  allNodes(async (page) => (await t.ok(CreditGrantsOf, { customerId, meterId, ...page })).creditGrants);

@@ -1,0 +1,164 @@
+// Subscription semantics a merchant expects (README "Subscription semantics"): what cancel does by default,
+// one active subscription per customer and product, and what refunding a subscription's order does.
+import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
+import { parse } from "graphql";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { CancelSubscription, CancelSubscriptionLoose, CreateOrder, GetCustomerSubscription, RefundOrder, RenewSubscription } from "./documents.ts";
+import { startTestApp, type TestApp } from "./support/app.ts";
+import { balanceOf, benefit, customer, ingest, meter, named, order, product } from "./support/fixtures.ts";
+
+let t: TestApp;
+const DAY = 86_400_000;
+const START = new Date("2026-05-20T08:00:00.000Z");
+let serial = 0;
+
+beforeAll(async () => {
+  t = await startTestApp();
+});
+afterAll(() => t?.close());
+beforeEach(() => t.setNow(START));
+
+/** A customer on a fresh monthly plan granting 80 credits that expire with the cycle and 60 that roll over. */
+async function subscribed() {
+  const name = `sem_${++serial}`;
+  const m = await meter(t, "SUM", { property: "n", filter: named(name) });
+  const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true })], { recurring: true });
+  const c = await customer(t, name);
+  const first = await order(t, c, plan);
+  const use = (n: number) => ingest(t, [{ name, customerId: c, metadata: { n } }]);
+  return { m, plan, c, first, sub: first.subscription!.id, use };
+}
+
+const subscriptionOf = async (id: string) => (await t.ok(GetCustomerSubscription, { id })).customerSubscription!;
+const balance = async (c: string, m: string) => (await balanceOf(t, c, m))?.balance;
+
+describe("cancelSubscription", () => {
+  it("by default cancels at period end: the customer keeps the cycle, it does not renew", async () => {
+    const { m, c, sub, use } = await subscribed();
+    await use(20);
+    const { cancelSubscription } = await t.ok(CancelSubscription, { input: { id: sub } });
+    expect(cancelSubscription).toMatchObject({ status: "ACTIVE", cancelAtPeriodEnd: true, canceledAt: START.toISOString(), endedAt: null });
+    expect(await balance(c, m)).toBe("120");
+    t.setNow(new Date(START.getTime() + 35 * DAY));
+    await t.app.scheduler.tick();
+    expect(await subscriptionOf(sub)).toMatchObject({ status: "CANCELED", endedAt: "2026-06-20T08:00:00.000Z" });
+    expect(await balance(c, m)).toBe("60"); // the cycle's 80 ended with it (20 of them used); the rollover 60 stay
+  });
+
+  it("atPeriodEnd: false ends it now and leaves its credits alone; they run out as they would have", async () => {
+    const { m, c, sub, use } = await subscribed();
+    await use(20);
+    const { cancelSubscription } = await t.ok(CancelSubscription, { input: { id: sub, atPeriodEnd: false } });
+    expect(cancelSubscription).toMatchObject({ status: "CANCELED", endedAt: START.toISOString() });
+    expect(await balance(c, m)).toBe("120");
+    t.setNow(new Date(START.getTime() + 35 * DAY));
+    await t.app.scheduler.tick();
+    expect(await balance(c, m)).toBe("60"); // no renewal; the cycle's credits expired at its end
+  });
+
+  it("revokeCredits: true with a cancellation now removes what the subscription granted, rollover included", async () => {
+    const { m, c, sub, use } = await subscribed();
+    await use(20);
+    await t.ok(CancelSubscription, { input: { id: sub, atPeriodEnd: false, revokeCredits: true } });
+    expect(await balance(c, m)).toBe("0");
+  });
+
+  it("refuses revokeCredits with a cancellation at period end (there is nothing to revoke then)", async () => {
+    const { m, c, sub } = await subscribed();
+    const { cancelSubscription } = await t.ok(CancelSubscription, { input: { id: sub, revokeCredits: true } });
+    expect(cancelSubscription).toMatchObject({ __typename: "InvalidInputError", code: "BAD_USER_INPUT", field: "input.revokeCredits" });
+    expect(await subscriptionOf(sub)).toMatchObject({ status: "ACTIVE", cancelAtPeriodEnd: false });
+    expect(await balance(c, m)).toBe("140");
+  });
+
+  it("the deprecated loose form also cancels at period end by default; its explicit atPeriodEnd: false still ends now and revokes", async () => {
+    const later = await subscribed();
+    expect((await t.ok(CancelSubscriptionLoose, { id: later.sub })).cancelSubscription).toMatchObject({ status: "ACTIVE", cancelAtPeriodEnd: true });
+    expect(await balance(later.c, later.m)).toBe("140");
+    const now = await subscribed();
+    expect((await t.ok(CancelSubscriptionLoose, { id: now.sub, atPeriodEnd: false })).cancelSubscription).toMatchObject({ status: "CANCELED" });
+    expect(await balance(now.c, now.m)).toBe("0");
+  });
+
+  it("marks the loose arguments deprecated in the schema, input not", async () => {
+    const introspect = parse(`{ __type(name: "Mutation") { fields { name args(includeDeprecated: true) { name isDeprecated } } } }`);
+    type Answer = { __type: { fields: { name: string; args: { name: string; isDeprecated: boolean }[] }[] } };
+    const { __type } = await t.ok(introspect as TypedDocumentNode<Answer, Record<string, never>>, {});
+    const args = __type.fields.find((f) => f.name === "cancelSubscription")!.args;
+    expect(Object.fromEntries(args.map((a) => [a.name, a.isDeprecated]))).toEqual({ input: false, id: true, atPeriodEnd: true });
+  });
+
+  it("names the subscription once: neither form is BAD_USER_INPUT on input, both at once on id", async () => {
+    const { sub } = await subscribed();
+    expect((await t.ok(CancelSubscriptionLoose, {})).cancelSubscription).toMatchObject({ code: "BAD_USER_INPUT", field: "input" });
+    const both = parse(`mutation($id: ID!) { cancelSubscription(id: $id, input: { id: $id }) { __typename ... on InvalidInputError { field } } }`);
+    const { cancelSubscription } = await t.ok(both as TypedDocumentNode<{ cancelSubscription: unknown }, { id: string }>, { id: sub });
+    expect(cancelSubscription).toEqual({ __typename: "InvalidInputError", field: "id" });
+    expect(await subscriptionOf(sub)).toMatchObject({ status: "ACTIVE", cancelAtPeriodEnd: false });
+  });
+});
+
+describe("one active subscription per customer and product", () => {
+  it("a second order of the same plan while one is active is a CONFLICT; after it ends, a new one starts", async () => {
+    const { c, plan, sub } = await subscribed();
+    const { createOrder } = await t.ok(CreateOrder, { input: { customerId: c, productId: plan } });
+    expect(createOrder).toMatchObject({ __typename: "ConflictError", code: "CONFLICT", field: "input.productId" });
+    await t.ok(CancelSubscription, { input: { id: sub } }); // at period end: still active until then
+    expect((await t.ok(CreateOrder, { input: { customerId: c, productId: plan } })).createOrder).toMatchObject({ code: "CONFLICT" });
+    t.setNow(new Date(START.getTime() + 35 * DAY));
+    await t.app.scheduler.tick();
+    const again = await order(t, c, plan);
+    expect(again.subscription!.id).not.toBe(sub);
+  });
+
+  it("the same order retried with its idempotencyKey answers the first order, not a CONFLICT", async () => {
+    const { m, c } = await subscribed();
+    const plan = await product(t, [await benefit(t, m, "5")], { recurring: true });
+    const first = await order(t, c, plan, `key_${serial}`);
+    expect((await order(t, c, plan, `key_${serial}`)).id).toBe(first.id);
+  });
+
+  it("concurrent orders of one plan for one customer start exactly one subscription", async () => {
+    const { m, c } = await subscribed();
+    const plan = await product(t, [await benefit(t, m, "5")], { recurring: true });
+    const results = await Promise.all(Array.from({ length: 8 }, () => t.ok(CreateOrder, { input: { customerId: c, productId: plan } })));
+    const kinds = results.map((r) => r.createOrder.__typename).sort();
+    expect(kinds).toEqual(["ConflictError", "ConflictError", "ConflictError", "ConflictError", "ConflictError", "ConflictError", "ConflictError", "Order"]);
+    expect(await t.db.subscription.count({ where: { customerId: c, productId: plan } })).toBe(1);
+  });
+
+  it("concurrent retries of one order (one idempotencyKey) all answer that order", async () => {
+    const { m, c } = await subscribed();
+    const plan = await product(t, [await benefit(t, m, "5")], { recurring: true });
+    const key = `race_${serial}`;
+    const results = await Promise.all(Array.from({ length: 6 }, () => t.ok(CreateOrder, { input: { customerId: c, productId: plan, idempotencyKey: key } })));
+    const ids = new Set(results.map((r) => (r.createOrder.__typename === "Order" ? r.createOrder.id : r.createOrder.__typename)));
+    expect(ids.size).toBe(1);
+    expect([...ids][0]).not.toMatch(/Error/);
+  });
+});
+
+describe("refunding a subscription's order", () => {
+  it("the latest order (the current cycle's) ends the subscription now and removes that order's remaining credits", async () => {
+    const { m, c, first, sub, use } = await subscribed();
+    await use(30);
+    const { refundOrder } = await t.ok(RefundOrder, { id: first.id });
+    expect(refundOrder).toMatchObject({ status: "REFUNDED" });
+    expect(await subscriptionOf(sub)).toMatchObject({ status: "CANCELED", canceledAt: START.toISOString(), endedAt: START.toISOString() });
+    expect(await balance(c, m)).toBe("0");
+    t.setNow(new Date(START.getTime() + 35 * DAY));
+    await t.app.scheduler.tick();
+    expect(await balance(c, m)).toBe("0"); // nothing renewed
+  });
+
+  it("an older order only loses what is left of its own credits; the subscription and the current cycle stay", async () => {
+    const { m, c, first, sub, use } = await subscribed();
+    await use(30); // from the first cycle's 80
+    t.setNow(new Date(START.getTime() + 10 * DAY));
+    await t.ok(RenewSubscription, { id: sub }); // the first cycle's 80 reset; its rollover 60 stay; 140 new
+    expect(await balance(c, m)).toBe("200");
+    await t.ok(RefundOrder, { id: first.id });
+    expect(await subscriptionOf(sub)).toMatchObject({ status: "ACTIVE", endedAt: null });
+    expect(await balance(c, m)).toBe("140"); // the first order's 60 rollover credits left
+  });
+});
