@@ -7,7 +7,7 @@ import { parseUnits } from "../domain/units.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { isAlertType, WEBHOOK_EVENT_TYPES } from "../domain/outbox.ts";
 import { createWebhookEndpoint, deleteWebhookEndpoint, DELIVERY_STATUSES, eventTypesOf, redeliverWebhook, updateWebhookEndpoint } from "../domain/webhooks.ts";
-import { builder } from "./builder.ts";
+import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
 import { CustomerObject } from "./customer.ts";
 import { MeterObject } from "./meter.ts";
@@ -150,6 +150,12 @@ builder.mutationFields((t) => ({
   }),
 }));
 
+const deliveriesWhere = (ctx: Context, args: { endpointId?: string | number | null; status?: string | null }) => ({
+  organizationId: orgId(ctx),
+  ...(args.endpointId ? { endpointId: String(args.endpointId) } : {}),
+  ...(args.status ? { status: args.status } : {}),
+});
+
 builder.queryFields((t) => ({
   webhookEndpoints: t.prismaConnection(
     {
@@ -157,6 +163,7 @@ builder.queryFields((t) => ({
       cursor: "id",
       description: "The organization's webhook endpoints, oldest first.",
       authScopes: { admin: true },
+      totalCount: (_root, _args, ctx) => ctx.db.webhookEndpoint.count({ where: { organizationId: orgId(ctx) } }),
       resolve: (query, _root, _args, ctx) => ctx.db.webhookEndpoint.findMany({ ...query, where: { organizationId: orgId(ctx) }, orderBy: { id: "asc" } }),
     },
     { name: "WebhookEndpointConnection" },
@@ -169,12 +176,8 @@ builder.queryFields((t) => ({
       description: "The delivery log, newest first: of one endpoint or all of them, of one status or all.",
       authScopes: { admin: true },
       args: { endpointId: t.arg.id(), status: t.arg({ type: DeliveryStatus }) },
-      resolve: (query, _root, args, ctx) =>
-        ctx.db.webhookDelivery.findMany({
-          ...query,
-          where: { organizationId: orgId(ctx), ...(args.endpointId ? { endpointId: String(args.endpointId) } : {}), ...(args.status ? { status: args.status } : {}) },
-          orderBy: { id: "desc" },
-        }),
+      totalCount: (_root, args, ctx) => ctx.db.webhookDelivery.count({ where: deliveriesWhere(ctx, args) }),
+      resolve: (query, _root, args, ctx) => ctx.db.webhookDelivery.findMany({ ...query, where: deliveriesWhere(ctx, args), orderBy: { id: "desc" } }),
     },
     { name: "WebhookDeliveryConnection" },
     { name: "WebhookDeliveryEdge" },
