@@ -135,3 +135,22 @@ describe("overage rule", () => {
     );
   });
 });
+
+describe("the rules' SQL on one balance's rows", () => {
+  // SQLite plans without statistics: a rule evaluated for one customer must reach its rows through a
+  // per-customer index, never through [status, …], which spans every customer (a read that grew with the
+  // whole database on every authorization).
+  it("live holds and the overage rule are read through per-customer indexes (SQLite's plan)", async ({ skip }) => {
+    const sql = sqlOf(t.db);
+    if (sql.provider !== "sqlite") skip("SQLite's query planner");
+    const plan = async (text: string, params: unknown[]) =>
+      (await sql.query<{ detail: string }>(`EXPLAIN QUERY PLAN ${text}`, params)).map((r) => r.detail).join("\n");
+    const held = await plan(
+      `SELECT (SELECT SUM(r."units") FROM "Reservation" r WHERE r."customerId" = c."id" AND r."meterId" = ${sql.param(1)} AND ${holdLive.sql(sql, 2, "r")}) FROM "Customer" c WHERE c."id" = ${sql.param(3)}`,
+      [meterIds[0], sql.date(AT), customerIds[0]],
+    );
+    expect(held).toMatch(/SEARCH r USING INDEX Reservation_customerId_meterId_status_expiresAt_idx/);
+    const overage = await plan(`SELECT ${overageAllowed.sql(`c."id"`, sql.param(1))} FROM "Customer" c WHERE c."id" = ${sql.param(2)}`, [meterIds[0], customerIds[0]]);
+    expect(overage).toMatch(/SEARCH s USING INDEX Subscription_customerId_status_idx/);
+  });
+});
