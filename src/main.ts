@@ -34,7 +34,7 @@ if (config.adminToken) {
 }
 
 const { pubsub, redis, close: closePubSub } = createAppPubSub(config.redisUrl, log);
-const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits });
+const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits, publicUrl: config.publicUrl });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);
 log.info({ pid: process.pid, url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${port}/graphql`, pubsub: config.redisUrl ? "redis" : "in-process" }, "serving GraphQL");

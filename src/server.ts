@@ -24,6 +24,7 @@ import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { renderGraphiQL, serveGraphiQLAsset } from "./graphiql.ts";
+import { portalRoutes, requestOrigin } from "./http/portal.ts";
 import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
 import { createLoaders } from "./schema/loaders.ts";
@@ -41,6 +42,8 @@ export interface AppDeps {
   redis?: RedisLink | null;
   /** Overrides of the transport limits' defaults (src/limits.ts); main.ts passes those from the environment. */
   limits?: Partial<Limits>;
+  /** PUBLIC_URL: where browsers reach the service (portal links, WebSocket origins); else each request's origin. */
+  publicUrl?: string;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -92,7 +95,8 @@ export function createApp(deps: AppDeps) {
   const notify = authority.notifying(pubSubNotify(pubsub));
   const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
-  const transport = transportLimits(resolveLimits(deps.limits));
+  const transport = transportLimits(resolveLimits(deps.limits), deps.publicUrl);
+  const servePortal = portalRoutes({ publicUrl: deps.publicUrl, log });
   // Shared by every request and subscriber of this app: one commit's pushes read their rows together.
   const balanceRows = balanceRowLoader(db, clock);
   /** Unexpected errors the masking below logged with their stack, which Yoga then reports again. */
@@ -112,7 +116,8 @@ export function createApp(deps: AppDeps) {
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
       // An SSE stream outlives its request's check: the authority ends it when the credential ends.
       if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
-      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db) };
+      const publicUrl = deps.publicUrl ?? (init.extra ? requestOrigin(init.extra.request) : new URL(init.request.url).origin);
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db), publicUrl };
     },
     maskedErrors: {
       maskError(error, message, isDev) {
@@ -141,6 +146,7 @@ export function createApp(deps: AppDeps) {
     if (req.url === "/healthz") return health(res);
     if (await transport.guard(req, res)) return;
     if (await serveGraphiQLAsset(req, res)) return;
+    if (await servePortal(req, res)) return;
     return yoga(req, res);
   });
   transport.applyToServer(httpServer);

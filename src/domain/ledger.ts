@@ -23,8 +23,10 @@ export async function balanceAt(db: Db, customerId: string, meterId: string, at:
 }
 
 /** Live grants with something left that expire within `withinMs` of `now`, soonest first. */
-export function expiringGrants(db: Db, customerId: string, meterId: string | null, now: Date, withinMs: number) {
+/** `query`: what the caller reads of each grant's relations (Pothos's include/select for nested fields). */
+export function expiringGrants<Q extends { include?: object; select?: object }>(db: Db, customerId: string, meterId: string | null, now: Date, withinMs: number, query?: Q) {
   return db.creditGrant.findMany({
+    ...(query as object),
     where: {
       customerId,
       ...(meterId ? { meterId } : {}),

@@ -43,6 +43,8 @@ export interface Context {
   balanceRows: DataLoader<{ customerId: string; meterId: string }, BalanceRow | null, string>;
   /** Rows nested fields point at, batched per tick (src/schema/loaders.ts). */
   loaders: Loaders;
+  /** Where browsers reach this service (PUBLIC_URL, else the request's own origin), without a trailing slash. */
+  publicUrl: string;
 }
 
 export interface PothosTypes {
