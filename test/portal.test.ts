@@ -10,7 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { CreateProduct, GrantCredits, PortalBalance, PortalSession, RevokeAccessToken } from "./documents.ts";
 import { isLoopback, launchBrowser, noBrowser, pageServer, watchProblems } from "./support/browser.ts";
-import { startTestApp, type TestApp } from "./support/app.ts";
+import { loadConfig } from "../src/config.ts";
+import { portalUrl } from "../src/domain/sessions.ts";
+import { startTestApp, subscription, type TestApp } from "./support/app.ts";
 import { benefit, customer, ingest, meter, order } from "./support/fixtures.ts";
 
 /** The issue's bound: a committed change shows in the page within a second, without a reload. */
@@ -54,38 +56,112 @@ async function textBecomes(page: Page, selector: string, text: string, ms: numbe
   await page.locator(selector).filter({ hasText: new RegExp(`^\\s*${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\s*$`) }).waitFor({ timeout: ms });
 }
 
+beforeAll(async () => {
+  embed = await pageServer(() => embedHtml);
+  // The embedding page's origin is allowed (CORS_ORIGINS); every other origin is not.
+  t = await startTestApp({ limits: { corsOrigins: [embed.origin] } });
+  service = `http://127.0.0.1:${t.port}`;
+  t.app.httpServer.on("request", (req) => requestLines.push(String(req.url)));
+  t.app.httpServer.on("upgrade", (req) => requestLines.push(String(req.url)));
+
+  meterId = await meter(t, "SUM", { property: "tokens", name: "API calls" });
+  customerId = await customer(t, "portal_customer");
+  await t.ok(GrantCredits, { input: { customerId, meterId, units: "100", description: "Welcome credits" } });
+  const inTenDays = new Date(Date.now() + 10 * 24 * 3600 * 1000).toISOString();
+  await t.ok(GrantCredits, { input: { customerId, meterId, units: "50", expiresAt: inTenDays, description: "Promotion" } });
+  const { createProduct } = await t.ok(CreateProduct, {
+    input: { name: "Pro plan", recurringInterval: "MONTH", benefitIds: [await benefit(t, meterId, "1000")], prices: [{ type: "FIXED", amount: "1900", currency: "USD" }] },
+  });
+  if (createProduct.__typename !== "Product") throw new Error(JSON.stringify(createProduct));
+  await order(t, customerId, createProduct.id);
+  await ingest(t, [{ name: "use", customerId, metadata: { tokens: 12 } }]);
+});
+
+afterAll(async () => {
+  await t?.close();
+  await embed?.close();
+});
+
+describe("portal links, origins and the bundle (no browser needed)", () => {
+  it("portalUrl is this request's origin + /portal#token=…, over HTTP and over a WebSocket", async () => {
+    const { token, portalUrl } = await session();
+    expect(portalUrl).toBe(`${service}/portal#token=${token}`);
+    const overSocket = subscription(t.wsClient(t.adminToken), PortalSession, { customerId });
+    const { data } = await overSocket.next();
+    const created = data!.createCustomerSession;
+    if (created.__typename !== "CustomerSession") throw new Error(JSON.stringify(created));
+    expect(created.portalUrl).toBe(`${service}/portal#token=${created.token}`);
+  });
+
+  it("PUBLIC_URL: an http(s) URL, a path prefix kept and a trailing slash dropped, is the links' base", () => {
+    expect(loadConfig({}).publicUrl).toBeUndefined();
+    expect(loadConfig({ PUBLIC_URL: "https://credits.example.com/" }).publicUrl).toBe("https://credits.example.com");
+    const base = loadConfig({ PUBLIC_URL: "https://example.com/credits/" }).publicUrl!;
+    expect(portalUrl(base, "crl_cs_abc")).toBe("https://example.com/credits/portal#token=crl_cs_abc");
+    for (const bad of ["credits.example.com", "ftp://example.com", "https://example.com/?a=1", "https://example.com/#x"]) {
+      expect(() => loadConfig({ PUBLIC_URL: bad }), bad).toThrow(/PUBLIC_URL must be an http\(s\) URL/);
+    }
+  });
+
+  it("WebSockets: a listed origin, the service's own and programs without an Origin connect; another origin is refused at the upgrade", async () => {
+    const upgrade = (origin?: string) =>
+      new Promise<number>((resolve) => {
+        const socket = new WebSocket(`ws://127.0.0.1:${t.port}/graphql`, "graphql-transport-ws", origin ? { origin } : {});
+        socket.on("open", () => {
+          socket.close();
+          resolve(101);
+        });
+        socket.on("unexpected-response", (_req, res) => {
+          resolve(res.statusCode!);
+          socket.terminate();
+        });
+        socket.on("error", () => {});
+      });
+    expect(await upgrade(embed.origin)).toBe(101);
+    expect(await upgrade(service)).toBe(101);
+    expect(await upgrade()).toBe(101);
+    expect(await upgrade("https://evil.example")).toBe(403);
+    expect(await upgrade(`http://127.0.0.1:${t.port + 1}`)).toBe(403);
+
+    // HTTP from the listed origin: a preflight for a token-bearing JSON POST is answered, without credentials.
+    const preflight = (origin: string) =>
+      fetch(t.url, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
+    const allowed = await preflight(embed.origin);
+    expect(allowed.headers.get("access-control-allow-origin")).toBe(embed.origin);
+    expect(allowed.headers.get("access-control-allow-headers")).toContain("authorization");
+    expect(allowed.headers.get("access-control-allow-credentials")).toBeNull();
+    expect((await preflight("https://evil.example")).headers.get("access-control-allow-origin")).toBeNull();
+  });
+
+  it("widget bundle: under 30 kB gzipped as served", async () => {
+    const { status, encoding, bytes } = await new Promise<{ status: number; encoding: unknown; bytes: number }>((resolve, reject) => {
+      const req = request({ host: "127.0.0.1", port: t.port, path: "/widget.js", headers: { "accept-encoding": "gzip" } }, (res) => {
+        let bytes = 0;
+        res.on("data", (chunk: Buffer) => (bytes += chunk.length));
+        res.on("end", () => resolve({ status: res.statusCode!, encoding: res.headers["content-encoding"], bytes }));
+      });
+      req.on("error", reject);
+      req.end();
+    });
+    expect(status).toBe(200);
+    expect(encoding).toBe("gzip");
+    console.log(`widget.js: ${bytes} bytes gzipped`);
+    expect(bytes).toBeGreaterThan(1000);
+    expect(bytes).toBeLessThan(30 * 1024);
+  });
+});
+
 describe.skipIf(noBrowser !== null)("customer portal and widget in Chromium", () => {
   beforeAll(async () => {
-    embed = await pageServer(() => embedHtml);
-    // The embedding page's origin is allowed (CORS_ORIGINS); every other origin is not.
-    t = await startTestApp({ limits: { corsOrigins: [embed.origin] } });
-    service = `http://127.0.0.1:${t.port}`;
-    t.app.httpServer.on("request", (req) => requestLines.push(String(req.url)));
-    t.app.httpServer.on("upgrade", (req) => requestLines.push(String(req.url)));
     browser = await launchBrowser();
-
-    meterId = await meter(t, "SUM", { property: "tokens", name: "API calls" });
-    customerId = await customer(t, "portal_customer");
-    await t.ok(GrantCredits, { input: { customerId, meterId, units: "100", description: "Welcome credits" } });
-    const inTenDays = new Date(Date.now() + 10 * 24 * 3600 * 1000).toISOString();
-    await t.ok(GrantCredits, { input: { customerId, meterId, units: "50", expiresAt: inTenDays, description: "Promotion" } });
-    const { createProduct } = await t.ok(CreateProduct, {
-      input: { name: "Pro plan", recurringInterval: "MONTH", benefitIds: [await benefit(t, meterId, "1000")], prices: [{ type: "FIXED", amount: "1900", currency: "USD" }] },
-    });
-    if (createProduct.__typename !== "Product") throw new Error(JSON.stringify(createProduct));
-    await order(t, customerId, createProduct.id);
-    await ingest(t, [{ name: "use", customerId, metadata: { tokens: 12 } }]);
   });
 
   afterAll(async () => {
     await browser?.close();
-    await t?.close();
-    await embed?.close();
   });
 
   it("portal: a fresh session's link shows the balances the API reports, live without a reload, with strict headers", async () => {
     const { token, portalUrl } = await session();
-    expect(portalUrl).toBe(`${service}/portal#token=${token}`);
     const { page, problems } = await newPage();
     const response = await page.goto(portalUrl);
     expect(response!.status()).toBe(200);
@@ -189,53 +265,6 @@ describe.skipIf(noBrowser !== null)("customer portal and widget in Chromium", ()
     expect((await page.locator('#beside-script [role="status"] .visually-hidden').textContent())?.trim()).toBe(`Tokens: ${shown(after.availableUnits)} credits available.`);
     expect(problems).toEqual([]);
     await page.context().close();
-  });
-
-  it("WebSockets: a listed origin, the service's own and programs without an Origin connect; another origin is refused at the upgrade", async () => {
-    const upgrade = (origin?: string) =>
-      new Promise<number>((resolve) => {
-        const socket = new WebSocket(`ws://127.0.0.1:${t.port}/graphql`, "graphql-transport-ws", origin ? { origin } : {});
-        socket.on("open", () => {
-          socket.close();
-          resolve(101);
-        });
-        socket.on("unexpected-response", (_req, res) => {
-          resolve(res.statusCode!);
-          socket.terminate();
-        });
-        socket.on("error", () => {});
-      });
-    expect(await upgrade(embed.origin)).toBe(101);
-    expect(await upgrade(service)).toBe(101);
-    expect(await upgrade()).toBe(101);
-    expect(await upgrade("https://evil.example")).toBe(403);
-    expect(await upgrade(`http://127.0.0.1:${t.port + 1}`)).toBe(403);
-
-    // HTTP from the listed origin: a preflight for a token-bearing JSON POST is answered, without credentials.
-    const preflight = (origin: string) =>
-      fetch(t.url, { method: "OPTIONS", headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "authorization, content-type" } });
-    const allowed = await preflight(embed.origin);
-    expect(allowed.headers.get("access-control-allow-origin")).toBe(embed.origin);
-    expect(allowed.headers.get("access-control-allow-headers")).toContain("authorization");
-    expect(allowed.headers.get("access-control-allow-credentials")).toBeNull();
-    expect((await preflight("https://evil.example")).headers.get("access-control-allow-origin")).toBeNull();
-  });
-
-  it("widget bundle: under 30 kB gzipped as served", async () => {
-    const { status, encoding, bytes } = await new Promise<{ status: number; encoding: unknown; bytes: number }>((resolve, reject) => {
-      const req = request({ host: "127.0.0.1", port: t.port, path: "/widget.js", headers: { "accept-encoding": "gzip" } }, (res) => {
-        let bytes = 0;
-        res.on("data", (chunk: Buffer) => (bytes += chunk.length));
-        res.on("end", () => resolve({ status: res.statusCode!, encoding: res.headers["content-encoding"], bytes }));
-      });
-      req.on("error", reject);
-      req.end();
-    });
-    expect(status).toBe(200);
-    expect(encoding).toBe("gzip");
-    console.log(`widget.js: ${bytes} bytes gzipped`);
-    expect(bytes).toBeGreaterThan(1000);
-    expect(bytes).toBeLessThan(30 * 1024);
   });
 
   it("GraphiQL at /graphql loads and runs a query with the network limited to this machine", async () => {
