@@ -67,8 +67,9 @@ export class CreditsPortal extends LitElement {
   declare live: boolean;
   private connection: Connection | undefined;
   private cleanup: (() => void)[] = [];
-  /** Only the newest read is shown: a slower earlier one never overwrites it. */
-  private reads = 0;
+  /** One read at a time: a newer result is never overwritten by an older one. */
+  private reading = false;
+  private readAgain = false;
 
   constructor() {
     super();
@@ -139,16 +140,38 @@ export class CreditsPortal extends LitElement {
     this.connection = undefined;
   }
 
+  /** Reads everything; pushes arriving while a read is in flight are answered by one more read after it. */
   private async read(): Promise<void> {
     const connection = this.connection;
     if (!connection) return;
-    const read = ++this.reads;
+    if (this.reading) {
+      this.readAgain = true;
+      return;
+    }
+    this.reading = true;
     try {
       const data = await connection.request<PortalData>(PORTAL_QUERY, { within: EXPIRING_WITHIN_SECONDS });
-      if (read === this.reads && this.state.kind !== "ended") this.state = { kind: "ready", data };
+      if (this.connection === connection && this.state.kind !== "ended") this.state = { kind: "ready", data: this.newerMeters(data) };
     } catch (err) {
       this.fail(err);
+    } finally {
+      this.reading = false;
     }
+    if (this.readAgain) {
+      this.readAgain = false;
+      await this.read();
+    }
+  }
+
+  /** A read that started before a push must not take the pushed balances back: per meter, the higher version. */
+  private newerMeters(data: PortalData): PortalData {
+    if (this.state.kind !== "ready") return data;
+    const shown = new Map(this.state.data.customerState.meters.map((m) => [m.id, m]));
+    const meters = data.customerState.meters.map((m) => {
+      const pushed = shown.get(m.id);
+      return pushed && pushed.version > m.version ? pushed : m;
+    });
+    return { ...data, customerState: { ...data.customerState, meters } };
   }
 
   private fail(err: unknown): void {
