@@ -235,7 +235,7 @@ describe.skipIf(noBrowser !== null)("customer portal and widget in Chromium", ()
   });
 
   it("widget: embedded in a page of another origin, styled by custom properties, readable by screen readers, live", async () => {
-    const { token } = await session();
+    const { id, token } = await session();
     embedHtml = `<!doctype html><html lang="en"><head><title>Shop</title>
       <script src="${service}/widget.js"></script>
       <style>credits-balance { --credits-balance-accent: rgb(200, 0, 0); }</style></head>
@@ -264,13 +264,18 @@ describe.skipIf(noBrowser !== null)("customer portal and widget in Chromium", ()
     await textBecomes(page, value("beside-script"), shown(after.availableUnits), LIVE_WITHIN_MS);
     expect((await page.locator('#beside-script [role="status"] .visually-hidden').textContent())?.trim()).toBe(`Tokens: ${shown(after.availableUnits)} credits available.`);
     expect(problems).toEqual([]);
+    // The session revoked: its socket is closed (4401) and the widget says so instead of a stale figure.
+    await t.ok(RevokeAccessToken, { id });
+    await page.locator('#explicit [part="message"]').filter({ hasText: "expired" }).waitFor({ timeout: 10_000 });
     await page.context().close();
   });
 
   it("GraphiQL at /graphql loads and runs a query with the network limited to this machine", async () => {
     const { page, problems } = await newPage();
     const elsewhere: string[] = [];
+    let routed = 0;
     await page.context().route("**/*", (route) => {
+      routed++;
       if (isLoopback(route.request().url())) return route.continue();
       elsewhere.push(route.request().url());
       return route.abort();
@@ -278,6 +283,7 @@ describe.skipIf(noBrowser !== null)("customer portal and widget in Chromium", ()
     await page.goto(`${service}/graphql?query=${encodeURIComponent("{ __typename }")}`);
     await page.locator(".graphiql-execute-button").click({ timeout: 30_000 });
     await page.locator(".graphiql-response").filter({ hasText: /"__typename":\s*"Query"/ }).waitFor({ timeout: 30_000 });
+    expect(routed).toBeGreaterThanOrEqual(4); // the page, its script and styles, a worker: the route saw the traffic
     expect(elsewhere).toEqual([]);
     expect(problems.filter((p) => !p.startsWith("console"))).toEqual([]);
     await page.context().close();
