@@ -15,7 +15,7 @@ const gzipAsync = promisify(gzip);
 export const JAVASCRIPT = "text/javascript; charset=utf-8";
 
 /** The asset's bytes for this request: gzipped when the browser accepts gzip. */
-export async function encodedFor(req: IncomingMessage, asset: StaticAsset): Promise<{ body: Buffer; gzipped: boolean }> {
+async function encodedFor(req: IncomingMessage, asset: StaticAsset): Promise<{ body: Buffer; gzipped: boolean }> {
   const gzipped = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
   return { body: gzipped ? await (asset.gzipped ??= gzipAsync(asset.body)) : asset.body, gzipped };
 }
