@@ -27,6 +27,24 @@ export interface Config {
   /** WEBHOOK_SECRET_KEY (hex or base64 of 32 bytes), or the file holding it */
   webhookKey: string | undefined;
   webhookKeyFile: string;
+  /** PUBLIC_URL: the service's address as browsers reach it (portal links, WebSocket origin); unset, each request's own. */
+  publicUrl: string | undefined;
+}
+
+/** PUBLIC_URL: an http(s) URL, without query or fragment; a trailing slash is dropped. */
+export function publicUrlFromEnv(raw: string | undefined): string | undefined {
+  const value = raw?.trim();
+  if (!value) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !/^https?:$/.test(url.protocol) || url.search || url.hash || url.username || url.password) {
+    throw new Error(`PUBLIC_URL must be an http(s) URL like https://credits.example.com (a path is allowed), got "${value}"`);
+  }
+  return url.toString().replace(/\/+$/, "");
 }
 
 function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
@@ -95,5 +113,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: env.REDIS_URL || undefined,
     adminToken,
     logLevel: env.LOG_LEVEL ?? "info",
+    publicUrl: publicUrlFromEnv(env.PUBLIC_URL),
   };
 }

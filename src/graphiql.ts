@@ -7,21 +7,14 @@
 // holds it in memory.
 import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { promisify } from "node:util";
-import { gzip } from "node:zlib";
 import type { GraphiQLOptions } from "graphql-yoga";
+import { JAVASCRIPT, notFound, sendAsset, type StaticAsset } from "./http/static.ts";
 
 /** Where the page's script, styles, workers and icon are served. */
 export const GRAPHIQL_ASSETS_PATH = "/graphiql/";
 
-interface Asset {
-  body: Buffer;
-  type: string;
-  gzipped?: Promise<Buffer>;
-}
-
 interface Bundle {
-  assets: Map<string, Asset>;
+  assets: Map<string, StaticAsset>;
   urls: { script: string; styles: string; icon: string; workers: Record<"editorWorkerService" | "json" | "graphql", string> };
 }
 
@@ -29,7 +22,7 @@ let bundle: Promise<Bundle> | undefined;
 
 function loadBundle(): Promise<Bundle> {
   bundle ??= import("@graphql-yoga/render-graphiql/graphiql").then((build) => {
-    const assets = new Map<string, Asset>();
+    const assets = new Map<string, StaticAsset>();
     const add = (name: string, extension: string, type: string, body: Buffer): string => {
       const file = `${name}.${createHash("sha256").update(body).digest("hex").slice(0, 16)}.${extension}`;
       assets.set(file, { body, type });
@@ -42,13 +35,13 @@ function loadBundle(): Promise<Bundle> {
     return {
       assets,
       urls: {
-        script: add("graphiql", "js", "text/javascript; charset=utf-8", script(build.js)),
+        script: add("graphiql", "js", JAVASCRIPT, script(build.js)),
         styles: add("graphiql", "css", "text/css; charset=utf-8", script(build.css)),
         icon: add("favicon", "ico", icon[1], Buffer.from(icon[2], "base64")),
         workers: {
-          editorWorkerService: add("editor.worker", "js", "text/javascript; charset=utf-8", script(build.editorWorkerService)),
-          json: add("json.worker", "js", "text/javascript; charset=utf-8", script(build.jsonWorker)),
-          graphql: add("graphql.worker", "js", "text/javascript; charset=utf-8", script(build.graphqlWorker)),
+          editorWorkerService: add("editor.worker", "js", JAVASCRIPT, script(build.editorWorkerService)),
+          json: add("json.worker", "js", JAVASCRIPT, script(build.jsonWorker)),
+          graphql: add("graphql.worker", "js", JAVASCRIPT, script(build.graphqlWorker)),
         },
       },
     };
@@ -92,8 +85,6 @@ export async function renderGraphiQL(options: GraphiQLOptions = {}): Promise<str
 `;
 }
 
-const gzipAsync = promisify(gzip);
-
 /**
  * Answers GET/HEAD under /graphiql/ with the asset named (404 for any other name); false for other paths.
  */
@@ -102,19 +93,9 @@ export async function serveGraphiQLAsset(req: IncomingMessage, res: ServerRespon
   if (!path.startsWith(GRAPHIQL_ASSETS_PATH)) return false;
   const asset = req.method === "GET" || req.method === "HEAD" ? (await loadBundle()).assets.get(path.slice(GRAPHIQL_ASSETS_PATH.length)) : undefined;
   if (!asset) {
-    res.writeHead(404, { "content-type": "text/plain; charset=utf-8" }).end("Not found\n");
+    notFound(res);
     return true;
   }
-  const acceptsGzip = /\bgzip\b/.test(String(req.headers["accept-encoding"] ?? ""));
-  const body = acceptsGzip ? await (asset.gzipped ??= gzipAsync(asset.body)) : asset.body;
-  res.writeHead(200, {
-    "content-type": asset.type,
-    "content-length": body.length,
-    "cache-control": "public, max-age=31536000, immutable",
-    "x-content-type-options": "nosniff",
-    vary: "accept-encoding",
-    ...(acceptsGzip ? { "content-encoding": "gzip" } : {}),
-  });
-  res.end(req.method === "HEAD" ? undefined : body);
+  await sendAsset(req, res, asset, { "cache-control": "public, max-age=31536000, immutable" });
   return true;
 }

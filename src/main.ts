@@ -38,7 +38,7 @@ const webhookKey = loadWebhookKey(config.webhookKey, config.webhookKeyFile);
 if (webhookKey.created) log.warn({ file: webhookKey.source }, "created the webhook secret key file: keep it with the database's backups; every node must use the same key (or set WEBHOOK_SECRET_KEY)");
 
 const { pubsub, redis, close: closePubSub } = createAppPubSub(config.redisUrl, log);
-const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits, webhooks: { ...config.webhooks, key: webhookKey.key } });
+const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits, webhooks: { ...config.webhooks, key: webhookKey.key }, publicUrl: config.publicUrl });
 const port = await app.listen(config.port, config.host);
 app.scheduler.start(config.schedulerIntervalMs);
 app.webhooks.start();

@@ -27,6 +27,7 @@ import type { Context } from "./schema/builder.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { renderGraphiQL, serveGraphiQLAsset } from "./graphiql.ts";
 import { useInputErrorFields } from "./input-errors.ts";
+import { portalRoutes, requestOrigin } from "./http/portal.ts";
 import { useNoNulCharacters } from "./nul-bytes.ts";
 import { schema } from "./schema/index.ts";
 import { createLoaders } from "./schema/loaders.ts";
@@ -49,6 +50,8 @@ export interface AppDeps {
    * Without a key, a random one for this process (secrets then cannot be read after a restart: tests only).
    */
   webhooks?: Partial<WebhookSettings>;
+  /** PUBLIC_URL: where browsers reach the service (portal links, WebSocket origins); else each request's origin. */
+  publicUrl?: string;
 }
 
 /** What graphql-ws keeps per connection (`ctx.extra`). */
@@ -102,7 +105,8 @@ export function createApp(deps: AppDeps) {
   const webhookSettings: WebhookSettings = { ...DEFAULT_WEBHOOK_SETTINGS, key: randomBytes(32), ...deps.webhooks };
   const webhooks = createWebhookWorker({ db, pubsub, log, settings: webhookSettings });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
-  const transport = transportLimits(resolveLimits(deps.limits));
+  const transport = transportLimits(resolveLimits(deps.limits), deps.publicUrl);
+  const servePortal = portalRoutes({ publicUrl: deps.publicUrl, log });
   // Shared by every request and subscriber of this app: one commit's pushes read their rows together.
   const balanceRows = balanceRowLoader(db, clock);
   /** Unexpected errors the masking below logged with their stack, which Yoga then reports again. */
@@ -122,7 +126,8 @@ export function createApp(deps: AppDeps) {
       const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
       // An SSE stream outlives its request's check: the authority ends it when the credential ends.
       if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
-      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db), webhooks: webhookSettings };
+      const publicUrl = deps.publicUrl ?? (init.extra ? requestOrigin(init.extra.request) : new URL(init.request.url).origin);
+      return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db), webhooks: webhookSettings, publicUrl };
     },
     maskedErrors: {
       maskError(error, message, isDev) {
@@ -151,6 +156,7 @@ export function createApp(deps: AppDeps) {
     if (req.url === "/healthz") return health(res);
     if (await transport.guard(req, res)) return;
     if (await serveGraphiQLAsset(req, res)) return;
+    if (await servePortal(req, res)) return;
     return yoga(req, res);
   });
   transport.applyToServer(httpServer);

@@ -1213,3 +1213,29 @@ export const BalanceAlerts = graphql(`
     }
   }
 `);
+
+// The customer portal and widget (test/portal.test.ts): a session with its portal link, and a balance with
+// every figure the portal shows.
+export const PortalSession = graphql(`
+  mutation PortalSession($customerId: ID!, $ttlSeconds: Int) {
+    createCustomerSession(customerId: $customerId, ttlSeconds: $ttlSeconds) {
+      __typename
+      ... on CustomerSession {
+        id
+        token
+        portalUrl
+      }
+    }
+  }
+`);
+
+export const PortalBalance = graphql(`
+  query PortalBalance($customerId: ID!, $meterId: ID!) {
+    customerMeter(customerId: $customerId, meterId: $meterId) {
+      creditedUnits
+      consumedUnits
+      availableUnits
+      heldUnits
+    }
+  }
+`);

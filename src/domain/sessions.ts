@@ -24,3 +24,8 @@ export async function createCustomerSession(
   });
   return { id, token: secret, expiresAt };
 }
+
+/** Where a session opens the customer portal: the token in the fragment, so no request line or log carries it. */
+export function portalUrl(publicUrl: string, token: string): string {
+  return `${publicUrl}/portal#token=${encodeURIComponent(token)}`;
+}

@@ -6,9 +6,10 @@ import type { Limits } from "../limits.ts";
 import { corsFromAllowList, operationLimitPlugins, requestShapePlugins } from "./graphql-limits.ts";
 import { applyServerLimits, createHttpGuard, httpServerOptions } from "./guard.ts";
 import { createConcurrencyLimiter, createRateLimiter } from "./rate-limit.ts";
+import { webSocketOriginAllowed } from "./portal.ts";
 import { createSocketLimits } from "./ws-limits.ts";
 
-export function transportLimits(limits: Limits) {
+export function transportLimits(limits: Limits, publicUrl?: string) {
   // One budget per client per node, shared by HTTP requests and WebSocket operations.
   const rateLimiter = createRateLimiter(limits.rateLimitPerSecond, limits.rateLimitBurst);
   const sockets = createSocketLimits(limits, rateLimiter);
@@ -25,8 +26,15 @@ export function transportLimits(limits: Limits) {
     applyToServer: (server: Server) => applyServerLimits(server, limits),
     /** Before Yoga: true when the request was answered (429, 413). */
     guard: createHttpGuard(limits, rateLimiter, createConcurrencyLimiter(limits.concurrencyPerClient, limits.queuePerClient)),
-    /** Spread into the WebSocketServer's options (message size, sockets per node). */
-    wsServerOptions: (server: () => WebSocketServer) => ({ maxPayload: limits.maxBodyBytes, verifyClient: sockets.verifyClient(server) }),
+    /** Spread into the WebSocketServer's options (message size, browser origins, sockets per node). */
+    wsServerOptions: (server: () => WebSocketServer) => {
+      const admitted = sockets.verifyClient(server);
+      const verifyClient: typeof admitted = (info, done) => {
+        if (!webSocketOriginAllowed(info.req, limits.corsOrigins, publicUrl)) done(false, 403, "Origin not allowed (CORS_ORIGINS)");
+        else admitted(info, done);
+      };
+      return { maxPayload: limits.maxBodyBytes, verifyClient };
+    },
     sockets,
   };
 }

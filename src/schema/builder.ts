@@ -49,6 +49,8 @@ export interface Context {
   loaders: Loaders;
   /** What managing webhook endpoints needs of the node's settings (private networks allowed, the secrets' key). */
   webhooks: EndpointPolicy;
+  /** Where browsers reach this service (PUBLIC_URL, else the request's own origin), without a trailing slash. */
+  publicUrl: string;
 }
 
 export interface PothosTypes {

@@ -1,6 +1,6 @@
 // Customer type, its queries, mutations and portal sessions.
 import { createCustomer, customerLookup, deleteCustomer, requireCustomer, resolveCustomerRef, updateCustomer } from "../domain/customers.ts";
-import { createCustomerSession } from "../domain/sessions.ts";
+import { createCustomerSession, portalUrl } from "../domain/sessions.ts";
 import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type Context } from "./builder.ts";
 import { assertReadable, orgId, readableCustomer, refArgs } from "./access.ts";
@@ -78,6 +78,10 @@ const CustomerSession = builder.objectRef<{ id: string; token: string; expiresAt
     id: t.exposeID("id", { description: "The session's AccessToken id (revokeAccessToken, accessTokens)" }),
     token: t.exposeString("token"),
     expiresAt: t.expose("expiresAt", { type: "DateTime" }),
+    portalUrl: t.string({
+      description: "The customer portal with this session: <PUBLIC_URL or this request's origin>/portal#token=…. The token is in the fragment, which browsers never send to a server.",
+      resolve: (session, _args, ctx) => portalUrl(ctx.publicUrl, session.token),
+    }),
     customer: t.prismaField({
       type: "Customer",
       resolve: (query, session, _args, ctx) => ctx.db.customer.findUniqueOrThrow({ ...query, where: { id: session.customerId } }),
