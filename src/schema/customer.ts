@@ -1,7 +1,7 @@
 // Customer type, its queries, mutations and portal sessions.
 import { createCustomer, customerLookup, deleteCustomer, requireCustomer, resolveCustomerRef, updateCustomer } from "../domain/customers.ts";
 import { createCustomerSession, portalUrl } from "../domain/sessions.ts";
-import { ConflictError, ForbiddenError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type Context } from "./builder.ts";
 import { assertReadable, orgId, readableCustomer, refArgs } from "./access.ts";
 import { givenInput, underInput } from "./inputs.ts";
