@@ -179,7 +179,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       return client;
     },
     async subscribed(count) {
-      const deadline = Date.now() + 5000;
+      // A readiness wait, not a timing check: 600 subscriptions on a loaded CI machine take more than seconds.
+      const deadline = Date.now() + 30_000;
       while (opened < count) {
         if (Date.now() > deadline) throw new Error(`only ${opened} of ${count} subscriptions opened`);
         await new Promise((r) => setTimeout(r, 5));
