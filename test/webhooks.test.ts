@@ -162,3 +162,42 @@ describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? ""))("t
     }
   });
 });
+
+describe("retention", () => {
+  it("the scheduler prunes succeeded deliveries and dispatched messages past WEBHOOK_RETENTION_DAYS; pending ones and their messages stay", async () => {
+    const ok = await startReceiver();
+    const failing = await startReceiver();
+    try {
+      const kept = await endpoint(ok.url);
+      const stuck = await endpoint(failing.url);
+      failing.answer(...Array.from({ length: 20 }, () => 500));
+      const g = await grant(t, customerId, meterId, "2");
+      await tickUntil([t.app.webhooks], () => ok.received.length === 1 && failing.received.length >= 1);
+      const message = await t.db.outboxMessage.findFirstOrThrow({ where: { type: "credit_grant.created", payload: { contains: g.id } } });
+      const ofMessage = () => t.db.webhookDelivery.findMany({ where: { messageId: message.id }, orderBy: { endpointId: "asc" } });
+      expect((await ofMessage()).map((d) => [d.endpointId, d.status])).toEqual(
+        [[kept.endpoint.id, "SUCCEEDED"], [stuck.endpoint.id, "PENDING"]].sort((a, b) => a[0].localeCompare(b[0])),
+      );
+
+      const start = Date.now();
+      t.setNow(new Date(start + (DEFAULT_WEBHOOK_SETTINGS.retentionMs - 86_400_000))); // a day short of the retention
+      await t.app.scheduler.tick();
+      expect(await ofMessage()).toHaveLength(2);
+
+      t.setNow(new Date(start + DEFAULT_WEBHOOK_SETTINGS.retentionMs + 60_000));
+      await t.app.scheduler.tick();
+      // the succeeded delivery went; the pending one stays, and so does its message
+      expect((await ofMessage()).map((d) => d.endpointId)).toEqual([stuck.endpoint.id]);
+      expect(await t.db.outboxMessage.findUnique({ where: { id: message.id } })).not.toBeNull();
+
+      // once no delivery refers to it, the message goes too
+      await t.db.webhookEndpoint.delete({ where: { id: stuck.endpoint.id } });
+      await t.app.scheduler.tick();
+      expect(await t.db.outboxMessage.findUnique({ where: { id: message.id } })).toBeNull();
+      expect(await t.db.outboxMessage.count({ where: { dispatchedAt: { lt: new Date(start) } } })).toBe(0);
+    } finally {
+      await ok.close();
+      await failing.close();
+    }
+  });
+});

@@ -40,6 +40,8 @@ export interface WebhookSettings {
   maxResponseBytes: number;
   /** WEBHOOK_POLL_MS: how often the worker looks for work */
   pollMs: number;
+  /** WEBHOOK_RETENTION_DAYS, in ms: succeeded deliveries and dispatched outbox rows older than this are pruned (by the scheduler) */
+  retentionMs: number;
 }
 
 export const DEFAULT_WEBHOOK_SETTINGS: Omit<WebhookSettings, "key"> = {
@@ -49,6 +51,7 @@ export const DEFAULT_WEBHOOK_SETTINGS: Omit<WebhookSettings, "key"> = {
   timeoutMs: 10_000,
   maxResponseBytes: 64 * 1024,
   pollMs: 1_000,
+  retentionMs: 30 * 86_400_000,
 };
 
 /** Longest wait between two attempts, whatever the doubling says. */
