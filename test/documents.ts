@@ -1110,6 +1110,37 @@ export const UpdateWebhookEndpoint = graphql(`
   }
 `);
 
+export const DeleteWebhookEndpoint = graphql(`
+  mutation DeleteWebhookEndpoint($id: ID!) {
+    deleteWebhookEndpoint(id: $id) {
+      __typename
+      ... on WebhookEndpoint {
+        id
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const WebhookEndpoints = graphql(`
+  query WebhookEndpoints {
+    webhookEndpoints(first: 100) {
+      edges {
+        node {
+          id
+          url
+          description
+          eventTypes
+          status
+          disabledAt
+          disabledReason
+          failingSince
+        }
+      }
+    }
+  }
+`);
+
 export const WebhookDeliveries = graphql(`
   query WebhookDeliveries($endpointId: ID, $status: WebhookDeliveryStatus, $first: Int) {
     webhookDeliveries(endpointId: $endpointId, status: $status, first: $first) {

@@ -10,7 +10,8 @@ import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp } from "../src/server.ts";
 import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS } from "../src/webhooks/delivery.ts";
-import { CreateWebhookEndpoint, WebhookDeliveries } from "./documents.ts";
+import { CreateWebhookEndpoint, DeleteWebhookEndpoint, RedeliverWebhook, UpdateWebhookEndpoint, WebhookDeliveries, WebhookEndpoints } from "./documents.ts";
+import type { UpdateWebhookEndpointInput } from "./gql/graphql.ts";
 import { startTestApp, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
 import { customer, grant, meter } from "./support/fixtures.ts";
 import { startReceiver, tickUntil, type Received } from "./support/receiver.ts";
@@ -159,6 +160,134 @@ describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? ""))("t
       await close();
       await db.$disconnect();
       await receiver.close();
+    }
+  });
+});
+
+describe("managing endpoints through the API", () => {
+  /** An endpoint on `receiver` that has received one grant's webhook. */
+  const deliveredOnce = async (receiver: Awaited<ReturnType<typeof startReceiver>>) => {
+    const created = await endpoint(receiver.url);
+    await grant(t, customerId, meterId, "1");
+    await tickUntil([t.app.webhooks], () => receiver.received.length === 1);
+    return created;
+  };
+  const endpointOf = async (id: string) => (await t.ok(WebhookEndpoints)).webhookEndpoints.edges.map((e) => e.node).find((e) => e.id === id);
+
+  it("updateWebhookEndpoint changes url, event types and description, disables and enables; errors name their field", async () => {
+    const first = await startReceiver();
+    const second = await startReceiver();
+    try {
+      const created = await endpoint(first.url);
+      const { updateWebhookEndpoint: updated } = await t.ok(UpdateWebhookEndpoint, { id: created.endpoint.id, input: { url: second.url, eventTypes: ["credit_grant.created", "order.created"], description: " billing " } });
+      expect(updated).toMatchObject({ __typename: "WebhookEndpoint", status: "ENABLED" });
+      expect(await endpointOf(created.endpoint.id)).toMatchObject({ url: second.url, eventTypes: ["credit_grant.created", "order.created"], description: "billing" });
+      await grant(t, customerId, meterId, "1");
+      await tickUntil([t.app.webhooks], () => second.received.length === 1);
+      expect(first.received).toHaveLength(0);
+
+      // disabled: nothing is sent; enabled again: sending resumes
+      const { updateWebhookEndpoint: off } = await t.ok(UpdateWebhookEndpoint, { id: created.endpoint.id, input: { disabled: true } });
+      expect(off).toMatchObject({ status: "DISABLED", disabledReason: "disabled through the API" });
+      await grant(t, customerId, meterId, "1");
+      await t.app.webhooks.tick();
+      await t.app.webhooks.tick();
+      expect(second.received).toHaveLength(1);
+      const { updateWebhookEndpoint: on } = await t.ok(UpdateWebhookEndpoint, { id: created.endpoint.id, input: { disabled: false } });
+      expect(on).toMatchObject({ status: "ENABLED", disabledReason: null });
+      const g = await grant(t, customerId, meterId, "3");
+      await tickUntil([t.app.webhooks], () => second.received.length === 2);
+      expect(verified(created.secret, second.received)[1].body.data.grantId).toBe(g.id);
+
+      const refusals: [UpdateWebhookEndpointInput, string][] = [
+        [{ eventTypes: ["credit_grant.created", "balance.sideways"] }, "input.eventTypes.1"],
+        [{ url: "not a url" }, "input.url"],
+        [{ description: "x".repeat(501) }, "input.description"],
+      ];
+      for (const [input, field] of refusals) {
+        const { updateWebhookEndpoint: refused } = await t.ok(UpdateWebhookEndpoint, { id: created.endpoint.id, input });
+        expect(refused, field).toMatchObject({ __typename: "InvalidInputError", code: "BAD_USER_INPUT", field });
+      }
+      const { updateWebhookEndpoint: missing } = await t.ok(UpdateWebhookEndpoint, { id: "no-such-endpoint", input: { description: "x" } });
+      expect(missing).toMatchObject({ __typename: "NotFoundError", code: "NOT_FOUND", field: "id" });
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
+  it("deleteWebhookEndpoint removes the endpoint and its log; deleting it again is NOT_FOUND", async () => {
+    const receiver = await startReceiver();
+    try {
+      const created = await deliveredOnce(receiver);
+      expect(await deliveriesOf(created.endpoint.id)).toHaveLength(1);
+      const { deleteWebhookEndpoint: deleted } = await t.ok(DeleteWebhookEndpoint, { id: created.endpoint.id });
+      expect(deleted).toMatchObject({ __typename: "WebhookEndpoint", id: created.endpoint.id });
+      expect(await endpointOf(created.endpoint.id)).toBeUndefined();
+      expect(await t.db.webhookDelivery.count({ where: { endpointId: created.endpoint.id } })).toBe(0);
+      await grant(t, customerId, meterId, "1");
+      await t.app.webhooks.tick();
+      expect(receiver.received).toHaveLength(1);
+      const { deleteWebhookEndpoint: again } = await t.ok(DeleteWebhookEndpoint, { id: created.endpoint.id });
+      expect(again).toMatchObject({ __typename: "NotFoundError", code: "NOT_FOUND", field: "id" });
+    } finally {
+      await receiver.close();
+    }
+  });
+
+  it("redeliverWebhook sends a succeeded delivery again with the same webhook-id; an unknown one is NOT_FOUND", async () => {
+    const receiver = await startReceiver();
+    try {
+      const created = await deliveredOnce(receiver);
+      const [delivery] = await deliveriesOf(created.endpoint.id);
+      expect(delivery).toMatchObject({ status: "SUCCEEDED", attempts: 1 });
+      const { redeliverWebhook } = await t.ok(RedeliverWebhook, { id: delivery.id });
+      expect(redeliverWebhook).toMatchObject({ __typename: "WebhookDelivery", id: delivery.id, status: "PENDING" });
+      await tickUntil([t.app.webhooks], () => receiver.received.length === 2);
+      const bodies = verified(created.secret, receiver.received);
+      expect(bodies.map((b) => b.id)).toEqual([delivery.webhookId, delivery.webhookId]);
+      expect((await deliveriesOf(created.endpoint.id))[0]).toMatchObject({ status: "SUCCEEDED", attempts: 2 });
+      const { redeliverWebhook: missing } = await t.ok(RedeliverWebhook, { id: "no-such-delivery" });
+      expect(missing).toMatchObject({ __typename: "NotFoundError", code: "NOT_FOUND", field: "id" });
+    } finally {
+      await receiver.close();
+    }
+  });
+});
+
+describe("an endpoint failing for the whole retry window", () => {
+  it("is disabled, visibly (status, reason, failingSince), and can be enabled again", async () => {
+    const small = await startTestApp({ webhooks: { ...SETTINGS, retryWindowMs: 400 } });
+    const receiver = await startReceiver();
+    try {
+      receiver.answer(...Array.from({ length: 1000 }, () => 500));
+      const { createWebhookEndpoint: created } = await small.ok(CreateWebhookEndpoint, { input: { url: receiver.url, eventTypes: ["credit_grant.created"] } });
+      if (created.__typename !== "CreatedWebhookEndpoint") throw new Error(JSON.stringify(created));
+      const m = await meter(small, "COUNT");
+      const c = await customer(small);
+      const listed = async () => (await small.ok(WebhookEndpoints)).webhookEndpoints.edges[0].node;
+      // traffic keeps coming while every attempt fails, until the window has passed since the first failure
+      const deadline = Date.now() + 20_000;
+      while ((await listed()).status === "ENABLED") {
+        if (Date.now() > deadline) throw new Error("endpoint never disabled");
+        await grant(small, c, m, "1");
+        await small.app.webhooks.tick();
+      }
+      const disabled = await listed();
+      expect(disabled.disabledReason).toMatch(/every delivery failed/);
+      expect(disabled.failingSince).not.toBeNull();
+      expect(new Date(disabled.disabledAt!).getTime() - new Date(disabled.failingSince!).getTime()).toBeGreaterThanOrEqual(400);
+      // nothing more is sent to it
+      const sent = receiver.received.length;
+      await grant(small, c, m, "1");
+      await small.app.webhooks.tick();
+      expect(receiver.received).toHaveLength(sent);
+      const { updateWebhookEndpoint: enabled } = await small.ok(UpdateWebhookEndpoint, { id: created.endpoint.id, input: { disabled: false } });
+      expect(enabled).toMatchObject({ status: "ENABLED", disabledReason: null });
+      expect((await listed()).failingSince).toBeNull();
+    } finally {
+      await receiver.close();
+      await small.close();
     }
   });
 });
