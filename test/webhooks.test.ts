@@ -36,10 +36,14 @@ async function endpoint(url: string, eventTypes = ["credit_grant.created"]) {
 }
 
 
-/** Every request's signature checks out with the endpoint's secret; answers the parsed bodies. */
+/** Every request's signature checks out with the endpoint's secret; answers the parsed bodies and the webhook-sequence headers. */
 function verified(secret: string, received: Received[]) {
   const wh = new Webhook(secret);
-  return received.map((r) => ({ id: String(r.headers["webhook-id"]), body: wh.verify(r.body, r.headers as Record<string, string>) as { type: string; sequence: number; data: Record<string, string> } }));
+  return received.map((r) => ({
+    id: String(r.headers["webhook-id"]),
+    sequence: Number(r.headers["webhook-sequence"]),
+    body: wh.verify(r.body, r.headers as Record<string, string>) as { type: string; timestamp: string; data: Record<string, string> },
+  }));
 }
 
 async function deliveriesOf(endpointId: string) {
@@ -56,7 +60,10 @@ it("a receiver answering 500 twice then 200 gets the same webhook-id three times
     await tickUntil([t.app.webhooks], () => receiver.received.length === 3);
     const bodies = verified(created.secret, receiver.received);
     expect(new Set(bodies.map((b) => b.id)).size).toBe(1);
-    expect(bodies[0].body).toMatchObject({ type: "credit_grant.created", sequence: 1, data: { grantId: g.id, customerId, meterId, units: "5" } });
+    // the contract's body: exactly { type, timestamp, data }; the sequence number is the webhook-sequence header
+    expect(Object.keys(bodies[0].body).sort()).toEqual(["data", "timestamp", "type"]);
+    expect(bodies[0].body).toMatchObject({ type: "credit_grant.created", data: { grantId: g.id, customerId, meterId, units: "5" } });
+    expect(bodies.map((b) => b.sequence)).toEqual([1, 1, 1]);
     const [delivery] = await deliveriesOf(created.endpoint.id);
     expect(delivery).toMatchObject({ webhookId: bodies[0].id, status: "SUCCEEDED", attempts: 3, lastResponseStatus: 200, nextAttemptAt: null });
   } finally {
@@ -100,9 +107,9 @@ it("first attempts follow commit order and sequence numbers have no gaps, while 
     const bodies = verified(created.secret, receiver.received);
     const firsts = bodies.filter((b, i) => bodies.findIndex((o) => o.id === b.id) === i);
     expect(firsts.map((b) => b.body.data.grantId)).toEqual(grants);
-    expect(firsts.map((b) => b.body.sequence)).toEqual([1, 2, 3, 4, 5]);
-    expect(bodies[2].body.sequence).toBe(3); // not held back by the failed second
-    expect(bodies.at(-1)!.body.sequence).toBe(2);
+    expect(firsts.map((b) => b.sequence)).toEqual([1, 2, 3, 4, 5]);
+    expect(bodies[2].sequence).toBe(3); // not held back by the failed second
+    expect(bodies.at(-1)!.sequence).toBe(2);
     const log = await deliveriesOf(created.endpoint.id);
     expect(log.map((d) => d.sequence).sort()).toEqual([1, 2, 3, 4, 5]);
     expect(log.every((d) => d.status === "SUCCEEDED")).toBe(true);

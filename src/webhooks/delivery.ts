@@ -237,7 +237,8 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
       for (const d of due) {
         if (stopped) break;
         const sequence = String(d.sequence);
-        const body = JSON.stringify({ type: d.eventType, timestamp: asDate(d.messageCreatedAt).toISOString(), sequence: Number(sequence), data: JSON.parse(d.payload) });
+        // The contract's body, exactly { type, timestamp, data }; the per-endpoint sequence goes in a header of its own.
+        const body = JSON.stringify({ type: d.eventType, timestamp: asDate(d.messageCreatedAt).toISOString(), data: JSON.parse(d.payload) });
         const webhookId = `msg_${d.messageId}`;
         const sentAt = new Date();
         const headers = { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(sentAt.getTime() / 1000)), "webhook-signature": webhook.sign(webhookId, sentAt, body), "webhook-sequence": sequence };
