@@ -837,8 +837,8 @@ export const AccessTokenFields = graphql(`
 `);
 
 export const ListAccessTokens = graphql(`
-  query ListAccessTokens($kind: AccessTokenKind, $customerId: ID, $active: Boolean) {
-    accessTokens(kind: $kind, customerId: $customerId, active: $active) {
+  query ListAccessTokens($kind: AccessTokenKind, $customerId: ID, $externalCustomerId: String, $active: Boolean) {
+    accessTokens(kind: $kind, customerId: $customerId, externalCustomerId: $externalCustomerId, active: $active) {
       edges {
         node {
           ...AccessTokenFields

@@ -1,8 +1,9 @@
 // Access tokens: listing (never secrets), minting admin tokens, revocation.
 import { createAdminToken, revokeAccessToken } from "../domain/access-tokens.ts";
+import { resolveCustomerRef } from "../domain/customers.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { orgId, refArgs } from "./access.ts";
 import { givenInput, underInput } from "./inputs.ts";
 
 const AccessTokenKindEnum = builder.enumType("AccessTokenKind", {
@@ -44,10 +45,14 @@ builder.queryFields((t) => ({
       authScopes: { admin: true },
       args: {
         kind: t.arg({ type: AccessTokenKindEnum }),
-        customerId: t.arg.id({ description: "Only this customer's sessions" }),
+        customerId: t.arg.id({ description: "Only this customer's sessions (a deleted customer's too)" }),
+        externalCustomerId: t.arg.string({ description: "Only the sessions of the customer with this externalId (give customerId or this, not both)" }),
         active: t.arg.boolean({ description: "true: only tokens neither revoked nor expired; false: only those that are" }),
       },
-      resolve: (query, _root, args, ctx) => {
+      resolve: async (query, _root, args, ctx) => {
+        const ref = refArgs(args);
+        // by id: a plain filter, so a deleted customer's sessions can still be listed; by externalId: the live customer
+        const customerId = ref.externalCustomerId ? (await resolveCustomerRef(ctx.db, orgId(ctx), ref)).id : ref.customerId;
         const now = ctx.now();
         const active = { revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] };
         const inactive = { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
@@ -56,7 +61,7 @@ builder.queryFields((t) => ({
           where: {
             organizationId: orgId(ctx),
             ...(args.kind ? { kind: args.kind } : {}),
-            ...(args.customerId ? { customerId: String(args.customerId) } : {}),
+            ...(customerId ? { customerId } : {}),
             ...(args.active == null ? {} : args.active ? active : inactive),
           },
           orderBy: { id: "asc" },
