@@ -1,10 +1,12 @@
 // Batch ingestion in `npm run bench`: `events` events in calls of `batch` over `customers` customers × 3
-// meters, `ingestConnections` calls in flight (autocannon), then the raw-driver floor writing the same rows.
+// meters, `ingestConnections` calls in flight (autocannon), then the raw-driver floor writing the same rows;
+// then the same again with a balance alert rule on every customer's usage balances (batchIngestWithAlerts).
 import type { Context } from "./context.ts";
 import { BenchFailure, inTurn, load, type Load } from "./harness.ts";
+import { graphqlClient } from "./support.ts";
 import { postgresFloor, sqliteFloor, type FloorResult } from "./floor-raw.ts";
 import { orderedId } from "../src/domain/ids.ts";
-import { eventInput, generateEvents, type BenchEvent } from "./workload.ts";
+import { eventInput, generateEvents, USAGE_METERS, type BenchEvent } from "./workload.ts";
 
 const INGEST = `mutation($events: [EventInput!]!) { ingestEvents(events: $events) { ... on IngestSummary { inserted duplicates } ... on Error { code message } } }`;
 
@@ -14,10 +16,9 @@ export interface IngestResult {
   floor: FloorResult & { eventsPerSecond: number };
 }
 
-/** `afterCalls` runs once the service has answered every call, before the floor (e.g. to read its memory). */
-export async function batchIngest(ctx: Context, afterCalls: () => void = () => {}): Promise<IngestResult> {
+/** `events` sent to the service in calls of `batch`, `ingestConnections` in flight; acknowledged events go into the books. */
+async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<Load> {
   const o = ctx.options;
-  const events = generateEvents(o.events, o.customers, o.seed, "e");
   const batches: { body: string; events: BenchEvent[] }[] = [];
   for (let i = 0; i < events.length; i += o.batch) {
     const slice = events.slice(i, i + o.batch);
@@ -42,6 +43,14 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
     ],
   });
   if (failure) throw new BenchFailure(`batch ingest: ${failure}`);
+  return result;
+}
+
+/** `afterCalls` runs once the service has answered every call, before the floor (e.g. to read its memory). */
+export async function batchIngest(ctx: Context, afterCalls: () => void = () => {}): Promise<IngestResult> {
+  const o = ctx.options;
+  const events = generateEvents(o.events, o.customers, o.seed, "e");
+  const result = await ingestCalls(ctx, events);
   ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
   afterCalls();
   // The floor's own tables: any organization id of the service's shape does (the API does not show it).
@@ -53,4 +62,34 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
       : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds);
   if (floor.events !== o.events) throw new BenchFailure(`raw floor stored ${floor.events} of ${o.events} events`);
   return { load: result, eventsPerSecond: o.events / result.seconds, floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) } };
+}
+
+/**
+ * The same number of events again (other ids, another seed) once every customer's three usage balances follow
+ * a balance alert rule: the organization's default on each usage meter (low below 1,000,000 units), which
+ * every customer without a rule of its own follows. The usage balances are below zero, so each balance's first
+ * event in this run crosses into DEPLETED (low and depleted in the outbox, the level stored) and every later
+ * one reads its stored level: both costs are in the figure.
+ */
+export async function batchIngestWithAlerts(ctx: Context): Promise<{ load: Load; eventsPerSecond: number }> {
+  const o = ctx.options;
+  const gql = graphqlClient(ctx.service.url, ctx.token);
+  /** Set (or, with null, remove) the default rule on every usage meter. */
+  const setRules = async (lowBalanceUnits: string | null) => {
+    for (const m of USAGE_METERS) {
+      const { setBalanceAlert } = await gql.request<{ setBalanceAlert: { __typename: string } }>(
+        `mutation($input: SetBalanceAlertInput!) { setBalanceAlert(input: $input) { __typename ... on Error { message } } }`,
+        { input: { meterId: ctx.seeded.meterIds[m], lowBalanceUnits } },
+      );
+      if (setBalanceAlert.__typename !== "SetBalanceAlertPayload") throw new BenchFailure(`setBalanceAlert ${m}: ${JSON.stringify(setBalanceAlert)}`);
+    }
+  };
+  await setRules("1000000");
+  try {
+    const result = await ingestCalls(ctx, generateEvents(o.events, o.customers, o.seed + 1, "a"));
+    ctx.log(`ingest with alert rules: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s)`);
+    return { load: result, eventsPerSecond: o.events / result.seconds };
+  } finally {
+    await setRules(null); // the scenarios after this one measure ingest without rules
+  }
 }

@@ -25,7 +25,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Context, Options } from "./context.ts";
 import { BenchFailure, memoryOf, printTable, startProcess, type Row, type Server } from "./harness.ts";
-import { batchIngest } from "./ingest.ts";
+import { batchIngest, batchIngestWithAlerts } from "./ingest.ts";
 import { pushLatency } from "./push.ts";
 import { authorize, customerMeterReads, customerStateReads, floors, reserveCommit, singleEventCalls } from "./scenarios.ts";
 import { seed } from "./seed.ts";
@@ -171,6 +171,18 @@ async function main(): Promise<number> {
         ratioName: "ingest/raw",
       });
       rows.push({ scenario: "floor: same rows by the raw driver", unit: "events/s", rate: i.floor.eventsPerSecond });
+      log(`batch ingest with alert rules on every customer: ${options.events} more events`);
+      const a = await batchIngestWithAlerts(ctx);
+      rows.push({
+        scenario: "ingest with alert rules on every customer",
+        unit: "events/s",
+        rate: a.eventsPerSecond,
+        p50: a.load.p50,
+        p99: a.load.p99,
+        floor: { name: "ingest, same run, no rules", rate: i.eventsPerSecond },
+        ratioName: "alerts/ingest",
+      });
+      notes.push(`alerts: ingest with a rule on every customer's usage balances at ${(a.eventsPerSecond / i.eventsPerSecond).toFixed(2)}× plain ingest (target ≥ 0.90×: alerts cost ≤ 10 %)`);
     }
     if (wants("calls")) {
       log(`1-event ingest calls on ${options.connections} connections`);

@@ -95,6 +95,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     timeoutMs: positiveInteger(env, "WEBHOOK_TIMEOUT_MS", DEFAULT_WEBHOOK_SETTINGS.timeoutMs),
     maxResponseBytes: DEFAULT_WEBHOOK_SETTINGS.maxResponseBytes,
     pollMs: positiveInteger(env, "WEBHOOK_POLL_MS", DEFAULT_WEBHOOK_SETTINGS.pollMs),
+    retentionMs: positiveInteger(env, "WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_SETTINGS.retentionMs / 86_400_000) * 86_400_000,
   };
   return {
     webhooks,

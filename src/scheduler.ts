@@ -1,5 +1,5 @@
-// Background work inside the server: grant expiry and activation, expired holds, and subscription cycles at
-// period end. One pass at a time; several nodes may run it at once (every step is conditional on the state it
+// Background work inside the server: grant expiry and activation, expired holds, subscription cycles at
+// period end, credits.expiring, and the webhook history's retention. One pass at a time; several nodes may run it at once (every step is conditional on the state it
 // read, under row locks).
 import type { Db } from "./db/client.ts";
 import { announceExpiringCredits } from "./domain/alert-rules.ts";
@@ -7,6 +7,7 @@ import { expireDueReservations } from "./domain/authorization.ts";
 import { settleDueGrants } from "./domain/grants.ts";
 import type { Notify } from "./domain/notify.ts";
 import { processDueSubscriptions, type RenewalMode } from "./domain/subscriptions.ts";
+import { pruneWebhookHistory } from "./domain/webhooks.ts";
 import type { Logger } from "./log.ts";
 import { onePassAtATime } from "./one-pass.ts";
 
@@ -17,7 +18,7 @@ export interface Scheduler {
   stop(): Promise<void>;
 }
 
-export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clock: () => Date; renewalMode: RenewalMode }): Scheduler {
+export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clock: () => Date; renewalMode: RenewalMode; webhookRetentionMs: number }): Scheduler {
   let timer: NodeJS.Timeout | undefined;
   const pass = async () => {
     try {
@@ -30,6 +31,8 @@ export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clo
       if (processed) deps.log.info({ processed }, "subscription cycles processed");
       const expiring = await announceExpiringCredits(deps.db, now);
       if (expiring) deps.log.info({ expiring }, "credits.expiring raised");
+      const pruned = await pruneWebhookHistory(deps.db, new Date(now.getTime() - deps.webhookRetentionMs));
+      if (pruned.deliveries || pruned.messages) deps.log.info(pruned, "webhook history past its retention pruned");
     } catch (err) {
       deps.log.error({ err }, "scheduler pass failed");
     }

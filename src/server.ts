@@ -101,8 +101,8 @@ export function createApp(deps: AppDeps) {
   const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
   authority.start();
   const notify = authority.notifying(pubSubNotify(pubsub));
-  const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto" });
   const webhookSettings: WebhookSettings = { ...DEFAULT_WEBHOOK_SETTINGS, key: randomBytes(32), ...deps.webhooks };
+  const scheduler = createScheduler({ db, notify, log, clock, renewalMode: deps.renewalMode ?? "auto", webhookRetentionMs: webhookSettings.retentionMs });
   const webhooks = createWebhookWorker({ db, pubsub, log, settings: webhookSettings });
   const meterLimits = deps.meterLimits ?? DEFAULT_METER_LIMITS;
   const transport = transportLimits(resolveLimits(deps.limits), deps.publicUrl);

@@ -7,7 +7,8 @@ import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp } from "../src/server.ts";
 import { print } from "graphql";
-import { BalanceAlerts, CreateMeter, IngestEvents, CreateWebhookEndpoint, GrantWithOptions, SetBalanceAlert } from "./documents.ts";
+import { BalanceAlerts, CreateMeter, CreateSession, IngestEvents, CreateWebhookEndpoint, GrantWithOptions, SetBalanceAlert } from "./documents.ts";
+import type { SetBalanceAlertInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
 import { customer, grant, ingest, meter, named } from "./support/fixtures.ts";
 import { startReceiver, tickUntil } from "./support/receiver.ts";
@@ -123,6 +124,53 @@ it("a grant expiring within the rule's window raises credits.expiring once, with
   const expiring = webhooks().filter((w) => w.type === "credits.expiring");
   expect(expiring).toHaveLength(1);
   expect(expiring[0].data).toMatchObject({ grantId: grantCredits.id, customerId, meterId, units: "7.5", expiresAt: expiresAt.toISOString() });
+});
+
+it("setBalanceAlert refuses bad input with typed errors naming the field", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("bad") });
+  const customerId = await customer(t);
+  const refusals: [SetBalanceAlertInput, string, string][] = [
+    [{ meterId, lowBalanceUnits: "-1" }, "InvalidInputError", "input.lowBalanceUnits"],
+    [{ meterId, expiringWithinDays: 0 }, "InvalidInputError", "input.expiringWithinDays"],
+    [{ meterId, expiringWithinDays: 367 }, "InvalidInputError", "input.expiringWithinDays"],
+    [{ meterId: "no-such-meter", lowBalanceUnits: "1" }, "NotFoundError", "input.meterId"],
+    [{ meterId, customerId: "no-such-customer", lowBalanceUnits: "1" }, "NotFoundError", "input.customerId"],
+    [{ meterId, externalCustomerId: "no-such-customer", lowBalanceUnits: "1" }, "NotFoundError", "input.externalCustomerId"],
+  ];
+  for (const [input, type, field] of refusals) {
+    const { setBalanceAlert } = await t.ok(SetBalanceAlert, { input });
+    expect(setBalanceAlert, field).toMatchObject({ __typename: type, field });
+  }
+  expect(await t.db.balanceAlertRule.count({ where: { meterId } })).toBe(0);
+  // a session may not set rules
+  const { createCustomerSession } = await t.ok(CreateSession, { customerId });
+  if (createCustomerSession.__typename !== "CustomerSession") throw new Error(JSON.stringify(createCustomerSession));
+  const { setBalanceAlert: forbidden } = await t.ok(SetBalanceAlert, { input: { meterId, lowBalanceUnits: "1" } }, createCustomerSession.token);
+  expect(forbidden).toMatchObject({ __typename: "ForbiddenError", code: "FORBIDDEN" });
+});
+
+it("a customer session on balanceAlerts hears its own customer only, and naming another is FORBIDDEN", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("own") });
+  const mine = await customer(t);
+  const other = await customer(t);
+  for (const c of [mine, other]) await grant(t, c, meterId, "10");
+  await setAlert({ meterId, lowBalanceUnits: "5" });
+  const { createCustomerSession } = await t.ok(CreateSession, { customerId: mine });
+  if (createCustomerSession.__typename !== "CustomerSession") throw new Error(JSON.stringify(createCustomerSession));
+  const client = t.wsClient(createCustomerSession.token);
+  const sub = subscription(client, BalanceAlerts, {});
+  await t.subscribed(2); // the first test's subscription, then this one
+  await ingest(t, calls(other, 6, "own")); // the other customer crosses first
+  await ingest(t, calls(mine, 7, "own"));
+  await tickUntil([t.app.webhooks], () => receiver.received.length >= 2);
+  await t.app.webhooks.tick();
+  expect(webhooks().map((w) => w.data.customerId)).toEqual([other, mine]); // both were recorded
+  const heard = (await sub.next()).data!.balanceAlerts;
+  expect(heard).toMatchObject({ type: "LOW", availableUnits: "3", customer: { id: mine } });
+  await expect(sub.next(300)).rejects.toThrow();
+  sub.close();
+  const refused = await subscription(client, BalanceAlerts, { customerId: other }).next();
+  expect(refused.errors?.[0]).toMatchObject({ extensions: { code: "FORBIDDEN" } });
 });
 
 describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? "") || !process.env.REDIS_URL)("two nodes", () => {

@@ -336,6 +336,16 @@ describe("listing and revoking tokens", () => {
     expect((await t.ok(CreateAccessToken, { name: "x".repeat(101) })).createAccessToken).toMatchObject({ __typename: "InvalidInputError", field: "name" });
   });
 
+  it("accessTokens(externalCustomerId) lists that customer's sessions; an unknown one is NOT_FOUND, both forms BAD_USER_INPUT", async () => {
+    const c = await customer(t, "tokens_ext");
+    const s = await session(c);
+    await session(await customer(t)); // someone else's
+    const { accessTokens } = await t.ok(ListAccessTokens, { externalCustomerId: "tokens_ext" });
+    expect(accessTokens.edges.map((e) => [e.node.id, e.node.customer?.id])).toEqual([[s.id, c]]);
+    expect(await t.error(ListAccessTokens, { externalCustomerId: "nobody" })).toMatchObject({ extensions: { code: "NOT_FOUND", field: "externalCustomerId" } });
+    expect(await t.error(ListAccessTokens, { customerId: c, externalCustomerId: "tokens_ext" })).toMatchObject({ extensions: { code: "BAD_USER_INPUT", field: "customerId" } });
+  });
+
   it("npm run cli -- token list / token revoke", async () => {
     const c = await customer(t);
     const s = await session(c);

@@ -874,8 +874,8 @@ export const AccessTokenFields = graphql(`
 `);
 
 export const ListAccessTokens = graphql(`
-  query ListAccessTokens($kind: AccessTokenKind, $customerId: ID, $active: Boolean) {
-    accessTokens(kind: $kind, customerId: $customerId, active: $active) {
+  query ListAccessTokens($kind: AccessTokenKind, $customerId: ID, $externalCustomerId: String, $active: Boolean) {
+    accessTokens(kind: $kind, customerId: $customerId, externalCustomerId: $externalCustomerId, active: $active) {
       edges {
         node {
           ...AccessTokenFields
@@ -1143,6 +1143,37 @@ export const UpdateWebhookEndpoint = graphql(`
         disabledReason
       }
       ...ErrorFields
+    }
+  }
+`);
+
+export const DeleteWebhookEndpoint = graphql(`
+  mutation DeleteWebhookEndpoint($id: ID!) {
+    deleteWebhookEndpoint(id: $id) {
+      __typename
+      ... on WebhookEndpoint {
+        id
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const WebhookEndpoints = graphql(`
+  query WebhookEndpoints {
+    webhookEndpoints(first: 100) {
+      edges {
+        node {
+          id
+          url
+          description
+          eventTypes
+          status
+          disabledAt
+          disabledReason
+          failingSince
+        }
+      }
     }
   }
 `);

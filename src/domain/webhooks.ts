@@ -2,9 +2,11 @@
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
 import type { Db } from "../db/client.ts";
+import type { Sql } from "../db/sql.ts";
 import type { WebhookDelivery, WebhookEndpoint } from "../generated/prisma-postgresql/client.ts";
 import { InvalidInputError, NotFoundError } from "./errors.ts";
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from "./outbox.ts";
+import { sqlTransaction } from "./transactions.ts";
 import { encryptSecret, newWebhookSecret } from "./webhook-secrets.ts";
 
 export const DELIVERY_STATUSES = ["PENDING", "SUCCEEDED", "FAILED"] as const;
@@ -153,4 +155,38 @@ export async function redeliverWebhook(db: Db, organizationId: string, id: strin
   const delivery = await db.webhookDelivery.findFirst({ where: { id, organizationId } });
   if (!delivery) throw new NotFoundError("No such webhook delivery", "id");
   return db.webhookDelivery.update({ where: { id }, data: { status: "PENDING", nextAttemptAt: now, updatedAt: now } });
+}
+
+/** Rows deleted per statement when pruning, and statements per table per pass (the rest waits for the next pass). */
+const PRUNE_BATCH = 1000;
+const PRUNE_BATCHES_PER_PASS = 20;
+
+/**
+ * Retention (WEBHOOK_RETENTION_DAYS): succeeded deliveries last changed before `cutoff`, then outbox rows
+ * dispatched before it that no delivery refers to any more, are deleted in bounded batches (one short
+ * transaction each). Pending and failed deliveries stay (a failed one can still be redelivered by hand), and
+ * so do the messages they send. The scheduler runs it; several nodes may at once (each batch deletes what is
+ * still there). Answers how many deliveries and messages went.
+ */
+export async function pruneWebhookHistory(db: Db, cutoff: Date): Promise<{ deliveries: number; messages: number }> {
+  const pruned = { deliveries: 0, messages: 0 };
+  const batches = async (kind: keyof typeof pruned, statement: (sql: Sql) => string) => {
+    for (let i = 0; i < PRUNE_BATCHES_PER_PASS; i++) {
+      const deleted = await sqlTransaction(db, (sql) => sql.execute(statement(sql), [sql.date(cutoff)]));
+      pruned[kind] += deleted;
+      if (deleted < PRUNE_BATCH) break;
+    }
+  };
+  await batches(
+    "deliveries",
+    (sql) =>
+      `DELETE FROM "WebhookDelivery" WHERE "id" IN (SELECT "id" FROM "WebhookDelivery" WHERE "status" = 'SUCCEEDED' AND "updatedAt" < ${sql.param(1)} LIMIT ${PRUNE_BATCH})`,
+  );
+  await batches(
+    "messages",
+    (sql) =>
+      `DELETE FROM "OutboxMessage" WHERE "id" IN (SELECT m."id" FROM "OutboxMessage" m WHERE m."dispatchedAt" < ${sql.param(1)}
+         AND NOT EXISTS (SELECT 1 FROM "WebhookDelivery" d WHERE d."messageId" = m."id") ORDER BY m."dispatchedAt" LIMIT ${PRUNE_BATCH})`,
+  );
+  return pruned;
 }

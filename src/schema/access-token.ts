@@ -1,8 +1,10 @@
 // Access tokens: listing (never secrets), minting admin tokens, revocation.
 import { createAdminToken, revokeAccessToken } from "../domain/access-tokens.ts";
+import { resolveCustomerRef } from "../domain/customers.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type Context } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { orgId, refArgs } from "./access.ts";
+import { sharedFilter } from "./pagination.ts";
 import { givenInput, underInput } from "./inputs.ts";
 
 const AccessTokenKindEnum = builder.enumType("AccessTokenKind", {
@@ -36,17 +38,20 @@ const CreatedAccessToken = builder.objectRef<{ token: string; id: string }>("Cre
 });
 
 /** The token list's filter, shared by its page and its totalCount. */
-function accessTokensWhere(ctx: Context, args: { kind?: string | null; customerId?: string | number | null; active?: boolean | null }) {
+const accessTokensWhere = sharedFilter(async (ctx: Context, args: { kind?: string | null; customerId?: string | number | null; externalCustomerId?: string | null; active?: boolean | null }) => {
+  const ref = refArgs(args);
+  // by id: a plain filter, so a deleted customer's sessions can still be listed; by externalId: the live customer
+  const customerId = ref.externalCustomerId ? (await resolveCustomerRef(ctx.db, orgId(ctx), ref)).id : ref.customerId;
   const now = ctx.now();
   const active = { revokedAt: null, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] };
   const inactive = { OR: [{ revokedAt: { not: null } }, { expiresAt: { lte: now } }] };
   return {
     organizationId: orgId(ctx),
     ...(args.kind ? { kind: args.kind } : {}),
-    ...(args.customerId ? { customerId: String(args.customerId) } : {}),
+    ...(customerId ? { customerId: String(customerId) } : {}),
     ...(args.active == null ? {} : args.active ? active : inactive),
   };
-}
+});
 
 builder.queryFields((t) => ({
   accessTokens: t.prismaConnection(
@@ -57,11 +62,12 @@ builder.queryFields((t) => ({
       authScopes: { admin: true },
       args: {
         kind: t.arg({ type: AccessTokenKindEnum }),
-        customerId: t.arg.id({ description: "Only this customer's sessions" }),
+        customerId: t.arg.id({ description: "Only this customer's sessions (a deleted customer's too)" }),
+        externalCustomerId: t.arg.string({ description: "Only the sessions of the customer with this externalId (give customerId or this, not both)" }),
         active: t.arg.boolean({ description: "true: only tokens neither revoked nor expired; false: only those that are" }),
       },
-      totalCount: (_root, args, ctx) => ctx.db.accessToken.count({ where: accessTokensWhere(ctx, args) }),
-      resolve: (query, _root, args, ctx) => ctx.db.accessToken.findMany({ ...query, where: accessTokensWhere(ctx, args), orderBy: { id: "asc" } }),
+      totalCount: async (_root, args, ctx) => ctx.db.accessToken.count({ where: await accessTokensWhere(ctx, args) }),
+      resolve: async (query, _root, args, ctx) => ctx.db.accessToken.findMany({ ...query, where: await accessTokensWhere(ctx, args), orderBy: { id: "asc" } }),
     },
     { name: "AccessTokenConnection" },
     { name: "AccessTokenEdge" },

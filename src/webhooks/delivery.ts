@@ -40,6 +40,8 @@ export interface WebhookSettings {
   maxResponseBytes: number;
   /** WEBHOOK_POLL_MS: how often the worker looks for work */
   pollMs: number;
+  /** WEBHOOK_RETENTION_DAYS, in ms: succeeded deliveries and dispatched outbox rows older than this are pruned (by the scheduler) */
+  retentionMs: number;
 }
 
 export const DEFAULT_WEBHOOK_SETTINGS: Omit<WebhookSettings, "key"> = {
@@ -49,6 +51,7 @@ export const DEFAULT_WEBHOOK_SETTINGS: Omit<WebhookSettings, "key"> = {
   timeoutMs: 10_000,
   maxResponseBytes: 64 * 1024,
   pollMs: 1_000,
+  retentionMs: 30 * 86_400_000,
 };
 
 /** Longest wait between two attempts, whatever the doubling says. */
@@ -234,7 +237,8 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
       for (const d of due) {
         if (stopped) break;
         const sequence = String(d.sequence);
-        const body = JSON.stringify({ type: d.eventType, timestamp: asDate(d.messageCreatedAt).toISOString(), sequence: Number(sequence), data: JSON.parse(d.payload) });
+        // The contract's body, exactly { type, timestamp, data }; the per-endpoint sequence goes in a header of its own.
+        const body = JSON.stringify({ type: d.eventType, timestamp: asDate(d.messageCreatedAt).toISOString(), data: JSON.parse(d.payload) });
         const webhookId = `msg_${d.messageId}`;
         const sentAt = new Date();
         const headers = { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(sentAt.getTime() / 1000)), "webhook-signature": webhook.sign(webhookId, sentAt, body), "webhook-sequence": sequence };
