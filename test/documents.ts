@@ -1176,3 +1176,75 @@ export const BalanceAlerts = graphql(`
     }
   }
 `);
+
+export const CreditSystemFields = graphql(`
+  fragment CreditSystemFields on Meter {
+    id
+    name
+    creditSystem
+    creditRates {
+      meter {
+        id
+      }
+      creditsPerUnit
+      effectiveAt
+    }
+  }
+`);
+
+export const CreateCreditSystem = graphql(`
+  mutation CreateCreditSystem($input: CreateCreditSystemInput!) {
+    createCreditSystem(input: $input) {
+      __typename
+      ...CreditSystemFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const SetCreditRate = graphql(`
+  mutation SetCreditRate($input: SetCreditRateInput!) {
+    setCreditRate(input: $input) {
+      __typename
+      ...CreditSystemFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const RatedLedger = graphql(`
+  query RatedLedger($customerId: ID, $meterId: ID, $first: Int) {
+    ledger(customerId: $customerId, meterId: $meterId, first: $first) {
+      edges {
+        node {
+          kind
+          units
+          balanceAfter
+          eventCount
+          creditsPerUnit
+          ratedMeter {
+            id
+          }
+        }
+      }
+    }
+  }
+`);
+
+export const SessionBalances = graphql(`
+  query SessionBalances {
+    customerMeters(first: 50) {
+      edges {
+        node {
+          balance
+          consumedUnits
+          meter {
+            id
+            creditSystem
+            creditSystemId
+          }
+        }
+      }
+    }
+  }
+`);

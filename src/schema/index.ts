@@ -5,6 +5,7 @@ import "./customer.ts";
 import "./access-token.ts";
 import "./customer-state.ts";
 import "./meter.ts";
+import "./credit-system.ts";
 import "./balance.ts";
 import "./event.ts";
 import "./grant.ts";
