@@ -30,7 +30,7 @@ async function setRate(input: SetCreditRateInput) {
 
 const ledgerOf = async (c: string, m: string) => (await t.ok(RatedLedger, { customerId: c, meterId: m, first: 1000 })).ledger.edges.map((e) => e.node);
 const events = (name: string, c: string, n: number, timestamp?: Date, metadata?: object) =>
-  Array.from({ length: n }, () => ({ name, customerId: c, timestamp, metadata }));
+  Array.from({ length: n }, () => ({ name, customerId: c, timestamp: timestamp?.toISOString(), metadata }));
 
 /** A pool fed by an API-call meter at 1 credit and a premium meter at 5 (the seeds' glossary). */
 async function seedsPool() {
@@ -99,7 +99,7 @@ describe("credit systems", () => {
     const before = t.advance(0);
     const changeAt = new Date(before.getTime() + 60_000);
     await ingest(t, events(calls, c, 10, new Date(before.getTime() - 1000)));
-    expect((await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "2.5", effectiveAt: changeAt })).creditRates).toEqual(
+    expect((await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "2.5", effectiveAt: changeAt.toISOString() })).creditRates).toEqual(
       expect.arrayContaining([{ meter: { id: api }, creditsPerUnit: "2.5", effectiveAt: changeAt.toISOString() }]),
     );
     const after = t.advance(120_000);
@@ -110,7 +110,7 @@ describe("credit systems", () => {
     const draws = (await ledgerOf(c, pool)).filter((e) => e.kind === "USAGE").map((e) => ({ units: e.units, rate: e.creditsPerUnit, events: e.eventCount }));
     expect(draws).toEqual(expect.arrayContaining([{ units: "-10", rate: "1", events: 10 }, { units: "-4", rate: "1", events: 4 }, { units: "-15", rate: "2.5", events: 6 }]));
     expect(draws).toHaveLength(3);
-    const at = async (when: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: pool, at: when })).balanceAt;
+    const at = async (when: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: pool, at: when.toISOString() })).balanceAt;
     expect(await at(new Date(before.getTime() + 1))).toBe("990");
     expect(await at(after)).toBe("971");
   });

@@ -1248,3 +1248,52 @@ export const SessionBalances = graphql(`
     }
   }
 `);
+
+export const AutoTopUpFields = graphql(`
+  fragment AutoTopUpFields on AutoTopUp {
+    id
+    belowUnits
+    productId
+    maxPerMonth
+    armed
+    customer {
+      id
+    }
+    meter {
+      id
+    }
+  }
+`);
+
+export const SetAutoTopUp = graphql(`
+  mutation SetAutoTopUp($input: SetAutoTopUpInput!) {
+    setAutoTopUp(input: $input) {
+      __typename
+      ...AutoTopUpFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const RemoveAutoTopUp = graphql(`
+  mutation RemoveAutoTopUp($input: RemoveAutoTopUpInput!) {
+    removeAutoTopUp(input: $input) {
+      __typename
+      ...AutoTopUpFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const TopUpAlerts = graphql(`
+  subscription TopUpAlerts($customerId: ID, $meterId: ID) {
+    balanceAlerts(customerId: $customerId, meterId: $meterId) {
+      id
+      type
+      availableUnits
+      threshold
+      productId
+      idempotencyKey
+    }
+  }
+`);

@@ -21,6 +21,7 @@ import { formatUnits, UNIT_SCALE } from "./units.ts";
 import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
 import { recordCrossings, watchedBalances } from "./alerts.ts";
 import { writeOutbox, type OutboxEvent } from "./outbox.ts";
+import { recordTopUps, topUpRules } from "./topups.ts";
 import { drawOf, rateAt, ratedMeters, type RatedMeter } from "./credit-systems.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
@@ -658,17 +659,20 @@ export class BalanceBook {
   }
 
   /**
-   * The balance alerts the written rows cross (src/domain/alerts.ts): nothing is read for an organization
-   * without rules; otherwise the levels, and the holds of watched rows whose holds this write did not read.
+   * The balance alerts and auto top-ups the written rows cross (src/domain/alerts.ts, src/domain/topups.ts):
+   * nothing is read for an organization without rules; otherwise the levels and rules, and the holds of
+   * watched rows whose holds this write did not read.
    */
   private async alerts(): Promise<OutboxEvent[]> {
     const written = this.order.map((k) => this.rows.get(k)!).map((b) => ({ organizationId: b.organizationId, customerId: b.customerId, meterId: b.meterId, balance: b.credited - b.consumed, held: b.held }));
     const watched = await watchedBalances(this.sql, written);
-    if (!watched.length) return [];
-    const unread = watched.filter((w) => w.balance.held === null).map((w) => w.balance);
+    const topUps = await topUpRules(this.sql, written, this.now);
+    if (!watched.length && !topUps.length) return [];
+    const unread = [...watched, ...topUps].filter((w) => w.balance.held === null).map((w) => w.balance);
     const held = unread.length ? await heldUnits(this.sql, unread, this.now) : new Map<string, bigint>();
-    const known = watched.map(({ balance: b, rule }) => ({ rule, balance: { ...b, held: b.held ?? held.get(balanceKey(b.customerId, b.meterId)) ?? 0n } }));
-    return recordCrossings(this.sql, known, this.now);
+    const known = <R>(list: { balance: (typeof written)[number]; rule: R }[]) =>
+      list.map(({ balance: b, rule }) => ({ rule, balance: { ...b, held: b.held ?? held.get(balanceKey(b.customerId, b.meterId)) ?? 0n } }));
+    return [...(await recordCrossings(this.sql, known(watched), this.now)), ...(await recordTopUps(this.sql, known(topUps), this.now))];
   }
 
   /** Rows this book created that no applied adjustment reached (only refused ones asked for them) do not stay. */

@@ -14,5 +14,6 @@ import "./subscription.ts";
 import "./ledger.ts";
 import "./authorization.ts";
 import "./webhook.ts";
+import "./topup.ts";
 
 export const schema = builder.toSchema();
