@@ -76,6 +76,22 @@ describe("credit systems", () => {
     expect(seen).toHaveLength(3);
   });
 
+  it("tiered packs (the README's example): three one-time products at volume prices, each order grants its tier on the pool", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const tier = async (units: string, amount: string) => product(t, [await benefit(t, pool, units)], { prices: [{ type: "FIXED", amount, currency: "usd" }] });
+    const [small, medium, large] = [await tier("1000", "10000"), await tier("10000", "80000"), await tier("50000", "300000")];
+    const c = await customer(t);
+    await order(t, c, small);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "1000" });
+    await order(t, c, small); // packs stack
+    await order(t, c, medium);
+    await order(t, c, large);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "62000", creditedUnits: "62000" });
+    await ingest(t, events(calls, c, 2));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "61998" });
+    expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: "2" });
+  });
+
   it("rounds each event's draw half away from zero to the micro-credit", async () => {
     const name = unique("tokens");
     const m = await meter(t, "SUM", { property: "n", filter: named(name) });
