@@ -17,7 +17,23 @@ export interface IngestResult {
 /** `afterCalls` runs once the service has answered every call, before the floor (e.g. to read its memory). */
 export async function batchIngest(ctx: Context, afterCalls: () => void = () => {}): Promise<IngestResult> {
   const o = ctx.options;
-  const events = generateEvents(o.events, o.customers, o.seed, "e");
+  const { events, load: result } = await ingestCalls(ctx, "e");
+  afterCalls();
+  // The floor's own tables: any organization id of the service's shape does (the API does not show it).
+  const organizationId = orderedId();
+  const { customerIds, meterIds } = ctx.seeded;
+  const floor =
+    o.engine === "postgresql"
+      ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds)
+      : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds);
+  if (floor.events !== o.events) throw new BenchFailure(`raw floor stored ${floor.events} of ${o.events} events`);
+  return { load: result, eventsPerSecond: o.events / result.seconds, floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) } };
+}
+
+/** The service's part of a batch ingest: `events` new events (externalIds `idPrefix`0…) in calls of `batch`. */
+export async function ingestCalls(ctx: Context, idPrefix: string): Promise<{ events: BenchEvent[]; load: Load }> {
+  const o = ctx.options;
+  const events = generateEvents(o.events, o.customers, o.seed, idPrefix);
   const batches: { body: string; events: BenchEvent[] }[] = [];
   for (let i = 0; i < events.length; i += o.batch) {
     const slice = events.slice(i, i + o.batch);
@@ -41,16 +57,7 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
       ),
     ],
   });
-  if (failure) throw new BenchFailure(`batch ingest: ${failure}`);
-  ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
-  afterCalls();
-  // The floor's own tables: any organization id of the service's shape does (the API does not show it).
-  const organizationId = orderedId();
-  const { customerIds, meterIds } = ctx.seeded;
-  const floor =
-    o.engine === "postgresql"
-      ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds)
-      : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds);
-  if (floor.events !== o.events) throw new BenchFailure(`raw floor stored ${floor.events} of ${o.events} events`);
-  return { load: result, eventsPerSecond: o.events / result.seconds, floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) } };
+  if (failure) throw new BenchFailure(`batch ingest ${idPrefix}: ${failure}`);
+  ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s)`);
+  return { events, load: result };
 }
