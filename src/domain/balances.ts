@@ -309,7 +309,8 @@ export class BalanceBook {
     const needsHeld = new Set<string>();
     const storedHolds = new Map<string, bigint>();
     const values = new Map<string, Set<string>>();
-    const using = new Set(wanted.flatMap((w) => w.adjustments.filter((a) => a.usage || a.direct || a.hold).map((a) => a.meterId)));
+    // Counted usage says whether its meter is rated (`timed`): plain ingestion reads no rates.
+    const using = new Set(wanted.flatMap((w) => w.adjustments.filter((a) => a.usage?.timed || a.direct || a.hold).map((a) => a.meterId)));
     if (using.size) book.rated = await ratedMeters(sql, [...using]);
     for (const { organizationId, adjustments } of wanted) {
       for (const a of adjustments) {
