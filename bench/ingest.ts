@@ -17,7 +17,7 @@ export interface IngestResult {
 }
 
 /** `events` sent to the service in calls of `batch`, `ingestConnections` in flight; acknowledged events go into the books. */
-async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<Load> {
+export async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<Load> {
   const o = ctx.options;
   const batches: { body: string; events: BenchEvent[] }[] = [];
   for (let i = 0; i < events.length; i += o.batch) {

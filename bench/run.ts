@@ -26,6 +26,7 @@ import path from "node:path";
 import type { Context, Options } from "./context.ts";
 import { BenchFailure, memoryOf, printTable, startProcess, type Row, type Server } from "./harness.ts";
 import { batchIngest, batchIngestWithAlerts } from "./ingest.ts";
+import { ratedIngest } from "./rated.ts";
 import { pushLatency } from "./push.ts";
 import { authorize, customerMeterReads, customerStateReads, floors, reserveCommit, singleEventCalls } from "./scenarios.ts";
 import { seed } from "./seed.ts";
@@ -183,6 +184,9 @@ async function main(): Promise<number> {
         ratioName: "alerts/ingest",
       });
       notes.push(`alerts: ingest with a rule on every customer's usage balances at ${(a.eventsPerSecond / i.eventsPerSecond).toFixed(2)}× plain ingest (target ≥ 0.90×: alerts cost ≤ 10 %)`);
+      log("batch ingest again, requests and tokens now rated meters of one credit system");
+      const r = await ratedIngest(ctx);
+      rows.push({ scenario: "ingest, rated meters (credit system)", unit: "events/s", rate: r.eventsPerSecond, p50: r.load.p50, p99: r.load.p99, floor: { name: "plain ingest above", rate: i.eventsPerSecond }, ratioName: "rated/plain ingest" });
     }
     if (wants("calls")) {
       log(`1-event ingest calls on ${options.connections} connections`);

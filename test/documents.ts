@@ -1270,3 +1270,124 @@ export const PortalBalance = graphql(`
     }
   }
 `);
+
+export const CreditSystemFields = graphql(`
+  fragment CreditSystemFields on Meter {
+    id
+    name
+    creditSystem
+    creditRates {
+      meter {
+        id
+      }
+      creditsPerUnit
+      effectiveAt
+    }
+  }
+`);
+
+export const CreateCreditSystem = graphql(`
+  mutation CreateCreditSystem($input: CreateCreditSystemInput!) {
+    createCreditSystem(input: $input) {
+      __typename
+      ...CreditSystemFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const SetCreditRate = graphql(`
+  mutation SetCreditRate($input: SetCreditRateInput!) {
+    setCreditRate(input: $input) {
+      __typename
+      ...CreditSystemFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const RatedLedger = graphql(`
+  query RatedLedger($customerId: ID, $meterId: ID, $first: Int) {
+    ledger(customerId: $customerId, meterId: $meterId, first: $first) {
+      edges {
+        node {
+          kind
+          units
+          balanceAfter
+          eventCount
+          creditsPerUnit
+          ratedMeter {
+            id
+          }
+        }
+      }
+    }
+  }
+`);
+
+export const SessionBalances = graphql(`
+  query SessionBalances {
+    customerMeters(first: 50) {
+      edges {
+        node {
+          balance
+          consumedUnits
+          meter {
+            id
+            creditSystem
+            creditSystemId
+          }
+        }
+      }
+    }
+  }
+`);
+
+export const AutoTopUpFields = graphql(`
+  fragment AutoTopUpFields on AutoTopUp {
+    id
+    belowUnits
+    productId
+    maxPerMonth
+    armed
+    customer {
+      id
+    }
+    meter {
+      id
+    }
+  }
+`);
+
+export const SetAutoTopUp = graphql(`
+  mutation SetAutoTopUp($input: SetAutoTopUpInput!) {
+    setAutoTopUp(input: $input) {
+      __typename
+      ...AutoTopUpFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const RemoveAutoTopUp = graphql(`
+  mutation RemoveAutoTopUp($input: RemoveAutoTopUpInput!) {
+    removeAutoTopUp(input: $input) {
+      __typename
+      ...AutoTopUpFields
+      ...ErrorFields
+    }
+  }
+`);
+
+export const TopUpAlerts = graphql(`
+  subscription TopUpAlerts($customerId: ID, $meterId: ID) {
+    balanceAlerts(customerId: $customerId, meterId: $meterId) {
+      id
+      type
+      availableUnits
+      threshold
+      productId
+      idempotencyKey
+    }
+  }
+`);

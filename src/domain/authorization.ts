@@ -55,6 +55,8 @@ interface Target {
   customerId: string;
   meterId: string;
   creditsOnly: boolean;
+  /** the credit system a rated meter draws from (its overage policy decides creditsOnly), else null */
+  poolMeterId: string | null;
   /** As of the lookup: the stored balance, what live holds take from it, and whether time has changed it since. */
   snapshot: { balance: bigint; held: bigint; due: boolean };
 }
@@ -71,9 +73,9 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
   const lookup = customerLookup(input, "input");
   const sql = sqlOf(db);
   const at = sql.date(now);
-  const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; overage: unknown; balance: unknown; held: unknown; due: unknown }>(
-    `SELECT c."id" AS "customerId", m."id" AS "meterId", m."archivedAt" AS "archived",
-            ${overageAllowed.sql(`c."id"`, `m."id"`)} AS "overage",
+  const [found] = await sql.query<{ customerId: string; meterId: string; archived: unknown; pool: string | null; overage: unknown; balance: unknown; held: unknown; due: unknown }>(
+    `SELECT c."id" AS "customerId", m."id" AS "meterId", m."archivedAt" AS "archived", m."creditPoolId" AS "pool",
+            ${overageAllowed.sql(`c."id"`, `COALESCE(m."creditPoolId", m."id")`)} AS "overage",
             cm."balance" AS "balance",
             (SELECT SUM(r."units") FROM "Reservation" r
               WHERE r."customerId" = c."id" AND r."meterId" = m."id" AND ${holdLive.sql(sql, 1, "r")}) AS "held",
@@ -97,7 +99,9 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
     customerId: found.customerId,
     meterId: found.meterId,
     creditsOnly: !truthy(found.overage),
-    snapshot: { balance: big(found.balance), held: big(found.held), due: truthy(found.due) },
+    poolMeterId: found.pool,
+    // a rated meter's own balance says nothing of its pool's: only the locked check decides
+    snapshot: { balance: big(found.balance), held: big(found.held), due: found.pool !== null || truthy(found.due) },
   };
 }
 
@@ -162,6 +166,7 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
   const ttl = input.ttlSeconds ?? DEFAULT_HOLD_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOLD_SECONDS) throw new InvalidInputError(`must be an integer from 1 to ${MAX_HOLD_SECONDS}`, "input.ttlSeconds");
   const t = await target(db, organizationId, input, now);
+  if (t.poolMeterId !== null) throw new InvalidInputError("a rated meter cannot hold units yet: reserve credits on its credit system instead", "input.meterId");
   const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, reservation: r });
   const existing = await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation");
   if (existing) return answer(existing);

@@ -21,6 +21,8 @@ import { formatUnits, UNIT_SCALE } from "./units.ts";
 import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
 import { recordCrossings, watchedBalances } from "./alerts.ts";
 import { writeOutbox, type OutboxEvent } from "./outbox.ts";
+import { recordTopUps, topUpRules } from "./topups.ts";
+import { drawOf, rateAt, ratedMeters, type RatedMeter } from "./credit-systems.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
 export interface UsageDelta {
@@ -43,6 +45,8 @@ export interface UsageDelta {
   credit: bigint;
   creditEvents: number;
   lastCreditEventId: string | null;
+  /** a rated meter's counted values with their events' timestamps, each drawn from the pool at its rate */
+  timed?: { at: Date; value: bigint }[];
 }
 
 /** A new grant (already inserted by the caller with remainingUnits = units). */
@@ -73,6 +77,18 @@ export interface DirectUsage {
   description?: string | null;
 }
 
+/** Credits a rated meter's usage draws from its pool (src/domain/credit-systems.ts), at one rate. */
+export interface Draw {
+  /** micro-credits, ≥ 0 */
+  units: bigint;
+  ratedMeterId: string;
+  /** micro-credits per unit */
+  creditsPerUnit: bigint;
+  eventId: string | null;
+  eventCount: number;
+  description: string | null;
+}
+
 /**
  * Everything that happens to one (customer, meter) in one transaction, applied as due grant activations and
  * expiries → removals → credits → usage → direct usage.
@@ -84,6 +100,8 @@ export interface BalanceAdjustment {
   credits?: CreditDelta[];
   usage?: UsageDelta;
   direct?: DirectUsage;
+  /** a credit system's pool: what its rated meters' usage draws, one ledger entry each */
+  draws?: Draw[];
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
   hold?: bigint;
   /**
@@ -270,6 +288,8 @@ export class BalanceBook {
   /** keys in the order they were first written */
   private readonly order: string[] = [];
   private readonly nowValue: Date | string;
+  /** rated meters among those the adjustments touch: their usage also draws from their pool */
+  private rated = new Map<string, RatedMeter>();
 
   private constructor(
     private readonly sql: Sql,
@@ -289,9 +309,18 @@ export class BalanceBook {
     const needsHeld = new Set<string>();
     const storedHolds = new Map<string, bigint>();
     const values = new Map<string, Set<string>>();
+    // Counted usage says whether its meter is rated (`timed`): plain ingestion reads no rates.
+    const using = new Set(wanted.flatMap((w) => w.adjustments.filter((a) => a.usage?.timed || a.direct || a.hold).map((a) => a.meterId)));
+    if (using.size) book.rated = await ratedMeters(sql, [...using]);
     for (const { organizationId, adjustments } of wanted) {
       for (const a of adjustments) {
         const k = balanceKey(a.customerId, a.meterId);
+        const rated = book.rated.get(a.meterId);
+        if (rated) {
+          const pool = balanceKey(a.customerId, rated.poolMeterId);
+          if (!pairs.has(pool)) pairs.set(pool, { organizationId, customerId: a.customerId, meterId: rated.poolMeterId });
+          if (a.creditsOnly || a.hold) needsHeld.add(pool);
+        }
         if (!pairs.has(k)) pairs.set(k, { organizationId, customerId: a.customerId, meterId: a.meterId });
         if (a.creditsOnly || a.hold) needsHeld.add(k);
         if (a.hold && a.holdStored) storedHolds.set(k, (storedHolds.get(k) ?? 0n) + a.hold);
@@ -405,7 +434,7 @@ export class BalanceBook {
     const drafts = new Map<string, Balance>();
     const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map(), events: [] };
     const out: BalanceChange[] = [];
-    for (const a of adjustments) {
+    for (const a of this.rated.size ? adjustments.flatMap((a) => this.withDraws(a)) : adjustments) {
       const k = balanceKey(a.customerId, a.meterId);
       let draft = drafts.get(k);
       if (!draft) {
@@ -433,15 +462,49 @@ export class BalanceBook {
     return out;
   }
 
+  /**
+   * A rated meter's adjustment as two: what it draws from its pool, checked there (credits-only, a hold),
+   * then its own counting, which never refuses. Any other adjustment as it is.
+   */
+  private withDraws(a: BalanceAdjustment): BalanceAdjustment[] {
+    const rated = this.rated.get(a.meterId);
+    if (!rated) return [a];
+    const draws = new Map<bigint, Draw>();
+    const draw = (units: bigint, perUnit: bigint, eventId: string | null, eventCount: number, description: string | null) => {
+      let d = draws.get(perUnit);
+      if (!d) draws.set(perUnit, (d = { units: 0n, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId, eventCount: 0, description }));
+      d.units += drawOf(units, perUnit);
+      d.eventCount += eventCount;
+      d.eventId = eventId ?? d.eventId;
+    };
+    const u = a.usage;
+    if (u?.timed) {
+      for (const t of u.timed) draw(t.value, rateAt(rated.rates, t.at).perUnit, null, 1, null);
+      for (const d of draws.values()) d.eventId = u.lastEventId;
+    }
+    const current = rateAt(rated.rates, this.now).perUnit;
+    if (a.direct) draw(a.direct.units, current, null, 0, a.direct.description ?? null);
+    const pool: BalanceAdjustment = {
+      customerId: a.customerId,
+      meterId: rated.poolMeterId,
+      draws: [...draws.values()],
+      creditsOnly: a.creditsOnly,
+      field: a.field,
+      ...(a.hold ? { hold: drawOf(a.hold, current) } : {}),
+    };
+    const own: BalanceAdjustment = { ...a, creditsOnly: false, hold: undefined, holdStored: undefined, covered: undefined, released: undefined };
+    return draws.size || pool.hold ? [pool, own] : [own];
+  }
+
   /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */
   private applyOne(b: Balance, a: BalanceAdjustment, staged: Staged): BalanceChange | null {
     const now = this.now;
     const start = { aggSum: b.agg.aggSum, consumed: b.consumed, credited: b.credited };
-    const entry = (kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now) => {
+    const entry = (kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now, rated: Draw | null = null) => {
       if (at > b.at) b.at = at;
       b.sequence++;
       const occurredAt = at === now && b.at === now ? this.nowValue : this.sql.date(b.at);
-      staged.ledger.push([orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, this.nowValue]);
+      staged.ledger.push([orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, rated?.ratedMeterId ?? null, rated?.creditsPerUnit ?? null, this.nowValue]);
     };
     let balance = b.credited - b.consumed;
     const grantEvent = (type: "credit_grant.created" | "credit_grant.expired", grantId: string, units: bigint, at: Date) =>
@@ -538,6 +601,11 @@ export class BalanceBook {
       consume(a.direct.units);
       entry("USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
     }
+    for (const d of a.draws ?? []) {
+      b.direct += d.units;
+      consume(d.units);
+      entry("USAGE", -d.units, balance, null, d.eventId, d.eventCount, d.description, now, d);
+    }
     const hold = a.hold ?? 0n;
     if (a.creditsOnly && (used > (a.covered ?? 0n) || hold > 0n) && availableUnits(balance, held) - hold < 0n) {
       const available = availableUnits(balanceBeforeUse, held);
@@ -584,7 +652,7 @@ export class BalanceBook {
     );
     await this.sql.insertMany(
       "LedgerEntry",
-      ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "createdAt"],
+      ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "ratedMeterId", "creditsPerUnit", "createdAt"],
       this.ledger,
     );
     await writeOutbox(this.sql, [...this.events, ...(await this.alerts())], this.now);
@@ -592,17 +660,20 @@ export class BalanceBook {
   }
 
   /**
-   * The balance alerts the written rows cross (src/domain/alerts.ts): nothing is read for an organization
-   * without rules; otherwise the levels, and the holds of watched rows whose holds this write did not read.
+   * The balance alerts and auto top-ups the written rows cross (src/domain/alerts.ts, src/domain/topups.ts):
+   * nothing is read for an organization without rules; otherwise the levels and rules, and the holds of
+   * watched rows whose holds this write did not read.
    */
   private async alerts(): Promise<OutboxEvent[]> {
     const written = this.order.map((k) => this.rows.get(k)!).map((b) => ({ organizationId: b.organizationId, customerId: b.customerId, meterId: b.meterId, balance: b.credited - b.consumed, held: b.held }));
     const watched = await watchedBalances(this.sql, written);
-    if (!watched.length) return [];
-    const unread = watched.filter((w) => w.balance.held === null).map((w) => w.balance);
+    const topUps = await topUpRules(this.sql, written, this.now);
+    if (!watched.length && !topUps.length) return [];
+    const unread = [...watched, ...topUps].filter((w) => w.balance.held === null).map((w) => w.balance);
     const held = unread.length ? await heldUnits(this.sql, unread, this.now) : new Map<string, bigint>();
-    const known = watched.map(({ balance: b, rule }) => ({ rule, balance: { ...b, held: b.held ?? held.get(balanceKey(b.customerId, b.meterId)) ?? 0n } }));
-    return recordCrossings(this.sql, known, this.now);
+    const known = <R>(list: { balance: (typeof written)[number]; rule: R }[]) =>
+      list.map(({ balance: b, rule }) => ({ rule, balance: { ...b, held: b.held ?? held.get(balanceKey(b.customerId, b.meterId)) ?? 0n } }));
+    return [...(await recordCrossings(this.sql, known(watched), this.now)), ...(await recordTopUps(this.sql, known(topUps), this.now))];
   }
 
   /** Rows this book created that no applied adjustment reached (only refused ones asked for them) do not stay. */

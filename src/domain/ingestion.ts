@@ -74,6 +74,8 @@ interface ValidEvent extends EventLike {
 export interface CountableEvent {
   id: string;
   customerId: string;
+  /** when the usage happened: rated meters draw at the rate in force then */
+  timestamp: Date;
   counted: Counted[];
 }
 
@@ -193,6 +195,7 @@ export function usageAdjustments(events: CountableEvent[]): BalanceAdjustment[] 
       }
       u.count++;
       u.sum += value;
+      if (m.rated) (u.timed ??= []).push({ at: e.timestamp, value });
       u.max = u.max === null || value > u.max ? value : u.max;
       u.min = u.min === null || value < u.min ? value : u.min;
     }
@@ -270,11 +273,11 @@ async function customersAndMeters(sql: Sql, organizationId: string, ids: string[
   const byId = sql.textIn("id", ids, 2);
   const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
   const org = sql.param(2 + byId.values.length + byExternal.values.length);
-  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null; negative: string | null }>(
-    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property", NULL AS "negative" FROM "Customer"
+  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null; negative: string | null; pool: string | null }>(
+    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property", NULL AS "negative", NULL AS "pool" FROM "Customer"
       WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${byId.clause} OR ${byExternal.clause})
      UNION ALL
-     SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty", "negativeValues" FROM "Meter"
+     SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId" FROM "Meter"
       WHERE "organizationId" = ${org} AND "archivedAt" IS NULL
      ORDER BY 1, 2`,
     [organizationId, ...byId.values, ...byExternal.values, organizationId],
@@ -286,7 +289,7 @@ async function customersAndMeters(sql: Sql, organizationId: string, ids: string[
     if (r.kind === "M") {
       // jsonb arrives parsed from PostgreSQL, as text from SQLite
       const filter = typeof r.filter === "string" ? JSON.parse(r.filter) : r.filter;
-      meters.push(toActiveMeter({ id: r.id, filter: filter as never, aggregationFunc: r.func!, aggregationProperty: r.property, negativeValues: r.negative! }));
+      meters.push(toActiveMeter({ id: r.id, filter: filter as never, aggregationFunc: r.func!, aggregationProperty: r.property, negativeValues: r.negative!, creditPoolId: r.pool }));
       continue;
     }
     known.add(r.id);
@@ -357,7 +360,7 @@ const ingestKind: JobKind<IngestJob> = {
         if (!insertedIds.has(e.id)) continue;
         plan.inserted.push(e.id);
         const customerId = e.customerId ?? linked.get(e.id);
-        if (customerId) plan.countable.push({ id: e.id, customerId, counted: e.counted, index: e.index });
+        if (customerId) plan.countable.push({ id: e.id, customerId, timestamp: e.timestamp, counted: e.counted, index: e.index });
       }
       // Each event counts on the meters its call was validated against.
       plan.adjustments = usageAdjustments(plan.countable);
@@ -456,14 +459,14 @@ async function linkLateCustomers(sql: Sql, organizationId: string, events: Valid
 export async function countPendingEvents(sql: Sql, tx: Db, organizationId: string, customerId: string, externalId: string, now: Date): Promise<BalanceChange[]> {
   const pending = await tx.event.findMany({
     where: { organizationId, externalCustomerId: externalId, customerId: null },
-    select: { id: true, name: true, metadata: true },
+    select: { id: true, name: true, metadata: true, timestamp: true },
   });
   if (!pending.length) return [];
   await tx.event.updateMany({ where: { id: { in: pending.map((e) => e.id) } }, data: { customerId } });
   const meters = await activeMeters(tx, organizationId);
   const events = pending.map((e) => {
     const event = { name: e.name, metadata: e.metadata as Metadata };
-    return { id: e.id, customerId, counted: countEvent(event, meters, { field: null, strict: false }).counted };
+    return { id: e.id, customerId, timestamp: e.timestamp, counted: countEvent(event, meters, { field: null, strict: false }).counted };
   });
   return adjustBalances(sql, organizationId, usageAdjustments(events), now);
 }

@@ -26,6 +26,8 @@ export interface ActiveMeter {
   filter: MeterFilter;
   aggregation: Aggregation;
   negativeValues: NegativeValues;
+  /** feeds a credit system: its counted values keep their events' timestamps, to be rated */
+  rated: boolean;
 }
 
 /** Per-organization limits on what every ingested event is matched against (see src/config.ts). */
@@ -138,12 +140,13 @@ export async function archiveMeter(db: Db, organizationId: string, id: string): 
   return db.meter.update({ where: { id }, data: { archivedAt: new Date() } });
 }
 
-export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationFunc" | "aggregationProperty" | "negativeValues">): ActiveMeter {
+export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationFunc" | "aggregationProperty" | "negativeValues" | "creditPoolId">): ActiveMeter {
   return {
     id: meter.id,
     filter: meter.filter as unknown as MeterFilter,
     aggregation: { func: meter.aggregationFunc as Aggregation["func"], property: meter.aggregationProperty },
     negativeValues: meter.negativeValues === "CREDIT" ? "CREDIT" : "REJECT",
+    rated: meter.creditPoolId !== null,
   };
 }
 
@@ -151,7 +154,7 @@ export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationF
 export async function activeMeters(db: Pick<Db, "meter">, organizationId: string): Promise<ActiveMeter[]> {
   const meters = await db.meter.findMany({
     where: { organizationId, archivedAt: null },
-    select: { id: true, filter: true, aggregationFunc: true, aggregationProperty: true, negativeValues: true },
+    select: { id: true, filter: true, aggregationFunc: true, aggregationProperty: true, negativeValues: true, creditPoolId: true },
     orderBy: { id: "asc" },
   });
   return meters.map(toActiveMeter);

@@ -12,6 +12,7 @@ import { isUniqueViolation } from "./prisma-errors.ts";
 import { endSubscriptionNow } from "./subscriptions.ts";
 import { inTransaction } from "./transactions.ts";
 import { orderEvent, subscriptionEvent, writeOutbox } from "./outbox.ts";
+import { completeTopUp } from "./topups.ts";
 
 export const ORDER_STATUSES = ["PAID", "REFUNDED"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -75,6 +76,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
         },
       });
       await writeOutbox(sql, [orderEvent("order.created", order)], now);
+      if (input.idempotencyKey) await completeTopUp(sql, organizationId, input.idempotencyKey, order.id, now);
       const adjustments = await grantBenefits(tx, organizationId, customer.id, benefits, { orderId: order.id, subscriptionId: subscription?.id, periodEnd: subscription?.currentPeriodEnd }, now);
       return { value: order, changes: await adjustBalances(sql, organizationId, adjustments, now) };
     });

@@ -5,7 +5,7 @@ import type { Sql } from "../db/sql.ts";
 import { orderedId } from "./ids.ts";
 import { formatUnits } from "./units.ts";
 
-/** Every event type a webhook endpoint can ask for (topup.requested is issue 17's: listed, not raised yet). */
+/** Every event type a webhook endpoint can ask for. */
 export const WEBHOOK_EVENT_TYPES = [
   "balance.low",
   "balance.depleted",
@@ -21,8 +21,8 @@ export const WEBHOOK_EVENT_TYPES = [
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 
-/** The alert types among them: also pushed to `balanceAlerts` subscribers. */
-export const ALERT_TYPES = ["balance.low", "balance.depleted", "balance.recovered"] as const satisfies readonly WebhookEventType[];
+/** The alert types among them: also pushed to `balanceAlerts` subscribers (topup.requested: src/domain/topups.ts). */
+export const ALERT_TYPES = ["balance.low", "balance.depleted", "balance.recovered", "topup.requested"] as const satisfies readonly WebhookEventType[];
 export type AlertType = (typeof ALERT_TYPES)[number];
 export const isAlertType = (type: string): type is AlertType => (ALERT_TYPES as readonly string[]).includes(type);
 

@@ -5,6 +5,7 @@ import "./customer.ts";
 import "./access-token.ts";
 import "./customer-state.ts";
 import "./meter.ts";
+import "./credit-system.ts";
 import "./balance.ts";
 import "./event.ts";
 import "./grant.ts";
@@ -13,5 +14,6 @@ import "./subscription.ts";
 import "./ledger.ts";
 import "./authorization.ts";
 import "./webhook.ts";
+import "./topup.ts";
 
 export const schema = builder.toSchema();

@@ -41,6 +41,13 @@ builder.prismaObject("LedgerEntry", {
     }),
     eventCount: t.exposeInt("eventCount", { description: "USAGE: how many events the entry covers" }),
     description: t.exposeString("description", { nullable: true }),
+    ratedMeter: t.field({
+      type: MeterObject,
+      nullable: true,
+      description: "A credit system's USAGE: the rated meter the draw came from",
+      resolve: (e, _args, ctx) => (e.ratedMeterId ? ctx.db.meter.findUnique({ where: { id: e.ratedMeterId } }) : null),
+    }),
+    creditsPerUnit: t.expose("creditsPerUnit", { type: "Decimal", nullable: true, description: "A credit system's USAGE: the rate the draw was made at" }),
   }),
 });
 

@@ -5,7 +5,7 @@ import { listBalanceAlerts, setBalanceAlert } from "../domain/alert-rules.ts";
 import type { AlertRule } from "../domain/alerts.ts";
 import { parseUnits } from "../domain/units.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { isAlertType, WEBHOOK_EVENT_TYPES } from "../domain/outbox.ts";
+import { isAlertType, WEBHOOK_EVENT_TYPES, type AlertType } from "../domain/outbox.ts";
 import { createWebhookEndpoint, deleteWebhookEndpoint, DELIVERY_STATUSES, eventTypesOf, redeliverWebhook, updateWebhookEndpoint } from "../domain/webhooks.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
@@ -199,22 +199,26 @@ const AlertTypeEnum = builder.enumType("BalanceAlertType", {
     LOW: { description: "balance.low: available units fell below the rule's lowBalanceUnits" },
     DEPLETED: { description: "balance.depleted: available units reached zero or less" },
     RECOVERED: { description: "balance.recovered: back at or above the threshold (above zero without one)" },
+    TOPUP_REQUESTED: { description: "topup.requested: available units fell below an auto top-up's belowUnits; createOrder with idempotencyKey completes it" },
   },
 });
 
 interface AlertRecord {
   id: string;
-  type: "LOW" | "DEPLETED" | "RECOVERED";
+  type: "LOW" | "DEPLETED" | "RECOVERED" | "TOPUP_REQUESTED";
   customerId: string;
   meterId: string;
   balance: string;
   availableUnits: string;
   threshold: string;
+  /** TOPUP_REQUESTED: the product to order and the key that completes the request */
+  productId?: string;
+  idempotencyKey?: string;
   occurredAt: Date;
 }
 
 const BalanceAlertObject = builder.objectRef<AlertRecord>("BalanceAlert").implement({
-  description: "A balance crossed its alert rule's line; the same alert the balance.* webhooks carry (id = the webhook-id without msg_).",
+  description: "A balance crossed its alert rule's or auto top-up's line; the same alert the balance.* and topup.requested webhooks carry (id = the webhook-id without msg_).",
   fields: (t) => ({
     id: t.exposeID("id"),
     type: t.field({ type: AlertTypeEnum, resolve: (a) => a.type }),
@@ -224,8 +228,18 @@ const BalanceAlertObject = builder.objectRef<AlertRecord>("BalanceAlert").implem
     availableUnits: t.field({ type: "Decimal", description: "balance − held units: what was compared with the threshold", resolve: (a) => parseUnits(a.availableUnits) }),
     threshold: t.field({ type: "Decimal", description: "The line crossed: lowBalanceUnits, or 0 for DEPLETED", resolve: (a) => parseUnits(a.threshold) }),
     occurredAt: t.expose("occurredAt", { type: "DateTime" }),
+    productId: t.id({ nullable: true, description: "TOPUP_REQUESTED: the product the auto top-up buys", resolve: (a) => a.productId ?? null }),
+    idempotencyKey: t.string({ nullable: true, description: "TOPUP_REQUESTED: give it to createOrder to complete the top-up (once)", resolve: (a) => a.idempotencyKey ?? null }),
   }),
 });
+
+/** The alert type of an outbox row's event type. */
+const ALERT_TYPE_OF: Record<AlertType, AlertRecord["type"]> = {
+  "balance.low": "LOW",
+  "balance.depleted": "DEPLETED",
+  "balance.recovered": "RECOVERED",
+  "topup.requested": "TOPUP_REQUESTED",
+};
 
 builder.subscriptionFields((t) => ({
   balanceAlerts: t.field({
@@ -252,7 +266,7 @@ builder.subscriptionFields((t) => ({
       const row = await ctx.db.outboxMessage.findUnique({ where: { id: payload.id } });
       if (!row || !isAlertType(row.type)) throw new NotFoundError("No such alert", "id");
       const data = JSON.parse(row.payload) as Omit<AlertRecord, "id" | "type" | "occurredAt">;
-      return { ...data, id: row.id, type: row.type.slice("balance.".length).toUpperCase() as AlertRecord["type"], occurredAt: row.createdAt };
+      return { ...data, id: row.id, type: ALERT_TYPE_OF[row.type], occurredAt: row.createdAt };
     },
   }),
 }));

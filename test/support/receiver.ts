@@ -1,6 +1,9 @@
 // A webhook receiver on a loopback port: records every request and answers with the statuses it is told
 // (200 once the list runs out). Every signature is checked by the test with standardwebhooks' Webhook.verify.
 import { createServer, type IncomingHttpHeaders } from "node:http";
+import { Webhook } from "standardwebhooks";
+import { CreateWebhookEndpoint } from "../documents.ts";
+import type { TestApp } from "./app.ts";
 
 export interface Received {
   headers: IncomingHttpHeaders;
@@ -38,4 +41,17 @@ export async function tickUntil(workers: { tick(): Promise<void> }[], done: () =
     await Promise.all(workers.map((w) => w.tick()));
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * A receiver subscribed (through the API) to `eventTypes`: `verified()` answers what it got so far, each
+ * signature checked with standardwebhooks.
+ */
+export async function subscribedReceiver(t: TestApp, eventTypes: string[]) {
+  const receiver = await startReceiver();
+  const { createWebhookEndpoint } = await t.ok(CreateWebhookEndpoint, { input: { url: receiver.url, eventTypes } });
+  if (createWebhookEndpoint.__typename !== "CreatedWebhookEndpoint") throw new Error(JSON.stringify(createWebhookEndpoint));
+  const wh = new Webhook(createWebhookEndpoint.secret);
+  const verified = () => receiver.received.map((r) => ({ id: String(r.headers["webhook-id"]), ...(wh.verify(r.body, r.headers as Record<string, string>) as { type: string; data: Record<string, string> }) }));
+  return { ...receiver, verified };
 }

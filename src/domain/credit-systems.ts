@@ -1,0 +1,155 @@
+// Credit systems: one pool of credits (a Meter of its own, so every balance API works on it) that rated
+// meters draw from. Usage on a rated meter is counted on its own balance as usual and draws
+// units × creditsPerUnit from the pool in the same write (BalanceBook, src/domain/balances.ts); each event is
+// rated at the rate in force at its timestamp. A meter feeds at most one pool.
+//
+// Exactness: rates are Decimals with at most 6 decimals (micro-credits per unit), units are micro-units, so a
+// draw is units × rate / 10^6 micro-credits, rounded half away from zero to the micro-credit — per event for
+// counted usage (so the draw never depends on how events were batched), per call for authorizeUsage.
+import type { Db } from "../db/client.ts";
+import type { Sql } from "../db/sql.ts";
+import { asDate } from "../db/sql.ts";
+import type { Meter } from "../generated/prisma-postgresql/client.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { requireMeter } from "./meters.ts";
+import { UNIT_SCALE } from "./units.ts";
+
+/** Aggregations whose consumption is a sum of per-event values, so each event's draw can be rated on its own. */
+const RATEABLE = ["COUNT", "SUM"];
+/** A pool counts no event: an empty OR filter matches nothing. */
+const POOL_FILTER = { conjunction: "OR", clauses: [] };
+
+export interface RateInput {
+  meterId: string;
+  /** micro-credits per unit, > 0 */
+  creditsPerUnit: bigint;
+}
+
+export interface CreditSystemInput {
+  name: string;
+  rates: RateInput[];
+}
+
+export interface SetCreditRateInput {
+  creditSystemId: string;
+  meterId: string;
+  creditsPerUnit: bigint;
+  effectiveAt?: Date | null;
+}
+
+/** One rate of a rated meter, from `at` on. */
+export interface Rate {
+  at: Date;
+  /** micro-credits per unit */
+  perUnit: bigint;
+}
+
+/** A rated meter's pool and its rates, oldest first. */
+export interface RatedMeter {
+  poolMeterId: string;
+  rates: Rate[];
+}
+
+/** Micro-credits `units` (micro-units) draw at `perUnit`: rounded half away from zero to the micro-credit. */
+export function drawOf(units: bigint, perUnit: bigint): bigint {
+  const n = units * perUnit;
+  const q = n / UNIT_SCALE;
+  const r = n % UNIT_SCALE;
+  if (2n * (r < 0n ? -r : r) >= UNIT_SCALE) return q + (n < 0n ? -1n : 1n);
+  return q;
+}
+
+/** The rate in force at `at`: the latest that took effect at or before it (the first one before any). */
+export function rateAt(rates: Rate[], at: Date): Rate {
+  let found = rates[0]!;
+  for (const r of rates) if (r.at.getTime() <= at.getTime()) found = r;
+  return found;
+}
+
+/** The rated meters among `meterIds`, with their pool and rates (one statement). */
+export async function ratedMeters(sql: Sql, meterIds: string[]): Promise<Map<string, RatedMeter>> {
+  const out = new Map<string, RatedMeter>();
+  if (!meterIds.length) return out;
+  const list = sql.textIn("meterId", meterIds);
+  const rows = await sql.query<{ meterId: string; poolMeterId: string; creditsPerUnit: bigint | number | string; effectiveAt: Date | string }>(
+    `SELECT "meterId", "poolMeterId", "creditsPerUnit", "effectiveAt" FROM "CreditRate" WHERE ${list.clause} ORDER BY "effectiveAt"`,
+    list.values,
+  );
+  for (const r of rows) {
+    let rated = out.get(r.meterId);
+    if (!rated) out.set(r.meterId, (rated = { poolMeterId: r.poolMeterId, rates: [] }));
+    rated.rates.push({ at: asDate(r.effectiveAt), perUnit: BigInt(r.creditsPerUnit) });
+  }
+  return out;
+}
+
+function checkRate(perUnit: bigint, field: string): void {
+  if (perUnit <= 0n) throw new InvalidInputError("must be greater than 0", field);
+}
+
+/** A meter that may start feeding a pool: the organization's, active, additive, not a pool, not rated yet. */
+function checkRateable(meter: Meter, field: string): void {
+  if (meter.archivedAt) throw new ConflictError("The meter is archived", field);
+  if (meter.creditSystem) throw new InvalidInputError("a credit system cannot feed another one", field);
+  if (!RATEABLE.includes(meter.aggregationFunc)) throw new InvalidInputError(`only COUNT and SUM meters can be rated (this one is ${meter.aggregationFunc})`, field);
+}
+
+/**
+ * A new pool meter fed by `rates`' meters from now on. Each meter is claimed with a conditional update, so a
+ * meter claimed by a concurrent call (or already feeding a pool) refuses the whole creation.
+ */
+export async function createCreditSystem(db: Db, organizationId: string, input: CreditSystemInput, now = new Date()): Promise<Meter> {
+  const name = input.name.trim();
+  if (!name || name.length > 200) throw new InvalidInputError("must be 1 to 200 characters", "input.name");
+  if (!input.rates.length) throw new InvalidInputError("must name at least one meter", "input.rates");
+  const seen = new Set<string>();
+  for (const [i, r] of input.rates.entries()) {
+    if (seen.has(r.meterId)) throw new InvalidInputError("names a meter twice", `input.rates.${i}.meterId`);
+    seen.add(r.meterId);
+    checkRate(r.creditsPerUnit, `input.rates.${i}.creditsPerUnit`);
+    checkRateable(await requireMeter(db, organizationId, r.meterId, `input.rates.${i}.meterId`), `input.rates.${i}.meterId`);
+  }
+  return db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    const pool = await tx.meter.create({
+      data: { organizationId, name, filter: POOL_FILTER, aggregationFunc: "COUNT", aggregationProperty: null, creditSystem: true },
+    });
+    for (const [i, r] of input.rates.entries()) {
+      const { count } = await tx.meter.updateMany({ where: { id: r.meterId, organizationId, creditPoolId: null }, data: { creditPoolId: pool.id } });
+      if (count !== 1) throw new ConflictError("The meter already feeds a credit system", `input.rates.${i}.meterId`);
+      await tx.creditRate.create({ data: { organizationId, poolMeterId: pool.id, meterId: r.meterId, creditsPerUnit: r.creditsPerUnit, effectiveAt: now } });
+    }
+    return pool;
+  });
+}
+
+/**
+ * Rate `meterId`'s usage into the credit system from `effectiveAt` (default now) on; usage timestamped
+ * earlier keeps the rate it had. A meter not feeding any pool joins this one; one feeding another is refused.
+ */
+export async function setCreditRate(db: Db, organizationId: string, input: SetCreditRateInput, now = new Date()): Promise<Meter> {
+  checkRate(input.creditsPerUnit, "input.creditsPerUnit");
+  const pool = await requireMeter(db, organizationId, input.creditSystemId, "input.creditSystemId");
+  if (!pool.creditSystem) throw new NotFoundError("No such credit system", "input.creditSystemId");
+  const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  checkRateable(meter, "input.meterId");
+  const effectiveAt = input.effectiveAt ?? now;
+  return db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    if (meter.creditPoolId !== pool.id) {
+      const { count } = await tx.meter.updateMany({ where: { id: meter.id, creditPoolId: null }, data: { creditPoolId: pool.id } });
+      if (count !== 1) throw new ConflictError("The meter already feeds another credit system", "input.meterId");
+    }
+    await tx.creditRate.upsert({
+      where: { meterId_effectiveAt: { meterId: meter.id, effectiveAt } },
+      create: { organizationId, poolMeterId: pool.id, meterId: meter.id, creditsPerUnit: input.creditsPerUnit, effectiveAt },
+      update: { creditsPerUnit: input.creditsPerUnit },
+    });
+    return pool;
+  });
+}
+
+/** A credit system's rates, per meter, oldest first. */
+export function creditRates(db: Db, poolMeterId: string) {
+  return db.creditRate.findMany({ where: { poolMeterId }, orderBy: [{ meterId: "asc" }, { effectiveAt: "asc" }] });
+}

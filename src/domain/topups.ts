@@ -1,0 +1,171 @@
+// Auto top-up: per customer and meter (a credit system's pool included), "below N available, top up with
+// product P, at most K times a calendar month (UTC)". Like balance alerts (src/domain/alerts.ts) it is state:
+// a rule is armed while available credits are at or above N; the balance write (BalanceBook.write) that takes
+// them below N disarms it with a conditional update and, in the same transaction, records one TopUpRequest
+// and its `topup.requested` outbox event (webhook and `balanceAlerts`) carrying an idempotency key. The
+// balance row is locked by that write (PostgreSQL; SQLite has one writer), so concurrent usage on any node
+// records one request per crossing. `createOrder` with the key completes the request; the credits it grants
+// re-arm the rule once available is back at or above N. A month's cap reached leaves the rule armed, so the
+// first write below N in the next month asks again.
+import type { Db } from "../db/client.ts";
+import type { Sql } from "../db/sql.ts";
+import type { AutoTopUp } from "../generated/prisma-postgresql/client.ts";
+import { requireProduct } from "./catalog.ts";
+import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { orderedId } from "./ids.ts";
+import { requireMeter } from "./meters.ts";
+import type { OutboxEvent } from "./outbox.ts";
+import { formatUnits } from "./units.ts";
+
+export interface AutoTopUpInput extends CustomerRef {
+  meterId: string;
+  /** micro-units, ≥ 0 */
+  belowUnits: bigint;
+  productId: string;
+  maxPerMonth?: number | null;
+}
+
+/** How long a node trusts "this organization has no auto top-up" (a rule set on another node counts within this). */
+export const TOPUP_CACHE_MS = 5_000;
+const known = new Map<string, { at: number; any: boolean }>();
+
+/** The calendar month (UTC) a request counts against. */
+export const monthOf = (at: Date) => at.toISOString().slice(0, 7);
+
+export async function setAutoTopUp(db: Db, organizationId: string, input: AutoTopUpInput): Promise<AutoTopUp> {
+  const customer = await resolveCustomerRef(db, organizationId, input, "input");
+  await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  await requireProduct(db, organizationId, input.productId, "input.productId");
+  if (input.belowUnits < 0n) throw new InvalidInputError("must be 0 or more", "input.belowUnits");
+  const max = input.maxPerMonth ?? null;
+  if (max !== null && (!Number.isInteger(max) || max < 1)) throw new InvalidInputError("must be an integer of at least 1", "input.maxPerMonth");
+  const data = { belowUnits: input.belowUnits, productId: input.productId, maxPerMonth: max, armed: true };
+  const rule = await db.autoTopUp.upsert({
+    where: { customerId_meterId: { customerId: customer.id, meterId: input.meterId } },
+    create: { organizationId, customerId: customer.id, meterId: input.meterId, ...data },
+    update: data,
+  });
+  known.delete(organizationId);
+  return rule;
+}
+
+/** Remove the rule; answers it as it was. */
+export async function removeAutoTopUp(db: Db, organizationId: string, input: CustomerRef & { meterId: string }): Promise<AutoTopUp> {
+  const customer = await resolveCustomerRef(db, organizationId, input, "input");
+  const rule = await db.autoTopUp.findUnique({ where: { customerId_meterId: { customerId: customer.id, meterId: input.meterId } } });
+  if (!rule || rule.organizationId !== organizationId) throw new NotFoundError("No auto top-up for this customer and meter", "input.meterId");
+  await db.autoTopUp.deleteMany({ where: { id: rule.id } });
+  return rule;
+}
+
+export function autoTopUpsOf(db: Db, organizationId: string, customerId: string) {
+  return db.autoTopUp.findMany({ where: { organizationId, customerId }, orderBy: { id: "asc" } });
+}
+
+async function anyRules(sql: Sql, organizationId: string): Promise<boolean> {
+  const cached = known.get(organizationId);
+  if (cached && Date.now() - cached.at < TOPUP_CACHE_MS) return cached.any;
+  const [row] = await sql.query<{ n: unknown }>(`SELECT COUNT(*) AS "n" FROM "AutoTopUp" WHERE "organizationId" = ${sql.param(1)}`, [organizationId]);
+  const any = Number(row?.n ?? 0) > 0;
+  known.set(organizationId, { at: Date.now(), any });
+  return any;
+}
+
+export interface TopUpRule {
+  id: string;
+  organizationId: string;
+  customerId: string;
+  meterId: string;
+  belowUnits: bigint;
+  productId: string;
+  maxPerMonth: number | null;
+  armed: boolean;
+  /** requests already recorded this month */
+  used: number;
+}
+
+/** The written balances with an auto top-up rule, with it (no statement for organizations without rules). */
+export async function topUpRules<B extends { organizationId: string; customerId: string; meterId: string }>(sql: Sql, balances: B[], now: Date): Promise<{ balance: B; rule: TopUpRule }[]> {
+  const wanted: B[] = [];
+  for (const b of balances) if (await anyRules(sql, b.organizationId)) wanted.push(b);
+  if (!wanted.length) return [];
+
+  // parameters in the order they appear (SQLite numbers `?` by position)
+  const inPairs = sql.pairsIn("customerId", "meterId", wanted, 2);
+  const rows = await sql.query<{ id: string; organizationId: string; customerId: string; meterId: string; belowUnits: unknown; productId: string; maxPerMonth: unknown; armed: unknown; used: unknown }>(
+    `SELECT a."id", a."organizationId", a."customerId", a."meterId", a."belowUnits", a."productId", a."maxPerMonth", a."armed",
+            (SELECT COUNT(*) FROM "TopUpRequest" r WHERE r."autoTopUpId" = a."id" AND r."month" = ${sql.param(1)}) AS "used"
+       FROM "AutoTopUp" a WHERE ${inPairs.clause}`,
+    [monthOf(now), ...inPairs.values],
+  );
+  const byPair = new Map(wanted.map((b) => [`${b.customerId} ${b.meterId}`, b]));
+  return rows.map((r) => ({
+    balance: byPair.get(`${r.customerId} ${r.meterId}`)!,
+    rule: {
+      id: r.id,
+      organizationId: r.organizationId,
+      customerId: r.customerId,
+      meterId: r.meterId,
+      belowUnits: BigInt(r.belowUnits as string),
+      productId: r.productId,
+      maxPerMonth: r.maxPerMonth === null ? null : Number(r.maxPerMonth),
+      armed: r.armed === true || Number(r.armed) === 1,
+      used: Number(r.used),
+    },
+  }));
+}
+
+/**
+ * Disarm the rules whose balance fell below their line (and record a request for each, within the month's
+ * cap) and re-arm those back at or above it. Answers the topup.requested events for the outbox.
+ */
+export async function recordTopUps(sql: Sql, watched: { balance: { balance: bigint; held: bigint }; rule: TopUpRule }[], now: Date): Promise<OutboxEvent[]> {
+  const events: OutboxEvent[] = [];
+  const at = sql.date(now);
+  for (const { balance: b, rule } of watched) {
+    const available = b.balance - b.held;
+    if (available >= rule.belowUnits) {
+      if (!rule.armed) await sql.execute(`UPDATE "AutoTopUp" SET "armed" = TRUE, "updatedAt" = ${sql.param(1)} WHERE "id" = ${sql.param(2)}`, [at, rule.id]);
+      continue;
+    }
+    if (!rule.armed || (rule.maxPerMonth !== null && rule.used >= rule.maxPerMonth)) continue;
+    const disarmed = await sql.execute(
+      `UPDATE "AutoTopUp" SET "armed" = FALSE, "updatedAt" = ${sql.param(1)} WHERE "id" = ${sql.param(2)} AND "armed" = TRUE`,
+      [at, rule.id],
+    );
+    if (disarmed !== 1) continue;
+    const id = orderedId();
+    const idempotencyKey = `topup_${id}`;
+    await sql.insertMany(
+      "TopUpRequest",
+      ["id", "organizationId", "autoTopUpId", "customerId", "meterId", "productId", "idempotencyKey", "month", "status", "createdAt"],
+      [[id, rule.organizationId, rule.id, rule.customerId, rule.meterId, rule.productId, idempotencyKey, monthOf(now), "REQUESTED", at]],
+    );
+    events.push({
+      organizationId: rule.organizationId,
+      type: "topup.requested",
+      data: {
+        customerId: rule.customerId,
+        meterId: rule.meterId,
+        balance: formatUnits(b.balance),
+        availableUnits: formatUnits(available),
+        threshold: formatUnits(rule.belowUnits),
+        productId: rule.productId,
+        idempotencyKey,
+        topUpRequestId: id,
+        autoTopUpId: rule.id,
+      },
+    });
+  }
+  return events;
+}
+
+/** createOrder with a request's idempotency key completes it (in the order's transaction). */
+export async function completeTopUp(sql: Sql, organizationId: string, idempotencyKey: string, orderId: string, now: Date): Promise<void> {
+  await sql.execute(
+    `UPDATE "TopUpRequest" SET "status" = 'COMPLETED', "orderId" = ${sql.param(1)}, "completedAt" = ${sql.param(2)}
+      WHERE "organizationId" = ${sql.param(3)} AND "idempotencyKey" = ${sql.param(4)} AND "status" = 'REQUESTED'`,
+    [orderId, sql.date(now), organizationId, idempotencyKey],
+  );
+}

@@ -1,0 +1,196 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { AuthorizeUsage, BalanceAt, CreateCreditSystem, CreateSession, RatedLedger, SessionBalances, SetCreditRate } from "./documents.ts";
+import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
+import { startTestApp, type TestApp } from "./support/app.ts";
+import { balanceOf, benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
+
+let t: TestApp;
+const T0 = new Date("2026-06-01T00:00:00.000Z");
+
+beforeAll(async () => {
+  t = await startTestApp({ limits: { rateLimitPerSecond: 1_000_000, rateLimitBurst: 1_000_000 } });
+  t.setNow(T0);
+});
+afterAll(() => t?.close());
+
+let serial = 0;
+const unique = (what: string) => `${what}-${++serial}-${Math.random().toString(36).slice(2, 6)}`;
+
+async function creditSystem(input: CreateCreditSystemInput) {
+  const { createCreditSystem } = await t.ok(CreateCreditSystem, { input });
+  if (createCreditSystem.__typename !== "Meter") throw new Error(JSON.stringify(createCreditSystem));
+  return createCreditSystem;
+}
+
+async function setRate(input: SetCreditRateInput) {
+  const { setCreditRate } = await t.ok(SetCreditRate, { input });
+  if (setCreditRate.__typename !== "Meter") throw new Error(JSON.stringify(setCreditRate));
+  return setCreditRate;
+}
+
+const ledgerOf = async (c: string, m: string) => (await t.ok(RatedLedger, { customerId: c, meterId: m, first: 1000 })).ledger.edges.map((e) => e.node);
+const events = (name: string, c: string, n: number, timestamp?: Date, metadata?: object) =>
+  Array.from({ length: n }, () => ({ name, customerId: c, timestamp: timestamp?.toISOString(), metadata }));
+
+/** A pool fed by an API-call meter at 1 credit and a premium meter at 5 (the seeds' glossary). */
+async function seedsPool() {
+  const calls = unique("call");
+  const premium = unique("premium");
+  const api = await meter(t, "COUNT", { filter: named(calls) });
+  const pro = await meter(t, "COUNT", { filter: named(premium) });
+  const pool = await creditSystem({ name: "credits", rates: [{ meterId: api, creditsPerUnit: "1" }, { meterId: pro, creditsPerUnit: "5" }] });
+  return { api, pro, pool: pool.id, calls, premium };
+}
+
+describe("credit systems", () => {
+  it("the seeds' example: a 10,000 pack, 100 calls at 1 and 20 premium calls at 5 leave 9,800; a session sees the pool and each feature", async () => {
+    const { api, pro, pool, calls, premium } = await seedsPool();
+    const c = await customer(t);
+    await order(t, c, await product(t, [await benefit(t, pool, "10000")]));
+    await ingest(t, [...events(calls, c, 100), ...events(premium, c, 20)]);
+
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "9800", creditedUnits: "10000", consumedUnits: "200" });
+    expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: "100" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "20" });
+
+    const draws = (await ledgerOf(c, pool)).filter((e) => e.kind === "USAGE");
+    expect(draws).toHaveLength(2);
+    expect(draws).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ units: "-100", eventCount: 100, creditsPerUnit: "1", ratedMeter: { id: api } }),
+        expect.objectContaining({ units: "-100", eventCount: 20, creditsPerUnit: "5", ratedMeter: { id: pro } }),
+      ]),
+    );
+    expect(draws.at(-1)!.balanceAfter).toBe("9800");
+
+    const { createCustomerSession } = await t.ok(CreateSession, { customerId: c });
+    if (createCustomerSession.__typename !== "CustomerSession") throw new Error(JSON.stringify(createCustomerSession));
+    const seen = (await t.ok(SessionBalances, {}, createCustomerSession.token)).customerMeters.edges.map((e) => e.node);
+    expect(seen).toEqual(
+      expect.arrayContaining([
+        { balance: "9800", consumedUnits: "200", meter: { id: pool, creditSystem: true, creditSystemId: null } },
+        expect.objectContaining({ consumedUnits: "100", meter: { id: api, creditSystem: false, creditSystemId: pool } }),
+        expect.objectContaining({ consumedUnits: "20", meter: { id: pro, creditSystem: false, creditSystemId: pool } }),
+      ]),
+    );
+    expect(seen).toHaveLength(3);
+  });
+
+  it("tiered packs (the README's example): three one-time products at volume prices, each order grants its tier on the pool", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const tier = async (units: string, amount: string) => product(t, [await benefit(t, pool, units)], { prices: [{ type: "FIXED", amount, currency: "usd" }] });
+    const [small, medium, large] = [await tier("1000", "10000"), await tier("10000", "80000"), await tier("50000", "300000")];
+    const c = await customer(t);
+    await order(t, c, small);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "1000" });
+    await order(t, c, small); // packs stack
+    await order(t, c, medium);
+    await order(t, c, large);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "62000", creditedUnits: "62000" });
+    await ingest(t, events(calls, c, 2));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "61998" });
+    expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: "2" });
+  });
+
+  it("rounds each event's draw half away from zero to the micro-credit", async () => {
+    const name = unique("tokens");
+    const m = await meter(t, "SUM", { property: "n", filter: named(name) });
+    const pool = (await creditSystem({ name: "tokens", rates: [{ meterId: m, creditsPerUnit: "0.333333" }] })).id;
+    const c = await customer(t);
+    await grant(t, c, pool, "10");
+    // 1.5 × 0.333333 = 0.4999995 → 0.5 per event (the batch total 0.9999990 would round to 0.999999)
+    await ingest(t, events(name, c, 2, undefined, { n: 1.5 }));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "9", consumedUnits: "1" });
+    // 0.000001 × 0.333333 = 0.000000333333 → 0
+    await ingest(t, events(name, c, 1, undefined, { n: 0.000001 }));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "9" });
+    expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "3.000001" });
+  });
+
+  it("a rate change at t: usage timestamped before t keeps the old rate, in the ledger and in balanceAt", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "1000");
+    t.setNow(new Date(T0.getTime() + 3_600_000));
+    const before = t.advance(0);
+    const changeAt = new Date(before.getTime() + 60_000);
+    await ingest(t, events(calls, c, 10, new Date(before.getTime() - 1000)));
+    expect((await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "2.5", effectiveAt: changeAt.toISOString() })).creditRates).toEqual(
+      expect.arrayContaining([{ meter: { id: api }, creditsPerUnit: "2.5", effectiveAt: changeAt.toISOString() }]),
+    );
+    const after = t.advance(120_000);
+    // late: timestamped before the change, counted after it
+    await ingest(t, [...events(calls, c, 4, new Date(changeAt.getTime() - 1)), ...events(calls, c, 6, new Date(changeAt.getTime() + 1000))]);
+
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: String(1000 - 10 - 4 - 6 * 2.5) });
+    const draws = (await ledgerOf(c, pool)).filter((e) => e.kind === "USAGE").map((e) => ({ units: e.units, rate: e.creditsPerUnit, events: e.eventCount }));
+    expect(draws).toEqual(expect.arrayContaining([{ units: "-10", rate: "1", events: 10 }, { units: "-4", rate: "1", events: 4 }, { units: "-15", rate: "2.5", events: 6 }]));
+    expect(draws).toHaveLength(3);
+    const at = async (when: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: pool, at: when.toISOString() })).balanceAt;
+    expect(await at(new Date(before.getTime() + 1))).toBe("990");
+    expect(await at(after)).toBe("971");
+  });
+
+  it("refuses meters that cannot be rated or already feed a pool, naming the input", async () => {
+    const { api, pool } = await seedsPool();
+    const max = await meter(t, "MAX", { property: "n", filter: named(unique("max")) });
+    const refused = async (input: CreateCreditSystemInput) => (await t.ok(CreateCreditSystem, { input })).createCreditSystem;
+    expect(await refused({ name: "x", rates: [{ meterId: api, creditsPerUnit: "1" }] })).toMatchObject({ __typename: "ConflictError", field: "input.rates.0.meterId" });
+    expect(await refused({ name: "x", rates: [{ meterId: max, creditsPerUnit: "1" }] })).toMatchObject({ __typename: "InvalidInputError", field: "input.rates.0.meterId" });
+    expect(await refused({ name: "x", rates: [{ meterId: pool, creditsPerUnit: "1" }] })).toMatchObject({ __typename: "InvalidInputError", field: "input.rates.0.meterId" });
+    expect(await refused({ name: "x", rates: [{ meterId: max, creditsPerUnit: "0" }] })).toMatchObject({ __typename: "InvalidInputError", field: "input.rates.0.creditsPerUnit" });
+    expect(await refused({ name: "x", rates: [] })).toMatchObject({ __typename: "InvalidInputError", field: "input.rates" });
+    const other = (await creditSystem({ name: "other", rates: [{ meterId: await meter(t, "COUNT", { filter: named(unique("o")) }), creditsPerUnit: "1" }] })).id;
+    expect((await t.ok(SetCreditRate, { input: { creditSystemId: other, meterId: api, creditsPerUnit: "2" } })).setCreditRate).toMatchObject({
+      __typename: "ConflictError",
+      field: "input.meterId",
+    });
+    expect((await t.ok(SetCreditRate, { input: { creditSystemId: api, meterId: api, creditsPerUnit: "2" } })).setCreditRate).toMatchObject({
+      __typename: "NotFoundError",
+      field: "input.creditSystemId",
+    });
+  });
+});
+
+describe("authorizeUsage on rated meters", () => {
+  async function authorize(customerId: string, meterId: string, units: string) {
+    const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId, meterId, units } });
+    if (authorizeUsage.__typename !== "UsageAuthorization") throw new Error(JSON.stringify(authorizeUsage));
+    return authorizeUsage;
+  }
+
+  it("deducts units × the current rate from the pool and answers the pool's balance", async () => {
+    const { api, pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "12");
+    expect(await authorize(c, pro, "2")).toMatchObject({ allowed: true, balance: "2" });
+    expect(await authorize(c, pro, "1")).toMatchObject({ allowed: false, balance: "2", code: "INSUFFICIENT_CREDITS" });
+    expect(await authorize(c, api, "2")).toMatchObject({ allowed: true, balance: "0" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "2" });
+    expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: "2" });
+  });
+
+  it("64 concurrent clients on two rated meters of one pool never overdraw it", async () => {
+    const { api, pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "100");
+    const client = async (i: number) => {
+      const drawn = { api: 0, pro: 0 };
+      for (let n = 0; n < 8; n++) {
+        const onPro = (i + n) % 2 === 0;
+        if ((await authorize(c, onPro ? pro : api, "1")).allowed) drawn[onPro ? "pro" : "api"]++;
+      }
+      return drawn;
+    };
+    const all = await Promise.all(Array.from({ length: 64 }, (_, i) => client(i)));
+    const apiCalls = all.reduce((s, d) => s + d.api, 0);
+    const proCalls = all.reduce((s, d) => s + d.pro, 0);
+    const left = 100 - apiCalls - 5 * proCalls;
+    expect(left).toBeGreaterThanOrEqual(0);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: String(left), consumedUnits: String(100 - left) });
+    expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: String(apiCalls) });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: String(proCalls) });
+    // 512 calls for at most 100 credits: the pool ran dry (less than one API call's credit is left)
+    expect(left).toBe(0);
+  }, 180_000);
+});
