@@ -28,7 +28,7 @@ async function setRate(input: SetCreditRateInput) {
   return setCreditRate;
 }
 
-const ledgerOf = async (c: string, m: string) => (await t.ok(RatedLedger, { customerId: c, meterId: m, first: 1000 })).ledger.edges.map((e) => e.node);
+const ledgerOf = async (c: string, m: string) => (await t.ok(RatedLedger, { customerId: c, meterId: m, first: 100 })).ledger.edges.map((e) => e.node);
 const events = (name: string, c: string, n: number, timestamp?: Date, metadata?: object) =>
   Array.from({ length: n }, () => ({ name, customerId: c, timestamp: timestamp?.toISOString(), metadata }));
 
