@@ -172,7 +172,7 @@ async function main(): Promise<number> {
         ratioName: "ingest/raw",
       });
       rows.push({ scenario: "floor: same rows by the raw driver", unit: "events/s", rate: i.floor.eventsPerSecond });
-      log(`batch ingest with alert rules on every customer: ${options.events} more events`);
+      log(`batch ingest with and without alert rules, interleaved: ${2 * Math.floor(options.events / 2)} events each`);
       const a = await batchIngestWithAlerts(ctx);
       rows.push({
         scenario: "ingest with alert rules on every customer",
@@ -180,10 +180,10 @@ async function main(): Promise<number> {
         rate: a.eventsPerSecond,
         p50: a.load.p50,
         p99: a.load.p99,
-        floor: { name: "ingest, same run, no rules", rate: i.eventsPerSecond },
+        floor: { name: "ingest without rules, interleaved (ABBA)", rate: a.plainEventsPerSecond },
         ratioName: "alerts/ingest",
       });
-      notes.push(`alerts: ingest with a rule on every customer's usage balances at ${(a.eventsPerSecond / i.eventsPerSecond).toFixed(2)}× plain ingest (target ≥ 0.90×: alerts cost ≤ 10 %)`);
+      notes.push(`alerts: ingest with a rule on every customer's usage balances at ${(a.eventsPerSecond / a.plainEventsPerSecond).toFixed(2)}× ingest without rules measured around it (plain, rules, rules, plain; target ≥ 0.90×: alerts cost ≤ 10 %)`);
       log("batch ingest again, requests and tokens now rated meters of one credit system");
       const r = await ratedIngest(ctx);
       rows.push({ scenario: "ingest, rated meters (credit system)", unit: "events/s", rate: r.eventsPerSecond, p50: r.load.p50, p99: r.load.p99, floor: { name: "plain ingest above", rate: i.eventsPerSecond }, ratioName: "rated/plain ingest" });
