@@ -8,6 +8,7 @@
 //
 // Rules are cached per organization (RULES_CACHE_MS): a write of an organization without rules costs no
 // statement at all beyond a lookup every few seconds.
+import { LRUCache } from "lru-cache";
 import type { Sql } from "../db/sql.ts";
 import type { AlertType, OutboxEvent } from "./outbox.ts";
 import { formatUnits } from "./units.ts";
@@ -35,7 +36,8 @@ interface RuleSet {
   customers: Map<string, AlertRule>;
 }
 
-const cache = new Map<string, { loadedAt: number; rules: RuleSet | null }>();
+/** organizationId → its rules (null: none), for RULES_CACHE_MS; bounded like the other per-node caches. */
+const cache = new LRUCache<string, { rules: RuleSet | null }>({ max: 10_000, ttl: RULES_CACHE_MS });
 const key = (customerId: string, meterId: string) => `${customerId} ${meterId}`;
 
 export interface RuleRow {
@@ -62,7 +64,7 @@ const RULE_COLUMNS = `"id", "organizationId", "customerId", "meterId", "lowBalan
 
 async function rulesOf(sql: Sql, organizationId: string): Promise<RuleSet | null> {
   const cached = cache.get(organizationId);
-  if (cached && Date.now() - cached.loadedAt < RULES_CACHE_MS) return cached.rules;
+  if (cached) return cached.rules;
   const rows = await sql.query<RuleRow>(`SELECT ${RULE_COLUMNS} FROM "BalanceAlertRule" WHERE "organizationId" = ${sql.param(1)}`, [organizationId]);
   let rules: RuleSet | null = null;
   if (rows.length) {
@@ -72,7 +74,7 @@ async function rulesOf(sql: Sql, organizationId: string): Promise<RuleSet | null
       else rules.customers.set(key(rule.customerId, rule.meterId), rule);
     }
   }
-  cache.set(organizationId, { loadedAt: Date.now(), rules });
+  cache.set(organizationId, { rules });
   return rules;
 }
 

@@ -7,6 +7,7 @@
 // records one request per crossing. `createOrder` with the key completes the request; the credits it grants
 // re-arm the rule once available is back at or above N. A month's cap reached leaves the rule armed, so the
 // first write below N in the next month asks again.
+import { LRUCache } from "lru-cache";
 import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import type { AutoTopUp } from "../generated/prisma-postgresql/client.ts";
@@ -28,7 +29,8 @@ export interface AutoTopUpInput extends CustomerRef {
 
 /** How long a node trusts "this organization has no auto top-up" (a rule set on another node counts within this). */
 export const TOPUP_CACHE_MS = 5_000;
-const known = new Map<string, { at: number; any: boolean }>();
+/** organizationId → whether it has any auto top-up, for TOPUP_CACHE_MS. */
+const known = new LRUCache<string, boolean>({ max: 10_000, ttl: TOPUP_CACHE_MS });
 
 /** The calendar month (UTC) a request counts against. */
 export const monthOf = (at: Date) => at.toISOString().slice(0, 7);
@@ -65,10 +67,10 @@ export function autoTopUpsOf(db: Db, organizationId: string, customerId: string)
 
 async function anyRules(sql: Sql, organizationId: string): Promise<boolean> {
   const cached = known.get(organizationId);
-  if (cached && Date.now() - cached.at < TOPUP_CACHE_MS) return cached.any;
+  if (cached !== undefined) return cached;
   const [row] = await sql.query<{ n: unknown }>(`SELECT COUNT(*) AS "n" FROM "AutoTopUp" WHERE "organizationId" = ${sql.param(1)}`, [organizationId]);
   const any = Number(row?.n ?? 0) > 0;
-  known.set(organizationId, { at: Date.now(), any });
+  known.set(organizationId, any);
   return any;
 }
 
