@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthorizeUsage, BalanceAt, CreateCreditSystem, CreateSession, RatedLedger, SessionBalances, SetCreditRate } from "./documents.ts";
+import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateCreditSystem, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
@@ -193,4 +193,115 @@ describe("authorizeUsage on rated meters", () => {
     // 512 calls for at most 100 credits: the pool ran dry (less than one API call's credit is left)
     expect(left).toBe(0);
   }, 180_000);
+});
+
+describe("reserveUsage on rated meters", () => {
+  async function reserve(customerId: string, meterId: string, units: string, idempotencyKey?: string) {
+    const { reserveUsage } = await t.ok(ReserveRated, { input: { customerId, meterId, units, idempotencyKey } });
+    if (reserveUsage.__typename !== "UsageReservation") throw new Error(JSON.stringify(reserveUsage));
+    return reserveUsage;
+  }
+  const commit = async (id: string, units: string) => (await t.ok(CommitReservation, { id, units })).commitReservation;
+  const availability = async (c: string, m: string) => (await t.ok(Availability, { customerId: c, meterId: m })).customerMeter;
+
+  it("holds units × the current rate on the pool; the commit draws at the hold's rate even after a rate change", async () => {
+    const { api, pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "20");
+    const held = await reserve(c, pro, "3");
+    expect(held).toMatchObject({ allowed: true, balance: "20", code: "OK" });
+    expect(held.reservation).toMatchObject({ status: "HELD", units: "3", credits: "15", creditsPerUnit: "5", meter: { id: pro }, creditSystem: { id: pool } });
+    expect(await availability(c, pool)).toMatchObject({ balance: "20", heldUnits: "15", availableUnits: "5" });
+    // what the hold takes from the pool is not available to the pool's other meters
+    const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId: c, meterId: api, units: "6" } });
+    expect(authorizeUsage).toMatchObject({ allowed: false, code: "INSUFFICIENT_CREDITS" });
+
+    await setRate({ creditSystemId: pool, meterId: pro, creditsPerUnit: "10" });
+    expect(await commit(held.reservation!.id, "3")).toMatchObject({ __typename: "Reservation", status: "COMMITTED", units: "3", committedUnits: "3" });
+    expect(await availability(c, pool)).toMatchObject({ balance: "5", heldUnits: "0", availableUnits: "5" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "3" });
+    const draws = (await ledgerOf(c, pool)).filter((e) => e.kind === "USAGE");
+    expect(draws).toEqual([expect.objectContaining({ units: "-15", balanceAfter: "5", creditsPerUnit: "5", ratedMeter: { id: pro } })]);
+    // a new hold is priced at the new rate
+    expect((await reserve(c, pro, "0.5")).reservation).toMatchObject({ credits: "5", creditsPerUnit: "10" });
+  });
+
+  it("a release gives the credits back; a commit beyond the hold needs the extra credits available", async () => {
+    const { pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "7");
+    const first = await reserve(c, pro, "1");
+    expect(await availability(c, pool)).toMatchObject({ availableUnits: "2" });
+    expect(await reserve(c, pro, "1")).toMatchObject({ allowed: false, code: "INSUFFICIENT_CREDITS", reservation: null });
+    expect((await t.ok(ReleaseReservation, { id: first.reservation!.id })).releaseReservation).toMatchObject({ status: "RELEASED" });
+    expect(await availability(c, pool)).toMatchObject({ balance: "7", heldUnits: "0", availableUnits: "7" });
+
+    const second = await reserve(c, pro, "1");
+    // 2 units draw 10 credits: 5 were held, the other 5 are not there (7 - 5 = 2): refused, the hold stays
+    expect(await commit(second.reservation!.id, "2")).toMatchObject({ __typename: "InsufficientCreditsError" });
+    expect(await availability(c, pool)).toMatchObject({ balance: "7", heldUnits: "5" });
+    expect(await commit(second.reservation!.id, "1")).toMatchObject({ status: "COMMITTED", committedUnits: "1" });
+    expect(await availability(c, pool)).toMatchObject({ balance: "2", heldUnits: "0", availableUnits: "2" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "1" });
+  });
+
+  it("an idempotency key answers the same hold again; the same key for other units is a conflict", async () => {
+    const { pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "50");
+    const key = unique("hold");
+    const first = await reserve(c, pro, "2", key);
+    const again = await reserve(c, pro, "2", key);
+    expect(again.reservation).toMatchObject({ id: first.reservation!.id, units: "2", credits: "10", meter: { id: pro } });
+    expect(await availability(c, pool)).toMatchObject({ heldUnits: "10" });
+    const { reserveUsage } = await t.ok(ReserveRated, { input: { customerId: c, meterId: pro, units: "3", idempotencyKey: key } });
+    expect(reserveUsage).toMatchObject({ __typename: "ConflictError", field: "input.idempotencyKey" });
+    // listed under the rated meter and under the pool
+    for (const m of [pro, pool]) {
+      const { reservations } = await t.ok(ReservationsOfMeter, { customerId: c, meterId: m, status: "HELD" });
+      expect(reservations.edges.map((e) => e.node)).toEqual([{ id: first.reservation!.id, units: "2", credits: "10" }]);
+    }
+  });
+
+  it("64 concurrent clients holding and committing on two rated meters of one pool never overdraw it", async () => {
+    const { api, pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "60");
+    const client = async (i: number) => {
+      let used = 0;
+      for (let n = 0; n < 4; n++) {
+        const onPro = (i + n) % 2 === 0;
+        const hold = await reserve(c, onPro ? pro : api, "1");
+        if (!hold.allowed) continue;
+        const done = await commit(hold.reservation!.id, "1");
+        if (done.__typename !== "Reservation") throw new Error(JSON.stringify(done));
+        used += onPro ? 5 : 1;
+      }
+      return used;
+    };
+    const used = (await Promise.all(Array.from({ length: 64 }, (_, i) => client(i)))).reduce((s, u) => s + u, 0);
+    expect(used).toBeLessThanOrEqual(60);
+    expect(await availability(c, pool)).toMatchObject({ balance: String(60 - used), heldUnits: "0" });
+    // 256 holds for 60 credits: the pool ran dry (every client's last tries were refused)
+    expect(60 - used).toBeLessThan(5);
+  }, 180_000);
+});
+
+describe("STRICT ingestion on rated meters", () => {
+  it("follows the pool's overage policy, not the rated meter's", async () => {
+    const { pro, pool, premium } = await seedsPool();
+    const strict = async (c: string, n: number) => (await t.ok(IngestStrict, { events: events(premium, c, n) })).ingestEvents;
+    // credits-only pool: 2 premium calls (10 credits) do not fit in 7, and the whole batch is refused
+    const dry = await customer(t);
+    await grant(t, dry, pool, "7");
+    expect(await strict(dry, 2)).toMatchObject({ __typename: "InsufficientCreditsError", meterId: pool });
+    expect(await balanceOf(t, dry, pool)).toMatchObject({ balance: "7" });
+    // a metered price on the pool (none on the rated meter): the same batch goes into billable overage
+    const plan = await product(t, [await benefit(t, pool, "7")], { recurring: true, prices: [{ type: "METERED_UNIT", currency: "usd", meterId: pool, unitAmount: "0.1" }] });
+    const billed = await customer(t);
+    await order(t, billed, plan);
+    expect(await strict(billed, 2)).toMatchObject({ __typename: "IngestSummary", inserted: 2 });
+    expect(await balanceOf(t, billed, pool)).toMatchObject({ balance: "-3" });
+    expect(await balanceOf(t, billed, pro)).toMatchObject({ consumedUnits: "2" });
+  });
 });

@@ -1391,3 +1391,45 @@ export const TopUpAlerts = graphql(`
     }
   }
 `);
+
+export const ReserveRated = graphql(`
+  mutation ReserveRated($input: ReserveUsageInput!) {
+    reserveUsage(input: $input) {
+      __typename
+      ... on UsageReservation {
+        allowed
+        balance
+        code
+        reservation {
+          id
+          status
+          units
+          credits
+          creditsPerUnit
+          meter {
+            id
+          }
+          creditSystem {
+            id
+          }
+        }
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
+export const ReservationsOfMeter = graphql(`
+  query ReservationsOfMeter($customerId: ID, $meterId: ID, $status: ReservationStatus) {
+    reservations(customerId: $customerId, meterId: $meterId, status: $status) {
+      totalCount
+      edges {
+        node {
+          id
+          units
+          credits
+        }
+      }
+    }
+  }
+`);

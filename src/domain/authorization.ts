@@ -10,6 +10,7 @@ import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { drawOf, rateAt, ratedMeters } from "./credit-systems.ts";
 import { availableUnits, grantDue, holdLive, holdStatus, overageAllowed } from "./rules.ts";
 import { customerLookup, resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "./errors.ts";
@@ -125,13 +126,24 @@ async function currentBalance(db: Db, customerId: string, meterId: string): Prom
 }
 
 /**
+ * The meter and units a reservation was asked for: a hold on a rated meter is stored as credits held on its
+ * pool, with the rated meter and units beside them.
+ */
+export function asked(r: Pick<Reservation, "meterId" | "units" | "ratedMeterId" | "ratedUnits">): { meterId: string; units: bigint } {
+  return r.ratedMeterId !== null && r.ratedUnits !== null ? { meterId: r.ratedMeterId, units: r.ratedUnits } : { meterId: r.meterId, units: r.units };
+}
+
+/** The balance a request's answer reports: a rated meter's pool, where the credits are. */
+const answeredMeter = (t: Target) => t.poolMeterId ?? t.meterId;
+
+/**
  * The record made under an idempotency key, if it is for the same request. Authorizations and reservations
  * share the key space; an authorization's record has no expiresAt.
  */
 async function existingForKey(db: Db, organizationId: string, key: string | null | undefined, t: Target, units: bigint, kind: "authorization" | "reservation"): Promise<Reservation | null> {
   if (!key) return null;
   const r = await db.reservation.findUnique({ where: { organizationId_idempotencyKey: { organizationId, idempotencyKey: key } } });
-  if (r && (r.customerId !== t.customerId || r.meterId !== t.meterId || r.units !== units || (r.expiresAt === null) !== (kind === "authorization"))) {
+  if (r && (r.customerId !== t.customerId || asked(r).meterId !== t.meterId || asked(r).units !== units || (r.expiresAt === null) !== (kind === "authorization"))) {
     throw new ConflictError("This idempotencyKey was used for a different request", "input.idempotencyKey");
   }
   return r;
@@ -144,7 +156,7 @@ async function existingForKey(db: Db, organizationId: string, key: string | null
  */
 export async function authorizeUsage(db: Db, notify: Notify, organizationId: string, input: UsageRequest, now = new Date()): Promise<Authorization> {
   const t = await target(db, organizationId, input, now);
-  const replay = async () => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, replayed: true });
+  const replay = async () => ({ allowed: true, balance: await currentBalance(db, t.customerId, answeredMeter(t)), code: "OK" as const, replayed: true });
   if (await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "authorization")) return replay();
   const early = refusedBySnapshot(t, input.units);
   if (early) return { ...early, replayed: false };
@@ -161,18 +173,29 @@ const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly">, change: 
 /**
  * Hold `units` for `ttlSeconds`: the balance does not move, but what is available for other authorizations
  * shrinks until the hold is committed, released or expires. Credits-only: refused if it does not fit.
+ *
+ * On a rated meter the hold is of credits on its pool, priced at the rate in force now
+ * (units × creditsPerUnit, rounded as every draw is); its commit draws at that same rate, so a rate change
+ * while the hold lives cannot make the held units cost more than was held.
  */
 export async function reserveUsage(db: Db, notify: Notify, organizationId: string, input: ReserveRequest, now = new Date()): Promise<ReserveResult> {
   const ttl = input.ttlSeconds ?? DEFAULT_HOLD_SECONDS;
   if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_HOLD_SECONDS) throw new InvalidInputError(`must be an integer from 1 to ${MAX_HOLD_SECONDS}`, "input.ttlSeconds");
   const t = await target(db, organizationId, input, now);
-  if (t.poolMeterId !== null) throw new InvalidInputError("a rated meter cannot hold units yet: reserve credits on its credit system instead", "input.meterId");
-  const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, t.meterId), code: "OK" as const, reservation: r });
+  const answer = async (r: Reservation) => ({ allowed: true, balance: await currentBalance(db, t.customerId, answeredMeter(t)), code: "OK" as const, reservation: r });
   const existing = await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation");
   if (existing) return answer(existing);
   const early = refusedBySnapshot(t, input.units);
   if (early) return { ...early, reservation: null };
-  const job: ReserveJob = { type: "reserve", organizationId, notify, now, events: 0, target: t, units: input.units, key: input.idempotencyKey ?? null, ttl };
+  let rated: RatedHold | null = null;
+  if (t.poolMeterId !== null) {
+    const rates = (await ratedMeters(sqlOf(db), [t.meterId])).get(t.meterId);
+    // The meter stopped feeding its pool since the lookup (it cannot today): the ordinary path would be wrong.
+    if (!rates || rates.poolMeterId !== t.poolMeterId) throw new ConflictError("The meter's credit system changed; try again", "input.meterId");
+    const perUnit = rateAt(rates.rates, now).perUnit;
+    rated = { poolMeterId: t.poolMeterId, perUnit, credits: drawOf(input.units, perUnit) };
+  }
+  const job: ReserveJob = { type: "reserve", organizationId, notify, now, events: 0, target: t, units: input.units, key: input.idempotencyKey ?? null, ttl, rated };
   const result = await submit<UsageJob, ReserveResult | "existing">(db, usageKind, job);
   if (result !== "existing") return result;
   // A concurrent call with the same key holds first: answer with its hold (or a conflict if it differs).
@@ -207,7 +230,9 @@ export async function commitReservation(db: Db, notify: Notify, organizationId: 
   // Up to the held units the commit cannot be refused: the hold guaranteed them, even if other usage has
   // drained the balance since. Only units beyond the hold must still be available, so only then does the
   // overage policy matter.
-  const creditsOnly = units > r.units && !(await overagePairs(db, [r])).has(balanceKey(r.customerId, r.meterId));
+  // (A hold on a rated meter held credits on the pool: what the commit draws there is what it is compared with.)
+  const used = r.creditsPerUnit === null ? units : drawOf(units, r.creditsPerUnit);
+  const creditsOnly = used > r.units && !(await overagePairs(db, [r])).has(balanceKey(r.customerId, r.meterId));
   const job: FinishJob = { type: "finish", organizationId, notify, now, events: 0, reservation: r, committed: units, creditsOnly };
   return (await submit<UsageJob, Reservation | null>(db, usageKind, job)) ?? done();
 }
@@ -236,12 +261,22 @@ interface AuthorizeJob extends WriteJob {
   key: string | null;
 }
 
+/** A hold on a rated meter: credits held on its pool at the rate in force when it was taken. */
+interface RatedHold {
+  poolMeterId: string;
+  /** micro-credits per unit */
+  perUnit: bigint;
+  /** micro-credits held */
+  credits: bigint;
+}
+
 interface ReserveJob extends WriteJob {
   type: "reserve";
   target: Target;
   units: bigint;
   key: string | null;
   ttl: number;
+  rated: RatedHold | null;
 }
 
 /** A live hold (as read before queuing) to commit (`committed` units) or release (`committed` null). */
@@ -255,7 +290,29 @@ interface FinishJob extends WriteJob {
 
 type UsageJob = AuthorizeJob | ReserveJob | FinishJob;
 
-const RESERVATION_COLUMNS = ["id", "organizationId", "customerId", "meterId", "units", "status", "committedUnits", "idempotencyKey", "expiresAt", "createdAt", "updatedAt"];
+/**
+ * What finishing a live hold does to the balances: its held units stop counting, and a commit uses
+ * `committed` units, never refused up to what was held. A hold on a rated meter held credits on the pool: the
+ * commit draws committed × the hold's rate there (the ledger names the rated meter and rate) and counts the
+ * committed units on the rated meter's own balance.
+ */
+function finishPlan(job: FinishJob): BalanceAdjustment[] {
+  const r = job.reservation;
+  const held = { customerId: r.customerId, meterId: r.meterId, creditsOnly: job.creditsOnly };
+  const description = `reservation ${r.id}`;
+  if (r.ratedMeterId === null || r.creditsPerUnit === null) {
+    const change = job.committed === null ? {} : { direct: { units: job.committed, description }, covered: r.units, field: "units" };
+    return [use(held, { ...change, released: r.units })];
+  }
+  if (job.committed === null) return [use(held, { released: r.units })];
+  const draw = { units: drawOf(job.committed, r.creditsPerUnit), ratedMeterId: r.ratedMeterId, creditsPerUnit: r.creditsPerUnit, eventId: null, eventCount: 0, description };
+  return [
+    use(held, { draws: [draw], covered: r.units, released: r.units, field: "units" }),
+    use({ customerId: r.customerId, meterId: r.ratedMeterId, creditsOnly: false }, { direct: { units: job.committed, description }, drawn: true }),
+  ];
+}
+
+const RESERVATION_COLUMNS = ["id", "organizationId", "customerId", "meterId", "units", "status", "committedUnits", "idempotencyKey", "expiresAt", "createdAt", "updatedAt", "ratedMeterId", "ratedUnits", "creditsPerUnit"];
 
 /**
  * The jobs of this module in a group. Before the balances are read: the rows that claim idempotency keys
@@ -278,12 +335,17 @@ const usageKind: JobKind<UsageJob> = {
       const id = orderedId();
       const t = job.target;
       if (job.type === "authorize") {
-        rows.push([id, job.organizationId, t.customerId, t.meterId, job.units, "COMMITTED", job.units, job.key, null, at, at]);
+        rows.push([id, job.organizationId, t.customerId, t.meterId, job.units, "COMMITTED", job.units, job.key, null, at, at, null, null, null]);
         rowOf.set(job, { id, expiresAt: null });
         continue;
       }
       const expiresAt = new Date(now.getTime() + job.ttl * 1000);
-      rows.push([id, job.organizationId, t.customerId, t.meterId, job.units, "HELD", null, job.key, sql.date(expiresAt), at, at]);
+      const r = job.rated;
+      rows.push(
+        r
+          ? [id, job.organizationId, t.customerId, r.poolMeterId, r.credits, "HELD", null, job.key, sql.date(expiresAt), at, at, t.meterId, job.units, r.perUnit]
+          : [id, job.organizationId, t.customerId, t.meterId, job.units, "HELD", null, job.key, sql.date(expiresAt), at, at, null, null, null],
+      );
       rowOf.set(job, { id, expiresAt });
     }
     const inserted = rows.length ? await sql.insertNew("Reservation", RESERVATION_COLUMNS, rows, `("organizationId", "idempotencyKey")`) : new Set<unknown>();
@@ -307,9 +369,7 @@ const usageKind: JobKind<UsageJob> = {
       if (job.type === "finish") {
         const r = job.reservation;
         if (!live.has(r.id)) continue;
-        const t = { customerId: r.customerId, meterId: r.meterId, creditsOnly: job.creditsOnly };
-        const change = job.committed === null ? {} : { direct: { units: job.committed, description: `reservation ${r.id}` }, covered: r.units, field: "units" };
-        plans.set(job, [use(t, { ...change, released: r.units })]);
+        plans.set(job, finishPlan(job));
         continue;
       }
       const row = rowOf.get(job);
@@ -317,6 +377,10 @@ const usageKind: JobKind<UsageJob> = {
       if (job.type === "authorize") {
         const description = job.key ? `authorizeUsage ${job.key}` : "authorizeUsage";
         plans.set(job, [use(job.target, { direct: { units: job.units, description }, field: "input.units" })]);
+      } else if (job.rated) {
+        // The hold is of credits on the pool, where its row counts; the rated meter's own balance does not move.
+        const pool = { customerId: job.target.customerId, meterId: job.rated.poolMeterId, creditsOnly: job.target.creditsOnly };
+        plans.set(job, [use(pool, { hold: job.rated.credits, holdStored: true, field: "input.units" })]);
       } else {
         plans.set(job, [use(job.target, { hold: job.units, holdStored: true, field: "input.units" })]);
       }
@@ -348,12 +412,16 @@ const usageKind: JobKind<UsageJob> = {
         }
         if (job.type === "authorize") return { allowed: true, balance: change.balance, code: "OK", replayed: false } satisfies Authorization;
         const t = job.target;
+        const rated = job.rated;
         const reservation: Reservation = {
           id: rowOf.get(job)!.id,
           organizationId: job.organizationId,
           customerId: t.customerId,
-          meterId: t.meterId,
-          units: job.units,
+          meterId: rated ? rated.poolMeterId : t.meterId,
+          units: rated ? rated.credits : job.units,
+          ratedMeterId: rated ? t.meterId : null,
+          ratedUnits: rated ? job.units : null,
+          creditsPerUnit: rated ? rated.perUnit : null,
           committedUnits: null,
           status: "HELD",
           idempotencyKey: job.key,

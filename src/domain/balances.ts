@@ -102,6 +102,11 @@ export interface BalanceAdjustment {
   direct?: DirectUsage;
   /** a credit system's pool: what its rated meters' usage draws, one ledger entry each */
   draws?: Draw[];
+  /**
+   * A rated meter's usage whose pool draw the caller prices itself (a commit of a hold on a rated meter, at
+   * the rate the hold was taken at): it is a separate adjustment on the pool, so this one is not rated again.
+   */
+  drawn?: boolean;
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
   hold?: bigint;
   /**
@@ -468,7 +473,7 @@ export class BalanceBook {
    */
   private withDraws(a: BalanceAdjustment): BalanceAdjustment[] {
     const rated = this.rated.get(a.meterId);
-    if (!rated) return [a];
+    if (!rated || a.drawn) return [a];
     const draws = new Map<bigint, Draw>();
     const draw = (units: bigint, perUnit: bigint, eventId: string | null, eventCount: number, description: string | null) => {
       let d = draws.get(perUnit);

@@ -261,8 +261,19 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
 
   // STRICT: which balances may go into overage, read before the group (which then needs nothing but SQL) for
   // every balance the batch could touch; the others are credits-only for this call.
-  const overage = mode === "STRICT" ? await overagePairs(db, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[])) : null;
+  const overage = mode === "STRICT" ? await strictOverage(db, meters, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[])) : null;
   return submit<IngestJob, IngestResult>(db, ingestKind, { organizationId, notify, now, events: unique.length, batch: { events: unique, received: events.length, now }, overage });
+}
+
+/**
+ * Of the balances a STRICT batch touches, those that may go into overage: a rated meter's usage draws from
+ * its pool, so the pool's policy decides for it, as for authorizeUsage.
+ */
+async function strictOverage(db: Db, meters: ActiveMeter[], touched: { customerId: string; meterId: string }[]): Promise<Set<string>> {
+  const poolOf = new Map(meters.flatMap((m) => (m.poolMeterId ? [[m.id, m.poolMeterId] as const] : [])));
+  const policy = (p: { customerId: string; meterId: string }) => ({ customerId: p.customerId, meterId: poolOf.get(p.meterId) ?? p.meterId });
+  const allowed = await overagePairs(db, touched.map(policy));
+  return new Set(touched.filter((p) => allowed.has(balanceKey(p.customerId, policy(p).meterId))).map((p) => balanceKey(p.customerId, p.meterId)));
 }
 
 /**

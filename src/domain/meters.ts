@@ -28,6 +28,8 @@ export interface ActiveMeter {
   negativeValues: NegativeValues;
   /** feeds a credit system: its counted values keep their events' timestamps, to be rated */
   rated: boolean;
+  /** the credit system it feeds, whose overage policy its usage follows; null when not rated */
+  poolMeterId: string | null;
 }
 
 /** Per-organization limits on what every ingested event is matched against (see src/config.ts). */
@@ -147,6 +149,7 @@ export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationF
     aggregation: { func: meter.aggregationFunc as Aggregation["func"], property: meter.aggregationProperty },
     negativeValues: meter.negativeValues === "CREDIT" ? "CREDIT" : "REJECT",
     rated: meter.creditPoolId !== null,
+    poolMeterId: meter.creditPoolId,
   };
 }
 

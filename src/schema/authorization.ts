@@ -1,5 +1,6 @@
 // Usage authorization on the request path: authorizeUsage, reservations and their lifecycle.
 import {
+  asked,
   authorizeUsage,
   commitReservation,
   releaseReservation,
@@ -13,6 +14,7 @@ import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundErr
 import { givenInput, underInput } from "./inputs.ts";
 import { holdLive, holdStatus } from "../domain/rules.ts";
 import { builder, type Context, type PothosTypes } from "./builder.ts";
+import { MeterObject } from "./meter.ts";
 import { listScopeCustomer, orgId } from "./access.ts";
 import { sharedFilter } from "./pagination.ts";
 
@@ -34,9 +36,30 @@ const ReservationObject = builder.prismaObject("Reservation", {
   fields: (t) => ({
     id: t.exposeID("id"),
     customer: t.relation("customer"),
-    meter: t.relation("meter"),
-    units: t.expose("units", { type: "Decimal", description: "Held (or authorized)" }),
-    committedUnits: t.expose("committedUnits", { type: "Decimal", nullable: true, description: "What the commit used" }),
+    meter: t.field({
+      type: MeterObject,
+      description: "The meter the units were reserved (or authorized) on",
+      resolve: async (r, _args, ctx) => (await ctx.loaders.meter.load(asked(r).meterId))!,
+    }),
+    units: t.field({ type: "Decimal", description: "Held (or authorized), in the meter's units", resolve: (r) => asked(r).units }),
+    committedUnits: t.expose("committedUnits", { type: "Decimal", nullable: true, description: "What the commit used, in the meter's units" }),
+    creditSystem: t.field({
+      type: MeterObject,
+      nullable: true,
+      description: "A hold on a rated meter: the credit system whose pool holds its credits",
+      resolve: async (r, _args, ctx) => (r.ratedMeterId === null ? null : ctx.loaders.meter.load(r.meterId)),
+    }),
+    credits: t.field({
+      type: "Decimal",
+      nullable: true,
+      description: "A hold on a rated meter: the credits held on the pool (units × creditsPerUnit, rounded to the micro-credit)",
+      resolve: (r) => (r.ratedMeterId === null ? null : r.units),
+    }),
+    creditsPerUnit: t.expose("creditsPerUnit", {
+      type: "Decimal",
+      nullable: true,
+      description: "A hold on a rated meter: the rate it was priced at, which its commit also draws at",
+    }),
     status: t.field({ type: ReservationStatus, resolve: (r, _args, ctx) => holdStatus(r, ctx.now()) as typeof ReservationStatus.$inferType }),
     expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
     idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
@@ -162,7 +185,9 @@ const reservationsWhere = sharedFilter(
           : args.status
             ? { status: args.status }
             : {};
-    return { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), ...(args.meterId ? { meterId: String(args.meterId) } : {}), ...status };
+    // a meter's reservations include holds on it as a rated meter; a pool's, the holds its rated meters put on it
+    const meter = args.meterId ? { OR: [{ meterId: String(args.meterId) }, { ratedMeterId: String(args.meterId) }] } : {};
+    return { organizationId: orgId(ctx), ...(customer ? { customerId: customer.id } : {}), AND: [meter, status] };
   },
 );
 
