@@ -106,6 +106,24 @@ it("an organization without rules pays no alert statement on ingest", async () =
   expect(statements.filter((s) => /BalanceAlert|OutboxMessage/.test(s))).toEqual([]);
 });
 
+it("a watched balance's stored level and holds are read with its row, not by statements of their own", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("watched") });
+  const customerId = await customer(t);
+  await grant(t, customerId, meterId, "3");
+  await setAlert({ meterId, customerId, lowBalanceUnits: "2" });
+  await ingest(t, calls(customerId, 1, "watched")); // the rule is cached and the row exists: the next write is steady state
+  const statements = await t.queriesDuring(() => ingest(t, calls(customerId, 1, "watched"))); // 1 left: LOW
+  const reads = statements.filter((s) => s.trimStart().startsWith("SELECT"));
+  // neither the levels nor the holds by pairs (SQLite: subqueries of the locking read; PostgreSQL: one read by
+  // row id once the rows are locked)
+  expect(reads.filter((s) => /^SELECT "customerId", "meterId", "level" FROM "BalanceAlertState"/.test(s.trim()))).toEqual([]);
+  expect(reads.filter((s) => /^SELECT "customerId", "meterId", SUM\("units"\)/.test(s.trim()))).toEqual([]);
+  const withLevel = reads.filter((s) => s.includes(`AS "alertLevel"`));
+  expect(withLevel).toHaveLength(1);
+  await tickUntil([t.app.webhooks], () => receiver.received.length >= 1);
+  expect(webhooks().map((w) => [w.type, w.data.customerId])).toEqual([["balance.low", customerId]]);
+});
+
 it("a grant expiring within the rule's window raises credits.expiring once, with its units and when", async () => {
   const meterId = await meter(t, "COUNT", { filter: named("soon") });
   const customerId = await customer(t);

@@ -224,7 +224,7 @@ describe("a group the database aborts", () => {
       { allowed: true, balance: 2_000_000n, code: "OK", replayed: false },
     ]);
     // two attempts of the one group, each reading and locking both rows in one statement (not each call alone)
-    expect(queries.filter((q) => /FROM "CustomerMeter" WHERE .* FOR UPDATE/s.test(q))).toHaveLength(2);
+    expect(queries.filter((q) => /FROM "CustomerMeter" cm WHERE .* FOR UPDATE/s.test(q))).toHaveLength(2);
     expect(await availability(c, m)).toMatchObject({ balance: "5", heldUnits: "4", availableUnits: "1" });
     expect(await availability(d, m)).toMatchObject({ balance: "2" });
     expect((await ledgerOf(c, m)).map((e) => e.kind)).toEqual(["GRANT"]);

@@ -88,6 +88,12 @@ function ruleFor(rules: RuleSet, customerId: string, meterId: string): AlertRule
   return rules.customers.get(key(customerId, meterId)) ?? rules.defaults.get(meterId);
 }
 
+/** The rule a balance follows, if any (the organization's rules are cached: usually no statement). */
+export async function alertRuleFor(sql: Sql, organizationId: string, customerId: string, meterId: string): Promise<AlertRule | undefined> {
+  const rules = await rulesOf(sql, organizationId);
+  return rules ? ruleFor(rules, customerId, meterId) : undefined;
+}
+
 /** A balance as written, for alerting: `held` null where the write did not read its holds. */
 export interface WrittenBalance {
   organizationId: string;
@@ -95,6 +101,8 @@ export interface WrittenBalance {
   meterId: string;
   balance: bigint;
   held: bigint | null;
+  /** the stored level as read with the row (null: none stored); undefined where it was not read */
+  level?: AlertLevel | null;
 }
 
 /** The written balances that follow a rule, with it (usually none: then no statement was run). */
@@ -125,18 +133,23 @@ export function crossings(from: AlertLevel, to: AlertLevel, hasThreshold: boolea
 
 /**
  * Compare each watched balance's level (available = balance − held, held already known) with its stored
- * level; store the new levels and answer the alerts to write to the outbox. Two statements when anything
- * is watched (read the levels; write those that moved), one when nothing moved.
+ * level; store the new levels and answer the alerts to write to the outbox. The stored levels usually came
+ * with the rows (BalanceBook reads them under the row lock); those that did not are read here. One statement
+ * when a level moved, none otherwise.
  */
 export async function recordCrossings(sql: Sql, watched: { balance: WrittenBalance & { held: bigint }; rule: AlertRule }[], now: Date): Promise<OutboxEvent[]> {
   if (!watched.length) return [];
-  const inPairs = sql.pairsIn("customerId", "meterId", watched.map((w) => w.balance));
   const stored = new Map<string, AlertLevel>();
-  for (const r of await sql.query<{ customerId: string; meterId: string; level: AlertLevel }>(
-    `SELECT "customerId", "meterId", "level" FROM "BalanceAlertState" WHERE ${inPairs.clause}`,
-    inPairs.values,
-  )) {
-    stored.set(key(r.customerId, r.meterId), r.level);
+  const unread = watched.filter((w) => w.balance.level === undefined).map((w) => w.balance);
+  for (const w of watched) if (w.balance.level) stored.set(key(w.balance.customerId, w.balance.meterId), w.balance.level);
+  if (unread.length) {
+    const inPairs = sql.pairsIn("customerId", "meterId", unread);
+    for (const r of await sql.query<{ customerId: string; meterId: string; level: AlertLevel }>(
+      `SELECT "customerId", "meterId", "level" FROM "BalanceAlertState" WHERE ${inPairs.clause}`,
+      inPairs.values,
+    )) {
+      stored.set(key(r.customerId, r.meterId), r.level);
+    }
   }
   const events: OutboxEvent[] = [];
   const moved: unknown[][] = [];

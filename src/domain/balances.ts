@@ -19,9 +19,9 @@ import type { AggregationFunc } from "./meter-filter.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
 import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
-import { recordCrossings, watchedBalances } from "./alerts.ts";
+import { alertRuleFor, recordCrossings, watchedBalances, type AlertLevel } from "./alerts.ts";
 import { writeOutbox, type OutboxEvent } from "./outbox.ts";
-import { recordTopUps, topUpRules } from "./topups.ts";
+import { anyRules as anyTopUps, recordTopUps, topUpRules } from "./topups.ts";
 import { drawOf, rateAt, ratedMeters, type RatedMeter } from "./credit-systems.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
@@ -139,6 +139,26 @@ export interface BalanceAdjustment {
   settleOnly?: boolean;
 }
 
+/**
+ * Whether writes to these rows are watched: `levels` when any follows a balance alert rule (its stored level
+ * is then read with the rows), `held` when that or an organization's auto top-ups need what holds take.
+ * Both come from per-organization caches: usually no statement.
+ */
+async function watchedPairs(sql: Sql, pairs: { organizationId: string; customerId: string; meterId: string }[]): Promise<{ held: boolean; levels: boolean }> {
+  let levels = false;
+  let topUps = false;
+  const seen = new Set<string>();
+  for (const p of pairs) {
+    if (!levels && (await alertRuleFor(sql, p.organizationId, p.customerId, p.meterId))) levels = true;
+    if (!seen.has(p.organizationId)) {
+      seen.add(p.organizationId);
+      if (!topUps && (await anyTopUps(sql, p.organizationId))) topUps = true;
+    }
+    if (levels && topUps) break;
+  }
+  return { held: levels || topUps, levels };
+}
+
 /** A committed change to one balance row, for publishing after the transaction. */
 export interface BalanceChange {
   customerId: string;
@@ -163,6 +183,9 @@ interface Row {
   ledgerSequence: bigint | number;
   ledgerAt: Date | string | null;
   createdAt: unknown;
+  /** only when asked for (see BalanceBook.readRows) */
+  held?: bigint | number | string | null;
+  alertLevel?: AlertLevel | null;
 }
 
 export function emptyUsage(func: AggregationFunc): UsageDelta {
@@ -243,6 +266,8 @@ interface Balance {
   grants: TimedGrant[];
   /** what live holds take; null where no adjustment of the row needed it read */
   held: bigint | null;
+  /** the balance alert level stored for the row (null: none yet, read as OK); undefined where not read */
+  alertLevel?: AlertLevel | null;
   /** distinct values the row holds, among those the adjustments bring (stored, or added by one applied) */
   values: Set<string>;
   /** an applied adjustment changed it: it is written and reported */
@@ -311,7 +336,7 @@ export class BalanceBook {
   static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date): Promise<BalanceBook> {
     const book = new BalanceBook(sql, now);
     const pairs = new Map<string, { organizationId: string; customerId: string; meterId: string }>();
-    const needsHeld = new Set<string>();
+    let needsHeld = false;
     const storedHolds = new Map<string, bigint>();
     const values = new Map<string, Set<string>>();
     // Counted usage says whether its meter is rated (`timed`): plain ingestion reads no rates.
@@ -324,10 +349,10 @@ export class BalanceBook {
         if (rated) {
           const pool = balanceKey(a.customerId, rated.poolMeterId);
           if (!pairs.has(pool)) pairs.set(pool, { organizationId, customerId: a.customerId, meterId: rated.poolMeterId });
-          if (a.creditsOnly || a.hold) needsHeld.add(pool);
+          if (a.creditsOnly || a.hold) needsHeld = true;
         }
         if (!pairs.has(k)) pairs.set(k, { organizationId, customerId: a.customerId, meterId: a.meterId });
-        if (a.creditsOnly || a.hold) needsHeld.add(k);
+        if (a.creditsOnly || a.hold) needsHeld = true;
         if (a.hold && a.holdStored) storedHolds.set(k, (storedHolds.get(k) ?? 0n) + a.hold);
         if (!a.usage?.distinct.size) continue;
         let set = values.get(k);
@@ -336,23 +361,38 @@ export class BalanceBook {
       }
     }
     if (!pairs.size) return book;
-    await book.readRows([...pairs.values()]);
+    // Rows whose writes are watched (a balance alert rule, an organization with auto top-ups) need their holds
+    // and stored alert level when written: read with the rows rather than by two statements more per write.
+    const watching = await watchedPairs(sql, [...pairs.values()]);
+    const holds = needsHeld || watching.held;
+    await book.readRows([...pairs.values()], { holds, levels: watching.levels });
     await book.readValues(values);
     await book.readGrants([...pairs.values()]);
-    if (needsHeld.size) await book.readHeld([...needsHeld].map((k) => pairs.get(k)!), storedHolds);
+    if (holds) for (const [k, row] of book.rows) row.held = (row.held ?? 0n) - (storedHolds.get(k) ?? 0n);
     return book;
   }
 
-  /** 1. The rows, locked; the missing ones created (a concurrent writer may create one first: its row is used). */
-  private async readRows(pairs: { organizationId: string; customerId: string; meterId: string }[]): Promise<void> {
+  /**
+   * 1. The rows, locked; the missing ones created (a concurrent writer may create one first: its row is used).
+   * With `holds`, what live reservations hold on each row (holdLive, src/domain/rules.ts) and with `levels`
+   * its stored alert level, each by a subquery. On SQLite, whose writer is alone (the transaction began
+   * IMMEDIATE), in the same statement. On PostgreSQL only once the rows are locked, by one statement more:
+   * a statement that waited for a row lock returns the row as committed by the writer it waited for, but its
+   * subqueries would still see what was committed when it began — not that writer's holds and level.
+   */
+  private async readRows(pairs: { organizationId: string; customerId: string; meterId: string }[], want: { holds: boolean; levels: boolean }): Promise<void> {
     const organizationOf = new Map(pairs.map((p) => [balanceKey(p.customerId, p.meterId), p.organizationId]));
+    const sql = this.sql;
+    const inline = sql.provider !== "postgresql";
+    const extra = this.watchColumns(want);
     const read = async (list: { customerId: string; meterId: string }[]) => {
       for (let i = 0; i < list.length; i += PAIRS_PER_STATEMENT) {
-        const inPairs = this.sql.pairsIn("customerId", "meterId", list.slice(i, i + PAIRS_PER_STATEMENT));
-        const rows = await this.sql.query<Row>(
-          `SELECT "id", "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "createdAt"
-             FROM "CustomerMeter" WHERE ${inPairs.clause} ORDER BY "id"${this.sql.forUpdate}`,
-          inPairs.values,
+        const columns = inline ? extra : { sql: "", values: [] };
+        const inPairs = sql.pairsIn("customerId", "meterId", list.slice(i, i + PAIRS_PER_STATEMENT), columns.values.length + 1);
+        const rows = await sql.query<Row>(
+          `SELECT cm."id", cm."customerId", cm."meterId", cm."consumedUnits", cm."creditedUnits", cm."aggCount", cm."aggSum", cm."aggMax", cm."aggMin", cm."directUnits", cm."version", cm."ledgerSequence", cm."ledgerAt", cm."createdAt"${columns.sql}
+             FROM "CustomerMeter" cm WHERE ${inPairs.clause} ORDER BY cm."id"${sql.forUpdate}`,
+          [...columns.values, ...inPairs.values],
         );
         for (const r of rows) {
           const k = balanceKey(r.customerId, r.meterId);
@@ -369,7 +409,8 @@ export class BalanceBook {
             sequence: BigInt(r.ledgerSequence),
             at: r.ledgerAt === null ? new Date(0) : asDate(r.ledgerAt),
             grants: [],
-            held: null,
+            held: want.holds && inline ? BigInt(r.held ?? 0) : null,
+            ...(want.levels && inline ? { alertLevel: r.alertLevel ?? null } : {}),
             values: new Set(),
             written: false,
             reached: false,
@@ -379,16 +420,43 @@ export class BalanceBook {
     };
     await read(pairs);
     const missing = pairs.filter((p) => !this.rows.has(balanceKey(p.customerId, p.meterId)));
-    if (!missing.length) return;
-    const ids = missing.map(() => orderedId());
-    await this.sql.insertMany(
-      "CustomerMeter",
-      ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
-      missing.map((p, i) => [ids[i], p.organizationId, p.customerId, p.meterId, this.nowValue, this.nowValue]),
-      `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
-    );
-    await read(missing);
-    for (const id of ids) this.inserted.add(id);
+    if (missing.length) {
+      const ids = missing.map(() => orderedId());
+      await this.sql.insertMany(
+        "CustomerMeter",
+        ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
+        missing.map((p, i) => [ids[i], p.organizationId, p.customerId, p.meterId, this.nowValue, this.nowValue]),
+        `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
+      );
+      await read(missing);
+      for (const id of ids) this.inserted.add(id);
+    }
+    if (!inline && extra.sql) await this.readWatched(extra, want);
+  }
+
+  /** The subqueries that read a row's holds and stored alert level, and their parameters (they come first). */
+  private watchColumns(want: { holds: boolean; levels: boolean }): { sql: string; values: unknown[] } {
+    const held = `(SELECT SUM(h."units") FROM "Reservation" h WHERE h."customerId" = cm."customerId" AND h."meterId" = cm."meterId" AND ${holdLive.sql(this.sql, 1, "h")})`;
+    const level = `(SELECT s."level" FROM "BalanceAlertState" s WHERE s."customerId" = cm."customerId" AND s."meterId" = cm."meterId")`;
+    return {
+      sql: (want.holds ? `, ${held} AS "held"` : "") + (want.levels ? `, ${level} AS "alertLevel"` : ""),
+      values: want.holds ? [this.nowValue] : [],
+    };
+  }
+
+  /** PostgreSQL: the holds and stored levels of the rows read, now that they are locked (see readRows). */
+  private async readWatched(extra: { sql: string; values: unknown[] }, want: { holds: boolean; levels: boolean }): Promise<void> {
+    const byId = new Map([...this.rows.values()].map((b) => [b.id, b]));
+    const ids = [...byId.keys()];
+    for (let i = 0; i < ids.length; i += PAIRS_PER_STATEMENT) {
+      const inIds = this.sql.textIn("id", ids.slice(i, i + PAIRS_PER_STATEMENT), extra.values.length + 1);
+      const rows = await this.sql.query<Pick<Row, "id" | "held" | "alertLevel">>(`SELECT cm."id"${extra.sql} FROM "CustomerMeter" cm WHERE ${inIds.clause}`, [...extra.values, ...inIds.values]);
+      for (const r of rows) {
+        const b = byId.get(r.id)!;
+        if (want.holds) b.held = BigInt(r.held ?? 0);
+        if (want.levels) b.alertLevel = r.alertLevel ?? null;
+      }
+    }
   }
 
   /** 2. UNIQUE meters: which of the values the adjustments bring each row already holds. */
@@ -418,15 +486,6 @@ export class BalanceBook {
       if (!row) continue;
       row.grants = grants;
       for (const g of grants) this.storedRemaining.set(g.id, g.remainingUnits);
-    }
-  }
-
-  /** 4. What live reservations hold, where a credits-only check or a new hold needs it. */
-  private async readHeld(pairs: { customerId: string; meterId: string }[], storedHolds: Map<string, bigint>): Promise<void> {
-    const held = await heldUnits(this.sql, pairs, this.now);
-    for (const p of pairs) {
-      const k = balanceKey(p.customerId, p.meterId);
-      this.rows.get(k)!.held = (held.get(k) ?? 0n) - (storedHolds.get(k) ?? 0n);
     }
   }
 
@@ -670,7 +729,7 @@ export class BalanceBook {
    * watched rows whose holds this write did not read.
    */
   private async alerts(): Promise<OutboxEvent[]> {
-    const written = this.order.map((k) => this.rows.get(k)!).map((b) => ({ organizationId: b.organizationId, customerId: b.customerId, meterId: b.meterId, balance: b.credited - b.consumed, held: b.held }));
+    const written = this.order.map((k) => this.rows.get(k)!).map((b) => ({ organizationId: b.organizationId, customerId: b.customerId, meterId: b.meterId, balance: b.credited - b.consumed, held: b.held, level: b.alertLevel }));
     const watched = await watchedBalances(this.sql, written);
     const topUps = await topUpRules(this.sql, written, this.now);
     if (!watched.length && !topUps.length) return [];

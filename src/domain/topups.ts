@@ -65,7 +65,7 @@ export function autoTopUpsOf(db: Db, organizationId: string, customerId: string)
   return db.autoTopUp.findMany({ where: { organizationId, customerId }, orderBy: { id: "asc" } });
 }
 
-async function anyRules(sql: Sql, organizationId: string): Promise<boolean> {
+export async function anyRules(sql: Sql, organizationId: string): Promise<boolean> {
   const cached = known.get(organizationId);
   if (cached !== undefined) return cached;
   const [row] = await sql.query<{ n: unknown }>(`SELECT COUNT(*) AS "n" FROM "AutoTopUp" WHERE "organizationId" = ${sql.param(1)}`, [organizationId]);
