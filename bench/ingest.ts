@@ -75,7 +75,7 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
  * in the order plain, rules, rules, plain (ABBA, `events`/2 events each, other ids and seeds): a steady drift
  * then weighs on both alike and cancels out of the ratio.
  */
-export async function batchIngestWithAlerts(ctx: Context): Promise<{ load: Load; eventsPerSecond: number; plainEventsPerSecond: number }> {
+export async function batchIngestWithAlerts(ctx: Context): Promise<Interleaved> {
   const o = ctx.options;
   const gql = graphqlClient(ctx.service.url, ctx.token);
   /** Set (or, with null, remove) the default rule on every usage meter. */
@@ -89,20 +89,45 @@ export async function batchIngestWithAlerts(ctx: Context): Promise<{ load: Load;
     }
   };
   const half = Math.max(1, Math.floor(o.events / 2));
-  const run = (n: number, prefix: string) => ingestCalls(ctx, generateEvents(half, o.customers, o.seed + 10 + n, prefix));
-  const plain1 = await run(1, "p1");
-  await setRules("1000000");
-  let withRules: Load[];
+  const run = (n: number, prefix: string) => () => ingestCalls(ctx, generateEvents(half, o.customers, o.seed + 10 + n, prefix));
+  const a = await interleaved(half, {
+    plain: [run(1, "p1"), run(4, "p2")],
+    other: [run(2, "a1"), run(3, "a2")],
+    before: () => setRules("1000000"),
+    after: () => setRules(null), // the last plain run and the scenarios after this one measure ingest without rules
+  });
+  ctx.log(`ingest with alert rules: ${Math.round(a.eventsPerSecond)} events/s; without, in the same stretch: ${Math.round(a.plainEventsPerSecond)} events/s`);
+  return a;
+}
+
+/** Two runs of a variant of ingest between two plain runs (ABBA), and what each side stored per second. */
+export interface Interleaved {
+  /** the variant's two runs as one */
+  load: Load;
+  eventsPerSecond: number;
+  plainEventsPerSecond: number;
+}
+
+/**
+ * The runs `plain[0]`, `other[0]`, `other[1]`, `plain[1]`, each storing `events` events; `before` runs
+ * just before the first of `other`, `after` just after the last (also if it failed).
+ */
+export async function interleaved(
+  events: number,
+  runs: { plain: [() => Promise<Load>, () => Promise<Load>]; other: [() => Promise<Load>, () => Promise<Load>]; before?: () => Promise<void>; after?: () => Promise<void> },
+): Promise<Interleaved> {
+  const plain1 = await runs.plain[0]();
+  await runs.before?.();
+  let other: Load[];
   try {
-    withRules = [await run(2, "a1"), await run(3, "a2")];
+    other = [await runs.other[0](), await runs.other[1]()];
   } finally {
-    await setRules(null); // the last plain run and the scenarios after this one measure ingest without rules
+    await runs.after?.();
   }
-  const plain2 = await run(4, "p2");
+  const plain2 = await runs.plain[1]();
   const seconds = (loads: Load[]) => loads.reduce((sum, l) => sum + l.seconds, 0);
-  const eventsPerSecond = (2 * half) / seconds(withRules);
-  const plainEventsPerSecond = (2 * half) / seconds([plain1, plain2]);
-  ctx.log(`ingest with alert rules: ${Math.round(eventsPerSecond)} events/s; without, in the same stretch: ${Math.round(plainEventsPerSecond)} events/s`);
-  const [a, b] = withRules;
-  return { load: { ...a, rate: eventsPerSecond, responses: a.responses + b.responses, p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), seconds: seconds(withRules) }, eventsPerSecond, plainEventsPerSecond };
+  const eventsPerSecond = (2 * events) / seconds(other);
+  const plainEventsPerSecond = (2 * events) / seconds([plain1, plain2]);
+  const [a, b] = other;
+  return { load: { ...a, rate: eventsPerSecond, responses: a.responses + b.responses, p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), seconds: seconds(other) }, eventsPerSecond, plainEventsPerSecond };
 }
