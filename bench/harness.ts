@@ -1,6 +1,6 @@
 // The shared harness of `npm run bench`: start a server in its own process and find its URL, drive it with
 // autocannon from this process, read a process's memory, and print the one table and the ratio line.
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import autocannon from "autocannon";
 import { millis, thousands } from "./support.ts";
@@ -76,6 +76,10 @@ export function memoryOf(pid: number): { rssMb: number; peakMb: number } | null 
 export interface Load {
   /** responses per second over the run */
   rate: number;
+  /** CPU time (user + system, all threads) of the loaded process per response, in µs, when its pid was given */
+  cpuMicros?: number;
+  /** when the run started and ended on the monotonic clock V8's CPU profiles use, in µs (bench/profile.ts --window) */
+  window: [number, number];
   responses: number;
   p50: number;
   p99: number;
@@ -94,6 +98,30 @@ export interface LoadOptions {
   body?: string;
   /** …or a sequence of requests per connection (setupRequest/onResponse may carry state in the context) */
   requests?: autocannon.Request[];
+  /** the loaded server's process: its CPU time over the run is measured (Load.cpuMicros) */
+  pid?: number;
+}
+
+/** Now on CLOCK_MONOTONIC in µs: the clock of V8's CPU profiles (their startTime and samples), on Linux. */
+const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ). */
+let ticksPerSecond: number | null = null;
+
+/**
+ * CPU time a process has used so far (user + system, every thread), in µs, from /proc (Linux; null elsewhere).
+ * Per request, that is a figure a shared machine disturbs far less than throughput.
+ */
+export function cpuMicrosOf(pid: number): number | null {
+  try {
+    ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -101,6 +129,8 @@ export interface LoadOptions {
  * failures would be meaningless. GraphQL errors are the caller's to check in onResponse.
  */
 export async function load(o: LoadOptions): Promise<Load> {
+  const cpuBefore = o.pid === undefined ? null : cpuMicrosOf(o.pid);
+  const started = monotonicMicros();
   const result = await autocannon({
     url: o.url,
     method: "POST",
@@ -116,7 +146,10 @@ export async function load(o: LoadOptions): Promise<Load> {
     throw new BenchFailure(`autocannon against ${o.url}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx answers`);
   }
   const responses = result["2xx"];
-  return { rate: responses / result.duration, responses, p50: result.latency.p50, p99: result.latency.p99, seconds: result.duration };
+  const window: [number, number] = [started, monotonicMicros()];
+  const cpuAfter = o.pid === undefined ? null : cpuMicrosOf(o.pid);
+  const cpuMicros = cpuBefore !== null && cpuAfter !== null && responses > 0 ? (cpuAfter - cpuBefore) / responses : undefined;
+  return { rate: responses / result.duration, responses, p50: result.latency.p50, p99: result.latency.p99, seconds: result.duration, window, ...(cpuMicros !== undefined ? { cpuMicros } : {}) };
 }
 
 /**
@@ -144,7 +177,12 @@ export interface Row {
   p50?: number;
   p99?: number;
   /** the floor's row label and figures; ratio = rate / floor.rate */
-  floor?: { name: string; rate?: number; p99?: number };
+  floor?: { name: string; rate?: number; p99?: number; cpuMicros?: number };
+  /** CPU time of the loaded process per request, µs (Load.cpuMicros) */
+  cpuMicros?: number;
+  /** the measured run on the CPU profiles' clock (Load.window), and its answers */
+  window?: [number, number];
+  responses?: number;
   /** short name of the ratio in the last line; omitted: not on the ratio line */
   ratioName?: string;
   note?: string;
@@ -160,6 +198,17 @@ export function ratioOf(row: Row): { throughput?: number; p99?: number } {
     throughput: f.rate && row.rate !== undefined ? row.rate / f.rate : undefined,
     p99: f.p99 && row.p99 !== undefined ? row.p99 / f.p99 : undefined,
   };
+}
+
+/** One line: each row's CPU per request measured in its server's process, and its multiple of its floor's. */
+export function cpuLine(rows: Row[]): string | null {
+  const measured = rows.filter((r) => r.cpuMicros !== undefined);
+  if (!measured.length) return null;
+  const parts = measured.map((r) => {
+    const times = r.floor?.cpuMicros ? ` (${(r.cpuMicros! / r.floor.cpuMicros).toFixed(1)}× its floor's)` : "";
+    return `${r.scenario} ${r.cpuMicros!.toFixed(0)} µs${times}`;
+  });
+  return `CPU per request (server process, all threads): ${parts.join("; ")}`;
 }
 
 /** The table (scenario, throughput, p50, p99, ratio to the floor), then the line of ratios. */

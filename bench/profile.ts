@@ -1,8 +1,15 @@
 // Summarizes a V8 CPU profile (the service's, written with BENCH_CPU_PROFILE=<folder> npm run bench): self time
-// by package (or by our own source file) and the heaviest functions, so a bench run says where the time went.
+// by package (or by our own source file), the heaviest functions by self time and by total time (with what
+// they call), so a bench run says where the time went.
 //
 //   BENCH_CPU_PROFILE=/tmp/prof npm run bench -- --only reads && npx tsx bench/profile.ts /tmp/prof/*.cpuprofile
-import { readFileSync } from "node:fs";
+//   npx tsx bench/profile.ts --window "customerMeter" /tmp/prof/*.cpuprofile
+//
+// --window <text>: only the samples taken during the measured run whose scenario contains <text> (windows.json,
+// which the bench writes beside the profiles), and the CPU time sampled per request of that run.
+// --top <n>: lines per list (25).
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
 
 interface ProfileNode {
   id: number;
@@ -11,8 +18,15 @@ interface ProfileNode {
 }
 interface Profile {
   nodes: ProfileNode[];
+  startTime: number;
   samples: number[];
   timeDeltas: number[];
+}
+interface Window {
+  scenario: string;
+  start: number;
+  end: number;
+  responses: number;
 }
 
 /** Where a frame's code lives: an npm package, one of our files, Node's internals, or V8 (GC, idle, program). */
@@ -25,35 +39,82 @@ function placeOf(url: string, functionName: string): string {
   return own ? `${own[1]}/${own[2]}` : url;
 }
 
-function summarize(file: string, top = 25): void {
+function summarize(file: string, top: number, window: Window | null): void {
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
   const self = new Map<number, number>();
-  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  let at = profile.startTime;
+  profile.samples.forEach((id, i) => {
+    const delta = profile.timeDeltas[i] ?? 0;
+    at += delta;
+    if (window && (at < window.start || at > window.end)) return;
+    self.set(id, (self.get(id) ?? 0) + delta);
+  });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
+  if (!total) return;
   const places = new Map<string, number>();
   const functions = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  const nameOf = (callFrame: ProfileNode["callFrame"]) => `${callFrame.functionName || "(anonymous)"} ${placeOf(callFrame.url, callFrame.functionName)}:${callFrame.lineNumber + 1}`;
+  let busy = 0;
   for (const [id, micros] of self) {
     const { callFrame } = byId.get(id)!;
+    if (callFrame.functionName !== "(idle)") busy += micros;
     const place = placeOf(callFrame.url, callFrame.functionName);
     places.set(place, (places.get(place) ?? 0) + micros);
-    const fn = `${callFrame.functionName || "(anonymous)"} ${place}:${callFrame.lineNumber + 1}`;
-    functions.set(fn, (functions.get(fn) ?? 0) + micros);
+    functions.set(nameOf(callFrame), (functions.get(nameOf(callFrame)) ?? 0) + micros);
+    // Total time: each function on the sample's stack once (recursion counted once).
+    const seen = new Set<string>();
+    for (let n: number | undefined = id; n !== undefined; n = parent.get(n)) {
+      const name = nameOf(byId.get(n)!.callFrame);
+      if (seen.has(name)) continue;
+      seen.add(name);
+      inclusive.set(name, (inclusive.get(name) ?? 0) + micros);
+    }
   }
   const show = (title: string, map: Map<string, number>) => {
     console.log(`\n${title}`);
     for (const [name, micros] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) {
-      console.log(`${((100 * micros) / total).toFixed(1).padStart(6)} %  ${(micros / 1000).toFixed(0).padStart(7)} ms  ${name}`);
+      const perRequest = window ? `  ${(micros / window.responses).toFixed(1).padStart(7)} µs/req` : "";
+      console.log(`${((100 * micros) / total).toFixed(1).padStart(6)} %  ${(micros / 1000).toFixed(0).padStart(7)} ms${perRequest}  ${name}`);
     }
   };
-  console.log(`${file}: ${(total / 1e6).toFixed(1)} s sampled`);
+  console.log(`${file}: ${(total / 1e6).toFixed(1)} s sampled, ${(busy / 1e6).toFixed(1)} s not idle`);
+  if (window) {
+    console.log(`window "${window.scenario}": ${window.responses} requests, ${(busy / window.responses).toFixed(0)} µs of this thread's CPU per request`);
+  }
   show("self time by place", places);
   show("self time by function", functions);
+  show("total time by function (itself and what it calls)", inclusive);
 }
 
-const files = process.argv.slice(2);
-if (!files.length) {
-  console.error("usage: tsx bench/profile.ts <file.cpuprofile>...");
-  process.exit(2);
+function main(): void {
+  const args = process.argv.slice(2);
+  let top = 25;
+  let windowText: string | null = null;
+  const files: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === "--top") top = Number(args[++i]);
+    else if (args[i] === "--window") windowText = args[++i];
+    else files.push(args[i]);
+  }
+  if (!files.length || !Number.isInteger(top) || top < 1) {
+    console.error("usage: tsx bench/profile.ts [--window <scenario text>] [--top <n>] <file.cpuprofile>...");
+    process.exit(2);
+  }
+  for (const f of files) {
+    let window: Window | null = null;
+    if (windowText !== null) {
+      const list = path.join(path.dirname(f), "windows.json");
+      if (!existsSync(list)) throw new Error(`--window: no ${list} (written by a bench run with BENCH_CPU_PROFILE)`);
+      const windows = JSON.parse(readFileSync(list, "utf8")) as Window[];
+      window = windows.find((w) => w.scenario.includes(windowText!)) ?? null;
+      if (!window) throw new Error(`--window: no scenario containing "${windowText}" in ${list}: ${windows.map((w) => w.scenario).join("; ")}`);
+    }
+    summarize(f, top, window);
+  }
 }
-for (const f of files) summarize(f);
+
+main();

@@ -20,11 +20,11 @@
 //   (PG_PORT 54337, PGDATA /tmp/pg-bench, REDIS_PORT 6397).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Context, Options } from "./context.ts";
-import { BenchFailure, memoryOf, printTable, startProcess, type Row, type Server } from "./harness.ts";
+import { BenchFailure, cpuLine, memoryOf, printTable, startProcess, type Row, type Server } from "./harness.ts";
 import { batchIngest, batchIngestWithAlerts } from "./ingest.ts";
 import { ratedIngest } from "./rated.ts";
 import { pushLatency } from "./push.ts";
@@ -129,8 +129,8 @@ async function main(): Promise<number> {
 
     log("floors: bare-Yoga query and mutation");
     const floorLoad = await floors(ctx);
-    const readFloor = { name: "bare-Yoga query", rate: floorLoad.read.rate, p99: floorLoad.read.p99 };
-    const mutationFloor = { name: "bare-Yoga mutation", rate: floorLoad.mutation.rate, p99: floorLoad.mutation.p99 };
+    const readFloor = { name: "bare-Yoga query", rate: floorLoad.read.rate, p99: floorLoad.read.p99, cpuMicros: floorLoad.read.cpuMicros };
+    const mutationFloor = { name: "bare-Yoga mutation", rate: floorLoad.mutation.rate, p99: floorLoad.mutation.p99, cpuMicros: floorLoad.mutation.cpuMicros };
     const rows: Row[] = [
       { scenario: "floor: bare Yoga { hello }", unit: "req/s", ...floorLoad.read },
       { scenario: "floor: bare Yoga mutation { bump }", unit: "req/s", ...floorLoad.mutation },
@@ -229,6 +229,9 @@ async function main(): Promise<number> {
     rows.push({ scenario: "bare-Yoga floor RSS at the end", unit: "", note: floorMemory ? `${floorMemory.rssMb.toFixed(0)} MB` : "n/a" });
 
     // The notes first: the contract's last line is the one with the ratios.
+    const cpu = cpuLine(rows);
+    if (cpu) notes.push(cpu);
+    if (process.env.BENCH_CPU_PROFILE) writeProfileWindows(process.env.BENCH_CPU_PROFILE, rows);
     console.log("");
     for (const n of notes) console.log(n);
     console.log("");
@@ -247,6 +250,18 @@ async function main(): Promise<number> {
       }
     }
   }
+}
+
+/**
+ * BENCH_CPU_PROFILE: when each measured run of the service happened, on the profiles' clock, with its answers,
+ * so that `bench/profile.ts --window <scenario>` summarizes that run alone (windows.json beside the profiles).
+ */
+function writeProfileWindows(folder: string, rows: Row[]): void {
+  const windows = rows
+    .filter((r) => r.window && r.responses && !r.scenario.startsWith("floor"))
+    .map((r) => ({ scenario: r.scenario, start: r.window![0], end: r.window![1], responses: r.responses! }));
+  mkdirSync(folder, { recursive: true });
+  writeFileSync(path.join(folder, "windows.json"), `${JSON.stringify(windows, null, 1)}\n`);
 }
 
 /**

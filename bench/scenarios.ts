@@ -26,8 +26,8 @@ function failures() {
 export async function floors(ctx: Context): Promise<{ read: Load; mutation: Load }> {
   const o = ctx.options;
   await load({ url: ctx.floor.url, connections: o.connections, duration: 1, body: body("{ hello }") }); // warm-up
-  const read = await load({ url: ctx.floor.url, connections: o.connections, duration: o.duration, body: body("{ hello }") });
-  const mutation = await load({ url: ctx.floor.url, connections: o.connections, duration: o.duration, body: body("mutation { bump }") });
+  const read = await load({ url: ctx.floor.url, pid: ctx.floor.pid, connections: o.connections, duration: o.duration, body: body("{ hello }") });
+  const mutation = await load({ url: ctx.floor.url, pid: ctx.floor.pid, connections: o.connections, duration: o.duration, body: body("mutation { bump }") });
   return { read, mutation };
 }
 
@@ -56,7 +56,7 @@ async function cycle(ctx: Context, what: string, bodies: string[], expect: strin
   await warmUp(ctx, what, bodies, expect);
   const f = failures();
   const o = ctx.options;
-  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, duration: o.duration, requests: cycling(bodies, expect, f) });
+  const result = await load({ url: ctx.service.url, pid: ctx.service.pid, token: ctx.token, connections: o.connections, duration: o.duration, requests: cycling(bodies, expect, f) });
   f.check(what);
   return result;
 }
@@ -97,6 +97,7 @@ export async function authorize(ctx: Context): Promise<Load & { allowed: number;
   const f = failures();
   const result = await load({
     url: ctx.service.url,
+    pid: ctx.service.pid,
     token: ctx.token,
     connections: o.connections,
     amount: o.authCalls,
@@ -145,7 +146,7 @@ export async function reserveCommit(ctx: Context): Promise<Load & { commits: num
   const commits = Array.from({ length: o.authCustomers }, () => 0);
   const f = failures();
   const requests = reserveThenCommit(ctx, customerIds.slice(0, o.authCustomers), (i) => commits[i]++, f);
-  const result = await load({ url: ctx.service.url, token: ctx.token, connections: o.connections, amount: o.reserveCalls, requests });
+  const result = await load({ url: ctx.service.url, pid: ctx.service.pid, token: ctx.token, connections: o.connections, amount: o.reserveCalls, requests });
   f.check("reserve + commit");
   // A connection's share of the requests can end with a reserve: that hold stays live (it expires by itself)
   // and moves no units, so the books compare consumed units with commits only.
@@ -207,6 +208,7 @@ function oneEventCalls(ctx: Context, events: BenchEvent[], what: string): Promis
   const f = failures();
   return load({
     url: ctx.service.url,
+    pid: ctx.service.pid,
     token: ctx.token,
     connections: ctx.options.connections,
     amount: events.length,

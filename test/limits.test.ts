@@ -143,8 +143,16 @@ describe("with default limits", () => {
     expect(JSON.parse(declared.body).errors[0].extensions.code).toBe("REQUEST_ENTITY_TOO_LARGE");
     const chunked = await rawPost(t.port, { "content-type": "application/json", "transfer-encoding": "chunked" }, big);
     expect(chunked.status).toBe(413);
-    // The server still serves.
+    expect(JSON.parse(chunked.body).errors[0].extensions.code).toBe("REQUEST_ENTITY_TOO_LARGE");
+    // The server still serves, chunked bodies within the limit too (several chunks; malformed JSON is still a 400).
     expect((await post(t.url, t.adminToken, "{ __typename }")).body.data).toEqual({ __typename: "Query" });
+    const small = Buffer.from(JSON.stringify({ query: `{ __typename a: __typename }${" ".repeat(200_000)}` }));
+    const answered = await rawPost(t.port, { "content-type": "application/json", "transfer-encoding": "chunked", authorization: `Bearer ${t.adminToken}` }, small);
+    expect(answered.status).toBe(200);
+    expect(JSON.parse(answered.body).data).toMatchObject({ __typename: "Query", a: "Query" });
+    const malformed = await rawPost(t.port, { "content-type": "application/json", "transfer-encoding": "chunked" }, Buffer.from('{"query": "{ __typename }", "x": xxxx'));
+    expect(malformed.status).toBe(400);
+    expect(JSON.parse(malformed.body).errors[0].extensions.code).toBe("BAD_REQUEST");
   });
 
   it("fits an ingest of 10,000 events with metadata under the default body limit", async () => {
@@ -246,7 +254,7 @@ describe("with default limits", () => {
 function rawPost(port: number, headers: Record<string, string>, body: Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     let responded = false;
-    const req = httpRequest({ host: "127.0.0.1", port, path: "/graphql", method: "POST", headers }, (res) => {
+    const req = httpRequest({ host: "127.0.0.1", port, path: "/graphql", method: "POST", headers, agent: false }, (res) => {
       responded = true;
       let text = "";
       res.on("data", (chunk) => (text += chunk));

@@ -4,6 +4,7 @@
 //   operations too (src/server.ts parses and validates those through `yoga.getEnveloped`).
 // - CSRF: Yoga's useCSRFPrevention, and only JSON (or application/graphql) POST bodies.
 // - A malformed JSON body is a 400 that does not repeat the body.
+// - A body without a declared length (chunked) is counted as it is read: 413 past the limit.
 // - CORS from an allow-list, never with credentials.
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
 import type { GraphQLArmorRejectCallback } from "@escape.tech/graphql-armor-types";
@@ -44,8 +45,11 @@ export function operationLimitPlugins(limits: Limits): Plugin[] {
 
 const ACCEPTED_BODY_TYPES = ["application/json", "application/graphql+json", "application/graphql"];
 
-/** CSRF prevention and JSON-only POST bodies; a malformed JSON body answered without echoing it. */
-export function requestShapePlugins(): Plugin[] {
+/**
+ * CSRF prevention and JSON-only POST bodies; a malformed JSON body answered without echoing it; a chunked body
+ * counted against `maxBodyBytes`.
+ */
+export function requestShapePlugins(maxBodyBytes: number): Plugin[] {
   return [
     useCSRFPrevention({ requestHeaders: [CSRF_HEADER] }),
     {
@@ -71,7 +75,44 @@ export function requestShapePlugins(): Plugin[] {
         });
       },
     },
+    // After the JSON parser's wrapper above: the limit is applied before it reads.
+    undeclaredBodyLimit(maxBodyBytes),
   ];
+}
+
+function bodyTooLarge(limit: number): GraphQLError {
+  return new GraphQLError(`Request body is larger than the limit of ${limit} bytes.`, { extensions: { code: "REQUEST_ENTITY_TOO_LARGE", http: { status: 413 } } });
+}
+
+/**
+ * The body limit for a body sent without a declared length (chunked): read here, counting, and refused with 413
+ * past `maxBytes`. A declared length needs no counting: src/http/guard.ts refused one over the limit before
+ * Yoga, and node:http never hands on more body than the request declared. Yoga's own maxRequestBodySize (off:
+ * src/http/limits.ts) pipes every body through a counting stream, declared length or not (a TransformStream,
+ * a stream pipeline, an AbortController per request): without it a customerMeter read took about half the
+ * CPU (same process, alternating runs: 865 → 471 µs per request).
+ */
+function undeclaredBodyLimit(maxBytes: number): Plugin {
+  return {
+    onRequestParse({ request, requestParser, setRequestParser, fetchAPI }) {
+      if (!requestParser || request.headers.get("content-length") !== null) return;
+      setRequestParser(async (req) => {
+        if (!req.body) return requestParser(req);
+        const reader = req.body.getReader();
+        const chunks: Uint8Array[] = [];
+        let size = 0;
+        for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+          size += chunk.value.byteLength;
+          if (size > maxBytes) {
+            await reader.cancel().catch(() => {});
+            throw bodyTooLarge(maxBytes);
+          }
+          chunks.push(chunk.value);
+        }
+        return requestParser(new fetchAPI.Request(req.url, { method: req.method, headers: req.headers, body: Buffer.concat(chunks) }));
+      });
+    },
+  };
 }
 
 /** Yoga's `cors` option: only listed origins get CORS headers (`*`: any origin), never with credentials. */

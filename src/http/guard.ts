@@ -1,6 +1,6 @@
 // What every HTTP request to /graphql passes before Yoga sees it: the client's request budget and a declared
-// body length over the limit, both answered here without reading the body (Yoga's own maxRequestBodySize,
-// with the same limit, counts bodies sent without a length); plus node:http's timeouts and connection cap.
+// body length over the limit, both answered here without reading the body (a body sent without a length is
+// counted as it is read: src/http/graphql-limits.ts); plus node:http's timeouts and connection cap.
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from "node:http";
 import type { Limits } from "../limits.ts";
 import { clientKey, createConcurrencyLimiter, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
@@ -82,7 +82,7 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
       release();
       return true;
     }
-    // A body without a declared length (chunked) is counted as Yoga reads it (its maxRequestBodySize).
+    // A body without a declared length (chunked) is counted as it is read (src/http/graphql-limits.ts).
     return false;
   };
 }

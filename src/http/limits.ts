@@ -17,9 +17,10 @@ export function transportLimits(limits: Limits, publicUrl?: string) {
     limits,
     /** Spread into createYoga's options. */
     yogaOptions: {
-      plugins: [...operationLimitPlugins(limits), ...requestShapePlugins()],
+      plugins: [...operationLimitPlugins(limits), ...requestShapePlugins(limits.maxBodyBytes)],
       cors: corsFromAllowList(limits.corsOrigins),
-      maxRequestBodySize: limits.maxBodyBytes,
+      // The body limit is the guard's (a declared length) and requestShapePlugins' (a chunked body).
+      maxRequestBodySize: false as const,
     },
     /** createServer's options. */
     serverOptions: httpServerOptions(limits),
