@@ -1,6 +1,8 @@
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateCreditSystem, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
+import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
 
@@ -107,6 +109,21 @@ describe("credit systems", () => {
     expect(await balanceOf(t, c, m)).toMatchObject({ consumedUnits: "3.000001" });
   });
 
+  it("a batch under one rate draws the sum of its events' rounded draws, whole units or not", async () => {
+    const name = unique("tokens");
+    const m = await meter(t, "SUM", { property: "n", filter: named(name) });
+    const pool = (await creditSystem({ name: "tokens", rates: [{ meterId: m, creditsPerUnit: "0.333333" }] })).id;
+    const c = await customer(t);
+    // whole units: no event rounds, 3 × 0.333333 + 7 × 0.333333 = 3.33333
+    await ingest(t, [...events(name, c, 1, undefined, { n: 3 }), ...events(name, c, 1, undefined, { n: 7 })]);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ consumedUnits: "3.33333" });
+    // 3 → 0.999999, 1.5 → 0.4999995 → 0.5, 0.000001 → 0: 1.499999 (the batch's 4.500001 × 0.333333 would round to 1.5)
+    await ingest(t, [...events(name, c, 1, undefined, { n: 3 }), ...events(name, c, 1, undefined, { n: 1.5 }), ...events(name, c, 1, undefined, { n: 0.000001 })]);
+    expect(await balanceOf(t, c, pool)).toMatchObject({ consumedUnits: "4.833329" });
+    const draws = (await ledgerOf(c, pool)).filter((e) => e.kind === "USAGE").map((e) => ({ units: e.units, events: e.eventCount }));
+    expect(draws).toEqual(expect.arrayContaining([{ units: "-3.33333", events: 2 }, { units: "-1.499999", events: 3 }]));
+  });
+
   it("a rate change at t: usage timestamped before t keeps the old rate, in the ledger and in balanceAt", async () => {
     const { api, pool, calls } = await seedsPool();
     const c = await customer(t);
@@ -149,6 +166,69 @@ describe("credit systems", () => {
       __typename: "NotFoundError",
       field: "input.creditSystemId",
     });
+  });
+});
+
+describe("drawsOf: the draws of one write", () => {
+  const AT = Date.parse("2026-06-01T00:00:00.000Z");
+  /** The per-event rule as written: each event at the rate in force at its instant (the first before any), rounded on its own. */
+  function perEvent(rates: Rate[], events: { at: number; value: bigint }[]): [bigint, { units: bigint; events: number }][] {
+    const out = new Map<bigint, { units: bigint; events: number }>();
+    for (const e of events) {
+      let rate = rates[0]!;
+      for (const r of rates) if (r.at.getTime() <= e.at) rate = r;
+      const d = out.get(rate.perUnit) ?? { units: 0n, events: 0 };
+      out.set(rate.perUnit, { units: d.units + drawOf(e.value, rate.perUnit), events: d.events + 1 });
+    }
+    return [...out];
+  }
+  const usageOf = (events: { at: number; value: bigint }[]) => {
+    const u = new RatedUsage();
+    for (const e of events) u.add(e.at, e.value);
+    return u;
+  };
+  // whole credits, rates whose products round, and rates dividing 10^6 in between
+  const perUnit = fc.oneof(
+    fc.bigInt({ min: 1n, max: 5n }).map((n) => n * 1_000_000n),
+    fc.constantFrom(1n, 2_000n, 333_333n, 500_000n, 1_500_000n, 999_999n),
+    fc.bigInt({ min: 1n, max: 10_000_000n }),
+  );
+  const rates = fc.uniqueArray(fc.integer({ min: 0, max: 10 }), { minLength: 1, maxLength: 4 }).chain((slots) =>
+    fc.tuple(...slots.sort((a, b) => a - b).map((slot) => perUnit.map((p): Rate => ({ at: new Date(AT + slot * 1000), perUnit: p })))),
+  );
+  // whole units, values that are multiples of small powers of ten, and any micro-units
+  const value = fc.oneof(
+    fc.bigInt({ min: 0n, max: 5_000n }).map((n) => n * 1_000_000n),
+    fc.tuple(fc.bigInt({ min: 0n, max: 100_000n }), fc.constantFrom(2n, 10n, 1_000n, 500_000n)).map(([n, k]) => n * k),
+    fc.bigInt({ min: 0n, max: 10n ** 12n }),
+  );
+  const event = (fromMs: number, toMs: number) => fc.record({ at: fc.integer({ min: fromMs, max: toMs }).map((ms) => AT + ms), value });
+
+  it("equals the per-event rule across rates, instants and values, and so does any split of the events into writes", () => {
+    fc.assert(
+      fc.property(rates, fc.array(event(-2_000, 12_000), { maxLength: 60 }), fc.array(fc.nat(60), { maxLength: 4 }), (rs, events, cuts) => {
+        const expected = perEvent(rs, events);
+        expect([...drawsOf(rs, usageOf(events))]).toEqual(expected);
+        // Writes of any size draw the same per rate.
+        const bounds = [0, ...cuts.map((c) => c % (events.length + 1)).sort((a, b) => a - b), events.length];
+        const total = new Map<bigint, bigint>();
+        for (let i = 1; i < bounds.length; i++) {
+          for (const [p, d] of drawsOf(rs, usageOf(events.slice(bounds[i - 1], bounds[i])))) total.set(p, (total.get(p) ?? 0n) + d.units);
+        }
+        expect(total).toEqual(new Map(expected.map(([p, d]) => [p, d.units])));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("under one rate (the one-multiplication path when no event rounds), equals the per-event rule", () => {
+    // every event after the last rate took effect
+    fc.assert(
+      fc.property(rates, fc.array(event(10_000, 20_000), { minLength: 1, maxLength: 60 }), (rs, events) => {
+        expect([...drawsOf(rs, usageOf(events))]).toEqual(perEvent(rs, events));
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 

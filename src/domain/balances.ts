@@ -22,7 +22,7 @@ import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./
 import { alertRuleFor, recordCrossings, watchedBalances, type AlertLevel } from "./alerts.ts";
 import { writeOutbox, type OutboxEvent } from "./outbox.ts";
 import { anyRules as anyTopUps, recordTopUps, topUpRules } from "./topups.ts";
-import { drawOf, rateAt, ratedMeters, type RatedMeter } from "./credit-systems.ts";
+import { drawOf, drawsOf, rateAt, ratedMeters, type RatedMeter, type RatedUsage } from "./credit-systems.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
 export interface UsageDelta {
@@ -46,7 +46,7 @@ export interface UsageDelta {
   creditEvents: number;
   lastCreditEventId: string | null;
   /** a rated meter's counted values with their events' timestamps, each drawn from the pool at its rate */
-  timed?: { at: Date; value: bigint }[];
+  timed?: RatedUsage;
 }
 
 /** A new grant (already inserted by the caller with remainingUnits = units). */
@@ -543,8 +543,7 @@ export class BalanceBook {
     };
     const u = a.usage;
     if (u?.timed) {
-      for (const t of u.timed) draw(t.value, rateAt(rated.rates, t.at).perUnit, null, 1, null);
-      for (const d of draws.values()) d.eventId = u.lastEventId;
+      for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) draws.set(perUnit, { units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null });
     }
     const current = rateAt(rated.rates, this.now).perUnit;
     if (a.direct) draw(a.direct.units, current, null, 0, a.direct.description ?? null);

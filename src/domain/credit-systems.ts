@@ -59,11 +59,99 @@ export function drawOf(units: bigint, perUnit: bigint): bigint {
   return q;
 }
 
+/** Index of the rate in force at `ms` (epoch milliseconds) in `rates` (oldest first): binary search. */
+function rateIndex(rates: Rate[], ms: number): number {
+  // the last rate that took effect at or before ms; before any, the first
+  let lo = 0;
+  let hi = rates.length - 1;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (rates[mid]!.at.getTime() <= ms) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 /** The rate in force at `at`: the latest that took effect at or before it (the first one before any). */
 export function rateAt(rates: Rate[], at: Date): Rate {
-  let found = rates[0]!;
-  for (const r of rates) if (r.at.getTime() <= at.getTime()) found = r;
-  return found;
+  return rates[rateIndex(rates, at.getTime())]!;
+}
+
+/**
+ * A rated meter's counted values (micro-units, ≥ 0) with their events' instants, as ingestion collects
+ * them for one balance: parallel arrays, no object per event; the earliest and latest instant and the sum
+ * let `drawsOf` price the common case (every event under one rate) without looking at each event.
+ */
+export class RatedUsage {
+  /** epoch milliseconds, one per value */
+  readonly at: number[] = [];
+  readonly values: bigint[] = [];
+  first = Infinity;
+  last = -Infinity;
+  sum = 0n;
+
+  add(at: number, value: bigint): void {
+    this.at.push(at);
+    this.values.push(value);
+    if (at < this.first) this.first = at;
+    if (at > this.last) this.last = at;
+    this.sum += value;
+  }
+}
+
+/** What the events of one rate draw: micro-credits (each event rounded on its own) and how many events. */
+export interface RateDraw {
+  units: bigint;
+  events: number;
+}
+
+/**
+ * What `usage` draws at `rates` (oldest first), per rate (micro-credits per unit), in the order the rates
+ * first occur among the events: exactly the sum of `drawOf` of each event at the rate in force at its
+ * instant, so batching never changes a draw.
+ *
+ * Fast path, exact: rates are sorted, so if the earliest and the latest event fall under the same rate, every
+ * event does. Under one rate r, if every value v has v × r a whole number of micro-credits (v × r divisible
+ * by 10^6), no event rounds, and Σ drawOf(v, r) = Σ v × r / 10^6 = (Σ v) × r / 10^6: one multiplication.
+ * v × r is divisible by 10^6 exactly when v is a multiple of 10^6 / gcd(r, 10^6); that always holds for a
+ * rate of whole credits (gcd = 10^6), and is one remainder per event otherwise (whole units, the common
+ * case, pass for any rate). Otherwise each event is rounded on its own.
+ */
+export function drawsOf(rates: Rate[], usage: RatedUsage): Map<bigint, RateDraw> {
+  const out = new Map<bigint, RateDraw>();
+  const n = usage.values.length;
+  if (!n) return out;
+  const first = rateIndex(rates, usage.first);
+  if (first === rateIndex(rates, usage.last)) {
+    const perUnit = rates[first]!.perUnit;
+    const step = UNIT_SCALE / gcd(perUnit, UNIT_SCALE);
+    let exact = true;
+    if (step !== 1n) {
+      for (const v of usage.values) {
+        if (v % step === 0n) continue;
+        exact = false;
+        break;
+      }
+    }
+    let units = 0n;
+    if (exact) units = (usage.sum * perUnit) / UNIT_SCALE;
+    else for (const v of usage.values) units += drawOf(v, perUnit);
+    out.set(perUnit, { units, events: n });
+    return out;
+  }
+  for (let i = 0; i < n; i++) {
+    const perUnit = rates[rateIndex(rates, usage.at[i]!)]!.perUnit;
+    let d = out.get(perUnit);
+    if (!d) out.set(perUnit, (d = { units: 0n, events: 0 }));
+    d.units += drawOf(usage.values[i]!, perUnit);
+    d.events++;
+  }
+  return out;
+}
+
+function gcd(a: bigint, b: bigint): bigint {
+  while (b !== 0n) [a, b] = [b, a % b];
+  return a < 0n ? -a : a;
 }
 
 /** The rated meters among `meterIds`, with their pool and rates (one statement). */

@@ -14,6 +14,7 @@ import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
 import { submit, type JobKind, type WriteJob } from "./writer.ts";
 import { DecimalFormatError } from "./units.ts";
+import { RatedUsage } from "./credit-systems.ts";
 
 /** Most events one ingestEvents call accepts. */
 export const MAX_BATCH_SIZE = 10_000;
@@ -195,7 +196,7 @@ export function usageAdjustments(events: CountableEvent[]): BalanceAdjustment[] 
       }
       u.count++;
       u.sum += value;
-      if (m.rated) (u.timed ??= []).push({ at: e.timestamp, value });
+      if (m.rated) (u.timed ??= new RatedUsage()).add(e.timestamp.getTime(), value);
       u.max = u.max === null || value > u.max ? value : u.max;
       u.min = u.min === null || value < u.min ? value : u.min;
     }
