@@ -146,11 +146,17 @@ export async function requireCustomer(db: Db, organizationId: string, id: string
 async function findLiveCustomer(db: Db, organizationId: string, column: "id" | "externalId", value: string): Promise<Customer | null> {
   const sql = sqlOf(db);
   const [row] = await sql.query<Record<string, unknown>>(
-    `SELECT "id", "organizationId", "email", "emailKey", "name", "externalId", "metadata", "deletedAt", "createdAt", "updatedAt"
-       FROM "Customer" WHERE "organizationId" = ${sql.param(1)} AND "${column}" = ${sql.param(2)} AND "deletedAt" IS NULL LIMIT 1`,
+    `SELECT ${CUSTOMER_COLUMNS} FROM "Customer" WHERE "organizationId" = ${sql.param(1)} AND "${column}" = ${sql.param(2)} AND "deletedAt" IS NULL LIMIT 1`,
     [organizationId, value],
   );
-  if (!row) return null;
+  return row ? customerOfRow(row) : null;
+}
+
+/** Every column of a Customer row, for the reads past Prisma (customerOfRow reads them back). */
+export const CUSTOMER_COLUMNS = `"id", "organizationId", "email", "emailKey", "name", "externalId", "metadata", "deletedAt", "createdAt", "updatedAt"`;
+
+/** A Customer row read past Prisma (CUSTOMER_COLUMNS, either engine's shapes) as Prisma would return it. */
+export function customerOfRow(row: Record<string, unknown>): Customer {
   return {
     id: String(row.id),
     organizationId: String(row.organizationId),
@@ -160,7 +166,7 @@ async function findLiveCustomer(db: Db, organizationId: string, column: "id" | "
     externalId: row.externalId == null ? null : String(row.externalId),
     // PostgreSQL's driver parses jsonb; SQLite keeps Json columns as text
     metadata: (typeof row.metadata === "string" ? JSON.parse(row.metadata) : row.metadata) as Customer["metadata"],
-    deletedAt: null,
+    deletedAt: row.deletedAt == null ? null : asDate(row.deletedAt as Date | string),
     createdAt: asDate(row.createdAt as Date | string),
     updatedAt: asDate(row.updatedAt as Date | string),
   };

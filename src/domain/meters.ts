@@ -1,5 +1,6 @@
 // Meters: what usage counts and how. A meter's filter and aggregation are fixed once it has counted events.
 import { providerOfDb, type Db } from "../db/client.ts";
+import { asDate } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "./errors.ts";
 import { clauseCount, parseAggregation, parseMeterFilter, type Aggregation, type MeterFilter } from "./meter-filter.ts";
@@ -18,6 +19,29 @@ export interface MeterInput {
   filter: unknown;
   aggregation: { func: string; property?: string | null };
   negativeValues?: string | null;
+}
+
+/** Every column of a Meter row, for the reads past Prisma (meterOfRow reads them back). */
+export const METER_COLUMNS = `"id", "organizationId", "name", "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId", "creditSystem", "archivedAt", "createdAt", "updatedAt"`;
+
+/** A Meter row read past Prisma (METER_COLUMNS, either engine's shapes) as Prisma would return it. */
+export function meterOfRow(row: Record<string, unknown>): Meter {
+  return {
+    id: String(row.id),
+    organizationId: String(row.organizationId),
+    name: String(row.name),
+    // PostgreSQL's driver parses jsonb; SQLite keeps Json columns as text
+    filter: (typeof row.filter === "string" ? JSON.parse(row.filter) : row.filter) as Meter["filter"],
+    aggregationFunc: String(row.aggregationFunc),
+    aggregationProperty: row.aggregationProperty == null ? null : String(row.aggregationProperty),
+    negativeValues: String(row.negativeValues),
+    creditPoolId: row.creditPoolId == null ? null : String(row.creditPoolId),
+    // SQLite stores booleans as integers
+    creditSystem: row.creditSystem === true || Number(row.creditSystem) === 1,
+    archivedAt: row.archivedAt == null ? null : asDate(row.archivedAt as Date | string),
+    createdAt: asDate(row.createdAt as Date | string),
+    updatedAt: asDate(row.updatedAt as Date | string),
+  };
 }
 
 /** A meter ready for matching events. */
