@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrisma, providerOfDb, type Db } from "../src/db/client.ts";
 import { loadConfig } from "../src/config.ts";
 import { CachedStatementClient } from "../src/db/libsql.ts";
+import { powerOfTwoChunks, Sql, type RawRunner } from "../src/db/sql.ts";
 import { inSqlTransaction, inTransaction } from "../src/domain/transactions.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
@@ -176,4 +177,64 @@ describe("SQLite connections", () => {
     const rows = await t.db.$queryRawUnsafe<{ v: bigint }[]>(`SELECT "v" FROM "RollbackProbe"`);
     expect(rows.map((r) => Number(r.v))).toEqual([4]);
   });
+});
+
+describe("statement texts of the multi-row helpers (src/db/sql.ts)", () => {
+  it("power-of-two chunks add up to the rows, the full ones first", () => {
+    for (const count of [0, 1, 2, 3, 255, 256, 257, 1000, 2047]) {
+      const sizes = powerOfTwoChunks(count, 256);
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(count);
+      expect(sizes.every((s) => s >= 1 && s <= 256 && (s & (s - 1)) === 0)).toBe(true);
+      expect([...sizes].sort((a, b) => b - a)).toEqual(sizes);
+      expect(sizes.filter((s) => s < 256).length).toBeLessThanOrEqual(8);
+    }
+    expect(powerOfTwoChunks(1000, 256)).toEqual([256, 256, 256, 128, 64, 32, 8]);
+  });
+
+  it("any count of rows or values takes a few statement texts (each one a statement SQLite keeps prepared), and each statement does exactly its rows", async () => {
+    const provider = providerOfDb(t.db);
+    const texts = new Set<string>();
+    const runner: RawRunner = {
+      $queryRawUnsafe: (q, ...v) => (texts.add(q), t.db.$queryRawUnsafe(q, ...v)),
+      $executeRawUnsafe: (q, ...v) => (texts.add(q), t.db.$executeRawUnsafe(q, ...v)),
+    };
+    const sql = new Sql(runner, provider);
+    await t.db.$executeRawUnsafe(`CREATE TABLE "ShapeProbe" ("id" TEXT PRIMARY KEY, "tag" TEXT NOT NULL, "n" BIGINT NOT NULL)`);
+    const counts = [...Array.from({ length: 40 }, (_, i) => i + 1), 63, 64, 65, 255, 256, 257, 600];
+    const idsOf = (count: number) => Array.from({ length: count }, (_, i) => `${count}-${i}`);
+    for (const count of counts) {
+      await sql.insertMany("ShapeProbe", ["id", "tag", "n"], idsOf(count).map((id, i) => [id, `t${count}`, BigInt(i)]));
+    }
+    const kinds = (prefix: string) => [...texts].filter((q) => q.startsWith(prefix)).length;
+    // SQLite: one text per power of two up to 256 rows; PostgreSQL: one JSON parameter whatever the count
+    expect(kinds("INSERT")).toBeLessThanOrEqual(provider === "sqlite" ? 9 : 1);
+
+    texts.clear();
+    for (const count of counts) {
+      const list = sql.textIn("id", idsOf(count));
+      const found = await sql.query<{ id: string }>(`SELECT "id" FROM "ShapeProbe" WHERE ${list.clause} ORDER BY "id"`, list.values);
+      expect(found.map((r) => r.id)).toEqual(idsOf(count).sort());
+      const pairs = sql.tuplesIn("id", "tag", idsOf(count).map((id) => [id, `t${count}`]));
+      const paired = await sql.query<{ n: bigint | number }>(`SELECT "n" FROM "ShapeProbe" WHERE ${pairs.clause}`, pairs.values);
+      expect(paired.length).toBe(count);
+    }
+    // lists of 1 to 600 values or pairs: padded to 1, 2, 4 … 1,024 on SQLite (11 texts each), one on PostgreSQL
+    expect(kinds("SELECT")).toBeLessThanOrEqual(provider === "sqlite" ? 22 : 2);
+
+    texts.clear();
+    for (const count of counts) await sql.updateById("ShapeProbe", ["id", "n"], idsOf(count).map((id, i) => [id, BigInt(i + 1000)]));
+    expect(kinds("UPDATE")).toBeLessThanOrEqual(provider === "sqlite" ? 9 : 1);
+    const sums = await t.db.$queryRawUnsafe<{ n: bigint | number; rows: bigint | number }[]>(`SELECT SUM("n") AS "n", COUNT(*) AS "rows" FROM "ShapeProbe"`);
+    const rows = counts.reduce((a, c) => a + c, 0);
+    expect(Number(sums[0].rows)).toBe(rows);
+    expect(BigInt(sums[0].n)).toBe(BigInt(counts.reduce((a, c) => a + (c * (c - 1)) / 2 + 1000 * c, 0)));
+
+    // insertNew answers exactly the new ids, past chunks that met a conflict (every third row is a stored (tag, n))
+    await t.db.$executeRawUnsafe(`CREATE UNIQUE INDEX "ShapeProbe_tag_n" ON "ShapeProbe" ("tag", "n")`);
+    const fresh = Array.from({ length: 300 }, (_, i) => [`new-${i}`, "t600", BigInt(i % 3 === 0 ? 1000 + i : 100_000 + i)]);
+    const inserted = await sql.insertNew("ShapeProbe", ["id", "tag", "n"], fresh, `("tag", "n")`);
+    const wanted = fresh.filter((_, i) => i % 3 !== 0).map((r) => r[0] as string);
+    expect([...inserted].sort()).toEqual(wanted.sort());
+    expect(await sql.deleteIds("ShapeProbe", wanted)).toBe(200);
+  }, 60_000);
 });

@@ -12,12 +12,30 @@ export interface RawRunner {
   $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
 }
 
-/** Rows per multi-row statement on SQLite: well under its 32,766 parameters. */
-const ROWS_PER_STATEMENT = 400;
+/**
+ * Rows per multi-row statement on SQLite: well under its 32,766 parameters. A power of two, as every SQLite
+ * chunk and list is (see `powerOfTwoChunks` and `Sql.padded`).
+ */
+const ROWS_PER_STATEMENT = 256;
 /** Rows per statement on PostgreSQL (one JSON parameter whatever the count). */
 const PG_ROWS_PER_STATEMENT = 5000;
 /** Column types by table; the schema is the one this code was migrated with. */
 const columnTypeCache = new Map<string, Map<string, string>>();
+
+/**
+ * The chunk sizes `count` rows go in on SQLite: `max` while that many are left, then the remainder's binary
+ * digits, largest first (1,000 rows: 256, 256, 256, 128, 64, 32, 8). See `Sql.padded` for why.
+ */
+export function powerOfTwoChunks(count: number, max: number): number[] {
+  const out: number[] = [];
+  let left = count;
+  while (left >= max) {
+    out.push(max);
+    left -= max;
+  }
+  for (let size = max >> 1; size >= 1; size >>= 1) if (left & size) out.push(size);
+  return out;
+}
 
 export class Sql {
   constructor(
@@ -65,6 +83,39 @@ export class Sql {
 
   execute(text: string, values: unknown[] = []): Promise<number> {
     return this.runner.$executeRawUnsafe(text, ...values);
+  }
+
+  /**
+   * On SQLite, `list` repeated at its end up to the next power of two (unchanged on PostgreSQL), for lists
+   * whose repeats change nothing: the values of an IN, the keys of a CASE.
+   *
+   * Why: SQLite runs each statement text from a statement prepared once and kept by the connection
+   * (src/db/libsql.ts), and a statement with one parameter per value is another text for every count. A
+   * prepared statement takes memory in proportion to its parameters (a 400-row INSERT about 700 kB), so
+   * counts as they come kept hundreds of them, more the longer the process ingested: 156 MB of the writer's
+   * after 240,000 events in the bench. Padded lists and power-of-two chunks of rows (`insertMany`,
+   * `updateById`) leave each statement at most a dozen texts.
+   */
+  padded<T>(list: T[]): T[] {
+    if (this.provider === "postgresql" || list.length <= 1) return list;
+    let size = 1;
+    while (size < list.length) size <<= 1;
+    if (size === list.length) return list;
+    const out = list.slice();
+    const last = list[list.length - 1];
+    while (out.length < size) out.push(last);
+    return out;
+  }
+
+  /** Consecutive slices of `rows`, one per statement: power-of-two sizes on SQLite (see `padded`). */
+  private chunks<T>(rows: T[]): T[][] {
+    if (this.provider === "postgresql") {
+      const out: T[][] = [];
+      for (let i = 0; i < rows.length; i += PG_ROWS_PER_STATEMENT) out.push(rows.slice(i, i + PG_ROWS_PER_STATEMENT));
+      return out;
+    }
+    let at = 0;
+    return powerOfTwoChunks(rows.length, ROWS_PER_STATEMENT).map((size) => rows.slice(at, (at += size)));
   }
 
   /** `(p1, p2, …), (…)` for `rows` rows of `columns` values, numbering from `start`. */
@@ -120,10 +171,6 @@ export class Sql {
     return types;
   }
 
-  private get rowsPerStatement(): number {
-    return this.provider === "postgresql" ? PG_ROWS_PER_STATEMENT : ROWS_PER_STATEMENT;
-  }
-
   /**
    * INSERT many rows in as few statements as the parameter limits allow. `suffix` is appended verbatim
    * (ON CONFLICT …, RETURNING …); returned rows of every chunk are concatenated.
@@ -131,8 +178,8 @@ export class Sql {
   async insertMany<T = never>(table: string, columns: string[], rows: unknown[][], suffix = ""): Promise<T[]> {
     const out: T[] = [];
     const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) `;
-    for (let i = 0; i < rows.length; i += this.rowsPerStatement) {
-      const source = await this.rowSource(table, columns, rows.slice(i, i + this.rowsPerStatement));
+    for (const chunk of this.chunks(rows)) {
+      const source = await this.rowSource(table, columns, chunk);
       const text = head + source.text + (suffix ? ` ${suffix}` : "");
       if (/\bRETURNING\b/i.test(suffix)) out.push(...(await this.query<T>(text, source.values)));
       else await this.execute(text, source.values);
@@ -146,8 +193,7 @@ export class Sql {
    */
   async updateById(table: string, columns: string[], rows: unknown[][]): Promise<void> {
     const [key, ...rest] = columns;
-    for (let i = 0; i < rows.length; i += this.rowsPerStatement) {
-      const chunk = rows.slice(i, i + this.rowsPerStatement);
+    for (const chunk of this.chunks(rows)) {
       if (this.provider === "postgresql") {
         const source = await this.rowSource(table, columns, chunk);
         const set = rest.map((c, j) => `"${c}" = r."${j + 1}"`).join(", ");
@@ -171,8 +217,7 @@ export class Sql {
   async insertNew(table: string, columns: string[], rows: unknown[][], conflict: string): Promise<Set<unknown>> {
     const inserted = new Set<unknown>();
     const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) `;
-    for (let i = 0; i < rows.length; i += this.rowsPerStatement) {
-      const chunk = rows.slice(i, i + this.rowsPerStatement);
+    for (const chunk of this.chunks(rows)) {
       const source = await this.rowSource(table, columns, chunk);
       const count = await this.execute(`${head}${source.text} ON CONFLICT ${conflict} DO NOTHING`, source.values);
       if (count === chunk.length) {
@@ -180,7 +225,7 @@ export class Sql {
         continue;
       }
       for (let j = 0; j < chunk.length; j += ROWS_PER_STATEMENT) {
-        const ids = chunk.slice(j, j + ROWS_PER_STATEMENT).map((r) => r[0]);
+        const ids = this.padded(chunk.slice(j, j + ROWS_PER_STATEMENT).map((r) => r[0]));
         const found = await this.query<{ id: unknown }>(`SELECT "${columns[0]}" AS "id" FROM "${table}" WHERE ${this.inList(columns[0], ids.length)}`, ids);
         for (const r of found) inserted.add(r.id);
       }
@@ -190,7 +235,7 @@ export class Sql {
 
   /**
    * `("a", "b") IN (…)` for (customer, meter)-style pairs, with the values to bind from parameter `start`:
-   * two parameters a pair on SQLite, one JSON parameter for all of them on PostgreSQL.
+   * two parameters a pair on SQLite (the pairs `padded`), one JSON parameter for all of them on PostgreSQL.
    */
   pairsIn(a: string, b: string, pairs: { customerId: string; meterId: string }[], start = 1): { clause: string; values: unknown[] } {
     return this.tuplesIn(
@@ -209,7 +254,8 @@ export class Sql {
         values: [JSON.stringify(tuples)],
       };
     }
-    return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(tuples.length, 2, start)})`, values: tuples.flat() };
+    const list = this.padded(tuples);
+    return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(list.length, 2, start)})`, values: list.flat() };
   }
 
   /** DELETE the rows of `table` whose `id` is in `ids`, in chunks; answers how many went. */
@@ -224,17 +270,18 @@ export class Sql {
 
   /**
    * `"col" IN (…)` for a list of strings, with the values to bind from parameter `start`: one parameter each on
-   * SQLite, one JSON parameter for all of them on PostgreSQL. An empty list matches nothing.
+   * SQLite (the list `padded`), one JSON parameter for all of them on PostgreSQL. An empty list matches nothing.
    */
   textIn(column: string, list: string[], start = 1): { clause: string; values: unknown[] } {
     if (!list.length) return { clause: "1 = 0", values: [] };
     if (this.provider === "postgresql") {
       return { clause: `"${column}" IN (SELECT jsonb_array_elements_text(${this.param(start)}::jsonb))`, values: [JSON.stringify(list)] };
     }
-    return { clause: this.inList(column, list.length, start), values: list };
+    const values = this.padded(list);
+    return { clause: this.inList(column, values.length, start), values };
   }
 
-  /** `"col" IN (…)` with parameters starting at `start`. */
+  /** `"col" IN (…)` with parameters starting at `start` (on SQLite, for `count` from `padded`). */
   inList(column: string, count: number, start = 1): string {
     const ps: string[] = [];
     for (let i = 0; i < count; i++) ps.push(this.param(start + i));

@@ -766,7 +766,8 @@ export class BalanceBook {
     }
     const sql = this.sql;
     for (let i = 0; i < changed.length; i += PAIRS_PER_STATEMENT) {
-      const chunk = changed.slice(i, i + PAIRS_PER_STATEMENT);
+      // Padded on SQLite (one statement text per power of two): a repeated grant sets the same value again.
+      const chunk = sql.padded(changed.slice(i, i + PAIRS_PER_STATEMENT));
       const cases = chunk.map((_, j) => `WHEN ${sql.param(j * 2 + 1)} THEN CAST(${sql.param(j * 2 + 2)} AS BIGINT)`).join(" ");
       await sql.execute(
         `UPDATE "CreditGrant" SET "remainingUnits" = CASE "id" ${cases} END WHERE ${sql.inList("id", chunk.length, chunk.length * 2 + 1)}`,
@@ -776,7 +777,7 @@ export class BalanceBook {
     // The recorded instant is when it happened, as the ledger entry says.
     const stamp = async (ids: string[], set: string) => {
       for (let i = 0; i < ids.length; i += PAIRS_PER_STATEMENT) {
-        const chunk = ids.slice(i, i + PAIRS_PER_STATEMENT);
+        const chunk = sql.padded(ids.slice(i, i + PAIRS_PER_STATEMENT));
         await sql.execute(`UPDATE "CreditGrant" SET ${set} WHERE ${sql.inList("id", chunk.length, 1)}`, chunk);
       }
     };

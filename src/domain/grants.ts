@@ -185,8 +185,9 @@ export async function endGrants(
   if (where.rollover !== undefined) add((p) => `"rollover" = ${p}`, where.rollover);
   if (where.ids) {
     if (!where.ids.length) return [];
-    conditions.push(sql.inList("id", where.ids.length, values.length + 1));
-    values.push(...where.ids);
+    const ids = sql.padded(where.ids);
+    conditions.push(sql.inList("id", ids.length, values.length + 1));
+    values.push(...ids);
   }
   const matching = `FROM "CreditGrant" WHERE ${conditions.join(" AND ")}`;
   const pairs = await sql.query<{ customerId: string; meterId: string }>(`SELECT DISTINCT "customerId", "meterId" ${matching}`, values);

@@ -457,7 +457,7 @@ async function linkLateCustomers(sql: Sql, organizationId: string, events: Valid
   }
   for (const [customerId, ids] of linked) {
     for (let i = 0; i < ids.length; i += 400) {
-      const chunk = ids.slice(i, i + 400);
+      const chunk = sql.padded(ids.slice(i, i + 400));
       await sql.execute(`UPDATE "Event" SET "customerId" = ${sql.param(1)} WHERE ${sql.inList("id", chunk.length, 2)}`, [customerId, ...chunk]);
     }
   }
