@@ -2,6 +2,7 @@
 import type { Pool } from "pg";
 import type { PrismaClient } from "../generated/prisma-postgresql/client.ts";
 import { pgRunner } from "./pg.ts";
+import type { CachedStatementClient } from "./libsql.ts";
 import { openSqliteReader, type SqliteReader } from "./sqlite-reader.ts";
 
 import { Sql } from "./sql.ts";
@@ -16,6 +17,7 @@ const providers = new WeakMap<object, Provider>();
 const pools = new WeakMap<object, Pool>();
 const queryHooks = new WeakMap<object, (sql: string) => void>();
 const readers = new WeakMap<object, SqliteReader>();
+const sqliteWriters = new WeakMap<object, { writer: CachedStatementClient | null }>();
 
 /** Which engine a client created by createPrisma talks to (hot paths write engine-specific SQL). */
 export function providerOfDb(db: Db): Provider {
@@ -30,6 +32,14 @@ export function providerOfDb(db: Db): Provider {
  */
 export function pgPoolOf(db: Db): Pool | null {
   return pools.get(db) ?? null;
+}
+
+/**
+ * The SQLite connection under a SQLite client (null on PostgreSQL): the hot write paths run their transactions
+ * on it past Prisma (`transact`, src/domain/transactions.ts), sharing it with Prisma's own statements.
+ */
+export function sqliteWriterOf(db: Db): CachedStatementClient | null {
+  return sqliteWriters.get(db)?.writer ?? null;
 }
 
 /** The client's onQuery hook, for statements sent past Prisma. */
@@ -93,7 +103,9 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
   // timeout = SQLite busy timeout: writers from other processes wait instead of failing at once.
   // intMode bigint: micro-unit columns exceed 2^53; libsql would otherwise throw on reading them.
   // SingleConnectionLibSql: one SQLite connection per client (libsql's own transactions leak one per write).
-  const prisma = new SqliteClient({ ...clientOptions, adapter: new SingleConnectionLibSql({ url, timeout: 5000, intMode: "bigint" }, sqliteSynchronous) });
+  const adapter = new SingleConnectionLibSql({ url, timeout: 5000, intMode: "bigint" }, sqliteSynchronous);
+  const prisma = new SqliteClient({ ...clientOptions, adapter });
+  sqliteWriters.set(prisma, adapter);
   // WAL lets readers proceed while one writer commits. The pragma answers with a row, hence $queryRaw.
   await prisma.$queryRawUnsafe("PRAGMA journal_mode=WAL");
   const file = sqliteFileOf(url);

@@ -9,8 +9,14 @@
 // thousands under load, then SQLITE_CANTOPEN once the process hit its descriptor limit.
 //
 // The adapter serializes everything on its client: `startTransaction` holds the adapter's lock until commit or
-// rollback, so no other statement can run on the client while a transaction is open. A transaction therefore
-// runs on the client's one connection (BEGIN … COMMIT/ROLLBACK through `execute`).
+// rollback, so no other statement of Prisma's can run on the client while a transaction is open. A transaction
+// therefore runs on the client's one connection (BEGIN … COMMIT/ROLLBACK through `execute`).
+//
+// The hot write paths run their transactions on the same connection past Prisma (`transact`, used by
+// src/domain/transactions.ts as PostgreSQL's run on the pool): Prisma's runtime cost more per statement than
+// SQLite did. The client keeps its own lock for that: one of Prisma's statements outside a transaction, one of
+// Prisma's transactions, or one `transact` holds the connection at a time, in the order they asked. A commit
+// gives the connection back before its fsync (below) is awaited, so the next transaction runs meanwhile.
 //
 // Durable commits without stopping the process (SQLITE_SYNCHRONOUS=FULL, the default). The driver is
 // synchronous, so with SQLite's own synchronous=FULL every COMMIT's fsync froze the event loop: no request was
@@ -29,6 +35,7 @@ import Database from "libsql";
 import type { Client, InStatement, InValue, ResultSet, Transaction, TransactionMode } from "@libsql/client";
 import { LibsqlError } from "@libsql/client";
 import { PrismaLibSql } from "@prisma/adapter-libsql";
+import type { RawRunner } from "./sql.ts";
 import { isSqliteSynchronous, type SqliteSynchronous } from "./url.ts";
 
 const BEGIN: Record<TransactionMode, string> = {
@@ -48,18 +55,29 @@ function transactionClosed(): Error {
   return Object.assign(new Error("The transaction is closed"), { code: "TRANSACTION_CLOSED" });
 }
 
-/** A transaction on `client`'s own connection. Only valid while the caller keeps other work off the client. */
-async function connectionTransaction(client: Client, mode: TransactionMode): Promise<Transaction> {
-  await client.execute(BEGIN[mode]);
+/** Runs a statement on the connection, whose lock the caller holds. */
+type LockedExecute = (stmt: InStatement) => ResultSet;
+
+/**
+ * A transaction of Prisma's adapter on the client's connection, holding the client's lock from BEGIN until it
+ * ends (`end`: gives the lock back; after a COMMIT, resolves once the commit is on disk).
+ */
+function connectionTransaction(execute: LockedExecute, mode: TransactionMode, end: (committed: boolean) => Promise<void>): Transaction {
+  execute(BEGIN[mode]);
   let open = true;
   const run = async (stmt: InStatement): Promise<ResultSet> => {
     if (!open) throw transactionClosed();
     try {
-      return await client.execute(stmt);
+      return execute(stmt);
     } catch (err) {
       if (MAY_HAVE_ROLLED_BACK.test(String((err as { code?: unknown }).code ?? ""))) {
         open = false;
-        await client.execute("ROLLBACK").catch(() => {});
+        try {
+          execute("ROLLBACK");
+        } catch {
+          // already rolled back by SQLite
+        }
+        await end(false);
       }
       throw err;
     }
@@ -79,27 +97,87 @@ async function connectionTransaction(client: Client, mode: TransactionMode): Pro
       if (!open) throw transactionClosed();
       open = false;
       try {
-        await client.execute("COMMIT");
+        execute("COMMIT");
       } catch (err) {
         // A COMMIT that fails (SQLITE_BUSY) leaves the transaction open on the connection: end it here.
-        await client.execute("ROLLBACK").catch(() => {});
+        try {
+          execute("ROLLBACK");
+        } catch {
+          // nothing open
+        }
+        await end(false);
         throw err;
       }
+      await end(true);
     },
     async rollback() {
       if (!open) return;
       open = false;
-      await client.execute("ROLLBACK");
+      try {
+        execute("ROLLBACK");
+      } finally {
+        await end(false);
+      }
     },
     close() {
       if (!open) return;
       open = false;
-      void client.execute("ROLLBACK").catch(() => {});
+      try {
+        execute("ROLLBACK");
+      } catch {
+        // nothing open
+      }
+      void end(false);
     },
     get closed() {
       return !open;
     },
   };
+}
+
+/** A lock granted in the order it was asked for; `acquire` resolves with its release. */
+class FifoLock {
+  #tail: Promise<void> = Promise.resolve();
+
+  acquire(): Promise<() => void> {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const granted = this.#tail.then(() => release);
+    this.#tail = released;
+    return granted;
+  }
+}
+
+const asIs = (v: unknown) => v;
+
+/**
+ * How Prisma's raw API on SQLite gives a value of a column declared `declType` (@prisma/adapter-libsql's
+ * column types, then the client's): INTEGER a number, BIGINT a bigint, DATETIME a Date, BOOLEAN a boolean,
+ * JSONB parsed; TEXT and computed columns as the driver reads them (integers as bigint, with safe integers on).
+ * The domain code then sees the same rows on `transact` as it did through Prisma.
+ */
+function prismaShape(declType: string): (v: unknown) => unknown {
+  switch (declType.toUpperCase()) {
+    case "INTEGER":
+    case "INT":
+      return (v) => (typeof v === "bigint" ? Number(v) : v);
+    case "DATETIME":
+      return (v) => (typeof v === "string" ? new Date(v) : new Date(Number(v)));
+    case "BOOLEAN":
+      return (v) => (typeof v === "boolean" ? v : Number(v) !== 0);
+    case "JSONB":
+      return (v) => (typeof v === "string" ? JSON.parse(v) : v);
+    case "BLOB":
+      return (v) => (v instanceof ArrayBuffer ? new Uint8Array(v) : v);
+    default:
+      return asIs;
+  }
+}
+
+/** A parameter as Prisma's adapter binds it: a Date as ISO text with an explicit offset (Prisma's stored form). */
+function prismaArgument(value: unknown): InValue {
+  if (value instanceof Date) return value.toISOString().replace("Z", "+00:00");
+  return value as InValue;
 }
 
 /** SQLite's primary result codes (https://sqlite.org/rescode.html), by number: an error's base code. */
@@ -193,14 +271,80 @@ export class CachedStatementClient {
     return p;
   }
 
+  /** Who holds the connection: Prisma's statement or transaction, or a `transact` (see the top of this file). */
+  readonly #lock = new FifoLock();
+
   async execute(statement: InStatement): Promise<ResultSet> {
+    const release = await this.#lock.acquire();
+    let result: ResultSet;
+    try {
+      result = this.#execute(statement);
+    } finally {
+      release();
+    }
+    // A statement that may have committed (a write outside a transaction) is answered once on disk.
+    const sql = typeof statement === "string" ? statement : statement.sql;
+    if (this.#durable && !this.#db.inTransaction && !NEVER_COMMITS.test(sql)) await this.#durable.synced();
+    return result;
+  }
+
+  /** `execute` for a caller that holds the lock. */
+  #execute(statement: InStatement): ResultSet {
     const sql = typeof statement === "string" ? statement : statement.sql;
     const args = typeof statement === "string" || !statement.args ? [] : Array.isArray(statement.args) ? statement.args : null;
     if (!args) throw new Error("named arguments are not used by the adapter");
-    const result = this.#run(sql, args);
-    // A statement that may have committed (a COMMIT, or a write outside a transaction) is answered once on disk.
-    if (this.#durable && !this.#db.inTransaction && !NEVER_COMMITS.test(sql)) await this.#durable.synced();
-    return result;
+    return this.#run(sql, args);
+  }
+
+  /**
+   * Run `work` in a write transaction (BEGIN IMMEDIATE) on this connection, past Prisma, with statements whose
+   * rows have the shapes Prisma's raw API gives (prismaShaped); `onQuery` hears every statement of `work`.
+   * Resolves once it committed, and the connection is then free for the next one; `durable` resolves once the
+   * commit is on disk (at once when commits are not synced off the event loop: see the top of this file).
+   */
+  async transact<T>(work: (runner: RawRunner) => Promise<T>, onQuery?: (sql: string) => void): Promise<{ value: T; durable: Promise<void> }> {
+    const release = await this.#lock.acquire();
+    let value: T;
+    let open = true;
+    try {
+      this.#run("BEGIN IMMEDIATE", []);
+      const runner: RawRunner = {
+        $queryRawUnsafe: async <R>(text: string, ...values: unknown[]): Promise<R> => {
+          if (!open) throw transactionClosed();
+          onQuery?.(text);
+          return this.#shapedRows(text, values) as R;
+        },
+        $executeRawUnsafe: async (text: string, ...values: unknown[]): Promise<number> => {
+          if (!open) throw transactionClosed();
+          onQuery?.(text);
+          return this.#run(text, values.map(prismaArgument)).rowsAffected;
+        },
+      };
+      try {
+        value = await work(runner);
+        open = false;
+        this.#run("COMMIT", []);
+      } catch (err) {
+        open = false;
+        // SQLite may already have rolled back (see MAY_HAVE_ROLLED_BACK); a failed COMMIT leaves it open.
+        if (this.#db.inTransaction) this.#run("ROLLBACK", []);
+        throw err;
+      }
+    } finally {
+      release();
+    }
+    return { value, durable: this.#durable ? this.#durable.synced() : Promise.resolve() };
+  }
+
+  /** A query's rows as objects, each value as Prisma's raw API gives it for the column's declared type. */
+  #shapedRows(sql: string, values: readonly unknown[]): Record<string, unknown>[] {
+    const { columns, columnTypes, rows } = this.#run(sql, values.map(prismaArgument));
+    const convert = columnTypes.map(prismaShape);
+    return (rows as unknown as unknown[][]).map((row) => {
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < columns.length; i++) out[columns[i]] = row[i] === null ? null : convert[i](row[i]);
+      return out;
+    });
   }
 
   /** A query's rows as objects by column name (the shape the hot reads take), on the same kept statements. */
@@ -235,15 +379,29 @@ export class CachedStatementClient {
   }
 
   async executeMultiple(sql: string): Promise<void> {
+    const release = await this.#lock.acquire();
     try {
       this.#db.exec(sql);
     } catch (err) {
       throw driverError(err);
+    } finally {
+      release();
     }
   }
 
-  transaction(mode: TransactionMode = "write"): Promise<Transaction> {
-    return connectionTransaction(this as unknown as Client, mode);
+  async transaction(mode: TransactionMode = "write"): Promise<Transaction> {
+    const release = await this.#lock.acquire();
+    const end = async (committed: boolean) => {
+      release();
+      // The commit is answered once on disk; the connection is already free for the next transaction.
+      if (committed && this.#durable) await this.#durable.synced();
+    };
+    try {
+      return connectionTransaction((stmt) => this.#execute(stmt), mode, end);
+    } catch (err) {
+      release();
+      throw err;
+    }
   }
 
   close(): void {
@@ -375,12 +533,20 @@ export function sqliteFileOf(url: string): string {
 export class SingleConnectionLibSql extends PrismaLibSql {
   readonly #synchronous: SqliteSynchronous;
 
+  readonly #url: string;
+
   constructor(config: ConstructorParameters<typeof PrismaLibSql>[0], synchronous: SqliteSynchronous = "FULL") {
     super(config);
     this.#synchronous = synchronous;
+    this.#url = config.url;
   }
 
+  /** The client of the connection Prisma opened last (a shadow database's aside): the hot paths' transactions run on it. */
+  writer: CachedStatementClient | null = null;
+
   override createClient(config: Parameters<PrismaLibSql["createClient"]>[0]): Client {
-    return new CachedStatementClient(sqliteFileOf(config.url), { busyTimeoutMs: config.timeout ?? 5000, synchronous: this.#synchronous }) as unknown as Client;
+    const client = new CachedStatementClient(sqliteFileOf(config.url), { busyTimeoutMs: config.timeout ?? 5000, synchronous: this.#synchronous });
+    if (config.url === this.#url) this.writer = client;
+    return client as unknown as Client;
   }
 }

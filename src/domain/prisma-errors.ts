@@ -31,14 +31,16 @@ export function isUniqueViolation(err: unknown, field?: string): boolean {
 /**
  * A transaction the database aborted for reasons of concurrency, which may succeed if run again: a
  * PostgreSQL deadlock or serialization failure (P2034 through Prisma, 40P01 / 40001 from node-postgres),
- * or SQLite still busy after its timeout because another process holds the write lock (P1008).
+ * or SQLite still busy after its timeout because another process holds the write lock (P1008 through Prisma,
+ * SQLITE_BUSY from the driver).
  */
 export function isRetryableTransactionError(err: unknown): boolean {
   const known = knownError(err);
   if (known && (known.code === "P2034" || known.code === "P1008")) return true;
-  // node-postgres errors (src/db/pg.ts) carry the SQLSTATE as their code.
+  // node-postgres errors (src/db/pg.ts) carry the SQLSTATE as their code; the SQLite driver's (src/db/libsql.ts)
+  // their result code.
   const code = err && typeof err === "object" ? (err as { code?: unknown }).code : undefined;
-  if (code === "40P01" || code === "40001") return true;
+  if (code === "40P01" || code === "40001" || code === "SQLITE_BUSY") return true;
   // Raw statements through Prisma can surface the driver's own error: look for the SQLSTATE.
   const text = err instanceof Error ? `${err.message} ${JSON.stringify((err as { meta?: unknown }).meta ?? "")}` : "";
   return /\b(40P01|40001)\b|deadlock detected|could not serialize access/.test(text);

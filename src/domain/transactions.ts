@@ -1,6 +1,6 @@
 // One way to run a write: a transaction with the SQL helper, and subscribers told after it commits.
 import type { Db } from "../db/client.ts";
-import { pgPoolOf, providerOfDb, queryHookOf } from "../db/client.ts";
+import { pgPoolOf, providerOfDb, queryHookOf, sqliteWriterOf } from "../db/client.ts";
 import { pgRunner } from "../db/pg.ts";
 import { Sql } from "../db/sql.ts";
 import type { BalanceChange } from "./balances.ts";
@@ -31,9 +31,9 @@ export function inTransaction<T>(
 }
 
 /**
- * `inTransaction` for work that needs only the SQL helper (the hot paths). On PostgreSQL the transaction runs
- * on a node-postgres client of the pool Prisma shares, past Prisma's runtime (see src/db/pg.ts); on SQLite it
- * is an ordinary Prisma transaction.
+ * `inTransaction` for work that needs only the SQL helper (the hot paths), past Prisma's runtime: on PostgreSQL
+ * on a node-postgres client of the pool Prisma shares (see src/db/pg.ts), on SQLite on Prisma's connection
+ * (see committedSqlTransaction).
  */
 export function inSqlTransaction<T>(
   db: Db,
@@ -45,24 +45,40 @@ export function inSqlTransaction<T>(
 }
 
 /**
- * The transaction of `inSqlTransaction`, retried the same way, with nothing published: for the group writer
- * (src/domain/writer.ts), whose callers may belong to several organizations and which tells their
- * subscribers itself once the transaction has committed.
+ * The transaction of `inSqlTransaction`, retried the same way, with nothing published: for background work
+ * (webhook deliveries, alert rules) that tells subscribers itself.
  */
-export function sqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>): Promise<T> {
+export async function sqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>): Promise<T> {
+  const { value, durable } = await committedSqlTransaction(db, work);
+  await durable;
+  return value;
+}
+
+const ON_DISK = Promise.resolve();
+
+/**
+ * `sqlTransaction` that resolves as soon as the transaction committed, with `durable`, which resolves once the
+ * commit is on disk: for the group writer (src/domain/writer.ts), which lets the next group run meanwhile and
+ * answers its callers once `durable` resolved. On PostgreSQL the transaction runs on a node-postgres client of
+ * the pool Prisma shares (a COMMIT returns once durable); on SQLite on Prisma's connection, past Prisma
+ * (`transact` in src/db/libsql.ts: the commit's fsync runs off the event loop, after the connection is free).
+ */
+export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>): Promise<{ value: T; durable: Promise<void> }> {
+  const onQuery = queryHookOf(db);
+  const sqlite = sqliteWriterOf(db);
+  if (sqlite) return retried(() => sqlite.transact((runner) => work(new Sql(runner, "sqlite")), onQuery));
   const pool = pgPoolOf(db);
   const provider = providerOfDb(db);
-  if (!pool) return retried(() => db.$transaction(async (tx) => work(new Sql(tx, provider)), { maxWait: 30_000, timeout: 120_000 }));
-  const onQuery = queryHookOf(db);
+  if (!pool) return retried(async () => ({ value: await db.$transaction(async (tx) => work(new Sql(tx, provider)), { maxWait: 30_000, timeout: 120_000 }), durable: ON_DISK }));
   return retried(async () => {
     const client = await pool.connect();
     let broken: Error | undefined;
     try {
       try {
         await client.query("BEGIN");
-        const result = await work(new Sql(pgRunner(client, onQuery), "postgresql"));
+        const value = await work(new Sql(pgRunner(client, onQuery), "postgresql"));
         await client.query("COMMIT");
-        return result;
+        return { value, durable: ON_DISK };
       } catch (err) {
         // A failed ROLLBACK means the connection is unusable: it is destroyed, not returned to the pool.
         await client.query("ROLLBACK").catch((e: Error) => void (broken = e));

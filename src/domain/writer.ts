@@ -14,7 +14,7 @@ import { providerOfDb } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { BalanceBook, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import type { Notify } from "./notify.ts";
-import { sqlTransaction } from "./transactions.ts";
+import { committedSqlTransaction } from "./transactions.ts";
 
 /** Most jobs one transaction decides. */
 export const MAX_GROUP_JOBS = 256;
@@ -151,21 +151,36 @@ class Writer {
     }
   }
 
-  /** Run the group's transaction (retried whole, every job decided again) and answer its callers once it committed. */
+  /**
+   * Run the group's transaction (retried whole, every job decided again) and answer its callers once its commit
+   * is durable. The group keeps its slot until then: jobs arriving meanwhile form the next group, which then
+   * shares the next fsync (letting it start at this one's commit made every group a single job).
+   */
   private async commit(group: Pending[]): Promise<void> {
     let jobs = group.filter((p) => !p.settled);
     while (jobs.length) {
+      let result: Awaited<ReturnType<Writer["attempt"]>>;
+      let durable: Promise<void>;
       try {
-        const { outcomes, changes } = await sqlTransaction(this.db, (sql) => this.attempt(sql, jobs));
-        // Answered first: the group has committed, whatever happens while its subscribers are told.
-        jobs.forEach((p, i) => settle(p, outcomes[i]));
-        this.publish(jobs, changes);
-        return;
+        ({ value: result, durable } = await committedSqlTransaction(this.db, (sql) => this.attempt(sql, jobs)));
       } catch (err) {
         if (!(err instanceof Regroup)) throw err;
         for (const [p, outcome] of err.answered) settle(p, outcome);
         jobs = jobs.filter((p) => !p.settled);
+        continue;
       }
+      try {
+        await durable;
+      } catch (error) {
+        // Committed but not made durable (the disk failed): no caller is told it was stored, and none is tried
+        // again on its own, which would apply its work twice.
+        for (const p of jobs) settle(p, { ok: false, error });
+        return;
+      }
+      // Answered first: the group has committed, whatever happens while its subscribers are told.
+      jobs.forEach((p, i) => settle(p, result.outcomes[i]));
+      this.publish(jobs, result.changes);
+      return;
     }
   }
 
