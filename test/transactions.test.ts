@@ -134,6 +134,58 @@ describe("SQLite connections", () => {
     }
   });
 
+  it("the hot paths' transactions past Prisma (transact) share the connection with Prisma's statements, one at a time, and give it back before their flush", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "sqlite") skip("SQLite's connection");
+    const dir = mkdtempSync(path.join(tmpdir(), "credits-transact-"));
+    const flushes: (() => void)[] = [];
+    const client = new CachedStatementClient(path.join(dir, "t.db"), { busyTimeoutMs: 1000, syncFile: () => new Promise<void>((resolve) => flushes.push(resolve)) });
+    const settled = (p: Promise<unknown>) => Promise.race([p.then(() => true, () => true), new Promise((r) => setTimeout(() => r(false), 50))]);
+    /** Finish every flush asked for until `p` is settled. */
+    const flushUntil = async (p: Promise<unknown>) => {
+      while (!(await settled(p))) while (flushes.length) flushes.shift()!();
+      return p;
+    };
+    try {
+      await flushUntil(client.execute(`CREATE TABLE "T" ("n" INTEGER NOT NULL, "b" BIGINT, "at" DATETIME, "yes" BOOLEAN, "j" JSONB, "s" TEXT)`));
+      // A statement of Prisma's while a transaction is open runs after it, never inside it: here the
+      // transaction fails, and only the statement's row stays.
+      let gate!: () => void;
+      const opened = new Promise<void>((resolve) => (gate = resolve));
+      let proceed!: () => void;
+      const held = new Promise<void>((resolve) => (proceed = resolve));
+      const failing = client.transact(async (runner) => {
+        await runner.$executeRawUnsafe(`INSERT INTO "T" ("n") VALUES (?)`, 1);
+        gate();
+        await held;
+        throw new Error("refused");
+      });
+      await opened;
+      const outside = client.execute({ sql: `INSERT INTO "T" ("n") VALUES (?)`, args: [2] });
+      expect(await settled(outside)).toBe(false);
+      proceed();
+      await expect(failing).rejects.toThrow("refused");
+      await flushUntil(outside);
+      expect((await client.execute(`SELECT "n" FROM "T"`)).rows).toEqual([[2n]]);
+      // Rows have the shapes Prisma's raw API gives, by declared type (computed columns as the driver reads them).
+      const { value: rows, durable } = await client.transact(async (runner) => {
+        await runner.$executeRawUnsafe(`INSERT INTO "T" VALUES (?, ?, ?, ?, ?, ?)`, 3, 2n ** 60n, new Date("2026-01-02T03:04:05.006Z"), true, `{"a":[1]}`, "x");
+        return runner.$queryRawUnsafe<Record<string, unknown>[]>(`SELECT "n", "b", "at", "yes", "j", "s", COUNT(*) OVER () AS "count", MAX("at") OVER () AS "latest" FROM "T" WHERE "n" = ?`, 3);
+      });
+      expect(rows).toEqual([{ n: 3, b: 2n ** 60n, at: new Date("2026-01-02T03:04:05.006Z"), yes: true, j: { a: [1] }, s: "x", count: 1n, latest: "2026-01-02T03:04:05.006+00:00" }]);
+      // Committed and the connection free: another transaction commits while the first one's flush is pending;
+      // each is answered once a flush that began after its commit is done.
+      const second = client.transact(async (runner) => runner.$executeRawUnsafe(`INSERT INTO "T" ("n") VALUES (?)`, 4));
+      const answered = await second;
+      expect(await settled(durable)).toBe(false);
+      expect(await settled(answered.durable)).toBe(false);
+      await flushUntil(Promise.all([durable, answered.durable]));
+      expect((await client.execute(`SELECT COUNT(*) FROM "T"`)).rows).toEqual([[3n]]);
+    } finally {
+      client.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("FULL: the checkpointing thread copies committed pages into the database file by itself", async ({ skip }) => {
     if (providerOfDb(t.db) !== "sqlite") skip("SQLite's checkpoints");
     const dir = mkdtempSync(path.join(tmpdir(), "credits-checkpoint-"));
