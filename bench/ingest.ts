@@ -96,7 +96,7 @@ export async function batchIngestWithAlerts(ctx: Context): Promise<Interleaved> 
     before: () => setRules("1000000"),
     after: () => setRules(null), // the last plain run and the scenarios after this one measure ingest without rules
   });
-  ctx.log(`ingest with alert rules: ${Math.round(a.eventsPerSecond)} events/s; without, in the same stretch: ${Math.round(a.plainEventsPerSecond)} events/s`);
+  ctx.log(`ingest with alert rules: ${Math.round(a.eventsPerSecond)} events/s; without, in the same stretch: ${Math.round(a.plainEventsPerSecond)} events/s (runs: ${a.each.map(Math.round).join(", ")})`);
   return a;
 }
 
@@ -106,6 +106,8 @@ export interface Interleaved {
   load: Load;
   eventsPerSecond: number;
   plainEventsPerSecond: number;
+  /** events per second of each run, in the order they ran (plain, other, other, plain) */
+  each: number[];
 }
 
 /**
@@ -129,5 +131,6 @@ export async function interleaved(
   const eventsPerSecond = (2 * events) / seconds(other);
   const plainEventsPerSecond = (2 * events) / seconds([plain1, plain2]);
   const [a, b] = other;
-  return { load: { ...a, rate: eventsPerSecond, responses: a.responses + b.responses, p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), seconds: seconds(other) }, eventsPerSecond, plainEventsPerSecond };
+  const each = [plain1, a, b, plain2].map((l) => events / l.seconds);
+  return { load: { ...a, rate: eventsPerSecond, responses: a.responses + b.responses, p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), seconds: seconds(other) }, eventsPerSecond, plainEventsPerSecond, each };
 }

@@ -10,9 +10,10 @@
 //   --engine sqlite|postgresql (ENGINE, sqlite)   --duration s per timed read run (10)   --connections (64)
 //   --customers (1000)   --meters (10)   --events for batch ingest (60000)   --batch (1000)
 //   --ingest-connections batch calls in flight, and PostgreSQL floor sessions (2)
-//   --auth-customers (200)   --auth-credits per customer (5)   --auth-calls (2000)   --reserve-calls (2000)
-//   --single-calls 1-event ingest calls (3000). Runs whose answers the books count send a fixed number of
-//   requests (autocannon `amount`): a timed run would end with answered but unread requests.
+//   --auth-customers (200)   --auth-credits per customer (25)   --auth-calls (10000)   --reserve-calls (8000)
+//   --single-calls 1-event ingest calls (10000). Runs whose answers the books count send a fixed number of
+//   requests (autocannon `amount`): a timed run would end with answered but unread requests. They are sized
+//   to last a few seconds here, as the floors' timed runs do, so that start-up does not weigh on throughput or p99.
 //   --subscriptions (1000)   --fan-out subscribed customers per ingest call in the push scenario (250)
 //   --latency-samples (200)   --seed (42)
 //   --only reads,authorize,reserve,ingest,calls,push (all)
@@ -60,10 +61,10 @@ function readOptions(): Options {
     batch: intOption("BATCH", 1000, 1, 10_000),
     ingestConnections: intOption("INGEST_CONNECTIONS", 2, 1, 256),
     authCustomers: intOption("AUTH_CUSTOMERS", Math.min(200, customers), 1, customers),
-    authCredits: intOption("AUTH_CREDITS", 5, 1, 1_000_000),
-    authCalls: intOption("AUTH_CALLS", 2000, 1, 100_000_000),
-    reserveCalls: intOption("RESERVE_CALLS", 2000, 2, 100_000_000),
-    singleCalls: intOption("SINGLE_CALLS", 3000, 1, 100_000_000),
+    authCredits: intOption("AUTH_CREDITS", 25, 1, 1_000_000),
+    authCalls: intOption("AUTH_CALLS", 10_000, 1, 100_000_000),
+    reserveCalls: intOption("RESERVE_CALLS", 8000, 2, 100_000_000),
+    singleCalls: intOption("SINGLE_CALLS", 10_000, 1, 100_000_000),
     subscriptions: intOption("SUBSCRIPTIONS", Math.min(1000, customers), 1, customers),
     fanOut: intOption("FAN_OUT", 250, 1, 10_000),
     latencySamples: intOption("LATENCY_SAMPLES", 200, 1, 100_000),
