@@ -6,7 +6,7 @@
 // plain (ABBA, as the alerts row), since each run stores into a larger table than the last.
 import type { Context } from "./context.ts";
 import { BenchFailure } from "./harness.ts";
-import { ingestCalls, interleaved, type Interleaved } from "./ingest.ts";
+import { cpuNote, ingestCalls, interleaved, type Interleaved } from "./ingest.ts";
 import { decimalText, graphqlClient } from "./support.ts";
 import { generateEvents, RATED_METER_INPUTS, RATED_METERS, UNIT_SCALE, type BenchEvent } from "./workload.ts";
 
@@ -47,6 +47,6 @@ export async function ratedIngest(ctx: Context): Promise<Interleaved> {
   const half = Math.max(1, Math.floor(o.events / 2));
   const run = (n: number, prefix: string, rated: boolean) => () => ingestCalls(ctx, generateEvents(half, o.customers, o.seed + 20 + n, prefix, rated));
   const r = await interleaved(half, { plain: [run(1, "rp1", false), run(4, "rp2", false)], other: [run(2, "ra1", true), run(3, "ra2", true)] });
-  ctx.log(`ingest on rated meters: ${Math.round(r.eventsPerSecond)} events/s; on plain meters, in the same stretch: ${Math.round(r.plainEventsPerSecond)} events/s (runs: ${r.each.map(Math.round).join(", ")})`);
+  ctx.log(`ingest on rated meters: ${Math.round(r.eventsPerSecond)} events/s; on plain meters, in the same stretch: ${Math.round(r.plainEventsPerSecond)} events/s (runs: ${r.each.map(Math.round).join(", ")})${cpuNote(r, "rated", "plain")}`);
   return r;
 }
