@@ -1,7 +1,7 @@
 // The shared harness of `npm run bench`: start a server in its own process and find its URL, drive it with
 // autocannon from this process, read a process's memory, and print the one table and the ratio line.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import autocannon from "autocannon";
 import { millis, thousands } from "./support.ts";
 
@@ -122,6 +122,27 @@ export function cpuMicrosOf(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU time (as cpuMicrosOf) of `root` and every process whose parent it is: a PostgreSQL server's postmaster
+ * and its backends and workers. Processes that ended since an earlier reading are not counted in either.
+ */
+export function treeCpuMicros(root: number): number | null {
+  let total = cpuMicrosOf(root);
+  if (total === null) return null;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[1]) !== root) continue; // the 4th field of the line: the parent's pid
+      total += (cpuMicrosOf(Number(entry)) ?? 0);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total;
 }
 
 /**
