@@ -112,13 +112,15 @@ let ticksPerSecond: number | null = null;
  * CPU time a process has used so far (user + system, every thread), in µs, from /proc (Linux; null elsewhere).
  * Per request, that is a figure a shared machine disturbs far less than throughput.
  */
-export function cpuMicrosOf(pid: number): number | null {
+export function cpuMicrosOf(pid: number, withEndedChildren = false): number | null {
   try {
     ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are the 12th and 13th.
+    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are the 12th and 13th,
+    // then cutime and cstime, the times of the children it has waited for.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond;
+    const children = withEndedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
+    return ((Number(fields[11]) + Number(fields[12]) + children) * 1e6) / ticksPerSecond;
   } catch {
     return null;
   }
@@ -126,10 +128,10 @@ export function cpuMicrosOf(pid: number): number | null {
 
 /**
  * CPU time (as cpuMicrosOf) of `root` and every process whose parent it is: a PostgreSQL server's postmaster
- * and its backends and workers. Processes that ended since an earlier reading are not counted in either.
+ * and its backends and workers. Those that ended (an autovacuum worker, say) are in the root's children's times.
  */
 export function treeCpuMicros(root: number): number | null {
-  let total = cpuMicrosOf(root);
+  let total = cpuMicrosOf(root, true);
   if (total === null) return null;
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
