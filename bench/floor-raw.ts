@@ -4,6 +4,7 @@
 // no GraphQL, no validation, no ledger, no push. SQLite: @libsql/client on a separate file, one connection
 // (SQLite has one writer). PostgreSQL: node-postgres, UNNEST statements, as many sessions as the service had
 // ingest requests in flight, into copies of the tables in the service's database.
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { createClient as createLibsqlClient, type InValue } from "@libsql/client";
@@ -120,6 +121,24 @@ export async function sqliteFloor(
     return { ms: performance.now() - t0, events: written, balanceRows };
   } finally {
     client.close();
+  }
+}
+
+/**
+ * The pid of the PostgreSQL server's postmaster (the parent of a backend), when it runs on this machine, so
+ * that its CPU time can be read (treeCpuMicros); null otherwise.
+ */
+export async function postmasterPid(databaseUrl: string): Promise<number | null> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+    const stat = readFileSync(`/proc/${rows[0].pid}/stat`, "utf8");
+    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+  } catch {
+    return null;
+  } finally {
+    await client.end();
   }
 }
 

@@ -1,7 +1,7 @@
 // The shared harness of `npm run bench`: start a server in its own process and find its URL, drive it with
 // autocannon from this process, read a process's memory, and print the one table and the ratio line.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import autocannon from "autocannon";
 import { millis, thousands } from "./support.ts";
 
@@ -112,16 +112,39 @@ let ticksPerSecond: number | null = null;
  * CPU time a process has used so far (user + system, every thread), in µs, from /proc (Linux; null elsewhere).
  * Per request, that is a figure a shared machine disturbs far less than throughput.
  */
-export function cpuMicrosOf(pid: number): number | null {
+export function cpuMicrosOf(pid: number, withEndedChildren = false): number | null {
   try {
     ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are the 12th and 13th.
+    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are the 12th and 13th,
+    // then cutime and cstime, the times of the children it has waited for.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / ticksPerSecond;
+    const children = withEndedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
+    return ((Number(fields[11]) + Number(fields[12]) + children) * 1e6) / ticksPerSecond;
   } catch {
     return null;
   }
+}
+
+/**
+ * CPU time (as cpuMicrosOf) of `root` and every process whose parent it is: a PostgreSQL server's postmaster
+ * and its backends and workers. Those that ended (an autovacuum worker, say) are in the root's children's times.
+ */
+export function treeCpuMicros(root: number): number | null {
+  let total = cpuMicrosOf(root, true);
+  if (total === null) return null;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(fields[1]) !== root) continue; // the 4th field of the line: the parent's pid
+      total += (cpuMicrosOf(Number(entry)) ?? 0);
+    } catch {
+      // the process ended meanwhile
+    }
+  }
+  return total;
 }
 
 /**

@@ -2,9 +2,9 @@
 // meters, `ingestConnections` calls in flight (autocannon), then the raw-driver floor writing the same rows;
 // then the same again with a balance alert rule on every customer's usage balances (batchIngestWithAlerts).
 import type { Context } from "./context.ts";
-import { BenchFailure, inTurn, load, type Load } from "./harness.ts";
+import { BenchFailure, inTurn, load, treeCpuMicros, type Load } from "./harness.ts";
 import { graphqlClient } from "./support.ts";
-import { postgresFloor, sqliteFloor, type FloorResult } from "./floor-raw.ts";
+import { postgresFloor, postmasterPid, sqliteFloor, type FloorResult } from "./floor-raw.ts";
 import { orderedId } from "../src/domain/ids.ts";
 import { eventInput, generateEvents, USAGE_METERS, type BenchEvent } from "./workload.ts";
 
@@ -13,6 +13,10 @@ const INGEST = `mutation($events: [EventInput!]!) { ingestEvents(events: $events
 export interface IngestResult {
   load: Load;
   eventsPerSecond: number;
+  /** CPU time per event of the service's process, µs */
+  serviceCpuPerEvent: number | null;
+  /** PostgreSQL: CPU time per event of the database server's processes, µs, while the service ingested and while the floor did */
+  databaseCpuPerEvent: { service: number; floor: number } | null;
   floor: FloorResult & { eventsPerSecond: number };
 }
 
@@ -51,7 +55,12 @@ export async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<L
 export async function batchIngest(ctx: Context, afterCalls: () => void = () => {}): Promise<IngestResult> {
   const o = ctx.options;
   const events = generateEvents(o.events, o.customers, o.seed, "e");
+  // PostgreSQL on this machine: its processes' CPU time per event, the service's ingest against the floor's.
+  const postmaster = o.engine === "postgresql" ? await postmasterPid(ctx.databaseUrl) : null;
+  const databaseCpu = () => (postmaster === null ? null : treeCpuMicros(postmaster));
+  const dbBefore = databaseCpu();
   const result = await ingestCalls(ctx, events);
+  const dbAfter = databaseCpu();
   ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
   afterCalls();
   // The floor's own tables: any organization id of the service's shape does (the API does not show it).
@@ -61,8 +70,18 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
     o.engine === "postgresql"
       ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds)
       : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds);
+  const dbAfterFloor = databaseCpu();
   if (floor.events !== o.events) throw new BenchFailure(`raw floor stored ${floor.events} of ${o.events} events`);
-  return { load: result, eventsPerSecond: o.events / result.seconds, floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) } };
+  const perEvent = (a: number | null, b: number | null) => (a === null || b === null ? null : (b - a) / o.events);
+  const service = perEvent(dbBefore, dbAfter);
+  const floorCpu = perEvent(dbAfter, dbAfterFloor);
+  return {
+    load: result,
+    eventsPerSecond: o.events / result.seconds,
+    serviceCpuPerEvent: result.cpuMicros === undefined ? null : (result.cpuMicros * result.responses) / o.events,
+    databaseCpuPerEvent: service === null || floorCpu === null ? null : { service, floor: floorCpu },
+    floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) },
+  };
 }
 
 /**

@@ -171,7 +171,14 @@ async function main(): Promise<number> {
         p99: i.load.p99,
         floor: rawFloor,
         ratioName: "ingest/raw",
+        window: i.load.window,
+        responses: i.load.responses,
       });
+      const perEvent = [
+        i.serviceCpuPerEvent === null ? null : `service process ${i.serviceCpuPerEvent.toFixed(0)} µs`,
+        i.databaseCpuPerEvent === null ? null : `PostgreSQL server ${i.databaseCpuPerEvent.service.toFixed(0)} µs (${i.databaseCpuPerEvent.floor.toFixed(0)} µs for the floor's rows)`,
+      ].filter(Boolean);
+      if (perEvent.length) notes.push(`ingest: CPU per event: ${perEvent.join("; ")}`);
       rows.push({ scenario: "floor: same rows by the raw driver", unit: "events/s", rate: i.floor.eventsPerSecond });
       log(`batch ingest with and without alert rules, interleaved: ${2 * Math.floor(options.events / 2)} events each`);
       const a = await batchIngestWithAlerts(ctx);

@@ -38,10 +38,51 @@ export function powerOfTwoChunks(count: number, max: number): number[] {
 }
 
 export class Sql {
+  /** Statements `send` sent whose answers nobody has awaited yet. */
+  private unsettled: Promise<unknown>[] = [];
+
   constructor(
     readonly runner: RawRunner,
     readonly provider: Provider,
+    /**
+     * The transaction awaits what `send` sent when it commits (committedSqlTransaction, src/domain/transactions.ts):
+     * on PostgreSQL its COMMIT follows those statements on the connection without waiting for their answers.
+     * Otherwise `flush` awaits them.
+     */
+    readonly settledAtCommit = false,
   ) {}
+
+  /**
+   * Run a write whose answer nothing after it needs, without waiting for it: on PostgreSQL's pipelined
+   * connection (src/domain/transactions.ts) the next statement, or the COMMIT, is sent right behind it, and the
+   * server runs them in order. A failure fails the transaction: `settle` (or the commit) throws it.
+   */
+  send(text: string, values: unknown[] = []): void {
+    const answer = this.execute(text, values);
+    answer.catch(() => {}); // observed by settle
+    this.unsettled.push(answer);
+  }
+
+  /** Await every statement `send` sent; throws the first failure among them (the one that aborted the transaction). */
+  async settle(): Promise<void> {
+    while (this.unsettled.length) await Promise.all(this.unsettled.splice(0));
+  }
+
+  /** What a transaction that does not settle at its commit must do before it commits: `settle`. */
+  async flush(): Promise<void> {
+    if (!this.settledAtCommit) await this.settle();
+  }
+
+  /**
+   * After `work` failed: the first failure among the statements `send` sent, once all have answered. On
+   * PostgreSQL a failed statement aborts the transaction and every later one fails with "current transaction
+   * is aborted"; the first failure (a deadlock, say, which is retried) is the one to report.
+   */
+  async firstFailure(): Promise<unknown> {
+    const settled = await Promise.allSettled(this.unsettled.splice(0));
+    const failed = settled.find((r) => r.status === "rejected");
+    return failed ? (failed as PromiseRejectedResult).reason : undefined;
+  }
 
   /** `?` on SQLite, `$n` on PostgreSQL (n from 1). */
   param(n: number): string {
@@ -175,13 +216,14 @@ export class Sql {
    * INSERT many rows in as few statements as the parameter limits allow. `suffix` is appended verbatim
    * (ON CONFLICT …, RETURNING …); returned rows of every chunk are concatenated.
    */
-  async insertMany<T = never>(table: string, columns: string[], rows: unknown[][], suffix = ""): Promise<T[]> {
+  async insertMany<T = never>(table: string, columns: string[], rows: unknown[][], suffix = "", options: { send?: boolean } = {}): Promise<T[]> {
     const out: T[] = [];
     const head = `INSERT INTO "${table}" (${columns.map((c) => `"${c}"`).join(", ")}) `;
     for (const chunk of this.chunks(rows)) {
       const source = await this.rowSource(table, columns, chunk);
       const text = head + source.text + (suffix ? ` ${suffix}` : "");
       if (/\bRETURNING\b/i.test(suffix)) out.push(...(await this.query<T>(text, source.values)));
+      else if (options.send) this.send(text, source.values);
       else await this.execute(text, source.values);
     }
     return out;
@@ -191,17 +233,18 @@ export class Sql {
    * UPDATE rows found by their first column (`id`), setting the other columns to the row's values: one
    * statement per chunk, `UPDATE … FROM` the rows (PostgreSQL: the JSON parameter; SQLite: VALUES).
    */
-  async updateById(table: string, columns: string[], rows: unknown[][]): Promise<void> {
+  async updateById(table: string, columns: string[], rows: unknown[][], options: { send?: boolean } = {}): Promise<void> {
     const [key, ...rest] = columns;
+    const run = (text: string, values: unknown[]) => (options.send ? this.send(text, values) : this.execute(text, values));
     for (const chunk of this.chunks(rows)) {
       if (this.provider === "postgresql") {
         const source = await this.rowSource(table, columns, chunk);
         const set = rest.map((c, j) => `"${c}" = r."${j + 1}"`).join(", ");
         const names = columns.map((_, j) => `"${j}"`).join(", ");
-        await this.execute(`UPDATE "${table}" AS t SET ${set} FROM (${source.text}) AS r (${names}) WHERE t."${key}" = r."0"`, source.values);
+        await run(`UPDATE "${table}" AS t SET ${set} FROM (${source.text}) AS r (${names}) WHERE t."${key}" = r."0"`, source.values);
       } else {
         const set = rest.map((c, j) => `"${c}" = v.column${j + 2}`).join(", ");
-        await this.execute(
+        await run(
           `UPDATE "${table}" SET ${set} FROM (VALUES ${this.valuesList(chunk.length, columns.length)}) AS v WHERE "${table}"."${key}" = v.column1`,
           chunk.flat(),
         );

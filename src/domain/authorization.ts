@@ -454,7 +454,7 @@ const usageKind: JobKind<UsageJob> = {
           return row && inserted.has(row.id) ? [row.id] : [];
         });
         if (undo.length) await sql.deleteIds("Reservation", undo);
-        if (finished.size) await sql.updateById("Reservation", ["id", "status", "committedUnits", "updatedAt"], [...finished.values()]);
+        if (finished.size) await sql.updateById("Reservation", ["id", "status", "committedUnits", "updatedAt"], [...finished.values()], { send: true });
       },
     };
   },

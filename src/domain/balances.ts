@@ -365,22 +365,33 @@ export class BalanceBook {
     // and stored alert level when written: read with the rows rather than by two statements more per write.
     const watching = await watchedPairs(sql, [...pairs.values()]);
     const holds = needsHeld || watching.held;
-    await book.readRows([...pairs.values()], { holds, levels: watching.levels });
+    const list = [...pairs.values()];
+    // The grants are read right behind the locking read of the rows, without waiting for its answer: on
+    // PostgreSQL's pipelined connection both go out at once, and the server runs the second once the first has
+    // locked every row, so it sees what their last writers committed. Only when one statement locks them all.
+    const rowsRead = book.readRows(list, { holds, levels: watching.levels });
+    const grantsRead = list.length <= PAIRS_PER_STATEMENT ? timedGrants(sql, list, now) : null;
+    grantsRead?.catch(() => {}); // awaited below, unless the rows' read failed first
+    const created = await rowsRead;
     await book.readValues(values);
-    await book.readGrants([...pairs.values()]);
+    book.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
+    // Rows created here were locked after the grants were read: a writer that created one first may have
+    // given it grants since, so theirs are read again.
+    if (created.length && grantsRead) book.setGrants(await timedGrants(sql, created, now), created);
     if (holds) for (const [k, row] of book.rows) row.held = (row.held ?? 0n) - (storedHolds.get(k) ?? 0n);
     return book;
   }
 
   /**
-   * 1. The rows, locked; the missing ones created (a concurrent writer may create one first: its row is used).
+   * 1. The rows, locked; the missing ones created (a concurrent writer may create one first: its row is used),
+   * and answered.
    * With `holds`, what live reservations hold on each row (holdLive, src/domain/rules.ts) and with `levels`
    * its stored alert level, each by a subquery. On SQLite, whose writer is alone (the transaction began
    * IMMEDIATE), in the same statement. On PostgreSQL only once the rows are locked, by one statement more:
    * a statement that waited for a row lock returns the row as committed by the writer it waited for, but its
    * subqueries would still see what was committed when it began — not that writer's holds and level.
    */
-  private async readRows(pairs: { organizationId: string; customerId: string; meterId: string }[], want: { holds: boolean; levels: boolean }): Promise<void> {
+  private async readRows(pairs: { organizationId: string; customerId: string; meterId: string }[], want: { holds: boolean; levels: boolean }): Promise<{ customerId: string; meterId: string }[]> {
     const organizationOf = new Map(pairs.map((p) => [balanceKey(p.customerId, p.meterId), p.organizationId]));
     const sql = this.sql;
     const inline = sql.provider !== "postgresql";
@@ -432,6 +443,7 @@ export class BalanceBook {
       for (const id of ids) this.inserted.add(id);
     }
     if (!inline && extra.sql) await this.readWatched(extra, want);
+    return missing;
   }
 
   /** The subqueries that read a row's holds and stored alert level, and their parameters (they come first). */
@@ -479,9 +491,13 @@ export class BalanceBook {
     }
   }
 
-  /** 3. The grants of the rows in play at `now` (rules.ts), in burn order. */
-  private async readGrants(pairs: { customerId: string; meterId: string }[]): Promise<void> {
-    for (const [k, grants] of await timedGrants(this.sql, pairs, this.now)) {
+  /** 3. The grants of the rows in play at `now` (timedGrants), in burn order; with `of`, those rows' grants are these. */
+  private setGrants(found: Map<string, TimedGrant[]>, of: { customerId: string; meterId: string }[] = []): void {
+    for (const p of of) {
+      const row = this.rows.get(balanceKey(p.customerId, p.meterId));
+      if (row) row.grants = [];
+    }
+    for (const [k, grants] of found) {
       const row = this.rows.get(k);
       if (!row) continue;
       row.grants = grants;
@@ -694,9 +710,12 @@ export class BalanceBook {
   async write(): Promise<Map<string, BalanceChange[]>> {
     await this.dropUnreached();
     await this.writeGrants();
-    if (this.newValues.length) await this.sql.insertMany("CustomerMeterValue", ["customerMeterId", "value"], this.newValues, `ON CONFLICT DO NOTHING`);
+    if (this.newValues.length) await this.sql.insertMany("CustomerMeterValue", ["customerMeterId", "value"], this.newValues, `ON CONFLICT DO NOTHING`, { send: true });
     const changes = new Map<string, BalanceChange[]>();
-    if (!this.order.length) return changes;
+    if (!this.order.length) {
+      await this.sql.flush();
+      return changes;
+    }
     const updates: unknown[][] = [];
     for (const k of this.order) {
       const b = this.rows.get(k)!;
@@ -712,13 +731,19 @@ export class BalanceBook {
       "CustomerMeter",
       ["id", "consumedUnits", "creditedUnits", "balance", "aggCount", "aggSum", "aggMax", "aggMin", "directUnits", "version", "ledgerSequence", "ledgerAt", "updatedAt"],
       updates,
+      { send: true },
     );
     await this.sql.insertMany(
       "LedgerEntry",
       ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "ratedMeterId", "creditsPerUnit", "createdAt"],
       this.ledger,
+      "",
+      { send: true },
     );
     await writeOutbox(this.sql, [...this.events, ...(await this.alerts())], this.now);
+    // The writes above were sent without waiting for their answers (Sql.send): on PostgreSQL the group writer's
+    // COMMIT follows them on the connection; anywhere else they are awaited here.
+    await this.sql.flush();
     return changes;
   }
 
@@ -762,6 +787,8 @@ export class BalanceBook {
         "CreditGrant",
         ["id", "organizationId", "customerId", "meterId", "units", "remainingUnits", "priority", "effectiveAt", "creditedAt", "rollover", "source", "description", "createdAt"],
         created,
+        "",
+        { send: true },
       );
     }
     const sql = this.sql;
@@ -769,20 +796,20 @@ export class BalanceBook {
       // Padded on SQLite (one statement text per power of two): a repeated grant sets the same value again.
       const chunk = sql.padded(changed.slice(i, i + PAIRS_PER_STATEMENT));
       const cases = chunk.map((_, j) => `WHEN ${sql.param(j * 2 + 1)} THEN CAST(${sql.param(j * 2 + 2)} AS BIGINT)`).join(" ");
-      await sql.execute(
+      sql.send(
         `UPDATE "CreditGrant" SET "remainingUnits" = CASE "id" ${cases} END WHERE ${sql.inList("id", chunk.length, chunk.length * 2 + 1)}`,
         [...chunk.flatMap((g) => [g.id, g.remainingUnits]), ...chunk.map((g) => g.id)],
       );
     }
     // The recorded instant is when it happened, as the ledger entry says.
-    const stamp = async (ids: string[], set: string) => {
+    const stamp = (ids: string[], set: string) => {
       for (let i = 0; i < ids.length; i += PAIRS_PER_STATEMENT) {
         const chunk = sql.padded(ids.slice(i, i + PAIRS_PER_STATEMENT));
-        await sql.execute(`UPDATE "CreditGrant" SET ${set} WHERE ${sql.inList("id", chunk.length, 1)}`, chunk);
+        sql.send(`UPDATE "CreditGrant" SET ${set} WHERE ${sql.inList("id", chunk.length, 1)}`, chunk);
       }
     };
-    await stamp([...this.activated], `"creditedAt" = "effectiveAt"`);
-    await stamp([...this.expired.keys()], `"expiredAt" = "expiresAt"`);
+    stamp([...this.activated], `"creditedAt" = "effectiveAt"`);
+    stamp([...this.expired.keys()], `"expiredAt" = "expiresAt"`);
   }
 }
 

@@ -66,25 +66,49 @@ const ON_DISK = Promise.resolve();
 export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>): Promise<{ value: T; durable: Promise<void> }> {
   const onQuery = queryHookOf(db);
   const sqlite = sqliteWriterOf(db);
-  if (sqlite) return retried(() => sqlite.transact((runner) => work(new Sql(runner, "sqlite")), onQuery));
+  if (sqlite) {
+    return retried(() =>
+      sqlite.transact(async (runner) => {
+        const sql = new Sql(runner, "sqlite");
+        const value = await work(sql);
+        await sql.settle();
+        return value;
+      }, onQuery),
+    );
+  }
   const pool = pgPoolOf(db);
   const provider = providerOfDb(db);
   if (!pool) return retried(async () => ({ value: await db.$transaction(async (tx) => work(new Sql(tx, provider)), { maxWait: 30_000, timeout: 120_000 }), durable: ON_DISK }));
   return retried(async () => {
     const client = await pool.connect();
+    // Pipelined for the transaction (node-postgres sends each statement at once, the server answers them in
+    // order): BEGIN goes out with the first statement, writes sent with Sql.send go out together, and COMMIT
+    // right behind them. The client goes back to the pool as it came, one statement at a time.
+    const mode = client as unknown as { pipeline: boolean };
+    mode.pipeline = true;
+    const sql = new Sql(pgRunner(client, onQuery), "postgresql", true);
     let broken: Error | undefined;
     try {
+      const begin = client.query("BEGIN");
+      begin.catch(() => {}); // awaited below
       try {
-        await client.query("BEGIN");
-        const value = await work(new Sql(pgRunner(client, onQuery), "postgresql"));
-        await client.query("COMMIT");
+        const value = await work(sql);
+        const commit = client.query("COMMIT");
+        commit.catch(() => {}); // awaited below
+        await begin;
+        // A write that failed aborted the transaction, and PostgreSQL answers the COMMIT behind it with ROLLBACK.
+        await sql.settle();
+        if ((await commit).command !== "COMMIT") throw new Error("the transaction was rolled back at COMMIT");
         return { value, durable: ON_DISK };
       } catch (err) {
+        // The first failure on the connection is the cause (statements after it fail as "transaction aborted").
+        const first = await sql.firstFailure();
         // A failed ROLLBACK means the connection is unusable: it is destroyed, not returned to the pool.
         await client.query("ROLLBACK").catch((e: Error) => void (broken = e));
-        throw err;
+        throw first ?? err;
       }
     } finally {
+      mode.pipeline = false;
       client.release(broken);
     }
   });
@@ -107,3 +131,4 @@ async function retried<T>(attempt: () => Promise<T>): Promise<T> {
     }
   }
 }
+
