@@ -23,7 +23,8 @@ export interface Server {
 export function startProcess(name: string, script: string, env: Record<string, string>, readyWithinMs = 60_000): Promise<Server> {
   // BENCH_CPU_PROFILE=<folder>: the service writes a V8 CPU profile there when it stops (see bench/profile.ts).
   const profile = process.env.BENCH_CPU_PROFILE && name === "service" ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
-  const child = spawn(process.execPath, [...profile, "--import", "tsx", script], {
+  const [command, args] = name === "service" ? startCommand(script, profile) : [process.execPath, ["--import", "tsx", script]];
+  const child = spawn(command, args, {
     env: { ...process.env, NODE_ENV: "production", HOST: "127.0.0.1", PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -60,6 +61,17 @@ export function startProcess(name: string, script: string, env: Record<string, s
       reject(new BenchFailure(`${name} exited (${code ?? signal}):\n${output.slice(-2000)}`));
     });
   });
+}
+
+/**
+ * The service as `npm start` runs it: package.json's `start` script through `sh -c`, as npm runs it (its
+ * environment settings and node's options included); the script `exec`s node, so the pid is node's. `extra`
+ * options (the CPU profile's) go to node first.
+ */
+export function startCommand(script: string, extra: string[]): [string, string[]] {
+  const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
+  if (!/\bexec node .*\ssrc\/main\.ts$/.test(start) || !start.endsWith(` ${script}`)) throw new BenchFailure(`package.json's start script does not exec node on ${script}: ${start}`);
+  return ["sh", ["-c", start.replace(/\bnode /, ["node", ...extra, ""].join(" "))]];
 }
 
 /** Resident and peak resident memory of a process, in MB, from /proc (Linux). */

@@ -2,7 +2,7 @@
 import { envFile } from "./env-file.ts"; // first: .env is read before any other module looks at the environment
 import { loadConfig } from "./config.ts";
 import { createPrisma } from "./db/client.ts";
-import { migrateDeploy } from "./db/migrate.ts";
+import { migrateDeployApart } from "./db/migrate.ts";
 import { ensureAdminTokenOrganization, ensureFirstOrganization } from "./domain/organizations.ts";
 import { createLogger } from "./log.ts";
 import { createAppPubSub } from "./pubsub.ts";
@@ -14,7 +14,7 @@ const config = loadConfig();
 const log = createLogger(config.logLevel, config.logFormat);
 if (envFile) log.info({ envFile }, "environment file loaded (variables already set in the environment win)");
 
-const applied = await migrateDeploy(config.databaseUrl);
+const applied = await migrateDeployApart(config.databaseUrl);
 log.info({ applied }, applied.length ? "migrations applied" : "database schema up to date");
 
 const db = await createPrisma(config.databaseUrl, { sqliteSynchronous: config.sqliteSynchronous });

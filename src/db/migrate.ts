@@ -3,7 +3,7 @@
 // the tests in their setup.
 import path from "node:path";
 import { readdir } from "node:fs/promises";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import {
   applyMigrations,
   createMigrationViaDiff,
@@ -13,6 +13,8 @@ import {
   type SchemaEngineHandle,
 } from "./schema-engine.ts";
 import { existsSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { createRequire } from "node:module";
 import { sqliteFileOf } from "./libsql.ts";
 import { ensureSqliteDir, pgConfig, providerOf, type Provider } from "./url.ts";
 
@@ -51,6 +53,27 @@ export async function migrateDeploy(url: string): Promise<string[]> {
   return withEngine(url, async (engine, provider) =>
     (await applyMigrations(engine, migrationsDir(provider))).appliedMigrationNames,
   );
+}
+
+/**
+ * `migrateDeploy` for the server: pending migrations are applied by a short-lived process of their own
+ * (`node --import tsx src/db/migrate-deploy.ts`, the runtime `npm start` uses), so that the schema engine's
+ * WebAssembly memory and compiled code never enter the server's process, which would keep about 55 MB of
+ * them resident for as long as it runs (a worker thread gave back only a third of it). A database that is up
+ * to date never starts it.
+ */
+export async function migrateDeployApart(url: string): Promise<string[]> {
+  if (await upToDate(url)) return [];
+  const script = fileURLToPath(new URL("./migrate-deploy.ts", import.meta.url));
+  // tsx's loader by absolute URL: the server may run in any working directory.
+  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  // The URL goes by the environment, not the command line (`ps` shows arguments, and it may hold a password).
+  const child = spawn(process.execPath, ["--import", tsx, script], { env: { ...process.env, DATABASE_URL: url }, stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => child.once("error", reject).once("close", resolve));
+  if (code !== 0) throw new Error(`applying migrations failed (the migration process exited with ${code}; its error is above)`);
+  return JSON.parse(out) as string[];
 }
 
 /** Every migration folder is recorded in _prisma_migrations as finished and not rolled back. */
