@@ -278,21 +278,36 @@ async function strictOverage(db: Db, meters: ActiveMeter[], touched: { customerI
 }
 
 /**
- * The live customers among `ids` and `externalIds`, and the organization's active meters (as activeMeters
- * gives them), in one statement: every call pays for it, however small.
+ * The statement of customersAndMeters: the live customers among `ids` and `externalIds`, and the organization's
+ * active meters, ordered by kind and id.
  */
-async function customersAndMeters(sql: Sql, organizationId: string, ids: string[], externalIds: string[]) {
+export function customersAndMetersStatement(sql: Sql, organizationId: string, ids: string[], externalIds: string[]): { text: string; values: unknown[] } {
   const byId = sql.textIn("id", ids, 2);
   const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
   const org = sql.param(2 + byId.values.length + byExternal.values.length);
-  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null; negative: string | null; pool: string | null }>(
-    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property", NULL AS "negative", NULL AS "pool" FROM "Customer"
-      WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${byId.clause} OR ${byExternal.clause})
+  // Only the lists that name someone: SQLite keeps an empty list's `1 = 0` in an OR, and then reads every
+  // customer of the organization instead of the one or two index entries asked for.
+  const named = [byId, byExternal].filter((list) => list.values.length).map((list) => list.clause);
+  return {
+    text: `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property", NULL AS "negative", NULL AS "pool" FROM "Customer"
+      WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${named.join(" OR ") || "1 = 0"})
      UNION ALL
      SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId" FROM "Meter"
       WHERE "organizationId" = ${org} AND "archivedAt" IS NULL
      ORDER BY 1, 2`,
-    [organizationId, ...byId.values, ...byExternal.values, organizationId],
+    values: [organizationId, ...byId.values, ...byExternal.values, organizationId],
+  };
+}
+
+/**
+ * The live customers among `ids` and `externalIds`, and the organization's active meters (as activeMeters
+ * gives them), in one statement: every call pays for it, however small.
+ */
+async function customersAndMeters(sql: Sql, organizationId: string, ids: string[], externalIds: string[]) {
+  const statement = customersAndMetersStatement(sql, organizationId, ids, externalIds);
+  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null; negative: string | null; pool: string | null }>(
+    statement.text,
+    statement.values,
   );
   const known = new Set<string>();
   const external = new Map<string, string>();
