@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
+import { ArchiveMeter, CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
 import { sqlOf } from "../src/db/client.ts";
 import { customersAndMetersStatement } from "../src/domain/ingestion.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
@@ -317,6 +317,20 @@ describe("events", () => {
 
 
 describe("what every call reads first", () => {
+  it("counts on a meter created between two calls from the next call on, and no longer on one archived", async () => {
+    const c = await customer(t);
+    const first = await meter(t, "COUNT", { filter: named("between-calls") });
+    await ingest(t, [{ name: "between-calls", customerId: c }]);
+    const second = await meter(t, "COUNT", { filter: named("between-calls") });
+    await ingest(t, [{ name: "between-calls", customerId: c }]);
+    expect((await balanceOf(t, c, first))?.consumedUnits).toBe("2");
+    expect((await balanceOf(t, c, second))?.consumedUnits).toBe("1");
+    await t.ok(ArchiveMeter, { id: first });
+    await ingest(t, [{ name: "between-calls", customerId: c }]);
+    expect((await balanceOf(t, c, first))?.consumedUnits).toBe("2");
+    expect((await balanceOf(t, c, second))?.consumedUnits).toBe("2");
+  });
+
   // SQLite plans without statistics: the customers a call names must be found through their own index
   // entries whatever mix of customerId and externalCustomerId it sends, never by reading every customer of the
   // organization (a read that grew with the customer count on every call, however small).
