@@ -171,7 +171,7 @@ export async function readBalance(
 ): Promise<{ customerId: string; row: BalanceRow | null } | null> {
   const sql = sqlOf(db);
   const at = sql.date(now);
-  const [found] = await sql.query<Record<string, unknown>>(
+  const found = await sql.first<Record<string, unknown>>(
     `SELECT c."id" AS "cid", ${rowWithViewColumns(sql)}
      FROM "Customer" c LEFT JOIN "CustomerMeter" m ON m."customerId" = c."id" AND m."meterId" = ${sql.param(4)}
      WHERE c."organizationId" = ${sql.param(5)} AND c."${lookup.column}" = ${sql.param(6)} AND c."deletedAt" IS NULL
