@@ -64,7 +64,10 @@ export function isClientError(error: unknown): boolean {
 export function yogaLogging(log: Logger, reported: WeakSet<object>) {
   const text = (args: unknown[]) => args.map(String).join(" ");
   return {
-    debug: (...args: unknown[]) => log.debug(text(args)),
+    // Yoga reports a few debug lines on every request: not formatted unless they are logged.
+    debug: (...args: unknown[]) => {
+      if (log.isLevelEnabled("debug")) log.debug(text(args));
+    },
     info: (...args: unknown[]) => log.info(text(args)),
     warn: (...args: unknown[]) => log.warn(text(args)),
     error: (...args: unknown[]) => {

@@ -109,6 +109,9 @@ function nulInSelections(set: SelectionSetNode | undefined): string | null {
   return null;
 }
 
+/** What nulInDocument found in each document: Yoga's parser cache hands out the same document for the same text. */
+const literalNuls = new WeakMap<DocumentNode, string | null>();
+
 /** The first input path holding a NUL: a variable's, else a literal argument's (or variable default's). */
 export function nulField(document: DocumentNode, variables: Record<string, unknown> | null | undefined): string | null {
   if (variables) {
@@ -118,6 +121,13 @@ export function nulField(document: DocumentNode, variables: Record<string, unkno
       if (found) return found;
     }
   }
+  let literal = literalNuls.get(document);
+  if (literal === undefined) literalNuls.set(document, (literal = nulInDocument(document)));
+  return literal;
+}
+
+/** The first literal argument (or variable default) holding a NUL. */
+function nulInDocument(document: DocumentNode): string | null {
   // A direct walk of the definitions (graphql's generic visit() costs more than the rest of this check).
   for (const def of document.definitions) {
     if (def.kind !== Kind.OPERATION_DEFINITION && def.kind !== Kind.FRAGMENT_DEFINITION) continue;

@@ -21,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { trackRequests } from "./shutdown.ts";
 import { CLOSE_CODES, createSocketAuthority, type Connection } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
+import { bearerHashOf } from "./http/rate-limit.ts";
 import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
 import type { Context } from "./schema/builder.ts";
@@ -65,12 +66,21 @@ function unauthenticated(message: string): GraphQLError {
   return new GraphQLError(message, { extensions: { code: "UNAUTHENTICATED", http: { status: 401 } } });
 }
 
-async function principalFromHeader(authenticate: (secret: string) => Promise<Principal>, header: string | null | undefined): Promise<Principal | null> {
+/**
+ * The principal of an Authorization header (null: none). `hashed`, when given, is a bearer secret of the
+ * request with its hashToken, already computed (src/http/rate-limit.ts bearerHashOf): used when it is this
+ * header's secret.
+ */
+async function principalFromHeader(
+  authenticate: (secret: string) => Promise<Principal>,
+  header: string | null | undefined,
+  hashed?: { found: { secret: string; tokenHash: string } | null; authenticate: (tokenHash: string) => Promise<Principal> },
+): Promise<Principal | null> {
   if (!header) return null;
   const secret = bearerSecret(header);
   if (!secret) throw unauthenticated("Authorization must be 'Bearer <token>'");
   try {
-    return await authenticate(secret);
+    return await (hashed?.found?.secret === secret ? hashed.authenticate(hashed.found.tokenHash) : authenticate(secret));
   } catch (err) {
     if (err instanceof UnauthenticatedError) throw unauthenticated(err.message);
     throw err;
@@ -97,6 +107,7 @@ export function createApp(deps: AppDeps) {
   const authenticator = cachedAuthenticator(db);
   // Token expiry is judged on the service clock, the same one that closes sockets at expiry.
   const authenticate = (secret: string) => authenticator(secret, clock());
+  const authenticateHash = (tokenHash: string) => authenticator.byHash(tokenHash, clock());
   // Closes sockets whose credential ends while they are open (expiry, revocation, customer deletion).
   const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
   authority.start();
@@ -112,7 +123,7 @@ export function createApp(deps: AppDeps) {
   /** Unexpected errors the masking below logged with their stack, which Yoga then reports again. */
   const reportedErrors = new WeakSet<object>();
 
-  const yoga = createYoga<{ extra?: SocketExtra; res?: ServerResponse }, Context>({
+  const yoga = createYoga<{ extra?: SocketExtra; req?: IncomingMessage; res?: ServerResponse }, Context>({
     schema,
     graphqlEndpoint: "/graphql",
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
@@ -121,12 +132,16 @@ export function createApp(deps: AppDeps) {
     plugins: [useNoNulCharacters(), useInputErrorFields(), ...transport.yogaOptions.plugins],
     // Client errors at info, the service's own at error (once): src/log.ts.
     logging: yogaLogging(log, reportedErrors),
-    context: async (init: YogaInitialContext & { extra?: SocketExtra; res?: ServerResponse }): Promise<Context> => {
-      // WebSocket operations were authenticated once, on connect; HTTP requests on every request.
-      const principal = init.extra ? (init.extra.principal ?? null) : await principalFromHeader(authenticate, init.request.headers.get("authorization"));
+    context: async (init: YogaInitialContext & { extra?: SocketExtra; req?: IncomingMessage; res?: ServerResponse }): Promise<Context> => {
+      // WebSocket operations were authenticated once, on connect; HTTP requests on every request (with the
+      // token's hash the guard computed for the request's rate limit).
+      const principal = init.extra
+        ? (init.extra.principal ?? null)
+        : await principalFromHeader(authenticate, init.request.headers.get("authorization"), init.req ? { found: bearerHashOf(init.req), authenticate: authenticateHash } : undefined);
       // An SSE stream outlives its request's check: the authority ends it when the credential ends.
       if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
-      const publicUrl = deps.publicUrl ?? (init.extra ? requestOrigin(init.extra.request) : new URL(init.request.url).origin);
+      // Only a session's portal link needs it: not parsed for every request.
+      const publicUrl = () => deps.publicUrl ?? (init.extra ? requestOrigin(init.extra.request) : new URL(init.request.url).origin);
       return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db), webhooks: webhookSettings, publicUrl };
     },
     maskedErrors: {

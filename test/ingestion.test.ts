@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
+import { ArchiveMeter, CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
+import { sqlOf } from "../src/db/client.ts";
+import { customersAndMetersStatement } from "../src/domain/ingestion.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, grant, ingest, meter, named } from "./support/fixtures.ts";
 
@@ -313,3 +315,37 @@ describe("events", () => {
   });
 });
 
+
+describe("what every call reads first", () => {
+  it("counts on a meter created between two calls from the next call on, and no longer on one archived", async () => {
+    const c = await customer(t);
+    const first = await meter(t, "COUNT", { filter: named("between-calls") });
+    await ingest(t, [{ name: "between-calls", customerId: c }]);
+    const second = await meter(t, "COUNT", { filter: named("between-calls") });
+    await ingest(t, [{ name: "between-calls", customerId: c }]);
+    expect((await balanceOf(t, c, first))?.consumedUnits).toBe("2");
+    expect((await balanceOf(t, c, second))?.consumedUnits).toBe("1");
+    await t.ok(ArchiveMeter, { id: first });
+    await ingest(t, [{ name: "between-calls", customerId: c }]);
+    expect((await balanceOf(t, c, first))?.consumedUnits).toBe("2");
+    expect((await balanceOf(t, c, second))?.consumedUnits).toBe("2");
+  });
+
+  // SQLite plans without statistics: the customers a call names must be found through their own index
+  // entries whatever mix of customerId and externalCustomerId it sends, never by reading every customer of the
+  // organization (a read that grew with the customer count on every call, however small).
+  it("finds the customers a call names by id or external id through their indexes (SQLite's plan)", async ({ skip }) => {
+    const sql = sqlOf(t.db);
+    if (sql.provider !== "sqlite") skip("SQLite's query planner");
+    const plan = async (ids: string[], externalIds: string[]) => {
+      const statement = customersAndMetersStatement(sql, t.organizationId, ids, externalIds);
+      return (await sql.query<{ detail: string }>(`EXPLAIN QUERY PLAN ${statement.text}`, statement.values)).map((r) => r.detail).join("\n");
+    };
+    expect(await plan(["c1"], [])).toMatch(/SEARCH Customer USING INDEX \w+ \(id=\?\)/);
+    expect(await plan([], ["x1", "x2"])).toMatch(/SEARCH Customer USING INDEX Customer_organizationId_externalId_key \(organizationId=\? AND externalId=\?\)/);
+    const both = await plan(["c1"], ["x1"]);
+    expect(both).toMatch(/SEARCH Customer USING INDEX \w+ \(id=\?\)/);
+    expect(both).toMatch(/SEARCH Customer USING INDEX Customer_organizationId_externalId_key \(organizationId=\? AND externalId=\?\)/);
+    for (const p of [await plan(["c1"], []), await plan([], ["x1"]), both]) expect(p).not.toMatch(/Customer USING INDEX \w+ \(organizationId=\?\)|SCAN Customer/);
+  });
+});

@@ -205,7 +205,7 @@ function bindable(value: InValue | undefined): unknown {
 }
 
 interface Prepared {
-  stmt: { all(...args: unknown[]): unknown[][]; run(...args: unknown[]): { changes: number; lastInsertRowid: number | bigint } };
+  stmt: { all(...args: unknown[]): unknown[][]; get(...args: unknown[]): unknown[] | undefined; run(...args: unknown[]): { changes: number; lastInsertRowid: number | bigint } };
   /** a statement that returns rows (SELECT, … RETURNING), with its columns; null: one that does not */
   columns: { names: string[]; types: string[] } | null;
 }
@@ -355,6 +355,28 @@ export class CachedStatementClient {
       for (let i = 0; i < columns.length; i++) out[columns[i]] = row[i];
       return out;
     });
+  }
+
+  /**
+   * The first row of a query as an object by column name (rowObjects' shape), or undefined: one step of the kept
+   * statement, which the driver then resets (so no read snapshot stays open), instead of its row iterator.
+   */
+  firstRowObject(sql: string, args: readonly unknown[]): Record<string, unknown> | undefined {
+    const bound = (args as InValue[]).map(bindable);
+    try {
+      const { stmt, columns } = this.#prepare(sql);
+      if (!columns) throw new Error("firstRowObject needs a statement that returns rows");
+      const row = stmt.get(...bound) as unknown[] | undefined;
+      if (!row) return undefined;
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < columns.names.length; i++) {
+        const v = row[i];
+        out[columns.names[i]] = typeof v === "object" && v !== null && Buffer.isBuffer(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v;
+      }
+      return out;
+    } catch (err) {
+      throw driverError(err);
+    }
   }
 
   #run(sql: string, values: readonly InValue[]): ResultSet {

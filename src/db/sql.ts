@@ -10,6 +10,8 @@ export const asDate = (v: Date | string): Date => (v instanceof Date ? v : new D
 export interface RawRunner {
   $queryRawUnsafe<T = unknown>(query: string, ...values: unknown[]): Promise<T>;
   $executeRawUnsafe(query: string, ...values: unknown[]): Promise<number>;
+  /** The first row only, where the runner can fetch just that (the SQLite reader); else `first` takes the query's first. */
+  queryFirst?<T = unknown>(query: string, values: unknown[]): Promise<T | undefined>;
 }
 
 /**
@@ -120,6 +122,12 @@ export class Sql {
 
   query<T>(text: string, values: unknown[] = []): Promise<T[]> {
     return this.runner.$queryRawUnsafe<T[]>(text, ...values);
+  }
+
+  /** The first row of a query (undefined: none), for a statement that returns one row (`LIMIT 1`, a key). */
+  async first<T>(text: string, values: unknown[] = []): Promise<T | undefined> {
+    if (this.runner.queryFirst) return this.runner.queryFirst<T>(text, values);
+    return (await this.query<T>(text, values))[0];
   }
 
   execute(text: string, values: unknown[] = []): Promise<number> {

@@ -28,6 +28,10 @@ export function openSqliteReader(file: string, onQuery?: (sql: string) => void):
       onQuery?.(text);
       return client.rowObjects(text, values) as T;
     },
+    async queryFirst<T>(text: string, values: unknown[]): Promise<T | undefined> {
+      onQuery?.(text);
+      return client.firstRowObject(text, values) as T | undefined;
+    },
     async $executeRawUnsafe(): Promise<number> {
       throw new Error("the SQLite reader is read-only: writes go through a transaction on the writer");
     },

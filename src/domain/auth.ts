@@ -1,5 +1,5 @@
 // Bearer credentials: how secrets are minted, stored (hashed) and turned into a Principal.
-import { createHash, randomBytes } from "node:crypto";
+import { hash, randomBytes } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import { sqlOf, type Db } from "../db/client.ts";
 import { asDate } from "../db/sql.ts";
@@ -18,7 +18,8 @@ export type Principal =
 const PREFIX: Record<TokenKind, string> = { ADMIN: "crl_admin_", CUSTOMER_SESSION: "crl_cs_" };
 
 export function hashToken(secret: string): string {
-  return createHash("sha256").update(secret).digest("hex");
+  // one-shot: no Hash object per call (every request hashes its bearer secret)
+  return hash("sha256", secret, "hex");
 }
 
 /** A new random secret (256 bits) and what is stored of it. */
@@ -45,7 +46,7 @@ export async function authenticate(db: Db, secret: string, now = new Date()): Pr
 async function lookUp(db: Db, tokenHash: string, now: Date): Promise<Principal> {
   // One statement on the hot reads' connection: customer sessions are looked up on every request.
   const sql = sqlOf(db);
-  const [token] = await sql.query<{ id: string; kind: string; organizationId: string; customerId: string | null; expiresAt: Date | string | null; revokedAt: Date | string | null; customerDeletedAt: Date | string | null }>(
+  const token = await sql.first<{ id: string; kind: string; organizationId: string; customerId: string | null; expiresAt: Date | string | null; revokedAt: Date | string | null; customerDeletedAt: Date | string | null }>(
     `SELECT t."id", t."kind", t."organizationId", t."customerId", t."expiresAt", t."revokedAt", c."deletedAt" AS "customerDeletedAt"
        FROM "AccessToken" t LEFT JOIN "Customer" c ON c."id" = t."customerId" WHERE t."tokenHash" = ${sql.param(1)}`,
     [tokenHash],
@@ -68,6 +69,8 @@ const ADMIN_TOKEN_CACHE_SIZE = 10_000;
 /** `authenticate` with a short memory for admin tokens; `forget` drops a token the moment it is revoked. */
 export interface CachedAuthenticator {
   (secret: string, now?: Date): Promise<Principal>;
+  /** The same for a secret already hashed with hashToken (a request's guard hashed it for its rate limit). */
+  byHash(tokenHash: string, now?: Date): Promise<Principal>;
   /** Drop a remembered admin token (by AccessToken id) so its next use is looked up again. */
   forget(tokenId: string): void;
 }
@@ -81,8 +84,7 @@ export interface CachedAuthenticator {
  */
 export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): CachedAuthenticator {
   const cache = new LRUCache<string, Principal>({ max: ADMIN_TOKEN_CACHE_SIZE, ttl: ttlMs });
-  const authenticator = async (secret: string, now = new Date()) => {
-    const key = hashToken(secret);
+  const byHash = async (key: string, now = new Date()) => {
     const hit = cache.get(key);
     if (hit && (!hit.expiresAt || hit.expiresAt > now)) return hit;
     cache.delete(key);
@@ -90,7 +92,9 @@ export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): Cache
     if (principal.kind === "admin") cache.set(key, principal);
     return principal;
   };
+  const authenticator = (secret: string, now = new Date()) => byHash(hashToken(secret), now);
   return Object.assign(authenticator, {
+    byHash,
     forget(tokenId: string) {
       const keys = [...cache.entries()].filter(([, principal]) => principal.tokenId === tokenId).map(([key]) => key);
       for (const key of keys) cache.delete(key);

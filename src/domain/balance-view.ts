@@ -131,6 +131,15 @@ function balanceRowOf(r: Record<string, unknown>): BalanceRow {
  * due: parameters 1 to 3 are `now`.
  */
 function rowWithViewColumns(sql: Sql): string {
+  let text = viewColumns.get(sql.provider);
+  if (text === undefined) viewColumns.set(sql.provider, (text = viewColumnsText(sql)));
+  return text;
+}
+
+/** rowWithViewColumns' text by engine, built once: every balance read starts with it. */
+const viewColumns = new Map<string, string>();
+
+function viewColumnsText(sql: Sql): string {
   return `${ROW_COLUMNS.map((c) => `m."${c}"`).join(", ")},
        (SELECT SUM(r."units") FROM "Reservation" r
          WHERE r."customerId" = m."customerId" AND r."meterId" = m."meterId" AND ${holdLive.sql(sql, 1, "r")}) AS "held",
@@ -171,7 +180,7 @@ export async function readBalance(
 ): Promise<{ customerId: string; row: BalanceRow | null } | null> {
   const sql = sqlOf(db);
   const at = sql.date(now);
-  const [found] = await sql.query<Record<string, unknown>>(
+  const found = await sql.first<Record<string, unknown>>(
     `SELECT c."id" AS "cid", ${rowWithViewColumns(sql)}
      FROM "Customer" c LEFT JOIN "CustomerMeter" m ON m."customerId" = c."id" AND m."meterId" = ${sql.param(4)}
      WHERE c."organizationId" = ${sql.param(5)} AND c."${lookup.column}" = ${sql.param(6)} AND c."deletedAt" IS NULL

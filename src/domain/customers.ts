@@ -145,7 +145,7 @@ export async function requireCustomer(db: Db, organizationId: string, id: string
  */
 async function findLiveCustomer(db: Db, organizationId: string, column: "id" | "externalId", value: string): Promise<Customer | null> {
   const sql = sqlOf(db);
-  const [row] = await sql.query<Record<string, unknown>>(
+  const row = await sql.first<Record<string, unknown>>(
     `SELECT ${CUSTOMER_COLUMNS} FROM "Customer" WHERE "organizationId" = ${sql.param(1)} AND "${column}" = ${sql.param(2)} AND "deletedAt" IS NULL LIMIT 1`,
     [organizationId, value],
   );

@@ -15,6 +15,7 @@ import type { Notify } from "./notify.ts";
 import { submit, type JobKind, type WriteJob } from "./writer.ts";
 import { DecimalFormatError } from "./units.ts";
 import { RatedUsage } from "./credit-systems.ts";
+import { LRUCache } from "lru-cache";
 
 /** Most events one ingestEvents call accepts. */
 export const MAX_BATCH_SIZE = 10_000;
@@ -122,7 +123,7 @@ interface CountPolicy {
 }
 
 /** Match one event against every meter and decide what it adds to each; see CountPolicy for refusals. */
-export function countEvent(e: EventLike, meters: ActiveMeter[], policy: CountPolicy, contains?: Contains): { counted: Counted[]; ignored: number } {
+export function countEvent(e: EventLike, meters: readonly ActiveMeter[], policy: CountPolicy, contains?: Contains): { counted: Counted[]; ignored: number } {
   const counted: Counted[] = [];
   let ignored = 0;
   for (const m of meters) {
@@ -270,7 +271,7 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
  * Of the balances a STRICT batch touches, those that may go into overage: a rated meter's usage draws from
  * its pool, so the pool's policy decides for it, as for authorizeUsage.
  */
-async function strictOverage(db: Db, meters: ActiveMeter[], touched: { customerId: string; meterId: string }[]): Promise<Set<string>> {
+async function strictOverage(db: Db, meters: readonly ActiveMeter[], touched: { customerId: string; meterId: string }[]): Promise<Set<string>> {
   const poolOf = new Map(meters.flatMap((m) => (m.poolMeterId ? [[m.id, m.poolMeterId] as const] : [])));
   const policy = (p: { customerId: string; meterId: string }) => ({ customerId: p.customerId, meterId: poolOf.get(p.meterId) ?? p.meterId });
   const allowed = await overagePairs(db, touched.map(policy));
@@ -278,30 +279,74 @@ async function strictOverage(db: Db, meters: ActiveMeter[], touched: { customerI
 }
 
 /**
+ * The statement of customersAndMeters: the live customers among `ids` and `externalIds` (kind `C`), and one row
+ * (kind `M`) whose `meters` is the organization's active meters as one JSON text, in id order: each meter as
+ * `[id, filter, aggregationFunc, aggregationProperty, negativeValues, creditPoolId]`.
+ */
+export function customersAndMetersStatement(sql: Sql, organizationId: string, ids: string[], externalIds: string[]): { text: string; values: unknown[] } {
+  const byId = sql.textIn("id", ids, 2);
+  const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
+  const org = sql.param(2 + byId.values.length + byExternal.values.length);
+  // Only the lists that name someone: SQLite keeps an empty list's `1 = 0` in an OR, and then reads every
+  // customer of the organization instead of the one or two index entries asked for.
+  const named = [byId, byExternal].filter((list) => list.values.length).map((list) => list.clause);
+  const columns = `"id", "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId"`;
+  const meters =
+    sql.provider === "postgresql" ? `(json_agg(json_build_array(${columns}) ORDER BY "id"))::text` : `json_group_array(json_array(${columns}) ORDER BY "id")`;
+  return {
+    text: `SELECT 'C' AS "kind", "id", "externalId", NULL AS "meters" FROM "Customer"
+      WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${named.join(" OR ") || "1 = 0"})
+     UNION ALL
+     SELECT 'M', NULL, NULL, ${meters} FROM "Meter" WHERE "organizationId" = ${org} AND "archivedAt" IS NULL`,
+    values: [organizationId, ...byId.values, ...byExternal.values, organizationId],
+  };
+}
+
+/**
+ * Each organization's active meters as last read: the JSON text they were read as, and what it gave. A call
+ * whose statement returns the same text takes the same (frozen) meters instead of parsing them again. The text
+ * is the meters' whole definition, read on every call, so a meter created, changed or archived anywhere shows
+ * in the next call's text: nothing here can be stale. Bounded by the texts' total length.
+ */
+const meterSets = new LRUCache<string, { text: string; meters: readonly ActiveMeter[] }>({ max: 1_000, maxSize: 32_000_000, sizeCalculation: (v) => v.text.length + 1 });
+
+/** The meters of a `customersAndMetersStatement` text (frozen: every call of the organization shares them). */
+function metersOfText(text: string | null): readonly ActiveMeter[] {
+  const rows = (text === null ? [] : JSON.parse(text)) as [string, unknown, string, string | null, string, string | null][];
+  return Object.freeze(
+    rows.map(([id, filter, aggregationFunc, aggregationProperty, negativeValues, creditPoolId]) =>
+      // SQLite's json_array takes the filter column's JSON text as a string; PostgreSQL's jsonb arrives as JSON
+      deepFreeze(toActiveMeter({ id, filter: (typeof filter === "string" ? JSON.parse(filter) : filter) as never, aggregationFunc, aggregationProperty, negativeValues, creditPoolId })),
+    ),
+  );
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
  * The live customers among `ids` and `externalIds`, and the organization's active meters (as activeMeters
  * gives them), in one statement: every call pays for it, however small.
  */
 async function customersAndMeters(sql: Sql, organizationId: string, ids: string[], externalIds: string[]) {
-  const byId = sql.textIn("id", ids, 2);
-  const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
-  const org = sql.param(2 + byId.values.length + byExternal.values.length);
-  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; filter: unknown; func: string | null; property: string | null; negative: string | null; pool: string | null }>(
-    `SELECT 'C' AS "kind", "id", "externalId", NULL AS "filter", NULL AS "func", NULL AS "property", NULL AS "negative", NULL AS "pool" FROM "Customer"
-      WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${byId.clause} OR ${byExternal.clause})
-     UNION ALL
-     SELECT 'M', "id", NULL, "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId" FROM "Meter"
-      WHERE "organizationId" = ${org} AND "archivedAt" IS NULL
-     ORDER BY 1, 2`,
-    [organizationId, ...byId.values, ...byExternal.values, organizationId],
-  );
+  const statement = customersAndMetersStatement(sql, organizationId, ids, externalIds);
+  const rows = await sql.query<{ kind: string; id: string; externalId: string | null; meters: string | null }>(statement.text, statement.values);
   const known = new Set<string>();
   const external = new Map<string, string>();
-  const meters: ActiveMeter[] = [];
+  let meters: readonly ActiveMeter[] = [];
   for (const r of rows) {
     if (r.kind === "M") {
-      // jsonb arrives parsed from PostgreSQL, as text from SQLite
-      const filter = typeof r.filter === "string" ? JSON.parse(r.filter) : r.filter;
-      meters.push(toActiveMeter({ id: r.id, filter: filter as never, aggregationFunc: r.func!, aggregationProperty: r.property, negativeValues: r.negative!, creditPoolId: r.pool }));
+      const cached = meterSets.get(organizationId);
+      if (cached && cached.text === r.meters) meters = cached.meters;
+      else {
+        meters = metersOfText(r.meters);
+        if (r.meters !== null) meterSets.set(organizationId, { text: r.meters, meters });
+      }
       continue;
     }
     known.add(r.id);

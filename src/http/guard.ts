@@ -3,7 +3,7 @@
 // counted as it is read: src/http/graphql-limits.ts); plus node:http's timeouts and connection cap.
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from "node:http";
 import type { Limits } from "../limits.ts";
-import { clientKey, createConcurrencyLimiter, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
+import { createConcurrencyLimiter, requestClientKey, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
 
 /** Options for `createServer`: headers, request and keep-alive timeouts, checked often enough to matter. */
 export function httpServerOptions(limits: Limits): ServerOptions {
@@ -51,7 +51,7 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
       refuse(req, res, 413, tooLarge(limits.maxBodyBytes), {}, true);
       return true;
     }
-    const key = clientKey(req.headers.authorization, req.socket.remoteAddress);
+    const key = requestClientKey(req);
     const decision = await rateLimiter.take(key);
     if (!decision.allowed) {
       // Node discards a small unread body itself and keeps the connection. The answer waits until the budget

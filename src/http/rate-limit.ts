@@ -1,6 +1,7 @@
 // Per-client request budget (rate-limiter-flexible, in memory on each node). A client is its token (a hash of
 // the bearer secret) or, without a token, its peer address. HTTP requests and WebSocket operations draw on
 // the same budget: `perSecond` a second, plus a burst of `burst` extra requests per 10 s.
+import type { IncomingMessage } from "node:http";
 import { GraphQLError } from "graphql";
 import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { bearerSecret, hashToken } from "../domain/auth.ts";
@@ -35,8 +36,32 @@ export function createRateLimiter(perSecond: number, burst: number): RateLimiter
  */
 export function clientKey(authorization: string | null | undefined, address: string | undefined): string {
   const secret = authorization ? bearerSecret(authorization) : null;
-  if (secret) return `token:${hashToken(secret)}`;
-  return `addr:${address ?? "unknown"}`;
+  return keyOf(secret ? hashToken(secret) : null, address);
+}
+
+function keyOf(tokenHash: string | null, address: string | undefined): string {
+  return tokenHash ? `token:${tokenHash}` : `addr:${address ?? "unknown"}`;
+}
+
+const requestHashes = new WeakMap<IncomingMessage, { secret: string; tokenHash: string } | null>();
+
+/**
+ * The bearer secret an HTTP request carries and its hashToken (null: none, or not a bearer header), computed
+ * once per request: its rate limit (the guard) and its authentication (src/server.ts) both need the hash.
+ */
+export function bearerHashOf(req: IncomingMessage): { secret: string; tokenHash: string } | null {
+  let found = requestHashes.get(req);
+  if (found === undefined) {
+    const secret = bearerSecret(req.headers.authorization);
+    found = secret ? { secret, tokenHash: hashToken(secret) } : null;
+    requestHashes.set(req, found);
+  }
+  return found;
+}
+
+/** clientKey of an HTTP request (its token's hash computed once: bearerHashOf). */
+export function requestClientKey(req: IncomingMessage): string {
+  return keyOf(bearerHashOf(req)?.tokenHash ?? null, req.socket.remoteAddress);
 }
 
 export const RATE_LIMITED_MESSAGE = "Too many requests: slow down and retry after the time given in retry-after.";

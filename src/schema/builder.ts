@@ -50,7 +50,7 @@ export interface Context {
   /** What managing webhook endpoints needs of the node's settings (private networks allowed, the secrets' key). */
   webhooks: EndpointPolicy;
   /** Where browsers reach this service (PUBLIC_URL, else the request's own origin), without a trailing slash. */
-  publicUrl: string;
+  publicUrl: () => string;
 }
 
 export interface PothosTypes {

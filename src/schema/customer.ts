@@ -80,7 +80,7 @@ const CustomerSession = builder.objectRef<{ id: string; token: string; expiresAt
     expiresAt: t.expose("expiresAt", { type: "DateTime" }),
     portalUrl: t.string({
       description: "The customer portal with this session: <PUBLIC_URL or this request's origin>/portal#token=…. The token is in the fragment, which browsers never send to a server.",
-      resolve: (session, _args, ctx) => portalUrl(ctx.publicUrl, session.token),
+      resolve: (session, _args, ctx) => portalUrl(ctx.publicUrl(), session.token),
     }),
     customer: t.prismaField({
       type: "Customer",
