@@ -44,9 +44,8 @@ export async function ratedIngest(ctx: Context): Promise<Interleaved> {
   }
   await ingestCalls(ctx, warm);
 
-  const half = Math.max(1, Math.floor(o.events / 2));
-  const run = (n: number, prefix: string, rated: boolean) => () => ingestCalls(ctx, generateEvents(half, o.customers, o.seed + 20 + n, prefix, rated));
-  const r = await interleaved(half, { plain: [run(1, "rp1", false), run(4, "rp2", false)], other: [run(2, "ra1", true), run(3, "ra2", true)] });
+  const run = (n: number, prefix: string, rated: boolean) => () => ingestCalls(ctx, generateEvents(o.events, o.customers, o.seed + 20 + n, prefix, rated));
+  const r = await interleaved(o.events, { plain: [run(1, "rp1", false), run(4, "rp2", false)], other: [run(2, "ra1", true), run(3, "ra2", true)] });
   ctx.log(`ingest on rated meters: ${Math.round(r.eventsPerSecond)} events/s; on plain meters, in the same stretch: ${Math.round(r.plainEventsPerSecond)} events/s (runs: ${r.each.map(Math.round).join(", ")})${cpuNote(r, "rated", "plain")}`);
   return r;
 }

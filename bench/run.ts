@@ -4,7 +4,7 @@
 //
 //   npm run bench
 //   npm run bench -- --engine postgresql
-//   npm run bench -- --only ingest,push --events 1000000
+//   npm run bench -- --only ingest,push --events 120000    (about 1.1 million events stored: the RSS figure)
 //
 // Options (flag or environment variable; defaults keep a SQLite run near 3 minutes on 2 cores):
 //   --engine sqlite|postgresql (ENGINE, sqlite)   --duration s per timed read run (10)   --connections (64)
