@@ -4,11 +4,11 @@
 // no GraphQL, no validation, no ledger, no push. SQLite: @libsql/client on a separate file, one connection
 // (SQLite has one writer). PostgreSQL: node-postgres, UNNEST statements, as many sessions as the service had
 // ingest requests in flight, into copies of the tables in the service's database.
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { createClient as createLibsqlClient, type InValue } from "@libsql/client";
 import pg from "pg";
+import { procStatFields } from "./harness.ts";
 import { orderedId } from "../src/domain/ids.ts";
 import type { BenchEvent } from "./workload.ts";
 
@@ -133,8 +133,7 @@ export async function postmasterPid(databaseUrl: string): Promise<number | null>
   await client.connect();
   try {
     const { rows } = await client.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
-    const stat = readFileSync(`/proc/${rows[0].pid}/stat`, "utf8");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    return Number(procStatFields(rows[0].pid)[1]); // the backend's parent
   } catch {
     return null;
   } finally {

@@ -120,6 +120,12 @@ const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
 /** Clock ticks per second of /proc's CPU times (USER_HZ). */
 let ticksPerSecond: number | null = null;
 
+/** The fields of /proc/<pid>/stat after the command name (which may hold spaces, in parentheses); throws if it ended. */
+export function procStatFields(pid: number): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+}
+
 /**
  * CPU time a process has used so far (user + system, every thread), in µs, from /proc (Linux; null elsewhere).
  * Per request, that is a figure a shared machine disturbs far less than throughput.
@@ -127,10 +133,9 @@ let ticksPerSecond: number | null = null;
 export function cpuMicrosOf(pid: number, withEndedChildren = false): number | null {
   try {
     ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces) in parentheses: utime and stime are the 12th and 13th,
-    // then cutime and cstime, the times of the children it has waited for.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are the 12th and 13th fields after the command name, then cutime and cstime, the times
+    // of the children it has waited for.
+    const fields = procStatFields(pid);
     const children = withEndedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
     return ((Number(fields[11]) + Number(fields[12]) + children) * 1e6) / ticksPerSecond;
   } catch {
@@ -148,9 +153,7 @@ export function treeCpuMicros(root: number): number | null {
   for (const entry of readdirSync("/proc")) {
     if (!/^\d+$/.test(entry)) continue;
     try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) !== root) continue; // the 4th field of the line: the parent's pid
+      if (Number(procStatFields(Number(entry))[1]) !== root) continue; // the parent's pid
       total += (cpuMicrosOf(Number(entry)) ?? 0);
     } catch {
       // the process ended meanwhile

@@ -8,7 +8,7 @@ import { createYoga, maskError as defaultMaskError, type YogaInitialContext } fr
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
 import type { Db } from "./db/client.ts";
-import { bearerSecret, cachedAuthenticator, type Principal } from "./domain/auth.ts";
+import { bearerSecret, cachedAuthenticator, hashToken, type Principal } from "./domain/auth.ts";
 import { balanceRowLoader, viewLoader } from "./domain/balance-view.ts";
 import { DomainError, UnauthenticatedError } from "./domain/errors.ts";
 import { yogaLogging, type Logger } from "./log.ts";
@@ -67,20 +67,16 @@ function unauthenticated(message: string): GraphQLError {
 }
 
 /**
- * The principal of an Authorization header (null: none). `hashed`, when given, is a bearer secret of the
- * request with its hashToken, already computed (src/http/rate-limit.ts bearerHashOf): used when it is this
- * header's secret.
+ * The principal of an Authorization header (null: none). `req`, for an HTTP request: its bearer secret's
+ * hashToken was already computed for its rate limit (src/http/rate-limit.ts bearerHashOf) and is used.
  */
-async function principalFromHeader(
-  authenticate: (secret: string) => Promise<Principal>,
-  header: string | null | undefined,
-  hashed?: { found: { secret: string; tokenHash: string } | null; authenticate: (tokenHash: string) => Promise<Principal> },
-): Promise<Principal | null> {
+async function principalFromHeader(authenticateHash: (tokenHash: string) => Promise<Principal>, header: string | null | undefined, req?: IncomingMessage): Promise<Principal | null> {
   if (!header) return null;
   const secret = bearerSecret(header);
   if (!secret) throw unauthenticated("Authorization must be 'Bearer <token>'");
+  const known = req ? bearerHashOf(req) : null;
   try {
-    return await (hashed?.found?.secret === secret ? hashed.authenticate(hashed.found.tokenHash) : authenticate(secret));
+    return await authenticateHash(known?.secret === secret ? known.tokenHash : hashToken(secret));
   } catch (err) {
     if (err instanceof UnauthenticatedError) throw unauthenticated(err.message);
     throw err;
@@ -106,8 +102,7 @@ export function createApp(deps: AppDeps) {
   const clock = deps.clock ?? (() => new Date());
   const authenticator = cachedAuthenticator(db);
   // Token expiry is judged on the service clock, the same one that closes sockets at expiry.
-  const authenticate = (secret: string) => authenticator(secret, clock());
-  const authenticateHash = (tokenHash: string) => authenticator.byHash(tokenHash, clock());
+  const authenticateHash = (tokenHash: string) => authenticator(tokenHash, clock());
   // Closes sockets whose credential ends while they are open (expiry, revocation, customer deletion).
   const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
   authority.start();
@@ -137,7 +132,7 @@ export function createApp(deps: AppDeps) {
       // token's hash the guard computed for the request's rate limit).
       const principal = init.extra
         ? (init.extra.principal ?? null)
-        : await principalFromHeader(authenticate, init.request.headers.get("authorization"), init.req ? { found: bearerHashOf(init.req), authenticate: authenticateHash } : undefined);
+        : await principalFromHeader(authenticateHash, init.request.headers.get("authorization"), init.req);
       // An SSE stream outlives its request's check: the authority ends it when the credential ends.
       if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
       // Only a session's portal link needs it: not parsed for every request.
@@ -192,7 +187,7 @@ export function createApp(deps: AppDeps) {
         }
         const header = ctx.connectionParams?.authorization ?? ctx.connectionParams?.Authorization;
         try {
-          const principal = typeof header === "string" ? await principalFromHeader(authenticate, header) : null;
+          const principal = typeof header === "string" ? await principalFromHeader(authenticateHash, header) : null;
           if (!principal) throw unauthenticated("connectionParams.authorization must be 'Bearer <token>'");
           ctx.extra.principal = principal;
           return authority.admit(ctx.extra.socket, principal);

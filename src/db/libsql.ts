@@ -204,6 +204,11 @@ function bindable(value: InValue | undefined): unknown {
   return value;
 }
 
+/** A BLOB as the driver gives it (a Buffer over its own memory) as the ArrayBuffer @libsql/client answers; anything else as it is. */
+function blobOut(v: unknown): unknown {
+  return typeof v === "object" && v !== null && Buffer.isBuffer(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v;
+}
+
 interface Prepared {
   stmt: { all(...args: unknown[]): unknown[][]; get(...args: unknown[]): unknown[] | undefined; run(...args: unknown[]): { changes: number; lastInsertRowid: number | bigint } };
   /** a statement that returns rows (SELECT, … RETURNING), with its columns; null: one that does not */
@@ -370,8 +375,7 @@ export class CachedStatementClient {
       if (!row) return undefined;
       const out: Record<string, unknown> = {};
       for (let i = 0; i < columns.names.length; i++) {
-        const v = row[i];
-        out[columns.names[i]] = typeof v === "object" && v !== null && Buffer.isBuffer(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v;
+        out[columns.names[i]] = blobOut(row[i]);
       }
       return out;
     } catch (err) {
@@ -386,10 +390,7 @@ export class CachedStatementClient {
       if (columns) {
         const rows = stmt.all(...args);
         for (const row of rows) {
-          for (let i = 0; i < row.length; i++) {
-            const v = row[i];
-            if (typeof v === "object" && v !== null && Buffer.isBuffer(v)) row[i] = v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength);
-          }
+          for (let i = 0; i < row.length; i++) row[i] = blobOut(row[i]);
         }
         return resultSet(columns.names, columns.types, rows, 0, undefined);
       }

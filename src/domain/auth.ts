@@ -66,11 +66,12 @@ async function lookUp(db: Db, tokenHash: string, now: Date): Promise<Principal> 
 export const ADMIN_TOKEN_CACHE_MS = 5_000;
 const ADMIN_TOKEN_CACHE_SIZE = 10_000;
 
-/** `authenticate` with a short memory for admin tokens; `forget` drops a token the moment it is revoked. */
+/**
+ * `authenticate` with a short memory for admin tokens, called with the secret's hashToken (an HTTP request's
+ * guard hashed it for its rate limit); `forget` drops a token the moment it is revoked.
+ */
 export interface CachedAuthenticator {
-  (secret: string, now?: Date): Promise<Principal>;
-  /** The same for a secret already hashed with hashToken (a request's guard hashed it for its rate limit). */
-  byHash(tokenHash: string, now?: Date): Promise<Principal>;
+  (tokenHash: string, now?: Date): Promise<Principal>;
   /** Drop a remembered admin token (by AccessToken id) so its next use is looked up again. */
   forget(tokenId: string): void;
 }
@@ -84,7 +85,7 @@ export interface CachedAuthenticator {
  */
 export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): CachedAuthenticator {
   const cache = new LRUCache<string, Principal>({ max: ADMIN_TOKEN_CACHE_SIZE, ttl: ttlMs });
-  const byHash = async (key: string, now = new Date()) => {
+  const authenticator = async (key: string, now = new Date()) => {
     const hit = cache.get(key);
     if (hit && (!hit.expiresAt || hit.expiresAt > now)) return hit;
     cache.delete(key);
@@ -92,9 +93,7 @@ export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): Cache
     if (principal.kind === "admin") cache.set(key, principal);
     return principal;
   };
-  const authenticator = (secret: string, now = new Date()) => byHash(hashToken(secret), now);
   return Object.assign(authenticator, {
-    byHash,
     forget(tokenId: string) {
       const keys = [...cache.entries()].filter(([, principal]) => principal.tokenId === tokenId).map(([key]) => key);
       for (const key of keys) cache.delete(key);
