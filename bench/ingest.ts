@@ -128,6 +128,8 @@ export interface Interleaved {
   plainEventsPerSecond: number;
   /** events per second of each run, in the order they ran (plain, other, other, plain) */
   each: number[];
+  /** each run's window on the CPU profiles' clock (Load.window), in the same order */
+  windows: [number, number][];
   /** CPU time the service spent per event on each side (µs; every thread, from /proc), when it could be read */
   cpuPerEvent?: { other: number; plain: number };
 }
@@ -159,7 +161,7 @@ export async function interleaved(
   const cpuOther = cpu(other);
   const cpuPlain = cpu([plain1, plain2]);
   return {
-    ...(cpuOther !== undefined && cpuPlain !== undefined ? { cpuPerEvent: { other: cpuOther, plain: cpuPlain } } : {}), load: { ...a, rate: eventsPerSecond, responses: a.responses + b.responses, p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), seconds: seconds(other) }, eventsPerSecond, plainEventsPerSecond, each };
+    ...(cpuOther !== undefined && cpuPlain !== undefined ? { cpuPerEvent: { other: cpuOther, plain: cpuPlain } } : {}), load: { ...a, rate: eventsPerSecond, responses: a.responses + b.responses, p50: Math.max(a.p50, b.p50), p99: Math.max(a.p99, b.p99), seconds: seconds(other) }, eventsPerSecond, plainEventsPerSecond, each, windows: [plain1, a, b, plain2].map((l) => l.window) };
 }
 
 /** "; CPU per event: 31 µs with, 29 µs without" for the log line of an interleaved row, when measured. */

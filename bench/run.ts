@@ -26,7 +26,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Context, Options } from "./context.ts";
 import { BenchFailure, cpuLine, memoryOf, printTable, startProcess, type Row, type Server } from "./harness.ts";
-import { batchIngest, batchIngestWithAlerts } from "./ingest.ts";
+import { batchIngest, batchIngestWithAlerts, type Interleaved } from "./ingest.ts";
 import { ratedIngest } from "./rated.ts";
 import { pushLatency } from "./push.ts";
 import { authorize, customerMeterReads, customerStateReads, floors, reserveCommit, singleEventCalls } from "./scenarios.ts";
@@ -132,6 +132,7 @@ async function main(): Promise<number> {
     const floorLoad = await floors(ctx);
     const readFloor = { name: "bare-Yoga query", rate: floorLoad.read.rate, p99: floorLoad.read.p99, cpuMicros: floorLoad.read.cpuMicros };
     const mutationFloor = { name: "bare-Yoga mutation", rate: floorLoad.mutation.rate, p99: floorLoad.mutation.p99, cpuMicros: floorLoad.mutation.cpuMicros };
+    const runWindows: ProfileWindow[] = [];
     const rows: Row[] = [
       { scenario: "floor: bare Yoga { hello }", unit: "req/s", ...floorLoad.read },
       { scenario: "floor: bare Yoga mutation { bump }", unit: "req/s", ...floorLoad.mutation },
@@ -191,6 +192,7 @@ async function main(): Promise<number> {
         floor: { name: "ingest without rules, interleaved (ABBA)", rate: a.plainEventsPerSecond },
         ratioName: "alerts/ingest",
       });
+      runWindows.push(...abbaWindows("ingest with alert rules", a, options.events));
       notes.push(`alerts: ingest with a rule on every customer's usage balances at ${(a.eventsPerSecond / a.plainEventsPerSecond).toFixed(2)}× ingest without rules measured around it (plain, rules, rules, plain; target ≥ 0.90×: alerts cost ≤ 10 %)`);
       log(`batch ingest on rated meters of one credit system and on plain meters, interleaved: ${2 * Math.floor(options.events / 2)} events each`);
       const r = await ratedIngest(ctx);
@@ -203,6 +205,7 @@ async function main(): Promise<number> {
         floor: { name: "plain ingest, interleaved (ABBA)", rate: r.plainEventsPerSecond },
         ratioName: "rated/plain ingest",
       });
+      runWindows.push(...abbaWindows("ingest on rated meters", r, options.events));
       notes.push(`rated: ingest on two rated meters of one credit system (90 % of the events draw from the pool) at ${(r.eventsPerSecond / r.plainEventsPerSecond).toFixed(2)}× ingest on plain meters measured around it (plain, rated, rated, plain; target ≥ 0.90×)`);
     }
     if (wants("calls")) {
@@ -239,7 +242,7 @@ async function main(): Promise<number> {
     // The notes first: the contract's last line is the one with the ratios.
     const cpu = cpuLine(rows);
     if (cpu) notes.push(cpu);
-    if (process.env.BENCH_CPU_PROFILE) writeProfileWindows(process.env.BENCH_CPU_PROFILE, rows);
+    if (process.env.BENCH_CPU_PROFILE) writeProfileWindows(process.env.BENCH_CPU_PROFILE, rows, runWindows);
     console.log("");
     for (const n of notes) console.log(n);
     console.log("");
@@ -260,14 +263,28 @@ async function main(): Promise<number> {
   }
 }
 
+interface ProfileWindow {
+  scenario: string;
+  start: number;
+  end: number;
+  responses: number;
+}
+
+/** The four runs of an ABBA row as profile windows: "<name>, plain 1", "<name>, other 1", "… other 2", "… plain 2" (one ingest call each 1,000 events: `responses` counts events). */
+function abbaWindows(name: string, r: Interleaved, events: number): ProfileWindow[] {
+  const labels = ["plain 1", "other 1", "other 2", "plain 2"];
+  return r.windows.map(([start, end], i) => ({ scenario: `${name}, ${labels[i]}`, start, end, responses: events }));
+}
+
 /**
  * BENCH_CPU_PROFILE: when each measured run of the service happened, on the profiles' clock, with its answers,
  * so that `bench/profile.ts --window <scenario>` summarizes that run alone (windows.json beside the profiles).
  */
-function writeProfileWindows(folder: string, rows: Row[]): void {
+function writeProfileWindows(folder: string, rows: Row[], runs: ProfileWindow[]): void {
   const windows = rows
     .filter((r) => r.window && r.responses && !r.scenario.startsWith("floor"))
-    .map((r) => ({ scenario: r.scenario, start: r.window![0], end: r.window![1], responses: r.responses! }));
+    .map((r) => ({ scenario: r.scenario, start: r.window![0], end: r.window![1], responses: r.responses! }))
+    .concat(runs);
   mkdirSync(folder, { recursive: true });
   writeFileSync(path.join(folder, "windows.json"), `${JSON.stringify(windows, null, 1)}\n`);
 }
