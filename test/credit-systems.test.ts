@@ -78,6 +78,48 @@ describe("credit systems", () => {
     expect(seen).toHaveLength(3);
   });
 
+  it("a rated event costs one ledger row: the pool's draw carries the rated meter's units, its ledger and balanceAt read them", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "100");
+    const t1 = new Date(T0.getTime() + 60_000);
+    const t2 = new Date(T0.getTime() + 120_000);
+    const t3 = new Date(T0.getTime() + 180_000);
+    try {
+      t.setNow(t1);
+      await ingest(t, events(calls, c, 3));
+      t.setNow(t2);
+      await grant(t, c, api, "10"); // an entry of the rated meter's own, between two draws
+      t.setNow(t3);
+      await ingest(t, events(calls, c, 2));
+      const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId: c, meterId: api, units: "4" } });
+      expect(authorizeUsage).toMatchObject({ allowed: true, balance: "91" });
+
+      // The customer's whole ledger: usage only on the pool, each draw with the rated meter's units.
+      const all = (await t.ok(RatedLedger, { customerId: c, first: 100 })).ledger.edges.map((e) => e.node);
+      expect(all.filter((e) => e.kind === "USAGE").map((e) => ({ meter: e.meter.id, units: e.units, ratedUnits: e.ratedUnits, ratedBalanceAfter: e.ratedBalanceAfter }))).toEqual([
+        { meter: pool, units: "-3", ratedUnits: "3", ratedBalanceAfter: "-3" },
+        { meter: pool, units: "-2", ratedUnits: "2", ratedBalanceAfter: "5" },
+        { meter: pool, units: "-4", ratedUnits: "4", ratedBalanceAfter: "1" },
+      ]);
+      // The rated meter's ledger: its own grant and the draws that carry its usage, nothing twice.
+      const own = (await ledgerOf(c, api)).map((e) => ({ kind: e.kind, meter: e.meter.id, ratedUnits: e.ratedUnits }));
+      expect(own).toEqual([
+        { kind: "USAGE", meter: pool, ratedUnits: "3" },
+        { kind: "GRANT", meter: api, ratedUnits: null },
+        { kind: "USAGE", meter: pool, ratedUnits: "2" },
+        { kind: "USAGE", meter: pool, ratedUnits: "4" },
+      ]);
+      // The rated meter's balance at each instant, as its balance row says now.
+      const at = async (when: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: api, at: when.toISOString() })).balanceAt;
+      expect([await at(T0), await at(t1), await at(t2), await at(t3)]).toEqual(["0", "-3", "7", "1"]);
+      expect(await balanceOf(t, c, api)).toMatchObject({ balance: "1", consumedUnits: "9" });
+      expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "91" });
+    } finally {
+      t.setNow(T0);
+    }
+  });
+
   it("tiered packs (the README's example): three one-time products at volume prices, each order grants its tier on the pool", async () => {
     const { api, pool, calls } = await seedsPool();
     const tier = async (units: string, amount: string) => product(t, [await benefit(t, pool, units)], { prices: [{ type: "FIXED", amount, currency: "usd" }] });
@@ -172,13 +214,13 @@ describe("credit systems", () => {
 describe("drawsOf: the draws of one write", () => {
   const AT = Date.parse("2026-06-01T00:00:00.000Z");
   /** The per-event rule as written: each event at the rate in force at its instant (the first before any), rounded on its own. */
-  function perEvent(rates: Rate[], events: { at: number; value: bigint }[]): [bigint, { units: bigint; events: number }][] {
-    const out = new Map<bigint, { units: bigint; events: number }>();
+  function perEvent(rates: Rate[], events: { at: number; value: bigint }[]): [bigint, { units: bigint; rated: bigint; events: number }][] {
+    const out = new Map<bigint, { units: bigint; rated: bigint; events: number }>();
     for (const e of events) {
       let rate = rates[0]!;
       for (const r of rates) if (r.at.getTime() <= e.at) rate = r;
-      const d = out.get(rate.perUnit) ?? { units: 0n, events: 0 };
-      out.set(rate.perUnit, { units: d.units + drawOf(e.value, rate.perUnit), events: d.events + 1 });
+      const d = out.get(rate.perUnit) ?? { units: 0n, rated: 0n, events: 0 };
+      out.set(rate.perUnit, { units: d.units + drawOf(e.value, rate.perUnit), rated: d.rated + e.value, events: d.events + 1 });
     }
     return [...out];
   }

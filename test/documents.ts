@@ -1316,6 +1316,11 @@ export const RatedLedger = graphql(`
           balanceAfter
           eventCount
           creditsPerUnit
+          ratedUnits
+          ratedBalanceAfter
+          meter {
+            id
+          }
           ratedMeter {
             id
           }

@@ -87,6 +87,13 @@ export interface Draw {
   eventId: string | null;
   eventCount: number;
   description: string | null;
+  /**
+   * The rated meter's micro-units this draw stands for, when its entry is also the rated meter's (a fold, see
+   * `BalanceAdjustment.folds`): the rated meter then writes no USAGE entry of its own for them.
+   */
+  ratedUnits?: bigint;
+  /** the draw's staged ledger row, for the rated meter's balance and entry number once its adjustment is applied */
+  row?: unknown[];
 }
 
 /**
@@ -107,6 +114,13 @@ export interface BalanceAdjustment {
    * the rate the hold was taken at): it is a separate adjustment on the pool, so this one is not rated again.
    */
   drawn?: boolean;
+  /**
+   * A rated meter's usage whose pool draws (applied just before, `withDraws`) carry it: their ledger entries
+   * stand for this adjustment's usage too, with the rated meter's units, balance after and entry number, so a
+   * rated event costs one ledger row as a plain one does. Usage whose draws do not add up to it exactly (none
+   * known: a guard) gets its own entries instead.
+   */
+  folds?: Draw[];
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
   hold?: bigint;
   /**
@@ -301,6 +315,24 @@ const draftOf = (b: Balance): Balance => ({ ...b, agg: { ...b.agg }, grants: b.g
  * as if the refused one had never been asked. Each row is first brought up to `now` by the first apply that
  * reaches it (grants that took effect or expired since its last write, dated when they happened).
  */
+/** The columns of a ledger row as BalanceBook stages it; the three rated ones are a fold's (see `folds`). */
+const LEDGER_COLUMNS = ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "ratedMeterId", "creditsPerUnit", "ratedUnits", "ratedBalanceAfter", "ratedSequence", "createdAt"];
+const LEDGER_RATED_UNITS = LEDGER_COLUMNS.indexOf("ratedUnits");
+
+/**
+ * The pool draws that can carry a rated meter's usage of `units` micro-units (BalanceAdjustment.folds): all of
+ * them staged, their rated units adding up to it exactly; otherwise null and the usage gets its own entries.
+ */
+function folds(draws: Draw[] | undefined, units: bigint): Draw[] | null {
+  if (!draws?.length) return null;
+  let sum = 0n;
+  for (const d of draws) {
+    if (d.ratedUnits === undefined || !d.row) return null;
+    sum += d.ratedUnits;
+  }
+  return sum === units ? draws : null;
+}
+
 export class BalanceBook {
   private readonly rows = new Map<string, Balance>();
   /** ids of rows this book inserted (dropped again if no applied adjustment reached them) */
@@ -552,14 +584,17 @@ export class BalanceBook {
     const draws = new Map<bigint, Draw>();
     const draw = (units: bigint, perUnit: bigint, eventId: string | null, eventCount: number, description: string | null) => {
       let d = draws.get(perUnit);
-      if (!d) draws.set(perUnit, (d = { units: 0n, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId, eventCount: 0, description }));
+      if (!d) draws.set(perUnit, (d = { units: 0n, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId, eventCount: 0, description, ratedUnits: 0n }));
       d.units += drawOf(units, perUnit);
+      d.ratedUnits = (d.ratedUnits ?? 0n) + units;
       d.eventCount += eventCount;
       d.eventId = eventId ?? d.eventId;
     };
     const u = a.usage;
     if (u?.timed) {
-      for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) draws.set(perUnit, { units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null });
+      for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) {
+        draws.set(perUnit, { units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated });
+      }
     }
     const current = rateAt(rated.rates, this.now).perUnit;
     if (a.direct) draw(a.direct.units, current, null, 0, a.direct.description ?? null);
@@ -571,7 +606,7 @@ export class BalanceBook {
       field: a.field,
       ...(a.hold ? { hold: drawOf(a.hold, current) } : {}),
     };
-    const own: BalanceAdjustment = { ...a, creditsOnly: false, hold: undefined, holdStored: undefined, covered: undefined, released: undefined };
+    const own: BalanceAdjustment = { ...a, creditsOnly: false, hold: undefined, holdStored: undefined, covered: undefined, released: undefined, folds: pool.draws };
     return draws.size || pool.hold ? [pool, own] : [own];
   }
 
@@ -583,7 +618,10 @@ export class BalanceBook {
       if (at > b.at) b.at = at;
       b.sequence++;
       const occurredAt = at === now && b.at === now ? this.nowValue : this.sql.date(b.at);
-      staged.ledger.push([orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, rated?.ratedMeterId ?? null, rated?.creditsPerUnit ?? null, this.nowValue]);
+      // ratedUnits, ratedBalanceAfter, ratedSequence: filled in by the rated meter's adjustment (foldUsage)
+      const row = [orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, rated?.ratedMeterId ?? null, rated?.creditsPerUnit ?? null, null, null, null, this.nowValue];
+      if (rated?.ratedUnits !== undefined) rated.row = row;
+      staged.ledger.push(row);
     };
     let balance = b.credited - b.consumed;
     const grantEvent = (type: "credit_grant.created" | "credit_grant.expired", grantId: string, units: bigint, at: Date) =>
@@ -641,6 +679,7 @@ export class BalanceBook {
 
     const balanceBeforeUse = balance;
     let used = 0n;
+    let fold: Draw[] | null = null;
     const consume = (delta: bigint) => {
       if (delta > 0n) burn(grants, delta);
       else if (delta < 0n) {
@@ -671,14 +710,27 @@ export class BalanceBook {
         aggMin: minOf(b.agg.aggMin, u.min),
       };
       const delta = consumedFromState(u.func, after) + b.direct - b.consumed;
+      fold = folds(a.folds, delta + (a.direct?.units ?? 0n));
       consume(delta);
       b.agg = after;
-      if (delta !== 0n || u.eventCount > 0) entry("USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
-    }
+      if (!fold && (delta !== 0n || u.eventCount > 0)) entry("USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
+    } else fold = folds(a.folds, a.direct?.units ?? 0n);
     if (a.direct) {
       b.direct += a.direct.units;
       consume(a.direct.units);
-      entry("USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
+      if (!fold) entry("USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
+    }
+    if (fold) {
+      // The pool's draws carry this usage: each entry gets the rated meter's units, balance and entry number.
+      let after = balanceBeforeUse;
+      for (const d of fold) {
+        after -= d.ratedUnits!;
+        if (now > b.at) b.at = now;
+        b.sequence++;
+        d.row![LEDGER_RATED_UNITS] = d.ratedUnits;
+        d.row![LEDGER_RATED_UNITS + 1] = after;
+        d.row![LEDGER_RATED_UNITS + 2] = b.sequence;
+      }
     }
     for (const d of a.draws ?? []) {
       b.direct += d.units;
@@ -735,7 +787,7 @@ export class BalanceBook {
     );
     await this.sql.insertMany(
       "LedgerEntry",
-      ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "ratedMeterId", "creditsPerUnit", "createdAt"],
+      LEDGER_COLUMNS,
       this.ledger,
       "",
       { send: true },

@@ -99,9 +99,11 @@ export class RatedUsage {
   }
 }
 
-/** What the events of one rate draw: micro-credits (each event rounded on its own) and how many events. */
+/** What the events of one rate draw: micro-credits (each event rounded on its own), their units on the rated meter and how many events. */
 export interface RateDraw {
   units: bigint;
+  /** the events' micro-units on the rated meter */
+  rated: bigint;
   events: number;
 }
 
@@ -136,14 +138,15 @@ export function drawsOf(rates: Rate[], usage: RatedUsage): Map<bigint, RateDraw>
     let units = 0n;
     if (exact) units = (usage.sum * perUnit) / UNIT_SCALE;
     else for (const v of usage.values) units += drawOf(v, perUnit);
-    out.set(perUnit, { units, events: n });
+    out.set(perUnit, { units, rated: usage.sum, events: n });
     return out;
   }
   for (let i = 0; i < n; i++) {
     const perUnit = rates[rateIndex(rates, usage.at[i]!)]!.perUnit;
     let d = out.get(perUnit);
-    if (!d) out.set(perUnit, (d = { units: 0n, events: 0 }));
+    if (!d) out.set(perUnit, (d = { units: 0n, rated: 0n, events: 0 }));
     d.units += drawOf(usage.values[i]!, perUnit);
+    d.rated += usage.values[i]!;
     d.events++;
   }
   return out;

@@ -11,15 +11,32 @@ import { grantOpen } from "./rules.ts";
  * min(at, now)), exactly as the next write will record it.
  */
 export async function balanceAt(db: Db, customerId: string, meterId: string, at: Date, now: Date): Promise<bigint> {
-  const last = await db.ledgerEntry.findFirst({
-    where: { customerId, meterId, occurredAt: { lte: at } },
-    orderBy: [{ occurredAt: "desc" }, { sequence: "desc" }, { id: "desc" }],
-    select: { balanceAfter: true },
-  });
+  const latest = [{ occurredAt: "desc" as const }, { sequence: "desc" as const }, { id: "desc" as const }];
+  const own = await db.ledgerEntry.findFirst({ where: { customerId, meterId, occurredAt: { lte: at } }, orderBy: latest, select: { balanceAfter: true, sequence: true } });
+  let last = own?.balanceAfter ?? 0n;
+  // A rated meter's usage is on its pool's draws (folds, src/domain/balances.ts), numbered among its own entries.
+  const pool = (await db.meter.findUnique({ where: { id: meterId }, select: { creditPoolId: true } }))?.creditPoolId;
+  if (pool) {
+    const fold = await db.ledgerEntry.findFirst({
+      where: { customerId, meterId: pool, ratedMeterId: meterId, ratedSequence: { not: null }, occurredAt: { lte: at } },
+      orderBy: latest,
+      select: { ratedBalanceAfter: true, ratedSequence: true },
+    });
+    if (fold && fold.ratedSequence! > (own?.sequence ?? 0n)) last = fold.ratedBalanceAfter!;
+  }
   const until = at < now ? at : now;
   const sql = sqlOf(db);
   const due = (await dueGrants(sql, [{ customerId, meterId }], until)).get(balanceKey(customerId, meterId)) ?? [];
-  return settle(last?.balanceAfter ?? 0n, due, until).balance;
+  return settle(last, due, until).balance;
+}
+
+/**
+ * The ledger rows of one meter's balances: its own entries and, for a rated meter, its pool's draws that carry
+ * its usage (folds, src/domain/balances.ts) — they stand for entries it no longer writes itself.
+ */
+export async function meterHistory(db: Db, meterId: string) {
+  const pool = (await db.meter.findUnique({ where: { id: meterId }, select: { creditPoolId: true } }))?.creditPoolId;
+  return pool ? { OR: [{ meterId }, { meterId: pool, ratedMeterId: meterId, ratedSequence: { not: null } }] } : { meterId };
 }
 
 /**

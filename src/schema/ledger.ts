@@ -1,7 +1,7 @@
 // The ledger and grants of a balance: history, balance at an instant, what expires soon, voids.
 import { NotFoundError } from "../domain/errors.ts";
 import { voidCreditGrant } from "../domain/grants.ts";
-import { balanceAt, expiringGrants } from "../domain/ledger.ts";
+import { balanceAt, expiringGrants, meterHistory } from "../domain/ledger.ts";
 import { builder, type Context } from "./builder.ts";
 import { orgId, readableCustomer, refArgs } from "./access.ts";
 import { sharedFilter, totalCountField } from "./pagination.ts";
@@ -48,12 +48,25 @@ builder.prismaObject("LedgerEntry", {
       resolve: (e, _args, ctx) => (e.ratedMeterId ? ctx.db.meter.findUnique({ where: { id: e.ratedMeterId } }) : null),
     }),
     creditsPerUnit: t.expose("creditsPerUnit", { type: "Decimal", nullable: true, description: "A credit system's USAGE: the rate the draw was made at" }),
+    ratedUnits: t.expose("ratedUnits", {
+      type: "Decimal",
+      nullable: true,
+      description:
+        "A credit system's USAGE that is also its rated meter's: the units counted on the rated meter. The rated meter's own ledger lists this entry (it writes none of its own for that usage).",
+    }),
+    ratedBalanceAfter: t.expose("ratedBalanceAfter", { type: "Decimal", nullable: true, description: "With ratedUnits: the rated meter's balance after them" }),
   }),
 });
 
 type BalanceListArgs = { customerId?: string | number | null; externalCustomerId?: string | null; meterId?: string | number | null };
 
-/** A readable customer's rows, optionally of one meter: the ledger's and the grants' filter, shared by page and totalCount. */
+/** A readable customer's ledger, optionally of one meter (a rated meter's includes the pool draws that carry its usage). */
+const ledgerWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
+  const customer = await readableCustomer(ctx, refArgs(args));
+  return { customerId: customer.id, ...(args.meterId ? await meterHistory(ctx.db, String(args.meterId)) : {}) };
+});
+
+/** A readable customer's grants, optionally of one meter: the filter shared by page and totalCount. */
 const balanceListWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
   const customer = await readableCustomer(ctx, refArgs(args));
   return { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) };
@@ -79,9 +92,9 @@ builder.queryFields((t) => ({
         "A customer's ledger in the order things happened (occurredAt), optionally for one meter. Within one balance that is also the order the entries were committed in: an entry is never dated before the one committed before it.",
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
-      totalCount: async (_root, args, ctx) => ctx.db.ledgerEntry.count({ where: await balanceListWhere(ctx, args) }),
+      totalCount: async (_root, args, ctx) => ctx.db.ledgerEntry.count({ where: await ledgerWhere(ctx, args) }),
       resolve: async (query, _root, args, ctx) =>
-        ctx.db.ledgerEntry.findMany({ ...query, where: await balanceListWhere(ctx, args), orderBy: [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }] }),
+        ctx.db.ledgerEntry.findMany({ ...query, where: await ledgerWhere(ctx, args), orderBy: [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }] }),
     },
     { name: "LedgerEntryConnection" },
     { name: "LedgerEntryEdge" },
