@@ -6,7 +6,7 @@
 // plain (ABBA, as the alerts row), since each run stores into a larger table than the last.
 import type { Context } from "./context.ts";
 import { BenchFailure } from "./harness.ts";
-import { cpuNote, ingestCalls, interleaved, type Interleaved } from "./ingest.ts";
+import { cpuNote, ingestCalls, interleaved, warmUsageRows, type Interleaved } from "./ingest.ts";
 import { decimalText, graphqlClient } from "./support.ts";
 import { generateEvents, RATED_METER_INPUTS, RATED_METERS, UNIT_SCALE, type BenchEvent } from "./workload.ts";
 
@@ -43,6 +43,7 @@ export async function ratedIngest(ctx: Context): Promise<Interleaved> {
     warm.push({ name: "llm.completion.rated", customer: c, externalId: `rw${c}t`, timestamp: at, metadata: { tokens: 1 }, meter: "ratedTokens", micro: UNIT_SCALE });
   }
   await ingestCalls(ctx, warm);
+  await warmUsageRows(ctx);
 
   const run = (n: number, prefix: string, rated: boolean) => () => ingestCalls(ctx, generateEvents(o.events, o.customers, o.seed + 20 + n, prefix, rated));
   const r = await interleaved(o.events, { plain: [run(1, "rp1", false), run(4, "rp2", false)], other: [run(2, "ra1", true), run(3, "ra2", true)] });

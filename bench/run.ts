@@ -16,7 +16,8 @@
 //   to last a few seconds here, as the floors' timed runs do, so that start-up does not weigh on throughput or p99.
 //   --subscriptions (1000)   --fan-out subscribed customers per ingest call in the push scenario (250)
 //   --latency-samples (200)   --seed (42)
-//   --only reads,authorize,reserve,ingest,calls,push (all)
+//   --only reads,authorize,reserve,ingest,calls,push (all; `ingest` is the batch ingest row with its two ABBA
+//   rows, alerts and rated meters; `alerts` or `rated` alone runs that ABBA row alone)
 //   DATABASE_URL / REDIS_URL: use these servers for --engine postgresql instead of starting throw-away ones
 //   (PG_PORT 54337, PGDATA /tmp/pg-bench, REDIS_PORT 6397).
 import { execFileSync } from "node:child_process";
@@ -34,7 +35,7 @@ import { seed } from "./seed.ts";
 import { decimalText, graphqlClient, intOption, option, pool, thousands, withTimeout } from "./support.ts";
 import { Books } from "./workload.ts";
 
-const GROUPS = ["reads", "authorize", "reserve", "ingest", "calls", "push"];
+const GROUPS = ["reads", "authorize", "reserve", "ingest", "alerts", "rated", "calls", "push"];
 
 /** The transport limits that would throttle one token's benchmark traffic, lifted for the service process. */
 const LIFTED_LIMITS = {
@@ -181,6 +182,8 @@ async function main(): Promise<number> {
       ].filter(Boolean);
       if (perEvent.length) notes.push(`ingest: CPU per event: ${perEvent.join("; ")}`);
       rows.push({ scenario: "floor: same rows by the raw driver", unit: "events/s", rate: i.floor.eventsPerSecond });
+    }
+    if (wants("ingest") || wants("alerts")) {
       log(`batch ingest with and without alert rules, interleaved: ${2 * Math.floor(options.events / 2)} events each`);
       const a = await batchIngestWithAlerts(ctx);
       rows.push({
@@ -194,6 +197,8 @@ async function main(): Promise<number> {
       });
       runWindows.push(...abbaWindows("ingest with alert rules", a, options.events));
       notes.push(`alerts: ingest with a rule on every customer's usage balances at ${(a.eventsPerSecond / a.plainEventsPerSecond).toFixed(2)}× ingest without rules measured around it (plain, rules, rules, plain; target ≥ 0.90×: alerts cost ≤ 10 %)`);
+    }
+    if (wants("ingest") || wants("rated")) {
       log(`batch ingest on rated meters of one credit system and on plain meters, interleaved: ${2 * Math.floor(options.events / 2)} events each`);
       const r = await ratedIngest(ctx);
       rows.push({
