@@ -21,6 +21,8 @@ export interface RawRunner {
 const ROWS_PER_STATEMENT = 256;
 /** Rows per statement on PostgreSQL (one JSON parameter whatever the count). */
 const PG_ROWS_PER_STATEMENT = 5000;
+/** SQLite `valuesList` texts by shape (rows × 1024 + columns): built once each. */
+const sqliteValuesLists = new Map<number, string>();
 /** Column types by table; the schema is the one this code was migrated with. */
 const columnTypeCache = new Map<string, Map<string, string>>();
 
@@ -169,6 +171,17 @@ export class Sql {
 
   /** `(p1, p2, …), (…)` for `rows` rows of `columns` values, numbering from `start`. */
   valuesList(rows: number, columns: number, start = 1): string {
+    // SQLite's parameters are all `?`: the text depends on the shape alone, and the shapes are few (padded).
+    if (this.provider !== "postgresql") {
+      const key = rows * 1024 + columns;
+      let text = sqliteValuesLists.get(key);
+      if (text === undefined) {
+        const row = `(${Array.from({ length: columns }, () => "?").join(", ")})`;
+        text = Array.from({ length: rows }, () => row).join(", ");
+        if (sqliteValuesLists.size < 256) sqliteValuesLists.set(key, text);
+      }
+      return text;
+    }
     const groups: string[] = [];
     let n = start;
     for (let r = 0; r < rows; r++) {

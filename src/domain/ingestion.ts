@@ -4,7 +4,7 @@
 import { orderedId } from "./ids.ts";
 import { sqlOf, type Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
-import { adjustBalances, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { adjustBalances, adjustment, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
 import { InvalidInputError, NotFoundError, UnitsOverflowError } from "./errors.ts";
 import { contribution, filterMatches, metadataKeyOf, propertyField, propertyValue, type Contains, type EventLike } from "./meter-filter.ts";
@@ -180,7 +180,7 @@ export function usageAdjustments(events: CountableEvent[]): BalanceAdjustment[] 
     for (const { meter: m, value } of e.counted) {
       const k = balanceKey(e.customerId, m.id);
       let adj = byKey.get(k);
-      if (!adj) byKey.set(k, (adj = { customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func) }));
+      if (!adj) byKey.set(k, (adj = adjustment({ customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func) })));
       const u = adj.usage!;
       if (typeof value === "bigint" && value < 0n) {
         u.credit -= value;
