@@ -19,6 +19,8 @@ export interface RawRunner {
  * chunk and list is (see `powerOfTwoChunks` and `Sql.padded`).
  */
 const ROWS_PER_STATEMENT = 256;
+/** The longest `IN` list of one SQLite statement `inChunks` makes (a power of two). */
+const SQLITE_IN_LIST = 1024;
 /** Rows per statement on PostgreSQL (one JSON parameter whatever the count). */
 const PG_ROWS_PER_STATEMENT = 5000;
 /** SQLite `valuesList` texts by shape (rows × 1024 + columns): built once each. */
@@ -156,6 +158,20 @@ export class Sql {
     const last = list[list.length - 1];
     while (out.length < size) out.push(last);
     return out;
+  }
+
+  /**
+   * Consecutive slices of `list` for `IN` lists of `max` items at most: on SQLite power-of-two sizes up to 1,024
+   * (a 1,410-pair list padded to 2,048 made SQLite look up 638 pairs for nothing; see `padded`).
+   */
+  inChunks<T>(list: T[], max: number): T[][] {
+    if (this.provider === "postgresql" || list.length <= 1) {
+      const out: T[][] = [];
+      for (let i = 0; i < list.length; i += max) out.push(list.slice(i, i + max));
+      return out;
+    }
+    let at = 0;
+    return powerOfTwoChunks(list.length, SQLITE_IN_LIST).map((size) => list.slice(at, (at += size)));
   }
 
   /** Consecutive slices of `rows`, one per statement: power-of-two sizes on SQLite (see `padded`). */

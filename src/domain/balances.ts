@@ -196,7 +196,6 @@ interface Row {
   version: bigint | number;
   ledgerSequence: bigint | number;
   ledgerAt: Date | string | null;
-  createdAt: unknown;
   /** only when asked for (see BalanceBook.readRows) */
   held?: bigint | number | string | null;
   alertLevel?: AlertLevel | null;
@@ -454,13 +453,16 @@ export class BalanceBook {
     const sql = this.sql;
     const inline = sql.provider !== "postgresql";
     const extra = this.watchColumns(want);
+    // PostgreSQL locks the rows in one order (no two groups wait on each other in a cycle); SQLite's writer is
+    // alone, so its rows need no order (and no sort).
+    const lockOrder = inline ? "" : ` ORDER BY cm."id"${sql.forUpdate}`;
     const read = async (list: { customerId: string; meterId: string }[]) => {
-      for (let i = 0; i < list.length; i += PAIRS_PER_STATEMENT) {
+      for (const chunk of sql.inChunks(list, PAIRS_PER_STATEMENT)) {
         const columns = inline ? extra : { sql: "", values: [] };
-        const inPairs = sql.pairsIn("customerId", "meterId", list.slice(i, i + PAIRS_PER_STATEMENT), columns.values.length + 1);
+        const inPairs = sql.pairsIn("customerId", "meterId", chunk, columns.values.length + 1);
         const rows = await sql.query<Row>(
-          `SELECT cm."id", cm."customerId", cm."meterId", cm."consumedUnits", cm."creditedUnits", cm."aggCount", cm."aggSum", cm."aggMax", cm."aggMin", cm."directUnits", cm."version", cm."ledgerSequence", cm."ledgerAt", cm."createdAt"${columns.sql}
-             FROM "CustomerMeter" cm WHERE ${inPairs.clause} ORDER BY cm."id"${sql.forUpdate}`,
+          `SELECT cm."id", cm."customerId", cm."meterId", cm."consumedUnits", cm."creditedUnits", cm."aggCount", cm."aggSum", cm."aggMax", cm."aggMin", cm."directUnits", cm."version", cm."ledgerSequence", cm."ledgerAt"${columns.sql}
+             FROM "CustomerMeter" cm WHERE ${inPairs.clause}${lockOrder}`,
           [...columns.values, ...inPairs.values],
         );
         for (const r of rows) {
@@ -607,33 +609,32 @@ export class BalanceBook {
   private withDraws(a: BalanceAdjustment): BalanceAdjustment[] {
     const rated = this.rated.get(a.meterId);
     if (!rated || a.drawn) return [a];
-    const draws = new Map<bigint, Draw>();
-    const draw = (units: bigint, perUnit: bigint, eventId: string | null, eventCount: number, description: string | null) => {
-      let d = draws.get(perUnit);
-      if (!d) draws.set(perUnit, (d = { units: 0n, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId, eventCount: 0, description, ratedUnits: 0n, row: undefined }));
-      d.units += drawOf(units, perUnit);
-      d.ratedUnits = (d.ratedUnits ?? 0n) + units;
-      d.eventCount += eventCount;
-      d.eventId = eventId ?? d.eventId;
-    };
+    const draws: Draw[] = [];
     const u = a.usage;
     if (u?.timed) {
       for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) {
-        draws.set(perUnit, { units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
+        draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
       }
     }
     const current = rateAt(rated.rates, this.now).perUnit;
-    if (a.direct) draw(a.direct.units, current, null, 0, a.direct.description ?? null);
-    const pool = adjustment({
-      customerId: a.customerId,
-      meterId: rated.poolMeterId,
-      draws: [...draws.values()],
-      creditsOnly: a.creditsOnly,
-      field: a.field,
-      hold: a.hold ? drawOf(a.hold, current) : undefined,
-    });
-    const own = adjustment({ ...a, creditsOnly: false, hold: undefined, holdStored: undefined, covered: undefined, released: undefined, folds: pool.draws });
-    return draws.size || pool.hold ? [pool, own] : [own];
+    if (a.direct) {
+      const units = a.direct.units;
+      const d = draws.find((x) => x.creditsPerUnit === current);
+      if (d) {
+        d.units += drawOf(units, current);
+        d.ratedUnits! += units;
+      } else {
+        draws.push({ units: drawOf(units, current), ratedMeterId: a.meterId, creditsPerUnit: current, eventId: null, eventCount: 0, description: a.direct.description ?? null, ratedUnits: units, row: undefined });
+      }
+    }
+    const hold = a.hold ? drawOf(a.hold, current) : undefined;
+    const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold });
+    // Its own counting never refuses and holds nothing: the pool does both.
+    const own = adjustment(a);
+    own.creditsOnly = false;
+    own.hold = own.holdStored = own.covered = own.released = undefined;
+    own.folds = draws;
+    return draws.length || hold ? [pool, own] : [own];
   }
 
   /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */
@@ -933,8 +934,7 @@ const GRANT_COLUMNS = `"id", "customerId", "meterId", "units", "remainingUnits",
 /** Grants of (customer, meter) pairs matching `condition` (given the number of its first parameter). */
 async function grantsOfPairs(sql: Sql, pairs: { customerId: string; meterId: string }[], condition: (next: number) => string, values: unknown[]): Promise<Map<string, TimedGrant[]>> {
   const out = new Map<string, TimedGrant[]>();
-  for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
-    const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+  for (const chunk of sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
     const inPairs = sql.pairsIn("customerId", "meterId", chunk);
     const rows = await sql.query<GrantRow>(
       `SELECT ${GRANT_COLUMNS} FROM "CreditGrant" WHERE ${inPairs.clause} AND ${condition(inPairs.values.length + 1)}`,
@@ -966,8 +966,7 @@ export async function dueGrantsAndHolds(
   const due = new Map<string, TimedGrant[]>();
   const held = new Map<string, bigint>();
   const at = sql.date(now);
-  for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
-    const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+  for (const chunk of sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
     const grantPairs = sql.pairsIn("customerId", "meterId", chunk);
     const n = grantPairs.values.length + 1;
     const holdPairs = sql.pairsIn("customerId", "meterId", chunk, n + 2);
@@ -997,8 +996,7 @@ export function dueGrants(sql: Sql, pairs: { customerId: string; meterId: string
 /** Micro-units held by live reservations (HELD and not yet expired), per row. */
 export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, bigint>> {
   const out = new Map<string, bigint>();
-  for (let i = 0; i < pairs.length; i += PAIRS_PER_STATEMENT) {
-    const chunk = pairs.slice(i, i + PAIRS_PER_STATEMENT);
+  for (const chunk of sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
     const inPairs = sql.pairsIn("customerId", "meterId", chunk);
     const rows = await sql.query<{ customerId: string; meterId: string; held: bigint | number | string }>(
       `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation"
