@@ -640,7 +640,10 @@ export class BalanceBook {
   /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */
   private applyOne(b: Balance, a: BalanceAdjustment, staged: Staged): BalanceChange | null {
     const now = this.now;
-    const start = { aggSum: b.agg.aggSum, consumed: b.consumed, credited: b.credited };
+    // What the row stored before this adjustment, for an overflow's error (no object unless one is thrown).
+    const startAggSum = b.agg.aggSum;
+    const startConsumed = b.consumed;
+    const startCredited = b.credited;
     const entry = (kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now, rated: Draw | null = null) => {
       if (at > b.at) b.at = at;
       b.sequence++;
@@ -681,18 +684,18 @@ export class BalanceBook {
     }
 
     // Negative values on CREDIT meters become a grant (one per row per adjustment), credited like any other.
-    const credits = [...(a.credits ?? [])];
+    let credits = a.credits ?? NO_CREDITS;
     const u = a.usage;
     if (u && u.credit > 0n) {
-      if (u.credit > MAX_STORED_UNITS) throw overflow(a, start);
+      if (u.credit > MAX_STORED_UNITS) throw overflow(a, { aggSum: startAggSum, consumed: startConsumed, credited: startCredited });
       const description = `${u.creditEvents} negative usage ${u.creditEvents === 1 ? "value" : "values"}`;
       // createdAt is the wall clock, as Prisma stamps every other grant (it orders grants of equal priority and expiry).
       const grant: TimedGrant = { id: orderedId(), units: u.credit, remainingUnits: u.credit, priority: 10, effectiveAt: now, credited: true, expiresAt: null, createdAt: new Date() };
       b.grants = [...b.grants, grant].sort(burnOrder);
       staged.newGrants.push({ grant, balance: b, description });
-      credits.push({ units: u.credit, grantId: grant.id, description, eventId: u.lastCreditEventId, eventCount: u.creditEvents });
+      credits = [...credits, { units: u.credit, grantId: grant.id, description, eventId: u.lastCreditEventId, eventCount: u.creditEvents }];
     }
-    const grants = b.grants.filter((g) => grantUsable(g, now));
+    const grants = b.grants.length ? b.grants.filter((g) => grantUsable(g, now)) : b.grants;
     for (const c of credits) {
       // A grant arriving while the balance is negative first pays off the overage.
       const overage = balance < 0n ? -balance : 0n;
@@ -777,7 +780,7 @@ export class BalanceBook {
       );
     }
     // Every column is a signed 64-bit integer: refuse (nothing written) rather than fail in the database.
-    for (const v of [b.consumed, b.credited, balance, b.agg.aggSum, b.direct]) if (v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS) throw overflow(a, start);
+    if (outOfRange(b.consumed) || outOfRange(b.credited) || outOfRange(balance) || outOfRange(b.agg.aggSum) || outOfRange(b.direct)) throw overflow(a, { aggSum: startAggSum, consumed: startConsumed, credited: startCredited });
     if (hold > 0n && b.held !== null) b.held += hold;
     return { customerId: a.customerId, meterId: a.meterId, version: b.storedVersion + 1, balance };
   }
@@ -891,6 +894,9 @@ export class BalanceBook {
     stamp([...this.expired.keys()], `"expiredAt" = "expiresAt"`);
   }
 }
+
+const NO_CREDITS: CreditDelta[] = [];
+const outOfRange = (v: bigint) => v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS;
 
 function overflow(a: BalanceAdjustment, stored: { aggSum: bigint; consumed: bigint; credited: bigint }): UnitsOverflowError {
   return new UnitsOverflowError(

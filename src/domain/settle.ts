@@ -19,13 +19,17 @@ export interface SettleStep {
   balanceAfter: bigint;
 }
 
+/** The steps of a balance without grants (shared: never changed). */
+const NO_STEPS: readonly SettleStep[] = Object.freeze([]);
+
 /**
  * Apply, in time order, every activation and expiry due by `until` to a balance and its grants (mutated).
  * At one instant expiries come before activations: a grant expiring at T is gone at T (exclusive boundary),
  * one effective at T is there. An activation while the balance is negative first pays off the overage, so
  * that part of the grant is used up at once.
  */
-export function settle(balance: bigint, grants: TimedGrant[], until: Date): { steps: SettleStep[]; balance: bigint } {
+export function settle(balance: bigint, grants: TimedGrant[], until: Date): { steps: readonly SettleStep[]; balance: bigint } {
+  if (!grants.length) return { steps: NO_STEPS, balance };
   type Point = { at: Date; expiry: boolean; grant: TimedGrant };
   const points: Point[] = [];
   for (const g of grants) {
