@@ -273,6 +273,16 @@ describe("statement texts of the multi-row helpers (src/db/sql.ts)", () => {
     // lists of 1 to 600 values or pairs: padded to 1, 2, 4 … 1,024 on SQLite (11 texts each), one on PostgreSQL
     expect(kinds("SELECT")).toBeLessThanOrEqual(provider === "sqlite" ? 22 : 2);
 
+    // values that mean something in a list's syntax are matched as themselves
+    const odd = ["", "NULL", "a,b", "{c}", 'say "hi"', "back\\slash", "end\\", " padded ", "é ✓"];
+    await sql.insertMany("ShapeProbe", ["id", "tag", "n"], odd.map((id, i) => [id, "odd", BigInt(i)]));
+    for (const list of [odd, odd.slice(1, 2), ["NULL", "nothing stored"]]) {
+      const named = sql.textIn("id", list);
+      const found = await sql.query<{ id: string }>(`SELECT "id" FROM "ShapeProbe" WHERE "tag" = 'odd' AND ${named.clause}`, named.values);
+      expect(found.map((r) => r.id).sort()).toEqual(list.filter((id) => odd.includes(id)).sort());
+    }
+    await sql.deleteIds("ShapeProbe", odd);
+
     texts.clear();
     for (const count of counts) await sql.updateById("ShapeProbe", ["id", "n"], idsOf(count).map((id, i) => [id, BigInt(i + 1000)]));
     expect(kinds("UPDATE")).toBeLessThanOrEqual(provider === "sqlite" ? 9 : 1);

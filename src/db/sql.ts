@@ -43,6 +43,20 @@ export function powerOfTwoChunks(count: number, max: number): number[] {
   return out;
 }
 
+/**
+ * A PostgreSQL `text[]` literal of `list`, to bind as one text parameter cast `::text[]`: every element quoted,
+ * with `"` and `\\` escaped, so no value (empty, `NULL`, commas, braces) is read as anything but itself. Text
+ * rather than a JavaScript array, so that it binds the same on node-postgres and through Prisma's raw API.
+ */
+export function textArray(list: readonly string[]): string {
+  let out = "{";
+  for (let i = 0; i < list.length; i++) {
+    const v = list[i];
+    out += `${i ? "," : ""}"${/["\\]/.test(v) ? v.replace(/["\\]/g, "\\$&") : v}"`;
+  }
+  return `${out}}`;
+}
+
 export class Sql {
   /** Statements `send` sent whose answers nobody has awaited yet. */
   private unsettled: Promise<unknown>[] = [];
@@ -350,13 +364,19 @@ export class Sql {
 
   /**
    * `"col" IN (…)` for a list of strings, with the values to bind from parameter `start`: one parameter each on
-   * SQLite (the list `padded`), one JSON parameter for all of them on PostgreSQL. An empty list matches nothing.
+   * SQLite (the list `padded`), on PostgreSQL one parameter for all of them, a `text[]` literal (`textArray`)
+   * matched with `= ANY`. An empty list matches nothing.
+   *
+   * Why not `IN (SELECT jsonb_array_elements_text($n))`: the planner cannot see how many values a set-returning
+   * function gives, and a table without statistics yet (customers created in the last minute, before
+   * autovacuum analyzed them) made it rerun the function for every row of the table: 120 ms per ingest call of
+   * 1,000 events over 1,000 new customers, against 0.4 ms. An array parameter is a constant of the plan
+   * (node-postgres plans each statement with its values), which PostgreSQL either looks up in the column's
+   * index, value by value, or hashes once and tests each row against: cheap with or without statistics.
    */
   textIn(column: string, list: string[], start = 1): { clause: string; values: unknown[] } {
     if (!list.length) return { clause: "1 = 0", values: [] };
-    if (this.provider === "postgresql") {
-      return { clause: `"${column}" IN (SELECT jsonb_array_elements_text(${this.param(start)}::jsonb))`, values: [JSON.stringify(list)] };
-    }
+    if (this.provider === "postgresql") return { clause: `"${column}" = ANY(${this.param(start)}::text[])`, values: [textArray(list)] };
     const values = this.padded(list);
     return { clause: this.inList(column, values.length, start), values };
   }
