@@ -70,7 +70,7 @@ export function startProcess(name: string, script: string, env: Record<string, s
  */
 export function startCommand(script: string, extra: string[]): [string, string[]] {
   const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
-  if (!/\bexec node .*\ssrc\/main\.ts$/.test(start) || !start.endsWith(` ${script}`)) throw new BenchFailure(`package.json's start script does not exec node on ${script}: ${start}`);
+  if (!/\bexec node .*\sdist\/main\.js$/.test(start) || !start.endsWith(` ${script}`)) throw new BenchFailure(`package.json's start script does not exec node on ${script}: ${start}`);
   return ["sh", ["-c", start.replace(/\bnode /, ["node", ...extra, ""].join(" "))]];
 }
 

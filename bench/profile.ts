@@ -8,12 +8,16 @@
 // --window <text>: only the samples taken during the measured run whose scenario contains <text> (windows.json,
 // which the bench writes beside the profiles), and the CPU time sampled per request of that run.
 // --top <n>: lines per list (25).
+// The service runs its build (dist/, scripts/build.ts): frames in it are read through the build's source maps,
+// so places and lines are those of src/.
 import { existsSync, readFileSync } from "node:fs";
+import { SourceMap } from "node:module";
 import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 interface ProfileNode {
   id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
+  callFrame: { functionName: string; url: string; lineNumber: number; columnNumber: number };
   children?: number[];
 }
 interface Profile {
@@ -39,8 +43,26 @@ function placeOf(url: string, functionName: string): string {
   return own ? `${own[1]}/${own[2]}` : url;
 }
 
+const sourceMaps = new Map<string, SourceMap | null>();
+
+/** The frame at its place in src/ when it runs from a built file with a source map beside it; otherwise as it is. */
+function originalFrame(callFrame: ProfileNode["callFrame"]): ProfileNode["callFrame"] {
+  if (!callFrame.url.startsWith("file:") || !callFrame.url.endsWith(".js")) return callFrame;
+  let map = sourceMaps.get(callFrame.url);
+  if (map === undefined) {
+    const file = `${fileURLToPath(callFrame.url)}.map`;
+    map = existsSync(file) ? new SourceMap(JSON.parse(readFileSync(file, "utf8"))) : null;
+    sourceMaps.set(callFrame.url, map);
+  }
+  const entry = map?.findEntry(callFrame.lineNumber, callFrame.columnNumber);
+  if (!entry || !("originalSource" in entry)) return callFrame;
+  const url = pathToFileURL(path.resolve(path.dirname(fileURLToPath(callFrame.url)), entry.originalSource)).href;
+  return { ...callFrame, url, lineNumber: entry.originalLine, columnNumber: entry.originalColumn };
+}
+
 function summarize(file: string, top: number, window: Window | null): void {
   const profile = JSON.parse(readFileSync(file, "utf8")) as Profile;
+  for (const node of profile.nodes) node.callFrame = originalFrame(node.callFrame);
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const parent = new Map<number, number>();
   for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);

@@ -115,7 +115,7 @@ async function main(): Promise<number> {
     const servers: Server[] = [];
     cleanups.unshift(() => Promise.all(servers.map((s) => s.stop())));
     const [service, floor] = await Promise.all([
-      startProcess("service", "src/main.ts", serviceEnv).then((s) => (servers.push(s), s)),
+      startProcess("service", "dist/main.js", serviceEnv).then((s) => (servers.push(s), s)),
       startProcess("bare-Yoga floor", "bench/floor-yoga.ts", {}).then((s) => (servers.push(s), s)),
     ]);
     serviceTail = service.tail;

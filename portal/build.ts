@@ -8,8 +8,10 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { build } from "esbuild";
+import { projectRoot } from "../src/project-root.ts";
 
-export const PORTAL_DIR = path.dirname(fileURLToPath(import.meta.url));
+// From the project's folder: this module also runs bundled into the server's dist/ (the portal's first request).
+export const PORTAL_DIR = path.join(projectRoot, "portal");
 export const DIST_DIR = path.join(PORTAL_DIR, "dist");
 
 /** The bundles, by the file name each is written and served under. */
@@ -54,7 +56,7 @@ function newestSource(dir: string): number {
 
 /** True when portal/dist/ holds every bundle and none is older than a source file or this script. */
 export function distIsFresh(): boolean {
-  const sources = Math.max(newestSource(path.join(PORTAL_DIR, "src")), statSync(fileURLToPath(import.meta.url)).mtimeMs);
+  const sources = Math.max(newestSource(path.join(PORTAL_DIR, "src")), statSync(path.join(PORTAL_DIR, "build.ts")).mtimeMs);
   try {
     return Object.keys(BUNDLES).every((name) => statSync(path.join(DIST_DIR, name)).mtimeMs >= sources);
   } catch {

@@ -1,6 +1,6 @@
 // The real entry points as a user runs them: `npm start` (src/main.ts) and `npm run cli`.
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -48,6 +48,22 @@ describe("npm start", () => {
     expect(second.output()).toContain("database schema up to date");
     expect(second.output()).not.toMatch(/crl_admin_/);
     await second.stop();
+  });
+
+  it("through npm: builds dist/ and serves from it with node alone, migrations applied by the built migration process", async () => {
+    const adminToken = "test-admin-token-0123456789";
+    const server = startServer({ DATABASE_URL: `file:${path.join(dir, "d", "credits.db")}`, ADMIN_TOKEN: adminToken }, "npm");
+    try {
+      const url = await server.ready;
+      expect(server.output()).toContain("migrations applied");
+      const pid = Number(/"pid":(\d+)/.exec(server.output())?.[1]);
+      const command = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+      expect(command).toContain("dist/main.js");
+      expect(command.join(" ")).not.toContain("tsx");
+      expect((await gql(url, adminToken, `{ customers { edges { cursor } } }`)).data).toEqual({ customers: { edges: [] } });
+    } finally {
+      await server.stop();
+    }
   });
 });
 

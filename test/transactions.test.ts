@@ -79,7 +79,7 @@ describe("SQLite connections", () => {
     if (providerOfDb(t.db) !== "sqlite") skip("a SQLite setting");
     const pragma = async (db: Db, name: string) => Number(Object.values((await db.$queryRawUnsafe<Record<string, bigint>[]>(`PRAGMA ${name}`))[0])[0]);
     expect(await pragma(t.db, "synchronous")).toBe(0); // OFF on the connection: the commit's fsync is ours (src/db/libsql.ts)
-    expect(await pragma(t.db, "wal_autocheckpoint")).toBe(0); // checkpoints run on their own thread, at FULL
+    expect(await pragma(t.db, "wal_autocheckpoint")).toBe(0); // checkpoints run on a connection of their own, off the event loop, at FULL
     const normal = await createPrisma(t.databaseUrl, { sqliteSynchronous: loadConfig({ SQLITE_SYNCHRONOUS: "normal" }).sqliteSynchronous });
     try {
       expect(await pragma(normal, "synchronous")).toBe(1); // NORMAL: SQLite's own
@@ -186,7 +186,7 @@ describe("SQLite connections", () => {
     }
   });
 
-  it("FULL: the checkpointing thread copies committed pages into the database file by itself", async ({ skip }) => {
+  it("FULL: the checkpointer copies committed pages into the database file by itself", async ({ skip }) => {
     if (providerOfDb(t.db) !== "sqlite") skip("SQLite's checkpoints");
     const dir = mkdtempSync(path.join(tmpdir(), "credits-checkpoint-"));
     const file = path.join(dir, "c.db");
@@ -197,7 +197,7 @@ describe("SQLite connections", () => {
       const tx = await client.transaction("write");
       for (let i = 0; i < 64; i++) await tx.execute({ sql: `INSERT INTO "Blob" ("b") VALUES (randomblob(16384))`, args: [] });
       await tx.commit();
-      // a megabyte in the WAL; the writer never checkpoints (wal_autocheckpoint=0), so only the thread can move it
+      // a megabyte in the WAL; the writer never checkpoints (wal_autocheckpoint=0), so only the checkpointer can move it
       const deadline = Date.now() + 10_000;
       while (statSync(file).size < before + 1_000_000 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(statSync(file).size).toBeGreaterThanOrEqual(before + 1_000_000);

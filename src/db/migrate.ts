@@ -3,7 +3,7 @@
 // the tests in their setup.
 import path from "node:path";
 import { readdir } from "node:fs/promises";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { pathToFileURL } from "node:url";
 import {
   applyMigrations,
   createMigrationViaDiff,
@@ -17,10 +17,10 @@ import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import { sqliteFileOf } from "./libsql.ts";
 import { ensureSqliteDir, pgConfig, providerOf, type Provider } from "./url.ts";
+import { projectRoot, runsBuilt } from "../project-root.ts";
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
-const schemaPath = (provider: Provider) => path.join(root, "prisma", provider);
-const migrationsDir = (provider: Provider) => path.join(root, "prisma", provider, "migrations");
+const schemaPath = (provider: Provider) => path.join(projectRoot, "prisma", provider);
+const migrationsDir = (provider: Provider) => path.join(projectRoot, "prisma", provider, "migrations");
 
 async function withEngine<T>(url: string, run: (engine: SchemaEngineHandle, provider: Provider) => Promise<T>): Promise<T> {
   const provider = providerOf(url);
@@ -57,18 +57,20 @@ export async function migrateDeploy(url: string): Promise<string[]> {
 
 /**
  * `migrateDeploy` for the server: pending migrations are applied by a short-lived process of their own
- * (`node --import tsx src/db/migrate-deploy.ts`, the runtime `npm start` uses), so that the schema engine's
+ * (`node dist/migrate-deploy.js` when the server runs the build, as `npm start` does; `node --import tsx
+ * src/db/migrate-deploy.ts` when it runs from source, as the tests do), so that the schema engine's
  * WebAssembly memory and compiled code never enter the server's process, which would keep about 55 MB of
  * them resident for as long as it runs (a worker thread gave back only a third of it). A database that is up
  * to date never starts it.
  */
 export async function migrateDeployApart(url: string): Promise<string[]> {
   if (await upToDate(url)) return [];
-  const script = fileURLToPath(new URL("./migrate-deploy.ts", import.meta.url));
-  // tsx's loader by absolute URL: the server may run in any working directory.
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href;
+  // By absolute path (and tsx's loader by absolute URL): the server may run in any working directory.
+  const args = runsBuilt
+    ? ["--enable-source-maps", path.join(projectRoot, "dist", "migrate-deploy.js")]
+    : ["--import", pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href, path.join(projectRoot, "src", "db", "migrate-deploy.ts")];
   // The URL goes by the environment, not the command line (`ps` shows arguments, and it may hold a password).
-  const child = spawn(process.execPath, ["--import", tsx, script], { env: { ...process.env, DATABASE_URL: url }, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, args, { env: { ...process.env, DATABASE_URL: url }, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
   const code = await new Promise<number | null>((resolve, reject) => child.once("error", reject).once("close", resolve));
