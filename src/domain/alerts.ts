@@ -88,10 +88,10 @@ function ruleFor(rules: RuleSet, customerId: string, meterId: string): AlertRule
   return rules.customers.get(key(customerId, meterId)) ?? rules.defaults.get(meterId);
 }
 
-/** The rule a balance follows, if any (the organization's rules are cached: usually no statement). */
-export async function alertRuleFor(sql: Sql, organizationId: string, customerId: string, meterId: string): Promise<AlertRule | undefined> {
+/** Whether an organization's balances follow an alert rule, as a check per balance (null: the organization has none). */
+export async function alertRulesOf(sql: Sql, organizationId: string): Promise<((customerId: string, meterId: string) => boolean) | null> {
   const rules = await rulesOf(sql, organizationId);
-  return rules ? ruleFor(rules, customerId, meterId) : undefined;
+  return rules ? (customerId, meterId) => ruleFor(rules, customerId, meterId) !== undefined : null;
 }
 
 /** A balance as written, for alerting: `held` null where the write did not read its holds. */

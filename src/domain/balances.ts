@@ -19,7 +19,7 @@ import type { AggregationFunc } from "./meter-filter.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
 import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
-import { alertRuleFor, recordCrossings, watchedBalances, type AlertLevel } from "./alerts.ts";
+import { alertRulesOf, recordCrossings, watchedBalances, type AlertLevel } from "./alerts.ts";
 import { writeOutbox, type OutboxEvent } from "./outbox.ts";
 import { anyRules as anyTopUps, recordTopUps, topUpRules } from "./topups.ts";
 import { drawOf, drawsOf, rateAt, ratedMeters, type RatedMeter, type RatedUsage } from "./credit-systems.ts";
@@ -161,13 +161,15 @@ export interface BalanceAdjustment {
 async function watchedPairs(sql: Sql, pairs: { organizationId: string; customerId: string; meterId: string }[]): Promise<{ held: boolean; levels: boolean }> {
   let levels = false;
   let topUps = false;
-  const seen = new Set<string>();
+  // Rules are per organization (cached): one lookup each, then a synchronous check per pair.
+  const rulesByOrganization = new Map<string, ((customerId: string, meterId: string) => boolean) | null>();
   for (const p of pairs) {
-    if (!levels && (await alertRuleFor(sql, p.organizationId, p.customerId, p.meterId))) levels = true;
-    if (!seen.has(p.organizationId)) {
-      seen.add(p.organizationId);
+    let watched = rulesByOrganization.get(p.organizationId);
+    if (watched === undefined) {
+      rulesByOrganization.set(p.organizationId, (watched = await alertRulesOf(sql, p.organizationId)));
       if (!topUps && (await anyTopUps(sql, p.organizationId))) topUps = true;
     }
+    if (!levels && watched?.(p.customerId, p.meterId)) levels = true;
     if (levels && topUps) break;
   }
   return { held: levels || topUps, levels };

@@ -89,8 +89,9 @@ export interface TopUpRule {
 
 /** The written balances with an auto top-up rule, with it (no statement for organizations without rules). */
 export async function topUpRules<B extends { organizationId: string; customerId: string; meterId: string }>(sql: Sql, balances: B[], now: Date): Promise<{ balance: B; rule: TopUpRule }[]> {
-  const wanted: B[] = [];
-  for (const b of balances) if (await anyRules(sql, b.organizationId)) wanted.push(b);
+  const ruled = new Map<string, boolean>();
+  for (const b of balances) if (!ruled.has(b.organizationId)) ruled.set(b.organizationId, await anyRules(sql, b.organizationId));
+  const wanted = balances.filter((b) => ruled.get(b.organizationId));
   if (!wanted.length) return [];
 
   // parameters in the order they appear (SQLite numbers `?` by position)
