@@ -305,17 +305,6 @@ interface Staged {
 
 const draftOf = (b: Balance): Balance => ({ ...b, agg: { ...b.agg }, grants: b.grants.map((g) => ({ ...g })) });
 
-/**
- * The balance rows a transaction touches, read once (locked on PostgreSQL, in id order, so concurrent writers
- * never deadlock on them) with their grants, holds and known distinct values; then changed in memory, one
- * `apply` after another, each against the state the previous ones left; then written back in a fixed number
- * of statements, whatever the number of rows or applies.
- *
- * An `apply` is all or nothing: if one of its adjustments is refused (InsufficientCreditsError) or would
- * overflow a column (UnitsOverflowError), it throws and the book is as it was, so the next apply is decided
- * as if the refused one had never been asked. Each row is first brought up to `now` by the first apply that
- * reaches it (grants that took effect or expired since its last write, dated when they happened).
- */
 /** The columns of a ledger row as BalanceBook stages it; the three rated ones are a fold's (see `folds`). */
 const LEDGER_COLUMNS = ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "ratedMeterId", "creditsPerUnit", "ratedUnits", "ratedBalanceAfter", "ratedSequence", "createdAt"];
 const LEDGER_RATED_UNITS = LEDGER_COLUMNS.indexOf("ratedUnits");
@@ -360,6 +349,17 @@ function folds(draws: Draw[] | undefined, units: bigint): Draw[] | null {
   return sum === units ? draws : null;
 }
 
+/**
+ * The balance rows a transaction touches, read once (locked on PostgreSQL, in id order, so concurrent writers
+ * never deadlock on them) with their grants, holds and known distinct values; then changed in memory, one
+ * `apply` after another, each against the state the previous ones left; then written back in a fixed number
+ * of statements, whatever the number of rows or applies.
+ *
+ * An `apply` is all or nothing: if one of its adjustments is refused (InsufficientCreditsError) or would
+ * overflow a column (UnitsOverflowError), it throws and the book is as it was, so the next apply is decided
+ * as if the refused one had never been asked. Each row is first brought up to `now` by the first apply that
+ * reaches it (grants that took effect or expired since its last write, dated when they happened).
+ */
 export class BalanceBook {
   private readonly rows = new Map<string, Balance>();
   /** ids of rows this book inserted (dropped again if no applied adjustment reached them) */
@@ -650,7 +650,7 @@ export class BalanceBook {
       if (at > b.at) b.at = at;
       b.sequence++;
       const occurredAt = at === now && b.at === now ? this.nowValue : this.sql.date(b.at);
-      // ratedUnits, ratedBalanceAfter, ratedSequence: filled in by the rated meter's adjustment (foldUsage)
+      // ratedUnits, ratedBalanceAfter, ratedSequence: filled in by the rated meter's adjustment if it folds (applyOne, `fold`)
       const row = [orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, rated?.ratedMeterId ?? null, rated?.creditsPerUnit ?? null, null, null, null, this.nowValue];
       if (rated?.ratedUnits !== undefined) rated.row = row;
       staged.ledger.push(row);
