@@ -208,6 +208,13 @@ function blobOut(v: unknown): unknown {
   return typeof v === "object" && v !== null && Buffer.isBuffer(v) ? v.buffer.slice(v.byteOffset, v.byteOffset + v.byteLength) : v;
 }
 
+/** A row's values by column name. */
+function objectOf(names: readonly string[], row: readonly unknown[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < names.length; i++) out[names[i]] = row[i];
+  return out;
+}
+
 interface Prepared {
   stmt: { all(...args: unknown[]): unknown[][]; get(...args: unknown[]): unknown[] | undefined; run(...args: unknown[]): { changes: number; lastInsertRowid: number | bigint } };
   /** a statement that returns rows (SELECT, … RETURNING), with its columns; null: one that does not */
@@ -354,11 +361,7 @@ export class CachedStatementClient {
   /** A query's rows as objects by column name (the shape the hot reads take), on the same kept statements. */
   rowObjects(sql: string, args: readonly unknown[]): Record<string, unknown>[] {
     const { columns, rows } = this.#run(sql, args as InValue[]);
-    return (rows as unknown as unknown[][]).map((row) => {
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < columns.length; i++) out[columns[i]] = row[i];
-      return out;
-    });
+    return (rows as unknown as unknown[][]).map((row) => objectOf(columns, row));
   }
 
   /**
@@ -372,11 +375,8 @@ export class CachedStatementClient {
       if (!columns) throw new Error("firstRowObject needs a statement that returns rows");
       const row = stmt.get(...bound) as unknown[] | undefined;
       if (!row) return undefined;
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < columns.names.length; i++) {
-        out[columns.names[i]] = blobOut(row[i]);
-      }
-      return out;
+      for (let i = 0; i < row.length; i++) row[i] = blobOut(row[i]);
+      return objectOf(columns.names, row);
     } catch (err) {
       throw driverError(err);
     }

@@ -179,24 +179,23 @@ export class Sql {
    * (a 1,410-pair list padded to 2,048 made SQLite look up 638 pairs for nothing; see `padded`).
    */
   inChunks<T>(list: T[], max: number): T[][] {
-    if (this.provider === "postgresql" || list.length <= 1) {
-      const out: T[][] = [];
-      for (let i = 0; i < list.length; i += max) out.push(list.slice(i, i + max));
-      return out;
-    }
-    let at = 0;
-    return powerOfTwoChunks(list.length, SQLITE_IN_LIST).map((size) => list.slice(at, (at += size)));
+    return this.slices(list, max, SQLITE_IN_LIST);
   }
 
   /** Consecutive slices of `rows`, one per statement: power-of-two sizes on SQLite (see `padded`). */
   private chunks<T>(rows: T[]): T[][] {
+    return this.slices(rows, PG_ROWS_PER_STATEMENT, ROWS_PER_STATEMENT);
+  }
+
+  /** Consecutive slices of `list`: at most `pgMax` long on PostgreSQL, power-of-two sizes up to `sqliteMax` on SQLite. */
+  private slices<T>(list: T[], pgMax: number, sqliteMax: number): T[][] {
     if (this.provider === "postgresql") {
       const out: T[][] = [];
-      for (let i = 0; i < rows.length; i += PG_ROWS_PER_STATEMENT) out.push(rows.slice(i, i + PG_ROWS_PER_STATEMENT));
+      for (let i = 0; i < list.length; i += pgMax) out.push(list.slice(i, i + pgMax));
       return out;
     }
     let at = 0;
-    return powerOfTwoChunks(rows.length, ROWS_PER_STATEMENT).map((size) => rows.slice(at, (at += size)));
+    return powerOfTwoChunks(list.length, sqliteMax).map((size) => list.slice(at, (at += size)));
   }
 
   /** `(p1, p2, …), (…)` for `rows` rows of `columns` values, numbering from `start`. */

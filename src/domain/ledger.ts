@@ -15,7 +15,7 @@ export async function balanceAt(db: Db, customerId: string, meterId: string, at:
   const own = await db.ledgerEntry.findFirst({ where: { customerId, meterId, occurredAt: { lte: at } }, orderBy: latest, select: { balanceAfter: true, sequence: true } });
   let last = own?.balanceAfter ?? 0n;
   // A rated meter's usage is on its pool's draws (folds, src/domain/balances.ts), numbered among its own entries.
-  const pool = (await db.meter.findUnique({ where: { id: meterId }, select: { creditPoolId: true } }))?.creditPoolId;
+  const pool = await poolOf(db, meterId);
   if (pool) {
     const fold = await db.ledgerEntry.findFirst({
       where: { customerId, meterId: pool, ratedMeterId: meterId, ratedSequence: { not: null }, occurredAt: { lte: at } },
@@ -30,12 +30,17 @@ export async function balanceAt(db: Db, customerId: string, meterId: string, at:
   return settle(last, due, until).balance;
 }
 
+/** The credit system a rated meter feeds (null: none, or no such meter). */
+async function poolOf(db: Db, meterId: string): Promise<string | null> {
+  return (await db.meter.findUnique({ where: { id: meterId }, select: { creditPoolId: true } }))?.creditPoolId ?? null;
+}
+
 /**
  * The ledger rows of one meter's balances: its own entries and, for a rated meter, its pool's draws that carry
  * its usage (folds, src/domain/balances.ts) — they stand for entries it no longer writes itself.
  */
 export async function meterHistory(db: Db, meterId: string) {
-  const pool = (await db.meter.findUnique({ where: { id: meterId }, select: { creditPoolId: true } }))?.creditPoolId;
+  const pool = await poolOf(db, meterId);
   return pool ? { OR: [{ meterId }, { meterId: pool, ratedMeterId: meterId, ratedSequence: { not: null } }] } : { meterId };
 }
 

@@ -131,4 +131,3 @@ async function retried<T>(attempt: () => Promise<T>): Promise<T> {
     }
   }
 }
-
