@@ -3,6 +3,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateCreditSystem, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
+import { adjustBalances, adjustment } from "../src/domain/balances.ts";
+import { InsufficientCreditsError } from "../src/domain/errors.ts";
+import { sqlTransaction } from "../src/domain/transactions.ts";
+import { UNIT_SCALE } from "../src/domain/units.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
 
@@ -315,6 +319,27 @@ describe("authorizeUsage on rated meters", () => {
     // 512 calls for at most 100 credits: the pool ran dry (less than one API call's credit is left)
     expect(left).toBe(0);
   }, 180_000);
+});
+
+describe("a meter rated after its caller looked it up", () => {
+  // authorizeUsage and reserveUsage look the meter up before queuing; a meter found feeding no pool is marked
+  // `unrated`, and BalanceBook checks that in the round trip that reads the rows instead of before it.
+  const use = (c: string, meterId: string, units: bigint) =>
+    adjustment({ customerId: c, meterId, direct: { units: units * UNIT_SCALE, description: "test" }, creditsOnly: true, unrated: true, field: "input.units" });
+
+  it("still draws from the pool it feeds now, and is refused there when the pool cannot pay", async () => {
+    const { api, pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "10");
+    await sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, [use(c, pro, 1n)], T0));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "5", consumedUnits: "5" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "1" });
+    await expect(sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, [use(c, pro, 2n)], T0))).rejects.toBeInstanceOf(InsufficientCreditsError);
+    await sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, [use(c, api, 5n)], T0));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "0", consumedUnits: "10" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "1" });
+    expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: "5" });
+  });
 });
 
 describe("reserveUsage on rated meters", () => {

@@ -15,6 +15,7 @@ export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 
 const providers = new WeakMap<object, Provider>();
 const pools = new WeakMap<object, Pool>();
+const writerPools = new WeakMap<object, Pool>();
 const queryHooks = new WeakMap<object, (sql: string) => void>();
 const readers = new WeakMap<object, SqliteReader>();
 const sqliteWriters = new WeakMap<object, { writer: CachedStatementClient | null }>();
@@ -32,6 +33,21 @@ export function providerOfDb(db: Db): Provider {
  */
 export function pgPoolOf(db: Db): Pool | null {
   return pools.get(db) ?? null;
+}
+
+/**
+ * Groups the node's writer (src/domain/writer.ts) runs at once on PostgreSQL, each on a connection of its own
+ * (`pgWriterPoolOf`): one group's commit overlaps the next one's statements.
+ */
+export const PG_WRITER_CONNECTIONS = 2;
+
+/**
+ * The group writer's own connections on PostgreSQL (null on SQLite), beside the pool Prisma and the reads
+ * share. Taking them from that pool made each group queue behind whatever reads were waiting for a connection
+ * (measured: 5 to 8 ms per group under 64 concurrent authorizations, about a quarter of the group's time).
+ */
+export function pgWriterPoolOf(db: Db): Pool | null {
+  return writerPools.get(db) ?? null;
 }
 
 /**
@@ -93,6 +109,14 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
     pool.on("error", () => {});
     const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
     pools.set(db, pool);
+    // Connections open as the writer first needs them; $disconnect ends them with the shared pool.
+    const writerPool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000, max: PG_WRITER_CONNECTIONS });
+    writerPool.on("error", () => {});
+    writerPools.set(db, writerPool);
+    const disconnect = db.$disconnect.bind(db);
+    db.$disconnect = async () => {
+      await Promise.all([disconnect(), writerPool.end()]);
+    };
     return db;
   }
   ensureSqliteDir(url);

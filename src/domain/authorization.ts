@@ -9,7 +9,7 @@
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
-import { adjustBalances, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
+import { adjustBalances, adjustment, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { drawOf, rateAt, ratedMeters } from "./credit-systems.ts";
 import { availableUnits, grantDue, holdLive, holdStatus, overageAllowed } from "./rules.ts";
 import { customerLookup, resolveCustomerRef, type CustomerRef } from "./customers.ts";
@@ -168,7 +168,12 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
   return replay();
 }
 
-const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly">, change: Partial<BalanceAdjustment>): BalanceAdjustment => ({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ...change });
+/**
+ * An adjustment of `t`'s balance. `unrated`: the meter was found feeding no pool when it was looked up (the
+ * target's meter without a pool, a pool, a hold's balance): BalanceBook checks that with the rows.
+ */
+const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly">, unrated: boolean, change: Partial<BalanceAdjustment>): BalanceAdjustment =>
+  adjustment({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, unrated, ...change });
 
 /**
  * Hold `units` for `ttlSeconds`: the balance does not move, but what is available for other authorizations
@@ -302,13 +307,13 @@ function finishPlan(job: FinishJob): BalanceAdjustment[] {
   const description = `reservation ${r.id}`;
   if (r.ratedMeterId === null || r.creditsPerUnit === null) {
     const change = job.committed === null ? {} : { direct: { units: job.committed, description }, covered: r.units, field: "units" };
-    return [use(held, { ...change, released: r.units })];
+    return [use(held, true, { ...change, released: r.units })];
   }
-  if (job.committed === null) return [use(held, { released: r.units })];
+  if (job.committed === null) return [use(held, true, { released: r.units })];
   const draw = { units: drawOf(job.committed, r.creditsPerUnit), ratedMeterId: r.ratedMeterId, creditsPerUnit: r.creditsPerUnit, eventId: null, eventCount: 0, description };
   return [
-    use(held, { draws: [draw], covered: r.units, released: r.units, field: "units" }),
-    use({ customerId: r.customerId, meterId: r.ratedMeterId, creditsOnly: false }, { direct: { units: job.committed, description }, drawn: true }),
+    use(held, true, { draws: [draw], covered: r.units, released: r.units, field: "units" }),
+    use({ customerId: r.customerId, meterId: r.ratedMeterId, creditsOnly: false }, false, { direct: { units: job.committed, description }, drawn: true }),
   ];
 }
 
@@ -376,13 +381,13 @@ const usageKind: JobKind<UsageJob> = {
       if (row && !inserted.has(row.id)) continue; // the key was taken
       if (job.type === "authorize") {
         const description = job.key ? `authorizeUsage ${job.key}` : "authorizeUsage";
-        plans.set(job, [use(job.target, { direct: { units: job.units, description }, field: "input.units" })]);
+        plans.set(job, [use(job.target, job.target.poolMeterId === null, { direct: { units: job.units, description }, field: "input.units" })]);
       } else if (job.rated) {
         // The hold is of credits on the pool, where its row counts; the rated meter's own balance does not move.
         const pool = { customerId: job.target.customerId, meterId: job.rated.poolMeterId, creditsOnly: job.target.creditsOnly };
-        plans.set(job, [use(pool, { hold: job.rated.credits, holdStored: true, field: "input.units" })]);
+        plans.set(job, [use(pool, true, { hold: job.rated.credits, holdStored: true, field: "input.units" })]);
       } else {
-        plans.set(job, [use(job.target, { hold: job.units, holdStored: true, field: "input.units" })]);
+        plans.set(job, [use(job.target, true, { hold: job.units, holdStored: true, field: "input.units" })]);
       }
     }
 

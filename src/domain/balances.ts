@@ -115,6 +115,12 @@ export interface BalanceAdjustment {
    */
   drawn?: boolean;
   /**
+   * The caller looked the meter up and found it feeding no pool (authorizeUsage, reserveUsage and their
+   * commits): its rates are not read before its rows but checked in the same round trip (BalanceBook.open),
+   * and a meter rated since has its pool's rows read after.
+   */
+  unrated?: boolean;
+  /**
    * A rated meter's usage whose pool draws (applied just before, `withDraws`) carry it: their ledger entries
    * stand for this adjustment's usage too, with the rated meter's units, balance after and entry number, so a
    * rated event costs one ledger row as a plain one does. Usage whose draws do not add up to it exactly (none
@@ -291,6 +297,9 @@ interface Balance {
   reached: boolean;
 }
 
+/** A row's live holds and stored alert level, as readWatched reads them on PostgreSQL. */
+type Watched = Pick<Row, "customerId" | "meterId" | "held" | "alertLevel">;
+
 /** What one `apply` adds to the book if all its adjustments go through. */
 interface Staged {
   ledger: unknown[][];
@@ -324,6 +333,7 @@ export function adjustment(a: BalanceAdjustment): BalanceAdjustment {
     direct: a.direct,
     draws: a.draws,
     drawn: a.drawn,
+    unrated: a.unrated,
     folds: a.folds,
     hold: a.hold,
     holdStored: a.holdStored,
@@ -394,23 +404,47 @@ export class BalanceBook {
    */
   static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date): Promise<BalanceBook> {
     const book = new BalanceBook(sql, now);
+    // Which meters are rated decides which rows are read: counted usage says so itself (`timed`: plain
+    // ingestion reads no rates); direct usage and holds on a meter the caller found feeding no pool (`unrated`)
+    // are checked in the round trip that reads the rows; any other is looked up first.
+    const first = new Set<string>();
+    const checked = new Set<string>();
+    for (const w of wanted) {
+      for (const a of w.adjustments) {
+        if (a.usage?.timed || ((a.direct || a.hold) && !a.drawn && !a.unrated)) first.add(a.meterId);
+        else if ((a.direct || a.hold) && !a.drawn) checked.add(a.meterId);
+      }
+    }
+    if (first.size) book.rated = await ratedMeters(sql, [...first, ...checked]);
+    const check = !first.size && checked.size ? ratedMeters(sql, [...checked]) : null;
+    check?.catch(() => {}); // awaited below, unless reading the rows failed first
+    await book.load(wanted);
+    const found = await check;
+    if (found?.size) {
+      // A meter the caller found feeding no pool feeds one now: its pool's rows are read (and locked) too.
+      book.rated = found;
+      await book.load(wanted);
+    }
+    return book;
+  }
+
+  /** Read (and lock) the rows `wanted` may touch that the book has not read yet, with what deciding them needs. */
+  private async load(wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[]): Promise<void> {
+    const { sql, now } = this;
     const pairs = new Map<string, { organizationId: string; customerId: string; meterId: string }>();
+    const want = (k: string, organizationId: string, customerId: string, meterId: string) => {
+      if (!pairs.has(k) && !this.rows.has(k)) pairs.set(k, { organizationId, customerId, meterId });
+      return pairs.has(k);
+    };
     let needsHeld = false;
     const storedHolds = new Map<string, bigint>();
     const values = new Map<string, Set<string>>();
-    // Counted usage says whether its meter is rated (`timed`): plain ingestion reads no rates.
-    const using = new Set(wanted.flatMap((w) => w.adjustments.filter((a) => a.usage?.timed || a.direct || a.hold).map((a) => a.meterId)));
-    if (using.size) book.rated = await ratedMeters(sql, [...using]);
     for (const { organizationId, adjustments } of wanted) {
       for (const a of adjustments) {
+        const rated = this.rated.get(a.meterId);
+        if (rated && want(balanceKey(a.customerId, rated.poolMeterId), organizationId, a.customerId, rated.poolMeterId) && (a.creditsOnly || a.hold)) needsHeld = true;
         const k = balanceKey(a.customerId, a.meterId);
-        const rated = book.rated.get(a.meterId);
-        if (rated) {
-          const pool = balanceKey(a.customerId, rated.poolMeterId);
-          if (!pairs.has(pool)) pairs.set(pool, { organizationId, customerId: a.customerId, meterId: rated.poolMeterId });
-          if (a.creditsOnly || a.hold) needsHeld = true;
-        }
-        if (!pairs.has(k)) pairs.set(k, { organizationId, customerId: a.customerId, meterId: a.meterId });
+        if (!want(k, organizationId, a.customerId, a.meterId)) continue;
         if (a.creditsOnly || a.hold) needsHeld = true;
         if (a.hold && a.holdStored) storedHolds.set(k, (storedHolds.get(k) ?? 0n) + a.hold);
         if (!a.usage?.distinct.size) continue;
@@ -419,26 +453,38 @@ export class BalanceBook {
         for (const v of a.usage.distinct) set.add(v);
       }
     }
-    if (!pairs.size) return book;
+    if (!pairs.size) return;
     // Rows whose writes are watched (a balance alert rule, an organization with auto top-ups) need their holds
     // and stored alert level when written: read with the rows rather than by two statements more per write.
-    const watching = await watchedPairs(sql, [...pairs.values()]);
-    const holds = needsHeld || watching.held;
     const list = [...pairs.values()];
+    const watching = await watchedPairs(sql, list);
+    const reads = { holds: needsHeld || watching.held, levels: watching.levels };
     // The grants are read right behind the locking read of the rows, without waiting for its answer: on
     // PostgreSQL's pipelined connection both go out at once, and the server runs the second once the first has
     // locked every row, so it sees what their last writers committed. Only when one statement locks them all.
-    const rowsRead = book.readRows(list, { holds, levels: watching.levels });
-    const grantsRead = list.length <= PAIRS_PER_STATEMENT ? timedGrants(sql, list, now) : null;
+    const rowsRead = this.readRows(list, reads);
+    const ahead = list.length <= PAIRS_PER_STATEMENT;
+    const grantsRead = ahead ? timedGrants(sql, list, now) : null;
     grantsRead?.catch(() => {}); // awaited below, unless the rows' read failed first
+    // PostgreSQL: the holds and stored levels, by the same reasoning, behind the grants (see readRows).
+    const watchedRead = ahead ? this.readWatched(list, reads) : null;
+    watchedRead?.catch(() => {});
     const created = await rowsRead;
-    await book.readValues(values);
-    book.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
-    // Rows created here were locked after the grants were read: a writer that created one first may have
-    // given it grants since, so theirs are read again.
-    if (created.length && grantsRead) book.setGrants(await timedGrants(sql, created, now), created);
-    if (holds) for (const [k, row] of book.rows) row.held = (row.held ?? 0n) - (storedHolds.get(k) ?? 0n);
-    return book;
+    await this.readValues(values);
+    this.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
+    this.setWatched(await (watchedRead ?? this.readWatched(list, reads)), reads);
+    // Rows created here were locked after the grants and holds were read: a writer that created one first may
+    // have given it grants or holds since, so theirs are read again.
+    if (created.length && grantsRead) {
+      this.setGrants(await timedGrants(sql, created, now), created);
+      this.setWatched(await this.readWatched(created, reads), reads);
+    }
+    if (reads.holds) {
+      for (const k of pairs.keys()) {
+        const row = this.rows.get(k)!;
+        row.held = (row.held ?? 0n) - (storedHolds.get(k) ?? 0n);
+      }
+    }
   }
 
   /**
@@ -504,7 +550,6 @@ export class BalanceBook {
       await read(missing);
       for (const id of ids) this.inserted.add(id);
     }
-    if (!inline && extra.sql) await this.readWatched(extra, want);
     return missing;
   }
 
@@ -518,18 +563,27 @@ export class BalanceBook {
     };
   }
 
-  /** PostgreSQL: the holds and stored levels of the rows read, now that they are locked (see readRows). */
-  private async readWatched(extra: { sql: string; values: unknown[] }, want: { holds: boolean; levels: boolean }): Promise<void> {
-    const byId = new Map([...this.rows.values()].map((b) => [b.id, b]));
-    const ids = [...byId.keys()];
-    for (let i = 0; i < ids.length; i += PAIRS_PER_STATEMENT) {
-      const inIds = this.sql.textIn("id", ids.slice(i, i + PAIRS_PER_STATEMENT), extra.values.length + 1);
-      const rows = await this.sql.query<Pick<Row, "id" | "held" | "alertLevel">>(`SELECT cm."id"${extra.sql} FROM "CustomerMeter" cm WHERE ${inIds.clause}`, [...extra.values, ...inIds.values]);
-      for (const r of rows) {
-        const b = byId.get(r.id)!;
-        if (want.holds) b.held = BigInt(r.held ?? 0);
-        if (want.levels) b.alertLevel = r.alertLevel ?? null;
-      }
+  /**
+   * PostgreSQL: the holds and stored levels of `pairs`' rows (see readRows), by a statement that must run once
+   * they are locked: sent right behind the locking read (the server runs it after), or after it answered.
+   * Nothing to read on SQLite, or where no adjustment needs them.
+   */
+  private async readWatched(pairs: { customerId: string; meterId: string }[], want: { holds: boolean; levels: boolean }): Promise<Watched[]> {
+    const extra = this.watchColumns(want);
+    if (this.sql.provider !== "postgresql" || !extra.sql || !pairs.length) return [];
+    const found: Watched[] = [];
+    for (const chunk of this.sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
+      const inPairs = this.sql.pairsIn("customerId", "meterId", chunk, extra.values.length + 1);
+      found.push(...(await this.sql.query<Watched>(`SELECT cm."customerId", cm."meterId"${extra.sql} FROM "CustomerMeter" cm WHERE ${inPairs.clause}`, [...extra.values, ...inPairs.values])));
+    }
+    return found;
+  }
+
+  private setWatched(found: Watched[], want: { holds: boolean; levels: boolean }): void {
+    for (const r of found) {
+      const b = this.rows.get(balanceKey(r.customerId, r.meterId))!;
+      if (want.holds) b.held = BigInt(r.held ?? 0);
+      if (want.levels) b.alertLevel = r.alertLevel ?? null;
     }
   }
 

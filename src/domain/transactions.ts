@@ -1,6 +1,6 @@
 // One way to run a write: a transaction with the SQL helper, and subscribers told after it commits.
 import type { Db } from "../db/client.ts";
-import { pgPoolOf, providerOfDb, queryHookOf, sqliteWriterOf } from "../db/client.ts";
+import { pgPoolOf, pgWriterPoolOf, providerOfDb, queryHookOf, sqliteWriterOf } from "../db/client.ts";
 import { pgRunner } from "../db/pg.ts";
 import { Sql } from "../db/sql.ts";
 import type { BalanceChange } from "./balances.ts";
@@ -63,7 +63,7 @@ const ON_DISK = Promise.resolve();
  * the pool Prisma shares (a COMMIT returns once durable); on SQLite on Prisma's connection, past Prisma
  * (`transact` in src/db/libsql.ts: the commit's fsync runs off the event loop, after the connection is free).
  */
-export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>): Promise<{ value: T; durable: Promise<void> }> {
+export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>, writer = false): Promise<{ value: T; durable: Promise<void> }> {
   const onQuery = queryHookOf(db);
   const sqlite = sqliteWriterOf(db);
   if (sqlite) {
@@ -76,7 +76,7 @@ export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T
       }, onQuery),
     );
   }
-  const pool = pgPoolOf(db);
+  const pool = (writer ? pgWriterPoolOf(db) : null) ?? pgPoolOf(db);
   const provider = providerOfDb(db);
   if (!pool) return retried(async () => ({ value: await db.$transaction(async (tx) => work(new Sql(tx, provider)), { maxWait: 30_000, timeout: 120_000 }), durable: ON_DISK }));
   return retried(async () => {

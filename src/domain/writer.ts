@@ -10,7 +10,7 @@
 // says what to write before the balances are read, which adjustments a job asks for, how to decide it, and
 // what to write after.
 import type { Db } from "../db/client.ts";
-import { providerOfDb } from "../db/client.ts";
+import { PG_WRITER_CONNECTIONS, providerOfDb } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { BalanceBook, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import type { Notify } from "./notify.ts";
@@ -162,7 +162,7 @@ class Writer {
       let result: Awaited<ReturnType<Writer["attempt"]>>;
       let durable: Promise<void>;
       try {
-        ({ value: result, durable } = await committedSqlTransaction(this.db, (sql) => this.attempt(sql, jobs)));
+        ({ value: result, durable } = await committedSqlTransaction(this.db, (sql) => this.attempt(sql, jobs), true));
       } catch (err) {
         if (!(err instanceof Regroup)) throw err;
         for (const [p, outcome] of err.answered) settle(p, outcome);
@@ -239,7 +239,7 @@ function writerOf(db: Db): Writer {
   if (!writer) {
     // SQLite has one connection and one writer at a time: one group in flight. PostgreSQL: two, so one
     // group's commit overlaps the next one's statements (groups touching the same rows queue on their locks).
-    writers.set(db, (writer = new Writer(db, providerOfDb(db) === "postgresql" ? 2 : 1)));
+    writers.set(db, (writer = new Writer(db, providerOfDb(db) === "postgresql" ? PG_WRITER_CONNECTIONS : 1)));
   }
   return writer;
 }
