@@ -3,7 +3,8 @@ import { mkdtempSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPrisma, providerOfDb, type Db } from "../src/db/client.ts";
+import { createPrisma, pgPoolOf, pgPrepares, providerOfDb, type Db } from "../src/db/client.ts";
+import { pgRunner } from "../src/db/pg.ts";
 import { loadConfig } from "../src/config.ts";
 import { CachedStatementClient } from "../src/db/libsql.ts";
 import { powerOfTwoChunks, Sql, type RawRunner } from "../src/db/sql.ts";
@@ -48,6 +49,36 @@ describe.each([
     const rows = await t.db.$queryRawUnsafe<{ id: number; v: number }[]>(`SELECT "id", "v" FROM "DeadlockProbe" ORDER BY "id"`);
     expect(rows.map((r) => Number(r.v))).toEqual([2, 2]);
   }, 20_000);
+});
+
+describe("PostgreSQL prepared statements (src/db/pg.ts)", () => {
+  it("a text the hot paths repeat runs as a statement prepared on the session; never with prepared off or pgbouncer=true", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "postgresql") skip("PostgreSQL sessions only");
+    const pool = pgPoolOf(t.db)!;
+    const probe = Math.random().toString(36).slice(2);
+    const statementsOf = async (client: { query(text: string): Promise<{ rows: { statement: string }[] }> }) =>
+      (await client.query(`SELECT "statement" FROM pg_prepared_statements`)).rows.map((r) => r.statement);
+    for (const prepared of [true, false]) {
+      const client = await pool.connect();
+      try {
+        const runner = pgRunner(client, undefined, prepared);
+        const text = `SELECT $1::int + 1 AS "n" /* probe ${probe} ${prepared} */`;
+        for (let i = 0; i < 2; i++) expect(await runner.$queryRawUnsafe(text, i)).toEqual([{ n: i + 1 }]);
+        expect(await statementsOf(client)).not.toContain(text); // two uses: still unnamed
+        for (let i = 2; i < 5; i++) expect(await runner.$queryRawUnsafe(text, i)).toEqual([{ n: i + 1 }]);
+        expect((await statementsOf(client)).includes(text)).toBe(prepared);
+      } finally {
+        client.release();
+      }
+    }
+    expect(pgPrepares(t.db)).toBe(true);
+    const behindPooler = await createPrisma(`${t.databaseUrl}${t.databaseUrl.includes("?") ? "&" : "?"}pgbouncer=true`);
+    try {
+      expect(pgPrepares(behindPooler)).toBe(false);
+    } finally {
+      await behindPooler.$disconnect();
+    }
+  });
 });
 
 describe("SQLite connections", () => {

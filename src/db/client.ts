@@ -16,6 +16,8 @@ export type Tx = Parameters<Parameters<Db["$transaction"]>[0]>[0];
 const providers = new WeakMap<object, Provider>();
 const pools = new WeakMap<object, Pool>();
 const writerPools = new WeakMap<object, Pool>();
+/** PostgreSQL clients whose hot paths run repeated texts as prepared statements (pgRunner, src/db/pg.ts). */
+const preparing = new WeakSet<object>();
 const queryHooks = new WeakMap<object, (sql: string) => void>();
 const readers = new WeakMap<object, SqliteReader>();
 const sqliteWriters = new WeakMap<object, { writer: CachedStatementClient | null }>();
@@ -64,13 +66,22 @@ export function queryHookOf(db: Db): ((sql: string) => void) | undefined {
 }
 
 /**
+ * Whether the hot paths may keep prepared statements on this client's PostgreSQL sessions: not behind a
+ * PgBouncer in transaction mode (`pgbouncer=true` in DATABASE_URL, as Prisma spells it), which hands a
+ * session to other clients between transactions.
+ */
+export function pgPrepares(db: Db): boolean {
+  return preparing.has(db);
+}
+
+/**
  * The SQL helper outside any transaction, for the hot paths' reads: on PostgreSQL straight on the pool, on
  * SQLite on the read-only synchronous connection with prepared statements (src/db/sqlite-reader.ts); both
  * past Prisma's runtime. Reads only: writes run in a transaction.
  */
 export function sqlOf(db: Db): Sql {
   const pool = pgPoolOf(db);
-  if (pool) return new Sql(pgRunner(pool, queryHookOf(db)), "postgresql");
+  if (pool) return new Sql(pgRunner(pool, queryHookOf(db), pgPrepares(db)), "postgresql");
   const reader = readers.get(db);
   return reader ? new Sql(reader, "sqlite") : new Sql(db, providerOfDb(db));
 }
@@ -109,6 +120,7 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
     pool.on("error", () => {});
     const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
     pools.set(db, pool);
+    if (new URL(url).searchParams.get("pgbouncer") !== "true") preparing.add(db);
     // Connections open as the writer first needs them; $disconnect ends them with the shared pool.
     const writerPool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000, max: PG_WRITER_CONNECTIONS });
     writerPool.on("error", () => {});

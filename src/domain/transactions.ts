@@ -1,6 +1,6 @@
 // One way to run a write: a transaction with the SQL helper, and subscribers told after it commits.
 import type { Db } from "../db/client.ts";
-import { pgPoolOf, pgWriterPoolOf, providerOfDb, queryHookOf, sqliteWriterOf } from "../db/client.ts";
+import { pgPoolOf, pgPrepares, pgWriterPoolOf, providerOfDb, queryHookOf, sqliteWriterOf } from "../db/client.ts";
 import { pgRunner } from "../db/pg.ts";
 import { Sql } from "../db/sql.ts";
 import type { BalanceChange } from "./balances.ts";
@@ -86,7 +86,7 @@ export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T
     // right behind them. The client goes back to the pool as it came, one statement at a time.
     const mode = client as unknown as { pipeline: boolean };
     mode.pipeline = true;
-    const sql = new Sql(pgRunner(client, onQuery), "postgresql", true);
+    const sql = new Sql(pgRunner(client, onQuery, pgPrepares(db)), "postgresql", true);
     let broken: Error | undefined;
     try {
       const begin = client.query("BEGIN");
