@@ -52,7 +52,7 @@ describe.each([
 });
 
 describe("PostgreSQL prepared statements (src/db/pg.ts)", () => {
-  it("a text the hot paths repeat runs as a statement prepared on the session; never with prepared off or pgbouncer=true", async ({ skip }) => {
+  it("a text the hot paths repeat runs as a statement prepared on the session, unless it takes an array; never with prepared off or pgbouncer=true", async ({ skip }) => {
     if (providerOfDb(t.db) !== "postgresql") skip("PostgreSQL sessions only");
     const pool = pgPoolOf(t.db)!;
     const probe = Math.random().toString(36).slice(2);
@@ -67,6 +67,10 @@ describe("PostgreSQL prepared statements (src/db/pg.ts)", () => {
         expect(await statementsOf(client)).not.toContain(text); // two uses: still unnamed
         for (let i = 2; i < 5; i++) expect(await runner.$queryRawUnsafe(text, i)).toEqual([{ n: i + 1 }]);
         expect((await statementsOf(client)).includes(text)).toBe(prepared);
+        // An array parameter keeps the statement unnamed: only a plan made for its values hashes the list.
+        const listed = `SELECT COUNT(*)::int AS "n" FROM generate_series(1, 10) AS g WHERE g = ANY($1::int[]) /* probe ${probe} ${prepared} */`;
+        for (let i = 0; i < 5; i++) expect(await runner.$queryRawUnsafe(listed, [1, 2, i + 3])).toEqual([{ n: 3 }]);
+        expect(await statementsOf(client)).not.toContain(listed);
       } finally {
         client.release();
       }
