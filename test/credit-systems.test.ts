@@ -339,6 +339,9 @@ describe("a meter rated after its caller looked it up", () => {
     expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "0", consumedUnits: "10" });
     expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "1" });
     expect(await balanceOf(t, c, api)).toMatchObject({ consumedUnits: "5" });
+    // A hold is checked on the pool too (its live holds read with it): nothing left there for 1 × 5 credits.
+    const hold = adjustment({ customerId: c, meterId: pro, hold: UNIT_SCALE, creditsOnly: true, unrated: true, field: "input.units" });
+    await expect(sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, [hold], T0))).rejects.toMatchObject({ meterId: pool });
   });
 });
 

@@ -85,6 +85,27 @@ describe("PostgreSQL prepared statements (src/db/pg.ts)", () => {
   });
 });
 
+describe("PostgreSQL prepared statements after a migration", () => {
+  it("a statement whose result a migration changed fails once, then runs unnamed", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "postgresql") skip("PostgreSQL sessions only");
+    const table = `PreparedProbe_${Math.random().toString(36).slice(2, 8)}`;
+    await t.db.$executeRawUnsafe(`CREATE TABLE "${table}" ("id" INT PRIMARY KEY)`);
+    await t.db.$executeRawUnsafe(`INSERT INTO "${table}" VALUES (1)`);
+    const client = await pgPoolOf(t.db)!.connect();
+    try {
+      const runner = pgRunner(client, undefined, true);
+      const text = `SELECT * FROM "${table}" WHERE "id" = $1`;
+      for (let i = 0; i < 3; i++) expect(await runner.$queryRawUnsafe(text, 1)).toEqual([{ id: 1 }]);
+      await t.db.$executeRawUnsafe(`ALTER TABLE "${table}" ADD COLUMN "more" INT`);
+      await expect(runner.$queryRawUnsafe(text, 1)).rejects.toMatchObject({ code: "0A000" });
+      expect(await runner.$queryRawUnsafe(text, 1)).toEqual([{ id: 1, more: null }]);
+    } finally {
+      client.release();
+      await t.db.$executeRawUnsafe(`DROP TABLE "${table}"`);
+    }
+  });
+});
+
 describe("SQLite connections", () => {
   const openFds = () => readdirSync("/proc/self/fd").length;
 

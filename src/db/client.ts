@@ -111,7 +111,8 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
       import("@prisma/adapter-pg"),
       import("pg"),
     ]);
-    // One pool for Prisma and the raw hot paths; $disconnect ends it. A request that cannot get a connection
+    // One pool for Prisma and the hot paths' reads (the group writer has its own, below); $disconnect ends
+    // both. A request that cannot get a connection
     // within 30 s fails instead of queueing forever (Prisma's own transactions wait as long).
     const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000 });
     // An idle connection the server ends (a restart, a failover, an administrator, a dropped database) is
@@ -126,9 +127,9 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
     writerPool.on("error", () => {});
     writerPools.set(db, writerPool);
     const disconnect = db.$disconnect.bind(db);
-    db.$disconnect = async () => {
-      await Promise.all([disconnect(), writerPool.end()]);
-    };
+    let closing: Promise<void> | undefined;
+    // Once: a pool ended twice throws.
+    db.$disconnect = () => (closing ??= Promise.all([disconnect(), writerPool.end()]).then(() => {}));
     return db;
   }
   ensureSqliteDir(url);

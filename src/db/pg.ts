@@ -32,7 +32,9 @@ function param(value: unknown): unknown {
 /** Texts named at most, per process (each connection prepares a named text on its first use of it). */
 const MAX_NAMED = 256;
 /** Texts whose uses are counted at most, per process: past that, a text not counted yet is never named. */
-const MAX_COUNTED = 4_096;
+const MAX_COUNTED = 1_024;
+/** Longer texts are neither counted nor named (the counted texts are kept: at most 1,024 × 4,000 characters). */
+const MAX_TEXT = 4_000;
 /** A text is named on this use: texts used once or twice (a rare shape) are never kept by the server. */
 const NAMED_FROM_USE = 3;
 
@@ -44,6 +46,8 @@ const NAMED_FROM_USE = 3;
  * 605 to 406–453 µs, with PostgreSQL sharing the machine's two cores.
  */
 const uses = new Map<string, number | string>();
+/** A text never to name again. */
+const UNNAMED = -Infinity;
 let named = 0;
 
 /**
@@ -58,7 +62,7 @@ const ARRAY_PARAMETER = /= ANY\(\$\d/;
 function nameOf(text: string): string | undefined {
   const used = uses.get(text);
   if (typeof used === "string") return used;
-  if (used === undefined && (uses.size >= MAX_COUNTED || ARRAY_PARAMETER.test(text))) return undefined;
+  if (used === undefined && (uses.size >= MAX_COUNTED || text.length > MAX_TEXT || ARRAY_PARAMETER.test(text))) return undefined;
   const n = (used ?? 0) + 1;
   if (n < NAMED_FROM_USE || named >= MAX_NAMED) {
     uses.set(text, n);
@@ -75,9 +79,18 @@ function nameOf(text: string): string | undefined {
  * session's connection to other clients between transactions (`pgbouncer=true` in DATABASE_URL).
  */
 export function pgRunner(client: PoolClient | Pool, onQuery: ((sql: string) => void) | undefined, prepared: boolean): RawRunner {
-  const run = (text: string, values: unknown[]) => {
+  const run = async (text: string, values: unknown[]) => {
     onQuery?.(text);
-    return client.query({ text, name: prepared ? nameOf(text) : undefined, values: values.map(param), types });
+    const name = prepared ? nameOf(text) : undefined;
+    try {
+      return await client.query({ text, name, values: values.map(param), types });
+    } catch (err) {
+      // A migration changed what the statement returns (0A000: "cached plan must not change result type"), or
+      // the session lost it (26000): the text runs unnamed from now on, and the caller's error stands.
+      const code = (err as { code?: unknown }).code;
+      if (name && (code === "0A000" || code === "26000")) uses.set(text, UNNAMED);
+      throw err;
+    }
   };
   return {
     async $queryRawUnsafe<T>(text: string, ...values: unknown[]): Promise<T> {

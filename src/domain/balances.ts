@@ -116,8 +116,9 @@ export interface BalanceAdjustment {
   drawn?: boolean;
   /**
    * The caller looked the meter up and found it feeding no pool (authorizeUsage, reserveUsage and their
-   * commits): its rates are not read before its rows but checked in the same round trip (BalanceBook.open),
-   * and a meter rated since has its pool's rows read after.
+   * commits): its rates need not be read before its rows. When no other adjustment of the group needs rates
+   * first, they are checked in the rows' round trip (BalanceBook.open), and a meter rated since has its pool's
+   * rows read after.
    */
   unrated?: boolean;
   /**
@@ -411,8 +412,9 @@ export class BalanceBook {
     const checked = new Set<string>();
     for (const w of wanted) {
       for (const a of w.adjustments) {
-        if (a.usage?.timed || ((a.direct || a.hold) && !a.drawn && !a.unrated)) first.add(a.meterId);
-        else if ((a.direct || a.hold) && !a.drawn) checked.add(a.meterId);
+        const priced = (a.direct || a.hold) && !a.drawn;
+        if (a.usage?.timed || (priced && !a.unrated)) first.add(a.meterId);
+        else if (priced) checked.add(a.meterId);
       }
     }
     if (first.size) book.rated = await ratedMeters(sql, [...first, ...checked]);
@@ -421,7 +423,10 @@ export class BalanceBook {
     await book.load(wanted);
     const found = await check;
     if (found?.size) {
-      // A meter the caller found feeding no pool feeds one now: its pool's rows are read (and locked) too.
+      // A meter the caller found feeding no pool feeds one now: its pool's rows are read (and locked) too, after
+      // the others. A group locking both in one statement may then wait on this one in a cycle, which PostgreSQL
+      // breaks within its deadlock_timeout and the writer retries; only when a meter is rated between a
+      // caller's lookup and its write.
       book.rated = found;
       await book.load(wanted);
     }
@@ -476,8 +481,9 @@ export class BalanceBook {
     // Rows created here were locked after the grants and holds were read: a writer that created one first may
     // have given it grants or holds since, so theirs are read again.
     if (created.length && grantsRead) {
-      this.setGrants(await timedGrants(sql, created, now), created);
-      this.setWatched(await this.readWatched(created, reads), reads);
+      const [grants, watched] = await Promise.all([timedGrants(sql, created, now), this.readWatched(created, reads)]);
+      this.setGrants(grants, created);
+      this.setWatched(watched, reads);
     }
     if (reads.holds) {
       for (const k of pairs.keys()) {

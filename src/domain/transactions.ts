@@ -60,7 +60,8 @@ const ON_DISK = Promise.resolve();
  * `sqlTransaction` that resolves as soon as the transaction committed, with `durable`, which resolves once the
  * commit is on disk: for the group writer (src/domain/writer.ts), which lets the next group run meanwhile and
  * answers its callers once `durable` resolved. On PostgreSQL the transaction runs on a node-postgres client of
- * the pool Prisma shares (a COMMIT returns once durable); on SQLite on Prisma's connection, past Prisma
+ * the pool Prisma shares, or with `writer` of the group writer's own pool (pgWriterPoolOf; a COMMIT returns
+ * once durable); on SQLite on Prisma's connection, past Prisma
  * (`transact` in src/db/libsql.ts: the commit's fsync runs off the event loop, after the connection is free).
  */
 export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>, writer = false): Promise<{ value: T; durable: Promise<void> }> {
