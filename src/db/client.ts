@@ -121,7 +121,8 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
     pool.on("error", () => {});
     const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
     pools.set(db, pool);
-    if (new URL(url).searchParams.get("pgbouncer") !== "true") preparing.add(db);
+    // Read from the text (a URL parser refuses some passwords node-postgres accepts, such as one with a `#`).
+    if (!/[?&]pgbouncer=true(&|$)/.test(url)) preparing.add(db);
     // Connections open as the writer first needs them; $disconnect ends them with the shared pool.
     const writerPool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000, max: PG_WRITER_CONNECTIONS });
     writerPool.on("error", () => {});

@@ -54,7 +54,7 @@ let named = 0;
  * `col = ANY($n)`: an array parameter. Planned for its values (an unnamed statement, or a named one's first
  * plans), PostgreSQL matches the list through a hash table; in the generic plan it settles on after five
  * runs of a named statement, it scans the whole list for every row: the ingest call's customer lookup (632
- * values against 1,065 customers) went from 0.2 to 6 ms. Such texts stay unnamed.
+ * values against 1,065 customers) went from 0.2 ms (EXPLAIN ANALYZE) to 6. Such texts stay unnamed.
  */
 const ARRAY_PARAMETER = /= ANY\(\$\d/;
 
