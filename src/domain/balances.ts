@@ -510,37 +510,37 @@ export class BalanceBook {
     // PostgreSQL locks the rows in one order (no two groups wait on each other in a cycle); SQLite's writer is
     // alone, so its rows need no order (and no sort).
     const lockOrder = inline ? "" : ` ORDER BY cm."id"${sql.forUpdate}`;
+    const columns = inline ? extra : { sql: "", values: [] };
     const read = async (list: { customerId: string; meterId: string }[]) => {
-      for (const chunk of sql.inChunks(list, PAIRS_PER_STATEMENT)) {
-        const columns = inline ? extra : { sql: "", values: [] };
-        const inPairs = sql.pairsIn("customerId", "meterId", chunk, columns.values.length + 1);
-        const rows = await sql.query<Row>(
+      const rows = await pairRows<Row>(
+        sql,
+        list,
+        (clause) =>
           `SELECT cm."id", cm."customerId", cm."meterId", cm."consumedUnits", cm."creditedUnits", cm."aggCount", cm."aggSum", cm."aggMax", cm."aggMin", cm."directUnits", cm."version", cm."ledgerSequence", cm."ledgerAt"${columns.sql}
-             FROM "CustomerMeter" cm WHERE ${inPairs.clause}${lockOrder}`,
-          [...columns.values, ...inPairs.values],
-        );
-        for (const r of rows) {
-          const k = balanceKey(r.customerId, r.meterId);
-          this.rows.set(k, {
-            organizationId: organizationOf.get(k)!,
-            id: r.id,
-            customerId: r.customerId,
-            meterId: r.meterId,
-            storedVersion: Number(r.version),
-            consumed: BigInt(r.consumedUnits),
-            credited: BigInt(r.creditedUnits),
-            direct: BigInt(r.directUnits),
-            agg: { aggCount: BigInt(r.aggCount), aggSum: BigInt(r.aggSum), aggMax: big(r.aggMax), aggMin: big(r.aggMin) },
-            sequence: BigInt(r.ledgerSequence),
-            at: r.ledgerAt === null ? new Date(0) : asDate(r.ledgerAt),
-            grants: [],
-            held: want.holds && inline ? BigInt(r.held ?? 0) : null,
-            ...(want.levels && inline ? { alertLevel: r.alertLevel ?? null } : {}),
-            values: new Set(),
-            written: false,
-            reached: false,
-          });
-        }
+             FROM "CustomerMeter" cm WHERE ${clause}${lockOrder}`,
+        columns.values,
+      );
+      for (const r of rows) {
+        const k = balanceKey(r.customerId, r.meterId);
+        this.rows.set(k, {
+          organizationId: organizationOf.get(k)!,
+          id: r.id,
+          customerId: r.customerId,
+          meterId: r.meterId,
+          storedVersion: Number(r.version),
+          consumed: BigInt(r.consumedUnits),
+          credited: BigInt(r.creditedUnits),
+          direct: BigInt(r.directUnits),
+          agg: { aggCount: BigInt(r.aggCount), aggSum: BigInt(r.aggSum), aggMax: big(r.aggMax), aggMin: big(r.aggMin) },
+          sequence: BigInt(r.ledgerSequence),
+          at: r.ledgerAt === null ? new Date(0) : asDate(r.ledgerAt),
+          grants: [],
+          held: want.holds && inline ? BigInt(r.held ?? 0) : null,
+          ...(want.levels && inline ? { alertLevel: r.alertLevel ?? null } : {}),
+          values: new Set(),
+          written: false,
+          reached: false,
+        });
       }
     };
     await read(pairs);
@@ -580,12 +580,7 @@ export class BalanceBook {
   private async readWatched(pairs: { customerId: string; meterId: string }[], want: { holds: boolean; levels: boolean }): Promise<Watched[]> {
     const extra = this.watchColumns(want);
     if (this.sql.provider !== "postgresql" || !extra.sql || !pairs.length) return [];
-    const found: Watched[] = [];
-    for (const chunk of this.sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
-      const inPairs = this.sql.pairsIn("customerId", "meterId", chunk, extra.values.length + 1);
-      found.push(...(await this.sql.query<Watched>(`SELECT cm."customerId", cm."meterId"${extra.sql} FROM "CustomerMeter" cm WHERE ${inPairs.clause}`, [...extra.values, ...inPairs.values])));
-    }
-    return found;
+    return pairRows<Watched>(this.sql, pairs, (clause) => `SELECT cm."customerId", cm."meterId"${extra.sql} FROM "CustomerMeter" cm WHERE ${clause}`, extra.values);
   }
 
   private setWatched(found: Watched[], want: { holds: boolean; levels: boolean }): void {
@@ -960,6 +955,29 @@ export class BalanceBook {
   }
 }
 
+/**
+ * The rows a statement over (customer, meter) pairs returns, one statement per chunk of the pairs: `text` gets
+ * the pairs' condition and the number of the first parameter after it; `before` are bound ahead of the pairs'
+ * parameters, `after` behind them.
+ */
+async function pairRows<T>(
+  sql: Sql,
+  pairs: { customerId: string; meterId: string }[],
+  text: (clause: string, next: number) => string,
+  before: unknown[] = [],
+  after: unknown[] = [],
+): Promise<T[]> {
+  const chunks = sql.inChunks(pairs, PAIRS_PER_STATEMENT);
+  const out: T[] = [];
+  for (const chunk of chunks) {
+    const inPairs = sql.pairsIn("customerId", "meterId", chunk, before.length + 1);
+    const rows = await sql.query<T>(text(inPairs.clause, before.length + inPairs.values.length + 1), [...before, ...inPairs.values, ...after]);
+    if (chunks.length === 1) return rows;
+    for (const r of rows) out.push(r);
+  }
+  return out;
+}
+
 const byCustomerThenMeter = (a: { customerId: string; meterId: string }, b: { customerId: string; meterId: string }) =>
   a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0;
 
@@ -1008,16 +1026,10 @@ const GRANT_COLUMNS = `"id", "customerId", "meterId", "units", "remainingUnits",
 /** Grants of (customer, meter) pairs matching `condition` (given the number of its first parameter). */
 async function grantsOfPairs(sql: Sql, pairs: { customerId: string; meterId: string }[], condition: (next: number) => string, values: unknown[]): Promise<Map<string, TimedGrant[]>> {
   const out = new Map<string, TimedGrant[]>();
-  for (const chunk of sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
-    const inPairs = sql.pairsIn("customerId", "meterId", chunk);
-    const rows = await sql.query<GrantRow>(
-      `SELECT ${GRANT_COLUMNS} FROM "CreditGrant" WHERE ${inPairs.clause} AND ${condition(inPairs.values.length + 1)}`,
-      [...inPairs.values, ...values],
-    );
-    for (const r of rows) {
-      const k = balanceKey(r.customerId, r.meterId);
-      out.set(k, [...(out.get(k) ?? []), timedGrantOf(r)]);
-    }
+  const rows = await pairRows<GrantRow>(sql, pairs, (clause, next) => `SELECT ${GRANT_COLUMNS} FROM "CreditGrant" WHERE ${clause} AND ${condition(next)}`, [], values);
+  for (const r of rows) {
+    const k = balanceKey(r.customerId, r.meterId);
+    out.set(k, [...(out.get(k) ?? []), timedGrantOf(r)]);
   }
   for (const list of out.values()) list.sort(burnOrder);
   return out;
@@ -1070,15 +1082,13 @@ export function dueGrants(sql: Sql, pairs: { customerId: string; meterId: string
 /** Micro-units held by live reservations (HELD and not yet expired), per row. */
 export async function heldUnits(sql: Sql, pairs: { customerId: string; meterId: string }[], now: Date): Promise<Map<string, bigint>> {
   const out = new Map<string, bigint>();
-  for (const chunk of sql.inChunks(pairs, PAIRS_PER_STATEMENT)) {
-    const inPairs = sql.pairsIn("customerId", "meterId", chunk);
-    const rows = await sql.query<{ customerId: string; meterId: string; held: bigint | number | string }>(
-      `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation"
-        WHERE ${inPairs.clause} AND ${holdLive.sql(sql, inPairs.values.length + 1)}
-        GROUP BY "customerId", "meterId"`,
-      [...inPairs.values, sql.date(now)],
-    );
-    for (const r of rows) out.set(balanceKey(r.customerId, r.meterId), BigInt(r.held));
-  }
+  const rows = await pairRows<{ customerId: string; meterId: string; held: bigint | number | string }>(
+    sql,
+    pairs,
+    (clause, next) => `SELECT "customerId", "meterId", SUM("units") AS "held" FROM "Reservation" WHERE ${clause} AND ${holdLive.sql(sql, next)} GROUP BY "customerId", "meterId"`,
+    [],
+    [sql.date(now)],
+  );
+  for (const r of rows) out.set(balanceKey(r.customerId, r.meterId), BigInt(r.held));
   return out;
 }
