@@ -57,6 +57,18 @@ export function textArray(list: readonly string[]): string {
   return `${out}}`;
 }
 
+/**
+ * The values of `rows` (each of `width` values) in one array, row after row: what `rows.flat()` gives, in one
+ * allocation of the final size (flat grows its result as it goes; an insert of 1,000 events has 12,000 values).
+ */
+export function flatRows(rows: readonly (readonly unknown[])[], width: number): unknown[] {
+  // oxlint-disable-next-line unicorn/no-new-array -- a length: the array is filled right below
+  const out = new Array<unknown>(rows.length * width);
+  let n = 0;
+  for (const row of rows) for (let i = 0; i < width; i++) out[n++] = row[i];
+  return out;
+}
+
 export class Sql {
   /** Statements `send` sent whose answers nobody has awaited yet. */
   private unsettled: Promise<unknown>[] = [];
@@ -231,7 +243,7 @@ export class Sql {
    * UTC), bigints decimal text, and Json columns (already JSON text) are parsed by PostgreSQL.
    */
   private async rowSource(table: string, columns: string[], rows: unknown[][]): Promise<{ text: string; values: unknown[] }> {
-    if (this.provider !== "postgresql") return { text: `VALUES ${this.valuesList(rows.length, columns.length)}`, values: rows.flat() };
+    if (this.provider !== "postgresql") return { text: `VALUES ${this.valuesList(rows.length, columns.length)}`, values: flatRows(rows, columns.length) };
     const types = await this.columnTypes(table);
     const select = columns.map((c, i) => `(r->>${i})::${types.get(c) ?? "text"}`).join(", ");
     // Bigints as decimal text and dates as ISO text, converted here: JSON.stringify then stays on its fast
@@ -298,7 +310,7 @@ export class Sql {
         const set = rest.map((c, j) => `"${c}" = v.column${j + 2}`).join(", ");
         await run(
           `UPDATE "${table}" SET ${set} FROM (VALUES ${this.valuesList(chunk.length, columns.length)}) AS v WHERE "${table}"."${key}" = v.column1`,
-          chunk.flat(),
+          flatRows(chunk, columns.length),
         );
       }
     }
@@ -350,7 +362,7 @@ export class Sql {
       };
     }
     const list = this.padded(tuples);
-    return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(list.length, 2, start)})`, values: list.flat() };
+    return { clause: `("${a}", "${b}") IN (VALUES ${this.valuesList(list.length, 2, start)})`, values: flatRows(list, 2) };
   }
 
   /** DELETE the rows of `table` whose `id` is in `ids`, in chunks; answers how many went. */

@@ -634,7 +634,7 @@ export class BalanceBook {
     const drafts = new Map<string, Balance>();
     const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map(), events: [] };
     const out: BalanceChange[] = [];
-    for (const a of this.rated.size ? adjustments.flatMap((a) => this.withDraws(a)) : adjustments) {
+    for (const a of this.rated.size ? this.withDraws(adjustments) : adjustments) {
       const k = balanceKey(a.customerId, a.meterId);
       let draft = drafts.get(k);
       if (!draft) {
@@ -666,9 +666,19 @@ export class BalanceBook {
    * A rated meter's adjustment as two: what it draws from its pool, checked there (credits-only, a hold),
    * then its own counting, which never refuses. Any other adjustment as it is.
    */
-  private withDraws(a: BalanceAdjustment): BalanceAdjustment[] {
+  private withDraws(adjustments: BalanceAdjustment[]): BalanceAdjustment[] {
+    const out: BalanceAdjustment[] = [];
+    for (const a of adjustments) this.drawing(a, out);
+    return out;
+  }
+
+  /** `withDraws` of one adjustment, pushed onto `out`. */
+  private drawing(a: BalanceAdjustment, out: BalanceAdjustment[]): void {
     const rated = this.rated.get(a.meterId);
-    if (!rated || a.drawn) return [a];
+    if (!rated || a.drawn) {
+      out.push(a);
+      return;
+    }
     const draws: Draw[] = [];
     const u = a.usage;
     if (u?.timed) {
@@ -694,7 +704,8 @@ export class BalanceBook {
     own.creditsOnly = false;
     own.hold = own.holdStored = own.covered = own.released = undefined;
     own.folds = draws;
-    return draws.length || hold ? [pool, own] : [own];
+    if (draws.length || hold) out.push(pool);
+    out.push(own);
   }
 
   /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */

@@ -122,14 +122,20 @@ interface CountPolicy {
   strict: boolean;
 }
 
+/** countEvent's refusal of a value, at the event's field for the meter's property. */
+function refusal(policy: CountPolicy, property: string | null | undefined, message: string): InvalidInputError {
+  return new InvalidInputError(message, `${policy.field}.${propertyField(property ?? "name")}`);
+}
+
 /** Match one event against every meter and decide what it adds to each; see CountPolicy for refusals. */
 export function countEvent(e: EventLike, meters: readonly ActiveMeter[], policy: CountPolicy, contains?: Contains): { counted: Counted[]; ignored: number } {
   const counted: Counted[] = [];
   let ignored = 0;
-  for (const m of meters) {
+  // An index loop and no closure per meter: this runs for every meter of every event ingested.
+  for (let i = 0; i < meters.length; i++) {
+    const m = meters[i];
     if (!filterMatches(m.filter, e, contains)) continue;
     const { func, property } = m.aggregation;
-    const refuse = (message: string) => new InvalidInputError(message, `${policy.field}.${propertyField(property ?? "name")}`);
     let c: ReturnType<typeof contribution>;
     try {
       c = contribution(m.aggregation, e);
@@ -139,12 +145,12 @@ export function countEvent(e: EventLike, meters: readonly ActiveMeter[], policy:
         counted.push({ meter: m, value: null });
         continue;
       }
-      throw refuse(`${typeof propertyValue(e, property!) === "string" ? "numeric string" : "number"} ${err.message}`);
+      throw refusal(policy, property, `${typeof propertyValue(e, property!) === "string" ? "numeric string" : "number"} ${err.message}`);
     }
     if (c === null) {
       // Missing: nothing to aggregate. Present but not a number: ignored, never silently.
       if (func !== "COUNT" && func !== "UNIQUE" && metadataKeyOf(property!) !== null && propertyValue(e, property!) !== undefined) {
-        if (policy.strict && policy.field !== null) throw refuse(`is not a number: meter ${m.id} aggregates numbers (${func}), and STRICT mode refuses values it would ignore`);
+        if (policy.strict && policy.field !== null) throw refusal(policy, property, `is not a number: meter ${m.id} aggregates numbers (${func}), and STRICT mode refuses values it would ignore`);
         ignored++;
       }
       counted.push({ meter: m, value: null });
@@ -159,7 +165,9 @@ export function countEvent(e: EventLike, meters: readonly ActiveMeter[], policy:
         counted.push({ meter: m, value: null });
         continue;
       }
-      throw refuse(
+      throw refusal(
+        policy,
+        property,
         func === "SUM"
           ? `is negative: meter ${m.id} refuses negative values (negativeValues: REJECT; a CREDIT meter turns them into credits)`
           : `is negative: ${func} meters refuse negative values`,

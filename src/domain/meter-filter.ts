@@ -183,12 +183,15 @@ export function clauseMatches(clause: FilterClause, event: EventLike, contains: 
 
 /** Does the event match the filter? An empty AND matches everything; an empty OR matches nothing. */
 export function filterMatches(filter: MeterFilter, event: EventLike, contains: Contains = includes): boolean {
-  if (filter.conjunction === "AND") {
-    for (const c of filter.clauses) if (!(isNestedFilter(c) ? filterMatches(c, event, contains) : clauseMatches(c, event, contains))) return false;
-    return true;
+  // Index loops: this runs for every meter of every event ingested, and an array iterator allocated per loop
+  // was about a tenth of ingestion's garbage.
+  const { clauses } = filter;
+  const all = filter.conjunction === "AND";
+  for (let i = 0; i < clauses.length; i++) {
+    const c = clauses[i];
+    if ((isNestedFilter(c) ? filterMatches(c, event, contains) : clauseMatches(c, event, contains)) !== all) return !all;
   }
-  for (const c of filter.clauses) if (isNestedFilter(c) ? filterMatches(c, event, contains) : clauseMatches(c, event, contains)) return true;
-  return false;
+  return all;
 }
 
 /**
