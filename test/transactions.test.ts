@@ -7,7 +7,7 @@ import { createPrisma, pgPoolOf, pgPrepares, providerOfDb, type Db } from "../sr
 import { pgRunner } from "../src/db/pg.ts";
 import { loadConfig } from "../src/config.ts";
 import { CachedStatementClient } from "../src/db/libsql.ts";
-import { powerOfTwoChunks, Sql, type RawRunner } from "../src/db/sql.ts";
+import { powerOfTwoChunks, SHARED_VALUES, Sql, type RawRunner } from "../src/db/sql.ts";
 import { inSqlTransaction, inTransaction } from "../src/domain/transactions.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 
@@ -71,6 +71,13 @@ describe("PostgreSQL prepared statements (src/db/pg.ts)", () => {
         const listed = `SELECT COUNT(*)::int AS "n" FROM generate_series(1, 10) AS g WHERE g = ANY($1::int[]) /* probe ${probe} ${prepared} */`;
         for (let i = 0; i < 5; i++) expect(await runner.$queryRawUnsafe(listed, [1, 2, i + 3])).toEqual([{ n: 3 }]);
         expect(await statementsOf(client)).not.toContain(listed);
+        // Nor does a multi-row write whose rows share a value (which columns do varies from call to call).
+        const sql = new Sql(runner, "postgresql");
+        await runner.$executeRawUnsafe(`CREATE TEMP TABLE "SharedProbe" ("id" TEXT PRIMARY KEY, "tag" TEXT NOT NULL)`);
+        for (let i = 0; i < 5; i++) await sql.insertMany("SharedProbe", ["id", "tag"], [[`a${i}`, "same"], [`b${i}`, "same"]]);
+        expect((await runner.$queryRawUnsafe<{ n: number }[]>(`SELECT COUNT(*)::int AS "n" FROM "SharedProbe" WHERE "tag" = 'same'`))[0].n).toBe(10);
+        expect((await statementsOf(client)).filter((q) => q.includes(SHARED_VALUES))).toEqual([]);
+        await runner.$executeRawUnsafe(`DROP TABLE "SharedProbe"`);
       } finally {
         client.release();
       }

@@ -173,8 +173,6 @@ function prismaShape(declType: string): (v: unknown) => unknown {
   }
 }
 
-/** A parameter as Prisma's adapter binds it: a Date as ISO text with an explicit offset (Prisma's stored form). */
-
 /** SQLite's primary result codes (https://sqlite.org/rescode.html), by number: an error's base code. */
 const PRIMARY_CODES = [
   "OK", "ERROR", "INTERNAL", "PERM", "ABORT", "BUSY", "LOCKED", "NOMEM", "READONLY", "INTERRUPT", "IOERR", "CORRUPT", "NOTFOUND",
@@ -190,10 +188,13 @@ function driverError(err: unknown): unknown {
   return new LibsqlError(err.message, `SQLITE_${base}`, (err as { code?: string }).code, rawCode, err);
 }
 
-/** Arguments as the driver binds them (the adapter has already turned dates into text). */
+/**
+ * A value as the driver binds it. Prisma's adapter already turns dates into text; the hot paths' Dates become
+ * ISO text with an explicit offset, the form Prisma stores.
+ */
 function bindable(value: InValue | Date | undefined): unknown {
   if (value === undefined) return null;
-  if (value instanceof Date) return value.toISOString().replace("Z", "+00:00"); // as Prisma stores SQLite dates
+  if (value instanceof Date) return value.toISOString().replace("Z", "+00:00");
   if (typeof value === "boolean") return value ? 1n : 0n;
   if (value instanceof ArrayBuffer) return Buffer.from(value);
   if (value instanceof Uint8Array && !Buffer.isBuffer(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);

@@ -4,7 +4,7 @@
 // left per event. Values and results keep the shapes Prisma's raw API gives, so the same domain code runs
 // on either runner.
 import pg, { type Pool, type PoolClient } from "pg";
-import type { RawRunner } from "./sql.ts";
+import { SHARED_VALUES, type RawRunner } from "./sql.ts";
 
 const INT8 = 20;
 const TIMESTAMP = 1114;
@@ -57,12 +57,14 @@ let named = 0;
  * values against 1,065 customers) went from 0.2 ms (EXPLAIN ANALYZE) to 6. Such texts stay unnamed.
  */
 const ARRAY_PARAMETER = /= ANY\(\$\d/;
+// Nor are multi-row writes whose shared columns vary from call to call (SHARED_VALUES): their texts are many,
+// and a 1,000-row statement's planning is a small part of its cost.
 
 /** The name of `text` as a prepared statement, or undefined while it stays unnamed. */
 function nameOf(text: string): string | undefined {
   const used = uses.get(text);
   if (typeof used === "string") return used;
-  if (used === undefined && (uses.size >= MAX_COUNTED || text.length > MAX_TEXT || ARRAY_PARAMETER.test(text))) return undefined;
+  if (used === undefined && (uses.size >= MAX_COUNTED || text.length > MAX_TEXT || ARRAY_PARAMETER.test(text) || text.includes(SHARED_VALUES))) return undefined;
   const n = (used ?? 0) + 1;
   if (n < NAMED_FROM_USE || named >= MAX_NAMED) {
     uses.set(text, n);

@@ -57,6 +57,9 @@ export function textArray(list: readonly string[]): string {
   return `${out}}`;
 }
 
+/** Marks a multi-row statement whose rows share some values as parameters of their own (Sql.rowSource). */
+export const SHARED_VALUES = "/* values shared by every row */";
+
 /**
  * The values of `rows` (each of `width` values) in one array, row after row: what `rows.flat()` gives, in one
  * allocation of the final size (flat grows its result as it goes; an insert of 1,000 events has 12,000 values).
@@ -273,7 +276,10 @@ export class Sql {
       return `(r->>${varying.length - 1})::${type}`;
     });
     values[0] = JSON.stringify(rows.map((r) => varying.map((i) => text(r[i]))));
-    return { text: `SELECT ${select.join(", ")} FROM jsonb_array_elements($1::jsonb) AS r`, values };
+    // Which columns are shared varies from call to call: marked, such texts are never counted or named as
+    // prepared statements (src/db/pg.ts), whose budget of texts they would otherwise fill.
+    const shared = values.length > 1 || varying.length < columns.length ? `${SHARED_VALUES} ` : "";
+    return { text: `SELECT ${shared}${select.join(", ")} FROM jsonb_array_elements($1::jsonb) AS r`, values };
   }
 
   /** PostgreSQL types of a table's columns, for the casts of `rowSource` (read once per table per process). */
