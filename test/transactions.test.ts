@@ -249,18 +249,21 @@ describe("SQLite connections", () => {
     }
   });
 
-  it("a statement's values reach the driver as one list: a lone BLOB is a value, and a reader's first row binds the same way", async ({ skip }) => {
+  it("a statement's values reach the driver as one list: a lone BLOB or null is a value, and a reader's first row binds the same way", async ({ skip }) => {
     if (providerOfDb(t.db) !== "sqlite") skip("SQLite's driver");
     const dir = mkdtempSync(path.join(tmpdir(), "credits-bind-"));
     const file = path.join(dir, "b.db");
-    // Given as separate arguments, one object (a Buffer) was taken for named parameters and the driver's native
-    // code aborted the whole process.
+    // Given as separate arguments, one object (a Buffer, or null) was taken for named parameters: the driver's
+    // native code aborted the whole process on a Buffer, and refused a null.
     const client = new CachedStatementClient(file, { busyTimeoutMs: 1000, synchronous: "NORMAL" });
     try {
       await client.execute(`CREATE TABLE "Bin" ("b" BLOB NOT NULL, "n" BIGINT NOT NULL)`);
       await client.execute({ sql: `INSERT INTO "Bin" ("b", "n") VALUES (?, 7), (?, 9)`, args: [new Uint8Array([1, 2, 3]), new Uint8Array([4])] });
       const one = await client.execute({ sql: `SELECT length(?) AS "n"`, args: [new Uint8Array([1, 2, 3, 4, 5])] });
       expect(Number(one.rows[0][0])).toBe(5);
+      // a lone null too (it failed: "failed to downcast any to object")
+      const none = await client.execute({ sql: `SELECT ? IS NULL AS "n"`, args: [null] });
+      expect(Number(none.rows[0][0])).toBe(1);
       const found = await client.execute({ sql: `SELECT "n" FROM "Bin" WHERE "b" = ?`, args: [new Uint8Array([4])] });
       expect(found.rows.map((r) => Number(r[0]))).toEqual([9]);
       const reader = new CachedStatementClient(file, { busyTimeoutMs: 1000, readOnly: true });
