@@ -64,7 +64,7 @@ export function createSocketAuthority(deps: SocketAuthorityDeps) {
   const sweepMs = deps.sweepMs ?? ADMIN_TOKEN_CACHE_MS;
   const sockets = new Map<Connection, Tracked>();
   // Credentials this node heard were ended, remembered well past the sweep that would catch them anyway. The
-  // cache sets its whole capacity aside up front (at 100,000 entries, 4.4 MB of arrays in every node's heap):
+  // cache sets its whole capacity aside up front (at 100,000 entries, 4.2 MB of arrays in every node's heap):
   // 10,000 endings within ten minutes is plenty, and one pushed out early is still caught by the next sweep.
   const ended = new LRUCache<string, true>({ max: 10_000, ttl: 10 * 60_000 });
   let listener: AsyncIterator<unknown> | undefined;
