@@ -112,8 +112,8 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
       import("pg"),
     ]);
     // One pool for Prisma and the hot paths' reads (the group writer has its own, below); $disconnect ends
-    // both. A request that cannot get a connection
-    // within 30 s fails instead of queueing forever (Prisma's own transactions wait as long).
+    // both. A request that cannot get a connection within 30 s fails instead of queueing forever (Prisma's own
+    // transactions wait as long).
     const pool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000 });
     // An idle connection the server ends (a restart, a failover, an administrator, a dropped database) is
     // removed from the pool, which opens a new one for the next query. Without a listener, node-postgres

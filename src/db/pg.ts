@@ -57,10 +57,12 @@ let named = 0;
  * values against 1,065 customers) went from 0.2 ms (EXPLAIN ANALYZE) to 6. Such texts stay unnamed.
  */
 const ARRAY_PARAMETER = /= ANY\(\$\d/;
-// Nor are multi-row writes whose shared columns vary from call to call (SHARED_VALUES): their texts are many,
-// and a 1,000-row statement's planning is a small part of its cost.
 
-/** The name of `text` as a prepared statement, or undefined while it stays unnamed. */
+/**
+ * The name of `text` as a prepared statement, or undefined while it stays unnamed. Never named: array
+ * parameters (above), and multi-row writes whose shared columns vary from call to call (SHARED_VALUES): their
+ * texts are many, and a 1,000-row statement's planning is a small part of its cost.
+ */
 function nameOf(text: string): string | undefined {
   const used = uses.get(text);
   if (typeof used === "string") return used;

@@ -278,7 +278,7 @@ export class Sql {
     values[0] = JSON.stringify(rows.map((r) => varying.map((i) => text(r[i]))));
     // Which columns are shared varies from call to call: marked, such texts are never counted or named as
     // prepared statements (src/db/pg.ts), whose budget of texts they would otherwise fill.
-    const shared = values.length > 1 || varying.length < columns.length ? `${SHARED_VALUES} ` : "";
+    const shared = varying.length < columns.length ? `${SHARED_VALUES} ` : "";
     return { text: `SELECT ${shared}${select.join(", ")} FROM jsonb_array_elements($1::jsonb) AS r`, values };
   }
 

@@ -663,49 +663,46 @@ export class BalanceBook {
   }
 
   /**
-   * A rated meter's adjustment as two: what it draws from its pool, checked there (credits-only, a hold),
-   * then its own counting, which never refuses. Any other adjustment as it is.
+   * The adjustments, each rated meter's as two: what it draws from its pool, checked there (credits-only, a
+   * hold), then its own counting, which never refuses. Any other adjustment as it is, in the same order.
    */
   private withDraws(adjustments: BalanceAdjustment[]): BalanceAdjustment[] {
     const out: BalanceAdjustment[] = [];
-    for (const a of adjustments) this.drawing(a, out);
+    for (const a of adjustments) {
+      const rated = this.rated.get(a.meterId);
+      if (!rated || a.drawn) {
+        out.push(a);
+        continue;
+      }
+      const draws: Draw[] = [];
+      const u = a.usage;
+      if (u?.timed) {
+        for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) {
+          draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
+        }
+      }
+      const current = rateAt(rated.rates, this.now).perUnit;
+      if (a.direct) {
+        const units = a.direct.units;
+        const d = draws.find((x) => x.creditsPerUnit === current);
+        if (d) {
+          d.units += drawOf(units, current);
+          d.ratedUnits! += units;
+        } else {
+          draws.push({ units: drawOf(units, current), ratedMeterId: a.meterId, creditsPerUnit: current, eventId: null, eventCount: 0, description: a.direct.description ?? null, ratedUnits: units, row: undefined });
+        }
+      }
+      const hold = a.hold ? drawOf(a.hold, current) : undefined;
+      const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold });
+      // Its own counting never refuses and holds nothing: the pool does both.
+      const own = adjustment(a);
+      own.creditsOnly = false;
+      own.hold = own.holdStored = own.covered = own.released = undefined;
+      own.folds = draws;
+      if (draws.length || hold) out.push(pool);
+      out.push(own);
+    }
     return out;
-  }
-
-  /** `withDraws` of one adjustment, pushed onto `out`. */
-  private drawing(a: BalanceAdjustment, out: BalanceAdjustment[]): void {
-    const rated = this.rated.get(a.meterId);
-    if (!rated || a.drawn) {
-      out.push(a);
-      return;
-    }
-    const draws: Draw[] = [];
-    const u = a.usage;
-    if (u?.timed) {
-      for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) {
-        draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
-      }
-    }
-    const current = rateAt(rated.rates, this.now).perUnit;
-    if (a.direct) {
-      const units = a.direct.units;
-      const d = draws.find((x) => x.creditsPerUnit === current);
-      if (d) {
-        d.units += drawOf(units, current);
-        d.ratedUnits! += units;
-      } else {
-        draws.push({ units: drawOf(units, current), ratedMeterId: a.meterId, creditsPerUnit: current, eventId: null, eventCount: 0, description: a.direct.description ?? null, ratedUnits: units, row: undefined });
-      }
-    }
-    const hold = a.hold ? drawOf(a.hold, current) : undefined;
-    const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold });
-    // Its own counting never refuses and holds nothing: the pool does both.
-    const own = adjustment(a);
-    own.creditsOnly = false;
-    own.hold = own.holdStored = own.covered = own.released = undefined;
-    own.folds = draws;
-    if (draws.length || hold) out.push(pool);
-    out.push(own);
   }
 
   /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */
