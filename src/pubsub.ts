@@ -11,8 +11,8 @@ export type ChangedBalance = { meterId: string; version: number };
 export type Topics = {
   /**
    * A customer's fields or balances changed: one message per customer per transaction, naming every balance
-   * that moved (none for a change to the customer's own fields). Keyed by customer id. One message rather
-   * than one per balance: with Redis, each is a PUBLISH.
+   * that moved (none for a change to the customer's own fields). Keyed by customer id. With Redis, a
+   * transaction's messages leave as one PUBLISH on CUSTOMER_BATCHES (src/redis-event-target.ts, `batched`).
    */
   "customer:changed": [customerId: string, payload: { customerId: string; balances: ChangedBalance[] }];
   /**
@@ -44,6 +44,8 @@ export interface RedisLink {
 }
 
 const CUSTOMER_TOPIC = "customer:changed:";
+/** The Redis channel every node subscribes to for the `customer:changed` messages of all customers, in batches. */
+const CUSTOMER_BATCHES = "customers:changed";
 
 /** Two undelivered messages of one customer as one: every balance named by either, at its higher version. */
 function mergeCustomerChanged(older: unknown, newer: unknown): unknown {
@@ -72,7 +74,7 @@ export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "
     maxRetriesPerRequest: 1,
     connectTimeout: 5000,
   };
-  // Auto-pipelining: the publishes of one transaction leave in one socket write.
+  // Auto-pipelining: what one turn publishes leaves in one socket write.
   const publishClient = new Redis(redisUrl, { ...connection, enableAutoPipelining: true });
   // The event target resubscribes on every ready itself (and knows then that messages were missed).
   const subscribeClient = new Redis(redisUrl, { ...connection, autoResubscribe: false });
@@ -96,6 +98,7 @@ export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "
     publishClient,
     subscribeClient,
     merge: mergeCustomerChanged,
+    batched: { prefix: CUSTOMER_TOPIC, channel: CUSTOMER_BATCHES },
     report: (r) => log?.warn(r, "redis unavailable: messages to other nodes wait for it"),
   });
   const pubsub = createPubSub<Topics>({ eventTarget: target.eventTarget });
