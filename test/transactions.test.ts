@@ -325,6 +325,27 @@ describe("SQLite connections", () => {
 });
 
 describe("statement texts of the multi-row helpers (src/db/sql.ts)", () => {
+  it("a Json column's objects (jsonRow) are stored as given, in one row or many, whatever their strings hold", async () => {
+    const provider = providerOfDb(t.db);
+    const sql = new Sql(t.db, provider);
+    await t.db.$executeRawUnsafe(`CREATE TABLE "JsonProbe" ("id" TEXT PRIMARY KEY, "doc" ${provider === "postgresql" ? "JSONB" : "TEXT"} NOT NULL)`);
+    const docs = [
+      { route: "/v1/items", status: 200, ok: true },
+      { quote: 'say "hi"', slash: "back\\slash", line: "a\nb", unicode: "é ✓ \u2028", empty: "" },
+      { n: 1.5, big: 9007199254740991, neg: -3 },
+    ];
+    await sql.insertMany("JsonProbe", ["id", "doc"], docs.map((d, i) => [`many-${i}`, sql.jsonRow(d)]));
+    await sql.insertMany("JsonProbe", ["id", "doc"], [["one", sql.jsonRow(docs[1])]]);
+    const rows = await sql.query<{ id: string; doc: unknown }>(`SELECT "id", "doc" FROM "JsonProbe" ORDER BY "id"`);
+    const read = (doc: unknown) => (typeof doc === "string" ? JSON.parse(doc) : doc);
+    expect(rows.map((r) => [r.id, read(r.doc)])).toEqual([
+      ["many-0", docs[0]],
+      ["many-1", docs[1]],
+      ["many-2", docs[2]],
+      ["one", docs[1]],
+    ]);
+  });
+
   it("power-of-two chunks add up to the rows, the full ones first", () => {
     for (const count of [0, 1, 2, 3, 255, 256, 257, 1000, 2047]) {
       const sizes = powerOfTwoChunks(count, 256);

@@ -399,7 +399,7 @@ const ingestKind: JobKind<IngestJob> = {
     for (const job of jobs) {
       const createdAt = sql.date(job.batch.now);
       for (const e of job.batch.events) {
-        rows.push([e.id, job.organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.json(e.metadata), createdAt]);
+        rows.push([e.id, job.organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sql.date(e.timestamp), sql.jsonRow(e.metadata), createdAt]);
       }
     }
     // Idempotency is the unique (organizationId, externalId) index: a duplicate is skipped, also when a
