@@ -5,6 +5,8 @@ import { randomBytes } from "node:crypto";
 
 let lastMs = 0;
 let counter = 0;
+/** The current millisecond's 12 hex characters, written once per millisecond rather than once per id. */
+let msHex = "";
 const prefix = randomBytes(3).toString("hex"); // tells processes apart
 
 /** 24 hex characters: 12 of milliseconds, 6 of a per-millisecond counter, 6 random per process. */
@@ -13,7 +15,8 @@ export function orderedId(): string {
   if (ms !== lastMs) {
     lastMs = ms;
     counter = 0;
+    msHex = ms.toString(16).padStart(12, "0");
   }
   counter++;
-  return `${ms.toString(16).padStart(12, "0")}${counter.toString(16).padStart(6, "0")}${prefix}`;
+  return `${msHex}${counter.toString(16).padStart(6, "0")}${prefix}`;
 }
