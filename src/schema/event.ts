@@ -1,6 +1,6 @@
 // Usage events: ingestion and reading them back.
 import { InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
-import { ingestEvents, MAX_BATCH_SIZE, type IngestResult } from "../domain/ingestion.ts";
+import { ingestEvents, MAX_BATCH_SIZE, type EventInput, type IngestResult } from "../domain/ingestion.ts";
 import { listEvents, MAX_EVENTS_PAGE_SIZE } from "../domain/events.ts";
 import { builder } from "./builder.ts";
 import { DEFAULT_PAGE_SIZE } from "./pagination.ts";
@@ -91,7 +91,9 @@ builder.mutationFields((t) => ({
           ctx.db,
           ctx.notify,
           orgId(ctx),
-          events.map((e) => ({ ...e, customerId: e.customerId == null ? null : String(e.customerId) })),
+          // graphql-js's ID scalar gives strings (a number given is turned into one): the coerced events go on
+          // as they are, not copied one by one
+          events as EventInput[],
           ctx.now(),
           mode ?? "STANDARD",
         ),
