@@ -290,8 +290,11 @@ interface Balance {
   held: bigint | null;
   /** the balance alert level stored for the row (null: none yet, read as OK); undefined where not read */
   alertLevel?: AlertLevel | null;
-  /** distinct values the row holds, among those the adjustments bring (stored, or added by one applied) */
-  values: Set<string>;
+  /**
+   * distinct values the row holds, among those the adjustments bring (stored, or added by one applied); null
+   * until there is one (only UNIQUE meters have any: no Set for every row read)
+   */
+  values: Set<string> | null;
   /** an applied adjustment changed it: it is written and reported */
   written: boolean;
   /** an applied adjustment reached it (written, or only settled and nothing was due) */
@@ -313,7 +316,8 @@ interface Staged {
   events: OutboxEvent[];
 }
 
-const draftOf = (b: Balance): Balance => ({ ...b, agg: { ...b.agg }, grants: b.grants.map((g) => ({ ...g })) });
+/** A row to change: its grants copied (applies change their remainders); a grant list is only ever replaced, so an empty one is shared. */
+const draftOf = (b: Balance): Balance => ({ ...b, agg: { ...b.agg }, grants: b.grants.length ? b.grants.map((g) => ({ ...g })) : b.grants });
 
 /** The columns of a ledger row as BalanceBook stages it; the three rated ones are a fold's (see `folds`). */
 const LEDGER_COLUMNS = ["id", "organizationId", "customerId", "meterId", "kind", "units", "balanceAfter", "occurredAt", "sequence", "grantId", "eventId", "eventCount", "description", "ratedMeterId", "creditsPerUnit", "ratedUnits", "ratedBalanceAfter", "ratedSequence", "createdAt"];
@@ -537,7 +541,7 @@ export class BalanceBook {
           grants: [],
           held: want.holds && inline ? BigInt(r.held ?? 0) : null,
           ...(want.levels && inline ? { alertLevel: r.alertLevel ?? null } : {}),
-          values: new Set(),
+          values: null,
           written: false,
           reached: false,
         });
@@ -607,7 +611,10 @@ export class BalanceBook {
         `SELECT "customerMeterId", "value" FROM "CustomerMeterValue" WHERE ${inTuples.clause}`,
         inTuples.values,
       );
-      for (const r of found) byId.get(r.customerMeterId)?.values.add(r.value);
+      for (const r of found) {
+        const row = byId.get(r.customerMeterId);
+        if (row) (row.values ??= new Set()).add(r.value);
+      }
     }
   }
 
@@ -650,7 +657,10 @@ export class BalanceBook {
     for (const [k, draft] of drafts) {
       if (draft.written && !this.rows.get(k)!.written) this.order.push(k);
       const added = staged.values.get(draft.id);
-      if (added) for (const v of added) draft.values.add(v);
+      if (added) {
+        const values = (draft.values ??= new Set());
+        for (const v of added) values.add(v);
+      }
       this.rows.set(k, draft);
     }
     for (const row of staged.ledger) this.ledger.push(row);
@@ -795,7 +805,7 @@ export class BalanceBook {
       if (u.func === "UNIQUE") {
         let added = staged.values.get(b.id);
         for (const v of u.distinct) {
-          if (b.values.has(v) || added?.has(v)) continue;
+          if (b.values?.has(v) || added?.has(v)) continue;
           if (!added) staged.values.set(b.id, (added = new Set()));
           added.add(v);
           fresh++;
