@@ -39,6 +39,8 @@ export interface ResilientRedisTargetOptions {
   reportIntervalMs?: number;
   /** Topics starting with `prefix` travel in batches on `channel` (see above). */
   batched?: { prefix: string; channel: string };
+  /** A refused SUBSCRIBE of the batch channel is tried again this long after, while the connection is up. */
+  retryMs?: number;
 }
 
 /**
@@ -47,7 +49,7 @@ export interface ResilientRedisTargetOptions {
  */
 type Batch = [suffix: string, detail: unknown][];
 
-/** Messages per batch at most (a 10,000-event group can move as many customers): about 60 bytes each. */
+/** Messages per batch at most (a 10,000-event group can move as many customers): 100–200 bytes each. */
 const BATCH_MESSAGES = 2_000;
 
 type Listener = EventListenerOrEventListenerObject;
@@ -58,6 +60,7 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
   const { publishClient, subscribeClient, merge } = options;
   const maxPending = options.maxPending ?? 100_000;
   const reportIntervalMs = options.reportIntervalMs ?? 10_000;
+  const retryMs = options.retryMs ?? 1_000;
   const listeners = new Map<string, Set<Listener>>();
   const pending = new Map<string, unknown>();
   const resubscribed: ((topics: string[]) => void)[] = [];
@@ -113,11 +116,11 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     sendBatch(messages);
   }
 
-  /** Heard here at once; to the other nodes in this turn's batch. */
+  /** To the other nodes in this turn's batch; heard here at once. */
   function publishBatched(topic: string, detail: unknown) {
-    deliverLocally(topic, detail);
     if (!outgoing.length) queueMicrotask(flush);
     outgoing.push([topic, detail]);
+    deliverLocally(topic, detail);
   }
 
   function publish(topic: string, detail: unknown) {
@@ -128,12 +131,6 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
       keep(topic, detail);
       failed("publish failed", err);
     });
-  }
-
-  /** Redis channels for this node's topics: the batch channel stands for every batched topic. */
-  function channels(topics: string[]): string[] {
-    const own = topics.filter((t) => !isBatched(t));
-    return batched ? [batched.channel, ...own] : own;
   }
 
   function subscribe(topics: string[]): Promise<unknown> {
@@ -155,6 +152,30 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     deliverLocally(channel, detail);
   });
 
+  /**
+   * The batch channel carries every customer's messages from the other nodes: a refused SUBSCRIBE (say, an ACL
+   * without the channel) is reported and tried again while the connection stays up, never left for good; once
+   * a retry takes, this node's listeners of batched topics catch up (`onResubscribed`) on what they missed.
+   */
+  function subscribeBatches(): Promise<boolean> {
+    return subscribeClient.subscribe(batched!.channel).then(
+      () => true,
+      (err: unknown) => {
+        failed("subscribe failed", err);
+        const retry = setTimeout(() => {
+          if (subscribeClient.status !== "ready") return; // the next "ready" subscribes
+          void subscribeBatches().then((subscribed) => {
+            const topics = subscribed ? [...listeners.keys()].filter(isBatched) : [];
+            if (topics.length) for (const listener of resubscribed) listener(topics);
+          });
+        }, retryMs);
+        retry.unref();
+        return false;
+      },
+    );
+  }
+
+  /** Every listener of the batch hears its message, whichever of them throws; the first error is thrown after. */
   function receiveBatch(message: string) {
     const space = message.indexOf(" ");
     if (space < 0 || (space === node.length && message.startsWith(node))) return;
@@ -165,20 +186,27 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
       return; // not one of ours
     }
     if (!Array.isArray(batch)) return;
+    let thrown: { err: unknown } | null = null;
     for (const entry of batch as Batch) {
       const topic = batched!.prefix + String(entry?.[0]);
-      if (listeners.has(topic)) deliverLocally(topic, entry[1]);
+      if (!listeners.has(topic)) continue;
+      try {
+        deliverLocally(topic, entry[1]);
+      } catch (err) {
+        thrown ??= { err };
+      }
     }
+    if (thrown) throw thrown.err;
   }
 
   // Each (re)connection starts without subscriptions (autoResubscribe is off): take this node's topics there
   // again, then let listeners catch up on whatever was published while the connection was down.
   subscribeClient.on("ready", () => {
     const topics = [...listeners.keys()];
-    const wanted = channels(topics);
-    if (!wanted.length) return;
+    const own = topics.filter((t) => !isBatched(t));
+    if (!own.length && !batched) return;
     // listeners re-read once subscribed, so nothing published after their read can pass unheard
-    void subscribe(wanted).then(() => {
+    void Promise.all([subscribe(own), batched ? subscribeBatches() : null]).then(() => {
       if (topics.length) for (const listener of resubscribed) listener(topics);
     });
   });

@@ -344,6 +344,21 @@ describe("statement texts of the multi-row helpers (src/db/sql.ts)", () => {
       ["many-2", docs[2]],
       ["one", docs[1]],
     ]);
+    // one object (or array) for every row travels once, as its own parameter, and reads back the same
+    const list = [1, "two", { three: 3 }];
+    await sql.insertMany("JsonProbe", ["id", "doc"], ["same-a", "same-b"].map((id) => [id, sql.jsonRow(docs[2])]));
+    await sql.insertMany("JsonProbe", ["id", "doc"], ["list-a", "list-b"].map((id) => [id, sql.jsonRow(list)]));
+    const same = await sql.query<{ id: string; doc: unknown }>(`SELECT "id", "doc" FROM "JsonProbe" WHERE "id" LIKE 'same-%' OR "id" LIKE 'list-%' ORDER BY "id"`);
+    expect(same.map((r) => [r.id, read(r.doc)])).toEqual([
+      ["list-a", list],
+      ["list-b", list],
+      ["same-a", docs[2]],
+      ["same-b", docs[2]],
+    ]);
+    // objects and JSON text in one column are refused on PostgreSQL rather than stored twice encoded
+    if (provider === "postgresql") {
+      await expect(sql.insertMany("JsonProbe", ["id", "doc"], [["mixed-a", sql.jsonRow(docs[0])], ["mixed-b", JSON.stringify(docs[0])]])).rejects.toThrow(/mixes objects/);
+    }
   });
 
   it("power-of-two chunks add up to the rows, the full ones first", () => {

@@ -253,7 +253,8 @@ export class Sql {
    * bind than per-column arrays). On node-postgres, `UNNEST` of one array per column was measured again
    * (1,000 ledger rows, 2026-12-06): about the same backend CPU (8.3–9.7 ms against 9.3 ms), more in the client
    * (4.3–4.7 ms against 3.4–3.7 ms), so the rows stay one JSON text. Dates become ISO text (read back as
-   * UTC), bigints decimal text, and Json columns (already JSON text) are parsed by PostgreSQL.
+   * UTC), bigints decimal text; a Json column's values are JSON text, parsed by PostgreSQL, or objects in every
+   * row (`jsonRow`), taken as they are.
    */
   private async rowSource(table: string, columns: string[], rows: unknown[][]): Promise<{ text: string; values: unknown[] }> {
     if (this.provider !== "postgresql") return { text: `VALUES ${this.valuesList(rows.length, columns.length)}`, values: flatRows(rows, columns.length) };
@@ -277,14 +278,19 @@ export class Sql {
     const select = columns.map((c, i) => {
       const type = types.get(c) ?? "text";
       const first = rows[0]?.[i];
+      const objects = (type === "jsonb" || type === "json") && typeof first === "object" && first !== null;
+      if (objects && !rows.every((r) => typeof r[i] === "object" && r[i] !== null)) {
+        throw new Error(`rowSource: column "${c}" of "${table}" mixes objects (jsonRow) with other values`);
+      }
       if (rows.length > 1 && rows.every((r) => r[i] === first)) {
         if (first === null || first === undefined) return `NULL::${type}`;
-        values.push(text(first));
+        // one object for every row: its JSON text (node-postgres would send an array as a PostgreSQL array)
+        values.push(objects ? JSON.stringify(first) : text(first));
         return `$${values.length}::${type}`;
       }
       varying.push(i);
       // a Json column given objects (jsonRow) takes them as they are; JSON text is parsed
-      if ((type === "jsonb" || type === "json") && typeof first === "object" && first !== null) return `(r->${varying.length - 1})::${type}`;
+      if (objects) return `(r->${varying.length - 1})::${type}`;
       return `(r->>${varying.length - 1})::${type}`;
     });
     values[0] = JSON.stringify(rows.map((r) => varying.map((i) => text(r[i]))));

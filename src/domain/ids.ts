@@ -3,7 +3,7 @@
 // inserts than random UUIDs (measured with 200k rows and the Event table's indexes).
 import { randomBytes } from "node:crypto";
 
-let lastMs = 0;
+let lastMs = -1;
 let counter = 0;
 /** The current millisecond's 12 hex characters, written once per millisecond rather than once per id. */
 let msHex = "";
