@@ -41,6 +41,15 @@ describe.skipIf(!url)("customer messages over Redis", () => {
     await wire.psubscribe("customer*");
     wire.on("pmessage", (_pattern: string, channel: string, message: string) => crossed.push({ channel, message }));
     await until(() => a.redis!.up() && b.redis!.up(), "both nodes' Redis connections");
+    // each node hears the other: both have subscribed the batch channel (a probe until one gets through)
+    for (const [from, to] of [[a, b], [b, a]]) {
+      const probe = `cus_probe_${Math.random().toString(36).slice(2, 10)}`;
+      const heard = listen(to.pubsub, probe);
+      await until(() => {
+        if (!heard.length) from.pubsub.publish("customer:changed", probe, { customerId: probe, balances: [] });
+        return heard.length > 0;
+      }, "a probe between the nodes");
+    }
   });
 
   afterAll(async () => {
