@@ -70,6 +70,8 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
   const node = randomUUID();
   /** Batched messages of this turn, sent together in a microtask. */
   let outgoing: [string, unknown][] = [];
+  /** Batched topics with listeners here: with none, a batch from another node is not even parsed. */
+  let batchedTopics = 0;
   const failures = { "publish failed": 0, "subscribe failed": 0 };
   let lastReport = 0;
 
@@ -178,7 +180,7 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
   /** Every listener of the batch hears its message, whichever of them throws; the first error is thrown after. */
   function receiveBatch(message: string) {
     const space = message.indexOf(" ");
-    if (space < 0 || (space === node.length && message.startsWith(node))) return;
+    if (space < 0 || batchedTopics === 0 || (space === node.length && message.startsWith(node))) return;
     let batch: unknown;
     try {
       batch = JSON.parse(message.slice(space + 1));
@@ -225,7 +227,8 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
       if (!callbacks) {
         listeners.set(topic, (callbacks = new Set()));
         // while the connection is down, the next "ready" subscribes (batched topics: the channel already is)
-        if (subscribeClient.status === "ready" && !isBatched(topic)) void subscribe([topic]);
+        if (isBatched(topic)) batchedTopics++;
+        else if (subscribeClient.status === "ready") void subscribe([topic]);
       }
       callbacks.add(callback);
     },
@@ -233,7 +236,8 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
       const callbacks = listeners.get(topic);
       if (callback == null || !callbacks?.delete(callback) || callbacks.size) return;
       listeners.delete(topic);
-      if (subscribeClient.status === "ready" && !isBatched(topic)) subscribeClient.unsubscribe(topic).catch(() => {});
+      if (isBatched(topic)) batchedTopics--;
+      else if (subscribeClient.status === "ready") subscribeClient.unsubscribe(topic).catch(() => {});
     },
     dispatchEvent(event: Event) {
       publish(event.type, (event as CustomEvent<unknown>).detail);
