@@ -34,7 +34,7 @@ import AsyncDatabase from "libsql/promise";
 import type { Client, InStatement, InValue, ResultSet, Transaction, TransactionMode } from "@libsql/client";
 import { LibsqlError } from "@libsql/client";
 import { PrismaLibSql } from "@prisma/adapter-libsql";
-import type { RawRunner } from "./sql.ts";
+import { sqliteDateText, type RawRunner } from "./sql.ts";
 import { isSqliteSynchronous, type SqliteSynchronous } from "./url.ts";
 
 const BEGIN: Record<TransactionMode, string> = {
@@ -190,11 +190,11 @@ function driverError(err: unknown): unknown {
 
 /**
  * A value as the driver binds it. Prisma's adapter already turns dates into text; the hot paths' Dates become
- * ISO text with an explicit offset, the form Prisma stores.
+ * text in the form Prisma stores (sqliteDateText).
  */
 function bindable(value: InValue | Date | undefined): unknown {
   if (value === undefined) return null;
-  if (value instanceof Date) return value.toISOString().replace("Z", "+00:00");
+  if (value instanceof Date) return sqliteDateText(value);
   if (typeof value === "boolean") return value ? 1n : 0n;
   if (value instanceof ArrayBuffer) return Buffer.from(value);
   if (value instanceof Uint8Array && !Buffer.isBuffer(value)) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);

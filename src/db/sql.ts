@@ -57,6 +57,11 @@ export function textArray(list: readonly string[]): string {
   return `${out}}`;
 }
 
+/** A DateTime as Prisma stores it on SQLite: ISO text with an explicit offset. */
+export function sqliteDateText(value: Date): string {
+  return value.toISOString().replace("Z", "+00:00");
+}
+
 /** Marks a multi-row statement whose rows share some values as parameters of their own (Sql.rowSource). */
 export const SHARED_VALUES = "/* values shared by every row */";
 
@@ -126,7 +131,7 @@ export class Sql {
 
   /** A value for a DateTime column: Prisma stores SQLite dates as ISO text with an explicit offset. */
   date(value: Date): Date | string {
-    return this.provider === "postgresql" ? value : value.toISOString().replace("Z", "+00:00");
+    return this.provider === "postgresql" ? value : sqliteDateText(value);
   }
 
   /** A value for a Json column. */
