@@ -16,6 +16,8 @@ export interface FloorResult {
   ms: number;
   events: number;
   balanceRows: number;
+  /** PostgreSQL: what `measure` returned right after the timed work, its sessions still open */
+  measured?: number | null;
 }
 
 const EVENT_COLUMNS = ["id", "organizationId", "name", "customerId", "externalCustomerId", "externalId", "timestamp", "metadata", "createdAt"] as const;
@@ -150,6 +152,8 @@ export async function postgresFloor(
   batch: number,
   customerIds: string[],
   meterIds: Record<string, string>,
+  /** read before the sessions close: a backend's CPU time reaches its postmaster's only once it is reaped */
+  measure: () => number | null = () => null,
 ): Promise<FloorResult> {
   const clients = await Promise.all(
     Array.from({ length: sessions }, async () => {
@@ -205,8 +209,9 @@ export async function postgresFloor(
       }),
     );
     const ms = performance.now() - t0;
+    const measured = measure();
     await first.query(`DROP TABLE "FloorEvent"; DROP TABLE "FloorBalance"`);
-    return { ms, events: written, balanceRows };
+    return { ms, events: written, balanceRows, measured };
   } finally {
     await Promise.all(clients.map((c) => c.end()));
   }

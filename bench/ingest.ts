@@ -80,7 +80,15 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   const postmaster = o.engine === "postgresql" ? await postmasterPid(ctx.databaseUrl) : null;
   const databaseCpu = () => (postmaster === null ? null : treeCpuMicros(postmaster));
   const dbBefore = databaseCpu();
+  const zzpg = process.env.ZZ_PGSS ? await import("pg") : null;
+  const zzc = zzpg ? new zzpg.default.Client({ connectionString: ctx.databaseUrl }) : null;
+  if (zzc) { await zzc.connect(); await zzc.query("select pg_stat_statements_reset()"); }
   const result = await ingestCalls(ctx, events);
+  if (zzc) {
+    const r = await zzc.query(`select calls, round(total_exec_time::numeric,1) exec_ms, round(total_plan_time::numeric,1) plan_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) q from pg_stat_statements order by total_exec_time + total_plan_time desc limit 25`);
+    (await import("node:fs")).writeFileSync(process.env.ZZ_PGSS!, r.rows.map((x) => `${x.calls}\t${x.exec_ms}\t${x.plan_ms}\t${x.rows}\t${x.q}`).join("\n"));
+    await zzc.end();
+  }
   const dbAfter = databaseCpu();
   ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
   afterCalls();
@@ -89,9 +97,9 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   const { customerIds, meterIds } = ctx.seeded;
   const floor =
     o.engine === "postgresql"
-      ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds)
+      ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds, databaseCpu)
       : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds);
-  const dbAfterFloor = databaseCpu();
+  const dbAfterFloor = floor.measured ?? null;
   if (floor.events !== o.events) throw new BenchFailure(`raw floor stored ${floor.events} of ${o.events} events`);
   const perEvent = (a: number | null, b: number | null) => (a === null || b === null ? null : (b - a) / o.events);
   const service = perEvent(dbBefore, dbAfter);
