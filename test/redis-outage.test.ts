@@ -189,8 +189,9 @@ describe.skipIf(!hasRedisServer)("Redis outage under two nodes", () => {
         expect(last.errors).toBeUndefined();
       }
       expect(last.data?.customerMeterUpdated).toMatchObject({ balance: stored.balance, consumedUnits: stored.consumedUnits });
-      // node A's subscribers were caught up when its subscribing connection came back
-      expect(servers[0].output()).toContain("redis reconnected: subscribers re-read their balances");
+      // node A's subscribers were caught up when its subscribing connection came back. The stored balance may
+      // reach the subscriber first, by B's batch resent when B's connection is back: the log line is waited for.
+      await eventually(async () => servers[0].output(), (out) => out.includes("redis reconnected: subscribers re-read their balances"), "node A's catch-up after the outage");
 
       // Every acknowledged event counts, on both nodes' reads.
       expect(stored.consumedUnits).toBe(String(acknowledged));
