@@ -1,6 +1,8 @@
 // Batch ingestion in `npm run bench`: `events` events in calls of `batch` over `customers` customers × 3
 // meters, `ingestConnections` calls in flight (autocannon), then the raw-driver floor writing the same rows;
 // then the same again with a balance alert rule on every customer's usage balances (batchIngestWithAlerts).
+import { writeFileSync } from "node:fs";
+import pg from "pg";
 import type { Context } from "./context.ts";
 import { BenchFailure, inTurn, load, treeCpuMicros, type Load } from "./harness.ts";
 import { graphqlClient } from "./support.ts";
@@ -80,15 +82,9 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   const postmaster = o.engine === "postgresql" ? await postmasterPid(ctx.databaseUrl) : null;
   const databaseCpu = () => (postmaster === null ? null : treeCpuMicros(postmaster));
   const dbBefore = databaseCpu();
-  const zzpg = process.env.ZZ_PGSS ? await import("pg") : null;
-  const zzc = zzpg ? new zzpg.default.Client({ connectionString: ctx.databaseUrl }) : null;
-  if (zzc) { await zzc.connect(); await zzc.query("select pg_stat_statements_reset()"); }
+  const statements = o.engine === "postgresql" && process.env.BENCH_PG_STATEMENTS ? await statementsWindow(ctx.databaseUrl, process.env.BENCH_PG_STATEMENTS) : null;
   const result = await ingestCalls(ctx, events);
-  if (zzc) {
-    const r = await zzc.query(`select calls, round(total_exec_time::numeric,1) exec_ms, round(total_plan_time::numeric,1) plan_ms, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 150) q from pg_stat_statements order by total_exec_time + total_plan_time desc limit 25`);
-    (await import("node:fs")).writeFileSync(process.env.ZZ_PGSS!, r.rows.map((x) => `${x.calls}\t${x.exec_ms}\t${x.plan_ms}\t${x.rows}\t${x.q}`).join("\n"));
-    await zzc.end();
-  }
+  await statements?.write();
   const dbAfter = databaseCpu();
   ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
   afterCalls();
@@ -197,4 +193,36 @@ export async function interleaved(
 /** "; CPU per event: 31 µs with, 29 µs without" for the log line of an interleaved row, when measured. */
 export function cpuNote(r: Interleaved, other = "with", plain = "without"): string {
   return r.cpuPerEvent ? `; CPU per event: ${r.cpuPerEvent.other.toFixed(1)} µs ${other}, ${r.cpuPerEvent.plain.toFixed(1)} µs ${plain}` : "";
+}
+
+/**
+ * BENCH_PG_STATEMENTS=<file> (PostgreSQL): pg_stat_statements is reset right before the ingest row's calls, and
+ * its 25 costliest statements over them (calls, execution and planning ms, rows, the text's start) are written to
+ * the file as tab-separated lines right after. The server must load the module (`shared_preload_libraries =
+ * pg_stat_statements`); the extension is created in the bench's database if missing.
+ */
+async function statementsWindow(databaseUrl: string, file: string): Promise<{ write(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    await client.query("SELECT pg_stat_statements_reset()");
+  } catch (err) {
+    await client.end();
+    throw new BenchFailure(`BENCH_PG_STATEMENTS: pg_stat_statements is not available (${(err as Error).message}); start PostgreSQL with shared_preload_libraries=pg_stat_statements`);
+  }
+  return {
+    async write() {
+      try {
+        const { rows } = await client.query<{ calls: string; exec: string; plan: string; rows: string; query: string }>(
+          `SELECT calls, round(total_exec_time::numeric, 1) AS exec, round(total_plan_time::numeric, 1) AS plan, rows, left(regexp_replace(query, '\\s+', ' ', 'g'), 160) AS query
+             FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 25`,
+        );
+        const lines = ["calls\texec_ms\tplan_ms\trows\tstatement", ...rows.map((r) => [r.calls, r.exec, r.plan, r.rows, r.query].join("\t"))];
+        writeFileSync(file, `${lines.join("\n")}\n`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
 }
