@@ -154,6 +154,11 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     deliverLocally(channel, detail);
   });
 
+  /** Listeners of these topics may have missed messages: `onResubscribed` listeners are told (none: nothing to tell). */
+  function catchUp(topics: string[]) {
+    if (topics.length) for (const listener of resubscribed) listener(topics);
+  }
+
   /**
    * The batch channel carries every customer's messages from the other nodes: a refused SUBSCRIBE (say, an ACL
    * without the channel) is reported and tried again while the connection stays up, never left for good; once
@@ -167,8 +172,7 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
         const retry = setTimeout(() => {
           if (subscribeClient.status !== "ready") return; // the next "ready" subscribes
           void subscribeBatches().then((subscribed) => {
-            const topics = subscribed ? [...listeners.keys()].filter(isBatched) : [];
-            if (topics.length) for (const listener of resubscribed) listener(topics);
+            if (subscribed) catchUp([...listeners.keys()].filter(isBatched));
           });
         }, retryMs);
         retry.unref();
@@ -208,9 +212,7 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     const own = topics.filter((t) => !isBatched(t));
     if (!own.length && !batched) return;
     // listeners re-read once subscribed, so nothing published after their read can pass unheard
-    void Promise.all([subscribe(own), batched ? subscribeBatches() : null]).then(() => {
-      if (topics.length) for (const listener of resubscribed) listener(topics);
-    });
+    void Promise.all([subscribe(own), batched ? subscribeBatches() : null]).then(() => catchUp(topics));
   });
 
   publishClient.on("ready", () => {
