@@ -35,7 +35,8 @@ export async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<L
     url: ctx.service.url,
     pid: ctx.service.pid,
     token: ctx.token,
-    connections: o.ingestConnections,
+    // autocannon refuses more connections than requests (a warm-up of 2,000 events is two calls)
+    connections: Math.min(o.ingestConnections, batches.length),
     amount: batches.length,
     requests: [
       inTurn(
