@@ -11,6 +11,8 @@ export interface Server {
   url: string;
   pid: number;
   child: ChildProcess;
+  /** the inspector's WebSocket URL (BENCH_HEAP_PROFILE: bench/heap-sampling.ts), once the process printed it */
+  inspector(): string | null;
   /** the last 32 kB of its output (stdout and stderr), for failure messages */
   tail(): string;
   stop(): Promise<void>;
@@ -23,6 +25,9 @@ export interface Server {
 export function startProcess(name: string, script: string, env: Record<string, string>, readyWithinMs = 60_000): Promise<Server> {
   // BENCH_CPU_PROFILE=<folder>: the service writes a V8 CPU profile there when it stops (see bench/profile.ts).
   const profile = process.env.BENCH_CPU_PROFILE && name === "service" ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_CPU_PROFILE}`] : [];
+  // BENCH_HEAP_PROFILE=<folder>: the bench samples the service's allocations through its inspector (loopback, a free port).
+  const inspected = Boolean(process.env.BENCH_HEAP_PROFILE) && name === "service";
+  if (inspected) profile.push("--inspect=127.0.0.1:0");
   const [command, args] = name === "service" ? startCommand(script, profile) : [process.execPath, ["--import", "tsx", script]];
   const child = spawn(command, args, {
     env: { ...process.env, NODE_ENV: "production", HOST: "127.0.0.1", PORT: "0", ...env },
@@ -30,8 +35,10 @@ export function startProcess(name: string, script: string, env: Record<string, s
   });
   let output = "";
   let ready = false;
+  let inspector: string | null = null;
   const keep = (chunk: Buffer) => {
     output += chunk;
+    if (inspected) inspector ??= /Debugger listening on (ws:\/\/\S+)/.exec(output)?.[1] ?? null;
     if (ready && output.length > 64_000) output = output.slice(-32_000);
   };
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
@@ -52,7 +59,7 @@ export function startProcess(name: string, script: string, env: Record<string, s
       if (m) {
         ready = true;
         clearTimeout(timer);
-        resolve({ url: m[1], pid: child.pid!, child, stop, tail: () => output.slice(-32_000) });
+        resolve({ url: m[1], pid: child.pid!, child, stop, tail: () => output.slice(-32_000), inspector: () => inspector });
       }
     });
     child.stderr!.on("data", keep);

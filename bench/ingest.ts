@@ -5,6 +5,7 @@ import { writeFileSync } from "node:fs";
 import pg from "pg";
 import type { Context } from "./context.ts";
 import { BenchFailure, inTurn, load, treeCpuMicros, type Load } from "./harness.ts";
+import { allocationWindow } from "./heap-sampling.ts";
 import { graphqlClient } from "./support.ts";
 import { postgresFloor, postmasterPid, sqliteFloor, type FloorResult } from "./floor-raw.ts";
 import { orderedId } from "../src/domain/ids.ts";
@@ -84,8 +85,10 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   const databaseCpu = () => (postmaster === null ? null : treeCpuMicros(postmaster));
   const dbBefore = databaseCpu();
   const statements = o.engine === "postgresql" && process.env.BENCH_PG_STATEMENTS ? await statementsWindow(ctx.databaseUrl, process.env.BENCH_PG_STATEMENTS) : null;
+  const allocations = await allocationWindow(ctx.service, "ingest");
   const result = await ingestCalls(ctx, events);
   await statements?.write();
+  if (allocations) ctx.log(`allocations during the ingest row sampled to ${await allocations.stop(o.events)} (npx tsx bench/profile.ts <file>)`);
   const dbAfter = databaseCpu();
   ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
   afterCalls();

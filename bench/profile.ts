@@ -8,6 +8,9 @@
 // --window <text>: only the samples taken during the measured run whose scenario contains <text> (windows.json,
 // which the bench writes beside the profiles), and the CPU time sampled per request of that run.
 // --top <n>: lines per list (25).
+// A .heapprofile (BENCH_HEAP_PROFILE=<folder>, bench/heap-sampling.ts): the bytes the service allocated during
+// the ingest row, garbage included, per event, by place and by function.
+//   BENCH_HEAP_PROFILE=/tmp/heap npm run bench -- --only ingest && npx tsx bench/profile.ts /tmp/heap/ingest.heapprofile
 // The service runs its build (dist/, scripts/build.ts): frames in it are read through the build's source maps,
 // so places and lines are those of src/.
 import { existsSync, readFileSync } from "node:fs";
@@ -112,6 +115,54 @@ function summarize(file: string, top: number, window: Window | null): void {
   show("total time by function (itself and what it calls)", inclusive);
 }
 
+interface HeapNode {
+  callFrame: ProfileNode["callFrame"];
+  selfSize: number;
+  children?: HeapNode[];
+}
+
+/**
+ * A sampling heap profile (BENCH_HEAP_PROFILE, bench/heap-sampling.ts): bytes allocated by place, by function,
+ * and by function with what it calls, per event of its row when the row's event count is beside it. A frame
+ * of V8's own (a native such as JSON.parse, `(anonymous)`) is named with the function that called it.
+ */
+function summarizeHeap(file: string, top: number): void {
+  const head = (JSON.parse(readFileSync(file, "utf8")) as { head: HeapNode }).head;
+  const meta = existsSync(`${file}.json`) ? (JSON.parse(readFileSync(`${file}.json`, "utf8")) as { row: string; events: number }) : null;
+  const places = new Map<string, number>();
+  const functions = new Map<string, number>();
+  const inclusive = new Map<string, number>();
+  const add = (map: Map<string, number>, key: string, bytes: number) => map.set(key, (map.get(key) ?? 0) + bytes);
+  const nameOf = (f: ProfileNode["callFrame"]) => `${f.functionName || "(anonymous)"} ${placeOf(f.url, f.functionName)}:${f.lineNumber + 1}`;
+  let total = 0;
+  // Depth first, each node's stack of names beside it (recursion counted once in the inclusive figures).
+  const walk = (node: HeapNode, caller: string, stack: string[]) => {
+    const frame = originalFrame(node.callFrame);
+    const name = frame.url ? nameOf(frame) : `${nameOf(frame)} ← ${caller}`;
+    const here = stack.includes(name) ? stack : [...stack, name];
+    if (node.selfSize) {
+      total += node.selfSize;
+      add(places, frame.url ? placeOf(frame.url, frame.functionName) : `(native) ← ${caller}`, node.selfSize);
+      add(functions, name, node.selfSize);
+      for (const n of here) add(inclusive, n, node.selfSize);
+    }
+    for (const child of node.children ?? []) walk(child, frame.url ? nameOf(frame) : caller, here);
+  };
+  walk(head, "(root)", []);
+  const per = meta ? meta.events : 1;
+  const unit = meta ? "B/event" : "B";
+  console.log(`${file}: ${(total / 1e6).toFixed(1)} MB allocated (sampled)${meta ? ` over ${meta.events} events of the ${meta.row} row: ${(total / per).toFixed(0)} B per event` : ""}`);
+  const show = (title: string, map: Map<string, number>) => {
+    console.log(`\n${title}`);
+    for (const [name, bytes] of [...map].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+      console.log(`${((100 * bytes) / total).toFixed(1).padStart(6)} %  ${(bytes / per).toFixed(0).padStart(9)} ${unit}  ${name}`);
+    }
+  };
+  show("allocated by place", places);
+  show("allocated by function", functions);
+  show("allocated by function and what it calls", inclusive);
+}
+
 function main(): void {
   const args = process.argv.slice(2);
   let top = 25;
@@ -123,10 +174,14 @@ function main(): void {
     else files.push(args[i]);
   }
   if (!files.length || !Number.isInteger(top) || top < 1) {
-    console.error("usage: tsx bench/profile.ts [--window <scenario text>] [--top <n>] <file.cpuprofile>...");
+    console.error("usage: tsx bench/profile.ts [--window <scenario text>] [--top <n>] <file.cpuprofile | file.heapprofile>...");
     process.exit(2);
   }
   for (const f of files) {
+    if (f.endsWith(".heapprofile")) {
+      summarizeHeap(f, top);
+      continue;
+    }
     let window: Window | null = null;
     if (windowText !== null) {
       const list = path.join(path.dirname(f), "windows.json");
