@@ -210,8 +210,18 @@ interface Row {
   alertLevel?: AlertLevel | null;
 }
 
+/** The distinct values of a meter that counts none (every meter but UNIQUE): one shared set, which refuses values. */
+class NoDistinctValues extends Set<string> {
+  override add(value: string): this {
+    throw new Error(`only a UNIQUE meter's usage has distinct values (given ${value})`);
+  }
+}
+const NO_DISTINCT_VALUES: Set<string> = new NoDistinctValues();
+
 export function emptyUsage(func: AggregationFunc): UsageDelta {
-  return { func, count: 0n, sum: 0n, max: null, min: null, distinct: new Set(), eventCount: 0, lastEventId: null, credit: 0n, creditEvents: 0, lastCreditEventId: null, timed: undefined };
+  // no Set for every (customer, meter) an ingest call counts on a meter of any other kind (about 100 bytes each)
+  const distinct = func === "UNIQUE" ? new Set<string>() : NO_DISTINCT_VALUES;
+  return { func, count: 0n, sum: 0n, max: null, min: null, distinct, eventCount: 0, lastEventId: null, credit: 0n, creditEvents: 0, lastCreditEventId: null, timed: undefined };
 }
 
 const big = (v: bigint | number | string | null): bigint | null => (v === null ? null : BigInt(v));
@@ -687,8 +697,8 @@ export class BalanceBook {
       const draws: Draw[] = [];
       const u = a.usage;
       if (u?.timed) {
-        for (const [perUnit, d] of drawsOf(rated.rates, u.timed)) {
-          draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
+        for (const d of drawsOf(rated.rates, u.timed)) {
+          draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: d.perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
         }
       }
       const current = rateAt(rated.rates, this.now).perUnit;
@@ -744,7 +754,7 @@ export class BalanceBook {
       if (step.units !== 0n) entry(step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
       grantEvent(step.kind === "GRANT" ? "credit_grant.created" : "credit_grant.expired", step.grant.id, step.units < 0n ? -step.units : step.units, step.at);
     }
-    if (settled.steps.some((s) => s.kind === "EXPIRY")) {
+    if (settled.steps.length && settled.steps.some((s) => s.kind === "EXPIRY")) {
       const gone = new Set(settled.steps.filter((s) => s.kind === "EXPIRY").map((s) => s.grant));
       b.grants = b.grants.filter((g) => !gone.has(g));
     }
@@ -753,7 +763,7 @@ export class BalanceBook {
     if (a.released && b.held !== null) b.held -= a.released;
     const held = b.held ?? 0n;
 
-    for (const r of a.removals ?? []) {
+    for (const r of a.removals ?? NO_REMOVALS) {
       if (r.units === 0n) continue;
       b.credited -= r.units;
       balance -= r.units;
@@ -773,7 +783,7 @@ export class BalanceBook {
       staged.newGrants.push({ grant, balance: b, description });
       credits = [...credits, { units: u.credit, grantId: grant.id, description, eventId: u.lastCreditEventId, eventCount: u.creditEvents }];
     }
-    const grants = b.grants.length ? b.grants.filter((g) => grantUsable(g, now)) : b.grants;
+    const grants = usableGrants(b.grants, now);
     for (const c of credits) {
       // A grant arriving while the balance is negative first pays off the overage.
       const overage = balance < 0n ? -balance : 0n;
@@ -1010,6 +1020,13 @@ const byCustomerThenMeter = (a: { customerId: string; meterId: string }, b: { cu
   a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0;
 
 const NO_CREDITS: CreditDelta[] = [];
+const NO_REMOVALS: Removal[] = [];
+
+/** The grants usage may burn or refill at `now`: the list itself when all of them are (usually), no copy. */
+function usableGrants(grants: TimedGrant[], now: Date): TimedGrant[] {
+  for (let i = 0; i < grants.length; i++) if (!grantUsable(grants[i], now)) return grants.filter((g) => grantUsable(g, now));
+  return grants;
+}
 const outOfRange = (v: bigint) => v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS;
 
 function overflow(a: BalanceAdjustment, stored: { aggSum: bigint; consumed: bigint; credited: bigint }): UnitsOverflowError {

@@ -20,11 +20,11 @@ export function burnOrder(a: LiveGrant, b: LiveGrant): number {
 }
 
 /**
- * Use `units` from grants sorted in burn order. Returns the grants changed and what no grant covered
- * (that part of the usage is overage, or comes out of credits given back by negative usage).
+ * Use `units` from grants sorted in burn order (their remainders change). Returns what no grant covered (that
+ * part of the usage is overage, or comes out of credits given back by negative usage). Allocates nothing: it
+ * runs for every balance every write moves.
  */
-export function burn<G extends LiveGrant>(sorted: G[], units: bigint): { changed: G[]; uncovered: bigint } {
-  const changed: G[] = [];
+export function burn(sorted: LiveGrant[], units: bigint): bigint {
   let left = units;
   for (const g of sorted) {
     if (left === 0n) break;
@@ -32,17 +32,15 @@ export function burn<G extends LiveGrant>(sorted: G[], units: bigint): { changed
     const take = g.remainingUnits < left ? g.remainingUnits : left;
     g.remainingUnits -= take;
     left -= take;
-    changed.push(g);
   }
-  return { changed, uncovered: left };
+  return left;
 }
 
 /**
  * Give `units` of usage back (a negative event): refill grants in reverse burn order, each up to what it
- * granted. Returns the grants changed and the rest, which stays on the balance as credits outside any grant.
+ * granted. Returns the rest, which stays on the balance as credits outside any grant.
  */
-export function restore<G extends LiveGrant>(sorted: G[], units: bigint): { changed: G[]; unplaced: bigint } {
-  const changed: G[] = [];
+export function restore(sorted: LiveGrant[], units: bigint): bigint {
   let left = units;
   for (let i = sorted.length - 1; i >= 0 && left > 0n; i--) {
     const g = sorted[i];
@@ -51,7 +49,6 @@ export function restore<G extends LiveGrant>(sorted: G[], units: bigint): { chan
     const put = room < left ? room : left;
     g.remainingUnits += put;
     left -= put;
-    changed.push(g);
   }
-  return { changed, unplaced: left };
+  return left;
 }

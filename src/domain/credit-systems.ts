@@ -79,28 +79,51 @@ export function rateAt(rates: Rate[], at: Date): Rate {
 
 /**
  * A rated meter's counted values (micro-units, ≥ 0) with their events' instants, as ingestion collects
- * them for one balance: parallel arrays, no object per event; the earliest and latest instant and the sum
- * let `drawsOf` price the common case (every event under one rate) without looking at each event.
+ * them for one balance: the first event's in fields, any others' in two parallel arrays made at the second
+ * (most balances of a call get one event: no arrays, no object per event); the earliest and latest instant
+ * and the sum let `drawsOf` price the common case (every event under one rate) without looking at each event.
  */
 export class RatedUsage {
-  /** epoch milliseconds, one per value */
-  readonly at: number[] = [];
-  readonly values: bigint[] = [];
+  /** how many values */
+  count = 0;
   first = Infinity;
   last = -Infinity;
   sum = 0n;
+  private firstAt = 0;
+  private firstValue = 0n;
+  /** epoch milliseconds and values of the events after the first */
+  private moreAt: number[] | null = null;
+  private moreValues: bigint[] | null = null;
 
   add(at: number, value: bigint): void {
-    this.at.push(at);
-    this.values.push(value);
+    if (this.count === 0) {
+      this.firstAt = at;
+      this.firstValue = value;
+    } else {
+      (this.moreAt ??= []).push(at);
+      (this.moreValues ??= []).push(value);
+    }
+    this.count++;
     if (at < this.first) this.first = at;
     if (at > this.last) this.last = at;
     this.sum += value;
+  }
+
+  /** the i-th value added (0 ≤ i < count) */
+  valueAt(i: number): bigint {
+    return i === 0 ? this.firstValue : this.moreValues![i - 1]!;
+  }
+
+  /** the instant of the i-th value added */
+  atOf(i: number): number {
+    return i === 0 ? this.firstAt : this.moreAt![i - 1]!;
   }
 }
 
 /** What the events of one rate draw: micro-credits (each event rounded on its own), their units on the rated meter and how many events. */
 export interface RateDraw {
+  /** the rate, micro-credits per unit */
+  perUnit: bigint;
   units: bigint;
   /** the events' micro-units on the rated meter */
   rated: bigint;
@@ -108,9 +131,9 @@ export interface RateDraw {
 }
 
 /**
- * What `usage` draws at `rates` (oldest first), per rate (micro-credits per unit), in the order the rates
- * first occur among the events: exactly the sum of `drawOf` of each event at the rate in force at its
- * instant, so batching never changes a draw.
+ * What `usage` draws at `rates` (oldest first), one entry per rate, in the order the rates first occur among
+ * the events: exactly the sum of `drawOf` of each event at the rate in force at its instant, so batching never
+ * changes a draw.
  *
  * Fast path, exact: rates are sorted, so if the earliest and the latest event fall under the same rate, every
  * event does. Under one rate r, if every value v has v × r a whole number of micro-credits (v × r divisible
@@ -119,34 +142,28 @@ export interface RateDraw {
  * rate of whole credits (gcd = 10^6), and is one remainder per event otherwise (whole units, the common
  * case, pass for any rate). Otherwise each event is rounded on its own.
  */
-export function drawsOf(rates: Rate[], usage: RatedUsage): Map<bigint, RateDraw> {
-  const out = new Map<bigint, RateDraw>();
-  const n = usage.values.length;
-  if (!n) return out;
+export function drawsOf(rates: Rate[], usage: RatedUsage): RateDraw[] {
+  const n = usage.count;
+  if (!n) return [];
   const first = rateIndex(rates, usage.first);
   if (first === rateIndex(rates, usage.last)) {
     const perUnit = rates[first]!.perUnit;
     const step = UNIT_SCALE / gcd(perUnit, UNIT_SCALE);
     let exact = true;
-    if (step !== 1n) {
-      for (const v of usage.values) {
-        if (v % step === 0n) continue;
-        exact = false;
-        break;
-      }
-    }
+    for (let i = 0; i < n && exact && step !== 1n; i++) exact = usage.valueAt(i) % step === 0n;
     let units = 0n;
     if (exact) units = (usage.sum * perUnit) / UNIT_SCALE;
-    else for (const v of usage.values) units += drawOf(v, perUnit);
-    out.set(perUnit, { units, rated: usage.sum, events: n });
-    return out;
+    else for (let i = 0; i < n; i++) units += drawOf(usage.valueAt(i), perUnit);
+    return [{ perUnit, units, rated: usage.sum, events: n }];
   }
+  const out: RateDraw[] = [];
   for (let i = 0; i < n; i++) {
-    const perUnit = rates[rateIndex(rates, usage.at[i]!)]!.perUnit;
-    let d = out.get(perUnit);
-    if (!d) out.set(perUnit, (d = { units: 0n, rated: 0n, events: 0 }));
-    d.units += drawOf(usage.values[i]!, perUnit);
-    d.rated += usage.values[i]!;
+    const perUnit = rates[rateIndex(rates, usage.atOf(i))]!.perUnit;
+    let d = out.find((x) => x.perUnit === perUnit);
+    if (!d) out.push((d = { perUnit, units: 0n, rated: 0n, events: 0 }));
+    const v = usage.valueAt(i);
+    d.units += drawOf(v, perUnit);
+    d.rated += v;
     d.events++;
   }
   return out;
