@@ -29,17 +29,25 @@ export async function allocationWindow(service: Server, name: string): Promise<A
     socket.once("error", reject);
   });
   let next = 0;
+  const pending = new Map<number, { method: string; resolve(result: Record<string, unknown>): void; reject(err: Error): void }>();
+  socket.on("message", (data: WebSocket.RawData) => {
+    const message = JSON.parse(data.toString()) as { id?: number; result?: Record<string, unknown>; error?: { message: string } };
+    const waiting = message.id === undefined ? undefined : pending.get(message.id);
+    if (!waiting) return; // an event, not an answer
+    pending.delete(message.id!);
+    if (message.error) waiting.reject(new BenchFailure(`inspector ${waiting.method}: ${message.error.message}`));
+    else waiting.resolve(message.result ?? {});
+  });
+  // The service gone (it exited, or closed its inspector): what waits for an answer fails instead of hanging.
+  socket.on("error", () => {});
+  socket.on("close", () => {
+    for (const waiting of pending.values()) waiting.reject(new BenchFailure(`inspector ${waiting.method}: the connection closed`));
+    pending.clear();
+  });
   const call = (method: string, params: Record<string, unknown> = {}) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const id = ++next;
-      const onMessage = (data: WebSocket.RawData) => {
-        const message = JSON.parse(data.toString()) as { id?: number; result?: Record<string, unknown>; error?: { message: string } };
-        if (message.id !== id) return;
-        socket.off("message", onMessage);
-        if (message.error) reject(new BenchFailure(`inspector ${method}: ${message.error.message}`));
-        else resolve(message.result ?? {});
-      };
-      socket.on("message", onMessage);
+      pending.set(id, { method, resolve, reject });
       socket.send(JSON.stringify({ id, method, params }));
     });
   await call("HeapProfiler.startSampling", { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
