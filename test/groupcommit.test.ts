@@ -210,8 +210,13 @@ describe("a group the database aborts", () => {
           await until(() => hold.queued() === 2, "both calls to reach the writer");
           hold.release();
           // Waiting for this session's lock on d's row: only the group can be (other tests' lock waits don't count).
-          const waiting = async () =>
-            (await other.query(`SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids("pid"))`)).rows[0].n as number;
+          // Inside this session's transaction pg_stat_activity is a snapshot taken at its first read, which would
+          // never list the writer's connection when the group opened it later (this test run alone): cleared
+          // before each read.
+          const waiting = async () => {
+            await other.query("SELECT pg_stat_clear_snapshot()");
+            return (await other.query(`SELECT COUNT(*)::int AS n FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids("pid"))`)).rows[0].n as number;
+          };
           for (const deadline = Date.now() + 20_000; (await waiting()) < 1; ) if (Date.now() > deadline) throw new Error("the group never waited for the row");
           // Now it wants c's row too: a deadlock, in which the group, waiting longer, is the one aborted. Once
           // it has the row, it commits a hold of 4 units on c. The retried group must see it: 3 no longer fit.
