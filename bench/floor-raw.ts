@@ -10,6 +10,7 @@ import { createClient as createLibsqlClient, type InValue } from "@libsql/client
 import pg from "pg";
 import { procStatFields } from "./harness.ts";
 import { orderedId } from "../src/domain/ids.ts";
+import { sqliteIsoText } from "../src/db/sql.ts"; // how the service stores a DateTime
 import type { BenchEvent } from "./workload.ts";
 
 export interface FloorResult {
@@ -58,7 +59,6 @@ function prepare(events: BenchEvent[], batch: number, customerIds: string[], met
   return out;
 }
 
-const sqliteDate = (iso: string) => iso.replace("Z", "+00:00"); // how the service stores a DateTime (src/db/sql.ts)
 
 /** SQLite: `serviceDbFile` lends the Event table's definition and indexes; the floor writes to its own file. */
 export async function sqliteFloor(
@@ -97,13 +97,13 @@ export async function sqliteFloor(
     let balanceRows = 0;
     const t0 = performance.now();
     for (const p of prepared) {
-      const createdAt = sqliteDate(new Date().toISOString());
+      const createdAt = sqliteIsoText(new Date().toISOString());
       const tx = await client.transaction("write");
       try {
         for (let j = 0; j < p.events.length; j += ROWS_PER_STATEMENT) {
           const chunk = p.events.slice(j, j + ROWS_PER_STATEMENT);
           const args: InValue[] = [];
-          for (const e of chunk) args.push(e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sqliteDate(e.timestamp), e.metadata, createdAt);
+          for (const e of chunk) args.push(e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sqliteIsoText(e.timestamp), e.metadata, createdAt);
           written += (await tx.execute({ sql: insertFor(chunk.length), args })).rowsAffected;
         }
         for (const [map, max] of [[p.added, false], [p.largest, true]] as const) {

@@ -59,7 +59,12 @@ export function textArray(list: readonly string[]): string {
 
 /** A DateTime as Prisma stores it on SQLite: ISO text with an explicit offset. */
 export function sqliteDateText(value: Date): string {
-  return value.toISOString().replace("Z", "+00:00");
+  return sqliteIsoText(value.toISOString());
+}
+
+/** The same from an instant's ISO text (`…Z`), for callers that hold the text (the bench's raw floor). */
+export function sqliteIsoText(iso: string): string {
+  return iso.replace("Z", "+00:00");
 }
 
 /** Marks a multi-row statement whose rows share some values as parameters of their own (Sql.rowSource). */
