@@ -1,7 +1,7 @@
 // The shared harness of `npm run bench`: start a server in its own process and find its URL, drive it with
 // autocannon from this process, read a process's memory, and print the one table and the ratio line.
 import { execFileSync, spawn, type ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { appendFileSync, readdirSync, readFileSync } from "node:fs";
 import autocannon from "autocannon";
 import { millis, thousands } from "./support.ts";
 
@@ -28,7 +28,12 @@ export function startProcess(name: string, script: string, env: Record<string, s
   // BENCH_HEAP_PROFILE=<folder>: the bench samples the service's allocations through its inspector (loopback, a free port).
   const inspected = Boolean(process.env.BENCH_HEAP_PROFILE) && name === "service";
   if (inspected) profile.push("--inspect=127.0.0.1:0");
-  const [command, args] = name === "service" ? startCommand(script, profile) : [process.execPath, ["--import", "tsx", script]];
+  // BENCH_SERVICE_FLAGS="<node options>": tried on the service after the start script's own (a V8 flag given
+  // twice takes the later value), e.g. "--max-semi-space-size=32 --trace-gc-nvp"; BENCH_SERVICE_LOG=<file>
+  // appends everything the service prints there (its log lines, a --trace-gc's).
+  const trying = name === "service" ? (process.env.BENCH_SERVICE_FLAGS ?? "").split(/\s+/).filter(Boolean) : [];
+  const logFile = name === "service" ? process.env.BENCH_SERVICE_LOG : undefined;
+  const [command, args] = name === "service" ? startCommand(script, profile, trying) : [process.execPath, ["--import", "tsx", script]];
   const child = spawn(command, args, {
     env: { ...process.env, NODE_ENV: "production", HOST: "127.0.0.1", PORT: "0", ...env },
     stdio: ["ignore", "pipe", "pipe"],
@@ -37,6 +42,7 @@ export function startProcess(name: string, script: string, env: Record<string, s
   let ready = false;
   let inspector: string | null = null;
   const keep = (chunk: Buffer) => {
+    if (logFile) appendFileSync(logFile, chunk);
     output += chunk;
     if (inspected) inspector ??= /Debugger listening on (ws:\/\/\S+)/.exec(output)?.[1] ?? null;
     if (ready && output.length > 64_000) output = output.slice(-32_000);
@@ -73,12 +79,14 @@ export function startProcess(name: string, script: string, env: Record<string, s
 /**
  * The service as `npm start` runs it: package.json's `start` script through `sh -c`, as npm runs it (its
  * environment settings and node's options included); the script `exec`s node, so the pid is node's. `extra`
- * options (the CPU profile's) go to node first.
+ * options (the CPU profile's) go to node first, `last` ones (BENCH_SERVICE_FLAGS) after the script's own.
  */
-export function startCommand(script: string, extra: string[]): [string, string[]] {
+export function startCommand(script: string, extra: string[], last: string[] = []): [string, string[]] {
   const start = (JSON.parse(readFileSync("package.json", "utf8")) as { scripts: { start: string } }).scripts.start;
   if (!/\bexec node .*\sdist\/main\.js$/.test(start) || !start.endsWith(` ${script}`)) throw new BenchFailure(`package.json's start script does not exec node on ${script}: ${start}`);
-  return ["sh", ["-c", start.replace(/\bnode /, ["node", ...extra, ""].join(" "))]];
+  const quoted = (option: string) => `'${option.replaceAll("'", `'\\''`)}'`;
+  const command = start.replace(/\bnode /, ["node", ...extra.map(quoted), ""].join(" "));
+  return ["sh", ["-c", last.length ? `${command.slice(0, -script.length)}${last.map(quoted).join(" ")} ${script}` : command]];
 }
 
 /** Resident and peak resident memory of a process, in MB, from /proc (Linux). */
@@ -97,6 +105,9 @@ export interface Load {
   rate: number;
   /** CPU time (user + system, all threads) of the loaded process per response, in µs, when its pid was given */
   cpuMicros?: number;
+  /** the part of cpuMicros spent on the process's main thread (node's JavaScript thread; the others are V8's
+   * helpers, mostly garbage collection: parallel scavenges, concurrent marking and sweeping, and libuv's) */
+  mainThreadCpuMicros?: number;
   /** when the run started and ended on the monotonic clock V8's CPU profiles use, in µs (bench/profile.ts --window) */
   window: [number, number];
   responses: number;
@@ -128,8 +139,8 @@ const monotonicMicros = () => Number(process.hrtime.bigint() / 1000n);
 let ticksPerSecond: number | null = null;
 
 /** The fields of /proc/<pid>/stat after the command name (which may hold spaces, in parentheses); throws if it ended. */
-export function procStatFields(pid: number): string[] {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+export function procStatFields(pid: number, thread?: number): string[] {
+  const stat = readFileSync(thread === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${thread}/stat`, "utf8");
   return stat.slice(stat.lastIndexOf(")") + 2).split(" ");
 }
 
@@ -137,12 +148,12 @@ export function procStatFields(pid: number): string[] {
  * CPU time a process has used so far (user + system, every thread), in µs, from /proc (Linux; null elsewhere).
  * Per request, that is a figure a shared machine disturbs far less than throughput.
  */
-export function cpuMicrosOf(pid: number, withEndedChildren = false): number | null {
+export function cpuMicrosOf(pid: number, withEndedChildren = false, mainThreadOnly = false): number | null {
   try {
     ticksPerSecond ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
     // utime and stime are the 12th and 13th fields after the command name, then cutime and cstime, the times
-    // of the children it has waited for.
-    const fields = procStatFields(pid);
+    // of the children it has waited for. A process's main thread is the task whose id is the pid.
+    const fields = procStatFields(pid, mainThreadOnly ? pid : undefined);
     const children = withEndedChildren ? Number(fields[13]) + Number(fields[14]) : 0;
     return ((Number(fields[11]) + Number(fields[12]) + children) * 1e6) / ticksPerSecond;
   } catch {
@@ -175,6 +186,7 @@ export function treeCpuMicros(root: number): number | null {
  */
 export async function load(o: LoadOptions): Promise<Load> {
   const cpuBefore = o.pid === undefined ? null : cpuMicrosOf(o.pid);
+  const mainBefore = o.pid === undefined ? null : cpuMicrosOf(o.pid, false, true);
   const started = monotonicMicros();
   // autocannon ends a run of a fixed `amount` at its next 1 s sample tick, and its `duration` counts to that
   // tick: a 2,000-request run answered in 0.6 s would read as 1.0 s. Such a run is timed here, to its last answer.
@@ -204,9 +216,11 @@ export async function load(o: LoadOptions): Promise<Load> {
   const responses = result["2xx"];
   const window: [number, number] = [started, monotonicMicros()];
   const cpuAfter = o.pid === undefined ? null : cpuMicrosOf(o.pid);
+  const mainAfter = o.pid === undefined ? null : cpuMicrosOf(o.pid, false, true);
   const cpuMicros = cpuBefore !== null && cpuAfter !== null && responses > 0 ? (cpuAfter - cpuBefore) / responses : undefined;
+  const mainThreadCpuMicros = mainBefore !== null && mainAfter !== null && responses > 0 ? (mainAfter - mainBefore) / responses : undefined;
   const seconds = o.amount !== undefined ? (lastAnswer - started) / 1e6 : result.duration;
-  return { rate: responses / seconds, responses, p50: result.latency.p50, p99: result.latency.p99, seconds, window, ...(cpuMicros !== undefined ? { cpuMicros } : {}) };
+  return { rate: responses / seconds, responses, p50: result.latency.p50, p99: result.latency.p99, seconds, window, ...(cpuMicros !== undefined ? { cpuMicros } : {}), ...(mainThreadCpuMicros !== undefined ? { mainThreadCpuMicros } : {}) };
 }
 
 /**

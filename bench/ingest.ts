@@ -18,6 +18,8 @@ export interface IngestResult {
   eventsPerSecond: number;
   /** CPU time per event of the service's process, µs */
   serviceCpuPerEvent: number | null;
+  /** the part of serviceCpuPerEvent on the service's main thread (the rest: V8's helper threads, mostly GC) */
+  serviceMainThreadCpuPerEvent: number | null;
   /** PostgreSQL: CPU time per event of the database server's processes, µs, while the service ingested and while the floor did */
   databaseCpuPerEvent: { service: number; floor: number } | null;
   floor: FloorResult & { eventsPerSecond: number };
@@ -108,6 +110,7 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
     load: result,
     eventsPerSecond: o.events / result.seconds,
     serviceCpuPerEvent: result.cpuMicros === undefined ? null : (result.cpuMicros * result.responses) / o.events,
+    serviceMainThreadCpuPerEvent: result.mainThreadCpuMicros === undefined ? null : (result.mainThreadCpuMicros * result.responses) / o.events,
     databaseCpuPerEvent: service === null || floorCpu === null ? null : { service, floor: floorCpu },
     floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) },
   };

@@ -177,7 +177,10 @@ async function main(): Promise<number> {
         responses: i.load.responses,
       });
       const perEvent = [
-        i.serviceCpuPerEvent === null ? null : `service process ${i.serviceCpuPerEvent.toFixed(0)} µs`,
+        i.serviceCpuPerEvent === null
+          ? null
+          : `service process ${i.serviceCpuPerEvent.toFixed(0)} µs` +
+            (i.serviceMainThreadCpuPerEvent === null ? "" : ` (main thread ${i.serviceMainThreadCpuPerEvent.toFixed(0)}, other threads ${(i.serviceCpuPerEvent - i.serviceMainThreadCpuPerEvent).toFixed(0)}: V8's helpers, mostly garbage collection)`),
         i.databaseCpuPerEvent === null ? null : `PostgreSQL server ${i.databaseCpuPerEvent.service.toFixed(0)} µs (${i.databaseCpuPerEvent.floor.toFixed(0)} µs for the floor's rows)`,
       ].filter(Boolean);
       if (perEvent.length) notes.push(`ingest: CPU per event: ${perEvent.join("; ")}`);
