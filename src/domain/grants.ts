@@ -31,13 +31,26 @@ export const DEFAULT_PRIORITY = 10;
 /** How far in the past an effectiveAt may be and still mean "now" (clock skew); the ledger is never backdated. */
 export const EFFECTIVE_SKEW_MS = 60_000;
 
-/** Same key, same grant: a retried call returns the grant it made the first time and changes nothing. */
+/**
+ * Same key, same grant: a retried call returns the grant it made the first time and changes nothing, also
+ * once its instants have passed (a retry is judged against the grant, not against the clock). A key given with
+ * anything else (customer, meter, units, priority, expiresAt, description, or an effectiveAt after the
+ * grant's) is a CONFLICT, never the first grant answered in its place. An effectiveAt at or before the grant's
+ * is the same request: one that meant "now" was stored as the instant it was made.
+ */
 async function existingForKey(db: Db, organizationId: string, input: GrantInput, customerId: string): Promise<CreditGrant | null> {
   if (!input.idempotencyKey) return null;
   const grant = await db.creditGrant.findUnique({ where: { organizationId_idempotencyKey: { organizationId, idempotencyKey: input.idempotencyKey } } });
-  if (grant && (grant.customerId !== customerId || grant.meterId !== input.meterId || grant.units !== input.units)) {
-    throw new ConflictError("This idempotencyKey was used for a different grant", "input.idempotencyKey");
-  }
+  if (!grant) return null;
+  const differs =
+    grant.customerId !== customerId ||
+    grant.meterId !== input.meterId ||
+    grant.units !== input.units ||
+    grant.priority !== (input.priority ?? DEFAULT_PRIORITY) ||
+    (grant.expiresAt?.getTime() ?? null) !== (input.expiresAt?.getTime() ?? null) ||
+    grant.description !== (input.description ?? null) ||
+    (input.effectiveAt != null && input.effectiveAt > grant.effectiveAt);
+  if (differs) throw new ConflictError("This idempotencyKey was used for a different grant", "input.idempotencyKey");
   return grant;
 }
 
@@ -58,15 +71,16 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
   checkIdempotencyKey(input.idempotencyKey, "input.idempotencyKey");
   const priority = input.priority ?? DEFAULT_PRIORITY;
   if (!Number.isInteger(priority) || priority < 0 || priority > 1000) throw new InvalidInputError("must be an integer from 0 to 1000", "input.priority");
+  const customer = await resolveCustomerRef(db, organizationId, input, "input");
+  await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  // A retry first: its instants are judged as they were when the grant was made.
+  const existing = await existingForKey(db, organizationId, input, customer.id);
+  if (existing) return existing;
   const effectiveAt = effectiveInstant(input, now);
   if (input.expiresAt && input.expiresAt <= effectiveAt) {
     throw new InvalidInputError(effectiveAt === now ? "must be in the future" : "must be after effectiveAt", "input.expiresAt");
   }
   const scheduled = effectiveAt > now;
-  const customer = await resolveCustomerRef(db, organizationId, input, "input");
-  await requireMeter(db, organizationId, input.meterId, "input.meterId");
-  const existing = await existingForKey(db, organizationId, input, customer.id);
-  if (existing) return existing;
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
       const grant = await tx.creditGrant.create({
