@@ -191,6 +191,30 @@ describe("voids and expiry", () => {
   });
 });
 
+describe("grant idempotency", () => {
+  it("a retry answers the grant after its instants passed; its key with other terms is a CONFLICT", async () => {
+    const { c, m } = await setup();
+    const at = (ms: number) => new Date(T0.getTime() + ms).toISOString();
+    const body = { customerId: c, meterId: m, units: "50", idempotencyKey: "pay_terms", effectiveAt: at(0), expiresAt: at(90_000), priority: 3, description: "pack" };
+    const first = (await t.ok(GrantWithOptions, { input: body })).grantCredits;
+    expect(first).toMatchObject({ __typename: "CreditGrant", priority: 3 });
+    t.advance(120_000); // the client retries after the grant's expiresAt: the same request, the same grant
+    expect((await t.ok(GrantWithOptions, { input: body })).grantCredits).toEqual(first);
+    for (const other of [{ expiresAt: at(86_400_000) }, { expiresAt: null }, { priority: 4 }, { description: "another pack" }, { effectiveAt: at(3_600_000) }]) {
+      const answer = (await t.ok(GrantWithOptions, { input: { ...body, ...other } })).grantCredits;
+      expect(answer, JSON.stringify(other)).toMatchObject({ __typename: "ConflictError", field: "input.idempotencyKey" });
+    }
+    // a grant scheduled for later, retried once it is in force
+    const later = { customerId: c, meterId: m, units: "5", idempotencyKey: "pay_later", effectiveAt: at(3_600_000) };
+    const scheduled = (await t.ok(GrantWithOptions, { input: later })).grantCredits;
+    t.setNow(new Date(T0.getTime() + 7_200_000));
+    expect((await t.ok(GrantWithOptions, { input: later })).grantCredits).toEqual(scheduled);
+    await t.app.scheduler.tick(); // the scheduled grant's GRANT entry
+    expect(await t.db.creditGrant.count({ where: { customerId: c, meterId: m } })).toBe(2);
+    expect(await t.db.ledgerEntry.count({ where: { customerId: c, meterId: m, kind: "GRANT" } })).toBe(2);
+  });
+});
+
 describe("scheduled grants", () => {
   const scheduled = async (c: string, m: string, units: string, effectiveAt: Date, expiresAt?: Date) => {
     const { grantCredits } = await t.ok(GrantScheduled, { input: { customerId: c, meterId: m, units, effectiveAt: effectiveAt.toISOString(), expiresAt: expiresAt?.toISOString() } });
