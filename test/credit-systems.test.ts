@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateCreditSystem, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate } from "./documents.ts";
+import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateCreditSystem, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { adjustBalances, adjustment } from "../src/domain/balances.ts";
@@ -213,6 +213,56 @@ describe("credit systems", () => {
       field: "input.creditSystemId",
     });
   });
+
+  it("a rate is a row of its own: never edited at its instant, never started in the past", async () => {
+    const created = t.advance(0);
+    const { api, pool, calls } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "1000");
+    t.advance(2_000);
+    await ingest(t, events(calls, c, 10, new Date(created.getTime() + 1_000)));
+    const refused = async (input: SetCreditRateInput) => (await t.ok(SetCreditRate, { input })).setCreditRate;
+    // before the events' instant: it would re-price usage already drawn at 1
+    expect(await refused({ creditSystemId: pool, meterId: api, creditsPerUnit: "5", effectiveAt: new Date(created.getTime() - 3_600_000).toISOString() })).toMatchObject({
+      __typename: "InvalidInputError",
+      field: "input.effectiveAt",
+    });
+    // within the clock skew allowed, an instant just past means now
+    const now = t.advance(0);
+    await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "5", effectiveAt: new Date(now.getTime() - 1_500).toISOString() });
+    // a later rate, then another one at its instant: refused, the first stands
+    const later = new Date(now.getTime() + 3_600_000).toISOString();
+    await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "7", effectiveAt: later });
+    expect(await refused({ creditSystemId: pool, meterId: api, creditsPerUnit: "9", effectiveAt: later })).toMatchObject({ __typename: "ConflictError", field: "input.effectiveAt" });
+    const rates = (await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "8", effectiveAt: new Date(now.getTime() + 7_200_000).toISOString() })).creditRates;
+    expect(rates.filter((r) => r.meter.id === api).map((r) => [r.creditsPerUnit, r.effectiveAt])).toEqual([
+      ["1", created.toISOString()],
+      ["5", now.toISOString()],
+      ["7", later],
+      ["8", new Date(now.getTime() + 7_200_000).toISOString()],
+    ]);
+    await ingest(t, events(calls, c, 10, new Date(created.getTime() + 1_000))); // late usage keeps its rate
+    await ingest(t, events(calls, c, 2, now)); // usage from now on: 5 each
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: String(1000 - 10 - 10 - 2 * 5) });
+  });
+
+  it("a meter that turns negative values into credits is never rated (its credits would not reach the pool)", async () => {
+    const credit = await meter(t, "SUM", { property: "n", filter: named(unique("credit")), negativeValues: "CREDIT" });
+    expect((await t.ok(CreateCreditSystem, { input: { name: "x", rates: [{ meterId: credit, creditsPerUnit: "2" }] } })).createCreditSystem).toMatchObject({
+      __typename: "InvalidInputError",
+      field: "input.rates.0.meterId",
+    });
+    const rated = await meter(t, "SUM", { property: "n", filter: named(unique("rated")) });
+    const pool = (await creditSystem({ name: "tokens", rates: [{ meterId: rated, creditsPerUnit: "2" }] })).id;
+    expect((await t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: credit, creditsPerUnit: "2" } })).setCreditRate).toMatchObject({
+      __typename: "InvalidInputError",
+      field: "input.meterId",
+    });
+    expect((await t.ok(UpdateMeter, { id: rated, input: { negativeValues: "CREDIT" } })).updateMeter).toMatchObject({
+      __typename: "InvalidInputError",
+      field: "input.negativeValues",
+    });
+  });
 });
 
 describe("drawsOf: the draws of one write", () => {
@@ -367,6 +417,7 @@ describe("reserveUsage on rated meters", () => {
     const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId: c, meterId: api, units: "6" } });
     expect(authorizeUsage).toMatchObject({ allowed: false, code: "INSUFFICIENT_CREDITS" });
 
+    t.advance(1); // a rate of its own instant: the pool's first rates started at the previous one
     await setRate({ creditSystemId: pool, meterId: pro, creditsPerUnit: "10" });
     expect(await commit(held.reservation!.id, "3")).toMatchObject({ __typename: "Reservation", status: "COMMITTED", units: "3", committedUnits: "3" });
     expect(await availability(c, pool)).toMatchObject({ balance: "5", heldUnits: "0", availableUnits: "5" });

@@ -11,7 +11,9 @@ import type { Sql } from "../db/sql.ts";
 import { asDate } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { EFFECTIVE_SKEW_MS } from "./grants.ts";
 import { requireMeter } from "./meters.ts";
+import { isUniqueViolation } from "./prisma-errors.ts";
 import { UNIT_SCALE } from "./units.ts";
 
 /** Aggregations whose consumption is a sum of per-event values, so each event's draw can be rated on its own. */
@@ -200,6 +202,9 @@ function checkRateable(meter: Meter, field: string): void {
   if (meter.archivedAt) throw new ConflictError("The meter is archived", field);
   if (meter.creditSystem) throw new InvalidInputError("a credit system cannot feed another one", field);
   if (!RATEABLE.includes(meter.aggregationFunc)) throw new InvalidInputError(`only COUNT and SUM meters can be rated (this one is ${meter.aggregationFunc})`, field);
+  // A negative value on a CREDIT meter gives credits back on the meter's own balance, which a rated meter
+  // spends nothing from: the pool would never see them.
+  if (meter.negativeValues === "CREDIT") throw new InvalidInputError("a meter that turns negative values into credits (negativeValues: CREDIT) cannot be rated", field);
 }
 
 /**
@@ -232,8 +237,9 @@ export async function createCreditSystem(db: Db, organizationId: string, input: 
 }
 
 /**
- * Rate `meterId`'s usage into the credit system from `effectiveAt` (default now) on; usage timestamped
- * earlier keeps the rate it had. A meter not feeding any pool joins this one; one feeding another is refused.
+ * Rate `meterId`'s usage into the credit system from `effectiveAt` (default now; never in the past) on; usage
+ * timestamped earlier keeps the rate it had. Each rate is a row of its own, never edited: a second rate at the
+ * same instant is a CONFLICT. A meter not feeding any pool joins this one; one feeding another is refused.
  */
 export async function setCreditRate(db: Db, organizationId: string, input: SetCreditRateInput, now = new Date()): Promise<Meter> {
   checkRate(input.creditsPerUnit, "input.creditsPerUnit");
@@ -241,20 +247,33 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   if (!pool.creditSystem) throw new NotFoundError("No such credit system", "input.creditSystemId");
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   checkRateable(meter, "input.meterId");
-  const effectiveAt = input.effectiveAt ?? now;
-  return db.$transaction(async (txClient) => {
-    const tx = txClient as unknown as Db;
-    if (meter.creditPoolId !== pool.id) {
-      const { count } = await tx.meter.updateMany({ where: { id: meter.id, creditPoolId: null }, data: { creditPoolId: pool.id } });
-      if (count !== 1) throw new ConflictError("The meter already feeds another credit system", "input.meterId");
-    }
-    await tx.creditRate.upsert({
-      where: { meterId_effectiveAt: { meterId: meter.id, effectiveAt } },
-      create: { organizationId, poolMeterId: pool.id, meterId: meter.id, creditsPerUnit: input.creditsPerUnit, effectiveAt },
-      update: { creditsPerUnit: input.creditsPerUnit },
+  const effectiveAt = rateStart(input.effectiveAt, now);
+  try {
+    return await db.$transaction(async (txClient) => {
+      const tx = txClient as unknown as Db;
+      if (meter.creditPoolId !== pool.id) {
+        const { count } = await tx.meter.updateMany({ where: { id: meter.id, creditPoolId: null }, data: { creditPoolId: pool.id } });
+        if (count !== 1) throw new ConflictError("The meter already feeds another credit system", "input.meterId");
+      }
+      await tx.creditRate.create({ data: { organizationId, poolMeterId: pool.id, meterId: meter.id, creditsPerUnit: input.creditsPerUnit, effectiveAt } });
+      return pool;
     });
-    return pool;
-  });
+  } catch (err) {
+    if (isUniqueViolation(err, "effectiveAt")) throw new ConflictError("A rate of this meter already starts at this instant; rates are never edited: give another effectiveAt", "input.effectiveAt");
+    throw err;
+  }
+}
+
+/**
+ * When a new rate starts: now, or a later instant. Usage already drawn keeps the rate it was drawn at, so a
+ * rate cannot start in the past (beyond EFFECTIVE_SKEW_MS of clock skew, which means now).
+ */
+function rateStart(effectiveAt: Date | null | undefined, now: Date): Date {
+  if (!effectiveAt || effectiveAt >= now) return effectiveAt ?? now;
+  if (effectiveAt.getTime() < now.getTime() - EFFECTIVE_SKEW_MS) {
+    throw new InvalidInputError("must not be in the past: usage already counted keeps the rate it was drawn at", "input.effectiveAt");
+  }
+  return now;
 }
 
 /** A credit system's rates, per meter, oldest first. */

@@ -147,6 +147,8 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
     const aggregation = { func: (data.aggregationFunc ?? meter.aggregationFunc) as Aggregation["func"], property: null };
     const field = input.negativeValues != null ? "input.negativeValues" : "input.aggregation.func";
     data.negativeValues = checkNegativeValues(input.negativeValues ?? meter.negativeValues, aggregation, field);
+    // its credits would land on its own balance, which draws nothing: the pool pays for a rated meter's usage
+    if (data.negativeValues === "CREDIT" && meter.creditPoolId) throw new InvalidInputError("a meter rated into a credit system cannot turn negative values into credits", field);
   }
   if (data.filter !== undefined || data.aggregationFunc !== undefined || (data.negativeValues !== undefined && data.negativeValues !== meter.negativeValues)) {
     const counted = await db.customerMeter.findFirst({ where: { meterId: id, aggCount: { not: 0n } }, select: { id: true } });
