@@ -194,6 +194,20 @@ describe("ingestEvents validation (all or nothing)", () => {
     expect(Math.abs(stored.timestamp.getTime() - Date.now())).toBeLessThan(60_000);
   });
 
+  it("a call large enough for the LIKE index counts as one that is not (the shared meters are frozen)", async () => {
+    const c = await customer(t);
+    const name = `like-${Math.random().toString(36).slice(2, 8)}`;
+    const clauses = Array.from({ length: 98 }, (_, i) => ({ property: "model", operator: "LIKE" as const, value: `m${i}-` }));
+    const m = await meter(t, "COUNT", { filter: { conjunction: "AND", clauses: [{ property: "name", operator: "EQ", value: name }, { filter: { conjunction: "OR", clauses } }] } });
+    const send = (n: number, from: number) => Array.from({ length: n }, (_, i) => ({ name, customerId: c, metadata: { model: `gpt-m${(from + i) % 150}-x` } }));
+    // 2,100 events × 98 clauses: past worthIndexing's threshold (200,000); 100 events: below it. Models m98…m149
+    // match no clause.
+    const matching = (n: number, from: number) => send(n, from).filter((e) => Number(/m(\d+)-/.exec(e.metadata.model)![1]) < 98).length;
+    expect(await ingest(t, send(2_100, 0))).toMatchObject({ __typename: "IngestSummary", inserted: 2_100 });
+    expect(await ingest(t, send(100, 7))).toMatchObject({ __typename: "IngestSummary", inserted: 100 });
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe(String(matching(2_100, 0) + matching(100, 7)));
+  });
+
   it("refuses more than 10,000 events in one call", async () => {
     const c = await customer(t);
     const events = Array.from({ length: 10_001 }, () => use(c));

@@ -92,22 +92,20 @@ class Automaton {
   }
 }
 
-/** Where an indexed clause's pattern lives; kept on the clause itself (a property lookup costs far less than a Map's). */
+/** Where an indexed clause's pattern lives. */
 interface Entry {
-  owner: LikeIndex;
   automaton: Automaton;
   id: number;
 }
-const SLOT = Symbol("likeIndexEntry");
-type Slotted = FilterClause & { [SLOT]?: Entry };
-
 /**
- * The LIKE/NOT_LIKE clauses of a set of filters (one ingestion call's meters: the clause objects are that
- * call's own, so the index marks them).
+ * The LIKE/NOT_LIKE clauses of a set of filters (one ingestion call's meters). Each clause's entry is kept in
+ * the index, by the clause object: the meters are shared by every call of their organization and frozen, so
+ * nothing may be written onto them.
  */
 export class LikeIndex {
   private events = 0;
   private scans = 0;
+  private readonly entries = new Map<FilterClause, Entry>();
 
   constructor(filters: MeterFilter[]) {
     const automata = new Map<string, Automaton>();
@@ -118,7 +116,7 @@ export class LikeIndex {
           const key = propertyKey(c.property);
           let automaton = automata.get(key);
           if (!automaton) automata.set(key, (automaton = new Automaton()));
-          (c as Slotted)[SLOT] = { owner: this, automaton, id: automaton.add(c.value) };
+          this.entries.set(c, { automaton, id: automaton.add(c.value) });
         }
       }
     };
@@ -134,8 +132,8 @@ export class LikeIndex {
   forEvent(): (clause: FilterClause, text: string) => boolean {
     const event = ++this.events;
     return (clause, text) => {
-      const entry = (clause as Slotted)[SLOT];
-      if (entry === undefined || entry.owner !== this) return text.includes(clause.value as string);
+      const entry = this.entries.get(clause);
+      if (entry === undefined) return text.includes(clause.value as string);
       const a = entry.automaton;
       if (a.scannedFor !== event) {
         a.scannedFor = event;
