@@ -54,6 +54,7 @@ function literalPaths(document: DocumentNode): Map<ASTNode, string> {
 // What graphql-js's own messages say about a value that is missing rather than wrong.
 const MISSING_ARGUMENT = /argument "([^"]+)" of type "[^"]+" is required/;
 const MISSING_INPUT_FIELD = /^Field "(?:\w+\.)?(\w+)" of required type "[^"]+" was not provided/;
+const TOO_MANY_ERRORS = /^Too many errors processing variables/;
 
 /** A validation error about an input value, with its field; other validation errors unchanged. */
 function locateLiteralErrors(document: DocumentNode, errors: readonly GraphQLError[]): GraphQLError[] {
@@ -70,27 +71,46 @@ function locateLiteralErrors(document: DocumentNode, errors: readonly GraphQLErr
   });
 }
 
-/** The paths coercion refuses in one variable's value, in the order graphql-js reports them. */
-function variableErrorPaths(schema: GraphQLSchema, definition: VariableDefinitionNode, value: unknown): string[] {
+/** Thrown from coerceInputValue's error callback to stop it once the paths asked for are known. */
+const ENOUGH = Symbol("enough paths");
+
+/**
+ * The first `wanted` paths coercion refuses in one variable's value, in the order graphql-js reports them.
+ * It stops there: graphql-js gives up after 50 errors, and a list of a million bad items must not cost a
+ * million errors a second time.
+ */
+function variableErrorPaths(schema: GraphQLSchema, definition: VariableDefinitionNode, value: unknown, wanted: number): string[] {
   const name = definition.variable.name.value;
   const type = typeFromAST(schema, definition.type);
   if (value == null || !type || !isInputType(type)) return [name];
   const paths: string[] = [];
-  coerceInputValue(value, type, (path, _value, error) => {
-    const missing = MISSING_INPUT_FIELD.exec(error.message)?.[1];
-    paths.push([name, ...path, ...(missing ? [missing] : [])].join("."));
-  });
+  try {
+    coerceInputValue(value, type, (path, _value, error) => {
+      const missing = MISSING_INPUT_FIELD.exec(error.message)?.[1];
+      paths.push([name, ...path, ...(missing ? [missing] : [])].join("."));
+      if (paths.length >= wanted) throw ENOUGH;
+    });
+  } catch (err) {
+    if (err !== ENOUGH) throw err;
+  }
   return paths;
 }
 
 /** Variable coercion errors (they point at the variable's definition), each with its value's path. */
 function locateVariableErrors(schema: GraphQLSchema, variables: Record<string, unknown> | null | undefined, errors: readonly GraphQLError[]): GraphQLError[] {
+  const reported = new Map<ASTNode, number>();
+  for (const error of errors) {
+    const node = error.nodes?.[0];
+    if (!error.path && node?.kind === Kind.VARIABLE_DEFINITION) reported.set(node, (reported.get(node) ?? 0) + 1);
+  }
   const pending = new Map<VariableDefinitionNode, string[]>();
   return errors.map((error) => {
     const node = error.nodes?.[0];
+    // graphql-js's last word when it gives up (it names no variable)
+    if (!node && !error.path && TOO_MANY_ERRORS.test(error.message)) return asInputError(error, undefined);
     if (error.path || node?.kind !== Kind.VARIABLE_DEFINITION) return error;
     let paths = pending.get(node);
-    if (!paths) pending.set(node, (paths = variableErrorPaths(schema, node, variables?.[node.variable.name.value])));
+    if (!paths) pending.set(node, (paths = variableErrorPaths(schema, node, variables?.[node.variable.name.value], reported.get(node)!)));
     return asInputError(error, paths.shift() ?? node.variable.name.value);
   });
 }

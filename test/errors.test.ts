@@ -91,6 +91,13 @@ describe("scalar and type errors name their field, for variables and for literal
     expect(errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "events.1.timestamp" });
   });
 
+  it("a list of thousands of bad items: the errors graphql-js reports (it stops at 50) each name their item", async () => {
+    const { errors } = await post(`mutation($events: [EventInput!]!) { ingestEvents(events: $events) { __typename } }`, { events: Array.from({ length: 20_000 }, () => ({})) }, null);
+    expect(errors).toHaveLength(51);
+    expect(errors!.slice(0, 50).map((e) => e.extensions?.field)).toEqual(Array.from({ length: 50 }, (_, i) => `events.${i}.name`));
+    expect(errors![50]).toMatchObject({ message: expect.stringContaining("error limit reached"), extensions: { code: "BAD_USER_INPUT" } });
+  });
+
   it("JSON and ID literals of the wrong kind name their argument", async () => {
     const json = await post(`mutation { createCustomer(input: { email: "j@example.com", metadata: SOMETHING }) { __typename } }`);
     expect(json.errors![0].extensions).toMatchObject({ code: "BAD_USER_INPUT", field: "input.metadata" });
