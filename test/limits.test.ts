@@ -6,13 +6,15 @@ import { connect } from "node:net";
 import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { getIntrospectionQuery, print } from "graphql";
+import { getIntrospectionQuery, parse, print } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { createPrisma } from "../src/db/client.ts";
 import { createOrganization } from "../src/domain/organizations.ts";
 import { limitsFromEnv } from "../src/config.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
+import { operationCost } from "../src/http/graphql-limits.ts";
+import { schema } from "../src/schema/index.ts";
 import { CreateCustomer, CreateMeter, CustomerMeterUpdated, GetCustomerMeter, GrantCredits, IngestEvents } from "./documents.ts";
 import { customer, meter } from "./support/fixtures.ts";
 import { freshDatabase, startTestApp, type TestApp } from "./support/app.ts";
@@ -134,6 +136,29 @@ describe("with default limits", () => {
     // Within the limits, the same shapes work.
     const fine = await post(t.url, t.adminToken, aliases(3));
     expect(fine.body.errors?.[0]?.extensions?.code).not.toBe("LIMIT_EXCEEDED");
+  });
+
+  it("the cost limit counts page sizes given as variables or left at the default, as armor counts written ones", async () => {
+    const nested = (first: string) => {
+      const page = first ? `(${first})` : "";
+      return `query${first.includes("$n") ? "($n: Int)" : ""} { customers${page} { edges { node { orders${page} { edges { node { customer { orders${page} { edges { cursor } } } } } } } } } }`;
+    };
+    // written: graphql-armor's own rule refuses it at validation
+    const written = await post(t.url, t.adminToken, nested("first: 60"));
+    const armor = Number(/exceeded, found ([\d.]+)\./.exec(written.body.errors?.[0]?.message ?? "")?.[1]);
+    expect(written.body.errors?.[0]?.extensions?.code).toBe("LIMIT_EXCEEDED");
+    // the same formula: the execution-time count of the written query equals armor's
+    expect(operationCost(schema, parse(nested("first: 60")), null, {})).toBeCloseTo(armor, 3);
+    // through a variable, and with no page size at all (20 each): refused the same way, before any resolver
+    for (const [first, variables] of [["first: $n", { n: 60 }], ["", {}]] as const) {
+      const res = await post(t.url, t.adminToken, nested(first), { variables });
+      expect(res.body.data ?? undefined, res.text.slice(0, 300)).toBeUndefined();
+      expect(res.body.errors?.[0], res.text.slice(0, 300)).toMatchObject({ message: expect.stringMatching(/^Query Cost limit of 20000 exceeded, found \d+\.$/), extensions: { code: "LIMIT_EXCEEDED" } });
+    }
+    expect(operationCost(schema, parse(nested("first: $n")), null, { n: 60 })).toBeCloseTo(armor, 3);
+    // small pages pass
+    const small = await post(t.url, t.adminToken, nested("first: $n"), { variables: { n: 5 } });
+    expect(small.body.errors, small.text.slice(0, 300)).toBeUndefined();
   });
 
   it("refuses a 10 MB body with 413 from its declared length, and a 10 MB chunked body too", async () => {

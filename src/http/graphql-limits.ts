@@ -9,9 +9,24 @@
 import { EnvelopArmorPlugin } from "@escape.tech/graphql-armor";
 import type { GraphQLArmorRejectCallback } from "@escape.tech/graphql-armor-types";
 import { useCSRFPrevention } from "@graphql-yoga/plugin-csrf-prevention";
-import { GraphQLError } from "graphql";
+import {
+  GraphQLError,
+  Kind,
+  getNamedType,
+  isObjectType,
+  isInterfaceType,
+  type ArgumentNode,
+  type DocumentNode,
+  type ExecutionArgs,
+  type FragmentDefinitionNode,
+  type GraphQLCompositeType,
+  type GraphQLField,
+  type GraphQLSchema,
+  type SelectionSetNode,
+} from "graphql";
 import type { CORSOptions, Plugin } from "graphql-yoga";
 import type { Limits } from "../limits.ts";
+import { DEFAULT_PAGE_SIZE } from "../schema/pagination.ts";
 
 /** The header a GET (or any request with a CORS-safelisted content type) must carry. */
 export const CSRF_HEADER = "x-graphql-yoga-csrf";
@@ -40,7 +55,92 @@ export function operationLimitPlugins(limits: Limits): Plugin[] {
       // "Did you mean …" suggestions stay: the schema is public (introspection is on).
       blockFieldSuggestion: { enabled: false },
     }) as Plugin,
+    useExecutionCost(limits.maxCost),
   ];
+}
+
+// graphql-armor's cost formula (its defaults): a leaf costs 1; a field with a selection 2 plus 1.5 × each
+// child's cost, times its page size; a fragment spread 1 plus 1.5 × the fragment's cost; __schema nothing.
+const SCALAR_COST = 1;
+const OBJECT_COST = 2;
+const DEPTH_FACTOR = 1.5;
+
+/**
+ * An operation's cost as graphql-armor computes it, with the page sizes a request really asks for. Armor's
+ * rule runs at validation, before variables are known, and multiplies by `first`/`last` only when written as
+ * a number: `first: $n`, or a connection given no `first` at all (a page of DEFAULT_PAGE_SIZE), counted 1, so
+ * a query nesting connections through variables passed any cost limit. Here a variable counts as its value
+ * and an omitted page size on a connection (a field with `first` and `after`) as the default.
+ */
+export function operationCost(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined): number {
+  const fragments = new Map<string, FragmentDefinitionNode>();
+  const operations = [];
+  for (const d of document.definitions) {
+    if (d.kind === Kind.FRAGMENT_DEFINITION) fragments.set(d.name.value, d);
+    else if (d.kind === Kind.OPERATION_DEFINITION) operations.push(d);
+  }
+  const operation = operationName ? operations.find((o) => o.name?.value === operationName) : operations[0];
+  if (!operation) return 0;
+  const root = operation.operation === "query" ? schema.getQueryType() : operation.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
+  if (!root) return 0;
+  const fragmentCosts = new Map<string, number>();
+
+  const pageSize = (field: GraphQLField<unknown, unknown> | undefined, args: readonly ArgumentNode[]): number => {
+    const given = args.find((a) => a.name.value === "first" || a.name.value === "last");
+    let size: number | null = null;
+    if (given?.value.kind === Kind.INT) size = Number.parseInt(given.value.value, 10);
+    else if (given?.value.kind === Kind.VARIABLE) {
+      const value = variables?.[given.value.name.value];
+      if (typeof value === "number" && Number.isFinite(value)) size = value;
+    }
+    const connection = field ? field.args.some((a) => a.name === "first") && field.args.some((a) => a.name === "after") : false;
+    return Math.max(size ?? (connection ? DEFAULT_PAGE_SIZE : 1), 1);
+  };
+
+  const selectionCost = (set: SelectionSetNode, type: GraphQLCompositeType | null): number => {
+    let cost = 0;
+    for (const s of set.selections) {
+      if (s.kind === Kind.FIELD) {
+        if (s.name.value === "__schema") continue;
+        const field = type && (isObjectType(type) || isInterfaceType(type)) ? type.getFields()[s.name.value] : undefined;
+        if (!s.selectionSet) {
+          cost += DEPTH_FACTOR * SCALAR_COST;
+          continue;
+        }
+        const child = field ? (getNamedType(field.type) as GraphQLCompositeType) : null;
+        cost += DEPTH_FACTOR * (OBJECT_COST + selectionCost(s.selectionSet, child)) * pageSize(field, s.arguments ?? []);
+      } else if (s.kind === Kind.INLINE_FRAGMENT) {
+        const within = s.typeCondition ? (schema.getType(s.typeCondition.name.value) as GraphQLCompositeType | undefined) ?? null : type;
+        cost += DEPTH_FACTOR * (OBJECT_COST + selectionCost(s.selectionSet, within));
+      } else {
+        const name = s.name.value;
+        let fragmentCost = fragmentCosts.get(name);
+        if (fragmentCost === undefined) {
+          const fragment = fragments.get(name);
+          fragmentCosts.set(name, 0); // a cycle (validation refuses those) counts nothing
+          const within = fragment ? ((schema.getType(fragment.typeCondition.name.value) as GraphQLCompositeType | undefined) ?? null) : null;
+          fragmentCost = fragment ? OBJECT_COST + selectionCost(fragment.selectionSet, within) : 0;
+          fragmentCosts.set(name, fragmentCost);
+        }
+        cost += DEPTH_FACTOR * (SCALAR_COST + DEPTH_FACTOR * fragmentCost);
+      }
+    }
+    return cost;
+  };
+  // the operation's own selections are counted without the depth factor, as armor does
+  return selectionCost(operation.selectionSet, root) / DEPTH_FACTOR;
+}
+
+/** The cost limit again at execution, with the request's variables (see operationCost). */
+function useExecutionCost(maxCost: number): Plugin {
+  const check = (args: ExecutionArgs, stop: (result: { errors: GraphQLError[] }) => void) => {
+    const cost = operationCost(args.schema, args.document, args.operationName, args.variableValues as Record<string, unknown> | undefined);
+    if (cost > maxCost) stop({ errors: [limitError(`Query Cost limit of ${maxCost} exceeded, found ${Math.round(cost)}.`)] });
+  };
+  return {
+    onExecute: ({ args, setResultAndStopExecution }) => check(args, setResultAndStopExecution as never),
+    onSubscribe: ({ args, setResultAndStopExecution }) => check(args, setResultAndStopExecution as never),
+  };
 }
 
 const ACCEPTED_BODY_TYPES = ["application/json", "application/graphql+json", "application/graphql"];
