@@ -1,7 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import {
   CancelSubscription,
+  CreateCreditSystem,
   CreateOrder,
+  CreateProduct,
   CustomerMeterUpdated,
   EntitlementState,
   RefundOrder,
@@ -69,6 +71,24 @@ describe("one-time products (credit packs)", () => {
     expect((await balanceOf(t, c, m))?.balance).toBe("0");
     const refund = await t.db.ledgerEntry.findFirstOrThrow({ where: { customerId: c, kind: "REFUND" } });
     expect(refund.units).toBe(-70_000_000n);
+  });
+});
+
+describe("catalog inputs have bounded lengths", () => {
+  it("a product takes at most 20 prices and 50 benefits, a credit system is created with at most 100 meters", async () => {
+    const m = await meter(t, "COUNT", { filter: named(`bounded-${Math.random()}`) });
+    const b = await benefit(t, m, "1");
+    const fixed = (n: number) => Array.from({ length: n }, (_, i) => ({ type: "FIXED" as const, amount: String(i), currency: "usd" }));
+    const create = async (prices: PriceInput[], benefitIds: string[]) => (await t.ok(CreateProduct, { input: { name: "tiers", prices, benefitIds } })).createProduct;
+    expect(await create(fixed(21), [])).toMatchObject({ __typename: "InvalidInputError", field: "input.prices" });
+    expect(await create([], Array.from({ length: 51 }, () => b))).toMatchObject({ __typename: "InvalidInputError", field: "input.benefitIds" });
+    const most = await create(fixed(20), Array.from({ length: 50 }, () => b));
+    expect(most).toMatchObject({ __typename: "Product", prices: expect.any(Array), benefits: [{ id: b }] });
+    expect((most as { prices: unknown[] }).prices).toHaveLength(20);
+    const updated = (await t.ok(UpdateProduct, { id: (most as { id: string }).id, input: { benefitIds: Array.from({ length: 51 }, () => b) } })).updateProduct;
+    expect(updated).toMatchObject({ __typename: "InvalidInputError" });
+    const rates = Array.from({ length: 101 }, () => ({ meterId: m, creditsPerUnit: "1" }));
+    expect((await t.ok(CreateCreditSystem, { input: { name: "pool", rates } })).createCreditSystem).toMatchObject({ __typename: "InvalidInputError", field: "input.rates" });
   });
 });
 

@@ -55,7 +55,13 @@ export async function createBenefit(db: Db, organizationId: string, input: Benef
   });
 }
 
+/** Most prices one product carries (a product per tier, not a price list per product). */
+export const MAX_PRODUCT_PRICES = 20;
+/** Most benefits one product grants. */
+export const MAX_PRODUCT_BENEFITS = 50;
+
 async function checkBenefits(db: Db, organizationId: string, ids: string[], field: string): Promise<string[]> {
+  if (ids.length > MAX_PRODUCT_BENEFITS) throw new InvalidInputError(`at most ${MAX_PRODUCT_BENEFITS} benefits per product`, field);
   const unique = [...new Set(ids)];
   const found = await db.benefit.findMany({ where: { organizationId, id: { in: unique }, archivedAt: null }, select: { id: true } });
   const known = new Set(found.map((b) => b.id));
@@ -86,6 +92,7 @@ export async function createProduct(db: Db, organizationId: string, input: Produ
   if (interval !== null && !INTERVALS.includes(interval)) throw new InvalidInputError("must be MONTH or YEAR", "input.recurringInterval");
   const count = input.recurringIntervalCount ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > 36) throw new InvalidInputError("must be 1 to 36", "input.recurringIntervalCount");
+  if ((input.prices?.length ?? 0) > MAX_PRODUCT_PRICES) throw new InvalidInputError(`at most ${MAX_PRODUCT_PRICES} prices per product`, "input.prices");
   const prices = [];
   for (const [i, p] of (input.prices ?? []).entries()) prices.push(await checkPrice(db, organizationId, p, `input.prices.${i}`));
   const benefitIds = await checkBenefits(db, organizationId, input.benefitIds ?? [], "input.benefitIds");

@@ -193,6 +193,9 @@ export async function ratedMeters(sql: Sql, meterIds: string[]): Promise<Map<str
   return out;
 }
 
+/** Most meters one createCreditSystem names. */
+export const MAX_CREATED_RATES = 100;
+
 function checkRate(perUnit: bigint, field: string): void {
   if (perUnit <= 0n) throw new InvalidInputError("must be greater than 0", field);
 }
@@ -215,6 +218,7 @@ export async function createCreditSystem(db: Db, organizationId: string, input: 
   const name = input.name.trim();
   if (!name || name.length > 200) throw new InvalidInputError("must be 1 to 200 characters", "input.name");
   if (!input.rates.length) throw new InvalidInputError("must name at least one meter", "input.rates");
+  if (input.rates.length > MAX_CREATED_RATES) throw new InvalidInputError(`names at most ${MAX_CREATED_RATES} meters (add more with setCreditRate)`, "input.rates");
   const seen = new Set<string>();
   for (const [i, r] of input.rates.entries()) {
     if (seen.has(r.meterId)) throw new InvalidInputError("names a meter twice", `input.rates.${i}.meterId`);

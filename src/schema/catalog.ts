@@ -1,5 +1,5 @@
 // Catalog: benefits (credits on a meter), products and prices.
-import { archiveProduct, createBenefit, createProduct, INTERVALS, updateProduct } from "../domain/catalog.ts";
+import { archiveProduct, createBenefit, createProduct, INTERVALS, MAX_PRODUCT_BENEFITS, MAX_PRODUCT_PRICES, updateProduct } from "../domain/catalog.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { withRecordId } from "./inputs.ts";
 import { builder, type Context } from "./builder.ts";
@@ -95,8 +95,8 @@ const CreateProductInput = builder.inputType("CreateProductInput", {
     description: t.string(),
     recurringInterval: t.field({ type: IntervalEnum, description: "Omit for a one-time product" }),
     recurringIntervalCount: t.int({ description: "Default 1" }),
-    prices: t.field({ type: [PriceInput] }),
-    benefitIds: t.idList(),
+    prices: t.field({ type: [PriceInput], description: `At most ${MAX_PRODUCT_PRICES}` }),
+    benefitIds: t.idList({ description: `At most ${MAX_PRODUCT_BENEFITS}` }),
   }),
 });
 
@@ -106,7 +106,7 @@ const UpdateProductInput = builder.inputType("UpdateProductInput", {
     id: t.id({ description: "The product to change" }),
     name: t.string(),
     description: t.string(),
-    benefitIds: t.idList(),
+    benefitIds: t.idList({ description: `At most ${MAX_PRODUCT_BENEFITS}; replaces the product's benefits` }),
   }),
 });
 

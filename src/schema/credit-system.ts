@@ -1,5 +1,5 @@
 // Credit systems: a pool meter fed by rated meters (src/domain/credit-systems.ts).
-import { createCreditSystem, creditRates, setCreditRate } from "../domain/credit-systems.ts";
+import { createCreditSystem, creditRates, MAX_CREATED_RATES, setCreditRate } from "../domain/credit-systems.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
 import { orgId } from "./access.ts";
@@ -34,7 +34,7 @@ const CreditRateInput = builder.inputType("CreditRateInput", {
 const CreateCreditSystemInput = builder.inputType("CreateCreditSystemInput", {
   fields: (t) => ({
     name: t.string({ required: true }),
-    rates: t.field({ type: [CreditRateInput], required: true }),
+    rates: t.field({ type: [CreditRateInput], required: true, description: `At most ${MAX_CREATED_RATES} meters` }),
   }),
 });
 
