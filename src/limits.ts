@@ -46,6 +46,11 @@ export interface Limits {
   wsMaxSubscriptionsPerToken: number;
   /** Largest connectionParams (as JSON) a socket may send in connection_init. */
   wsMaxConnectionParamsBytes: number;
+  /**
+   * Largest WebSocket message; a larger one closes the socket (1009). A partly sent message is held until it
+   * is whole, so this bounds what one socket can make the node hold. Large writes belong on HTTP.
+   */
+  wsMaxMessageBytes: number;
   /** Origins allowed to call cross-origin (CORS). Empty: none; ["*"]: any, never with credentials. */
   corsOrigins: string[];
 }
@@ -71,6 +76,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   wsMaxSubscriptionsPerSocket: 100,
   wsMaxSubscriptionsPerToken: 2_000,
   wsMaxConnectionParamsBytes: 8 * 1024,
+  wsMaxMessageBytes: 64 * 1024,
   corsOrigins: [],
 });
 
@@ -96,6 +102,7 @@ export const LIMIT_ENV: Readonly<Record<Exclude<keyof Limits, "corsOrigins">, st
   wsMaxSubscriptionsPerSocket: "WS_MAX_SUBSCRIPTIONS_PER_SOCKET",
   wsMaxSubscriptionsPerToken: "WS_MAX_SUBSCRIPTIONS_PER_TOKEN",
   wsMaxConnectionParamsBytes: "WS_MAX_CONNECTION_PARAMS_BYTES",
+  wsMaxMessageBytes: "WS_MAX_MESSAGE_BYTES",
 });
 
 /** Highest allowed token limit (see resolveLimits). */

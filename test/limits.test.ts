@@ -408,7 +408,7 @@ describe("rate limit per token", () => {
 describe("WebSocket limits", () => {
   let t: TestApp;
   beforeAll(async () => {
-    t = await startTestApp({ limits: { wsMaxSubscriptionsPerSocket: 3, wsMaxSubscriptionsPerToken: 5, wsMaxSocketsPerToken: 2, wsMaxSockets: 4, wsMaxConnectionParamsBytes: 1024 } });
+    t = await startTestApp({ limits: { wsMaxSubscriptionsPerSocket: 3, wsMaxSubscriptionsPerToken: 5, wsMaxSocketsPerToken: 2, wsMaxSockets: 4, wsMaxConnectionParamsBytes: 1024, wsMaxMessageBytes: 4096 } });
   });
   afterAll(() => t?.close());
 
@@ -478,6 +478,19 @@ describe("WebSocket limits", () => {
     const s = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}`, padding: "x".repeat(2048) });
     await s.until(() => s.closed());
     expect(s.closed()).toMatchObject({ code: 4400, reason: expect.stringContaining("connectionParams larger than 1024 bytes") });
+  });
+
+  it("closes a socket that sends a message larger than wsMaxMessageBytes (1009); one within it is answered", async () => {
+    const s = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}` });
+    await s.until(() => s.messages.find((m) => m.type === "connection_ack"));
+    const subscribe = (id: string, padding: number) =>
+      JSON.stringify({ id, type: "subscribe", payload: { query: "query($p: String) { __typename }", variables: { p: "x".repeat(padding) } } });
+    s.ws.send(subscribe("small", 3000));
+    await s.until(() => s.messages.find((m) => m.id === "small")); // answered (its unused variable is a validation error): the socket lives
+    s.ws.send(subscribe("large", 5000));
+    await s.until(() => s.closed());
+    expect(s.closed()).toMatchObject({ code: 1009 });
+    expect(s.messages.some((m) => m.id === "large")).toBe(false);
   });
 });
 

@@ -34,7 +34,7 @@ export function transportLimits(limits: Limits, publicUrl?: string) {
         if (!webSocketOriginAllowed(info.req, limits.corsOrigins, publicUrl)) done(false, 403, "Origin not allowed (CORS_ORIGINS)");
         else admitted(info, done);
       };
-      return { maxPayload: limits.maxBodyBytes, verifyClient };
+      return { maxPayload: limits.wsMaxMessageBytes, verifyClient };
     },
     sockets,
   };
