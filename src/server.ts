@@ -113,7 +113,13 @@ export function createApp(deps: AppDeps) {
   const clock = deps.clock ?? (() => new Date());
   const authenticator = cachedAuthenticator(db);
   // Token expiry is judged on the service clock, the same one that closes sockets at expiry.
-  const authenticateHash = (tokenHash: string) => authenticator(tokenHash, clock());
+  // A token that authenticates gets a request budget of its own on this node (src/http/rate-limit.ts
+  // KnownTokens); until then its requests count against their address.
+  const authenticateHash = async (tokenHash: string) => {
+    const principal = await authenticator(tokenHash, clock());
+    transport.knownTokens.add(tokenHash);
+    return principal;
+  };
   // Closes sockets whose credential ends while they are open (expiry, revocation, customer deletion).
   const authority = createSocketAuthority({ db, pubsub, log, clock, forgetToken: authenticator.forget });
   authority.start();

@@ -403,6 +403,19 @@ describe("rate limit per token", () => {
     expect(await socket.answer("q2")).toMatchObject({ type: "next", payload: { data: { __typename: "Query" } } });
     socket.close();
   });
+
+  it("a new bearer string on every request gets no fresh budget: a token not seen authenticating counts against its address", async () => {
+    const lookups = await t.queriesDuring(async () => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 15; i++) statuses.push((await post(t.url, `not-a-token-${i}-${Math.random()}`, "{ __typename }")).status);
+      // 5 a second plus 5: the address's budget, whichever bearer string each request carried
+      expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(11);
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(4);
+      // a token that has authenticated keeps its own budget meanwhile
+      expect((await post(t.url, t.adminToken, "{ __typename }")).status).toBe(200);
+    });
+    expect(lookups.filter((q) => q.includes("AccessToken")).length).toBeLessThanOrEqual(11);
+  });
 });
 
 describe("WebSocket limits", () => {

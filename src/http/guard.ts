@@ -3,7 +3,7 @@
 // counted as it is read: src/http/graphql-limits.ts); plus node:http's timeouts and connection cap.
 import type { IncomingMessage, Server, ServerOptions, ServerResponse } from "node:http";
 import type { Limits } from "../limits.ts";
-import { createConcurrencyLimiter, requestClientKey, rateLimitedError, type ConcurrencyLimiter, type RateLimiter } from "./rate-limit.ts";
+import { createConcurrencyLimiter, requestClientKey, rateLimitedError, type ConcurrencyLimiter, type KnownTokens, type RateLimiter } from "./rate-limit.ts";
 
 /** Options for `createServer`: headers, request and keep-alive timeouts, checked often enough to matter. */
 export function httpServerOptions(limits: Limits): ServerOptions {
@@ -42,7 +42,7 @@ function tooLarge(limit: number): ErrorJson {
  * the client's budget or with its line of waiting requests full: returns true) or lets it through to Yoga
  * (returns false), once the client has a free slot; the slot is freed when the response is done.
  */
-export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concurrency: ConcurrencyLimiter) {
+export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concurrency: ConcurrencyLimiter, known: KnownTokens) {
   // Delayed refusals waiting per client: slots and no line, so one over the bound is answered at once.
   const tarpit = createConcurrencyLimiter(limits.queuePerClient, 0);
   return async function guard(req: IncomingMessage, res: ServerResponse): Promise<boolean> {
@@ -51,7 +51,7 @@ export function createHttpGuard(limits: Limits, rateLimiter: RateLimiter, concur
       refuse(req, res, 413, tooLarge(limits.maxBodyBytes), {}, true);
       return true;
     }
-    const key = requestClientKey(req);
+    const key = requestClientKey(req, known);
     const decision = await rateLimiter.take(key);
     if (!decision.allowed) {
       // Node discards a small unread body itself and keeps the connection. The answer waits until the budget

@@ -5,14 +5,16 @@ import type { WebSocketServer } from "ws";
 import type { Limits } from "../limits.ts";
 import { corsFromAllowList, operationLimitPlugins, requestShapePlugins } from "./graphql-limits.ts";
 import { applyServerLimits, createHttpGuard, httpServerOptions } from "./guard.ts";
-import { createConcurrencyLimiter, createRateLimiter } from "./rate-limit.ts";
+import { createConcurrencyLimiter, createKnownTokens, createRateLimiter } from "./rate-limit.ts";
 import { webSocketOriginAllowed } from "./portal.ts";
 import { createSocketLimits } from "./ws-limits.ts";
 
 export function transportLimits(limits: Limits, publicUrl?: string) {
   // One budget per client per node, shared by HTTP requests and WebSocket operations.
   const rateLimiter = createRateLimiter(limits.rateLimitPerSecond, limits.rateLimitBurst);
-  const sockets = createSocketLimits(limits, rateLimiter);
+  // Tokens that authenticated here (src/server.ts adds them): only those count against a budget of their own.
+  const knownTokens = createKnownTokens();
+  const sockets = createSocketLimits(limits, rateLimiter, knownTokens);
   return {
     limits,
     /** Spread into createYoga's options. */
@@ -26,7 +28,8 @@ export function transportLimits(limits: Limits, publicUrl?: string) {
     serverOptions: httpServerOptions(limits),
     applyToServer: (server: Server) => applyServerLimits(server, limits),
     /** Before Yoga: true when the request was answered (429, 413). */
-    guard: createHttpGuard(limits, rateLimiter, createConcurrencyLimiter(limits.concurrencyPerClient, limits.queuePerClient)),
+    guard: createHttpGuard(limits, rateLimiter, createConcurrencyLimiter(limits.concurrencyPerClient, limits.queuePerClient), knownTokens),
+    knownTokens,
     /** Spread into the WebSocketServer's options (message size, browser origins, sockets per node). */
     wsServerOptions: (server: () => WebSocketServer) => {
       const admitted = sockets.verifyClient(server);

@@ -1,8 +1,9 @@
 // Per-client request budget (rate-limiter-flexible, in memory on each node). A client is its token (a hash of
-// the bearer secret) or, without a token, its peer address. HTTP requests and WebSocket operations draw on
+// the bearer secret, once the token has authenticated on this node) or else its peer address. HTTP requests and WebSocket operations draw on
 // the same budget: `perSecond` a second, plus a burst of `burst` extra requests per 10 s.
 import type { IncomingMessage } from "node:http";
 import { GraphQLError } from "graphql";
+import { LRUCache } from "lru-cache";
 import { BurstyRateLimiter, RateLimiterMemory, RateLimiterRes } from "rate-limiter-flexible";
 import { bearerSecret, hashToken } from "../domain/auth.ts";
 
@@ -30,17 +31,34 @@ export function createRateLimiter(perSecond: number, burst: number): RateLimiter
   };
 }
 
-/**
- * Whom a request counts against: `token:<sha256 of the secret>` when it carries a bearer token (valid or not:
- * the token is checked later), otherwise `addr:<peer address>`.
- */
-export function clientKey(authorization: string | null | undefined, address: string | undefined): string {
-  const secret = authorization ? bearerSecret(authorization) : null;
-  return keyOf(secret ? hashToken(secret) : null, address);
+/** Tokens this node has seen authenticate lately (by hash): their requests count against the token. */
+export interface KnownTokens {
+  add(tokenHash: string): void;
+  has(tokenHash: string): boolean;
 }
 
-function keyOf(tokenHash: string | null, address: string | undefined): string {
-  return tokenHash ? `token:${tokenHash}` : `addr:${address ?? "unknown"}`;
+/** How long a token that authenticated keeps its own budget without authenticating again. */
+const KNOWN_TOKEN_TTL_MS = 15 * 60_000;
+
+export function createKnownTokens(max = 100_000): KnownTokens {
+  const seen = new LRUCache<string, true>({ max, ttl: KNOWN_TOKEN_TTL_MS, updateAgeOnGet: true });
+  return { add: (tokenHash) => void seen.set(tokenHash, true), has: (tokenHash) => seen.has(tokenHash) };
+}
+
+/** The hash of a bearer header's secret (null: none, or not a bearer header). */
+export function tokenHashOf(authorization: string | null | undefined): string | null {
+  const secret = authorization ? bearerSecret(authorization) : null;
+  return secret ? hashToken(secret) : null;
+}
+
+/**
+ * Whom a request counts against: `token:<sha256 of the secret>` when it carries a bearer token this node has
+ * seen authenticate (KnownTokens), otherwise `addr:<peer address>`. A token not known yet (its first request,
+ * or one that is not a token at all) counts against its address: a client inventing a new bearer string for
+ * every request gets no fresh budget, and its lookups of them are bounded by its address's budget.
+ */
+export function keyOf(tokenHash: string | null, address: string | undefined, known: KnownTokens): string {
+  return tokenHash && known.has(tokenHash) ? `token:${tokenHash}` : `addr:${address ?? "unknown"}`;
 }
 
 const requestHashes = new WeakMap<IncomingMessage, { secret: string; tokenHash: string } | null>();
@@ -60,8 +78,8 @@ export function bearerHashOf(req: IncomingMessage): { secret: string; tokenHash:
 }
 
 /** clientKey of an HTTP request (its token's hash computed once: bearerHashOf). */
-export function requestClientKey(req: IncomingMessage): string {
-  return keyOf(bearerHashOf(req)?.tokenHash ?? null, req.socket.remoteAddress);
+export function requestClientKey(req: IncomingMessage, known: KnownTokens): string {
+  return keyOf(bearerHashOf(req)?.tokenHash ?? null, req.socket.remoteAddress, known);
 }
 
 export const RATE_LIMITED_MESSAGE = "Too many requests: slow down and retry after the time given in retry-after.";

@@ -5,7 +5,7 @@ import { GraphQLError } from "graphql";
 import type { Context as WsContext } from "graphql-ws";
 import type { VerifyClientCallbackAsync, WebSocketServer } from "ws";
 import type { Limits } from "../limits.ts";
-import { clientKey, rateLimitedError, type RateLimiter } from "./rate-limit.ts";
+import { keyOf, rateLimitedError, tokenHashOf, type KnownTokens, type RateLimiter } from "./rate-limit.ts";
 
 /** WebSocket close code "Try Again Later" (RFC 6455 registry): a socket over a per-token limit. */
 export const CLOSE_TRY_AGAIN_LATER = 1013;
@@ -35,7 +35,7 @@ const REFUSALS_BEFORE_PAUSE = 100;
 const PAUSE_MS = 50;
 const OPEN = 1;
 
-export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
+export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, known: KnownTokens) {
   // Refusals are built once and reused: a client may send thousands of subscribe messages in a burst, and a
   // GraphQLError costs a stack trace each.
   const overSocket = [limitExceeded(`Too many operations on this WebSocket (limit ${limits.wsMaxSubscriptionsPerSocket}); complete some first.`)];
@@ -46,7 +46,8 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
     if (!errors) rateLimited.set(seconds, (errors = [rateLimitedError(seconds)]));
     return errors;
   };
-  const keyOf = new WeakMap<AnyContext, string>();
+  const keyOfSocket = new WeakMap<AnyContext, string>();
+  const identityOf = new WeakMap<AnyContext, { tokenHash: string | null; remoteAddress: string | undefined }>();
   const socketsOf = new Map<string, Set<AnyContext>>();
   // Operations each socket accepted. graphql-ws removes an operation from ctx.subscriptions when it ends (and
   // empties it when the socket closes), so an id no longer there is pruned. Counting ctx.subscriptions itself
@@ -103,20 +104,24 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
         return { code: CLOSE_BAD_REQUEST, reason: `connectionParams larger than ${limits.wsMaxConnectionParamsBytes} bytes` };
       }
       const header = params.authorization ?? params.Authorization;
-      const key = clientKey(typeof header === "string" ? header : null, remoteAddress);
+      const tokenHash = tokenHashOf(typeof header === "string" ? header : null);
+      // The socket counts where its token stood when it connected: a token not known yet (src/http/rate-limit.ts
+      // KnownTokens) against its address. Its operations draw on the token's budget once the token is known.
+      const key = keyOf(tokenHash, remoteAddress, known);
+      identityOf.set(ctx, { tokenHash, remoteAddress });
       const sockets = socketsOf.get(key) ?? new Set();
       if (sockets.size >= limits.wsMaxSocketsPerToken) {
         return { code: CLOSE_TRY_AGAIN_LATER, reason: `Too many WebSockets for this token (limit ${limits.wsMaxSocketsPerToken})` };
       }
       sockets.add(ctx);
       socketsOf.set(key, sockets);
-      keyOf.set(ctx, key);
+      keyOfSocket.set(ctx, key);
       return null;
     },
 
     /** A socket closed: it no longer counts against its token. */
     release(ctx: AnyContext): void {
-      const key = keyOf.get(ctx);
+      const key = keyOfSocket.get(ctx);
       if (!key) return;
       const sockets = socketsOf.get(key);
       sockets?.delete(ctx);
@@ -125,11 +130,12 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter) {
 
     /** On every subscribe message: null to go on (the operation now counts), or the errors to answer it with. */
     async checkOperation(ctx: AnyContext, id: string, socket: PausableSocket): Promise<GraphQLError[] | null> {
-      const key = keyOf.get(ctx);
+      const key = keyOfSocket.get(ctx);
       if (!key) return null;
       // A full socket is answered at once, without drawing on the budget.
       if (live(ctx).size >= limits.wsMaxSubscriptionsPerSocket) return refuse(ctx, socket, overSocket);
-      const decision = await rateLimiter.take(key);
+      const identity = identityOf.get(ctx);
+      const decision = await rateLimiter.take(identity ? keyOf(identity.tokenHash, identity.remoteAddress, known) : key);
       if (!decision.allowed) return refuse(ctx, socket, rateLimitedFor(decision.retryAfterSeconds));
       const mine = live(ctx);
       if (mine.size >= limits.wsMaxSubscriptionsPerSocket) return refuse(ctx, socket, overSocket);
