@@ -199,13 +199,28 @@ describe("ingestEvents validation (all or nothing)", () => {
     const name = `like-${Math.random().toString(36).slice(2, 8)}`;
     const clauses = Array.from({ length: 98 }, (_, i) => ({ property: "model", operator: "LIKE" as const, value: `m${i}-` }));
     const m = await meter(t, "COUNT", { filter: { conjunction: "AND", clauses: [{ property: "name", operator: "EQ", value: name }, { filter: { conjunction: "OR", clauses } }] } });
-    const send = (n: number, from: number) => Array.from({ length: n }, (_, i) => ({ name, customerId: c, metadata: { model: `gpt-m${(from + i) % 150}-x` } }));
+    const send = (n: number, from: number) =>
+      Array.from({ length: n }, (_, i) => ({ name, customerId: c, externalId: `${name}:${from}:${i}`, metadata: { model: `gpt-m${(from + i) % 150}-x` } }));
     // 2,100 events × 98 clauses: past worthIndexing's threshold (200,000); 100 events: below it. Models m98…m149
     // match no clause.
     const matching = (n: number, from: number) => send(n, from).filter((e) => Number(/m(\d+)-/.exec(e.metadata.model)![1]) < 98).length;
     expect(await ingest(t, send(2_100, 0))).toMatchObject({ __typename: "IngestSummary", inserted: 2_100 });
     expect(await ingest(t, send(100, 7))).toMatchObject({ __typename: "IngestSummary", inserted: 100 });
     expect((await balanceOf(t, c, m))?.consumedUnits).toBe(String(matching(2_100, 0) + matching(100, 7)));
+    // events(meterId:) reads them back through the same index: exactly the matching ones
+    const listed: string[] = [];
+    let after: string | null | undefined;
+    do {
+      const { events } = await t.ok(ListEvents, { meterId: m, first: 500, after });
+      listed.push(...events.edges.map((e) => e.node.externalId!));
+      after = events.pageInfo.hasNextPage ? events.pageInfo.endCursor : null;
+    } while (after);
+    const modelOf = (externalId: string) => {
+      const [, from, i] = externalId.split(":").map(Number);
+      return (from + i) % 150;
+    };
+    expect(listed.length).toBe(matching(2_100, 0) + matching(100, 7));
+    expect(listed.every((id) => modelOf(id) < 98)).toBe(true);
   });
 
   it("refuses more than 10,000 events in one call", async () => {
