@@ -40,6 +40,11 @@ export interface Limits {
   wsMaxSockets: number;
   /** Open WebSockets per token; more are closed with 1013 after connection_init. */
   wsMaxSocketsPerToken: number;
+  /**
+   * WebSockets of one client address that have sent nothing yet (no connection_init); more are refused with
+   * 429 at the upgrade. A client authenticates within milliseconds; sockets that never do cannot fill the node.
+   */
+  wsMaxPendingPerAddress: number;
   /** Operations in progress (subscriptions included) per WebSocket. */
   wsMaxSubscriptionsPerSocket: number;
   /** Operations in progress over all WebSockets of one token. */
@@ -73,6 +78,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxConnections: 10_000,
   wsMaxSockets: 5_000,
   wsMaxSocketsPerToken: 200,
+  wsMaxPendingPerAddress: 100,
   wsMaxSubscriptionsPerSocket: 100,
   wsMaxSubscriptionsPerToken: 2_000,
   wsMaxConnectionParamsBytes: 8 * 1024,
@@ -99,6 +105,7 @@ export const LIMIT_ENV: Readonly<Record<Exclude<keyof Limits, "corsOrigins">, st
   maxConnections: "HTTP_MAX_CONNECTIONS",
   wsMaxSockets: "WS_MAX_SOCKETS",
   wsMaxSocketsPerToken: "WS_MAX_SOCKETS_PER_TOKEN",
+  wsMaxPendingPerAddress: "WS_MAX_PENDING_PER_ADDRESS",
   wsMaxSubscriptionsPerSocket: "WS_MAX_SUBSCRIPTIONS_PER_SOCKET",
   wsMaxSubscriptionsPerToken: "WS_MAX_SUBSCRIPTIONS_PER_TOKEN",
   wsMaxConnectionParamsBytes: "WS_MAX_CONNECTION_PARAMS_BYTES",

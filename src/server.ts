@@ -190,6 +190,7 @@ export function createApp(deps: AppDeps) {
   const requests = trackRequests(httpServer);
 
   const wsServer: WebSocketServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, ...transport.wsServerOptions(() => wsServer) });
+  wsServer.on("connection", (socket, request) => transport.sockets.opened(socket, request.socket.remoteAddress));
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,

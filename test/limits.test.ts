@@ -507,6 +507,39 @@ describe("WebSocket limits", () => {
   });
 });
 
+describe("WebSockets that never speak", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { wsMaxPendingPerAddress: 3 } });
+  });
+  afterAll(() => t?.close());
+
+  it("an address may hold only so many sockets that have sent nothing (429 at the upgrade); a socket that speaks frees its place", async () => {
+    const url = t.url.replace("http", "ws");
+    const open = (ws: WebSocket) => new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
+    const silent = Array.from({ length: 3 }, () => new WebSocket(url, "graphql-transport-ws"));
+    await Promise.all(silent.map(open));
+    const upgrade = () =>
+      new Promise<number>((resolve) => {
+        const ws = new WebSocket(url, "graphql-transport-ws");
+        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.on("open", () => (ws.close(), resolve(101)));
+        ws.on("error", () => {});
+      });
+    expect(await upgrade()).toBe(429);
+    // one of them sends connection_init: its address may open another
+    silent[0].send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${t.adminToken}` } }));
+    await new Promise<void>((resolve) => silent[0].once("message", () => resolve()));
+    expect(await upgrade()).toBe(101);
+    // one closes without a word: the same
+    silent[1].close();
+    await new Promise<void>((resolve) => silent[1].once("close", () => resolve()));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await upgrade()).toBe(101);
+    for (const ws of silent) ws.close();
+  });
+});
+
 describe("node:http timeouts", () => {
   let t: TestApp;
   beforeAll(async () => {

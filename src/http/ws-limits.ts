@@ -49,6 +49,8 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
   const keyOfSocket = new WeakMap<AnyContext, string>();
   const identityOf = new WeakMap<AnyContext, { tokenHash: string | null; remoteAddress: string | undefined }>();
   const socketsOf = new Map<string, Set<AnyContext>>();
+  // Open sockets per client address that have sent no message yet.
+  const silent = new Map<string, number>();
   // Operations each socket accepted. graphql-ws removes an operation from ctx.subscriptions when it ends (and
   // empties it when the socket closes), so an id no longer there is pruned. Counting ctx.subscriptions itself
   // would cost O(n) per message: a burst of n subscribe messages registers all of them before any is checked.
@@ -86,12 +88,33 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
   }
 
   return {
-    /** For `new WebSocketServer({ verifyClient })`: a node with its maximum of sockets refuses the upgrade (503). */
+    /**
+     * For `new WebSocketServer({ verifyClient })`: a node with its maximum of sockets refuses the upgrade (503),
+     * and so does an address with its maximum of sockets that have sent nothing yet (429).
+     */
     verifyClient(server: () => WebSocketServer): VerifyClientCallbackAsync {
-      return (_info, done) => {
+      return (info, done) => {
         if (server().clients.size >= limits.wsMaxSockets) done(false, 503, "Too many WebSockets on this node");
-        else done(true);
+        else if ((silent.get(info.req.socket.remoteAddress ?? "") ?? 0) >= limits.wsMaxPendingPerAddress) {
+          done(false, 429, "Too many WebSockets from this address waiting to send connection_init");
+        } else done(true);
       };
+    },
+
+    /** A socket just opened: it counts against its address until its first message, or until it closes. */
+    opened(socket: { once(event: "message" | "close", listener: () => void): unknown }, remoteAddress: string | undefined): void {
+      const address = remoteAddress ?? "";
+      silent.set(address, (silent.get(address) ?? 0) + 1);
+      let counted = true;
+      const spoke = () => {
+        if (!counted) return;
+        counted = false;
+        const left = (silent.get(address) ?? 1) - 1;
+        if (left > 0) silent.set(address, left);
+        else silent.delete(address);
+      };
+      socket.once("message", spoke);
+      socket.once("close", spoke);
     },
 
     /**
