@@ -129,6 +129,20 @@ describe("subscriptions", () => {
     expect((await balanceOf(t, c, m))?.balance).toBe(balanceAfter);
   });
 
+  it("a monthly subscription started on the 31st ends each period on the 31st, or the month's last day", async () => {
+    t.setNow(new Date("2026-01-31T10:00:00.000Z"));
+    const m = await meter(t, "SUM", { property: "n", filter: named("month-ends") });
+    const plan = await product(t, [await benefit(t, m, "10")], { recurring: true });
+    const o = await order(t, await customer(t), plan);
+    const ends = [o.subscription!.currentPeriodEnd];
+    for (let i = 0; i < 4; i++) {
+      const { renewSubscription } = await t.ok(RenewSubscription, { id: o.subscription!.id });
+      if (renewSubscription.__typename !== "CustomerSubscription") throw new Error(JSON.stringify(renewSubscription));
+      ends.push(renewSubscription.currentPeriodEnd);
+    }
+    expect(ends).toEqual(["2026-02-28T10:00:00.000Z", "2026-03-31T10:00:00.000Z", "2026-04-30T10:00:00.000Z", "2026-05-31T10:00:00.000Z", "2026-06-30T10:00:00.000Z"]);
+  });
+
   it("renews automatically at period end and pushes the new balance to subscribers", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("auto") });
     const plan = await product(t, [await benefit(t, m, "50")], { recurring: true });

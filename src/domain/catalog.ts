@@ -142,11 +142,15 @@ export async function archiveProduct(db: Db, organizationId: string, id: string)
   return product.archivedAt ? product : db.product.update({ where: { id }, data: { archivedAt: new Date() } });
 }
 
-/** The end of a billing period that starts at `start`: calendar months or years, clamped to month ends. */
-export function addInterval(start: Date, interval: Interval, count: number): Date {
+/**
+ * The end of a billing period that starts at `start`: calendar months or years later, on `anchorDay` (default:
+ * the start's day), clamped to the month's last day. A subscription keeps its first day as the anchor, so a
+ * period that a short month clamped (Jan 31 → Feb 28) is followed by one ending on the anchor again (Mar 31).
+ */
+export function addInterval(start: Date, interval: Interval, count: number, anchorDay?: number | null): Date {
   const months = interval === "YEAR" ? 12 * count : count;
   const d = new Date(start.getTime());
-  const day = d.getUTCDate();
+  const day = anchorDay ?? d.getUTCDate();
   d.setUTCDate(1);
   d.setUTCMonth(d.getUTCMonth() + months);
   const lastDay = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 0)).getUTCDate();

@@ -61,6 +61,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
             productId: product.id,
             currentPeriodStart: now,
             currentPeriodEnd: addInterval(now, product.recurringInterval as Interval, product.recurringIntervalCount),
+            anchorDay: now.getUTCDate(),
           },
           select: { id: true, currentPeriodEnd: true },
         });

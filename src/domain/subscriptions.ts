@@ -34,7 +34,7 @@ async function requireSubscription(db: Db, organizationId: string, id: string): 
 async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): Promise<Subscription | null> {
   const product = await db.product.findUniqueOrThrow({ where: { id: sub.productId } });
   const start = sub.currentPeriodEnd;
-  const end = addInterval(start, product.recurringInterval as Interval, product.recurringIntervalCount);
+  const end = addInterval(start, product.recurringInterval as Interval, product.recurringIntervalCount, sub.anchorDay);
   // The new cycle starts at the old period end, also when this runs later than that; renewSubscription called
   // before the period end starts it now.
   const at = start < now ? start : now;
