@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateCreditSystem, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter } from "./documents.ts";
+import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateBenefit, CreateCreditSystem, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { adjustBalances, adjustment } from "../src/domain/balances.ts";
@@ -83,41 +83,47 @@ describe("credit systems", () => {
   });
 
   it("a rated event costs one ledger row: the pool's draw carries the rated meter's units, its ledger and balanceAt read them", async () => {
-    const { api, pool, calls } = await seedsPool();
+    const calls = unique("call");
+    const api = await meter(t, "COUNT", { filter: named(calls) });
     const c = await customer(t);
-    await grant(t, c, pool, "100");
+    const before = new Date(T0.getTime() + 30_000);
+    const rated = new Date(T0.getTime() + 45_000);
     const t1 = new Date(T0.getTime() + 60_000);
     const t2 = new Date(T0.getTime() + 120_000);
     const t3 = new Date(T0.getTime() + 180_000);
     try {
+      t.setNow(before);
+      await ingest(t, events(calls, c, 1)); // an entry of the meter's own, from before it was rated
+      t.setNow(rated);
+      const pool = (await creditSystem({ name: "credits", rates: [{ meterId: api, creditsPerUnit: "1" }] })).id;
+      await grant(t, c, pool, "100");
       t.setNow(t1);
       await ingest(t, events(calls, c, 3));
-      t.setNow(t2);
-      await grant(t, c, api, "10"); // an entry of the rated meter's own, between two draws
       t.setNow(t3);
       await ingest(t, events(calls, c, 2));
       const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId: c, meterId: api, units: "4" } });
       expect(authorizeUsage).toMatchObject({ allowed: true, balance: "91" });
 
-      // The customer's whole ledger: usage only on the pool, each draw with the rated meter's units.
+      // The customer's whole ledger: usage on the pool only once the meter is rated, each draw with the rated meter's units.
       const all = (await t.ok(RatedLedger, { customerId: c, first: 100 })).ledger.edges.map((e) => e.node);
       expect(all.filter((e) => e.kind === "USAGE").map((e) => ({ meter: e.meter.id, units: e.units, ratedUnits: e.ratedUnits, ratedBalanceAfter: e.ratedBalanceAfter }))).toEqual([
-        { meter: pool, units: "-3", ratedUnits: "3", ratedBalanceAfter: "-3" },
-        { meter: pool, units: "-2", ratedUnits: "2", ratedBalanceAfter: "5" },
-        { meter: pool, units: "-4", ratedUnits: "4", ratedBalanceAfter: "1" },
+        { meter: api, units: "-1", ratedUnits: null, ratedBalanceAfter: null },
+        { meter: pool, units: "-3", ratedUnits: "3", ratedBalanceAfter: "-4" },
+        { meter: pool, units: "-2", ratedUnits: "2", ratedBalanceAfter: "-6" },
+        { meter: pool, units: "-4", ratedUnits: "4", ratedBalanceAfter: "-10" },
       ]);
-      // The rated meter's ledger: its own grant and the draws that carry its usage, nothing twice.
+      // The rated meter's ledger: its own entry and the draws that carry its usage, nothing twice.
       const own = (await ledgerOf(c, api)).map((e) => ({ kind: e.kind, meter: e.meter.id, ratedUnits: e.ratedUnits }));
       expect(own).toEqual([
+        { kind: "USAGE", meter: api, ratedUnits: null },
         { kind: "USAGE", meter: pool, ratedUnits: "3" },
-        { kind: "GRANT", meter: api, ratedUnits: null },
         { kind: "USAGE", meter: pool, ratedUnits: "2" },
         { kind: "USAGE", meter: pool, ratedUnits: "4" },
       ]);
       // The rated meter's balance at each instant, as its balance row says now.
       const at = async (when: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: api, at: when.toISOString() })).balanceAt;
-      expect([await at(T0), await at(t1), await at(t2), await at(t3)]).toEqual(["0", "-3", "7", "1"]);
-      expect(await balanceOf(t, c, api)).toMatchObject({ balance: "1", consumedUnits: "9" });
+      expect([await at(T0), await at(before), await at(t1), await at(t2), await at(t3)]).toEqual(["0", "-1", "-4", "-4", "-10"]);
+      expect(await balanceOf(t, c, api)).toMatchObject({ balance: "-10", consumedUnits: "10" });
       expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "91" });
     } finally {
       t.setNow(T0);
@@ -244,6 +250,36 @@ describe("credit systems", () => {
     await ingest(t, events(calls, c, 10, new Date(created.getTime() + 1_000))); // late usage keeps its rate
     await ingest(t, events(calls, c, 2, now)); // usage from now on: 5 each
     expect(await balanceOf(t, c, pool)).toMatchObject({ balance: String(1000 - 10 - 10 - 2 * 5) });
+  });
+
+  it("credits go to the pool, never to a rated meter: a meter with unspent credits or on sale in a product is not rated", async () => {
+    const name = unique("held");
+    const held = await meter(t, "COUNT", { filter: named(name) });
+    const c = await customer(t);
+    const pack = await grant(t, c, held, "100"); // bought before any credit system existed
+    const rate = [{ meterId: held, creditsPerUnit: "1" }];
+    expect((await t.ok(CreateCreditSystem, { input: { name: "x", rates: rate } })).createCreditSystem).toMatchObject({
+      __typename: "ConflictError",
+      field: "input.rates.0.meterId",
+      message: expect.stringContaining(pack.id),
+    });
+    const pool = (await creditSystem({ name: "credits", rates: [{ meterId: await meter(t, "COUNT", { filter: named(unique("o")) }), creditsPerUnit: "1" }] })).id;
+    expect((await t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: held, creditsPerUnit: "1" } })).setCreditRate).toMatchObject({ __typename: "ConflictError", field: "input.meterId" });
+    // spent, the credits are no obstacle
+    await ingest(t, events(name, c, 100));
+    await setRate({ creditSystemId: pool, meterId: held, creditsPerUnit: "1" });
+    // rated: grants and benefits on it are refused, naming the pool
+    const refusal = { __typename: "InvalidInputError", field: "input.meterId", message: expect.stringContaining(pool) };
+    expect((await t.ok(GrantCredits, { input: { customerId: c, meterId: held, units: "5" } })).grantCredits).toMatchObject(refusal);
+    expect((await t.ok(CreateBenefit, { input: { type: "METER_CREDITS", description: "5 on the meter", meterId: held, units: "5" } })).createBenefit).toMatchObject(refusal);
+    // a product on sale that grants credits on a meter keeps it out of credit systems
+    const sold = await meter(t, "COUNT", { filter: named(unique("sold")) });
+    await product(t, [await benefit(t, sold, "10")]);
+    expect((await t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: sold, creditsPerUnit: "1" } })).setCreditRate).toMatchObject({
+      __typename: "ConflictError",
+      field: "input.meterId",
+      message: expect.stringContaining("Product"),
+    });
   });
 
   it("a meter that turns negative values into credits is never rated (its credits would not reach the pool)", async () => {

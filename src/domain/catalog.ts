@@ -2,7 +2,7 @@
 import type { Db } from "../db/client.ts";
 import type { Benefit, Product } from "../generated/prisma-postgresql/client.ts";
 import { InvalidInputError, NotFoundError } from "./errors.ts";
-import { requireMeter } from "./meters.ts";
+import { checkNotRated, requireMeter } from "./meters.ts";
 
 export const INTERVALS = ["MONTH", "YEAR"] as const;
 export type Interval = (typeof INTERVALS)[number];
@@ -46,7 +46,7 @@ function text(value: string, field: string, max = 200): string {
 export async function createBenefit(db: Db, organizationId: string, input: BenefitInput): Promise<Benefit> {
   if (input.type !== "METER_CREDITS") throw new InvalidInputError("must be METER_CREDITS", "input.type");
   const description = text(input.description, "input.description", 500);
-  await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  checkNotRated(await requireMeter(db, organizationId, input.meterId, "input.meterId"), "input.meterId");
   if (input.units <= 0n) throw new InvalidInputError("must be greater than 0", "input.units");
   const days = input.expiresAfterDays;
   if (days != null && (!Number.isInteger(days) || days < 1 || days > 3650)) throw new InvalidInputError("must be 1 to 3650 days", "input.expiresAfterDays");

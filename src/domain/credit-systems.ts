@@ -14,6 +14,7 @@ import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { EFFECTIVE_SKEW_MS } from "./grants.ts";
 import { requireMeter } from "./meters.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
+import { grantOpen } from "./rules.ts";
 import { UNIT_SCALE } from "./units.ts";
 
 /** Aggregations whose consumption is a sum of per-event values, so each event's draw can be rated on its own. */
@@ -211,6 +212,23 @@ function checkRateable(meter: Meter, field: string): void {
 }
 
 /**
+ * A meter may start feeding a pool only when nothing would credit it any more: usage on a rated meter is paid
+ * by the pool, so credits left on the meter itself would be burnt by usage the pool pays for too. Refused
+ * (CONFLICT) while a customer holds unspent credits on it (open grants with units left, scheduled ones
+ * included; void them, or let them be spent or expire) or a product on sale grants credits on it (take the
+ * benefit out of the product, or archive the product).
+ */
+async function checkNoCreditsOn(db: Db, meterId: string, now: Date, field: string): Promise<void> {
+  const open = await db.creditGrant.findFirst({
+    where: { meterId, ...grantOpen.where, remainingUnits: { gt: 0n }, OR: [{ expiresAt: null }, { expiresAt: { gt: now } }] },
+    select: { id: true },
+  });
+  if (open) throw new ConflictError(`Customers hold unspent credits on this meter (grant ${open.id}): void them or let them be spent or expire before it is rated`, field);
+  const sold = await db.productBenefit.findFirst({ where: { benefit: { meterId }, product: { archivedAt: null } }, select: { productId: true } });
+  if (sold) throw new ConflictError(`Product ${sold.productId} grants credits on this meter: take that benefit out of the product (or archive it) before the meter is rated`, field);
+}
+
+/**
  * A new pool meter fed by `rates`' meters from now on. Each meter is claimed with a conditional update, so a
  * meter claimed by a concurrent call (or already feeding a pool) refuses the whole creation.
  */
@@ -225,6 +243,7 @@ export async function createCreditSystem(db: Db, organizationId: string, input: 
     seen.add(r.meterId);
     checkRate(r.creditsPerUnit, `input.rates.${i}.creditsPerUnit`);
     checkRateable(await requireMeter(db, organizationId, r.meterId, `input.rates.${i}.meterId`), `input.rates.${i}.meterId`);
+    await checkNoCreditsOn(db, r.meterId, now, `input.rates.${i}.meterId`);
   }
   return db.$transaction(async (txClient) => {
     const tx = txClient as unknown as Db;
@@ -251,6 +270,7 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   if (!pool.creditSystem) throw new NotFoundError("No such credit system", "input.creditSystemId");
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   checkRateable(meter, "input.meterId");
+  if (meter.creditPoolId !== pool.id) await checkNoCreditsOn(db, meter.id, now, "input.meterId");
   const effectiveAt = rateStart(input.effectiveAt, now);
   try {
     return await db.$transaction(async (txClient) => {

@@ -6,7 +6,7 @@ import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type Removal } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
-import { requireMeter } from "./meters.ts";
+import { checkNotRated, requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
@@ -72,10 +72,11 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
   const priority = input.priority ?? DEFAULT_PRIORITY;
   if (!Number.isInteger(priority) || priority < 0 || priority > 1000) throw new InvalidInputError("must be an integer from 0 to 1000", "input.priority");
   const customer = await resolveCustomerRef(db, organizationId, input, "input");
-  await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   // A retry first: its instants are judged as they were when the grant was made.
   const existing = await existingForKey(db, organizationId, input, customer.id);
   if (existing) return existing;
+  checkNotRated(meter, "input.meterId");
   const effectiveAt = effectiveInstant(input, now);
   if (input.expiresAt && input.expiresAt <= effectiveAt) {
     throw new InvalidInputError(effectiveAt === now ? "must be in the future" : "must be after effectiveAt", "input.expiresAt");

@@ -132,6 +132,11 @@ export async function requireMeter(db: Db, organizationId: string, id: string, f
   return meter;
 }
 
+/** Credits go to a rated meter's pool, never to the rated meter (whose usage the pool pays). */
+export function checkNotRated(meter: Pick<Meter, "creditPoolId">, field: string): void {
+  if (meter.creditPoolId) throw new InvalidInputError(`this meter's usage is paid from its credit system: give credits on the pool (${meter.creditPoolId})`, field);
+}
+
 /** Rename always; change filter or aggregation only while the meter has counted nothing. */
 export async function updateMeter(db: Db, organizationId: string, id: string, input: Partial<MeterInput>, limits: MeterLimits = DEFAULT_METER_LIMITS): Promise<Meter> {
   const meter = await requireMeter(db, organizationId, id, "id");
