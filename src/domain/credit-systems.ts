@@ -215,8 +215,9 @@ function checkRateable(meter: Meter, field: string): void {
  * A meter may start feeding a pool only when nothing would credit it any more: usage on a rated meter is paid
  * by the pool, so credits left on the meter itself would be burnt by usage the pool pays for too. Refused
  * (CONFLICT) while a customer holds unspent credits on it (open grants with units left, scheduled ones
- * included; void them, or let them be spent or expire) or a product on sale grants credits on it (take the
- * benefit out of the product, or archive the product).
+ * included; void them, or let them be spent or expire) or a product grants credits on it that is on sale or
+ * has active subscriptions (take the benefit out of the product). Checked before the meter joins: a grant
+ * racing the join is not excluded.
  */
 async function checkNoCreditsOn(db: Db, meterId: string, now: Date, field: string): Promise<void> {
   const open = await db.creditGrant.findFirst({
@@ -224,8 +225,12 @@ async function checkNoCreditsOn(db: Db, meterId: string, now: Date, field: strin
     select: { id: true },
   });
   if (open) throw new ConflictError(`Customers hold unspent credits on this meter (grant ${open.id}): void them or let them be spent or expire before it is rated`, field);
-  const sold = await db.productBenefit.findFirst({ where: { benefit: { meterId }, product: { archivedAt: null } }, select: { productId: true } });
-  if (sold) throw new ConflictError(`Product ${sold.productId} grants credits on this meter: take that benefit out of the product (or archive it) before the meter is rated`, field);
+  // on sale, or renewing for its active subscriptions (an archived product's subscriptions still renew)
+  const sold = await db.productBenefit.findFirst({
+    where: { benefit: { meterId }, product: { OR: [{ archivedAt: null }, { subscriptions: { some: { status: "ACTIVE" } } }] } },
+    select: { productId: true },
+  });
+  if (sold) throw new ConflictError(`Product ${sold.productId} grants credits on this meter: take that benefit out of the product before the meter is rated`, field);
 }
 
 /**

@@ -1,6 +1,7 @@
 // Per-client request budget (rate-limiter-flexible, in memory on each node). A client is its token (a hash of
-// the bearer secret, once the token has authenticated on this node) or else its peer address. HTTP requests and WebSocket operations draw on
-// the same budget: `perSecond` a second, plus a burst of `burst` extra requests per 10 s.
+// the bearer secret, once the token has authenticated on this node) or else its peer address. HTTP requests
+// and WebSocket operations draw on the same budget: `perSecond` a second, plus a burst of `burst` extra
+// requests per 10 s.
 import type { IncomingMessage } from "node:http";
 import { GraphQLError } from "graphql";
 import { LRUCache } from "lru-cache";
@@ -77,7 +78,7 @@ export function bearerHashOf(req: IncomingMessage): { secret: string; tokenHash:
   return found;
 }
 
-/** clientKey of an HTTP request (its token's hash computed once: bearerHashOf). */
+/** The budget key (keyOf) of an HTTP request (its token's hash computed once: bearerHashOf). */
 export function requestClientKey(req: IncomingMessage, known: KnownTokens): string {
   return keyOf(bearerHashOf(req)?.tokenHash ?? null, req.socket.remoteAddress, known);
 }
