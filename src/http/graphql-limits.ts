@@ -73,6 +73,17 @@ const DEPTH_FACTOR = 1.5;
  * and an omitted page size on a connection (a field with `first` and `after`) as the default.
  */
 export function operationCost(schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | null | undefined): number {
+  return costOf(schema, document, operationName, variables).cost;
+}
+
+/** operationCost, and whether a variable's value entered it (if not, the same document always costs the same). */
+function costOf(
+  schema: GraphQLSchema,
+  document: DocumentNode,
+  operationName: string | null | undefined,
+  variables: Record<string, unknown> | null | undefined,
+): { cost: number; byVariables: boolean } {
+  let byVariables = false;
   const fragments = new Map<string, FragmentDefinitionNode>();
   const operations = [];
   for (const d of document.definitions) {
@@ -80,9 +91,9 @@ export function operationCost(schema: GraphQLSchema, document: DocumentNode, ope
     else if (d.kind === Kind.OPERATION_DEFINITION) operations.push(d);
   }
   const operation = operationName ? operations.find((o) => o.name?.value === operationName) : operations[0];
-  if (!operation) return 0;
+  if (!operation) return { cost: 0, byVariables };
   const root = operation.operation === "query" ? schema.getQueryType() : operation.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
-  if (!root) return 0;
+  if (!root) return { cost: 0, byVariables };
   const fragmentCosts = new Map<string, number>();
 
   const pageSize = (field: GraphQLField<unknown, unknown> | undefined, args: readonly ArgumentNode[]): number => {
@@ -90,6 +101,7 @@ export function operationCost(schema: GraphQLSchema, document: DocumentNode, ope
     let size: number | null = null;
     if (given?.value.kind === Kind.INT) size = Number.parseInt(given.value.value, 10);
     else if (given?.value.kind === Kind.VARIABLE) {
+      byVariables = true;
       const value = variables?.[given.value.name.value];
       if (typeof value === "number" && Number.isFinite(value)) size = value;
     }
@@ -128,13 +140,28 @@ export function operationCost(schema: GraphQLSchema, document: DocumentNode, ope
     return cost;
   };
   // the operation's own selections are counted without the depth factor, as armor does
-  return selectionCost(operation.selectionSet, root) / DEPTH_FACTOR;
+  const cost = selectionCost(operation.selectionSet, root) / DEPTH_FACTOR;
+  return { cost, byVariables };
 }
 
-/** The cost limit again at execution, with the request's variables (see operationCost). */
+/**
+ * The cost limit again at execution, with the request's variables (see operationCost). Yoga reuses the parsed
+ * document of a query text it has seen, so a document whose cost no variable enters is costed once.
+ */
 function useExecutionCost(maxCost: number): Plugin {
+  const fixed = new WeakMap<DocumentNode, Map<string, number>>();
   const check = (args: ExecutionArgs, stop: (result: { errors: GraphQLError[] }) => void) => {
-    const cost = operationCost(args.schema, args.document, args.operationName, args.variableValues as Record<string, unknown> | undefined);
+    const name = args.operationName ?? "";
+    let cost = fixed.get(args.document)?.get(name);
+    if (cost === undefined) {
+      const found = costOf(args.schema, args.document, args.operationName, args.variableValues as Record<string, unknown> | undefined);
+      cost = found.cost;
+      if (!found.byVariables) {
+        let costs = fixed.get(args.document);
+        if (!costs) fixed.set(args.document, (costs = new Map()));
+        costs.set(name, cost);
+      }
+    }
     if (cost > maxCost) stop({ errors: [limitError(`Query Cost limit of ${maxCost} exceeded, found ${Math.round(cost)}.`)] });
   };
   return {
