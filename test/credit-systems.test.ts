@@ -282,6 +282,27 @@ describe("credit systems", () => {
     });
   });
 
+  it("grants racing a meter's join to a credit system: each time the grant or the join is refused, never neither", async () => {
+    const pool = (await creditSystem({ name: "race", rates: [{ meterId: await meter(t, "COUNT", { filter: named(unique("r")) }), creditsPerUnit: "1" }] })).id;
+    const c = await customer(t);
+    const rounds = await Promise.all(
+      Array.from({ length: 12 }, async () => {
+        const m = await meter(t, "COUNT", { filter: named(unique("race")) });
+        const [g, r] = await Promise.all([
+          t.ok(GrantCredits, { input: { customerId: c, meterId: m, units: "5" } }),
+          t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: m, creditsPerUnit: "1" } }),
+        ]);
+        return { granted: g.grantCredits.__typename === "CreditGrant", rated: r.setCreditRate.__typename === "Meter", m };
+      }),
+    );
+    for (const { granted, rated, m } of rounds) {
+      expect(granted !== rated, m).toBe(true);
+      const open = await t.db.creditGrant.count({ where: { meterId: m, remainingUnits: { gt: 0n } } });
+      const joined = (await t.db.meter.findUniqueOrThrow({ where: { id: m } })).creditPoolId !== null;
+      expect(open > 0 && joined, m).toBe(false);
+    }
+  });
+
   it("a meter that turns negative values into credits is never rated (its credits would not reach the pool)", async () => {
     const credit = await meter(t, "SUM", { property: "n", filter: named(unique("credit")), negativeValues: "CREDIT" });
     expect((await t.ok(CreateCreditSystem, { input: { name: "x", rates: [{ meterId: credit, creditsPerUnit: "2" }] } })).createCreditSystem).toMatchObject({

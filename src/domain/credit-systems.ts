@@ -6,13 +6,12 @@
 // Exactness: rates are Decimals with at most 6 decimals (micro-credits per unit), units are micro-units, so a
 // draw is units × rate / 10^6 micro-credits, rounded half away from zero to the micro-credit — per event for
 // counted usage (so the draw never depends on how events were batched), per call for authorizeUsage.
-import type { Db } from "../db/client.ts";
-import type { Sql } from "../db/sql.ts";
-import { asDate } from "../db/sql.ts";
+import { providerOfDb, type Db } from "../db/client.ts";
+import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { EFFECTIVE_SKEW_MS } from "./grants.ts";
-import { requireMeter } from "./meters.ts";
+import { meterRatingLock, requireMeter } from "./meters.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { grantOpen } from "./rules.ts";
 import { UNIT_SCALE } from "./units.ts";
@@ -216,8 +215,9 @@ function checkRateable(meter: Meter, field: string): void {
  * by the pool, so credits left on the meter itself would be burnt by usage the pool pays for too. Refused
  * (CONFLICT) while a customer holds unspent credits on it (open grants with units left, scheduled ones
  * included; void them, or let them be spent or expire) or a product grants credits on it that is on sale or
- * has active subscriptions (take the benefit out of the product). Checked before the meter joins: a grant
- * racing the join is not excluded.
+ * has active subscriptions (take the benefit out of the product). Checked in the transaction that claims the
+ * meter, after its update and under the meter's rating lock, which grantCredits takes too: a grant racing the
+ * join either committed first (and is found here) or finds the meter rated.
  */
 async function checkNoCreditsOn(db: Db, meterId: string, now: Date, field: string): Promise<void> {
   const open = await db.creditGrant.findFirst({
@@ -248,16 +248,18 @@ export async function createCreditSystem(db: Db, organizationId: string, input: 
     seen.add(r.meterId);
     checkRate(r.creditsPerUnit, `input.rates.${i}.creditsPerUnit`);
     checkRateable(await requireMeter(db, organizationId, r.meterId, `input.rates.${i}.meterId`), `input.rates.${i}.meterId`);
-    await checkNoCreditsOn(db, r.meterId, now, `input.rates.${i}.meterId`);
   }
+  const provider = providerOfDb(db);
   return db.$transaction(async (txClient) => {
     const tx = txClient as unknown as Db;
+    await new Sql(tx, provider).lockKeys(input.rates.map((r) => meterRatingLock(r.meterId)));
     const pool = await tx.meter.create({
       data: { organizationId, name, filter: POOL_FILTER, aggregationFunc: "COUNT", aggregationProperty: null, creditSystem: true },
     });
     for (const [i, r] of input.rates.entries()) {
       const { count } = await tx.meter.updateMany({ where: { id: r.meterId, organizationId, creditPoolId: null }, data: { creditPoolId: pool.id } });
       if (count !== 1) throw new ConflictError("The meter already feeds a credit system", `input.rates.${i}.meterId`);
+      await checkNoCreditsOn(tx, r.meterId, now, `input.rates.${i}.meterId`);
       await tx.creditRate.create({ data: { organizationId, poolMeterId: pool.id, meterId: r.meterId, creditsPerUnit: r.creditsPerUnit, effectiveAt: now } });
     }
     return pool;
@@ -275,14 +277,16 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   if (!pool.creditSystem) throw new NotFoundError("No such credit system", "input.creditSystemId");
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   checkRateable(meter, "input.meterId");
-  if (meter.creditPoolId !== pool.id) await checkNoCreditsOn(db, meter.id, now, "input.meterId");
   const effectiveAt = rateStart(input.effectiveAt, now);
+  const provider = providerOfDb(db);
   try {
     return await db.$transaction(async (txClient) => {
       const tx = txClient as unknown as Db;
       if (meter.creditPoolId !== pool.id) {
+        await new Sql(tx, provider).lockKeys([meterRatingLock(meter.id)]);
         const { count } = await tx.meter.updateMany({ where: { id: meter.id, creditPoolId: null }, data: { creditPoolId: pool.id } });
         if (count !== 1) throw new ConflictError("The meter already feeds another credit system", "input.meterId");
+        await checkNoCreditsOn(tx, meter.id, now, "input.meterId");
       }
       await tx.creditRate.create({ data: { organizationId, poolMeterId: pool.id, meterId: meter.id, creditsPerUnit: input.creditsPerUnit, effectiveAt } });
       return pool;

@@ -6,7 +6,7 @@ import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type Removal } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
-import { checkNotRated, requireMeter } from "./meters.ts";
+import { checkNotRated, meterRatingLock, requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
@@ -84,6 +84,9 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
   const scheduled = effectiveAt > now;
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      // Again under the meter's rating lock: a meter joining a credit system meanwhile takes no credits.
+      await sql.lockKeys([meterRatingLock(input.meterId)]);
+      checkNotRated(await tx.meter.findUniqueOrThrow({ where: { id: input.meterId }, select: { creditPoolId: true } }), "input.meterId");
       const grant = await tx.creditGrant.create({
         data: {
           id: orderedId(),

@@ -132,6 +132,12 @@ export async function requireMeter(db: Db, organizationId: string, id: string, f
   return meter;
 }
 
+/**
+ * The lock under which a meter joins a credit system and under which credits are given on it, so that neither
+ * slips past the other's check (PostgreSQL; SQLite runs one writer at a time).
+ */
+export const meterRatingLock = (meterId: string) => `meter-rating:${meterId}`;
+
 /** Credits go to a rated meter's pool, never to the rated meter (whose usage the pool pays). */
 export function checkNotRated(meter: Pick<Meter, "creditPoolId">, field: string): void {
   if (meter.creditPoolId) throw new InvalidInputError(`this meter's usage is paid from its credit system: give credits on the pool (${meter.creditPoolId})`, field);
