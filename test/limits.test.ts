@@ -406,15 +406,15 @@ describe("rate limit per token", () => {
 
   it("a new bearer string on every request gets no fresh budget: a token not seen authenticating counts against its address", async () => {
     const lookups = await t.queriesDuring(async () => {
-      const statuses: number[] = [];
-      for (let i = 0; i < 15; i++) statuses.push((await post(t.url, `not-a-token-${i}-${Math.random()}`, "{ __typename }")).status);
-      // 5 a second plus 5: the address's budget, whichever bearer string each request carried
-      expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(11);
-      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(4);
+      // sent at once: 5 a second plus 5 is the address's budget, whichever bearer string each request carried
+      // (15 if a second's boundary passes while they arrive)
+      const statuses = await Promise.all(Array.from({ length: 30 }, async (_, i) => (await post(t.url, `not-a-token-${i}-${Math.random()}`, "{ __typename }")).status));
+      expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(15);
+      expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(15);
       // a token that has authenticated keeps its own budget meanwhile
       expect((await post(t.url, t.adminToken, "{ __typename }")).status).toBe(200);
     });
-    expect(lookups.filter((q) => q.includes("AccessToken")).length).toBeLessThanOrEqual(11);
+    expect(lookups.filter((q) => q.includes("AccessToken")).length).toBeLessThanOrEqual(15);
   });
 });
 
@@ -534,8 +534,13 @@ describe("WebSockets that never speak", () => {
     // one closes without a word: the same
     silent[1].close();
     await new Promise<void>((resolve) => silent[1].once("close", () => resolve()));
-    await new Promise((r) => setTimeout(r, 50));
-    expect(await upgrade()).toBe(101);
+    // the server sees the close once the connection ends: a few tries
+    let status = 0;
+    for (let i = 0; i < 40 && status !== 101; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+      status = await upgrade();
+    }
+    expect(status).toBe(101);
     for (const ws of silent) ws.close();
   });
 });
