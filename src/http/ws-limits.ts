@@ -46,8 +46,9 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
     if (!errors) rateLimited.set(seconds, (errors = [rateLimitedError(seconds)]));
     return errors;
   };
-  const keyOfSocket = new WeakMap<AnyContext, string>();
-  const identityOf = new WeakMap<AnyContext, { tokenHash: string | null; remoteAddress: string | undefined }>();
+  // Each admitted socket: the key it counts under (where its token stood when it connected), and what its
+  // operations' budget key is made of.
+  const admitted = new WeakMap<AnyContext, { key: string; tokenHash: string | null; remoteAddress: string | undefined }>();
   const socketsOf = new Map<string, Set<AnyContext>>();
   // Open sockets per client address that have sent no message yet.
   const silent = new Map<string, number>();
@@ -131,20 +132,19 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
       // The socket counts where its token stood when it connected: a token not known yet (src/http/rate-limit.ts
       // KnownTokens) against its address. Its operations draw on the token's budget once the token is known.
       const key = keyOf(tokenHash, remoteAddress, known);
-      identityOf.set(ctx, { tokenHash, remoteAddress });
       const sockets = socketsOf.get(key) ?? new Set();
       if (sockets.size >= limits.wsMaxSocketsPerToken) {
         return { code: CLOSE_TRY_AGAIN_LATER, reason: `Too many WebSockets for this token (limit ${limits.wsMaxSocketsPerToken})` };
       }
       sockets.add(ctx);
       socketsOf.set(key, sockets);
-      keyOfSocket.set(ctx, key);
+      admitted.set(ctx, { key, tokenHash, remoteAddress });
       return null;
     },
 
     /** A socket closed: it no longer counts against its token. */
     release(ctx: AnyContext): void {
-      const key = keyOfSocket.get(ctx);
+      const key = admitted.get(ctx)?.key;
       if (!key) return;
       const sockets = socketsOf.get(key);
       sockets?.delete(ctx);
@@ -153,12 +153,12 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
 
     /** On every subscribe message: null to go on (the operation now counts), or the errors to answer it with. */
     async checkOperation(ctx: AnyContext, id: string, socket: PausableSocket): Promise<GraphQLError[] | null> {
-      const key = keyOfSocket.get(ctx);
-      if (!key) return null;
+      const socketOf = admitted.get(ctx);
+      if (!socketOf) return null;
+      const { key } = socketOf;
       // A full socket is answered at once, without drawing on the budget.
       if (live(ctx).size >= limits.wsMaxSubscriptionsPerSocket) return refuse(ctx, socket, overSocket);
-      const identity = identityOf.get(ctx);
-      const decision = await rateLimiter.take(identity ? keyOf(identity.tokenHash, identity.remoteAddress, known) : key);
+      const decision = await rateLimiter.take(keyOf(socketOf.tokenHash, socketOf.remoteAddress, known));
       if (!decision.allowed) return refuse(ctx, socket, rateLimitedFor(decision.retryAfterSeconds));
       const mine = live(ctx);
       if (mine.size >= limits.wsMaxSubscriptionsPerSocket) return refuse(ctx, socket, overSocket);
