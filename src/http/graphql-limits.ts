@@ -26,7 +26,7 @@ import {
 } from "graphql";
 import type { CORSOptions, Plugin } from "graphql-yoga";
 import type { Limits } from "../limits.ts";
-import { DEFAULT_PAGE_SIZE } from "../schema/pagination.ts";
+import { DEFAULT_PAGE_SIZE, isConnection } from "../schema/pagination.ts";
 
 /** The header a GET (or any request with a CORS-safelisted content type) must carry. */
 export const CSRF_HEADER = "x-graphql-yoga-csrf";
@@ -105,7 +105,7 @@ function costOf(
       const value = variables?.[given.value.name.value];
       if (typeof value === "number" && Number.isFinite(value)) size = value;
     }
-    const connection = field ? field.args.some((a) => a.name === "first") && field.args.some((a) => a.name === "after") : false;
+    const connection = field ? isConnection((name) => field.args.some((a) => a.name === name)) : false;
     return Math.max(size ?? (connection ? DEFAULT_PAGE_SIZE : 1), 1);
   };
 

@@ -16,9 +16,12 @@ export const DEFAULT_PAGE_SIZE = 20;
 
 const PAGE_ARGS = ["first", "last"] as const;
 
+/** Is a field with these argument names a connection field (Relay's `first` and `after`)? */
+export const isConnection = (hasArg: (name: string) => boolean): boolean => hasArg("first") && hasArg("after");
+
 /** The maximum page size of a connection field (its `maxPageSize` extension, else MAX_PAGE_SIZE); null for other fields. */
 export function pageSizeLimit(fieldConfig: { args: object; extensions?: Readonly<Record<string, unknown>> | null }): number | null {
-  if (!("first" in fieldConfig.args && "after" in fieldConfig.args)) return null;
+  if (!isConnection((name) => name in fieldConfig.args)) return null;
   const declared = fieldConfig.extensions?.maxPageSize;
   return typeof declared === "number" ? declared : MAX_PAGE_SIZE;
 }
