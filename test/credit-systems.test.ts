@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateBenefit, CreateCreditSystem, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter } from "./documents.ts";
+import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateBenefit, CreateCreditSystem, CreateProduct, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter, UpdateProduct } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { adjustBalances, adjustment } from "../src/domain/balances.ts";
@@ -280,6 +280,38 @@ describe("credit systems", () => {
       field: "input.meterId",
       message: expect.stringContaining("Product"),
     });
+  });
+
+  it("a benefit made before its meter was rated goes into no product after: createProduct and updateProduct refuse it, naming the pool", async () => {
+    const m = await meter(t, "COUNT", { filter: named(unique("later")) });
+    const early = await benefit(t, m, "10"); // in no product yet, so nothing stops the join
+    const pool = (await creditSystem({ name: "credits", rates: [{ meterId: m, creditsPerUnit: "1" }] })).id;
+    const other = await benefit(t, await meter(t, "COUNT", { filter: named(unique("plain")) }), "3");
+    const refusal = { __typename: "InvalidInputError", field: "input.benefitIds.1", message: expect.stringContaining(pool) };
+    expect((await t.ok(CreateProduct, { input: { name: "pack", benefitIds: [other, early] } })).createProduct).toMatchObject(refusal);
+    const p = await product(t, [other]);
+    expect((await t.ok(UpdateProduct, { id: p, input: { benefitIds: [other, early] } })).updateProduct).toMatchObject(refusal);
+    expect(await t.db.productBenefit.count({ where: { benefitId: early } })).toBe(0);
+    expect((await t.db.productBenefit.findMany({ where: { productId: p } })).map((b) => b.benefitId)).toEqual([other]);
+  });
+
+  it("products racing a meter's join to a credit system: each time the product or the join is refused, never neither", async () => {
+    const pool = (await creditSystem({ name: "race", rates: [{ meterId: await meter(t, "COUNT", { filter: named(unique("r")) }), creditsPerUnit: "1" }] })).id;
+    const rounds = await Promise.all(
+      Array.from({ length: 12 }, async (_, i) => {
+        const m = await meter(t, "COUNT", { filter: named(unique("prace")) });
+        const b = await benefit(t, m, "5");
+        const sale = i % 2 ? t.ok(UpdateProduct, { id: await product(t, []), input: { benefitIds: [b] } }).then((r) => r.updateProduct) : t.ok(CreateProduct, { input: { name: "p", benefitIds: [b] } }).then((r) => r.createProduct);
+        const [p, r] = await Promise.all([sale, t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: m, creditsPerUnit: "1" } })]);
+        return { sold: p.__typename === "Product", rated: r.setCreditRate.__typename === "Meter", m, b };
+      }),
+    );
+    for (const { sold, rated, m, b } of rounds) {
+      expect(sold !== rated, m).toBe(true);
+      const inProduct = await t.db.productBenefit.count({ where: { benefitId: b } });
+      const joined = (await t.db.meter.findUniqueOrThrow({ where: { id: m } })).creditPoolId !== null;
+      expect(inProduct > 0 && joined, m).toBe(false);
+    }
   });
 
   it("grants racing a meter's join to a credit system: each time the grant or the join is refused, never neither", async () => {

@@ -351,6 +351,7 @@ export const UpdateProduct = graphql(`
           id
         }
       }
+      ...ErrorFields
     }
   }
 `);

@@ -1,8 +1,9 @@
 // What merchants sell: benefits (credits on a meter) and products (one-time or recurring) with prices.
-import type { Db } from "../db/client.ts";
+import { providerOfDb, type Db } from "../db/client.ts";
+import { Sql } from "../db/sql.ts";
 import type { Benefit, Product } from "../generated/prisma-postgresql/client.ts";
 import { InvalidInputError, NotFoundError } from "./errors.ts";
-import { checkNotRated, requireMeter } from "./meters.ts";
+import { checkNotRated, meterRatingLock, requireMeter } from "./meters.ts";
 
 export const INTERVALS = ["MONTH", "YEAR"] as const;
 export type Interval = (typeof INTERVALS)[number];
@@ -71,6 +72,24 @@ async function checkBenefits(db: Db, organizationId: string, ids: string[], fiel
   return unique;
 }
 
+/**
+ * In the transaction that puts benefits into a product: refuses one whose meter feeds a credit system (made
+ * before the meter was rated), since its credits would sit on a meter whose usage the pool pays. Checked under
+ * the meters' rating locks, which a meter's join takes too (checkNoCreditsOn, src/domain/credit-systems.ts): a
+ * product racing the join either committed first, and the join finds it, or finds the meter rated here.
+ */
+async function checkBenefitMetersUnrated(tx: Db, provider: ReturnType<typeof providerOfDb>, ids: string[], input: string[], field: string): Promise<void> {
+  if (!ids.length) return;
+  const benefits = await tx.benefit.findMany({ where: { id: { in: ids } }, select: { id: true, meterId: true } });
+  await new Sql(tx, provider).lockKeys(benefits.map((b) => meterRatingLock(b.meterId)));
+  const rated = await tx.meter.findMany({ where: { id: { in: benefits.map((b) => b.meterId) }, creditPoolId: { not: null } }, select: { id: true, creditPoolId: true } });
+  const first = benefits.filter((b) => rated.some((m) => m.id === b.meterId)).sort((a, b) => input.indexOf(a.id) - input.indexOf(b.id))[0];
+  if (first) {
+    const pool = rated.find((m) => m.id === first.meterId)!.creditPoolId;
+    throw new InvalidInputError(`this benefit gives credits on a meter paid from its credit system since: give a benefit on the pool (${pool}) instead`, `${field}.${input.indexOf(first.id)}`);
+  }
+}
+
 async function checkPrice(db: Db, organizationId: string, p: PriceInput, field: string) {
   const currency = (p.currency ?? "usd").trim().toLowerCase();
   if (!/^[a-z]{3}$/.test(currency)) throw new InvalidInputError("must be a 3-letter ISO currency code", `${field}.currency`);
@@ -93,19 +112,24 @@ export async function createProduct(db: Db, organizationId: string, input: Produ
   const count = input.recurringIntervalCount ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > 36) throw new InvalidInputError("must be 1 to 36", "input.recurringIntervalCount");
   if ((input.prices?.length ?? 0) > MAX_PRODUCT_PRICES) throw new InvalidInputError(`at most ${MAX_PRODUCT_PRICES} prices per product`, "input.prices");
-  const prices = [];
+  const prices: Awaited<ReturnType<typeof checkPrice>>[] = [];
   for (const [i, p] of (input.prices ?? []).entries()) prices.push(await checkPrice(db, organizationId, p, `input.prices.${i}`));
   const benefitIds = await checkBenefits(db, organizationId, input.benefitIds ?? [], "input.benefitIds");
-  return db.product.create({
-    data: {
-      organizationId,
-      name,
-      description: input.description?.trim() || null,
-      recurringInterval: interval,
-      recurringIntervalCount: count,
-      prices: { create: prices.map((p) => ({ ...p, organizationId })) },
-      benefits: { create: benefitIds.map((benefitId, position) => ({ benefitId, position })) },
-    },
+  const provider = providerOfDb(db);
+  return db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    await checkBenefitMetersUnrated(tx, provider, benefitIds, input.benefitIds ?? [], "input.benefitIds");
+    return tx.product.create({
+      data: {
+        organizationId,
+        name,
+        description: input.description?.trim() || null,
+        recurringInterval: interval,
+        recurringIntervalCount: count,
+        prices: { create: prices.map((p) => ({ ...p, organizationId })) },
+        benefits: { create: benefitIds.map((benefitId, position) => ({ benefitId, position })) },
+      },
+    });
   });
 }
 
@@ -122,8 +146,11 @@ export async function requireProduct(db: Db, organizationId: string, id: string,
 export async function updateProduct(db: Db, organizationId: string, id: string, input: { name?: string | null; description?: string | null; benefitIds?: string[] | null }): Promise<Product> {
   await requireProduct(db, organizationId, id, "id");
   const benefitIds = input.benefitIds ? await checkBenefits(db, organizationId, input.benefitIds, "input.benefitIds") : null;
-  return db.$transaction(async (tx) => {
+  const provider = providerOfDb(db);
+  return db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
     if (benefitIds) {
+      await checkBenefitMetersUnrated(tx, provider, benefitIds, input.benefitIds!, "input.benefitIds");
       await tx.productBenefit.deleteMany({ where: { productId: id } });
       await tx.productBenefit.createMany({ data: benefitIds.map((benefitId, position) => ({ productId: id, benefitId, position })) });
     }

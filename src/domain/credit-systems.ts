@@ -216,8 +216,9 @@ function checkRateable(meter: Meter, field: string): void {
  * (CONFLICT) while a customer holds unspent credits on it (open grants with units left, scheduled ones
  * included; void them, or let them be spent or expire) or a product grants credits on it that is on sale or
  * has active subscriptions (take the benefit out of the product). Checked in the transaction that claims the
- * meter, after its update and under the meter's rating lock, which grantCredits takes too: a grant racing the
- * join either committed first (and is found here) or finds the meter rated.
+ * meter, after its update and under the meter's rating lock, which grantCredits, createProduct and
+ * updateProduct take too: a grant or product racing the join either committed first (and is found here) or
+ * finds the meter rated.
  */
 async function checkNoCreditsOn(db: Db, meterId: string, now: Date, field: string): Promise<void> {
   const open = await db.creditGrant.findFirst({
