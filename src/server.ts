@@ -21,6 +21,7 @@ import { randomBytes } from "node:crypto";
 import { trackRequests } from "./shutdown.ts";
 import { CLOSE_CODES, createSocketAuthority, type Connection } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
+import { quietClientProtocolErrors } from "./http/ws-limits.ts";
 import { bearerHashOf } from "./http/rate-limit.ts";
 import { resolveLimits, type Limits } from "./limits.ts";
 import type { RenewalMode } from "./domain/subscriptions.ts";
@@ -190,7 +191,10 @@ export function createApp(deps: AppDeps) {
   const requests = trackRequests(httpServer);
 
   const wsServer: WebSocketServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, ...transport.wsServerOptions(() => wsServer) });
-  wsServer.on("connection", (socket, request) => transport.sockets.opened(socket, request.socket.remoteAddress));
+  wsServer.on("connection", (socket, request) => {
+    quietClientProtocolErrors(socket, log);
+    transport.sockets.opened(socket, request.socket.remoteAddress);
+  });
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,

@@ -7,7 +7,7 @@ import { Agent, request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { getIntrospectionQuery, parse, print } from "graphql";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from "vitest";
 import WebSocket from "ws";
 import { createPrisma } from "../src/db/client.ts";
 import { createOrganization } from "../src/domain/organizations.ts";
@@ -493,7 +493,9 @@ describe("WebSocket limits", () => {
     expect(s.closed()).toMatchObject({ code: 4400, reason: expect.stringContaining("connectionParams larger than 1024 bytes") });
   });
 
-  it("closes a socket that sends a message larger than wsMaxMessageBytes (1009); one within it is answered", async () => {
+  it("closes a socket that sends a message larger than wsMaxMessageBytes (1009); one within it is answered; nothing is printed", async () => {
+    const printed = vi.spyOn(console, "error");
+    onTestFinished(() => printed.mockRestore());
     const s = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}` });
     await s.until(() => s.messages.find((m) => m.type === "connection_ack"));
     const subscribe = (id: string, padding: number) =>
@@ -504,6 +506,13 @@ describe("WebSocket limits", () => {
     await s.until(() => s.closed());
     expect(s.closed()).toMatchObject({ code: 1009 });
     expect(s.messages.some((m) => m.id === "large")).toBe(false);
+    // a client's protocol error is the client's: graphql-ws would print a stack per socket (a log flood)
+    const unmasked = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}` });
+    await unmasked.until(() => unmasked.messages.find((m) => m.type === "connection_ack"));
+    (unmasked.ws as unknown as { _socket: { write(b: Buffer): void } })._socket.write(Buffer.from([0x81, 0x01, 0x41])); // a text frame without a mask
+    await unmasked.until(() => unmasked.closed());
+    expect(unmasked.closed()).toMatchObject({ code: 1002 });
+    expect(printed).not.toHaveBeenCalled();
   });
 });
 

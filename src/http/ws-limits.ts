@@ -18,6 +18,25 @@ export function limitExceeded(message: string): GraphQLError {
 
 type AnyContext = WsContext<Record<string, unknown> | undefined, unknown>;
 
+/**
+ * A client's protocol error (a message over maxPayload, an unmasked frame, invalid UTF-8: `ws` codes them
+ * WS_ERR_*) is the client's, not the service's: `ws` has already closed the socket with the matching code
+ * (1009, 1002, 1007), but it also emits the error on the socket, where graphql-ws prints a stack with
+ * console.error for each one, so any client could flood the log. Such errors go to `log` at debug instead;
+ * any other error still reaches graphql-ws's listener. Call before graphql-ws sees the socket.
+ */
+export function quietClientProtocolErrors(socket: { emit(event: string | symbol, ...args: unknown[]): boolean }, log: { debug(obj: object, msg: string): void }): void {
+  const emit = socket.emit;
+  socket.emit = function (this: unknown, event: string | symbol, ...args: unknown[]): boolean {
+    const err = args[0] as { code?: unknown; message?: unknown } | undefined;
+    if (event === "error" && typeof err?.code === "string" && err.code.startsWith("WS_ERR_")) {
+      log.debug({ code: err.code, reason: err.message }, "WebSocket closed for a client's protocol error");
+      return true;
+    }
+    return emit.call(this, event, ...args);
+  };
+}
+
 /** The part of a `ws` WebSocket used here: reading from it can be paused. */
 export interface PausableSocket {
   readonly readyState: number;
