@@ -86,7 +86,7 @@ async function checkBenefitMetersUnrated(tx: Db, provider: ReturnType<typeof pro
   const first = benefits.filter((b) => rated.some((m) => m.id === b.meterId)).sort((a, b) => input.indexOf(a.id) - input.indexOf(b.id))[0];
   if (first) {
     const pool = rated.find((m) => m.id === first.meterId)!.creditPoolId;
-    throw new InvalidInputError(`this benefit gives credits on a meter paid from its credit system since: give a benefit on the pool (${pool}) instead`, `${field}.${input.indexOf(first.id)}`);
+    throw new InvalidInputError(`this benefit gives credits on a meter that has since joined a credit system, whose pool pays its usage: give a benefit on the pool (${pool}) instead`, `${field}.${input.indexOf(first.id)}`);
   }
 }
 
