@@ -356,6 +356,19 @@ export const UpdateProduct = graphql(`
   }
 `);
 
+export const ArchiveProduct = graphql(`
+  mutation ArchiveProduct($id: ID!) {
+    archiveProduct(id: $id) {
+      __typename
+      ... on Product {
+        id
+        archivedAt
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
 export const CreateOrder = graphql(`
   mutation CreateOrder($input: CreateOrderInput!) {
     createOrder(input: $input) {

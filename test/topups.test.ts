@@ -6,7 +6,7 @@ import { createPrisma } from "../src/db/client.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp } from "../src/server.ts";
-import { CreateCreditSystem, IngestEvents, RemoveAutoTopUp, SetAutoTopUp, TopUpAlerts } from "./documents.ts";
+import { ArchiveProduct, CreateCreditSystem, CreateOrder, IngestEvents, RemoveAutoTopUp, SetAutoTopUp, TopUpAlerts } from "./documents.ts";
 import type { SetAutoTopUpInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
@@ -124,6 +124,62 @@ describe("auto top-up", () => {
     await order(t, customerId, productId, request.idempotencyKey); // 145
     await ingest(t, calls(name, customerId, 25)); // 20: no rule any more
     expect(await requested(customerId)).toHaveLength(1);
+  });
+
+  it("the month's cap counts the customer's requests on the meter: removing and setting the rule again does not reset it", async () => {
+    const { name, meterId, customerId, productId } = await setup(1);
+    await ingest(t, calls(name, customerId, 85)); // 15: the month's one request
+    const [first] = await requested(customerId);
+    await order(t, customerId, productId, first.idempotencyKey); // 65
+    await t.ok(RemoveAutoTopUp, { input: { customerId, meterId } });
+    await setTopUp({ customerId, meterId, belowUnits: "20", productId, maxPerMonth: 1 });
+    await ingest(t, calls(name, customerId, 50)); // 15 again, the same month
+    expect(await requested(customerId)).toHaveLength(1);
+  });
+
+  it("saving the rule again while its request is open asks nothing more until the balance is back above the line", async () => {
+    const { name, meterId, customerId, productId } = await setup();
+    await ingest(t, calls(name, customerId, 85)); // 15: one request open
+    expect(await setTopUp({ customerId, meterId, belowUnits: "20", productId, maxPerMonth: 10 })).toMatchObject({ armed: false, maxPerMonth: 10 });
+    await ingest(t, calls(name, customerId, 1)); // 14: the same crossing
+    expect(await requested(customerId)).toHaveLength(1);
+    const [first] = await requested(customerId);
+    await order(t, customerId, productId, first.idempotencyKey); // 64: re-armed
+    await ingest(t, calls(name, customerId, 50)); // 14: a new crossing
+    expect((await requested(customerId)).map((r) => r.availableUnits)).toEqual(["15", "14"]);
+  });
+
+  it("a request's key completes it only by an order of its customer and product; another order with the key is a CONFLICT", async () => {
+    const { name, meterId, customerId, productId } = await setup();
+    const other = await customer(t);
+    const otherProduct = await product(t, [await benefit(t, meterId, "50")]);
+    await ingest(t, calls(name, customerId, 85)); // 15
+    const [request] = await requested(customerId);
+    const conflict = { __typename: "ConflictError", field: "input.idempotencyKey" };
+    expect((await t.ok(CreateOrder, { input: { customerId: other, productId, idempotencyKey: request.idempotencyKey } })).createOrder).toMatchObject(conflict);
+    expect((await t.ok(CreateOrder, { input: { customerId, productId: otherProduct, idempotencyKey: request.idempotencyKey } })).createOrder).toMatchObject(conflict);
+    expect(await t.db.topUpRequest.findFirstOrThrow({ where: { idempotencyKey: request.idempotencyKey } })).toMatchObject({ status: "REQUESTED", orderId: null });
+    expect((await balanceOf(t, other, meterId))?.creditedUnits ?? "0").toBe("0"); // nothing granted to the other customer
+    await order(t, customerId, productId, request.idempotencyKey);
+    expect(await t.db.topUpRequest.findFirstOrThrow({ where: { idempotencyKey: request.idempotencyKey } })).toMatchObject({ status: "COMPLETED" });
+    expect(await balanceOf(t, customerId, meterId)).toMatchObject({ balance: "65" });
+  });
+
+  it("refuses a product that cannot complete a top-up (archived, or granting nothing on the meter) and a rated meter", async () => {
+    const meterId = await meter(t, "COUNT", { filter: named(`unfit-${Math.random().toString(36).slice(2, 8)}`) });
+    const customerId = await customer(t);
+    const set = async (input: SetAutoTopUpInput) => (await t.ok(SetAutoTopUp, { input })).setAutoTopUp;
+    const elsewhere = await product(t, [await benefit(t, await meter(t, "COUNT", { filter: named("elsewhere") }), "5")]);
+    expect(await set({ customerId, meterId, belowUnits: "1", productId: elsewhere })).toMatchObject({ __typename: "InvalidInputError", field: "input.productId" });
+    const archived = await product(t, [await benefit(t, meterId, "5")]);
+    await t.ok(ArchiveProduct, { id: archived });
+    expect(await set({ customerId, meterId, belowUnits: "1", productId: archived })).toMatchObject({ __typename: "InvalidInputError", field: "input.productId" });
+    const { createCreditSystem } = await t.ok(CreateCreditSystem, { input: { name: "pool", rates: [{ meterId: await meter(t, "COUNT", { filter: named("unfit-rated") }), creditsPerUnit: "1" }] } });
+    if (createCreditSystem.__typename !== "Meter") throw new Error(JSON.stringify(createCreditSystem));
+    const rated = createCreditSystem.creditRates[0].meter.id;
+    const onPool = await product(t, [await benefit(t, createCreditSystem.id, "5")]);
+    expect(await set({ customerId, meterId: rated, belowUnits: "1", productId: onPool })).toMatchObject({ __typename: "InvalidInputError", field: "input.meterId", message: expect.stringContaining(createCreditSystem.id) });
+    expect(await set({ customerId, meterId: createCreditSystem.id, belowUnits: "1", productId: onPool })).toMatchObject({ __typename: "AutoTopUp" });
   });
 
   it("refuses a negative line and an unknown product, naming the input", async () => {

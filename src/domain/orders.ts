@@ -12,7 +12,7 @@ import { isUniqueViolation } from "./prisma-errors.ts";
 import { endSubscriptionNow } from "./subscriptions.ts";
 import { inTransaction } from "./transactions.ts";
 import { orderEvent, subscriptionEvent, writeOutbox } from "./outbox.ts";
-import { completeTopUp } from "./topups.ts";
+import { checkTopUpKey, completeTopUp } from "./topups.ts";
 
 export const ORDER_STATUSES = ["PAID", "REFUNDED"] as const;
 export type OrderStatus = (typeof ORDER_STATUSES)[number];
@@ -50,6 +50,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
         const active = await tx.subscription.findFirst({ where: { customerId: customer.id, productId: product.id, status: "ACTIVE" }, select: { id: true } });
         if (active) throw new ConflictError(`The customer already has an active subscription to this product (${active.id})`, "input.productId");
       }
+      if (input.idempotencyKey) await checkTopUpKey(sql, organizationId, input.idempotencyKey, customer.id, product.id);
       const benefits = await currentBenefits(tx, product.id);
       const price = await fixedPrice(tx, product.id);
       let subscription: { id: string; currentPeriodEnd: Date } | null = null;

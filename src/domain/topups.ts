@@ -11,9 +11,9 @@ import { LRUCache } from "lru-cache";
 import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import type { AutoTopUp } from "../generated/prisma-postgresql/client.ts";
-import { requireProduct } from "./catalog.ts";
+import { currentBenefits, requireProduct } from "./catalog.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
-import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { orderedId } from "./ids.ts";
 import { requireMeter } from "./meters.ts";
 import type { OutboxEvent } from "./outbox.ts";
@@ -35,17 +35,27 @@ const known = new LRUCache<string, boolean>({ max: 10_000, ttl: TOPUP_CACHE_MS }
 /** The calendar month (UTC) a request counts against. */
 export const monthOf = (at: Date) => at.toISOString().slice(0, 7);
 
+/**
+ * Set (or change) the rule of a customer and meter. The product must be able to complete a request: on sale,
+ * and granting credits on the meter; a rated meter's usage is paid by its pool, so the rule goes on the pool.
+ * A new rule starts armed; changing one keeps its state, so a request still open is not asked again.
+ */
 export async function setAutoTopUp(db: Db, organizationId: string, input: AutoTopUpInput): Promise<AutoTopUp> {
   const customer = await resolveCustomerRef(db, organizationId, input, "input");
-  await requireMeter(db, organizationId, input.meterId, "input.meterId");
-  await requireProduct(db, organizationId, input.productId, "input.productId");
+  const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
+  if (meter.creditPoolId) throw new InvalidInputError(`this meter's usage is paid from its credit system: set the auto top-up on the pool (${meter.creditPoolId})`, "input.meterId");
+  const product = await requireProduct(db, organizationId, input.productId, "input.productId");
+  if (product.archivedAt) throw new InvalidInputError("the product is archived and can no longer be bought", "input.productId");
+  if (!(await currentBenefits(db, product.id)).some((b) => b.meterId === meter.id)) {
+    throw new InvalidInputError("the product grants no credits on this meter, so its orders would not top it up", "input.productId");
+  }
   if (input.belowUnits < 0n) throw new InvalidInputError("must be 0 or more", "input.belowUnits");
   const max = input.maxPerMonth ?? null;
   if (max !== null && (!Number.isInteger(max) || max < 1)) throw new InvalidInputError("must be an integer of at least 1", "input.maxPerMonth");
-  const data = { belowUnits: input.belowUnits, productId: input.productId, maxPerMonth: max, armed: true };
+  const data = { belowUnits: input.belowUnits, productId: input.productId, maxPerMonth: max };
   const rule = await db.autoTopUp.upsert({
     where: { customerId_meterId: { customerId: customer.id, meterId: input.meterId } },
-    create: { organizationId, customerId: customer.id, meterId: input.meterId, ...data },
+    create: { organizationId, customerId: customer.id, meterId: input.meterId, ...data, armed: true },
     update: data,
   });
   known.delete(organizationId);
@@ -83,7 +93,7 @@ export interface TopUpRule {
   productId: string;
   maxPerMonth: number | null;
   armed: boolean;
-  /** requests already recorded this month */
+  /** requests already recorded this month for the customer and meter (under this rule or an earlier one) */
   used: number;
 }
 
@@ -98,7 +108,7 @@ export async function topUpRules<B extends { organizationId: string; customerId:
   const inPairs = sql.pairsIn("customerId", "meterId", wanted, 2);
   const rows = await sql.query<{ id: string; organizationId: string; customerId: string; meterId: string; belowUnits: unknown; productId: string; maxPerMonth: unknown; armed: unknown; used: unknown }>(
     `SELECT a."id", a."organizationId", a."customerId", a."meterId", a."belowUnits", a."productId", a."maxPerMonth", a."armed",
-            (SELECT COUNT(*) FROM "TopUpRequest" r WHERE r."autoTopUpId" = a."id" AND r."month" = ${sql.param(1)}) AS "used"
+            (SELECT COUNT(*) FROM "TopUpRequest" r WHERE r."customerId" = a."customerId" AND r."meterId" = a."meterId" AND r."month" = ${sql.param(1)}) AS "used"
        FROM "AutoTopUp" a WHERE ${inPairs.clause}`,
     [monthOf(now), ...inPairs.values],
   );
@@ -164,7 +174,22 @@ export async function recordTopUps(sql: Sql, watched: { balance: { balance: bigi
   return events;
 }
 
-/** createOrder with a request's idempotency key completes it (in the order's transaction). */
+/**
+ * In createOrder's transaction, before anything is written: a request's idempotency key may only be used by an
+ * order of the request's customer and product (CONFLICT otherwise), so the key cannot complete the request
+ * with another customer's credits, nor be spent before the customer's own order.
+ */
+export async function checkTopUpKey(sql: Sql, organizationId: string, idempotencyKey: string, customerId: string, productId: string): Promise<void> {
+  const request = await sql.first<{ customerId: string; productId: string }>(
+    `SELECT "customerId", "productId" FROM "TopUpRequest" WHERE "organizationId" = ${sql.param(1)} AND "idempotencyKey" = ${sql.param(2)}`,
+    [organizationId, idempotencyKey],
+  );
+  if (request && (request.customerId !== customerId || request.productId !== productId)) {
+    throw new ConflictError("This idempotencyKey is a top-up request's, for another customer or product: order the request's product for its customer", "input.idempotencyKey");
+  }
+}
+
+/** createOrder with a request's idempotency key completes it (in the order's transaction, after checkTopUpKey). */
 export async function completeTopUp(sql: Sql, organizationId: string, idempotencyKey: string, orderId: string, now: Date): Promise<void> {
   await sql.execute(
     `UPDATE "TopUpRequest" SET "status" = 'COMPLETED', "orderId" = ${sql.param(1)}, "completedAt" = ${sql.param(2)}
