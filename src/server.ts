@@ -70,6 +70,21 @@ type SocketExtra = {
  * Measured on `npm run bench -- --engine postgresql --only ingest`, two runs each, alternated: 60–67 → 54–58 µs
  * of the service's CPU per ingested event. Subscriptions keep Yoga's executor.
  */
+/**
+ * A subscription over HTTP (an event stream: Yoga answers one for any Accept header that admits it, wildcards
+ * or none included) outlives its request's authentication: the socket authority ends the response when the
+ * credential ends. Decided by the operation, not the Accept header. WebSocket operations (`extra`) belong to
+ * their socket, admitted on connect.
+ */
+function useHttpStreamsEndWithCredential(authority: { admit(socket: Connection, principal: Principal): boolean }): Plugin {
+  return {
+    onSubscribe: ({ args }) => {
+      const ctx = args.contextValue as { principal?: Principal | null; res?: ServerResponse; extra?: unknown };
+      if (ctx.principal && ctx.res && !ctx.extra) authority.admit(sseConnection(ctx.res), ctx.principal);
+    },
+  };
+}
+
 function useGraphqlJsExecute(): Plugin {
   return { onExecute: ({ setExecuteFn }) => setExecuteFn(execute as never) };
 }
@@ -142,7 +157,7 @@ export function createApp(deps: AppDeps) {
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
     renderGraphiQL, // from this service's own assets (src/graphiql.ts), not a CDN
     ...transport.yogaOptions,
-    plugins: [useGraphqlJsExecute(), useNoNulCharacters(), useInputErrorFields(), ...transport.yogaOptions.plugins],
+    plugins: [useGraphqlJsExecute(), useNoNulCharacters(), useInputErrorFields(), useHttpStreamsEndWithCredential(authority), ...transport.yogaOptions.plugins],
     // Client errors at info, the service's own at error (once): src/log.ts.
     logging: yogaLogging(log, reportedErrors),
     context: async (init: YogaInitialContext & { extra?: SocketExtra; req?: IncomingMessage; res?: ServerResponse }): Promise<Context> => {
@@ -151,8 +166,6 @@ export function createApp(deps: AppDeps) {
       const principal = init.extra
         ? (init.extra.principal ?? null)
         : await principalFromHeader(authenticateHash, init.request.headers.get("authorization"), init.req);
-      // An SSE stream outlives its request's check: the authority ends it when the credential ends.
-      if (principal && init.res && init.request.headers.get("accept")?.includes("text/event-stream")) authority.admit(sseConnection(init.res), principal);
       // Only a session's portal link needs it: not parsed for every request.
       const publicUrl = () => deps.publicUrl ?? (init.extra ? requestOrigin(init.extra.request) : new URL(init.request.url).origin);
       return { db, pubsub, notify, log, principal, now: clock, balanceView: viewLoader(db, clock), balanceRows, meterLimits, loaders: createLoaders(db), webhooks: webhookSettings, publicUrl };
