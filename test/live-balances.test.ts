@@ -101,6 +101,24 @@ describe("customerMeterUpdated", () => {
     expect((await sub.next()).errors?.[0]).toMatchObject({ extensions: { code: "FORBIDDEN" } });
   });
 
+  it("a customer session cannot tell a meter it has no balance on from a made-up id: both subscriptions are taken and stay silent", async () => {
+    const c = await customer(t);
+    const someoneElse = await customer(t);
+    const hidden = await meter(t, "COUNT", { filter: named("hidden-from-c") });
+    const token = await sessionToken(c);
+    const madeUp = await watch(token, CustomerMeterUpdated, { meterId: "cm_made_up" });
+    const notTheirs = await watch(token, CustomerMeterUpdated, { meterId: hidden });
+    await ingest(t, [{ name: "hidden-from-c", customerId: someoneElse }]); // moves a balance on the meter, not c's
+    const silent = (sub: typeof madeUp) => sub.next(300).then((r) => JSON.stringify(r), () => "silent");
+    expect(await silent(madeUp)).toBe("silent");
+    expect(await silent(notTheirs)).toBe("silent");
+    // once c has a balance on the meter, the same subscription pushes it
+    await ingest(t, [{ name: "hidden-from-c", customerId: c }]);
+    expect((await notTheirs.next()).data?.customerMeterUpdated).toMatchObject({ balance: "-1", meter: { id: hidden } });
+    madeUp.close();
+    notTheirs.close();
+  });
+
   it("answers NOT_FOUND for a meter of another organization", async () => {
     const c = await customer(t);
     const other = await t.newOrganization();

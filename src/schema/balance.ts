@@ -94,7 +94,10 @@ builder.subscriptionFields((t) => ({
     subscribe: async (_root, args, ctx) => {
       const customer = await readableCustomer(ctx, refArgs(args));
       const meterId = args.meterId ? String(args.meterId) : null;
-      if (meterId && !(await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx) }, select: { id: true } }))) {
+      // A customer session's subscription to any meter id is taken: one it has no balance on yet pushes once
+      // it has (a widget opened before the first usage), and NOT_FOUND for a made-up id alone would tell the
+      // session which ids are the organization's meters. Pushes carry only the session's own balances.
+      if (meterId && ctx.principal?.kind !== "customer" && !(await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx) }, select: { id: true } }))) {
         throw new NotFoundError("No such meter", "meterId");
       }
       // One message per customer per transaction; this subscription sends one per balance that moved.
