@@ -104,6 +104,19 @@ export async function createPrisma(url: string, options: PrismaOptions = {}): Pr
   return db;
 }
 
+/**
+ * A connection the server ends (a restart, a failover, pg_terminate_backend, a dropped database) raises an
+ * 'error' event on its node-postgres client; with no listener Node ends the process. The pool listens on
+ * its idle clients only ("error" on the pool: that client is removed, a new one opens for the next query),
+ * and a checked-out client, in a transaction, has none: every client gets one of its own for its lifetime.
+ * The statement in flight fails with the error all the same, and whoever holds the client releases it as
+ * broken (src/domain/transactions.ts), so it never goes back to the pool.
+ */
+function survivesLostConnections(pool: { on(event: "error", listener: () => void): unknown; on(event: "connect", listener: (client: { on(event: "error", listener: () => void): unknown }) => void): unknown }): void {
+  pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
+}
+
 async function connect(url: string, clientOptions: object, { onQuery, sqliteSynchronous }: PrismaOptions): Promise<Db> {
   if (providerOf(url) === "postgresql") {
     const [{ PrismaClient }, { PrismaPg }, { default: pg }] = await Promise.all([
@@ -118,14 +131,14 @@ async function connect(url: string, clientOptions: object, { onQuery, sqliteSync
     // An idle connection the server ends (a restart, a failover, an administrator, a dropped database) is
     // removed from the pool, which opens a new one for the next query. Without a listener, node-postgres
     // raises that as an uncaught exception and the process dies.
-    pool.on("error", () => {});
+    survivesLostConnections(pool);
     const db = new PrismaClient({ ...clientOptions, adapter: new PrismaPg(pool, { disposeExternalPool: true }) });
     pools.set(db, pool);
     // Read from the text (a URL parser refuses some passwords node-postgres accepts, such as one with a `#`).
     if (!/[?&]pgbouncer=true(&|$)/.test(url)) preparing.add(db);
     // Connections open as the writer first needs them; $disconnect ends them with the shared pool.
     const writerPool = new pg.Pool({ connectionString: url, connectionTimeoutMillis: 30_000, max: PG_WRITER_CONNECTIONS });
-    writerPool.on("error", () => {});
+    survivesLostConnections(writerPool);
     writerPools.set(db, writerPool);
     const disconnect = db.$disconnect.bind(db);
     let closing: Promise<void> | undefined;
