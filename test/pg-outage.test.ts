@@ -7,8 +7,13 @@ import path from "node:path";
 import { print } from "graphql";
 import { afterAll, describe, expect, it } from "vitest";
 import { CreateCustomer, CreateMeter, GetCustomerMeter, GrantCredits, IngestEvents } from "./documents.ts";
-import { freshDatabase } from "./support/app.ts";
-import { named } from "./support/fixtures.ts";
+import { freshDatabase, startTestApp } from "./support/app.ts";
+import { startPgProxy } from "./support/pg-proxy.ts";
+import { createPrisma } from "../src/db/client.ts";
+import { authorizeUsage, reserveUsage } from "../src/domain/authorization.ts";
+import { ingestEvents } from "../src/domain/ingestion.ts";
+import { holdWriter } from "../src/domain/writer.ts";
+import { customer, grant, meter, named } from "./support/fixtures.ts";
 import { gql, startServer } from "./support/process.ts";
 
 const ADMIN = "pg-outage-admin-token-0123456789";
@@ -87,6 +92,45 @@ describe.skipIf(!/^postgres(ql)?:/.test(process.env.TEST_DATABASE_URL ?? ""))("P
       await admin.end().catch(() => {});
       if (server.child.exitCode === null && server.child.signalCode === null) await server.stop();
       await database.drop();
+    }
+  });
+
+  it("a group whose COMMIT answer is lost: the node asks whether it committed, and answers every caller as it was, applied once", async () => {
+    const t = await startTestApp({ limits: { rateLimitPerSecond: 1_000_000, rateLimitBurst: 1_000_000 } });
+    const target = new URL(t.databaseUrl);
+    const proxy = await startPgProxy(Number(target.port || 5432), target.hostname);
+    target.port = String(proxy.port);
+    const db = await createPrisma(target.toString()); // a second node's client, through the proxy
+    try {
+      const m = await meter(t, "COUNT", { filter: named("cut-commit") });
+      const c = await customer(t);
+      await grant(t, c, m, "1000");
+      const silent = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
+      // one group: three ingest calls of 5 events without externalIds, an authorization and a hold without keys
+      const hold = holdWriter(db);
+      const calls: Promise<{ ok: boolean; value?: unknown; error?: unknown }>[] = [];
+      const call = async (p: Promise<unknown>) => {
+        calls.push(p.then((value) => ({ ok: true, value }), (error) => ({ ok: false, error })));
+        while (hold.queued() < calls.length) await new Promise((r) => setTimeout(r, 2));
+      };
+      for (let i = 0; i < 3; i++) await call(ingestEvents(db, silent, t.organizationId, Array.from({ length: 5 }, () => ({ name: "cut-commit", customerId: c }))));
+      await call(authorizeUsage(db, silent, t.organizationId, { customerId: c, meterId: m, units: 7_000_000n }));
+      await call(reserveUsage(db, silent, t.organizationId, { customerId: c, meterId: m, units: 11_000_000n, ttlSeconds: 3600 }));
+      proxy.armCommitCut(1);
+      hold.release();
+      const answers = await Promise.all(calls);
+      expect(proxy.cuts()).toBe(1);
+      expect(answers.map((a) => (a.ok ? "ok" : String(a.error)))).toEqual(["ok", "ok", "ok", "ok", "ok"]);
+      expect(answers[3].value).toMatchObject({ allowed: true });
+      const events = await t.db.event.count({ where: { organizationId: t.organizationId, name: "cut-commit" } });
+      const usage = await t.db.ledgerEntry.findMany({ where: { customerId: c, meterId: m, kind: "USAGE" }, select: { units: true } });
+      const held = await t.db.reservation.count({ where: { customerId: c, meterId: m, status: "HELD" } });
+      expect({ events, held, usage: usage.map((e) => e.units).sort() }).toEqual({ events: 15, held: 1, usage: [-7_000_000n, -5_000_000n, -5_000_000n, -5_000_000n].sort() });
+      expect((await t.db.customerMeter.findUniqueOrThrow({ where: { customerId_meterId: { customerId: c, meterId: m } } })).consumedUnits).toBe(22_000_000n);
+    } finally {
+      await db.$disconnect().catch(() => {});
+      await proxy.close();
+      await t.close();
     }
   });
 });

@@ -55,6 +55,7 @@ export async function sqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T>):
 }
 
 const ON_DISK = Promise.resolve();
+const ROLLED_BACK_AT_COMMIT = "the transaction was rolled back at COMMIT";
 
 /**
  * `sqlTransaction` that resolves as soon as the transaction committed, with `durable`, which resolves once the
@@ -89,24 +90,38 @@ export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T
     mode.pipeline = true;
     const sql = new Sql(pgRunner(client, onQuery, pgPrepares(db)), "postgresql", true);
     let broken: Error | undefined;
+    let xid: string | undefined;
+    let commitSent = false;
+    let value: T | undefined;
     try {
       const begin = client.query("BEGIN");
       begin.catch(() => {}); // awaited below
+      // The transaction's id, to ask the database whether it committed if the COMMIT's answer is lost.
+      const id = client.query<{ xid: string }>(`SELECT txid_current()::text AS "xid"`);
+      id.catch(() => {}); // awaited below
       try {
-        const value = await work(sql);
+        value = await work(sql);
+        xid = (await id).rows[0]!.xid; // answered before whatever the work awaited, so at once
         const commit = client.query("COMMIT");
+        commitSent = true;
         commit.catch(() => {}); // awaited below
         await begin;
         // A write that failed aborted the transaction, and PostgreSQL answers the COMMIT behind it with ROLLBACK.
         await sql.settle();
-        if ((await commit).command !== "COMMIT") throw new Error("the transaction was rolled back at COMMIT");
+        if ((await commit).command !== "COMMIT") throw new Error(ROLLED_BACK_AT_COMMIT);
         return { value, durable: ON_DISK };
       } catch (err) {
         // The first failure on the connection is the cause (statements after it fail as "transaction aborted").
-        const first = await sql.firstFailure();
+        const first = (await sql.firstFailure()) ?? err;
         // A failed ROLLBACK means the connection is unusable: it is destroyed, not returned to the pool.
         await client.query("ROLLBACK").catch((e: Error) => void (broken = e));
-        throw first ?? err;
+        if (commitSent && xid !== undefined && !isStatementError(first)) {
+          // The connection failed after COMMIT went out: the transaction may have committed. Ask.
+          const outcome = await transactionOutcome(pool, xid);
+          if (outcome === "committed") return { value: value as T, durable: ON_DISK };
+          if (outcome === "unknown") throw new CommitOutcomeUnknownError(first);
+        }
+        throw first;
       }
     } finally {
       mode.pipeline = false;
@@ -114,6 +129,49 @@ export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T
     }
   });
 }
+
+/**
+ * COMMIT was sent and its answer lost (the connection failed), and the database could not be asked whether
+ * the transaction committed: it may have. Its work must not be run again as if it had not (the group writer
+ * answers every caller of the group with this error instead of retrying them one by one).
+ */
+export class CommitOutcomeUnknownError extends Error {
+  constructor(readonly cause: unknown) {
+    super(`the database connection failed after COMMIT was sent and whether the transaction committed could not be learnt: ${cause instanceof Error ? cause.message : String(cause)}`);
+  }
+}
+
+/** An error the server answered a statement with (the transaction is then aborted), not a lost connection. */
+function isStatementError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  // node-postgres's DatabaseError carries the server's severity: ERROR aborts the transaction, while FATAL (a
+  // terminated backend) ends the connection, possibly after the commit
+  return err.message === ROLLED_BACK_AT_COMMIT || (err as Error & { severity?: unknown }).severity === "ERROR";
+}
+
+/** How long a node keeps asking whether a transaction whose COMMIT answer was lost committed. */
+const OUTCOME_WAIT_MS = 10_000;
+
+/**
+ * Whether transaction `xid` committed, asked on another connection (PostgreSQL's txid_status), retried while
+ * the database cannot be reached or the transaction is still finishing, for up to OUTCOME_WAIT_MS.
+ */
+async function transactionOutcome(pool: { query<R>(text: string, values: unknown[]): Promise<{ rows: R[] }> }, xid: string): Promise<"committed" | "aborted" | "unknown"> {
+  const deadline = Date.now() + OUTCOME_WAIT_MS;
+  for (;;) {
+    try {
+      const { rows } = await pool.query<{ status: string | null }>(`SELECT txid_status($1::bigint) AS "status"`, [xid]);
+      const status = rows[0]?.status;
+      if (status === "committed") return "committed";
+      if (status === "aborted") return "aborted";
+    } catch {
+      // the database is not reachable yet: ask again
+    }
+    if (Date.now() >= deadline) return "unknown";
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 
 async function published<T>(notify: Notify, organizationId: string, committed: Promise<{ value: T; changes: BalanceChange[] }>): Promise<T> {
   const { value, changes } = await committed;

@@ -14,7 +14,7 @@ import { PG_WRITER_CONNECTIONS, providerOfDb } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { BalanceBook, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import type { Notify } from "./notify.ts";
-import { committedSqlTransaction } from "./transactions.ts";
+import { CommitOutcomeUnknownError, committedSqlTransaction } from "./transactions.ts";
 
 /** Most jobs one transaction decides. */
 export const MAX_GROUP_JOBS = 256;
@@ -145,6 +145,8 @@ class Writer {
     } catch (err) {
       const open = group.filter((p) => !p.settled);
       if (open.length === 1) return settle(open[0], { ok: false, error: err });
+      // The group may have committed: trying its jobs again one by one could apply them twice.
+      if (err instanceof CommitOutcomeUnknownError) return open.forEach((p) => settle(p, { ok: false, error: err }));
       // Whatever failed the group (a database error, not an answer) is not every caller's failure: each job
       // is tried on its own, so only the one it belongs to sees it.
       for (const p of open) await this.run([p]);
