@@ -95,6 +95,38 @@ it("reaching zero raises depleted (and low, crossed on the way); a customer's ow
   ]);
 });
 
+/** The alert types the outbox holds for a customer, oldest first. */
+async function alertTypes(customerId: string, prefix = "balance.") {
+  const rows = await t.db.outboxMessage.findMany({ where: { type: { startsWith: prefix } }, orderBy: { id: "asc" } });
+  return rows.filter((r) => (JSON.parse(r.payload) as { customerId?: string }).customerId === customerId).map((r) => r.type);
+}
+
+it("depleted stays depleted until recovered: a grant that leaves the balance below the line, then zero again, raises nothing new", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("dip") });
+  const customerId = await customer(t);
+  await grant(t, customerId, meterId, "10");
+  await setAlert({ meterId, customerId, lowBalanceUnits: "5" });
+  await ingest(t, calls(customerId, 10, "dip")); // 0: low, depleted
+  await grant(t, customerId, meterId, "2"); // 2: below the line, not recovered
+  await ingest(t, calls(customerId, 2, "dip")); // 0 again: the same depletion
+  expect(await alertTypes(customerId)).toEqual(["balance.low", "balance.depleted"]);
+  await grant(t, customerId, meterId, "6"); // 6: recovered
+  await ingest(t, calls(customerId, 6, "dip")); // 0: low and depleted again, after the recovery
+  expect(await alertTypes(customerId)).toEqual(["balance.low", "balance.depleted", "balance.recovered", "balance.low", "balance.depleted"]);
+  await tickUntil([t.app.webhooks], () => receiver.received.length >= 5); // delivered here, not to the next test
+});
+
+it("a customer's own rule replaces the organization default's expiry window too, even when it sets none", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("own-window") });
+  const customerId = await customer(t);
+  const { grantCredits } = await t.ok(GrantWithOptions, { input: { customerId, meterId, units: "7", expiresAt: new Date(Date.now() + 2 * 86_400_000).toISOString() } });
+  if (grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(grantCredits));
+  await setAlert({ meterId, expiringWithinDays: 5 }); // the organization's default
+  await setAlert({ meterId, customerId, lowBalanceUnits: "1" }); // the customer's own: no expiry window
+  await t.app.scheduler.tick();
+  expect(await alertTypes(customerId, "credits.")).toEqual([]);
+});
+
 it("an organization without rules pays no alert statement on ingest", async () => {
   const other = await t.newOrganization("no rules");
   const { createMeter } = await t.ok(CreateMeter, { input: { name: "quiet", filter: named("quiet"), aggregation: { func: "COUNT" } } }, other.token);

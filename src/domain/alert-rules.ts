@@ -62,7 +62,10 @@ const DAY_MS = 86_400_000;
  */
 export async function announceExpiringCredits(db: Db, now: Date): Promise<number> {
   const rules = (await db.balanceAlertRule.findMany({ where: { expiringWithinDays: { not: null } } })).map(ruleOf);
-  const own = new Set(rules.filter((r) => r.customerId).map((r) => `${r.customerId} ${r.meterId}`));
+  // A customer's own rule on a meter replaces the organization's default there, with or without a window.
+  const defaultMeters = [...new Set(rules.filter((r) => !r.customerId).map((r) => r.meterId))];
+  const ownRules = defaultMeters.length ? await db.balanceAlertRule.findMany({ where: { customerId: { not: "" }, meterId: { in: defaultMeters } }, select: { customerId: true, meterId: true } }) : [];
+  const own = new Set(ownRules.map((r) => `${r.customerId} ${r.meterId}`));
   let announced = 0;
   for (const rule of rules) {
     const grants = await db.creditGrant.findMany({

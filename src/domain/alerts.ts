@@ -127,7 +127,7 @@ export function levelOf(available: bigint, threshold: bigint | null): AlertLevel
 export function crossings(from: AlertLevel, to: AlertLevel, hasThreshold: boolean): AlertType[] {
   if (from === to) return [];
   if (to === "OK") return ["balance.recovered"];
-  if (to === "LOW") return from === "OK" ? ["balance.low"] : []; // DEPLETED → LOW: still below, nothing new
+  if (to === "LOW") return from === "OK" ? ["balance.low"] : []; // DEPLETED → LOW: not stored as a move (recordCrossings)
   return from === "OK" && hasThreshold ? ["balance.low", "balance.depleted"] : ["balance.depleted"];
 }
 
@@ -158,7 +158,9 @@ export async function recordCrossings(sql: Sql, watched: { balance: WrittenBalan
     const available = b.balance - b.held;
     const from = stored.get(key(b.customerId, b.meterId)) ?? "OK";
     const to = levelOf(available, rule.lowBalanceUnits);
-    if (from === to) continue;
+    // A depleted balance stays depleted until it recovers: credits that leave it below the line are no
+    // recovery, so the next time it reaches zero is the same depletion, not a new one.
+    if (from === to || (from === "DEPLETED" && to === "LOW")) continue;
     moved.push([b.customerId, b.meterId, b.organizationId, to, at]);
     for (const type of crossings(from, to, rule.lowBalanceUnits !== null)) {
       events.push({
