@@ -64,7 +64,7 @@ export async function startPgProxy(targetPort: number, targetHost = "127.0.0.1")
     },
     cuts: () => cut,
     cutAll() {
-      for (const p of [...pairs]) {
+      for (const p of pairs) {
         p.a.destroy();
         p.b.destroy();
       }
