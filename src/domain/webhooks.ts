@@ -1,10 +1,10 @@
 // Webhook endpoints and their delivery log, as the API manages them. Sending is src/webhooks/delivery.ts.
 import { lookup } from "node:dns/promises";
 import { BlockList, isIP } from "node:net";
-import type { Db } from "../db/client.ts";
-import type { Sql } from "../db/sql.ts";
+import { providerOfDb, type Db } from "../db/client.ts";
+import { Sql } from "../db/sql.ts";
 import type { WebhookDelivery, WebhookEndpoint } from "../generated/prisma-postgresql/client.ts";
-import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { InvalidInputError, LimitExceededError, NotFoundError } from "./errors.ts";
 import { WEBHOOK_EVENT_TYPES, type WebhookEventType } from "./outbox.ts";
 import { sqlTransaction } from "./transactions.ts";
 import { encryptSecret, newWebhookSecret } from "./webhook-secrets.ts";
@@ -107,13 +107,24 @@ export interface EndpointInput {
 /** The endpoint's event types as stored (JSON text). */
 export const eventTypesOf = (e: Pick<WebhookEndpoint, "eventTypes">): string[] => JSON.parse(e.eventTypes) as string[];
 
+/** Most webhook endpoints one organization has (each event is one delivery per endpoint that wants it). */
+export const MAX_WEBHOOK_ENDPOINTS = 20;
+
 /** A new endpoint and its secret (`whsec_…`), returned this once: only its ciphertext is stored. */
 export async function createWebhookEndpoint(db: Db, policy: EndpointPolicy, organizationId: string, input: EndpointInput): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
   const url = await checkUrl(input.url, policy, "input.url");
   const eventTypes = checkEventTypes(input.eventTypes, "input.eventTypes");
+  const description = checkDescription(input.description, "input.description");
   const secret = newWebhookSecret();
-  const endpoint = await db.webhookEndpoint.create({
-    data: { organizationId, url, eventTypes: JSON.stringify(eventTypes), description: checkDescription(input.description, "input.description"), secretCiphertext: encryptSecret(policy.key, secret) },
+  const provider = providerOfDb(db);
+  const endpoint = await db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    // counted under the organization's lock (PostgreSQL; SQLite has one writer), so concurrent calls cannot pass the cap together
+    await new Sql(tx, provider).lockKeys([`webhook-endpoints:${organizationId}`]);
+    if ((await tx.webhookEndpoint.count({ where: { organizationId } })) >= MAX_WEBHOOK_ENDPOINTS) {
+      throw new LimitExceededError(`An organization has at most ${MAX_WEBHOOK_ENDPOINTS} webhook endpoints: delete one first (one endpoint can take every event type)`, "input", MAX_WEBHOOK_ENDPOINTS);
+    }
+    return tx.webhookEndpoint.create({ data: { organizationId, url, eventTypes: JSON.stringify(eventTypes), description, secretCiphertext: encryptSecret(policy.key, secret) } });
   });
   return { endpoint, secret };
 }
@@ -162,7 +173,8 @@ const PRUNE_BATCH = 1000;
 const PRUNE_BATCHES_PER_PASS = 20;
 
 /**
- * Retention (WEBHOOK_RETENTION_DAYS): succeeded deliveries last changed before `cutoff`, then outbox rows
+ * Retention (WEBHOOK_RETENTION_DAYS): succeeded deliveries last changed before `cutoff` and deliveries made
+ * before it that still wait for a disabled endpoint, then outbox rows
  * dispatched before it that no delivery refers to any more, are deleted in bounded batches (one short
  * transaction each). Pending and failed deliveries stay (a failed one can still be redelivered by hand), and
  * so do the messages they send. The scheduler runs it; several nodes may at once (each batch deletes what is
@@ -181,6 +193,13 @@ export async function pruneWebhookHistory(db: Db, cutoff: Date): Promise<{ deliv
     "deliveries",
     (sql) =>
       `DELETE FROM "WebhookDelivery" WHERE "id" IN (SELECT "id" FROM "WebhookDelivery" WHERE "status" = 'SUCCEEDED' AND "updatedAt" < ${sql.param(1)} LIMIT ${PRUNE_BATCH})`,
+  );
+  // what waits for a disabled endpoint is kept for the retention, no longer
+  await batches(
+    "deliveries",
+    (sql) =>
+      `DELETE FROM "WebhookDelivery" WHERE "id" IN (SELECT d."id" FROM "WebhookDelivery" d JOIN "WebhookEndpoint" e ON e."id" = d."endpointId"
+         WHERE d."status" = 'PENDING' AND d."createdAt" < ${sql.param(1)} AND e."disabledAt" IS NOT NULL LIMIT ${PRUNE_BATCH})`,
   );
   await batches(
     "messages",

@@ -4,7 +4,7 @@ import { Repeater } from "graphql-yoga";
 import { listBalanceAlerts, setBalanceAlert } from "../domain/alert-rules.ts";
 import type { AlertRule } from "../domain/alerts.ts";
 import { parseUnits } from "../domain/units.ts";
-import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { InvalidInputError, LimitExceededError, NotFoundError } from "../domain/errors.ts";
 import { isAlertType, WEBHOOK_EVENT_TYPES, type AlertType } from "../domain/outbox.ts";
 import { createWebhookEndpoint, deleteWebhookEndpoint, DELIVERY_STATUSES, eventTypesOf, redeliverWebhook, updateWebhookEndpoint } from "../domain/webhooks.ts";
 import { builder, type Context } from "./builder.ts";
@@ -103,7 +103,7 @@ builder.mutationFields((t) => ({
   createWebhookEndpoint: t.field({
     type: CreatedEndpoint,
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError] },
+    errors: { types: [InvalidInputError, LimitExceededError] },
     args: { input: t.arg({ type: CreateEndpointInput, required: true }) },
     resolve: async (_root, { input }, ctx) => {
       const { endpoint, secret } = await createWebhookEndpoint(ctx.db, ctx.webhooks, orgId(ctx), input);

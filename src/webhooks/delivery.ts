@@ -3,12 +3,16 @@
 //     their type, numbered per endpoint without gaps; balance alerts are published to `balanceAlerts`
 //     subscribers. One node at a time (PostgreSQL: a transaction-scoped advisory lock, skipped when busy), so
 //     sequence numbers follow the order rows were dispatched in and each message is published once.
-//  2. send: endpoints with due deliveries are leased (PostgreSQL: FOR UPDATE SKIP LOCKED, then a lease time
-//     in the row), so two nodes never send an endpoint's deliveries at once; each leased endpoint's due
-//     deliveries go out in sequence order (first attempts therefore in commit order), signed per Standard
-//     Webhooks. A failure schedules that delivery's retry (exponential backoff with jitter) and the next
-//     delivery goes on: one failing delivery never holds back the rest. Everything is in the database, so a
-//     restarted node resumes where it stopped.
+//  2. send: endpoints with due deliveries are leased, least recently served first (PostgreSQL: FOR UPDATE
+//     SKIP LOCKED, then a lease time and token in the row), so two nodes never send an endpoint's deliveries
+//     at once: the lease is renewed before each send, by its token, and a pass that lost it stops. Each leased
+//     endpoint's due deliveries go out in sequence order (first attempts therefore in commit order), signed
+//     per Standard Webhooks. A failure schedules that delivery's retry (exponential backoff with jitter); after
+//     an answer (an HTTP error) the next delivery goes on, so one failing delivery never holds back the rest,
+//     while no answer at all (a timeout, a refused connection) ends the endpoint's turn for this pass, so an
+//     unresponsive endpoint costs a pass one timeout, not one per delivery. Deliveries are made for disabled
+//     endpoints too and wait, unsent, until the endpoint is enabled again. Everything is in the database, so
+//     a restarted node resumes where it stopped.
 import http from "node:http";
 import https from "node:https";
 import { isIP, type LookupFunction } from "node:net";
@@ -94,8 +98,9 @@ async function dispatch(sql: Sql, now: Date): Promise<{ alerts: MessageRow[]; mo
   );
   if (!messages.length) return { alerts: [], more: false };
   const organizations = sql.textIn("organizationId", [...new Set(messages.map((m) => m.organizationId))]);
+  // disabled endpoints included: what happens meanwhile waits for them (pruned after the retention)
   const endpoints = await sql.query<{ id: string; organizationId: string; eventTypes: string; nextSequence: bigint | number | string }>(
-    `SELECT "id", "organizationId", "eventTypes", "nextSequence" FROM "WebhookEndpoint" WHERE ${organizations.clause} AND "disabledAt" IS NULL ORDER BY "id"${sql.forUpdate}`,
+    `SELECT "id", "organizationId", "eventTypes", "nextSequence" FROM "WebhookEndpoint" WHERE ${organizations.clause} ORDER BY "id"${sql.forUpdate}`,
     organizations.values,
   );
   const at = sql.date(now);
@@ -121,19 +126,22 @@ async function dispatch(sql: Sql, now: Date): Promise<{ alerts: MessageRow[]; mo
   return { alerts: messages.filter((m) => isAlertType(m.type)), more: messages.length === DISPATCH_BATCH };
 }
 
-/** 2a. Lease endpoints that have due deliveries and no live lease. */
-async function lease(sql: Sql, now: Date, until: Date): Promise<string[]> {
+/**
+ * 2a. Lease endpoints that have due deliveries and no live lease, least recently served first (a given-back
+ * lease keeps the time it was given back; never leased: first of all), under `token`.
+ */
+async function lease(sql: Sql, now: Date, until: Date, token: string): Promise<string[]> {
   const lock = sql.provider === "postgresql" ? ` FOR UPDATE OF e SKIP LOCKED` : "";
   const found = await sql.query<{ id: string }>(
     `SELECT e."id" FROM "WebhookEndpoint" e
       WHERE e."disabledAt" IS NULL AND (e."leaseUntil" IS NULL OR e."leaseUntil" < ${sql.param(1)})
         AND EXISTS (SELECT 1 FROM "WebhookDelivery" d WHERE d."endpointId" = e."id" AND d."status" = 'PENDING' AND d."nextAttemptAt" <= ${sql.param(2)})
-      ORDER BY e."id" LIMIT ${ENDPOINTS_PER_PASS}${lock}`,
+      ORDER BY e."leaseUntil" NULLS FIRST, e."id" LIMIT ${ENDPOINTS_PER_PASS}${lock}`,
     [sql.date(now), sql.date(now)],
   );
   if (!found.length) return [];
-  const ids = sql.textIn("id", found.map((r) => r.id), 2);
-  await sql.execute(`UPDATE "WebhookEndpoint" SET "leaseUntil" = ${sql.param(1)} WHERE ${ids.clause}`, [sql.date(until), ...ids.values]);
+  const ids = sql.textIn("id", found.map((r) => r.id), 3);
+  await sql.execute(`UPDATE "WebhookEndpoint" SET "leaseUntil" = ${sql.param(1)}, "leaseToken" = ${sql.param(2)} WHERE ${ids.clause}`, [sql.date(until), token, ...ids.values]);
   return found.map((r) => r.id);
 }
 
@@ -206,7 +214,14 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
   const { db, pubsub, log, settings } = deps;
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
-  const leaseMs = 2 * settings.timeoutMs + 5_000;
+  /** A lease covers one send (the timeout) and the bookkeeping around it; it is renewed before each send. */
+  const leaseMs = settings.timeoutMs + 5_000;
+
+  /** Extend `token`'s lease on the endpoint for one more send: false if the lease was lost or the endpoint disabled. */
+  const renew = (endpointId: string, token: string) =>
+    db.webhookEndpoint
+      .updateMany({ where: { id: endpointId, leaseToken: token, disabledAt: null }, data: { leaseUntil: new Date(Date.now() + leaseMs) } })
+      .then(({ count }) => count === 1);
 
   async function dispatchAll(): Promise<void> {
     for (let more = true; more && !stopped; ) {
@@ -220,7 +235,7 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
   }
 
   /** Send one leased endpoint's due deliveries in sequence order, then give the lease back. */
-  async function sendEndpoint(endpointId: string): Promise<void> {
+  async function sendEndpoint(endpointId: string, token: string): Promise<void> {
     const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
     if (!endpoint) return;
     try {
@@ -235,7 +250,7 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
         ),
       );
       for (const d of due) {
-        if (stopped) break;
+        if (stopped || !(await renew(endpointId, token))) break;
         const sequence = String(d.sequence);
         // The contract's body, exactly { type, timestamp, data }; the per-endpoint sequence goes in a header of its own.
         const body = JSON.stringify({ type: d.eventType, timestamp: asDate(d.messageCreatedAt).toISOString(), data: JSON.parse(d.payload) });
@@ -244,9 +259,11 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
         const headers = { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(sentAt.getTime() / 1000)), "webhook-signature": webhook.sign(webhookId, sentAt, body), "webhook-sequence": sequence };
         const attempt = await post(endpoint.url, headers, body, settings);
         await record(endpointId, d, attempt);
+        if (attempt.status === null) break; // no answer: the rest waits for the endpoint's next turn
       }
     } finally {
-      await db.webhookEndpoint.updateMany({ where: { id: endpointId }, data: { leaseUntil: null } });
+      // given back with the time it was: the endpoint goes behind those served less recently
+      await db.webhookEndpoint.updateMany({ where: { id: endpointId, leaseToken: token }, data: { leaseUntil: new Date(), leaseToken: null } });
     }
   }
 
@@ -275,7 +292,8 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
       return;
     }
     log.info({ endpointId, deliveryId: d.id, attempts, status: attempt.status, error, retryAt: gaveUp ? null : retryAt }, "webhook delivery failed");
-    const endpoint = await db.webhookEndpoint.update({ where: { id: endpointId }, data: { leaseUntil: new Date(now.getTime() + leaseMs) } });
+    const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
+    if (!endpoint) return;
     if (!endpoint.failingSince) {
       await db.webhookEndpoint.update({ where: { id: endpointId }, data: { failingSince: now } });
     } else if (now.getTime() - endpoint.failingSince.getTime() >= settings.retryWindowMs) {
@@ -288,8 +306,9 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
     try {
       await dispatchAll();
       const now = new Date();
-      const leased = await sqlTransaction(db, (sql) => lease(sql, now, new Date(now.getTime() + leaseMs)));
-      await Promise.all(leased.map((id) => sendEndpoint(id).catch((err: unknown) => log.error({ err, endpointId: id }, "webhook sending failed"))));
+      const token = orderedId();
+      const leased = await sqlTransaction(db, (sql) => lease(sql, now, new Date(now.getTime() + leaseMs), token));
+      await Promise.all(leased.map((id) => sendEndpoint(id, token).catch((err: unknown) => log.error({ err, endpointId: id }, "webhook sending failed"))));
     } catch (err) {
       log.error({ err }, "webhook pass failed");
     }
