@@ -428,8 +428,8 @@ export const CancelSubscriptionLoose = graphql(`
 `);
 
 export const RenewSubscription = graphql(`
-  mutation RenewSubscription($id: ID!) {
-    renewSubscription(id: $id) {
+  mutation RenewSubscription($id: ID!, $idempotencyKey: String) {
+    renewSubscription(id: $id, idempotencyKey: $idempotencyKey) {
       __typename
       ... on CustomerSubscription {
         id

@@ -143,6 +143,26 @@ describe("subscriptions", () => {
     expect(ends).toEqual(["2026-02-28T10:00:00.000Z", "2026-03-31T10:00:00.000Z", "2026-04-30T10:00:00.000Z", "2026-05-31T10:00:00.000Z", "2026-06-30T10:00:00.000Z"]);
   });
 
+  it("renewSubscription with an idempotency key renews once however often it is retried; the key of another order is a CONFLICT", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("renew-key") });
+    const plan = await product(t, [await benefit(t, m, "10")], { recurring: true });
+    const c = await customer(t);
+    const o = await order(t, c, plan);
+    const key = `payment-${Math.random().toString(36).slice(2)}`;
+    const renew = async (id: string, idempotencyKey?: string) => (await t.ok(RenewSubscription, { id, idempotencyKey })).renewSubscription;
+    const [first, again, concurrent] = await Promise.all([renew(o.subscription!.id, key), renew(o.subscription!.id, key), renew(o.subscription!.id, key)]);
+    for (const r of [first, again, concurrent]) expect(r).toMatchObject({ __typename: "CustomerSubscription" });
+    const orders = await t.db.order.findMany({ where: { subscriptionId: o.subscription!.id } });
+    expect(orders).toHaveLength(2); // the first order and one renewal
+    expect(await t.db.creditGrant.count({ where: { customerId: c, meterId: m } })).toBe(2); // one grant per cycle
+    const stored = await t.db.subscription.findUniqueOrThrow({ where: { id: o.subscription!.id } });
+    expect(stored.currentPeriodStart.toISOString()).toBe(o.subscription!.currentPeriodEnd); // advanced one cycle
+    expect(await renew(o.subscription!.id, key)).toMatchObject({ currentPeriodEnd: (first as { currentPeriodEnd: string }).currentPeriodEnd });
+    const other = await order(t, await customer(t), plan);
+    expect(await renew(other.subscription!.id, key)).toMatchObject({ __typename: "ConflictError", field: "idempotencyKey" });
+    expect(await renew(o.subscription!.id, " ")).toMatchObject({ __typename: "InvalidInputError", field: "idempotencyKey" });
+  });
+
   it("renews automatically at period end and pushes the new balance to subscribers", async () => {
     const m = await meter(t, "SUM", { property: "n", filter: named("auto") });
     const plan = await product(t, [await benefit(t, m, "50")], { recurring: true });

@@ -4,8 +4,10 @@ import type { Db } from "../db/client.ts";
 import type { Subscription } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, type BalanceChange } from "./balances.ts";
 import { addInterval, currentBenefits, fixedPrice, type Interval } from "./catalog.ts";
-import { InvalidInputError, NotFoundError } from "./errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits, mergeAdjustments } from "./grants.ts";
+import { checkIdempotencyKey } from "./idempotency.ts";
+import { isUniqueViolation } from "./prisma-errors.ts";
 import type { Notify } from "./notify.ts";
 import { inTransaction } from "./transactions.ts";
 import { orderEvent, subscriptionEvent, writeOutbox } from "./outbox.ts";
@@ -31,7 +33,7 @@ async function requireSubscription(db: Db, organizationId: string, id: string): 
  * new cycle under a renewal order. The period advances from the old end. Guarded by the period end it read,
  * so two nodes renewing at once renew once.
  */
-async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): Promise<Subscription | null> {
+async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date, idempotencyKey: string | null = null): Promise<Subscription | null> {
   const product = await db.product.findUniqueOrThrow({ where: { id: sub.productId } });
   const start = sub.currentPeriodEnd;
   const end = addInterval(start, product.recurringInterval as Interval, product.recurringIntervalCount, sub.anchorDay);
@@ -47,7 +49,7 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
     const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
     const price = await fixedPrice(tx, sub.productId);
     const order = await tx.order.create({
-      data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id, ...price },
+      data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id, idempotencyKey, ...price },
     });
     await writeOutbox(sql, [orderEvent("order.created", order), subscriptionEvent("subscription.renewed", { ...sub, currentPeriodStart: start, currentPeriodEnd: end })], now);
     const benefits = await currentBenefits(tx, sub.productId);
@@ -57,11 +59,31 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date): 
   });
 }
 
-/** renewSubscription(id): the merchant's payment system confirmed the next cycle. */
-export async function renewSubscription(db: Db, notify: Notify, organizationId: string, id: string, now = new Date()): Promise<Subscription> {
+/**
+ * renewSubscription(id): the merchant's payment system confirmed the next cycle. With an idempotency key (the
+ * payment's id, say) a retry of the same call renews nothing more: the key is the renewal order's, so a
+ * repeat answers the subscription as it is, and the key used for another order is a CONFLICT.
+ */
+export async function renewSubscription(db: Db, notify: Notify, organizationId: string, id: string, now = new Date(), idempotencyKey: string | null = null): Promise<Subscription> {
+  checkIdempotencyKey(idempotencyKey, "idempotencyKey");
+  const replay = async () => {
+    if (!idempotencyKey) return null;
+    const order = await db.order.findUnique({ where: { organizationId_idempotencyKey: { organizationId, idempotencyKey } } });
+    if (!order) return null;
+    if (order.subscriptionId !== id) throw new ConflictError("This idempotencyKey was used for a different order", "idempotencyKey");
+    return requireSubscription(db, organizationId, id);
+  };
   const sub = await requireSubscription(db, organizationId, id);
+  const repeated = await replay();
+  if (repeated) return repeated;
   if (sub.status !== "ACTIVE") throw new InvalidInputError("The subscription is not active", "id");
-  return (await renewOnce(db, notify, sub, now)) ?? (await requireSubscription(db, organizationId, id));
+  try {
+    return (await renewOnce(db, notify, sub, now, idempotencyKey)) ?? (await requireSubscription(db, organizationId, id));
+  } catch (err) {
+    // the same key committed by a concurrent call first
+    if (isUniqueViolation(err, "idempotencyKey")) return (await replay())!;
+    throw err;
+  }
 }
 
 /** End a subscription at the close of its period: the cycle's non-rollover remainder ends, rollover credits stay. */

@@ -239,10 +239,13 @@ builder.mutationFields((t) => ({
     type: SubscriptionObject,
     description: "Start the next cycle now (for merchants whose payment system confirms renewals; see RENEWAL_MODE).",
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError, NotFoundError] },
-    args: { id: t.arg.id({ required: true }) },
-    resolve: async (query, _root, { id }, ctx) => {
-      const sub = await renewSubscription(ctx.db, ctx.notify, orgId(ctx), String(id), ctx.now());
+    errors: { types: [InvalidInputError, NotFoundError, ConflictError] },
+    args: {
+      id: t.arg.id({ required: true }),
+      idempotencyKey: t.arg.string({ description: "The renewal order's key (e.g. your payment's id): a retry with it renews nothing more. Used for another order: CONFLICT." }),
+    },
+    resolve: async (query, _root, { id, idempotencyKey }, ctx) => {
+      const sub = await renewSubscription(ctx.db, ctx.notify, orgId(ctx), String(id), ctx.now(), idempotencyKey ?? null);
       return ctx.db.subscription.findUniqueOrThrow({ ...query, where: { id: sub.id } });
     },
   }),
