@@ -3,7 +3,7 @@
 // masking and logging behave the same on both.
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { ExecutionArgs } from "graphql";
-import { execute, GraphQLError } from "graphql";
+import { execute, getOperationAST, GraphQLError } from "graphql";
 import { createYoga, maskError as defaultMaskError, type Plugin, type YogaInitialContext } from "graphql-yoga";
 import { useServer } from "graphql-ws/use/ws";
 import { WebSocketServer } from "ws";
@@ -18,7 +18,7 @@ import { catchUpAfterRedisOutage, pubSubNotify } from "./realtime.ts";
 import { createScheduler } from "./scheduler.ts";
 import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/delivery.ts";
 import { randomBytes } from "node:crypto";
-import { trackRequests } from "./shutdown.ts";
+import { trackOperations, trackRequests } from "./shutdown.ts";
 import { CLOSE_CODES, createSocketAuthority, type Connection } from "./socket-authority.ts";
 import { transportLimits } from "./http/limits.ts";
 import { quietClientProtocolErrors } from "./http/ws-limits.ts";
@@ -76,11 +76,13 @@ type SocketExtra = {
  * credential ends. Decided by the operation, not the Accept header. WebSocket operations (`extra`) belong to
  * their socket, admitted on connect.
  */
-function useHttpStreamsEndWithCredential(authority: { admit(socket: Connection, principal: Principal): boolean }): Plugin {
+function useHttpStreamsEndWithCredential(authority: { admit(socket: Connection, principal: Principal): boolean }, streams: { stream(res: ServerResponse): void }): Plugin {
   return {
     onSubscribe: ({ args }) => {
       const ctx = args.contextValue as { principal?: Principal | null; res?: ServerResponse; extra?: unknown };
-      if (ctx.principal && ctx.res && !ctx.extra) authority.admit(sseConnection(ctx.res), ctx.principal);
+      if (!ctx.res || ctx.extra) return;
+      streams.stream(ctx.res); // a shutdown closes it rather than waiting for it
+      if (ctx.principal) authority.admit(sseConnection(ctx.res), ctx.principal);
     },
   };
 }
@@ -157,7 +159,7 @@ export function createApp(deps: AppDeps) {
     graphiql: { subscriptionsProtocol: "WS", title: "Credits ledger" },
     renderGraphiQL, // from this service's own assets (src/graphiql.ts), not a CDN
     ...transport.yogaOptions,
-    plugins: [useGraphqlJsExecute(), useNoNulCharacters(), useInputErrorFields(), useHttpStreamsEndWithCredential(authority), ...transport.yogaOptions.plugins],
+    plugins: [useGraphqlJsExecute(), useNoNulCharacters(), useInputErrorFields(), useHttpStreamsEndWithCredential(authority, { stream: (res) => requests.stream(res) }), ...transport.yogaOptions.plugins],
     // Client errors at info, the service's own at error (once): src/log.ts.
     logging: yogaLogging(log, reportedErrors),
     context: async (init: YogaInitialContext & { extra?: SocketExtra; req?: IncomingMessage; res?: ServerResponse }): Promise<Context> => {
@@ -208,6 +210,9 @@ export function createApp(deps: AppDeps) {
     quietClientProtocolErrors(socket, log);
     transport.sockets.opened(socket, request.socket.remoteAddress);
   });
+  // Queries and mutations over graphql-ws: shutdown lets those running answer (within its grace period) and
+  // refuses new ones before it closes the sockets, so no write commits after its caller was told "going away".
+  const wsOperations = trackOperations();
   const wsCleanup = useServer<Record<string, unknown> | undefined, SocketExtra>(
     {
       execute: (args) => (args.rootValue as { execute: (a: ExecutionArgs) => unknown }).execute(args) as never,
@@ -233,7 +238,9 @@ export function createApp(deps: AppDeps) {
         }
       },
       onClose: (ctx) => transport.sockets.release(ctx),
+      onComplete: (ctx, id) => wsOperations.end(ctx, id),
       onSubscribe: async (ctx, id, params) => {
+        if (wsOperations.closing) return [new GraphQLError("This node is shutting down: send the operation again, on a new connection", { extensions: { code: "UNAVAILABLE" } })];
         if (ctx.extra.principal && !authority.allows(ctx.extra.socket, ctx.extra.principal)) {
           return [unauthenticated("The access token of this connection is no longer valid")];
         }
@@ -253,6 +260,7 @@ export function createApp(deps: AppDeps) {
         }
         const errors = validate(schema, document);
         if (errors.length) return errors;
+        if (getOperationAST(document, params.operationName)?.operation !== "subscription") wsOperations.begin(ctx, id);
         return {
           schema,
           operationName: params.operationName,
@@ -287,24 +295,26 @@ export function createApp(deps: AppDeps) {
       });
     },
     /**
-     * Orderly shutdown (src/shutdown.ts): stop accepting connections and the scheduler, close subscriptions'
-     * sockets with 1001, let HTTP requests in flight finish for up to `graceMs` (then close their connections).
-     * Resolves false when requests were still running at the end of the grace period.
+     * Orderly shutdown (src/shutdown.ts): stop accepting connections and the scheduler, let HTTP requests and
+     * WebSocket queries and mutations in flight finish for up to `graceMs` (new WebSocket operations are
+     * refused meanwhile), then close the sockets with 1001 and whatever connections remain. Resolves false
+     * when work was still running at the end of the grace period.
      */
     async close(graceMs = 10_000): Promise<boolean> {
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       const schedulerStopped = scheduler.stop();
       const webhooksStopped = webhooks.stop();
       await authority.stop();
+      // HTTP requests and WebSocket queries and mutations finish (or the grace period ends) before sockets close
+      const [drained, operationsDrained] = await Promise.all([requests.drain(graceMs), wsOperations.drain(graceMs)]);
       await wsCleanup.dispose();
-      const drained = await requests.drain(graceMs);
       // Nothing in flight any more (or the grace period is over): whatever connections remain go now, also
       // WebSockets whose client never answered the close frame.
       httpServer.closeAllConnections();
       for (const socket of wsServer.clients) socket.terminate();
       await Promise.all([closed, schedulerStopped, webhooksStopped]);
       await yoga.dispose();
-      return drained;
+      return drained && operationsDrained;
     },
   };
 }

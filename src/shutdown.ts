@@ -14,12 +14,14 @@ export function trackRequests(server: Server) {
   // Server-sent event streams (GraphQL subscriptions over SSE) last until the client leaves: a drain does not
   // wait for them but closes their connections, as it closes WebSockets, and their clients reconnect elsewhere.
   const streams = new Set<ServerResponse>();
+  const stream = (res: ServerResponse) => {
+    if (streams.has(res)) return;
+    streams.add(res);
+    res.once("close", () => streams.delete(res));
+  };
   server.prependListener("request", (req, res) => {
     inFlight++;
-    if (String(req.headers.accept ?? "").includes("text/event-stream")) {
-      streams.add(res);
-      res.once("close", () => streams.delete(res));
-    }
+    if (String(req.headers.accept ?? "").includes("text/event-stream")) stream(res);
     // while draining, a keep-alive client is told to reconnect (to another node) after this response
     if (draining) res.setHeader("connection", "close");
     res.once("close", () => {
@@ -33,6 +35,8 @@ export function trackRequests(server: Server) {
     get inFlight() {
       return inFlight;
     },
+    /** A response that is a subscription's event stream (whatever Accept header asked for it): not waited for. */
+    stream,
     /**
      * Resolves true once no request is in flight, false if `graceMs` pass first. Call after server.close():
      * event streams and idle keep-alive connections are closed now, busy ones as their response ends.
@@ -52,6 +56,51 @@ export function trackRequests(server: Server) {
           resolve(true);
         };
         idle.push(done);
+      });
+    },
+  };
+}
+
+/**
+ * Counts operations that are not HTTP requests (queries and mutations over graphql-ws) so that shutdown can
+ * wait for them as for HTTP requests: once draining, no new one starts (`closing`), and the drain resolves
+ * when those running have been answered, or false after `graceMs`. An operation is `begin`-ed under its
+ * owner (the socket's context) and id, and `end`-ed when graphql-ws completes it: graphql-ws sends the
+ * complete message right after its onComplete hook, so the count drops a turn of the event loop later, once
+ * that message is written to the socket (the socket closes after it, not before).
+ */
+export function trackOperations() {
+  let inFlight = 0;
+  let closing = false;
+  const idle: (() => void)[] = [];
+  const running = new WeakMap<object, Set<string>>();
+  return {
+    get closing() {
+      return closing;
+    },
+    begin(owner: object, id: string): void {
+      let ids = running.get(owner);
+      if (!ids) running.set(owner, (ids = new Set()));
+      ids.add(id);
+      inFlight++;
+    },
+    /** Whatever `owner` and `id` name: only an operation begun counts down. */
+    end(owner: object, id: string): void {
+      if (!running.get(owner)?.delete(id)) return;
+      setImmediate(() => {
+        inFlight--;
+        if (inFlight === 0) for (const resolve of idle.splice(0)) resolve();
+      });
+    },
+    drain(graceMs: number): Promise<boolean> {
+      closing = true;
+      if (inFlight === 0) return Promise.resolve(true);
+      return new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => resolve(false), graceMs);
+        idle.push(() => {
+          clearTimeout(timer);
+          resolve(true);
+        });
       });
     },
   };

@@ -151,6 +151,60 @@ describe("npm start and SIGTERM", () => {
     }
   }, 60_000);
 
+  it("with ingest mutations running over WebSockets: each is answered before its socket closes, or refused with nothing stored", async () => {
+    const database = await freshDatabase(mkdtempSync(path.join(dir, "ws-")));
+    const server = startServer({ DATABASE_URL: database.url, ADMIN_TOKEN: ADMIN, SCHEDULER_INTERVAL_MS: "600000", SHUTDOWN_GRACE_MS: String(GRACE_MS) });
+    try {
+      const url = await server.ready;
+      const setup = await gql(url, ADMIN, `mutation { createMeter(input: { name: "calls", filter: { conjunction: AND, clauses: [{ property: "name", operator: EQ, value: "call" }] }, aggregation: { func: COUNT } }) { ... on Meter { id } } createCustomer(input: { externalId: "ws" }) { ... on Customer { id } } }`, {});
+      const customerId = (setup.data as { createCustomer: { id: string } }).createCustomer.id;
+      const ws = createClient({ url: url.replace("http", "ws"), webSocketImpl: WebSocket, lazy: false, retryAttempts: 0, connectionParams: { authorization: `Bearer ${ADMIN}` }, onNonLazyError: () => {} });
+      const outcome = new Map<number, "answered" | "failed">();
+      let next = 0;
+      let signalled = false;
+      const ingest = (batch: number) =>
+        new Promise<"answered" | "failed">((resolve) => {
+          let answered = false;
+          const events = Array.from({ length: 100 }, (_, i) => ({ name: "call", customerId, externalId: `b${batch}-e${i}` }));
+          ws.subscribe(
+            { query: INGEST, variables: { events } },
+            { next: (r) => void (answered = (r.data as { ingestEvents?: { __typename: string } } | null)?.ingestEvents?.__typename === "IngestSummary"), error: () => resolve("failed"), complete: () => resolve(answered ? "answered" : "failed") },
+          );
+        });
+      const worker = async () => {
+        for (let batch = next++; !signalled || outcome.size < next; batch = next++) {
+          const result = await ingest(batch);
+          outcome.set(batch, result);
+          if (result === "failed" || signalled) return;
+        }
+      };
+      const workers = Array.from({ length: WORKERS }, worker);
+      while (outcome.size < 3 * WORKERS) await new Promise((r) => setTimeout(r, 5));
+      signalled = true;
+      server.child.kill("SIGTERM");
+      await Promise.all(workers);
+      expect(await server.exited).toEqual({ code: 0, signal: null });
+      await ws.dispose();
+      const db = await createPrisma(database.url);
+      try {
+        const stored = new Map<number, number>();
+        for (const r of await db.event.findMany({ where: { customerId }, select: { externalId: true } })) {
+          const batch = Number(/^b(\d+)-/.exec(r.externalId!)![1]);
+          stored.set(batch, (stored.get(batch) ?? 0) + 1);
+        }
+        const unansweredButStored = [...outcome].filter(([b, o]) => o === "failed" && stored.has(b)).map(([b]) => b);
+        const answeredNotStored = [...outcome].filter(([b, o]) => o === "answered" && stored.get(b) !== 100).map(([b]) => b);
+        expect({ unansweredButStored, answeredNotStored }).toEqual({ unansweredButStored: [], answeredNotStored: [] });
+        for (const [batch, count] of stored) expect(count, `batch ${batch} stored in part`).toBe(100);
+      } finally {
+        await db.$disconnect();
+      }
+    } finally {
+      if (server.child.exitCode === null) server.child.kill("SIGKILL");
+      await database.drop();
+    }
+  }, 60_000);
+
   it("a request still running when the grace period ends: its connection is closed and the process exits 1", async () => {
     const database = await freshDatabase(dir);
     const server = startServer({ DATABASE_URL: database.url, ADMIN_TOKEN: ADMIN, SHUTDOWN_GRACE_MS: "1000", SCHEDULER_INTERVAL_MS: "60000" });

@@ -89,11 +89,11 @@ describe("subscriptions over SSE", () => {
     }
   });
 
-  it("are closed by a node that shuts down, which does not wait for them", async () => {
+  it.each(["text/event-stream", "*/*"])("are closed by a node that shuts down, which does not wait for them (accept: %s)", async (accept) => {
     const node = await startTestApp();
     const c = await customer(node);
     const m = await meter(node, "COUNT", { filter: named("sse") });
-    const sub = sseSubscribe(node.url, node.adminToken, CustomerMeterUpdated, { customerId: c, meterId: m });
+    const sub = sseSubscribe(node.url, node.adminToken, CustomerMeterUpdated, { customerId: c, meterId: m }, accept);
     await Promise.all([node.subscribed(1), sub.ready]);
     // The client sees its stream end and reconnects, to another node behind a load balancer.
     const ended = sub.results.next().then((r) => (r.done ? "ended" : "got a message"), () => "connection closed");
