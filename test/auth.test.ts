@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreateCustomer, CreateSession, GetCustomer, GetCustomerState, ListCustomers, UpdateCustomer } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
+import { createAdminToken } from "../src/domain/access-tokens.ts";
+import { cachedAuthenticator, hashToken } from "../src/domain/auth.ts";
 
 let t: TestApp;
 let ada: string;
@@ -129,5 +131,18 @@ describe("customer sessions", () => {
     const rows = await t.db.accessToken.findMany();
     expect(rows.some((r) => r.tokenHash === session.token || r.tokenHash.includes(session.token))).toBe(false);
     expect(rows.every((r) => /^[0-9a-f]{64}$/.test(r.tokenHash))).toBe(true);
+  });
+});
+
+describe("the admin token cache", () => {
+  it("keeps nothing a lookup read while the token was being revoked: the next use is looked up again", async () => {
+    const { token, accessToken } = await createAdminToken(t.db, t.organizationId, "racing a revocation");
+    const authenticate = cachedAuthenticator(t.db);
+    const key = hashToken(token);
+    const lookup = authenticate(key); // reads the token before the revocation commits
+    authenticate.forget(accessToken.id); // the revocation's announcement arrives while that read is in flight
+    await expect(lookup).resolves.toMatchObject({ kind: "admin", tokenId: accessToken.id });
+    await t.db.accessToken.update({ where: { id: accessToken.id }, data: { revokedAt: new Date() } });
+    await expect(authenticate(key)).rejects.toMatchObject({ code: "UNAUTHENTICATED" });
   });
 });

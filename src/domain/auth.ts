@@ -85,16 +85,23 @@ export interface CachedAuthenticator {
  */
 export function cachedAuthenticator(db: Db, ttlMs = ADMIN_TOKEN_CACHE_MS): CachedAuthenticator {
   const cache = new LRUCache<string, Principal>({ max: ADMIN_TOKEN_CACHE_SIZE, ttl: ttlMs });
+  // A lookup in flight when its token is forgotten read it before the revocation committed: what it read is
+  // answered to its own caller but never kept. `forgotten` holds when each token was last forgotten (counted
+  // in `forgets`), for as long as a lookup could still be in flight.
+  let forgets = 0;
+  const forgotten = new LRUCache<string, number>({ max: ADMIN_TOKEN_CACHE_SIZE, ttl: Math.max(ttlMs, 60_000) });
   const authenticator = async (key: string, now = new Date()) => {
     const hit = cache.get(key);
     if (hit && (!hit.expiresAt || hit.expiresAt > now)) return hit;
     cache.delete(key);
+    const startedAt = forgets;
     const principal = await lookUp(db, key, now);
-    if (principal.kind === "admin") cache.set(key, principal);
+    if (principal.kind === "admin" && (forgotten.get(principal.tokenId) ?? -1) < startedAt) cache.set(key, principal);
     return principal;
   };
   return Object.assign(authenticator, {
     forget(tokenId: string) {
+      forgotten.set(tokenId, forgets++);
       const keys = [...cache.entries()].filter(([, principal]) => principal.tokenId === tokenId).map(([key]) => key);
       for (const key of keys) cache.delete(key);
     },
