@@ -30,12 +30,33 @@ export function pubSubNotify(pubsub: PubSub): Notify {
  * customer with subscribers here gets a local message naming all its balances, so each subscription pushes
  * the stored rows, including changes other nodes made while their messages could not arrive.
  */
-export function catchUpAfterRedisOutage(db: Db, redis: RedisLink, log: Logger): void {
+/** How long the re-read after a Redis outage keeps trying while the database does not answer, and how often. */
+export const CATCH_UP_RETRY_MS = { total: 120_000, every: 1_000 };
+
+/**
+ * `read`, again every `retryMs.every` while it fails (the database may be coming back with Redis), for up to
+ * `retryMs.total`: a subscriber left with the balance it had before the outage would not be told until its
+ * balance next changes.
+ */
+async function retriedRead<T>(read: () => Promise<T>, retryMs: { total: number; every: number }, log: Logger): Promise<T> {
+  const deadline = Date.now() + retryMs.total;
+  for (;;) {
+    try {
+      return await read();
+    } catch (err) {
+      if (Date.now() + retryMs.every > deadline) throw err;
+      log.warn({ err: (err as Error).message }, "re-reading balances after a redis outage: the database did not answer, trying again");
+      await new Promise((resolve) => setTimeout(resolve, retryMs.every));
+    }
+  }
+}
+
+export function catchUpAfterRedisOutage(db: Db, redis: RedisLink, log: Logger, retryMs = CATCH_UP_RETRY_MS): void {
   redis.onResubscribed((customerIds) => {
     void (async () => {
       for (let i = 0; i < customerIds.length; i += 500) {
         const ids = customerIds.slice(i, i + 500);
-        const rows = await db.customerMeter.findMany({ where: { customerId: { in: ids } }, select: { customerId: true, meterId: true, version: true } });
+        const rows = await retriedRead(() => db.customerMeter.findMany({ where: { customerId: { in: ids } }, select: { customerId: true, meterId: true, version: true } }), retryMs, log);
         const balances = new Map<string, ChangedBalance[]>(ids.map((id) => [id, []]));
         for (const r of rows) balances.get(r.customerId)!.push({ meterId: r.meterId, version: r.version });
         for (const [customerId, changed] of balances) redis.deliverLocally(customerId, { customerId, balances: changed });
