@@ -172,7 +172,6 @@ async function transactionOutcome(pool: { query<R>(text: string, values: unknown
   }
 }
 
-
 async function published<T>(notify: Notify, organizationId: string, committed: Promise<{ value: T; changes: BalanceChange[] }>): Promise<T> {
   const { value, changes } = await committed;
   if (changes.length) notify.balancesChanged(organizationId, changes);
