@@ -1147,6 +1147,22 @@ export const CreateWebhookEndpoint = graphql(`
   }
 `);
 
+export const RotateWebhookSecret = graphql(`
+  mutation RotateWebhookSecret($id: ID!, $keepPreviousHours: Int) {
+    rotateWebhookSecret(id: $id, keepPreviousHours: $keepPreviousHours) {
+      __typename
+      ... on RotatedWebhookSecret {
+        secret
+        previousSecretExpiresAt
+        endpoint {
+          id
+        }
+      }
+      ...ErrorFields
+    }
+  }
+`);
+
 export const UpdateWebhookEndpoint = graphql(`
   mutation UpdateWebhookEndpoint($id: ID!, $input: UpdateWebhookEndpointInput!) {
     updateWebhookEndpoint(id: $id, input: $input) {

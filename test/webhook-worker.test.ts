@@ -7,7 +7,8 @@ import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { createLogger } from "../src/log.ts";
 import { MAX_WEBHOOK_ENDPOINTS, pruneWebhookHistory } from "../src/domain/webhooks.ts";
 import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS } from "../src/webhooks/delivery.ts";
-import { CreateMeter, CreateWebhookEndpoint, GrantCredits, UpdateWebhookEndpoint } from "./documents.ts";
+import { Webhook } from "standardwebhooks";
+import { CreateMeter, CreateWebhookEndpoint, GrantCredits, RotateWebhookSecret, UpdateWebhookEndpoint } from "./documents.ts";
 import { startTestApp, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
 import { customer, grant, meter } from "./support/fixtures.ts";
 import { tickUntil } from "./support/receiver.ts";
@@ -37,7 +38,7 @@ async function listen(server: Server): Promise<string> {
 
 /** A receiver answering 200 after `delayMs`, recording each request's webhook-id, sequence and grant units. */
 async function receiver(delayMs = 0) {
-  const got: { id: string; sequence: number; units: string }[] = [];
+  const got: { id: string; sequence: number; units: string; body: string; headers: Record<string, string> }[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
   const server = createServer((req, res) => {
@@ -47,7 +48,7 @@ async function receiver(delayMs = 0) {
     req.on("data", (chunk) => (body += chunk));
     req.on("end", () =>
       setTimeout(() => {
-        got.push({ id: String(req.headers["webhook-id"]), sequence: Number(req.headers["webhook-sequence"]), units: (JSON.parse(body) as { data: { units: string } }).data.units });
+        got.push({ id: String(req.headers["webhook-id"]), sequence: Number(req.headers["webhook-sequence"]), units: (JSON.parse(body) as { data: { units: string } }).data.units, body, headers: req.headers as Record<string, string> });
         inFlight--;
         res.writeHead(200).end();
       }, delayMs),
@@ -144,6 +145,48 @@ it("what happens while an endpoint is disabled is delivered, in order, once it i
     expect(await pruneWebhookHistory(t.db, new Date(Date.now() - 60_000))).toMatchObject({ deliveries: 0 });
     await pruneWebhookHistory(t.db, new Date(Date.now() + 60_000));
     expect(await t.db.webhookDelivery.count({ where: { endpointId: id, status: "PENDING" } })).toBe(0);
+  } finally {
+    hooks.close();
+  }
+});
+
+it("rotateWebhookSecret: the old secret signs beside the new one for the overlap asked for, then only the new one does", async () => {
+  const hooks = await receiver();
+  try {
+    const { createWebhookEndpoint } = await t.ok(CreateWebhookEndpoint, { input: { url: hooks.url, eventTypes: ["credit_grant.created"] } });
+    if (createWebhookEndpoint.__typename !== "CreatedWebhookEndpoint") throw new Error(JSON.stringify(createWebhookEndpoint));
+    const id = createWebhookEndpoint.endpoint.id;
+    const first = createWebhookEndpoint.secret;
+    const verifies = (secret: string, n: number) => {
+      try {
+        new Webhook(secret).verify(hooks.got[n].body, hooks.got[n].headers);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const { rotateWebhookSecret: rotated } = await t.ok(RotateWebhookSecret, { id });
+    if (rotated.__typename !== "RotatedWebhookSecret") throw new Error(JSON.stringify(rotated));
+    expect(rotated.secret).toMatch(/^whsec_/);
+    expect(rotated.secret).not.toBe(first);
+    expect(new Date(rotated.previousSecretExpiresAt!).getTime()).toBeGreaterThan(Date.now() + 23 * 3600_000);
+    const meterId = await meter(t, "COUNT");
+    const customerId = await customer(t);
+    await grant(t, customerId, meterId, "1");
+    await tickUntil([t.app.webhooks], () => hooks.got.length === 1);
+    expect(hooks.got[0].headers["webhook-signature"].split(" ")).toHaveLength(2);
+    expect([verifies(first, 0), verifies(rotated.secret, 0)]).toEqual([true, true]);
+
+    // no overlap: only the newest secret signs
+    const { rotateWebhookSecret: again } = await t.ok(RotateWebhookSecret, { id, keepPreviousHours: 0 });
+    if (again.__typename !== "RotatedWebhookSecret") throw new Error(JSON.stringify(again));
+    expect(again.previousSecretExpiresAt).toBeNull();
+    await grant(t, customerId, meterId, "2");
+    await tickUntil([t.app.webhooks], () => hooks.got.length === 2);
+    expect([verifies(first, 1), verifies(rotated.secret, 1), verifies(again.secret, 1)]).toEqual([false, false, true]);
+
+    expect((await t.ok(RotateWebhookSecret, { id, keepPreviousHours: 169 })).rotateWebhookSecret).toMatchObject({ __typename: "InvalidInputError", field: "keepPreviousHours" });
+    expect((await t.ok(RotateWebhookSecret, { id: "no-such-endpoint" })).rotateWebhookSecret).toMatchObject({ __typename: "NotFoundError", field: "id" });
   } finally {
     hooks.close();
   }

@@ -129,6 +129,31 @@ export async function createWebhookEndpoint(db: Db, policy: EndpointPolicy, orga
   return { endpoint, secret };
 }
 
+/** Longest overlap of an old secret with its successor after rotateWebhookSecret. */
+export const MAX_PREVIOUS_SECRET_HOURS = 168;
+
+/**
+ * A new signing secret for the endpoint, returned this once. The one it replaces keeps signing deliveries
+ * beside it for `keepPreviousHours` (0 to 168, default 24): each delivery then carries both signatures in its
+ * webhook-signature header (Standard Webhooks), so receivers can switch to the new secret at their own pace.
+ * Rotating again replaces the previous secret with the one now current.
+ */
+export async function rotateWebhookSecret(db: Db, policy: EndpointPolicy, organizationId: string, id: string, keepPreviousHours: number | null | undefined, now: Date): Promise<{ endpoint: WebhookEndpoint; secret: string }> {
+  const hours = keepPreviousHours ?? 24;
+  if (!Number.isInteger(hours) || hours < 0 || hours > MAX_PREVIOUS_SECRET_HOURS) throw new InvalidInputError(`must be a whole number of hours from 0 to ${MAX_PREVIOUS_SECRET_HOURS}`, "keepPreviousHours");
+  const endpoint = await requireEndpoint(db, organizationId, id);
+  const secret = newWebhookSecret();
+  const rotated = await db.webhookEndpoint.update({
+    where: { id: endpoint.id },
+    data: {
+      secretCiphertext: encryptSecret(policy.key, secret),
+      previousSecretCiphertext: hours ? endpoint.secretCiphertext : null,
+      previousSecretExpiresAt: hours ? new Date(now.getTime() + hours * 3600_000) : null,
+    },
+  });
+  return { endpoint: rotated, secret };
+}
+
 async function requireEndpoint(db: Db, organizationId: string, id: string): Promise<WebhookEndpoint> {
   const endpoint = await db.webhookEndpoint.findFirst({ where: { id, organizationId } });
   if (!endpoint) throw new NotFoundError("No such webhook endpoint", "id");

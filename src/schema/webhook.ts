@@ -6,7 +6,7 @@ import type { AlertRule } from "../domain/alerts.ts";
 import { parseUnits } from "../domain/units.ts";
 import { InvalidInputError, LimitExceededError, NotFoundError } from "../domain/errors.ts";
 import { isAlertType, WEBHOOK_EVENT_TYPES, type AlertType } from "../domain/outbox.ts";
-import { createWebhookEndpoint, deleteWebhookEndpoint, DELIVERY_STATUSES, eventTypesOf, redeliverWebhook, updateWebhookEndpoint } from "../domain/webhooks.ts";
+import { createWebhookEndpoint, deleteWebhookEndpoint, DELIVERY_STATUSES, eventTypesOf, redeliverWebhook, rotateWebhookSecret, updateWebhookEndpoint } from "../domain/webhooks.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
 import { CustomerObject } from "./customer.ts";
@@ -57,6 +57,14 @@ const CreatedEndpoint = builder.objectRef<{ endpointId: string; secret: string }
   fields: (t) => ({
     endpoint: t.prismaField({ type: "WebhookEndpoint", resolve: (query, e, _args, ctx) => ctx.db.webhookEndpoint.findUniqueOrThrow({ ...query, where: { id: e.endpointId } }) }),
     secret: t.exposeString("secret", { description: "The signing secret (whsec_…), shown this once: verify deliveries with it" }),
+  }),
+});
+
+const RotatedSecret = builder.objectRef<{ endpointId: string; secret: string; previousSecretExpiresAt: Date | null }>("RotatedWebhookSecret").implement({
+  fields: (t) => ({
+    endpoint: t.prismaField({ type: "WebhookEndpoint", resolve: (query, e, _args, ctx) => ctx.db.webhookEndpoint.findUniqueOrThrow({ ...query, where: { id: e.endpointId } }) }),
+    secret: t.exposeString("secret", { description: "The new signing secret (whsec_…), shown this once" }),
+    previousSecretExpiresAt: t.expose("previousSecretExpiresAt", { type: "DateTime", nullable: true, description: "Until then the secret before also signs every delivery (null: it no longer does)" }),
   }),
 });
 
@@ -118,6 +126,18 @@ builder.mutationFields((t) => ({
     resolve: async (query, _root, { id, input }, ctx) => {
       const endpoint = await updateWebhookEndpoint(ctx.db, ctx.webhooks, orgId(ctx), String(id), input);
       return ctx.db.webhookEndpoint.findUniqueOrThrow({ ...query, where: { id: endpoint.id } });
+    },
+  }),
+  rotateWebhookSecret: t.field({
+    type: RotatedSecret,
+    description:
+      "A new signing secret for the endpoint (shown once). The secret it replaces keeps signing deliveries beside it for keepPreviousHours (0 to 168, default 24): the webhook-signature header then carries both signatures, so receivers can move to the new secret without missing a delivery.",
+    authScopes: { admin: true },
+    errors: { types: [InvalidInputError, NotFoundError] },
+    args: { id: t.arg.id({ required: true }), keepPreviousHours: t.arg.int() },
+    resolve: async (_root, { id, keepPreviousHours }, ctx) => {
+      const { endpoint, secret } = await rotateWebhookSecret(ctx.db, ctx.webhooks, orgId(ctx), String(id), keepPreviousHours, ctx.now());
+      return { endpointId: endpoint.id, secret, previousSecretExpiresAt: endpoint.previousSecretExpiresAt };
     },
   }),
   deleteWebhookEndpoint: t.field({

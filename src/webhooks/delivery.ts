@@ -239,7 +239,10 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
     const endpoint = await db.webhookEndpoint.findUnique({ where: { id: endpointId } });
     if (!endpoint) return;
     try {
-      const webhook = new Webhook(decryptSecret(settings.key, endpoint.secretCiphertext));
+      // after a rotation, the previous secret signs beside the current one until it expires
+      const signers = [endpoint.secretCiphertext, ...(endpoint.previousSecretCiphertext && endpoint.previousSecretExpiresAt && endpoint.previousSecretExpiresAt > new Date() ? [endpoint.previousSecretCiphertext] : [])].map(
+        (ciphertext) => new Webhook(decryptSecret(settings.key, ciphertext)),
+      );
       const due = await sqlTransaction(db, (sql) =>
         sql.query<DueDelivery>(
           `SELECT d."id", d."messageId", d."eventType", d."sequence", d."attempts", d."createdAt", m."payload", m."createdAt" AS "messageCreatedAt"
@@ -256,7 +259,7 @@ export function createWebhookWorker(deps: { db: Db; pubsub: PubSub; log: Logger;
         const body = JSON.stringify({ type: d.eventType, timestamp: asDate(d.messageCreatedAt).toISOString(), data: JSON.parse(d.payload) });
         const webhookId = `msg_${d.messageId}`;
         const sentAt = new Date();
-        const headers = { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(sentAt.getTime() / 1000)), "webhook-signature": webhook.sign(webhookId, sentAt, body), "webhook-sequence": sequence };
+        const headers = { "webhook-id": webhookId, "webhook-timestamp": String(Math.floor(sentAt.getTime() / 1000)), "webhook-signature": signers.map((w) => w.sign(webhookId, sentAt, body)).join(" "), "webhook-sequence": sequence };
         const attempt = await post(endpoint.url, headers, body, settings);
         await record(endpointId, d, attempt);
         if (attempt.status === null) break; // no answer: the rest waits for the endpoint's next turn
