@@ -13,6 +13,7 @@ import {
 import type { PriceInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, ingest, meter, named, order, product } from "./support/fixtures.ts";
+import { processDueSubscriptions } from "../src/domain/subscriptions.ts";
 
 let t: TestApp;
 const DAY = 86_400_000;
@@ -161,6 +162,33 @@ describe("subscriptions", () => {
     const other = await order(t, await customer(t), plan);
     expect(await renew(other.subscription!.id, key)).toMatchObject({ __typename: "ConflictError", field: "idempotencyKey" });
     expect(await renew(o.subscription!.id, " ")).toMatchObject({ __typename: "InvalidInputError", field: "idempotencyKey" });
+    // the purchase's own key renewed nothing: it is another order's key, not a repeat of a renewal
+    const keyed = await order(t, await customer(t), plan, `checkout-${key}`);
+    expect(await renew(keyed.subscription!.id, `checkout-${key}`)).toMatchObject({ __typename: "ConflictError", field: "idempotencyKey" });
+    expect(await t.db.order.count({ where: { subscriptionId: keyed.subscription!.id } })).toBe(1);
+  });
+
+  it("cancelSubscription names input.id for an unknown subscription in its input form", async () => {
+    expect((await t.ok(CancelSubscription, { input: { id: "no-such-subscription" } })).cancelSubscription).toMatchObject({ __typename: "NotFoundError", field: "input.id" });
+  });
+
+  it("manual renewal mode ends a subscription cancelled at period end however many unpaid ones lapsed before it", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("manual-mode") });
+    const plan = await product(t, [await benefit(t, m, "10")], { recurring: true });
+    const unpaid = await customer(t);
+    // 500 subscriptions whose renewal was never paid: manual mode leaves them ACTIVE past their period end
+    const lapsedBefore = new Date(START.getTime() - 40 * DAY);
+    await t.db.subscription.createMany({
+      data: Array.from({ length: 500 }, (_, i) => ({ organizationId: t.organizationId, customerId: unpaid, productId: plan, currentPeriodStart: new Date(lapsedBefore.getTime() - 30 * DAY + i), currentPeriodEnd: new Date(lapsedBefore.getTime() + i), anchorDay: 1 })),
+    });
+    const leaving = await order(t, await customer(t), plan);
+    await t.ok(CancelSubscription, { input: { id: leaving.subscription!.id } }); // at its period end
+    const after = new Date(new Date(leaving.subscription!.currentPeriodEnd).getTime() + DAY);
+    const silent = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
+    expect(await processDueSubscriptions(t.db, silent, after, "manual")).toBe(1);
+    expect(await t.db.subscription.findUniqueOrThrow({ where: { id: leaving.subscription!.id } })).toMatchObject({ status: "CANCELED" });
+    expect(await t.db.subscription.count({ where: { customerId: unpaid, status: "ACTIVE" } })).toBe(500); // left for renewSubscription
+    await t.db.subscription.updateMany({ where: { customerId: unpaid }, data: { status: "CANCELED" } }); // out of the next tests' scheduler passes
   });
 
   it("renews automatically at period end and pushes the new balance to subscribers", async () => {

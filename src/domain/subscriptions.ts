@@ -70,7 +70,9 @@ export async function renewSubscription(db: Db, notify: Notify, organizationId: 
     if (!idempotencyKey) return null;
     const order = await db.order.findUnique({ where: { organizationId_idempotencyKey: { organizationId, idempotencyKey } } });
     if (!order) return null;
-    if (order.subscriptionId !== id) throw new ConflictError("This idempotencyKey was used for a different order", "idempotencyKey");
+    // a renewal order of this subscription: not its first order (the purchase), which renewed nothing
+    const first = await db.order.findFirst({ where: { subscriptionId: id }, orderBy: { createdAt: "asc" }, select: { id: true } });
+    if (order.subscriptionId !== id || order.id === first?.id) throw new ConflictError("This idempotencyKey was used for a different order", "idempotencyKey");
     return requireSubscription(db, organizationId, id);
   };
   const sub = await requireSubscription(db, organizationId, id);
@@ -105,7 +107,13 @@ async function endAtPeriodEnd(db: Db, notify: Notify, sub: Subscription, now: Da
  * missed cycles) or, when cancelled at period end, ended. Returns how many cycles were processed.
  */
 export async function processDueSubscriptions(db: Db, notify: Notify, now: Date, mode: RenewalMode): Promise<number> {
-  const due = await db.subscription.findMany({ where: { status: "ACTIVE", currentPeriodEnd: { lte: now } }, orderBy: { currentPeriodEnd: "asc" }, take: 500 });
+  // In manual mode only cancellations at period end are acted on: the lapsed unpaid subscriptions (which wait for
+  // renewSubscription) are not even read, so however many there are they never crowd those out of the page.
+  const due = await db.subscription.findMany({
+    where: { status: "ACTIVE", currentPeriodEnd: { lte: now }, ...(mode === "manual" ? { cancelAtPeriodEnd: true } : {}) },
+    orderBy: { currentPeriodEnd: "asc" },
+    take: 500,
+  });
   let processed = 0;
   for (let sub of due) {
     for (let i = 0; i < MAX_CATCH_UP && sub.currentPeriodEnd <= now; i++) {

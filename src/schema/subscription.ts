@@ -7,6 +7,7 @@ import { cancelSubscription, renewSubscription, type CancelOptions, type Subscri
 import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, ownRows } from "./access.ts";
+import { withRecordId } from "./inputs.ts";
 import { sharedFilter, totalCountField } from "./pagination.ts";
 import { CustomerMeterObject } from "./balance.ts";
 import { CustomerObject } from "./customer.ts";
@@ -231,7 +232,9 @@ builder.mutationFields((t) => ({
       }),
     },
     resolve: async (query, _root, args, ctx) => {
-      const sub = await cancelSubscription(ctx.db, ctx.notify, orgId(ctx), ...cancelArgs(args), ctx.now());
+      const [id, options] = cancelArgs(args);
+      // the input form's id is input.id (the deprecated bare argument keeps "id")
+      const sub = await withRecordId(args.input ? null : id, args.input ? id : null, (subscriptionId) => cancelSubscription(ctx.db, ctx.notify, orgId(ctx), subscriptionId, options, ctx.now()));
       return ctx.db.subscription.findUniqueOrThrow({ ...query, where: { id: sub.id } });
     },
   }),
