@@ -1,6 +1,7 @@
 // NUL characters (U+0000) are refused in every string a request carries: PostgreSQL cannot store them in
 // text at all and SQLite cuts C strings at them, so "a\u0000x" would come back as "a" and two customers could
-// become indistinguishable. Checked once at the edge, before execution, for HTTP and WebSocket alike (both run
+// become indistinguishable. So are unpaired UTF-16 surrogates ("\ud800" alone), which no UTF-8 text holds:
+// PostgreSQL's jsonb refuses them (an event's metadata failed as an internal error) while SQLite stored them. Checked once at the edge, before execution, for HTTP and WebSocket alike (both run
 // through Yoga's envelop): the variables (values and object keys, e.g. metadata keys) and the string literals
 // of the document. A hit answers the request with one GraphQL error, extensions.code BAD_USER_INPUT and
 // extensions.field naming the variable path (`events.3.metadata.user`) or argument path (`input.email`).
@@ -8,6 +9,9 @@ import { GraphQLError, Kind, type ArgumentNode, type DirectiveNode, type Documen
 import type { Plugin } from "graphql-yoga";
 
 const NUL = "\u0000";
+
+/** A string no database column holds as given: a NUL, or a lone surrogate (not well-formed UTF-16). */
+const unstorable = (s: string) => s.includes(NUL) || !(s as string & { isWellFormed(): boolean }).isWellFormed();
 
 /** Printable path segment: a NUL inside an object key is shown escaped. */
 const segment = (key: string | number) => String(key).replaceAll(NUL, "\\u0000");
@@ -17,7 +21,7 @@ const RECURSION_DEPTH = 100;
 
 /** Path segments (innermost first) of the first string or object key holding a NUL, or null. */
 function find(v: unknown, depth: number): (string | number)[] | null {
-  if (typeof v === "string") return v.includes(NUL) ? [] : null;
+  if (typeof v === "string") return unstorable(v) ? [] : null;
   if (v === null || typeof v !== "object") return null;
   if (depth > RECURSION_DEPTH) return findDeep(v);
   if (Array.isArray(v)) {
@@ -29,7 +33,7 @@ function find(v: unknown, depth: number): (string | number)[] | null {
   }
   for (const k in v) {
     if (!Object.prototype.hasOwnProperty.call(v, k)) continue;
-    if (k.includes(NUL)) return [k];
+    if (unstorable(k)) return [k];
     const path = find((v as Record<string, unknown>)[k], depth + 1);
     if (path) return (path.push(k), path);
   }
@@ -42,12 +46,12 @@ function findDeep(value: unknown): (string | number)[] | null {
   while (stack.length) {
     const [v, at] = stack.pop()!;
     if (typeof v === "string") {
-      if (v.includes(NUL)) return at ? [at.slice(1)] : [];
+      if (unstorable(v)) return at ? [at.slice(1)] : [];
     } else if (Array.isArray(v)) {
       for (let i = v.length - 1; i >= 0; i--) stack.push([v[i], `${at}.${i}`]);
     } else if (v !== null && typeof v === "object") {
       for (const [k, child] of Object.entries(v).reverse()) {
-        if (k.includes(NUL)) return [`${at}.${k}`.slice(1)];
+        if (unstorable(k)) return [`${at}.${k}`.slice(1)];
         stack.push([child, `${at}.${k}`]);
       }
     }
@@ -65,7 +69,7 @@ export function nulInValue(value: unknown, path: string): string | null {
 function nulInLiteral(node: ValueNode, path: string): string | null {
   switch (node.kind) {
     case Kind.STRING:
-      return node.value.includes(NUL) ? path : null;
+      return unstorable(node.value) ? path : null;
     case Kind.LIST:
       for (const [i, item] of node.values.entries()) {
         const found = nulInLiteral(item, `${path}.${i}`);
@@ -116,7 +120,7 @@ const literalNuls = new WeakMap<DocumentNode, string | null>();
 export function nulField(document: DocumentNode, variables: Record<string, unknown> | null | undefined): string | null {
   if (variables) {
     for (const [name, value] of Object.entries(variables)) {
-      if (name.includes(NUL)) return segment(name);
+      if (unstorable(name)) return segment(name);
       const found = nulInValue(value, name);
       if (found) return found;
     }
@@ -142,7 +146,7 @@ function nulInDocument(document: DocumentNode): string | null {
 }
 
 function refusal(field: string): GraphQLError {
-  return new GraphQLError(`${field} must not contain NUL characters (U+0000)`, { extensions: { code: "BAD_USER_INPUT", field } });
+  return new GraphQLError(`${field} must not contain NUL characters (U+0000) or unpaired surrogates (half of a UTF-16 pair)`, { extensions: { code: "BAD_USER_INPUT", field } });
 }
 
 /** The Yoga plugin: refuse an operation whose input holds a NUL character before it executes. */

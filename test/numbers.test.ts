@@ -205,6 +205,17 @@ describe("NUL characters (U+0000)", () => {
     expect(await t.db.customer.count()).toBe(customers);
   });
 
+  it("and unpaired surrogates (which PostgreSQL's jsonb refuses) are refused in event metadata and customer fields alike, on both engines", async () => {
+    const c = await customer(t);
+    expect(await t.error(IngestEvents, { events: [{ name: "use", customerId: c, metadata: { user: "ada\ud800" } }] })).toMatchObject({
+      extensions: { code: "BAD_USER_INPUT", field: "events.0.metadata.user" },
+    });
+    expect(await t.error(CreateCustomer, { input: { email: "x@example.com", externalId: "half\udc00" } })).toMatchObject({ extensions: { code: "BAD_USER_INPUT", field: "input.externalId" } });
+    // a whole pair is a character like any other
+    await ingest(t, [{ name: "use", customerId: c, metadata: { user: "ada \ud83d\ude00" } }]);
+    expect(await t.db.event.count({ where: { customerId: c } })).toBe(1);
+  });
+
   it("are refused in metadata values and keys of events", async () => {
     const c = await customer(t);
     expect(await t.error(IngestEvents, { events: [{ name: "use", customerId: c }, { name: "use", customerId: c, metadata: { user: "ada\u0000x" } }] })).toMatchObject({
