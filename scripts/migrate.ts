@@ -6,14 +6,15 @@
 //                                      only in the database (scripts/migrate-status.ts); --json for scripts
 import "../src/env-file.ts"; // first: ./.env (or ENV_FILE) as for npm start
 import { migrateCreate, migrateDeploy } from "../src/db/migrate.ts";
-import { DEFAULT_DATABASE_URL } from "../src/db/url.ts";
+import { DEFAULT_DATABASE_URL, missingSqliteFile } from "../src/db/url.ts";
 import { describe, migrationStatus } from "./migrate-status.ts";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 
 const [cmd, name] = process.argv.slice(2);
-const url = process.env.DATABASE_URL ?? DEFAULT_DATABASE_URL;
+// as npm start reads it: empty means the default
+const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
 
 if (cmd === "create") {
   if (!name) throw new Error("usage: npm run migrate:create -- <name>");
@@ -30,6 +31,12 @@ if (cmd === "create") {
 } else if (cmd === "deploy") {
   console.log("applied:", await migrateDeploy(url));
 } else if (cmd === "status") {
+  const missing = missingSqliteFile(url);
+  if (missing) {
+    // reported, not created: a status check never makes the database it looks at
+    console.log(name === "--json" ? JSON.stringify({ database: missing, exists: false }, null, 2) : `No database at ${missing} (npm start or npm run migrate:deploy creates it).`);
+    process.exit(1);
+  }
   const status = await migrationStatus(url);
   console.log(name === "--json" ? JSON.stringify(status, null, 2) : describe(status));
 } else {

@@ -7,6 +7,7 @@ import "./env-file.ts"; // first: .env is read before any other module looks at 
 import { loadConfig } from "./config.ts";
 import { createPrisma, type Db } from "./db/client.ts";
 import { migrateDeploy } from "./db/migrate.ts";
+import { missingSqliteFile } from "./db/url.ts";
 import { createAdminToken, findTokenByIdOrPrefix, listAccessTokens, revokeAccessToken } from "./domain/access-tokens.ts";
 import { ADMIN_TOKEN_CACHE_MS } from "./domain/auth.ts";
 import { DomainError } from "./domain/errors.ts";
@@ -28,8 +29,21 @@ function usage(): never {
   process.exit(2);
 }
 
-async function withDb(work: (db: Db, redisUrl: string | undefined) => Promise<void>) {
-  const { databaseUrl, redisUrl } = loadConfig();
+async function withDb(work: (db: Db, redisUrl: string | undefined) => Promise<void>, creates = false) {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig();
+  } catch (err) {
+    console.error(`error: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  const { databaseUrl, redisUrl } = config;
+  const missing = missingSqliteFile(databaseUrl);
+  if (missing && !creates) {
+    // a mistyped DATABASE_URL must not leave a new, empty database behind
+    console.error(`error: no database at ${missing} (npm start, or npm run cli -- org create <name>, creates it)`);
+    process.exit(1);
+  }
   await migrateDeploy(databaseUrl); // a fresh database works without a prior `npm start`
   const db = await createPrisma(databaseUrl);
   try {
@@ -50,9 +64,14 @@ if (group === "org" && command === "create" && argument) {
     const { organization, token } = await createOrganization(db, argument);
     console.log(`organization id: ${organization.id}`);
     console.log(`admin token:     ${token}`);
-  });
+  }, true);
 } else if (group === "token" && command === "list" && rest.length === 1) {
   await withDb(async (db) => {
+    if (!(await db.organization.findUnique({ where: { id: rest[0] }, select: { id: true } }))) {
+      console.error(`error: no organization ${rest[0]}`);
+      process.exitCode = 1;
+      return;
+    }
     const tokens = await listAccessTokens(db, rest[0]);
     console.log(["id", "kind", "prefix", "name", "customer", "expiresAt", "revokedAt", "createdAt"].join("\t"));
     for (const t of tokens) {

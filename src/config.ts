@@ -47,8 +47,16 @@ export function publicUrlFromEnv(raw: string | undefined): string | undefined {
   return url.toString().replace(/\/+$/, "");
 }
 
+/** A variable's value, trimmed; empty counts as unset (the default applies), as the README says. */
+function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  return env[name]?.trim() || undefined;
+}
+
+/** pino's levels, which LOG_LEVEL names. */
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
 function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
-  const raw = env[name]?.trim();
+  const raw = setting(env, name);
   if (!raw) return fallback;
   const value = Number(raw);
   if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${raw}" (default ${fallback})`);
@@ -70,21 +78,21 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): Limits {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
-  const port = Number(env.PORT ?? 4000);
+  const port = Number(setting(env, "PORT") ?? 4000);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error(`PORT must be a port number, got "${env.PORT}"`);
   const adminToken = env.ADMIN_TOKEN?.trim() || undefined;
   if (adminToken && adminToken.length < 16) throw new Error("ADMIN_TOKEN must be at least 16 characters");
-  const renewalMode = env.RENEWAL_MODE ?? "auto";
+  const renewalMode = setting(env, "RENEWAL_MODE") ?? "auto";
   if (renewalMode !== "auto" && renewalMode !== "manual") throw new Error(`RENEWAL_MODE must be auto or manual, got "${renewalMode}"`);
   const sqliteSynchronous = (env.SQLITE_SYNCHRONOUS || "FULL").toUpperCase();
   if (!isSqliteSynchronous(sqliteSynchronous)) throw new Error(`SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, got "${env.SQLITE_SYNCHRONOUS}"`);
-  const schedulerIntervalMs = Number(env.SCHEDULER_INTERVAL_MS ?? 10_000);
+  const schedulerIntervalMs = Number(setting(env, "SCHEDULER_INTERVAL_MS") ?? 10_000);
   if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
   const meterLimits: MeterLimits = {
     maxActiveMeters: positiveInteger(env, "MAX_ACTIVE_METERS", DEFAULT_METER_LIMITS.maxActiveMeters),
     maxFilterClauses: positiveInteger(env, "MAX_FILTER_CLAUSES", DEFAULT_METER_LIMITS.maxFilterClauses),
   };
-  const shutdownGraceMs = Number(env.SHUTDOWN_GRACE_MS ?? 10_000);
+  const shutdownGraceMs = Number(setting(env, "SHUTDOWN_GRACE_MS") ?? 10_000);
   if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
   const allowPrivate = (env.WEBHOOK_ALLOW_PRIVATE_NETWORKS ?? "").trim().toLowerCase();
   if (allowPrivate && allowPrivate !== "true" && allowPrivate !== "false") throw new Error(`WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false, got "${allowPrivate}"`);
@@ -97,6 +105,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pollMs: positiveInteger(env, "WEBHOOK_POLL_MS", DEFAULT_WEBHOOK_SETTINGS.pollMs),
     retentionMs: positiveInteger(env, "WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_SETTINGS.retentionMs / 86_400_000) * 86_400_000,
   };
+  const logLevel = setting(env, "LOG_LEVEL") ?? "info";
+  if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   return {
     webhooks,
     webhookKey: env.WEBHOOK_SECRET_KEY?.trim() || undefined,
@@ -109,11 +119,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     schedulerIntervalMs,
     sqliteSynchronous,
     port,
-    host: env.HOST ?? "0.0.0.0",
+    host: setting(env, "HOST") ?? "0.0.0.0",
     databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
     redisUrl: env.REDIS_URL || undefined,
     adminToken,
-    logLevel: env.LOG_LEVEL ?? "info",
+    logLevel,
     publicUrl: publicUrlFromEnv(env.PUBLIC_URL),
   };
 }

@@ -20,5 +20,12 @@ function loadEnvFile(): string | null {
   return file;
 }
 
-/** The file whose variables were loaded, or null. */
-export const envFile = loadEnvFile();
+/** The file whose variables were loaded, or null. A file that cannot be read ends the process with one line. */
+export const envFile = (() => {
+  try {
+    return loadEnvFile();
+  } catch (err) {
+    console.error(`credits-ledger: ${(err as Error).message}`);
+    process.exit(1);
+  }
+})();

@@ -123,7 +123,7 @@ export function resolveLimits(overrides: Partial<Limits> = {}): Limits {
   }
   // graphql-js parses nested lists, objects and selections recursively: about 2,000 levels exhaust V8's
   // default stack, and every level costs at least one token.
-  if (limits.maxTokens > MAX_TOKENS_CEILING) throw new Error(`the token limit must be at most ${MAX_TOKENS_CEILING} (deeper documents can exhaust the parser's stack)`);
-  if (limits.requestTimeoutMs < limits.headersTimeoutMs) throw new Error("the request timeout must not be shorter than the headers timeout");
+  if (limits.maxTokens > MAX_TOKENS_CEILING) throw new Error(`GRAPHQL_MAX_TOKENS (the token limit) must be at most ${MAX_TOKENS_CEILING} (deeper documents can exhaust the parser's stack)`);
+  if (limits.requestTimeoutMs < limits.headersTimeoutMs) throw new Error("HTTP_REQUEST_TIMEOUT_MS (the request timeout) must not be shorter than HTTP_HEADERS_TIMEOUT_MS (the headers timeout)");
   return limits;
 }

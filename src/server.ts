@@ -206,6 +206,12 @@ export function createApp(deps: AppDeps) {
   const requests = trackRequests(httpServer);
 
   const wsServer: WebSocketServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, ...transport.wsServerOptions(() => wsServer) });
+  // The WebSocket server re-emits the HTTP server's errors (a port in use at listen): those reach listen's
+  // caller, not graphql-ws's listener, which would print them as its own internal errors.
+  const quietServerErrors = () => {
+    wsServer.removeAllListeners("error");
+    wsServer.on("error", () => {});
+  };
   wsServer.on("connection", (socket, request) => {
     quietClientProtocolErrors(socket, log);
     transport.sockets.opened(socket, request.socket.remoteAddress);
@@ -273,6 +279,7 @@ export function createApp(deps: AppDeps) {
     },
     wsServer,
   );
+  quietServerErrors();
 
   return {
     yoga,

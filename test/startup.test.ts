@@ -1,6 +1,6 @@
 // The real entry points as a user runs them: `npm start` (src/main.ts) and `npm run cli`.
 import { execFile } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -44,10 +44,30 @@ describe("npm start", () => {
     expect(await first.stop()).toBe(0);
 
     const second = startServer(env);
-    await second.ready;
+    const secondUrl = await second.ready;
     expect(second.output()).toContain("database schema up to date");
     expect(second.output()).not.toMatch(/crl_admin_/);
+    await gql(secondUrl, token!, `mutation { createCustomer(input: { externalId: "kept" }) { ... on Customer { id } } }`);
     await second.stop();
+
+    // ADMIN_TOKEN set later is an admin token of the same organization, not of a new, empty one
+    const third = startServer({ ...env, ADMIN_TOKEN: "operator-chosen-token-0123456789" });
+    const thirdUrl = await third.ready;
+    expect(third.output()).toContain("ADMIN_TOKEN added as an admin token of the organization in this database");
+    expect((await gql(thirdUrl, "operator-chosen-token-0123456789", `{ customers { totalCount } }`)).data).toEqual({ customers: { totalCount: 1 } });
+    await third.stop();
+  });
+
+  it("a start that fails says why in one line and exits 1; nothing is created at a mistyped path", async () => {
+    const bad = startServer({ DATABASE_URL: `file:${path.join(dir, "d", "credits.db")}`, PORT: "abc" });
+    await expect(bad.ready).rejects.toThrow();
+    expect(await bad.exited).toMatchObject({ code: 1 });
+    expect(bad.output().trim().split("\n").filter((l) => !l.startsWith(">") && l.trim())).toEqual([expect.stringContaining('credits-ledger could not start: PORT must be a port number, got "abc"')]);
+    const migrate = promisify(execFile)(tsx, ["scripts/migrate.ts", "status"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: `file:${path.join(dir, "typo", "credits.db")}` } });
+    await expect(migrate).rejects.toMatchObject({ code: 1, stdout: expect.stringContaining("No database at") });
+    const cli = promisify(execFile)(tsx, ["src/cli.ts", "token", "list", "x"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: `file:${path.join(dir, "typo", "credits.db")}` } });
+    await expect(cli).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("no database at") });
+    expect(existsSync(path.join(dir, "typo"))).toBe(false);
   });
 
   it("through npm: builds dist/ and serves from it with node alone, migrations applied by the built migration process", async () => {

@@ -1,5 +1,5 @@
 // Which engine a DATABASE_URL points at, and what each engine needs before the first connection.
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
 
 export type Provider = "sqlite" | "postgresql";
@@ -10,6 +10,17 @@ export function providerOf(url: string): Provider {
   if (/^postgres(ql)?:\/\//.test(url)) return "postgresql";
   if (url.startsWith("file:")) return "sqlite";
   throw new Error(`DATABASE_URL must start with file: (SQLite) or postgresql:// (PostgreSQL), got "${url.split(":")[0]}:…"`);
+}
+
+/**
+ * The SQLite file a URL names when it does not exist yet (null: it exists, or the URL is PostgreSQL's or in
+ * memory): commands that only read or change an existing database refuse it rather than create an empty one.
+ */
+export function missingSqliteFile(url: string): string | null {
+  if (providerOf(url) !== "sqlite") return null;
+  const file = url.slice("file:".length).split("?")[0];
+  if (!file || file === ":memory:") return null;
+  return existsSync(path.resolve(file)) ? null : path.resolve(file);
 }
 
 /** SQLite creates the file but not its folder: make sure `file:./data/x.db` can be opened. */
