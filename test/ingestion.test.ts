@@ -66,6 +66,18 @@ describe("aggregations, maintained incrementally across batches", () => {
     expect((await balanceOf(t, c, m))?.consumedUnits).toBe("4");
   });
 
+  it("UNIQUE counts values of up to 2,000 bytes; a longer one is refused, naming it, on both engines (PostgreSQL's index holds no longer key)", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "UNIQUE", { property: "doc", filter: named("long-unique") });
+    const at = (doc: string) => ({ name: "long-unique", customerId: c, metadata: { doc } });
+    const fits = "字".repeat(666); // 1,998 bytes, 2,000 with the value's type prefix
+    await ingest(t, [at(fits), at(fits)]);
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("1");
+    const { ingestEvents } = await t.ok(IngestEvents, { events: [at("short"), at("字".repeat(1_000))] });
+    expect(ingestEvents).toMatchObject({ __typename: "InvalidInputError", field: "events.1.metadata.doc", message: expect.stringContaining("2000 bytes") });
+    expect(await t.db.event.count({ where: { customerId: c, name: "long-unique" } })).toBe(2); // nothing of the refused batch
+  });
+
   it("keeps each meter's balance separate when one event matches several meters", async () => {
     const c = await customer(t);
     const count = await meter(t, "COUNT");

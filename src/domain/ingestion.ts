@@ -109,6 +109,9 @@ function checkEvent(e: EventInput, i: number, now: number): ValidEvent {
   };
 }
 
+/** Longest value (its typed text, UTF-8) a UNIQUE meter counts. */
+export const MAX_DISTINCT_BYTES = 2_000;
+
 /**
  * How `countEvent` treats a value it cannot aggregate. At ingestion (`field` set) it refuses the batch:
  * a number that is not exact micro-units, a negative value on a meter that does not take them, and in
@@ -157,6 +160,13 @@ export function countEvent(e: EventLike, meters: readonly ActiveMeter[], policy:
       continue;
     }
     if ("distinct" in c) {
+      // The distinct value is a key in an index, and PostgreSQL's btree holds keys up to ~2,700 bytes: a longer
+      // one is refused on both engines alike (ignored when stored events are counted later).
+      if (c.distinct.length * 3 > MAX_DISTINCT_BYTES && Buffer.byteLength(c.distinct) > MAX_DISTINCT_BYTES) {
+        if (policy.field !== null) throw refusal(policy, property, `is too long for meter ${m.id} (UNIQUE counts values of at most ${MAX_DISTINCT_BYTES} bytes in UTF-8)`);
+        counted.push({ meter: m, value: null });
+        continue;
+      }
       counted.push({ meter: m, value: c.distinct });
       continue;
     }
