@@ -78,6 +78,17 @@ describe("aggregations, maintained incrementally across batches", () => {
     expect(await t.db.event.count({ where: { customerId: c, name: "long-unique" } })).toBe(2); // nothing of the refused batch
   });
 
+  it("stored events of an unknown customer that add up past the 64-bit range leave it creatable: they stay uncounted", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("too-much-pending") });
+    const events = Array.from({ length: 10 }, (_, i) => ({ name: "too-much-pending", externalCustomerId: "pending-huge", externalId: `pending-huge-${i}`, metadata: { n: "1000000000000" } }));
+    expect((await t.ok(IngestEvents, { events })).ingestEvents).toMatchObject({ __typename: "IngestSummary", inserted: 10 });
+    const c = await customer(t, "pending-huge");
+    expect((await balanceOf(t, c, m))?.consumedUnits ?? "0").toBe("0"); // nothing counted, nothing half-counted
+    expect(await t.db.event.count({ where: { externalCustomerId: "pending-huge", customerId: null } })).toBe(10);
+    await ingest(t, [{ name: "too-much-pending", customerId: c, metadata: { n: 3 } }]); // later usage counts as usual
+    expect((await balanceOf(t, c, m))?.consumedUnits).toBe("3");
+  });
+
   it("keeps each meter's balance separate when one event matches several meters", async () => {
     const c = await customer(t);
     const count = await meter(t, "COUNT");

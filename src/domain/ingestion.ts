@@ -537,11 +537,21 @@ export async function countPendingEvents(sql: Sql, tx: Db, organizationId: strin
     select: { id: true, name: true, metadata: true, timestamp: true },
   });
   if (!pending.length) return [];
-  await tx.event.updateMany({ where: { id: { in: pending.map((e) => e.id) } }, data: { customerId } });
   const meters = await activeMeters(tx, organizationId);
   const events = pending.map((e) => {
     const event = { name: e.name, metadata: e.metadata as Metadata };
     return { id: e.id, customerId, timestamp: e.timestamp, counted: countEvent(event, meters, { field: null, strict: false }).counted };
   });
-  return adjustBalances(sql, organizationId, usageAdjustments(events), now);
+  let changes: BalanceChange[];
+  try {
+    changes = await adjustBalances(sql, organizationId, usageAdjustments(events), now);
+  } catch (err) {
+    // Usage past the 64-bit range (ingestion refuses it for a known customer, but stored events of an unknown
+    // one add up unchecked) is refused before anything is written: the customer is created all the same, and
+    // those events stay stored and uncounted, as the refused batch of a known customer would be.
+    if (err instanceof UnitsOverflowError) return [];
+    throw err;
+  }
+  await tx.event.updateMany({ where: { id: { in: pending.map((e) => e.id) } }, data: { customerId } });
+  return changes;
 }
