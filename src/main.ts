@@ -42,7 +42,6 @@ async function start(): Promise<void> {
     }
   }
 
-
   const { pubsub, redis, close: closePubSub } = createAppPubSub(config.redisUrl, log);
   const app = createApp({ db, pubsub, redis, log, renewalMode: config.renewalMode, meterLimits: config.meterLimits, limits: config.limits, webhooks: { ...config.webhooks, key: webhookKey.key }, publicUrl: config.publicUrl });
   const port = await app.listen(config.port, config.host);
