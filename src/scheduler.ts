@@ -23,12 +23,14 @@ export function createScheduler(deps: { db: Db; notify: Notify; log: Logger; clo
   const pass = async () => {
     try {
       const now = deps.clock();
+      // Renewals first: each cycle caught up after downtime is settled as of the period end it renews, and
+      // expiries recorded up to now before them would date the late cycles' grants after those expiries.
+      const processed = await processDueSubscriptions(deps.db, deps.notify, now, deps.renewalMode);
+      if (processed) deps.log.info({ processed }, "subscription cycles processed");
       const settled = await settleDueGrants(deps.db, deps.notify, now);
       if (settled) deps.log.info({ settled }, "balances brought up to date (grant expiries and activations)");
       const released = await expireDueReservations(deps.db, deps.notify, now);
       if (released) deps.log.info({ released }, "expired reservations released");
-      const processed = await processDueSubscriptions(deps.db, deps.notify, now, deps.renewalMode);
-      if (processed) deps.log.info({ processed }, "subscription cycles processed");
       const expiring = await announceExpiringCredits(deps.db, now);
       if (expiring) deps.log.info({ expiring }, "credits.expiring raised");
       const pruned = await pruneWebhookHistory(deps.db, new Date(now.getTime() - deps.webhookRetentionMs));

@@ -3,7 +3,7 @@
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { parse } from "graphql";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { CancelSubscription, CancelSubscriptionLoose, CreateOrder, GetCustomerSubscription, RefundOrder, RenewSubscription } from "./documents.ts";
+import { BalanceAt, CancelSubscription, CancelSubscriptionLoose, CreateOrder, GetCustomerSubscription, RefundOrder, RenewSubscription } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, ingest, meter, named, order, product } from "./support/fixtures.ts";
 
@@ -160,5 +160,32 @@ describe("refunding a subscription's order", () => {
     await t.ok(RefundOrder, { id: first.id });
     expect(await subscriptionOf(sub)).toMatchObject({ status: "ACTIVE", endedAt: null });
     expect(await balance(c, m)).toBe("140"); // the first order's 60 rollover credits left
+  });
+});
+
+describe("renewals caught up after downtime", () => {
+  it("date the ledger as renewals on time would have: balanceAt inside the missed window is the on-time one", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("caught-up") });
+    // 80 credits that end with the cycle, and 60 that roll over but expire 45 days after they are granted
+    const plan = await product(t, [await benefit(t, m, "80"), await benefit(t, m, "60", { rollover: true, expiresAfterDays: 45 })], { recurring: true });
+    const started = new Date("2026-01-15T12:00:00.000Z");
+    t.setNow(started);
+    const onTime = await customer(t);
+    const late = await customer(t);
+    const subscription = (await order(t, onTime, plan)).subscription!.id;
+    await order(t, late, plan);
+    // one renewed at every period end, the other only by the scheduler on April 20 (down meanwhile)
+    for (const at of ["2026-02-15T12:00:00.000Z", "2026-03-15T12:00:00.000Z", "2026-04-15T12:00:00.000Z"]) {
+      t.setNow(new Date(at));
+      await t.ok(RenewSubscription, { id: subscription });
+    }
+    t.setNow(new Date("2026-04-20T12:00:00.000Z"));
+    await t.app.scheduler.tick();
+    for (const at of ["2026-02-20T00:00:00.000Z", "2026-03-05T00:00:00.000Z", "2026-03-20T00:00:00.000Z", "2026-04-05T00:00:00.000Z", "2026-04-20T12:00:00.000Z"]) {
+      const [a, b] = await Promise.all([onTime, late].map(async (c) => (await t.ok(BalanceAt, { customerId: c, meterId: m, at })).balanceAt));
+      expect(b, at).toBe(a);
+    }
+    const grants = await t.db.ledgerEntry.findMany({ where: { customerId: late, meterId: m, kind: "GRANT" }, orderBy: { sequence: "asc" }, select: { occurredAt: true } });
+    expect(grants.map((g) => g.occurredAt.toISOString().slice(0, 10))).toEqual(["2026-01-15", "2026-01-15", "2026-02-15", "2026-02-15", "2026-03-15", "2026-03-15", "2026-04-15", "2026-04-15"]);
   });
 });

@@ -46,7 +46,10 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date, i
       data: { currentPeriodStart: start, currentPeriodEnd: end },
     });
     if (count === 0) return { value: null, changes: [] as BalanceChange[] };
-    const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", now);
+    // A late renewal (caught up after downtime) settles the balance as of the period end it renews, as one on
+    // time would have: settled up to now, its entries of later instants would come before the next cycle's
+    // grant, which the ledger (in order) would then date after them.
+    const reset = await endGrants(sql, tx, sub.organizationId, { subscriptionId: sub.id, rollover: false }, "RESET", at);
     const price = await fixedPrice(tx, sub.productId);
     const order = await tx.order.create({
       data: { organizationId: sub.organizationId, customerId: sub.customerId, productId: sub.productId, subscriptionId: sub.id, idempotencyKey, ...price },
@@ -54,7 +57,7 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date, i
     await writeOutbox(sql, [orderEvent("order.created", order), subscriptionEvent("subscription.renewed", { ...sub, currentPeriodStart: start, currentPeriodEnd: end })], now);
     const benefits = await currentBenefits(tx, sub.productId);
     const granted = await grantBenefits(tx, sub.organizationId, sub.customerId, benefits, { orderId: order.id, subscriptionId: sub.id, periodEnd: end }, now, at);
-    const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), now);
+    const changes = await adjustBalances(sql, sub.organizationId, mergeAdjustments(reset, granted), at);
     return { value: await tx.subscription.findUniqueOrThrow({ where: { id: sub.id } }), changes };
   });
 }
