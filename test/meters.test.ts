@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArchiveMeter, CreateMeter, ListMeters, UpdateMeter } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
-import { customer, ingest, meter } from "./support/fixtures.ts";
+import { customer, ingest, meter, named } from "./support/fixtures.ts";
 
 let t: TestApp;
 beforeAll(async () => {
@@ -59,6 +59,14 @@ describe("meters", () => {
     expect((await t.ok(UpdateMeter, { id: m, input: change })).updateMeter).toMatchObject({ __typename: "ConflictError", field: "input.filter" });
     expect((await t.ok(UpdateMeter, { id: m, input: { aggregation: { func: "SUM", property: "n" } } })).updateMeter).toMatchObject({ field: "input.aggregation" });
     expect((await t.ok(UpdateMeter, { id: m, input: { name: "renamed" } })).updateMeter).toMatchObject({ __typename: "Meter", name: "renamed" });
+  });
+
+  it("a CREDIT meter whose events were only negative values (credits) has counted them too: no more changes but the name", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("refunds-only"), negativeValues: "CREDIT" });
+    await ingest(t, [{ name: "refunds-only", customerId: await customer(t), metadata: { n: -5 } }]);
+    expect((await t.ok(UpdateMeter, { id: m, input: { negativeValues: "REJECT" } })).updateMeter).toMatchObject({ __typename: "ConflictError", field: "input.negativeValues" });
+    expect((await t.ok(UpdateMeter, { id: m, input: { aggregation: { func: "SUM", property: "amount" } } })).updateMeter).toMatchObject({ __typename: "ConflictError", field: "input.aggregation" });
+    expect((await t.ok(UpdateMeter, { id: m, input: { name: "credit meter" } })).updateMeter).toMatchObject({ __typename: "Meter", name: "credit meter" });
   });
 
   it("archives a meter: hidden from the list unless asked for", async () => {

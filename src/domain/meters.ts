@@ -162,7 +162,11 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
     if (data.negativeValues === "CREDIT" && meter.creditPoolId) throw new InvalidInputError("a meter rated into a credit system cannot turn negative values into credits", field);
   }
   if (data.filter !== undefined || data.aggregationFunc !== undefined || (data.negativeValues !== undefined && data.negativeValues !== meter.negativeValues)) {
-    const counted = await db.customerMeter.findFirst({ where: { meterId: id, aggCount: { not: 0n } }, select: { id: true } });
+    // counted: a balance aggregated its events, or negative values on a CREDIT meter became credits (which
+    // aggregate nothing, so aggCount alone misses them)
+    const counted =
+      (await db.customerMeter.findFirst({ where: { meterId: id, aggCount: { not: 0n } }, select: { id: true } })) ??
+      (await db.creditGrant.findFirst({ where: { meterId: id, source: "NEGATIVE_USAGE" }, select: { id: true } }));
     if (counted) {
       const field = data.filter !== undefined ? "input.filter" : data.aggregationFunc !== undefined ? "input.aggregation" : "input.negativeValues";
       throw new ConflictError("The meter has counted events; its filter, aggregation and negativeValues can no longer change (create a new meter)", field);
