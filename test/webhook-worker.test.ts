@@ -5,7 +5,7 @@ import { createServer, type Server } from "node:http";
 import type { Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { createLogger } from "../src/log.ts";
-import { MAX_WEBHOOK_ENDPOINTS, pruneWebhookHistory } from "../src/domain/webhooks.ts";
+import { LOOKUP_TIMEOUT_MS, MAX_LOOKUPS, MAX_WEBHOOK_ENDPOINTS, pruneWebhookHistory, resolveHostsWith, resolvePublicAddresses } from "../src/domain/webhooks.ts";
 import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS } from "../src/webhooks/delivery.ts";
 import { Webhook } from "standardwebhooks";
 import { CreateMeter, CreateWebhookEndpoint, GrantCredits, RotateWebhookSecret, UpdateWebhookEndpoint } from "./documents.ts";
@@ -191,3 +191,30 @@ it("rotateWebhookSecret: the old secret signs beside the new one for the overlap
     hooks.close();
   }
 });
+
+it(`host lookups: at most ${MAX_LOOKUPS} at once (they hold threads SQLite's commits need), none waited for beyond ${LOOKUP_TIMEOUT_MS / 1000} s`, async () => {
+  let running = 0;
+  let most = 0;
+  resolveHostsWith(async (host) => {
+    running++;
+    most = Math.max(most, running);
+    try {
+      if (host.startsWith("hang")) await new Promise(() => {}); // a DNS server that never answers
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      return [{ address: "93.184.216.34", family: 4 }];
+    } finally {
+      running--;
+    }
+  });
+  try {
+    const answers = await Promise.all(Array.from({ length: 6 }, (_, i) => resolvePublicAddresses(`host${i}.example`, false)));
+    expect(answers.flat().map((a) => a.address)).toEqual(Array(6).fill("93.184.216.34"));
+    expect(most).toBe(MAX_LOOKUPS);
+    const started = Date.now();
+    const { createWebhookEndpoint } = await t.ok(CreateWebhookEndpoint, { input: { url: "https://hang.example/hooks" } });
+    expect(createWebhookEndpoint).toMatchObject({ __typename: "InvalidInputError", field: "input.url", message: expect.stringContaining(`did not resolve within ${LOOKUP_TIMEOUT_MS / 1000} s`) });
+    expect(Date.now() - started).toBeLessThan(LOOKUP_TIMEOUT_MS + 2_000);
+  } finally {
+    resolveHostsWith();
+  }
+}, 30_000);

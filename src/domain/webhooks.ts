@@ -53,10 +53,59 @@ export function isPrivateAddress(address: string): boolean {
   return privateRanges.check(address, isIP(address) === 6 ? "ipv6" : "ipv4");
 }
 
+type Lookup = (host: string) => Promise<{ address: string; family: number }[]>;
+
+/** Webhook host lookups running at once, at most: each holds one of libuv's four pool threads, which SQLite's commits need too. */
+export const MAX_LOOKUPS = 2;
+/** How long a webhook host's lookup is waited for. */
+export const LOOKUP_TIMEOUT_MS = 5_000;
+
+/**
+ * Host names are resolved by the system's resolver (getaddrinfo, /etc/hosts included) on libuv's thread pool,
+ * whose four threads also sync SQLite's commits: a slow DNS server must not take them all. At most MAX_LOOKUPS
+ * run at once (the rest wait their turn), and a caller stops waiting after LOOKUP_TIMEOUT_MS (the thread is
+ * given back only when getaddrinfo returns, and until then its slot stays taken).
+ */
+function limitedLookup(resolve: Lookup = (host) => lookup(host, { all: true })) {
+  let running = 0;
+  const waiting: (() => void)[] = [];
+  const release = () => {
+    running--;
+    waiting.shift()?.();
+  };
+  return (host: string): Promise<{ address: string; family: number }[]> =>
+    new Promise((answer, refuse) => {
+      let turn: (() => void) | null = null;
+      const timer = setTimeout(() => {
+        if (turn) waiting.splice(waiting.indexOf(turn), 1); // still waiting: leaves the line
+        refuse(new Error(`${host} did not resolve within ${LOOKUP_TIMEOUT_MS / 1000} s`));
+      }, LOOKUP_TIMEOUT_MS);
+      const run = () => {
+        turn = null;
+        running++;
+        resolve(host)
+          .then(answer, refuse)
+          .finally(() => {
+            clearTimeout(timer);
+            release();
+          });
+      };
+      if (running < MAX_LOOKUPS) run();
+      else waiting.push((turn = run));
+    });
+}
+
+let lookUpHost = limitedLookup();
+
+/** Tests: resolve host names with `resolve` (behind the same limits) instead of the system's resolver. */
+export function resolveHostsWith(resolve?: Lookup): void {
+  lookUpHost = limitedLookup(resolve);
+}
+
 /** Every address `host` resolves to, or the refusal: none at all, or a private one without the setting. */
 export async function resolvePublicAddresses(host: string, allowPrivate: boolean): Promise<{ address: string; family: number }[]> {
   const bare = host.startsWith("[") ? host.slice(1, -1) : host;
-  const addresses = isIP(bare) ? [{ address: bare, family: isIP(bare) }] : await lookup(bare, { all: true });
+  const addresses = isIP(bare) ? [{ address: bare, family: isIP(bare) }] : await lookUpHost(bare);
   if (!addresses.length) throw new Error(`${host} does not resolve`);
   if (!allowPrivate) {
     const refused = addresses.find((a) => isPrivateAddress(a.address));
