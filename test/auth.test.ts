@@ -1,6 +1,8 @@
+import { parse } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CreateCustomer, CreateSession, GetCustomer, GetCustomerState, ListCustomers, UpdateCustomer } from "./documents.ts";
+import { CreateCustomer, CreateSession, GetCustomer, GetCustomerState, ListCustomers, ReserveRated, UpdateCustomer } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
+import { benefit, grant, meter, named, order, product } from "./support/fixtures.ts";
 import { createAdminToken } from "../src/domain/access-tokens.ts";
 import { cachedAuthenticator, hashToken } from "../src/domain/auth.ts";
 
@@ -131,6 +133,30 @@ describe("customer sessions", () => {
     const rows = await t.db.accessToken.findMany();
     expect(rows.some((r) => r.tokenHash === session.token || r.tokenHash.includes(session.token))).toBe(false);
     expect(rows.every((r) => /^[0-9a-f]{64}$/.test(r.tokenHash))).toBe(true);
+  });
+});
+
+describe("what the merchant keeps for itself", () => {
+  it("a customer session reads its customer's metadata as {} and the idempotency keys of grants, orders and holds as null", async () => {
+    const { createCustomer } = await t.ok(CreateCustomer, { input: { email: "kept@example.com", externalId: "kept", metadata: { risk: "high", note: "internal" } } });
+    if (createCustomer.__typename !== "Customer") throw new Error(JSON.stringify(createCustomer));
+    const c = createCustomer.id;
+    const m = await meter(t, "COUNT", { filter: named("kept") });
+    await grant(t, c, m, "10", "grant-key-1");
+    await order(t, c, await product(t, [await benefit(t, m, "5")]), "order-key-1");
+    await t.ok(ReserveRated, { input: { customerId: c, meterId: m, units: "1", idempotencyKey: "hold-key-1" } });
+    const read = parse(`query($c: ID) { customer(id: $c) { metadata } creditGrants(customerId: $c) { edges { node { idempotencyKey } } } orders(customerId: $c) { edges { node { idempotencyKey } } } reservations(customerId: $c) { edges { node { idempotencyKey } } } }`);
+    type Keys = { customer: { metadata: unknown } } & Record<"creditGrants" | "orders" | "reservations", { edges: { node: { idempotencyKey: string | null } }[] }>;
+    const keys = (data: unknown) => {
+      const d = data as Keys;
+      return [d.customer.metadata, ...(["creditGrants", "orders", "reservations"] as const).map((f) => d[f].edges.map((e) => e.node.idempotencyKey))];
+    };
+    const asAdmin = await t.exec(read as never, { c } as never);
+    expect(keys(asAdmin.data)).toEqual([{ risk: "high", note: "internal" }, ["grant-key-1", null], ["order-key-1"], ["hold-key-1"]]);
+    const session = await sessionFor(c);
+    const asCustomer = await t.exec(read as never, { c } as never, session.token);
+    expect(asCustomer.errors).toBeUndefined();
+    expect(keys(asCustomer.data)).toEqual([{}, [null, null], [null], [null]]);
   });
 });
 

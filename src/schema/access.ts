@@ -86,3 +86,11 @@ export async function assertSessionMeter(ctx: Context, meterId: string | null | 
   const visible = await ctx.db.meter.findFirst({ where: { id: meterId, organizationId: orgId(ctx), ...sessionScope(ctx).meter }, select: { id: true } });
   if (!visible) throw new NotFoundError("No such meter", field);
 }
+
+/**
+ * What the merchant keeps about a record for itself (a customer's metadata, the idempotency keys of its own
+ * calls): a customer session reads it as `hidden`, an admin as it is.
+ */
+export function merchantOnly<T, H>(ctx: Context, value: T, hidden: H): T | H {
+  return ctx.principal?.kind === "customer" ? hidden : value;
+}

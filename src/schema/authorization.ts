@@ -15,7 +15,7 @@ import { givenInput, underInput } from "./inputs.ts";
 import { holdLive, holdStatus } from "../domain/rules.ts";
 import { builder, type Context, type PothosTypes } from "./builder.ts";
 import { MeterObject } from "./meter.ts";
-import { listScopeCustomer, orgId } from "./access.ts";
+import { listScopeCustomer, merchantOnly, orgId } from "./access.ts";
 import { sharedFilter } from "./pagination.ts";
 
 // `code` is a String! like Error.code, so one selection `... on UsageAuthorization { code } ... on Error { code }`
@@ -62,7 +62,7 @@ const ReservationObject = builder.prismaObject("Reservation", {
     }),
     status: t.field({ type: ReservationStatus, resolve: (r, _args, ctx) => holdStatus(r, ctx.now()) as typeof ReservationStatus.$inferType }),
     expiresAt: t.expose("expiresAt", { type: "DateTime", nullable: true }),
-    idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
+    idempotencyKey: t.string({ nullable: true, description: "The key the merchant's call gave; null for a customer session", select: { idempotencyKey: true }, resolve: (r, _args, ctx) => merchantOnly(ctx, r.idempotencyKey, null) }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
   }),
 });

@@ -3,7 +3,7 @@ import { createCustomer, customerLookup, deleteCustomer, requireCustomer, resolv
 import { createCustomerSession, portalUrl } from "../domain/sessions.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type Context } from "./builder.ts";
-import { assertReadable, orgId, readableCustomer, refArgs } from "./access.ts";
+import { assertReadable, merchantOnly, orgId, readableCustomer, refArgs } from "./access.ts";
 import { givenInput, underInput } from "./inputs.ts";
 
 /** The customers list's filter, shared by its page and its totalCount. */
@@ -20,7 +20,12 @@ export const CustomerObject = builder.prismaObject("Customer", {
     email: t.exposeString("email", { nullable: true, description: "Null for a customer known only by the merchant's own id" }),
     name: t.exposeString("name", { nullable: true }),
     externalId: t.exposeString("externalId", { nullable: true, description: "The merchant's own id for this customer" }),
-    metadata: t.expose("metadata", { type: "JSON" }),
+    metadata: t.field({
+      type: "JSON",
+      description: "The merchant's own data about the customer; {} for a customer session",
+      select: { metadata: true },
+      resolve: (c, _args, ctx) => merchantOnly(ctx, c.metadata, {}),
+    }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
     updatedAt: t.expose("updatedAt", { type: "DateTime" }),
   }),

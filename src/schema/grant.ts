@@ -4,7 +4,7 @@ import { grantCredits } from "../domain/grants.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { grantDue } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { merchantOnly, orgId } from "./access.ts";
 
 type GrantState = Pick<CreditGrant, "remainingUnits" | "creditedAt" | "expiredAt">;
 
@@ -61,7 +61,7 @@ export const CreditGrantObject = builder.prismaObject("CreditGrant", {
     rollover: t.exposeBoolean("rollover"),
     source: t.field({ type: CreditGrantSourceEnum, select: { source: true }, resolve: (g) => g.source as CreditGrantSource }),
     description: t.exposeString("description", { nullable: true }),
-    idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
+    idempotencyKey: t.string({ nullable: true, description: "The key the merchant's call gave; null for a customer session", select: { idempotencyKey: true }, resolve: (r, _args, ctx) => merchantOnly(ctx, r.idempotencyKey, null) }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
   }),
 });

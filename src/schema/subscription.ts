@@ -6,7 +6,7 @@ import { meteredPrices, overageAmount, overageUnits, type MeteredPrice } from ".
 import { cancelSubscription, renewSubscription, type CancelOptions, type SubscriptionStatus } from "../domain/subscriptions.ts";
 import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
-import { listScopeCustomer, orgId, ownRows } from "./access.ts";
+import { listScopeCustomer, merchantOnly, orgId, ownRows } from "./access.ts";
 import { withRecordId } from "./inputs.ts";
 import { sharedFilter, totalCountField } from "./pagination.ts";
 import { CustomerMeterObject } from "./balance.ts";
@@ -41,7 +41,7 @@ const OrderObject = builder.prismaObject("Order", {
       description: "What was paid, in minor currency units: the product's FIXED price when the order was made; null for a product without one",
     }),
     currency: t.exposeString("currency", { nullable: true, description: "The ISO code of amount's currency" }),
-    idempotencyKey: t.exposeString("idempotencyKey", { nullable: true }),
+    idempotencyKey: t.string({ nullable: true, description: "The key the merchant's call gave; null for a customer session", select: { idempotencyKey: true }, resolve: (r, _args, ctx) => merchantOnly(ctx, r.idempotencyKey, null) }),
     refundedAt: t.expose("refundedAt", { type: "DateTime", nullable: true }),
     createdAt: t.expose("createdAt", { type: "DateTime" }),
   }),
