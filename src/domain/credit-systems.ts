@@ -10,7 +10,7 @@ import { providerOfDb, type Db } from "../db/client.ts";
 import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
-import { EFFECTIVE_SKEW_MS } from "./grants.ts";
+import { startInstant } from "./grants.ts";
 import { meterRatingLock, requireMeter } from "./meters.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { grantOpen } from "./rules.ts";
@@ -278,7 +278,7 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   if (!pool.creditSystem) throw new NotFoundError("No such credit system", "input.creditSystemId");
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   checkRateable(meter, "input.meterId");
-  const effectiveAt = rateStart(input.effectiveAt, now);
+  const effectiveAt = startInstant(input.effectiveAt, now, "usage already counted keeps the rate it was drawn at");
   const provider = providerOfDb(db);
   try {
     return await db.$transaction(async (txClient) => {
@@ -296,18 +296,6 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
     if (isUniqueViolation(err, "effectiveAt")) throw new ConflictError("A rate of this meter already starts at this instant; rates are never edited: give another effectiveAt", "input.effectiveAt");
     throw err;
   }
-}
-
-/**
- * When a new rate starts: now, or a later instant. Usage already drawn keeps the rate it was drawn at, so a
- * rate cannot start in the past (beyond EFFECTIVE_SKEW_MS of clock skew, which means now).
- */
-function rateStart(effectiveAt: Date | null | undefined, now: Date): Date {
-  if (!effectiveAt || effectiveAt >= now) return effectiveAt ?? now;
-  if (effectiveAt.getTime() < now.getTime() - EFFECTIVE_SKEW_MS) {
-    throw new InvalidInputError("must not be in the past: usage already counted keeps the rate it was drawn at", "input.effectiveAt");
-  }
-  return now;
 }
 
 /** A credit system's rates, per meter, oldest first. */

@@ -54,13 +54,14 @@ async function existingForKey(db: Db, organizationId: string, input: GrantInput,
   return grant;
 }
 
-/** When the grant takes effect: now, or a later instant (then the units arrive when it comes). */
-function effectiveInstant(input: GrantInput, now: Date): Date {
-  const at = input.effectiveAt;
+/**
+ * When something given an `effectiveAt` starts: now (`now` itself), or a later instant. Never in the past: an
+ * instant earlier than EFFECTIVE_SKEW_MS of clock skew allows is refused, saying `why`; one within it means now.
+ * Grants (the ledger is append-only) and credit rates (usage already drawn keeps its rate) both start this way.
+ */
+export function startInstant(at: Date | null | undefined, now: Date, why: string, field = "input.effectiveAt"): Date {
   if (!at || at <= now) {
-    if (at && at.getTime() < now.getTime() - EFFECTIVE_SKEW_MS) {
-      throw new InvalidInputError("must not be in the past: the ledger is append-only, grants cannot be backdated", "input.effectiveAt");
-    }
+    if (at && at.getTime() < now.getTime() - EFFECTIVE_SKEW_MS) throw new InvalidInputError(`must not be in the past: ${why}`, field);
     return now;
   }
   return at;
@@ -77,7 +78,8 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
   const existing = await existingForKey(db, organizationId, input, customer.id);
   if (existing) return existing;
   checkNotRated(meter, "input.meterId");
-  const effectiveAt = effectiveInstant(input, now);
+  // now, or a later instant (then the units arrive when it comes)
+  const effectiveAt = startInstant(input.effectiveAt, now, "the ledger is append-only, grants cannot be backdated");
   if (input.expiresAt && input.expiresAt <= effectiveAt) {
     throw new InvalidInputError(effectiveAt === now ? "must be in the future" : "must be after effectiveAt", "input.expiresAt");
   }
