@@ -83,10 +83,12 @@ async function checkBenefitMetersUnrated(tx: Db, provider: ReturnType<typeof pro
   const benefits = await tx.benefit.findMany({ where: { id: { in: ids } }, select: { id: true, meterId: true } });
   await new Sql(tx, provider).lockKeys(benefits.map((b) => meterRatingLock(b.meterId)));
   const rated = await tx.meter.findMany({ where: { id: { in: benefits.map((b) => b.meterId) }, creditPoolId: { not: null } }, select: { id: true, creditPoolId: true } });
-  const first = benefits.filter((b) => rated.some((m) => m.id === b.meterId)).sort((a, b) => input.indexOf(a.id) - input.indexOf(b.id))[0];
-  if (first) {
-    const pool = rated.find((m) => m.id === first.meterId)!.creditPoolId;
-    throw new InvalidInputError(`this benefit gives credits on a meter that has since joined a credit system, whose pool pays its usage: give a benefit on the pool (${pool}) instead`, `${field}.${input.indexOf(first.id)}`);
+  const poolOf = new Map(rated.map((m) => [m.id, m.creditPoolId]));
+  const meterOf = new Map(benefits.map((b) => [b.id, b.meterId]));
+  const refused = input.findIndex((id) => poolOf.has(meterOf.get(id) ?? ""));
+  if (refused >= 0) {
+    const pool = poolOf.get(meterOf.get(input[refused])!);
+    throw new InvalidInputError(`this benefit gives credits on a meter that has since joined a credit system, whose pool pays its usage: give a benefit on the pool (${pool}) instead`, `${field}.${refused}`);
   }
 }
 

@@ -138,9 +138,12 @@ export async function requireMeter(db: Db, organizationId: string, id: string, f
  */
 export const meterRatingLock = (meterId: string) => `meter-rating:${meterId}`;
 
-/** Credits go to a rated meter's pool, never to the rated meter (whose usage the pool pays). */
-export function checkNotRated(meter: Pick<Meter, "creditPoolId">, field: string): void {
-  if (meter.creditPoolId) throw new InvalidInputError(`this meter's usage is paid from its credit system: give credits on the pool (${meter.creditPoolId})`, field);
+/**
+ * Credits go to a rated meter's pool, never to the rated meter (whose usage the pool pays): what would credit
+ * it is refused, saying what to `do` on the pool instead.
+ */
+export function checkNotRated(meter: Pick<Meter, "creditPoolId">, field: string, what = "give credits"): void {
+  if (meter.creditPoolId) throw new InvalidInputError(`this meter's usage is paid from its credit system: ${what} on the pool (${meter.creditPoolId})`, field);
 }
 
 /** Rename always; change filter or aggregation only while the meter has counted nothing. */

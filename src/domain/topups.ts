@@ -15,7 +15,7 @@ import { currentBenefits, requireProduct } from "./catalog.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { orderedId } from "./ids.ts";
-import { requireMeter } from "./meters.ts";
+import { checkNotRated, requireMeter } from "./meters.ts";
 import type { OutboxEvent } from "./outbox.ts";
 import { formatUnits } from "./units.ts";
 
@@ -43,7 +43,7 @@ export const monthOf = (at: Date) => at.toISOString().slice(0, 7);
 export async function setAutoTopUp(db: Db, organizationId: string, input: AutoTopUpInput): Promise<AutoTopUp> {
   const customer = await resolveCustomerRef(db, organizationId, input, "input");
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
-  if (meter.creditPoolId) throw new InvalidInputError(`this meter's usage is paid from its credit system: set the auto top-up on the pool (${meter.creditPoolId})`, "input.meterId");
+  checkNotRated(meter, "input.meterId", "set the auto top-up");
   const product = await requireProduct(db, organizationId, input.productId, "input.productId");
   if (product.archivedAt) throw new InvalidInputError("the product is archived and can no longer be bought", "input.productId");
   if (!(await currentBenefits(db, product.id)).some((b) => b.meterId === meter.id)) {
