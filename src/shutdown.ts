@@ -1,15 +1,40 @@
-// Graceful stop: on SIGTERM or SIGINT a node stops accepting connections, lets the HTTP requests in flight
-// (and so their transactions) finish within a grace period, closes its WebSockets with 1001 and its SSE
-// subscriptions' connections, stops the scheduler, disconnects Redis and the database and exits 0. Only a
-// grace period that runs out exits 1.
+// Graceful stop: on SIGTERM or SIGINT a node stops accepting connections, closes its SSE subscriptions'
+// connections, lets the HTTP requests and WebSocket queries and mutations in flight (and so their
+// transactions) finish within a grace period, closes its WebSockets with 1001, stops the scheduler,
+// disconnects Redis and the database and exits 0. Only a grace period that runs out exits 1.
 import type { Server, ServerResponse } from "node:http";
 import type { Logger } from "./log.ts";
+
+/**
+ * Waiting for the work in flight to end: `wait(graceMs)` resolves true once `idle()` is called (the last
+ * piece ended), false if `graceMs` pass first.
+ */
+function idleWaiters() {
+  const waiters = new Set<() => void>();
+  return {
+    idle(): void {
+      for (const waiter of waiters) waiter(); // each removes itself: a Set allows that while it is walked
+    },
+    wait(graceMs: number): Promise<boolean> {
+      return new Promise<boolean>((resolve) => {
+        const done = (idle: boolean) => {
+          clearTimeout(timer);
+          waiters.delete(onIdle);
+          resolve(idle);
+        };
+        const onIdle = () => done(true);
+        const timer = setTimeout(() => done(false), graceMs);
+        waiters.add(onIdle);
+      });
+    },
+  };
+}
 
 /** Counts a server's HTTP requests in flight so that shutdown can wait for them. */
 export function trackRequests(server: Server) {
   let inFlight = 0;
   let draining = false;
-  let idle: (() => void)[] = [];
+  const waiters = idleWaiters();
   // prependListener: runs before the request handler, so the header below is set before any response starts
   // Server-sent event streams (GraphQL subscriptions over SSE) last until the client leaves: a drain does not
   // wait for them but closes their connections, as it closes WebSockets, and their clients reconnect elsewhere.
@@ -28,7 +53,7 @@ export function trackRequests(server: Server) {
       inFlight--;
       if (!draining) return;
       server.closeIdleConnections();
-      if (inFlight === 0) for (const resolve of idle.splice(0)) resolve();
+      if (inFlight === 0) waiters.idle();
     });
   });
   return {
@@ -45,18 +70,7 @@ export function trackRequests(server: Server) {
       draining = true;
       for (const stream of streams) stream.destroy();
       server.closeIdleConnections();
-      if (inFlight === 0) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => {
-          idle = idle.filter((r) => r !== done);
-          resolve(false);
-        }, graceMs);
-        const done = () => {
-          clearTimeout(timer);
-          resolve(true);
-        };
-        idle.push(done);
-      });
+      return inFlight === 0 ? Promise.resolve(true) : waiters.wait(graceMs);
     },
   };
 }
@@ -72,7 +86,7 @@ export function trackRequests(server: Server) {
 export function trackOperations() {
   let inFlight = 0;
   let closing = false;
-  const idle: (() => void)[] = [];
+  const waiters = idleWaiters();
   const running = new WeakMap<object, Set<string>>();
   return {
     get closing() {
@@ -89,19 +103,12 @@ export function trackOperations() {
       if (!running.get(owner)?.delete(id)) return;
       setImmediate(() => {
         inFlight--;
-        if (inFlight === 0) for (const resolve of idle.splice(0)) resolve();
+        if (inFlight === 0) waiters.idle();
       });
     },
     drain(graceMs: number): Promise<boolean> {
       closing = true;
-      if (inFlight === 0) return Promise.resolve(true);
-      return new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), graceMs);
-        idle.push(() => {
-          clearTimeout(timer);
-          resolve(true);
-        });
-      });
+      return inFlight === 0 ? Promise.resolve(true) : waiters.wait(graceMs);
     },
   };
 }
