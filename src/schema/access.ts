@@ -88,9 +88,9 @@ export async function assertSessionMeter(ctx: Context, meterId: string | null | 
 }
 
 /**
- * What the merchant keeps about a record for itself (a customer's metadata, the idempotency keys of its own
- * calls): a customer session reads it as `hidden`, an admin as it is.
+ * What the merchant keeps about a record for itself (a meter's filter, a customer's metadata, the idempotency
+ * keys of its own calls): an admin reads it as it is, anyone else (a customer session) as `hidden`.
  */
 export function merchantOnly<T, H>(ctx: Context, value: T, hidden: H): T | H {
-  return ctx.principal?.kind === "customer" ? hidden : value;
+  return ctx.principal?.kind === "admin" ? value : hidden;
 }

@@ -4,7 +4,7 @@ import { AGGREGATIONS, CONJUNCTIONS, OPERATORS } from "../domain/meter-filter.ts
 import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "../domain/errors.ts";
 import { withRecordId } from "./inputs.ts";
 import { builder, type Context } from "./builder.ts";
-import { orgId, sessionScope } from "./access.ts";
+import { merchantOnly, orgId, sessionScope } from "./access.ts";
 
 /** The meters list's filter, shared by its page and its totalCount. */
 const metersWhere = (ctx: Context, args: { includeArchived?: boolean | null }) => ({
@@ -49,7 +49,7 @@ export const MeterObject = builder.prismaObject("Meter", {
       type: "JSON",
       nullable: true,
       description: "{conjunction, clauses: [{property, operator, value} | nested filter]}; null for customer sessions",
-      resolve: (m, _args, ctx) => (ctx.principal?.kind === "admin" ? m.filter : null),
+      resolve: (m, _args, ctx) => merchantOnly(ctx, m.filter, null),
     }),
     aggregation: t.field({
       type: MeterAggregation,
