@@ -7,7 +7,7 @@ import type { Context } from "./context.ts";
 import { BenchFailure, inTurn, load, treeCpuMicros, type Load } from "./harness.ts";
 import { allocationWindow } from "./heap-sampling.ts";
 import { graphqlClient } from "./support.ts";
-import { postgresFloor, postmasterPid, sqliteFloor, type FloorResult } from "./floor-raw.ts";
+import { postgresFloor, postmasterPid, sqliteFloor, type FloorResult, type FloorRows } from "./floor-raw.ts";
 import { orderedId } from "../src/domain/ids.ts";
 import { eventInput, generateEvents, UNIT_SCALE, USAGE_METERS, type BenchEvent } from "./workload.ts";
 
@@ -20,9 +20,12 @@ export interface IngestResult {
   serviceCpuPerEvent: number | null;
   /** the part of serviceCpuPerEvent on the service's main thread (the rest: V8's helper threads, mostly GC) */
   serviceMainThreadCpuPerEvent: number | null;
-  /** PostgreSQL: CPU time per event of the database server's processes, µs, while the service ingested and while the floor did */
-  databaseCpuPerEvent: { service: number; floor: number } | null;
+  /** PostgreSQL: CPU time per event of the database server's processes, µs, while the service ingested and while each floor did */
+  databaseCpuPerEvent: { service: number; floor: number; upserts: number } | null;
+  /** the same rows as the service's by the raw driver: events, balance rows, ledger entries (FloorRows "ledger") */
   floor: FloorResult & { eventsPerSecond: number };
+  /** the events and each balance's change as an upsert into a three-column table, no ledger (FloorRows "upserts") */
+  upsertsFloor: FloorResult & { eventsPerSecond: number };
 }
 
 /** `events` sent to the service in calls of `batch`, `ingestConnections` in flight; acknowledged events go into the books. */
@@ -97,22 +100,28 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   // The floor's own tables: any organization id of the service's shape does (the API does not show it).
   const organizationId = orderedId();
   const { customerIds, meterIds } = ctx.seeded;
-  const floor =
-    o.engine === "postgresql"
-      ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds, databaseCpu)
-      : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds);
-  const dbAfterFloor = floor.measured ?? null;
-  if (floor.events !== o.events) throw new BenchFailure(`raw floor stored ${floor.events} of ${o.events} events`);
   const perEvent = (a: number | null, b: number | null) => (a === null || b === null ? null : (b - a) / o.events);
+  const runFloor = async (rows: FloorRows) => {
+    const before = databaseCpu();
+    const floor =
+      o.engine === "postgresql"
+        ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds, rows, databaseCpu)
+        : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds, rows);
+    if (floor.events !== o.events) throw new BenchFailure(`raw floor (${rows}) stored ${floor.events} of ${o.events} events`);
+    return { ...floor, eventsPerSecond: o.events / (floor.ms / 1000), databaseCpuPerEvent: perEvent(before, floor.measured ?? null) };
+  };
+  const upserts = await runFloor("upserts");
+  const floor = await runFloor("ledger");
   const service = perEvent(dbBefore, dbAfter);
-  const floorCpu = perEvent(dbAfter, dbAfterFloor);
   return {
     load: result,
     eventsPerSecond: o.events / result.seconds,
     serviceCpuPerEvent: result.cpuMicros === undefined ? null : (result.cpuMicros * result.responses) / o.events,
     serviceMainThreadCpuPerEvent: result.mainThreadCpuMicros === undefined ? null : (result.mainThreadCpuMicros * result.responses) / o.events,
-    databaseCpuPerEvent: service === null || floorCpu === null ? null : { service, floor: floorCpu },
-    floor: { ...floor, eventsPerSecond: o.events / (floor.ms / 1000) },
+    databaseCpuPerEvent:
+      service === null || floor.databaseCpuPerEvent === null || upserts.databaseCpuPerEvent === null ? null : { service, floor: floor.databaseCpuPerEvent, upserts: upserts.databaseCpuPerEvent },
+    floor,
+    upsertsFloor: upserts,
   };
 }
 

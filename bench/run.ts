@@ -164,7 +164,8 @@ async function main(): Promise<number> {
         const m = memoryOf(service.pid);
         if (m) log(`service RSS right after the ingest calls: ${m.rssMb.toFixed(0)} MB (peak ${m.peakMb.toFixed(0)} MB)`);
       });
-      const rawFloor = { name: `raw ${options.engine === "postgresql" ? "pg" : "libsql"}, ${options.batch}-row transactions`, rate: i.floor.eventsPerSecond };
+      const driver = options.engine === "postgresql" ? "pg" : "libsql";
+      const rawFloor = { name: `raw ${driver}, same rows, ${options.batch}-row transactions`, rate: i.floor.eventsPerSecond };
       rows.push({
         scenario: `ingest, ${options.batch}-event calls, ${options.customers} customers × 3 meters`,
         unit: "events/s",
@@ -181,10 +182,20 @@ async function main(): Promise<number> {
           ? null
           : `service process ${i.serviceCpuPerEvent.toFixed(0)} µs` +
             (i.serviceMainThreadCpuPerEvent === null ? "" : ` (main thread ${i.serviceMainThreadCpuPerEvent.toFixed(0)}, other threads ${(i.serviceCpuPerEvent - i.serviceMainThreadCpuPerEvent).toFixed(0)}: V8's helpers, mostly garbage collection)`),
-        i.databaseCpuPerEvent === null ? null : `PostgreSQL server ${i.databaseCpuPerEvent.service.toFixed(0)} µs (${i.databaseCpuPerEvent.floor.toFixed(0)} µs for the floor's rows)`,
+        i.databaseCpuPerEvent === null
+          ? null
+          : `PostgreSQL server ${i.databaseCpuPerEvent.service.toFixed(0)} µs (${i.databaseCpuPerEvent.floor.toFixed(0)} µs for the floor's same rows, ${i.databaseCpuPerEvent.upserts.toFixed(0)} µs for events and upserts without the ledger)`,
       ].filter(Boolean);
       if (perEvent.length) notes.push(`ingest: CPU per event: ${perEvent.join("; ")}`);
       rows.push({ scenario: "floor: same rows by the raw driver", unit: "events/s", rate: i.floor.eventsPerSecond });
+      rows.push({
+        scenario: "ingest, against events + upserts without ledger",
+        unit: "events/s",
+        rate: i.eventsPerSecond,
+        floor: { name: `raw ${driver}, events and balance upserts only`, rate: i.upsertsFloor.eventsPerSecond },
+        ratioName: "ingest/raw without ledger",
+      });
+      rows.push({ scenario: "floor: events + balance upserts, no ledger", unit: "events/s", rate: i.upsertsFloor.eventsPerSecond });
     }
     if (wants("ingest") || wants("alerts")) {
       log(`batch ingest with and without alert rules, interleaved: ${2 * Math.floor(options.events / 2)} events each`);
