@@ -3,7 +3,7 @@
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { parse } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GrantCredits, ListCustomers, OrdersOf } from "./documents.ts";
+import { DeleteCustomer, GrantCredits, ListCustomers, OrdersOf } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
 import { MAX_PAGE_SIZE } from "../src/schema/pagination.ts";
@@ -205,5 +205,70 @@ describe("totalCount", () => {
     expect(onlyPacks.orders.totalCount).toBe(2);
     expect((await t.ok(OrdersOf, { customerId: c, productId: plan })).orders.totalCount).toBe(1);
     expect((await t.ok(ListCustomers, { email: "PAGES_2@example.com" })).customers.totalCount).toBe(1);
+  });
+});
+
+describe("cursors mark a place in the list, not a row", () => {
+  const CUSTOMERS = doc<{ customers: Connection & { edges: { node: { id: string } }[] } }>(
+    `query($first: Int, $after: String, $last: Int, $before: String) { customers(first: $first, after: $after, last: $last, before: $before) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`,
+  );
+  const ids = (page: { edges: { node: { id: string } }[] }) => page.edges.map((e) => e.node.id);
+
+  it("a customer deleted at the end of a page neither hides the next one nor ends the list", async () => {
+    const org = await t.newOrganization("cursor places");
+    const made: string[] = [];
+    for (let i = 0; i < 5; i++) made.push(await customer(t, `place_${i}`, org.token));
+    const first = (await t.ok(CUSTOMERS, { first: 2 }, org.token)).customers;
+    expect(ids(first)).toEqual(made.slice(0, 2));
+    await t.ok(DeleteCustomer, { id: made[1] }, org.token);
+    expect(ids((await t.ok(CUSTOMERS, { first: 2, after: first.pageInfo.endCursor }, org.token)).customers)).toEqual(made.slice(2, 4));
+    // backward from the deleted one's cursor: the item before it
+    expect(ids((await t.ok(CUSTOMERS, { last: 5, before: first.edges[1].cursor }, org.token)).customers)).toEqual([made[0]]);
+  });
+
+  it("a grant used up between pages of expiringCredits (ordered by expiry) does not make the next page skip one", async () => {
+    const used = await meter(t, "COUNT", { filter: named("place_use") });
+    const who = await customer(t, "place_grants");
+    const soon = Date.now() + 86_400_000;
+    const grants: string[] = [];
+    // the second-soonest grant has the lowest priority number, so it is the one the usage draws from
+    for (let i = 0; i < 4; i++) {
+      const r = await t.ok(GrantCredits, { input: { customerId: who, meterId: used, units: "1", priority: i === 1 ? 0 : 10, expiresAt: new Date(soon + i * 60_000).toISOString() } });
+      if (r.grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(r.grantCredits));
+      grants.push(r.grantCredits.id);
+    }
+    const LIST = doc<{ expiringCredits: Connection & { edges: { node: { id: string } }[] } }>(
+      `query($c: ID, $m: ID, $first: Int, $after: String) { expiringCredits(customerId: $c, meterId: $m, within: 864000, first: $first, after: $after) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`,
+    );
+    const first = (await t.ok(LIST, { c: who, m: used, first: 2 })).expiringCredits;
+    expect(ids(first)).toEqual(grants.slice(0, 2));
+    await ingest(t, [{ name: "place_use", customerId: who }]);
+    const second = (await t.ok(LIST, { c: who, m: used, first: 2, after: first.pageInfo.endCursor })).expiringCredits;
+    expect(ids(second)).toEqual(grants.slice(2, 4));
+    expect(second.pageInfo.hasNextPage).toBe(false);
+  });
+
+  it("the ledger pages backward from a cursor in its order (occurredAt, then entry number)", async () => {
+    const LEDGER = doc<{ ledger: Connection & { edges: { node: { id: string } }[] } }>(
+      `query($c: ID, $first: Int, $last: Int, $before: String) { ledger(customerId: $c, first: $first, last: $last, before: $before) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }`,
+    );
+    const all = (await t.ok(LEDGER, { c, first: 100 })).ledger;
+    expect(all.edges.length).toBeGreaterThan(3);
+    const before = (await t.ok(LEDGER, { c, last: 2, before: all.edges[3].cursor })).ledger;
+    expect(ids(before)).toEqual(ids(all).slice(1, 3));
+  });
+
+  it("refuses unreadable cursors, cursors naming nothing on an ordered list, and arguments that do not go together", async () => {
+    const codes = async (document: TypedDocumentNode<unknown, Record<string, unknown>>, variables: Record<string, unknown>) =>
+      (await t.exec(document, variables)).errors?.map((e) => [e.extensions?.code, e.extensions?.field]);
+    const page = (await t.ok(CUSTOMERS, { first: 2 })).customers;
+    expect(await codes(CUSTOMERS, { first: 2, after: "not-a-cursor" })).toEqual([["BAD_USER_INPUT", "after"]]);
+    expect(await codes(CUSTOMERS, { last: 2, before: "not-a-cursor" })).toEqual([["BAD_USER_INPUT", "before"]]);
+    expect(await codes(CUSTOMERS, { after: page.edges[0].cursor, before: page.pageInfo.endCursor })).toEqual([["BAD_USER_INPUT", "before"]]);
+    expect(await codes(CUSTOMERS, { first: 1, before: page.pageInfo.endCursor })).toEqual([["BAD_USER_INPUT", "before"]]);
+    expect(await codes(CUSTOMERS, { last: 1, after: page.pageInfo.endCursor })).toEqual([["BAD_USER_INPUT", "after"]]);
+    const LEDGER = doc(`query($c: ID, $after: String) { ledger(customerId: $c, first: 2, after: $after) { edges { cursor } } }`);
+    const nothing = Buffer.from("GPC:S:no-such-entry").toString("base64");
+    expect(await codes(LEDGER, { c, after: nothing })).toEqual([["BAD_USER_INPUT", "after"]]);
   });
 });

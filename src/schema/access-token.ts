@@ -4,7 +4,7 @@ import { resolveCustomerRef } from "../domain/customers.ts";
 import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder, type Context } from "./builder.ts";
 import { orgId, refArgs } from "./access.ts";
-import { sharedFilter } from "./pagination.ts";
+import { sharedFilter, pageArgs } from "./pagination.ts";
 import { givenInput, underInput } from "./inputs.ts";
 
 const AccessTokenKindEnum = builder.enumType("AccessTokenKind", {
@@ -67,7 +67,7 @@ builder.queryFields((t) => ({
         active: t.arg.boolean({ description: "true: only tokens neither revoked nor expired; false: only those that are" }),
       },
       totalCount: async (_root, args, ctx) => ctx.db.accessToken.count({ where: await accessTokensWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) => ctx.db.accessToken.findMany({ ...query, where: await accessTokensWhere(ctx, args), orderBy: { id: "asc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.accessToken.findMany(await pageArgs(query, await accessTokensWhere(ctx, args), [{ id: "asc" }])),
     },
     { name: "AccessTokenConnection" },
     { name: "AccessTokenEdge" },

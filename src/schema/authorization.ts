@@ -16,7 +16,7 @@ import { holdLive, holdStatus } from "../domain/rules.ts";
 import { builder, type Context, type PothosTypes } from "./builder.ts";
 import { MeterObject } from "./meter.ts";
 import { listScopeCustomer, merchantOnly, orgId } from "./access.ts";
-import { sharedFilter } from "./pagination.ts";
+import { sharedFilter, pageArgs } from "./pagination.ts";
 
 // `code` is a String! like Error.code, so one selection `... on UsageAuthorization { code } ... on Error { code }`
 // is valid GraphQL (fields of one name must have one type across a union's members).
@@ -200,7 +200,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id(), status: t.arg({ type: ReservationStatus }) },
       totalCount: async (_root, args, ctx) => ctx.db.reservation.count({ where: await reservationsWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) => ctx.db.reservation.findMany({ ...query, where: await reservationsWhere(ctx, args), orderBy: { id: "desc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.reservation.findMany(await pageArgs(query, await reservationsWhere(ctx, args), [{ id: "desc" }])),
     },
     { name: "ReservationConnection" },
     { name: "ReservationEdge" },

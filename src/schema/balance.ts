@@ -9,7 +9,7 @@ import { readBalance, readBalancesOf } from "../domain/balance-view.ts";
 import { CustomerState } from "./customer-state.ts";
 import { CustomerObject } from "./customer.ts";
 import { MeterObject } from "./meter.ts";
-import { sharedFilter } from "./pagination.ts";
+import { sharedFilter, pageArgs } from "./pagination.ts";
 
 /** The balances list's filter, shared by its page and its totalCount. */
 const customerMetersWhere = sharedFilter(
@@ -76,7 +76,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       totalCount: async (_root, args, ctx) => ctx.db.customerMeter.count({ where: await customerMetersWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) => ctx.db.customerMeter.findMany({ ...query, where: await customerMetersWhere(ctx, args), orderBy: { id: "asc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.customerMeter.findMany(await pageArgs(query, await customerMetersWhere(ctx, args), [{ id: "asc" }])),
     },
     { name: "CustomerMeterConnection" },
     { name: "CustomerMeterEdge" },

@@ -4,6 +4,7 @@ import { InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { withRecordId } from "./inputs.ts";
 import { builder, type Context } from "./builder.ts";
 import { orgId, sessionScope } from "./access.ts";
+import { pageArgs } from "./pagination.ts";
 
 // Each list's filter, shared by its page and its totalCount.
 const productsWhere = (ctx: Context, args: { includeArchived?: boolean | null }) => ({
@@ -130,7 +131,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { includeArchived: t.arg.boolean() },
       totalCount: (_root, args, ctx) => ctx.db.product.count({ where: productsWhere(ctx, args) }),
-      resolve: (query, _root, args, ctx) => ctx.db.product.findMany({ ...query, where: productsWhere(ctx, args), orderBy: { id: "asc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.product.findMany(await pageArgs(query, productsWhere(ctx, args), [{ id: "asc" }])),
     },
     { name: "ProductConnection" },
     { name: "ProductEdge" },
@@ -151,7 +152,7 @@ builder.queryFields((t) => ({
       description: "The organization's benefits; for a customer session, only those of its products and those it was granted.",
       authScopes: { authenticated: true },
       totalCount: (_root, _args, ctx) => ctx.db.benefit.count({ where: benefitsWhere(ctx) }),
-      resolve: (query, _root, _args, ctx) => ctx.db.benefit.findMany({ ...query, where: benefitsWhere(ctx), orderBy: { id: "asc" } }),
+      resolve: async (query, _root, _args, ctx) => ctx.db.benefit.findMany(await pageArgs(query, benefitsWhere(ctx), [{ id: "asc" }])),
     },
     { name: "BenefitConnection" },
     { name: "BenefitEdge" },

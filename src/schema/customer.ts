@@ -5,6 +5,7 @@ import { ConflictError, InvalidInputError, NotFoundError } from "../domain/error
 import { builder, type Context } from "./builder.ts";
 import { assertReadable, merchantOnly, orgId, readableCustomer, refArgs } from "./access.ts";
 import { givenInput, underInput } from "./inputs.ts";
+import { pageArgs } from "./pagination.ts";
 
 /** The customers list's filter, shared by its page and its totalCount. */
 const customersWhere = (ctx: Context, args: { email?: string | null }) => ({
@@ -125,7 +126,7 @@ builder.queryFields((t) => ({
     authScopes: { admin: true },
     args: { email: t.arg.string({ description: "Exact email, case-insensitive" }) },
     totalCount: (_root, args, ctx) => ctx.db.customer.count({ where: customersWhere(ctx, args) }),
-    resolve: (query, _root, args, ctx) => ctx.db.customer.findMany({ ...query, where: customersWhere(ctx, args), orderBy: { id: "asc" } }),
+    resolve: async (query, _root, args, ctx) => ctx.db.customer.findMany(await pageArgs(query, customersWhere(ctx, args), [{ id: "asc" }])),
   }, { name: "CustomerConnection" }, { name: "CustomerEdge" }),
 }));
 

@@ -4,7 +4,7 @@ import { voidCreditGrant } from "../domain/grants.ts";
 import { balanceAt, expiringGrants, meterHistory } from "../domain/ledger.ts";
 import { builder, type Context } from "./builder.ts";
 import { orgId, readableCustomer, refArgs } from "./access.ts";
-import { sharedFilter, totalCountField } from "./pagination.ts";
+import { sharedFilter, totalCountField, pageArgs } from "./pagination.ts";
 import { CreditGrantObject } from "./grant.ts";
 import { EventObject } from "./event.ts";
 import { MeterObject } from "./meter.ts";
@@ -94,7 +94,11 @@ builder.queryFields((t) => ({
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       totalCount: async (_root, args, ctx) => ctx.db.ledgerEntry.count({ where: await ledgerWhere(ctx, args) }),
       resolve: async (query, _root, args, ctx) =>
-        ctx.db.ledgerEntry.findMany({ ...query, where: await ledgerWhere(ctx, args), orderBy: [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }] }),
+        ctx.db.ledgerEntry.findMany(
+          await pageArgs(query, await ledgerWhere(ctx, args), [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }], (id) =>
+            ctx.db.ledgerEntry.findFirst({ where: { id, organizationId: orgId(ctx) }, select: { occurredAt: true, sequence: true } }),
+          ),
+        ),
     },
     { name: "LedgerEntryConnection" },
     { name: "LedgerEntryEdge" },
@@ -107,7 +111,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       totalCount: async (_root, args, ctx) => ctx.db.creditGrant.count({ where: await balanceListWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) => ctx.db.creditGrant.findMany({ ...query, where: await balanceListWhere(ctx, args), orderBy: { id: "asc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.creditGrant.findMany(await pageArgs(query, await balanceListWhere(ctx, args), [{ id: "asc" }])),
     },
     CreditGrantConnection,
   ),
@@ -134,7 +138,12 @@ builder.queryFields((t) => ({
         within: t.arg.int({ required: true, description: "Seconds from now, e.g. 604800 for a week" }),
       },
       totalCount: async (_root, args, ctx) => ctx.db.creditGrant.count({ where: (await expiringWhere(ctx, args)).where }),
-      resolve: async (query, _root, args, ctx) => ctx.db.creditGrant.findMany({ ...query, ...(await expiringWhere(ctx, args)) }),
+      resolve: async (query, _root, args, ctx) => {
+        const { where, orderBy } = await expiringWhere(ctx, args);
+        return ctx.db.creditGrant.findMany(
+          await pageArgs(query, where, orderBy, (id) => ctx.db.creditGrant.findFirst({ where: { id, organizationId: orgId(ctx) }, select: { expiresAt: true } })),
+        );
+      },
     },
     CreditGrantConnection,
   ),

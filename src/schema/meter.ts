@@ -5,6 +5,7 @@ import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } f
 import { withRecordId } from "./inputs.ts";
 import { builder, type Context } from "./builder.ts";
 import { merchantOnly, orgId, sessionScope } from "./access.ts";
+import { pageArgs } from "./pagination.ts";
 
 /** The meters list's filter, shared by its page and its totalCount. */
 const metersWhere = (ctx: Context, args: { includeArchived?: boolean | null }) => ({
@@ -134,7 +135,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { includeArchived: t.arg.boolean({ description: "Also list archived meters (default false)" }) },
       totalCount: (_root, args, ctx) => ctx.db.meter.count({ where: metersWhere(ctx, args) }),
-      resolve: (query, _root, args, ctx) => ctx.db.meter.findMany({ ...query, where: metersWhere(ctx, args), orderBy: { id: "asc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.meter.findMany(await pageArgs(query, metersWhere(ctx, args), [{ id: "asc" }])),
     },
     { name: "MeterConnection" },
     { name: "MeterEdge" },

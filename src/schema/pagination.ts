@@ -5,7 +5,7 @@
 // field declares its own in `extensions: { maxPageSize }`; above it, or below 0, the request is refused with a
 // top-level BAD_USER_INPUT naming the argument. Pothos's own clamp (maxConnectionSize) is set to the same
 // maximum, so it never trims a page the rule allowed.
-import SchemaBuilder, { BasePlugin, type PothosOutputFieldConfig, type SchemaTypes } from "@pothos/core";
+import SchemaBuilder, { BasePlugin, PothosValidationError, type PothosOutputFieldConfig, type SchemaTypes } from "@pothos/core";
 import type { GraphQLFieldResolver } from "graphql";
 import { InvalidInputError } from "../domain/errors.ts";
 
@@ -26,12 +26,32 @@ export function pageSizeLimit(fieldConfig: { args: object; extensions?: Readonly
   return typeof declared === "number" ? declared : MAX_PAGE_SIZE;
 }
 
-/** Refuses a page size outside 0…max: the client asked for something this list does not give. */
-export function checkPageSize(args: Partial<Record<(typeof PAGE_ARGS)[number], number | null>>, max: number): void {
+interface PageArgs {
+  first?: number | null;
+  last?: number | null;
+  after?: string | null;
+  before?: string | null;
+}
+
+/**
+ * Refuses a page size outside 0…max (the client asked for something this list does not give) and the
+ * arguments that do not go together: a page runs forward from `after` (with `first`) or backward from `before`
+ * (with `last`).
+ */
+export function checkPageSize(args: PageArgs, max: number): void {
   for (const name of PAGE_ARGS) {
     const size = args[name];
     if (size != null && (size < 0 || size > max)) throw new InvalidInputError(`must be between 0 and ${max} (the most this list returns at once)`, name);
   }
+  if (args.before != null && args.after != null) throw new InvalidInputError("cannot be given with `after`: a page runs one way from one cursor", "before");
+  if (args.before != null && args.first != null) throw new InvalidInputError("goes with `last` (the items before it), not `first`", "before");
+  if (args.after != null && args.last != null) throw new InvalidInputError("goes with `first` (the items after it), not `last`", "after");
+}
+
+/** Pothos's cursor errors (a cursor it cannot decode) as BAD_USER_INPUT on the argument that carried it. */
+function cursorError(error: unknown, args: PageArgs): unknown {
+  if (!(error instanceof PothosValidationError) || !/cursor/i.test(error.message)) return error;
+  return new InvalidInputError("is not a cursor of this list", args.after != null ? "after" : "before");
 }
 
 declare global {
@@ -58,9 +78,13 @@ export class PageSizePlugin<Types extends SchemaTypes> extends BasePlugin<Types>
       typeof select === "function"
         ? {
             ...fieldConfig.extensions,
-            pothosPrismaSelect: (pageArgs: Parameters<typeof checkPageSize>[0], ...rest: unknown[]) => {
+            pothosPrismaSelect: (pageArgs: PageArgs, ...rest: unknown[]) => {
               checkPageSize(pageArgs, max);
-              return (select as (...all: unknown[]) => unknown)(pageArgs, ...rest);
+              try {
+                return (select as (...all: unknown[]) => unknown)(pageArgs, ...rest);
+              } catch (error) {
+                throw cursorError(error, pageArgs);
+              }
             },
           }
         : fieldConfig.extensions;
@@ -73,9 +97,13 @@ export class PageSizePlugin<Types extends SchemaTypes> extends BasePlugin<Types>
   ): GraphQLFieldResolver<unknown, Types["Context"], object> {
     const max = pageSizeLimit(fieldConfig);
     if (max === null) return resolver;
-    return (parent, args, context, info) => {
+    return async (parent, args, context, info) => {
       checkPageSize(args, max);
-      return resolver(parent, args, context, info);
+      try {
+        return await resolver(parent, args, context, info);
+      } catch (error) {
+        throw cursorError(error, args);
+      }
     };
   }
 }
@@ -120,4 +148,57 @@ interface TotalCountOptions {
   description: string;
   extensions: Record<string, unknown>;
   resolve: (connection: unknown) => number | Promise<number>;
+}
+
+/** One key of a list's order: a column and its direction (a list's last key is `id`, which makes it total). */
+export type OrderKey = Readonly<Partial<Record<string, "asc" | "desc">>>;
+
+/** What a Pothos Prisma connection hands its resolver for the page (`cursor` + `skip` when a cursor was given). */
+interface ConnectionQuery {
+  cursor?: Readonly<Record<string, unknown>>;
+  skip?: number;
+  take?: number;
+}
+
+/**
+ * A page's findMany arguments from the connection's `query`, the list's filter and its order, positioned by the
+ * cursor's place in the order rather than by the cursor's row. Prisma's own cursor (`cursor` + `skip: 1`) starts
+ * at the cursor's row and skips it: when that row had left the list between two pages (a customer deleted, a
+ * meter archived, a hold released, a grant used up, an endpoint removed), the next page skipped a row that was
+ * still there, or came back empty. Here the page is the rows after (`after`) or before (`before`, a negative
+ * take) the cursor's values in the order, with the filter, whatever became of the cursor's row.
+ *
+ * A list ordered by `id` alone reads the position from the cursor itself. Any other order needs the cursor's
+ * row for its values: `cursorRow` reads it among the rows the caller may read (whether or not it is still in
+ * the list); a cursor naming no such row is BAD_USER_INPUT on the argument that carried it.
+ */
+export async function pageArgs<Q extends ConnectionQuery, W>(
+  query: Q,
+  where: W,
+  orderBy: OrderKey[],
+  cursorRow?: (id: string) => Promise<Record<string, unknown> | null>,
+): Promise<Omit<Q, "cursor" | "skip"> & { where: W; orderBy: OrderKey[] }> {
+  const { cursor, skip: _skip, ...rest } = query;
+  if (!cursor) return { ...rest, where, orderBy };
+  const backward = (query.take ?? 0) < 0;
+  const argument = backward ? "before" : "after";
+  const id = cursor.id;
+  if (typeof id !== "string") throw new InvalidInputError("is not a cursor of this list", argument);
+  const keys = orderBy.map((k) => Object.entries(k).find(([, direction]) => direction !== undefined) as [string, "asc" | "desc"]);
+  let values: Record<string, unknown> = { id };
+  if (keys.length !== 1 || keys[0][0] !== "id") {
+    if (!cursorRow) throw new Error("pageArgs: a list not ordered by id alone needs cursorRow");
+    const row = await cursorRow(id);
+    if (!row) throw new InvalidInputError("names no item this list can show", argument);
+    values = { ...row, id };
+  }
+  // (k1 beyond v1) OR (k1 = v1 AND k2 beyond v2) OR …, "beyond" in the order's direction, reversed for `before`
+  for (const [column] of keys) if (values[column] == null) throw new Error(`pageArgs: the order's column "${column}" is null at the cursor`);
+  const beyond = keys.map(([column, direction], i) => {
+    const condition: Record<string, unknown> = {};
+    for (const [earlier] of keys.slice(0, i)) condition[earlier] = values[earlier];
+    condition[column] = { [(direction === "asc") !== backward ? "gt" : "lt"]: values[column] };
+    return condition;
+  });
+  return { ...rest, where: { AND: [where, { OR: beyond }] } as W, orderBy };
 }

@@ -8,7 +8,7 @@ import { grantOpen } from "../domain/rules.ts";
 import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, merchantOnly, orgId, ownRows } from "./access.ts";
 import { withRecordId } from "./inputs.ts";
-import { sharedFilter, totalCountField } from "./pagination.ts";
+import { sharedFilter, totalCountField, pageArgs } from "./pagination.ts";
 import { CustomerMeterObject } from "./balance.ts";
 import { CustomerObject } from "./customer.ts";
 import { CustomerState } from "./customer-state.ts";
@@ -112,7 +112,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id() },
       totalCount: async (_root, args, ctx) => ctx.db.order.count({ where: await ordersWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany({ ...query, where: await ordersWhere(ctx, args), orderBy: newestFirst }),
+      resolve: async (query, _root, args, ctx) => ctx.db.order.findMany(await pageArgs(query, await ordersWhere(ctx, args), [newestFirst])),
     },
     OrderConnection,
   ),
@@ -132,7 +132,7 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), productId: t.arg.id(), status: t.arg({ type: SubscriptionStatusEnum }) },
       totalCount: async (_root, args, ctx) => ctx.db.subscription.count({ where: await subscriptionsWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) => ctx.db.subscription.findMany({ ...query, where: await subscriptionsWhere(ctx, args), orderBy: newestFirst }),
+      resolve: async (query, _root, args, ctx) => ctx.db.subscription.findMany(await pageArgs(query, await subscriptionsWhere(ctx, args), [newestFirst])),
     },
     SubscriptionConnection,
   ),

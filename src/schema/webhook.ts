@@ -11,6 +11,7 @@ import { builder, type Context } from "./builder.ts";
 import { listScopeCustomer, orgId, readableCustomer, refArgs } from "./access.ts";
 import { CustomerObject } from "./customer.ts";
 import { MeterObject } from "./meter.ts";
+import { pageArgs } from "./pagination.ts";
 
 const EndpointStatus = builder.enumType("WebhookEndpointStatus", {
   values: {
@@ -184,7 +185,7 @@ builder.queryFields((t) => ({
       description: "The organization's webhook endpoints, oldest first.",
       authScopes: { admin: true },
       totalCount: (_root, _args, ctx) => ctx.db.webhookEndpoint.count({ where: { organizationId: orgId(ctx) } }),
-      resolve: (query, _root, _args, ctx) => ctx.db.webhookEndpoint.findMany({ ...query, where: { organizationId: orgId(ctx) }, orderBy: { id: "asc" } }),
+      resolve: async (query, _root, _args, ctx) => ctx.db.webhookEndpoint.findMany(await pageArgs(query, { organizationId: orgId(ctx) }, [{ id: "asc" }])),
     },
     { name: "WebhookEndpointConnection" },
     { name: "WebhookEndpointEdge" },
@@ -197,7 +198,7 @@ builder.queryFields((t) => ({
       authScopes: { admin: true },
       args: { endpointId: t.arg.id(), status: t.arg({ type: DeliveryStatus }) },
       totalCount: (_root, args, ctx) => ctx.db.webhookDelivery.count({ where: deliveriesWhere(ctx, args) }),
-      resolve: (query, _root, args, ctx) => ctx.db.webhookDelivery.findMany({ ...query, where: deliveriesWhere(ctx, args), orderBy: { id: "desc" } }),
+      resolve: async (query, _root, args, ctx) => ctx.db.webhookDelivery.findMany(await pageArgs(query, deliveriesWhere(ctx, args), [{ id: "desc" }])),
     },
     { name: "WebhookDeliveryConnection" },
     { name: "WebhookDeliveryEdge" },
