@@ -13,10 +13,10 @@ import { createPrisma } from "../src/db/client.ts";
 import { createOrganization } from "../src/domain/organizations.ts";
 import { limitsFromEnv } from "../src/config.ts";
 import { DEFAULT_LIMITS } from "../src/limits.ts";
-import { operationCost } from "../src/http/graphql-limits.ts";
+import { EVENTS_SCAN_COST, operationCost } from "../src/http/graphql-limits.ts";
 import { schema } from "../src/schema/index.ts";
 import { CreateCustomer, CreateMeter, CustomerMeterUpdated, GetCustomerMeter, GrantCredits, IngestEvents } from "./documents.ts";
-import { customer, meter } from "./support/fixtures.ts";
+import { customer, meter, named } from "./support/fixtures.ts";
 import { freshDatabase, startTestApp, type TestApp } from "./support/app.ts";
 import { startServer, tsx } from "./support/process.ts";
 import { startAttacker } from "./support/go.ts";
@@ -159,6 +159,26 @@ describe("with default limits", () => {
     // small pages pass
     const small = await post(t.url, t.adminToken, nested("first: $n"), { variables: { n: 5 } });
     expect(small.body.errors, small.text.slice(0, 300)).toBeUndefined();
+    // a variable left out counts as its definition's default
+    const defaulted = nested("first: $n").replace("($n: Int)", "($n: Int = 60)");
+    expect(operationCost(schema, parse(defaulted), null, {})).toBeCloseTo(armor, 3);
+    const viaDefault = await post(t.url, t.adminToken, defaulted);
+    expect(viaDefault.body.errors?.[0]?.extensions?.code, viaDefault.text.slice(0, 300)).toBe("LIMIT_EXCEEDED");
+  });
+
+  it("counts each events list filtered by a meter as the scan it is (EVENTS_SCAN_COST), whatever its page size", async () => {
+    const m = await meter(t, "COUNT", { filter: named("scan_cost") });
+    const lists = (n: number, meterId: string) => `query${meterId === "$m" ? "($m: ID)" : ""} { ${Array.from({ length: n }, (_, i) => `e${i}: events(meterId: ${meterId}, first: 1) { edges { cursor } }`).join(" ")} }`;
+    const fits = Math.floor(20_000 / EVENTS_SCAN_COST) - 1; // with their pages, four fit the default limit
+    for (const meterId of [`"${m}"`, "$m"]) {
+      const ok = await post(t.url, t.adminToken, lists(fits, meterId), { variables: { m } });
+      expect(ok.body.errors, ok.text.slice(0, 300)).toBeUndefined();
+      const over = await post(t.url, t.adminToken, lists(fits + 1, meterId), { variables: { m } });
+      expect(over.body.errors?.[0]?.extensions?.code, over.text.slice(0, 300)).toBe("LIMIT_EXCEEDED");
+    }
+    // without a meter nothing is scanned beyond the page
+    const unfiltered = await post(t.url, t.adminToken, lists(fits + 1, "$m"), { variables: { m: null } });
+    expect(unfiltered.body.errors, unfiltered.text.slice(0, 300)).toBeUndefined();
   });
 
   it("refuses a 10 MB body with 413 from its declared length, and a 10 MB chunked body too", async () => {

@@ -15,6 +15,7 @@ import {
   getNamedType,
   isObjectType,
   isInterfaceType,
+  valueFromASTUntyped,
   type ArgumentNode,
   type DocumentNode,
   type ExecutionArgs,
@@ -64,6 +65,13 @@ export function operationLimitPlugins(limits: Limits): Plugin[] {
 const SCALAR_COST = 1;
 const OBJECT_COST = 2;
 const DEPTH_FACTOR = 1.5;
+/**
+ * What an `events` list filtered by `meterId` costs beyond its page: it reads stored events until its page is
+ * full or it has read 20,000 of them (MAX_SCANNED in src/domain/events.ts), up to half a second of the server's time
+ * for a page of one, so at most four such lists (with their pages) fit the default GRAPHQL_MAX_COST.
+ */
+export const EVENTS_SCAN_COST = 4_000;
+const type = (field: GraphQLField<unknown, unknown>) => getNamedType(field.type).name;
 
 /**
  * An operation's cost as graphql-armor computes it, with the page sizes a request really asks for. Armor's
@@ -95,6 +103,20 @@ function costOf(
   const root = operation.operation === "query" ? schema.getQueryType() : operation.operation === "mutation" ? schema.getMutationType() : schema.getSubscriptionType();
   if (!root) return { cost: 0, byVariables };
   const fragmentCosts = new Map<string, number>();
+  // A variable the request leaves out takes its definition's default (`query($n: Int = 100)`).
+  const defaults = new Map((operation.variableDefinitions ?? []).map((d) => [d.variable.name.value, d.defaultValue ? valueFromASTUntyped(d.defaultValue) : undefined]));
+  const variableValue = (name: string): unknown => (variables && variables[name] !== undefined ? variables[name] : defaults.get(name));
+  // `events` filtered by meterId reads stored events until its page is full, up to MAX_SCANNED of them (src/domain/events.ts),
+  // whatever its page size: each such field costs EVENTS_SCAN_COST on top of its page.
+  let scans = 0;
+  const scansEvents = (field: GraphQLField<unknown, unknown> | undefined, args: readonly ArgumentNode[]): boolean => {
+    if (field?.name !== "events" || type(field) !== "EventConnection") return false;
+    const meter = args.find((a) => a.name.value === "meterId")?.value;
+    if (!meter || meter.kind === Kind.NULL) return false;
+    if (meter.kind !== Kind.VARIABLE) return true;
+    byVariables = true;
+    return variableValue(meter.name.value) != null;
+  };
 
   const pageSize = (field: GraphQLField<unknown, unknown> | undefined, args: readonly ArgumentNode[]): number => {
     const given = args.find((a) => a.name.value === "first" || a.name.value === "last");
@@ -102,7 +124,7 @@ function costOf(
     if (given?.value.kind === Kind.INT) size = Number.parseInt(given.value.value, 10);
     else if (given?.value.kind === Kind.VARIABLE) {
       byVariables = true;
-      const value = variables?.[given.value.name.value];
+      const value = variableValue(given.value.name.value);
       if (typeof value === "number" && Number.isFinite(value)) size = value;
     }
     const connection = field ? isConnection((name) => field.args.some((a) => a.name === name)) : false;
@@ -120,6 +142,7 @@ function costOf(
           continue;
         }
         const child = field ? (getNamedType(field.type) as GraphQLCompositeType) : null;
+        if (scansEvents(field, s.arguments ?? [])) scans++;
         cost += DEPTH_FACTOR * (OBJECT_COST + selectionCost(s.selectionSet, child)) * pageSize(field, s.arguments ?? []);
       } else if (s.kind === Kind.INLINE_FRAGMENT) {
         const within = s.typeCondition ? (schema.getType(s.typeCondition.name.value) as GraphQLCompositeType | undefined) ?? null : type;
@@ -140,7 +163,7 @@ function costOf(
     return cost;
   };
   // the operation's own selections are counted without the depth factor, as armor does
-  const cost = selectionCost(operation.selectionSet, root) / DEPTH_FACTOR;
+  const cost = selectionCost(operation.selectionSet, root) / DEPTH_FACTOR + scans * EVENTS_SCAN_COST;
   return { cost, byVariables };
 }
 
