@@ -352,6 +352,46 @@ describe("credit systems", () => {
       field: "input.negativeValues",
     });
   });
+
+  it("updateMeter keeps a pool from counting events of its own and a rated meter additive", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "100");
+    // a pool's filter, aggregation and negative values stay as created: its usage is what its meters draw
+    for (const [input, field] of [
+      [{ filter: { conjunction: "AND", clauses: [] } }, "input.filter"],
+      [{ aggregation: { func: "SUM", property: "n" } }, "input.aggregation"],
+      [{ negativeValues: "CREDIT" }, "input.negativeValues"],
+    ] as const) {
+      expect((await t.ok(UpdateMeter, { id: pool, input: input as never })).updateMeter).toMatchObject({ __typename: "InvalidInputError", field });
+    }
+    expect((await t.ok(UpdateMeter, { id: pool, input: { name: "renamed pool" } })).updateMeter).toMatchObject({ __typename: "Meter", name: "renamed pool" });
+    await ingest(t, events(calls, c, 2));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "98", consumedUnits: "2" });
+    // a rated meter that has counted nothing yet still cannot become MAX: the pool draws units × rate
+    const tokens = await meter(t, "SUM", { property: "n", filter: named(unique("fresh")) });
+    await setRate({ creditSystemId: pool, meterId: tokens, creditsPerUnit: "1" });
+    expect((await t.ok(UpdateMeter, { id: tokens, input: { aggregation: { func: "MAX", property: "n" } } })).updateMeter).toMatchObject({
+      __typename: "InvalidInputError",
+      field: "input.aggregation.func",
+    });
+    expect((await t.ok(UpdateMeter, { id: api, input: { aggregation: { func: "SUM", property: "n" } } })).updateMeter).toMatchObject({ __typename: "ConflictError" });
+  });
+
+  it("an unrated meter turned MAX while it joins a pool: one of the two is refused, never both written", async () => {
+    const { pool } = await seedsPool();
+    for (let round = 0; round < 6; round++) {
+      const m = await meter(t, "SUM", { property: "n", filter: named(unique("race")) });
+      const [joined, changed] = await Promise.all([
+        t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: m, creditsPerUnit: "1" } }),
+        t.ok(UpdateMeter, { id: m, input: { aggregation: { func: "MAX", property: "n" } } }),
+      ]);
+      const rated = joined.setCreditRate.__typename === "Meter";
+      const turned = changed.updateMeter.__typename === "Meter";
+      expect([rated, turned]).not.toEqual([true, true]);
+      expect(rated || turned).toBe(true);
+    }
+  });
 });
 
 describe("drawsOf: the draws of one write", () => {

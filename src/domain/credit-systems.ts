@@ -11,13 +11,12 @@ import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { startInstant } from "./grants.ts";
-import { meterRatingLock, requireMeter } from "./meters.ts";
+import { meterRatingLock, RATEABLE, requireMeter } from "./meters.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { grantOpen } from "./rules.ts";
 import { UNIT_SCALE } from "./units.ts";
 
 /** Aggregations whose consumption is a sum of per-event values, so each event's draw can be rated on its own. */
-const RATEABLE = ["COUNT", "SUM"];
 /** A pool counts no event: an empty OR filter matches nothing. */
 const POOL_FILTER = { conjunction: "OR", clauses: [] };
 
@@ -285,8 +284,18 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
       const tx = txClient as unknown as Db;
       if (meter.creditPoolId !== pool.id) {
         await new Sql(tx, provider).lockKeys([meterRatingLock(meter.id)]);
-        const { count } = await tx.meter.updateMany({ where: { id: meter.id, creditPoolId: null }, data: { creditPoolId: pool.id } });
-        if (count !== 1) throw new ConflictError("The meter already feeds another credit system", "input.meterId");
+        // only while still rateable: an updateMeter racing this one changes the aggregation or negative values
+        // only of a meter not rated yet (src/domain/meters.ts updateMeter)
+        const { count } = await tx.meter.updateMany({
+          where: { id: meter.id, creditPoolId: null, creditSystem: false, aggregationFunc: { in: [...RATEABLE] }, negativeValues: { not: "CREDIT" } },
+          data: { creditPoolId: pool.id },
+        });
+        if (count !== 1) {
+          const current = await tx.meter.findUniqueOrThrow({ where: { id: meter.id } });
+          if (current.creditPoolId) throw new ConflictError("The meter already feeds another credit system", "input.meterId");
+          checkRateable(current, "input.meterId");
+          throw new ConflictError("The meter changed meanwhile; try again", "input.meterId");
+        }
         await checkNoCreditsOn(tx, meter.id, now, "input.meterId");
       }
       await tx.creditRate.create({ data: { organizationId, poolMeterId: pool.id, meterId: meter.id, creditsPerUnit: input.creditsPerUnit, effectiveAt } });

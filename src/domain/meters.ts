@@ -149,6 +149,9 @@ export function checkNotRated(meter: Pick<Meter, "creditPoolId">, field: string,
 /** Rename always; change filter or aggregation only while the meter has counted nothing. */
 export async function updateMeter(db: Db, organizationId: string, id: string, input: Partial<MeterInput>, limits: MeterLimits = DEFAULT_METER_LIMITS): Promise<Meter> {
   const meter = await requireMeter(db, organizationId, id, "id");
+  const counting = input.filter != null ? "input.filter" : input.aggregation != null ? "input.aggregation" : input.negativeValues != null ? "input.negativeValues" : null;
+  // A pool's usage is what its rated meters draw: counting events of its own would charge them twice.
+  if (meter.creditSystem && counting) throw new InvalidInputError("a credit system counts no events of its own: only its name can change", counting);
   const data: Record<string, unknown> = {};
   if (input.name != null) data.name = checkName(input.name, "input.name");
   if (input.filter != null) data.filter = parseMeterFilter(input.filter, "input.filter");
@@ -156,6 +159,10 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
     const aggregation = parseAggregation(input.aggregation, "input.aggregation");
     data.aggregationFunc = aggregation.func;
     data.aggregationProperty = aggregation.property;
+    // the pool draws units × rate: only additive usage has units to rate
+    if (meter.creditPoolId && !RATEABLE.includes(aggregation.func)) {
+      throw new InvalidInputError(`a meter rated into a credit system stays ${RATEABLE.join(" or ")} (the pool draws its units at the rate)`, "input.aggregation.func");
+    }
   }
   if (input.negativeValues != null || data.aggregationFunc !== undefined) {
     const aggregation = { func: (data.aggregationFunc ?? meter.aggregationFunc) as Aggregation["func"], property: null };
@@ -175,9 +182,22 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
       throw new ConflictError("The meter has counted events; its filter, aggregation and negativeValues can no longer change (create a new meter)", field);
     }
   }
-  if (data.filter === undefined || meter.archivedAt) return db.meter.update({ where: { id }, data });
-  return withinLimits(db, organizationId, limits, { newMeter: false, filter: data.filter as MeterFilter, replacing: id }, (tx) => tx.meter.update({ where: { id }, data }));
+  // Written only if the meter is still what these checks read: not rated meanwhile, when it turns
+  // unrateable (setCreditRate joins a meter only while it is rateable, so one of the two wins).
+  const unrateable = (data.aggregationFunc !== undefined && !RATEABLE.includes(data.aggregationFunc as string)) || data.negativeValues === "CREDIT";
+  const where = { id, creditSystem: false, ...(unrateable ? { creditPoolId: null } : {}) };
+  const write = async (tx: Db) => {
+    const { count } = await tx.meter.updateMany({ where, data });
+    if (count !== 1) throw new ConflictError("The meter joined a credit system meanwhile; a rated meter stays COUNT or SUM and gives no credits back", counting ?? "input");
+    return tx.meter.findUniqueOrThrow({ where: { id } });
+  };
+  if (!counting) return db.meter.update({ where: { id }, data });
+  if (data.filter === undefined || meter.archivedAt) return db.$transaction((tx) => write(tx as unknown as Db));
+  return withinLimits(db, organizationId, limits, { newMeter: false, filter: data.filter as MeterFilter, replacing: id }, write);
 }
+
+/** The aggregations a credit system can rate: the pool draws the meter's units at the rate. */
+export const RATEABLE: readonly string[] = ["COUNT", "SUM"];
 
 /** Archived meters keep their balances but count no new events. */
 export async function archiveMeter(db: Db, organizationId: string, id: string): Promise<Meter> {
