@@ -8,6 +8,7 @@ import { loadConfig } from "../src/config.ts";
 import {
   ArchiveMeter,
   AuthorizeUsage,
+  BalanceAt,
   CreateCustomer,
   CreateMeter,
   CustomerMeterUpdated,
@@ -159,6 +160,27 @@ describe("numeric strings and numbers a double cannot carry", () => {
     expect(result).toMatchObject({ __typename: "InvalidInputError", field: "events.1.metadata.n", message: expect.stringMatching(/numeric string/) });
     await ingest(t, [ev("123456789012.3456")]);
     expect((await balanceOf(t, c, m))?.consumedUnits).toBe("123456789012.3456");
+  });
+});
+
+describe("DateTime names one instant", () => {
+  it("refuses dates that do not exist and times without an offset, reads offsets and fractions exactly", async () => {
+    const c = await customer(t);
+    const m = await meter(t, "COUNT", { filter: named("instants") });
+    const at = async (value: string) => {
+      const r = await t.exec(BalanceAt, { customerId: c, meterId: m, at: value });
+      return r.errors ? r.errors.map((e) => e.extensions?.code) : r.data?.balanceAt;
+    };
+    for (const bad of ["2031-02-30T00:00:00Z", "2027-02-29T00:00:00Z", "2026-11-22T24:00:00Z", "2026-13-01T00:00:00Z", "2031-03-10T10:00:00", "2026-11-22", "2026-11-22T10:00:00+25:00"]) {
+      expect([bad, await at(bad)]).toEqual([bad, ["BAD_USER_INPUT"]]);
+    }
+    for (const good of ["2028-02-29T00:00:00Z", "2026-11-22T10:00Z", "2026-11-22T10:00:00.123456789+05:30", "2026-11-22T10:00:00-05:00"]) {
+      expect([good, await at(good)]).toEqual([good, "0"]);
+    }
+    const timestamps = ["2026-11-22T11:00:00+01:00", "2026-11-22T10:00:00.1234Z"];
+    await ingest(t, timestamps.map((timestamp) => ({ name: "instants", customerId: c, timestamp })));
+    const stored = await t.db.event.findMany({ where: { customerId: c }, orderBy: { timestamp: "asc" }, select: { timestamp: true } });
+    expect(stored.map((e) => e.timestamp.toISOString())).toEqual(["2026-11-22T10:00:00.000Z", "2026-11-22T10:00:00.123Z"]);
   });
 });
 

@@ -114,13 +114,37 @@ builder.scalarType("DateTime", {
   description: "An instant as an ISO-8601 string, e.g. 2026-11-22T10:00:00.000Z",
   serialize: (value) => (value as Date).toISOString(),
   parseValue: (value) => {
-    const date = typeof value === "string" ? new Date(value) : null;
-    if (!date || Number.isNaN(date.getTime()) || !/^\d{4}-\d{2}-\d{2}T/.test(value as string)) {
-      throw new ScalarInputError("DateTime must be an ISO-8601 string such as 2026-11-22T10:00:00Z");
-    }
+    const date = typeof value === "string" ? instantOf(value) : null;
+    if (!date) throw new ScalarInputError("DateTime must be an ISO-8601 instant with its offset, such as 2026-11-22T10:00:00Z or 2026-11-22T11:00:00+01:00");
     return date;
   },
 });
+
+const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+
+/**
+ * An instant from ISO-8601 text that names one: a real calendar date and time of day (not February 30th,
+ * which `Date` would roll over to March), and its offset from UTC (`Z` or `±hh:mm`; without one, `Date` reads
+ * the text in the server's own time zone, so two nodes would read it differently). Fractions of a second past
+ * the millisecond are dropped. Null when the text is not such an instant.
+ */
+export function instantOf(text: string): Date | null {
+  const m = INSTANT.exec(text);
+  if (!m) return null;
+  const [year, month, day, hour, minute, second = 0] = m.slice(1, 7).map((part) => (part === undefined ? undefined : Number(part))) as number[];
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
+  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return null;
+  const offsetHours = Number(m[10] ?? 0);
+  const offsetMinutes = Number(m[11] ?? 0);
+  if (offsetHours > 23 || offsetMinutes > 59) return null;
+  const millis = Number((m[7] ?? "").padEnd(3, "0").slice(0, 3));
+  const utc = Date.UTC(year, month - 1, day, hour, minute, second, millis);
+  const offset = (m[9] === "-" ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
+  const date = new Date(utc - offset);
+  // years 0–99 are taken by Date.UTC as 1900–1999; ±275,760 years is Date's own range
+  if (year < 100 || Number.isNaN(date.getTime())) return null;
+  return date;
+}
 
 /**
  * One rule for a Decimal however it arrives: a decimal string, or a number that is an integer. A number is
