@@ -534,6 +534,15 @@ describe("reserveUsage on rated meters", () => {
   const commit = async (id: string, units: string) => (await t.ok(CommitReservation, { id, units })).commitReservation;
   const availability = async (c: string, m: string) => (await t.ok(Availability, { customerId: c, meterId: m })).customerMeter;
 
+  it("refuses a hold whose credits at the rate would not fit any balance, as BAD_USER_INPUT on its units", async () => {
+    const m = await meter(t, "COUNT", { filter: named(unique("dear")) });
+    await creditSystem({ name: "dear", rates: [{ meterId: m, creditsPerUnit: "1000000000000" }] });
+    const c = await customer(t);
+    const { reserveUsage } = await t.ok(ReserveRated, { input: { customerId: c, meterId: m, units: "1000000000" } });
+    expect(reserveUsage).toMatchObject({ __typename: "InvalidInputError", field: "input.units" });
+    expect(await t.db.reservation.count({ where: { customerId: c } })).toBe(0);
+  });
+
   it("holds units × the current rate on the pool; the commit draws at the hold's rate even after a rate change", async () => {
     const { api, pro, pool } = await seedsPool();
     const c = await customer(t);

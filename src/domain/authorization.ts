@@ -13,7 +13,7 @@ import { adjustBalances, adjustment, balanceKey, type BalanceAdjustment, type Ba
 import { drawOf, rateAt, ratedMeters } from "./credit-systems.ts";
 import { availableUnits, grantDue, holdLive, holdStatus, overageAllowed } from "./rules.ts";
 import { customerLookup, resolveCustomerRef, type CustomerRef } from "./customers.ts";
-import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { ConflictError, InsufficientCreditsError, InvalidInputError, MAX_STORED_UNITS, NotFoundError } from "./errors.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { orderedId } from "./ids.ts";
 import { overagePairs } from "./overage.ts";
@@ -199,6 +199,8 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
     if (!rates || rates.poolMeterId !== t.poolMeterId) throw new ConflictError("The meter's credit system changed; try again", "input.meterId");
     const perUnit = rateAt(rates.rates, now).perUnit;
     rated = { poolMeterId: t.poolMeterId, perUnit, credits: drawOf(input.units, perUnit) };
+    // the hold stores its credits in a 64-bit column: past it no pool could hold them anyway
+    if (rated.credits > MAX_STORED_UNITS) throw new InvalidInputError("at the meter's rate these units cost more credits than any balance can hold", "input.units");
   }
   const job: ReserveJob = { type: "reserve", organizationId, notify, now, events: 0, target: t, units: input.units, key: input.idempotencyKey ?? null, ttl, rated };
   const result = await submit<UsageJob, ReserveResult | "existing">(db, usageKind, job);
