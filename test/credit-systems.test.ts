@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateBenefit, CreateCreditSystem, CreateProduct, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter, UpdateProduct } from "./documents.ts";
+import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateBenefit, CreateCreditSystem, CreateProduct, EntitlementState, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter, UpdateProduct } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { adjustBalances, adjustment } from "../src/domain/balances.ts";
@@ -643,5 +643,21 @@ describe("STRICT ingestion on rated meters", () => {
     expect(await strict(billed, 2)).toMatchObject({ __typename: "IngestSummary", inserted: 2 });
     expect(await balanceOf(t, billed, pool)).toMatchObject({ balance: "-3" });
     expect(await balanceOf(t, billed, pro)).toMatchObject({ consumedUnits: "2" });
+    // the overage is the pool's: the rated meter's own balance (−consumed) is paid by the pool, not billed again
+    const meters = (await t.ok(EntitlementState, { customerId: billed })).customerState.meters;
+    const of = (id: string) => meters.find((m) => m.meter.id === id);
+    expect(of(pool)).toMatchObject({ overageUnits: "3", overageAmount: "0.3" });
+    expect(of(pro)).toMatchObject({ balance: "-2", overageUnits: "0", overageAmount: null });
+  });
+
+  it("a metered price on a rated meter bills nothing: the pool paid for its usage", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const plan = await product(t, [await benefit(t, pool, "100")], { recurring: true, prices: [{ type: "METERED_UNIT", currency: "usd", meterId: api, unitAmount: "10" }] });
+    const c = await customer(t);
+    await order(t, c, plan);
+    await ingest(t, events(calls, c, 5));
+    const meters = (await t.ok(EntitlementState, { customerId: c })).customerState.meters;
+    expect(meters.find((m) => m.meter.id === api)).toMatchObject({ overageUnits: "0", overageAmount: "0" });
+    expect(meters.find((m) => m.meter.id === pool)).toMatchObject({ balance: "95", overageUnits: "0" });
   });
 });

@@ -1,5 +1,6 @@
 // Orders and subscriptions: purchases, cycles, cancellation and refunds, reading them back; what a customer is
 // entitled to.
+import type { StoredBalance } from "../domain/balance-view.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { createOrder, refundOrder, type OrderStatus } from "../domain/orders.ts";
 import { meteredPrices, overageAmount, overageUnits, type MeteredPrice } from "../domain/overage.ts";
@@ -283,11 +284,21 @@ function meteredPriceFor(ctx: Context, customerId: string, meterId: string): Pro
   return prices.then((p) => p.get(meterId));
 }
 
+/**
+ * A balance's overage: the negative part of its balance, except on a meter rated into a credit system, whose
+ * usage the pool pays for (its own balance is only ever −consumed): any overage is the pool's.
+ */
+async function overageOf(ctx: Context, cm: { customerId: string; meterId: string } & StoredBalance): Promise<bigint> {
+  const meter = await ctx.loaders.meter.load(cm.meterId);
+  if (meter?.creditPoolId) return 0n;
+  return overageUnits((await ctx.balanceView(cm)).balance);
+}
+
 builder.objectFields(CustomerMeterObject, (t) => ({
   overageUnits: t.field({
     type: "Decimal",
-    description: "Units used beyond credits (the negative part of the balance).",
-    resolve: async (cm, _args, ctx) => overageUnits((await ctx.balanceView(cm)).balance),
+    description: "Units used beyond credits (the negative part of the balance). 0 on a meter rated into a credit system: its usage is paid from the pool, whose balance shows any overage.",
+    resolve: (cm, _args, ctx) => overageOf(ctx, cm),
   }),
   overageAmount: t.field({
     type: "Decimal",
@@ -295,7 +306,7 @@ builder.objectFields(CustomerMeterObject, (t) => ({
     description: "overageUnits × the unit amount of the customer's active metered price on this meter, capped (minor currency units); null when the meter is credits-only for the customer.",
     resolve: async (cm, _args, ctx) => {
       const price = await meteredPriceFor(ctx, cm.customerId, cm.meterId);
-      return price ? overageAmount(overageUnits((await ctx.balanceView(cm)).balance), price) : null;
+      return price ? overageAmount(await overageOf(ctx, cm), price) : null;
     },
   }),
 }));
