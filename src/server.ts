@@ -226,7 +226,8 @@ export function createApp(deps: AppDeps) {
       // Authenticate once per connection; a socket without a valid token is closed with 4401. The socket
       // authority then closes it when the token expires or is revoked, or its customer is deleted.
       onConnect: async (ctx) => {
-        const refused = transport.sockets.admit(ctx, ctx.extra.request.socket.remoteAddress);
+        const address = ctx.extra.request.socket.remoteAddress;
+        const refused = await transport.sockets.admit(ctx, ctx.extra.socket, address);
         if (refused) {
           ctx.extra.socket.close(refused.code, refused.reason);
           return false;
@@ -235,6 +236,12 @@ export function createApp(deps: AppDeps) {
         try {
           const principal = typeof header === "string" ? await principalFromHeader(authenticateHash, header) : null;
           if (!principal) throw unauthenticated("connectionParams.authorization must be 'Bearer <token>'");
+          // counted against its token, now that it is one
+          const over = transport.sockets.enter(ctx, address);
+          if (over) {
+            ctx.extra.socket.close(over.code, over.reason);
+            return false;
+          }
           ctx.extra.principal = principal;
           return authority.admit(ctx.extra.socket, principal);
         } catch (err) {

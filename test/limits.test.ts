@@ -507,6 +507,25 @@ describe("WebSocket limits", () => {
     await Promise.all([a, again, d, e].map((s) => s.until(() => s.closed())));
   });
 
+  it("a token's sockets count against the token from its first socket: new tokens behind one address are not each other's limit", async () => {
+    // three tokens this node has never seen (as a portal's fresh customer sessions are), one address, two
+    // sockets a token at most
+    const tokens = await Promise.all(Array.from({ length: 3 }, () => t.newOrganization()));
+    const sockets = tokens.map((o) => rawSocket(t.url, { authorization: `Bearer ${o.token}` }));
+    await Promise.all(sockets.map((s) => s.acked()));
+    sockets[2].close();
+    await sockets[2].until(() => sockets[2].closed());
+    // each token may still open its second socket, and no more (within the node's 4)
+    const second = rawSocket(t.url, { authorization: `Bearer ${tokens[0].token}` });
+    await second.acked();
+    const third = rawSocket(t.url, { authorization: `Bearer ${tokens[0].token}` });
+    await third.until(() => third.closed());
+    expect(third.closed()).toMatchObject({ code: 1013 });
+    for (const s of [sockets[0], sockets[1], second]) s.close();
+    await Promise.all([sockets[0], sockets[1], second].map((s) => s.until(() => s.closed())));
+    await new Promise((r) => setTimeout(r, 100)); // the server sees the closes
+  });
+
   it("closes a socket whose connectionParams are too large (4400)", async () => {
     const s = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}`, padding: "x".repeat(2048) });
     await s.until(() => s.closed());
@@ -571,6 +590,60 @@ describe("WebSockets that never speak", () => {
     }
     expect(status).toBe(101);
     for (const ws of silent) ws.close();
+  });
+});
+
+describe("WebSockets that only ping", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { wsMaxPendingPerAddress: 3 } });
+  });
+  afterAll(() => t?.close());
+
+  it("a socket that only pings still counts as one that has not sent connection_init", async () => {
+    const url = t.url.replace("http", "ws");
+    const pinging = Array.from({ length: 3 }, () => new WebSocket(url, "graphql-transport-ws"));
+    await Promise.all(pinging.map((ws) => new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)))));
+    // graphql-ws answers a ping before connection_init with a pong
+    await Promise.all(
+      pinging.map((ws) => {
+        const pong = new Promise<void>((resolve) => ws.once("message", () => resolve()));
+        ws.send(JSON.stringify({ type: "ping" }));
+        return pong;
+      }),
+    );
+    const status = await new Promise<number>((resolve) => {
+      const ws = new WebSocket(url, "graphql-transport-ws");
+      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+      ws.on("open", () => (ws.close(), resolve(101)));
+      ws.on("error", () => {});
+    });
+    expect(status).toBe(429);
+    for (const ws of pinging) ws.close();
+  });
+});
+
+describe("WebSocket token lookups", () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await startTestApp({ limits: { rateLimitPerSecond: 5, rateLimitBurst: 5 } });
+  });
+  afterAll(() => t?.close());
+
+  it("invented bearer strings in connection_init draw on the address's budget, as over HTTP", async () => {
+    expect((await post(t.url, t.adminToken, "{ __typename }")).status).toBe(200); // the admin token is known from here
+    const lookups = await t.queriesDuring(async () => {
+      const sockets = Array.from({ length: 30 }, (_, i) => rawSocket(t.url, { authorization: `Bearer invented-${i}-${Math.random()}` }));
+      await Promise.all(sockets.map((s) => s.until(() => s.closed())));
+      const codes = sockets.map((s) => s.closed()!.code);
+      expect(codes.filter((c) => c === 4401).length).toBeLessThanOrEqual(15);
+      expect(codes.filter((c) => c === 1013).length).toBeGreaterThanOrEqual(15);
+    });
+    expect(lookups.filter((q) => q.includes("AccessToken")).length).toBeLessThanOrEqual(15);
+    // a token that has authenticated keeps its own budget
+    const ok = rawSocket(t.url, { authorization: `Bearer ${t.adminToken}` });
+    await ok.acked();
+    ok.close();
   });
 });
 

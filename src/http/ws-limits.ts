@@ -69,8 +69,9 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
   // operations' budget key is made of.
   const admitted = new WeakMap<AnyContext, { key: string; tokenHash: string | null; remoteAddress: string | undefined }>();
   const socketsOf = new Map<string, Set<AnyContext>>();
-  // Open sockets per client address that have sent no message yet.
+  // Open sockets per client address that have not sent connection_init yet, and how each one stops counting.
   const silent = new Map<string, number>();
+  const initialised = new WeakMap<object, () => void>();
   // Operations each socket accepted. graphql-ws removes an operation from ctx.subscriptions when it ends (and
   // empties it when the socket closes), so an id no longer there is pruned. Counting ctx.subscriptions itself
   // would cost O(n) per message: a burst of n subscribe messages registers all of them before any is checked.
@@ -121,8 +122,11 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
       };
     },
 
-    /** A socket just opened: it counts against its address until its first message, or until it closes. */
-    opened(socket: { once(event: "message" | "close", listener: () => void): unknown }, remoteAddress: string | undefined): void {
+    /**
+     * A socket just opened: it counts against its address until it sends connection_init (`admit`), or until it
+     * closes. Any other message first (a ping, which graphql-ws answers before init) leaves it counted.
+     */
+    opened(socket: object & { once(event: "close", listener: () => void): unknown }, remoteAddress: string | undefined): void {
       const address = remoteAddress ?? "";
       silent.set(address, (silent.get(address) ?? 0) + 1);
       let counted = true;
@@ -133,24 +137,39 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
         if (left > 0) silent.set(address, left);
         else silent.delete(address);
       };
-      socket.once("message", spoke);
+      initialised.set(socket, spoke);
       socket.once("close", spoke);
     },
 
     /**
      * On connection_init, before authentication: null if the socket may go on, else why it must close
-     * (connectionParams too large, or its token already has its maximum of sockets). Registers the socket.
+     * (connectionParams too large, or an address out of budget looking up a token this node has not seen
+     * authenticate: each such lookup draws on the address's budget, as an HTTP request with it does).
      */
-    admit(ctx: AnyContext, remoteAddress: string | undefined): { code: number; reason: string } | null {
+    async admit(ctx: AnyContext, socket: object, remoteAddress: string | undefined): Promise<{ code: number; reason: string } | null> {
+      initialised.get(socket)?.();
       const params = ctx.connectionParams ?? {};
       if (Buffer.byteLength(JSON.stringify(params)) > limits.wsMaxConnectionParamsBytes) {
         return { code: CLOSE_BAD_REQUEST, reason: `connectionParams larger than ${limits.wsMaxConnectionParamsBytes} bytes` };
       }
       const header = params.authorization ?? params.Authorization;
       const tokenHash = tokenHashOf(typeof header === "string" ? header : null);
-      // The socket counts where its token stood when it connected: a token not known yet (src/http/rate-limit.ts
-      // KnownTokens) against its address. Its operations draw on the token's budget once the token is known.
-      const key = keyOf(tokenHash, remoteAddress, known);
+      if (!tokenHash || !known.has(tokenHash)) {
+        const decision = await rateLimiter.take(keyOf(null, remoteAddress, known));
+        if (!decision.allowed) return { code: CLOSE_TRY_AGAIN_LATER, reason: `Too many requests from this address; retry in ${decision.retryAfterSeconds} s` };
+      }
+      return null;
+    },
+
+    /**
+     * Once the socket's token has authenticated: null if the token may have one more socket (it then counts
+     * against the token, never its address), else why the socket must close.
+     */
+    enter(ctx: AnyContext, remoteAddress: string | undefined): { code: number; reason: string } | null {
+      const params = ctx.connectionParams ?? {};
+      const header = params.authorization ?? params.Authorization;
+      const tokenHash = tokenHashOf(typeof header === "string" ? header : null);
+      const key = tokenHash ? `token:${tokenHash}` : keyOf(null, remoteAddress, known);
       const sockets = socketsOf.get(key) ?? new Set();
       if (sockets.size >= limits.wsMaxSocketsPerToken) {
         return { code: CLOSE_TRY_AGAIN_LATER, reason: `Too many WebSockets for this token (limit ${limits.wsMaxSocketsPerToken})` };
