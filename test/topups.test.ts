@@ -6,7 +6,7 @@ import { createPrisma } from "../src/db/client.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp } from "../src/server.ts";
-import { ArchiveProduct, CreateCreditSystem, CreateOrder, IngestEvents, RemoveAutoTopUp, SetAutoTopUp, TopUpAlerts } from "./documents.ts";
+import { ArchiveProduct, CommitReservation, CreateCreditSystem, CreateOrder, DeleteCustomer, IngestEvents, RemoveAutoTopUp, ReserveUsage, SetAutoTopUp, TopUpAlerts } from "./documents.ts";
 import type { SetAutoTopUpInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
@@ -180,6 +180,31 @@ describe("auto top-up", () => {
     const onPool = await product(t, [await benefit(t, createCreditSystem.id, "5")]);
     expect(await set({ customerId, meterId: rated, belowUnits: "1", productId: onPool })).toMatchObject({ __typename: "InvalidInputError", field: "input.meterId", message: expect.stringContaining(createCreditSystem.id) });
     expect(await set({ customerId, meterId: createCreditSystem.id, belowUnits: "1", productId: onPool })).toMatchObject({ __typename: "AutoTopUp" });
+  });
+
+  it("refuses a subscription product: only its first request's order could be placed", async () => {
+    const meterId = await meter(t, "COUNT", { filter: named(`plan-${Math.random().toString(36).slice(2, 8)}`) });
+    const customerId = await customer(t);
+    const plan = await product(t, [await benefit(t, meterId, "5")], { recurring: true });
+    expect((await t.ok(SetAutoTopUp, { input: { customerId, meterId, belowUnits: "1", productId: plan } })).setAutoTopUp).toMatchObject({
+      __typename: "InvalidInputError",
+      field: "input.productId",
+    });
+  });
+
+  it("a rule whose product was archived, or whose customer was deleted, since it was set raises nothing createOrder would refuse", async () => {
+    const archived = await setup();
+    await t.ok(ArchiveProduct, { id: archived.productId });
+    await ingest(t, calls(archived.name, archived.customerId, 85)); // 15 left, below the line of 20
+    expect(await requested(archived.customerId)).toEqual([]);
+
+    // a hold the customer took before being deleted, committed after: the balance crosses the line
+    const gone = await setup();
+    const { reserveUsage } = await t.ok(ReserveUsage, { input: { customerId: gone.customerId, meterId: gone.meterId, units: "50" } });
+    if (reserveUsage.__typename !== "UsageReservation" || !reserveUsage.id) throw new Error(JSON.stringify(reserveUsage));
+    await t.ok(DeleteCustomer, { id: gone.customerId });
+    await t.ok(CommitReservation, { id: reserveUsage.id, units: "90" });
+    expect(await requested(gone.customerId)).toEqual([]);
   });
 
   it("refuses a negative line and an unknown product, naming the input", async () => {

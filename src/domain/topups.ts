@@ -46,6 +46,8 @@ export async function setAutoTopUp(db: Db, organizationId: string, input: AutoTo
   checkNotRated(meter, "input.meterId", "set the auto top-up");
   const product = await requireProduct(db, organizationId, input.productId, "input.productId");
   if (product.archivedAt) throw new InvalidInputError("the product is archived and can no longer be bought", "input.productId");
+  // a subscription is bought once: the second request's order would be refused (an active subscription)
+  if (product.recurringInterval) throw new InvalidInputError("a top-up buys a one-time product; this one is a subscription", "input.productId");
   if (!(await currentBenefits(db, product.id)).some((b) => b.meterId === meter.id)) {
     throw new InvalidInputError("the product grants no credits on this meter, so its orders would not top it up", "input.productId");
   }
@@ -95,6 +97,11 @@ export interface TopUpRule {
   armed: boolean;
   /** requests already recorded this month for the customer and meter (under this rule or an earlier one) */
   used: number;
+  /**
+   * Whether createOrder could complete a request now: the product not archived (nor a subscription, as rules
+   * set before those were refused may name), the customer not deleted. A rule that cannot raises none.
+   */
+  usable: boolean;
 }
 
 /** The written balances with an auto top-up rule, with it (no statement for organizations without rules). */
@@ -106,9 +113,11 @@ export async function topUpRules<B extends { organizationId: string; customerId:
 
   // parameters in the order they appear (SQLite numbers `?` by position)
   const inPairs = sql.pairsIn("customerId", "meterId", wanted, 2);
-  const rows = await sql.query<{ id: string; organizationId: string; customerId: string; meterId: string; belowUnits: unknown; productId: string; maxPerMonth: unknown; armed: unknown; used: unknown }>(
+  const rows = await sql.query<{ id: string; organizationId: string; customerId: string; meterId: string; belowUnits: unknown; productId: string; maxPerMonth: unknown; armed: unknown; used: unknown; usable: unknown }>(
     `SELECT a."id", a."organizationId", a."customerId", a."meterId", a."belowUnits", a."productId", a."maxPerMonth", a."armed",
-            (SELECT COUNT(*) FROM "TopUpRequest" r WHERE r."customerId" = a."customerId" AND r."meterId" = a."meterId" AND r."month" = ${sql.param(1)}) AS "used"
+            (SELECT COUNT(*) FROM "TopUpRequest" r WHERE r."customerId" = a."customerId" AND r."meterId" = a."meterId" AND r."month" = ${sql.param(1)}) AS "used",
+            (SELECT COUNT(*) FROM "Product" p JOIN "Customer" c ON c."id" = a."customerId"
+              WHERE p."id" = a."productId" AND p."archivedAt" IS NULL AND p."recurringInterval" IS NULL AND c."deletedAt" IS NULL) AS "usable"
        FROM "AutoTopUp" a WHERE ${inPairs.clause}`,
     [monthOf(now), ...inPairs.values],
   );
@@ -125,6 +134,7 @@ export async function topUpRules<B extends { organizationId: string; customerId:
       maxPerMonth: r.maxPerMonth === null ? null : Number(r.maxPerMonth),
       armed: r.armed === true || Number(r.armed) === 1,
       used: Number(r.used),
+      usable: Number(r.usable) > 0,
     },
   }));
 }
@@ -142,7 +152,7 @@ export async function recordTopUps(sql: Sql, watched: { balance: { balance: bigi
       if (!rule.armed) await sql.execute(`UPDATE "AutoTopUp" SET "armed" = TRUE, "updatedAt" = ${sql.param(1)} WHERE "id" = ${sql.param(2)}`, [at, rule.id]);
       continue;
     }
-    if (!rule.armed || (rule.maxPerMonth !== null && rule.used >= rule.maxPerMonth)) continue;
+    if (!rule.armed || !rule.usable || (rule.maxPerMonth !== null && rule.used >= rule.maxPerMonth)) continue;
     const disarmed = await sql.execute(
       `UPDATE "AutoTopUp" SET "armed" = FALSE, "updatedAt" = ${sql.param(1)} WHERE "id" = ${sql.param(2)} AND "armed" = TRUE`,
       [at, rule.id],
