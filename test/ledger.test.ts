@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BalanceAt, CreditGrantsOf, ExpiringCredits, GrantScheduled, GrantStates, GrantWithOptions, LedgerOf, VoidCreditGrant } from "./documents.ts";
+import { BalanceAt, CreateMeter, CreditGrantsOf, ExpiringCredits, GrantScheduled, GrantStates, GrantWithOptions, LedgerOf, VoidCreditGrant } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, ingest, meter, named } from "./support/fixtures.ts";
 
@@ -290,5 +290,29 @@ describe("ledger", () => {
     expect(await at(HOUR - 1)).toBe("10");
     expect(await at(HOUR)).toBe("6");
     expect(await at(3 * HOUR)).toBe("3.5");
+  });
+});
+
+describe("meter arguments of a customer's balance reads", () => {
+  it("a meter id naming no meter of the organization is NOT_FOUND, not an empty history or a 0", async () => {
+    const c = await customer(t);
+    const mine = await meter(t, "COUNT", { filter: named("readable") });
+    const other = await t.newOrganization();
+    const made = (await t.ok(CreateMeter, { input: { name: "theirs", filter: named("theirs"), aggregation: { func: "COUNT" } } }, other.token)).createMeter;
+    if (made.__typename !== "Meter") throw new Error(JSON.stringify(made));
+    const theirs = made.id;
+    const at = new Date().toISOString();
+    for (const meterId of ["no-such-meter", theirs]) {
+      const errors = [
+        (await t.exec(BalanceAt, { customerId: c, meterId, at })).errors,
+        (await t.exec(LedgerOf, { customerId: c, meterId })).errors,
+        (await t.exec(CreditGrantsOf, { customerId: c, meterId })).errors,
+        (await t.exec(ExpiringCredits, { customerId: c, meterId, within: 86_400 })).errors,
+      ];
+      expect(errors.map((e) => e?.map((x) => [x.extensions?.code, x.extensions?.field]))).toEqual(Array(4).fill([["NOT_FOUND", "meterId"]]));
+    }
+    // the organization's own meter without history reads as empty
+    expect((await t.ok(BalanceAt, { customerId: c, meterId: mine, at })).balanceAt).toBe("0");
+    expect((await t.ok(LedgerOf, { customerId: c, meterId: mine })).ledger.edges).toEqual([]);
   });
 });

@@ -88,6 +88,18 @@ export async function assertSessionMeter(ctx: Context, meterId: string | null | 
 }
 
 /**
+ * A meter argument of a customer's balance reads (ledger, grants, balanceAt): one of the caller's organization
+ * (for a customer session, one it has a balance on: assertSessionMeter), else NOT_FOUND, as the README's error
+ * table says of an id addressing nothing the caller may read. An empty list or a 0 would pass a mistyped id off
+ * as a meter without history.
+ */
+export async function assertReadableMeter(ctx: Context, meterId: string, field = "meterId"): Promise<void> {
+  if (ctx.principal?.kind === "customer") return assertSessionMeter(ctx, meterId, field);
+  const meter = await ctx.loaders.meter.load(meterId);
+  if (!meter || meter.organizationId !== orgId(ctx)) throw new NotFoundError("No such meter", field);
+}
+
+/**
  * What the merchant keeps about a record for itself (a meter's filter, a customer's metadata, the idempotency
  * keys of its own calls): an admin reads it as it is, anyone else (a customer session) as `hidden`.
  */

@@ -3,7 +3,7 @@ import { NotFoundError } from "../domain/errors.ts";
 import { voidCreditGrant } from "../domain/grants.ts";
 import { balanceAt, expiringGrants, meterHistory } from "../domain/ledger.ts";
 import { builder, type Context } from "./builder.ts";
-import { orgId, readableCustomer, refArgs } from "./access.ts";
+import { assertReadableMeter, orgId, readableCustomer, refArgs } from "./access.ts";
 import { sharedFilter, totalCountField, pageArgs } from "./pagination.ts";
 import { CreditGrantObject } from "./grant.ts";
 import { EventObject } from "./event.ts";
@@ -63,17 +63,20 @@ type BalanceListArgs = { customerId?: string | number | null; externalCustomerId
 /** A readable customer's ledger, optionally of one meter (a rated meter's includes the pool draws that carry its usage). */
 const ledgerWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
   const customer = await readableCustomer(ctx, refArgs(args));
+  if (args.meterId) await assertReadableMeter(ctx, String(args.meterId));
   return { customerId: customer.id, ...(args.meterId ? await meterHistory(ctx.db, String(args.meterId)) : {}) };
 });
 
 /** A readable customer's grants, optionally of one meter: the filter shared by page and totalCount. */
 const balanceListWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
   const customer = await readableCustomer(ctx, refArgs(args));
+  if (args.meterId) await assertReadableMeter(ctx, String(args.meterId));
   return { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) };
 });
 
 const expiringWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs & { within: number }) => {
   const customer = await readableCustomer(ctx, refArgs(args));
+  if (args.meterId) await assertReadableMeter(ctx, String(args.meterId));
   return expiringGrants(customer.id, args.meterId ? String(args.meterId) : null, ctx.now(), Math.max(0, args.within) * 1000);
 });
 
@@ -122,6 +125,7 @@ builder.queryFields((t) => ({
     args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id({ required: true }), at: t.arg({ type: "DateTime", required: true }) },
     resolve: async (_root, args, ctx) => {
       const customer = await readableCustomer(ctx, refArgs(args));
+      await assertReadableMeter(ctx, String(args.meterId));
       return balanceAt(ctx.db, customer.id, String(args.meterId), args.at, ctx.now());
     },
   }),
