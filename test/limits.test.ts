@@ -166,10 +166,10 @@ describe("with default limits", () => {
     expect(viaDefault.body.errors?.[0]?.extensions?.code, viaDefault.text.slice(0, 300)).toBe("LIMIT_EXCEEDED");
   });
 
-  it("counts each events list filtered by a meter as the scan it is (EVENTS_SCAN_COST), whatever its page size", async () => {
+  it("counts each events list filtered by a meter as at least the scan it is (EVENTS_SCAN_COST), whatever its page size", async () => {
     const m = await meter(t, "COUNT", { filter: named("scan_cost") });
     const lists = (n: number, meterId: string) => `query${meterId === "$m" ? "($m: ID)" : ""} { ${Array.from({ length: n }, (_, i) => `e${i}: events(meterId: ${meterId}, first: 1) { edges { cursor } }`).join(" ")} }`;
-    const fits = Math.floor(20_000 / EVENTS_SCAN_COST) - 1; // with their pages, four fit the default limit
+    const fits = Math.floor(20_000 / EVENTS_SCAN_COST); // five fit the default limit
     for (const meterId of [`"${m}"`, "$m"]) {
       const ok = await post(t.url, t.adminToken, lists(fits, meterId), { variables: { m } });
       expect(ok.body.errors, ok.text.slice(0, 300)).toBeUndefined();
@@ -179,6 +179,10 @@ describe("with default limits", () => {
     // without a meter nothing is scanned beyond the page
     const unfiltered = await post(t.url, t.adminToken, lists(fits + 1, "$m"), { variables: { m: null } });
     expect(unfiltered.body.errors, unfiltered.text.slice(0, 300)).toBeUndefined();
+    // a page of 500 (the export size) costs what its page does, no more
+    const page = `{ events(meterId: "${m}", first: 500) { edges { node { externalId } } pageInfo { hasNextPage endCursor } } }`;
+    expect(operationCost(schema, parse(page), null, {})).toBe(operationCost(schema, parse(page.replace(`meterId: "${m}", `, "")), null, {}));
+    expect((await post(t.url, t.adminToken, page)).body.errors).toBeUndefined();
   });
 
   it("refuses a 10 MB body with 413 from its declared length, and a 10 MB chunked body too", async () => {

@@ -66,9 +66,10 @@ const SCALAR_COST = 1;
 const OBJECT_COST = 2;
 const DEPTH_FACTOR = 1.5;
 /**
- * What an `events` list filtered by `meterId` costs beyond its page: it reads stored events until its page is
- * full or it has read 20,000 of them (MAX_SCANNED in src/domain/events.ts), up to half a second of the server's time
- * for a page of one, so at most four such lists (with their pages) fit the default GRAPHQL_MAX_COST.
+ * The least an `events` list filtered by `meterId` costs, whatever its page size: it reads stored events until
+ * its page is full or it has read 20,000 of them (MAX_SCANNED in src/domain/events.ts), up to half a second of
+ * the server's time even for a page of one, about what a page of 100 costs. Five such lists fit the default
+ * GRAPHQL_MAX_COST; a page of 500 (the export size) costs what its page does.
  */
 export const EVENTS_SCAN_COST = 4_000;
 const type = (field: GraphQLField<unknown, unknown>) => getNamedType(field.type).name;
@@ -106,9 +107,8 @@ function costOf(
   // A variable the request leaves out takes its definition's default (`query($n: Int = 100)`).
   const defaults = new Map((operation.variableDefinitions ?? []).map((d) => [d.variable.name.value, d.defaultValue ? valueFromASTUntyped(d.defaultValue) : undefined]));
   const variableValue = (name: string): unknown => (variables && variables[name] !== undefined ? variables[name] : defaults.get(name));
-  // `events` filtered by meterId reads stored events until its page is full, up to MAX_SCANNED of them (src/domain/events.ts),
-  // whatever its page size: each such field costs EVENTS_SCAN_COST on top of its page.
-  let scans = 0;
+  // `events` filtered by meterId reads stored events until its page is full, up to MAX_SCANNED of them
+  // (src/domain/events.ts), whatever its page size: such a field costs at least EVENTS_SCAN_COST.
   const scansEvents = (field: GraphQLField<unknown, unknown> | undefined, args: readonly ArgumentNode[]): boolean => {
     if (field?.name !== "events" || type(field) !== "EventConnection") return false;
     const meter = args.find((a) => a.name.value === "meterId")?.value;
@@ -142,8 +142,9 @@ function costOf(
           continue;
         }
         const child = field ? (getNamedType(field.type) as GraphQLCompositeType) : null;
-        if (scansEvents(field, s.arguments ?? [])) scans++;
-        cost += DEPTH_FACTOR * (OBJECT_COST + selectionCost(s.selectionSet, child)) * pageSize(field, s.arguments ?? []);
+        const listed = DEPTH_FACTOR * (OBJECT_COST + selectionCost(s.selectionSet, child)) * pageSize(field, s.arguments ?? []);
+        // (Query.events is a root field, whose cost is divided by DEPTH_FACTOR below)
+        cost += scansEvents(field, s.arguments ?? []) ? Math.max(listed, DEPTH_FACTOR * EVENTS_SCAN_COST) : listed;
       } else if (s.kind === Kind.INLINE_FRAGMENT) {
         const within = s.typeCondition ? (schema.getType(s.typeCondition.name.value) as GraphQLCompositeType | undefined) ?? null : type;
         cost += DEPTH_FACTOR * (OBJECT_COST + selectionCost(s.selectionSet, within));
@@ -163,7 +164,7 @@ function costOf(
     return cost;
   };
   // the operation's own selections are counted without the depth factor, as armor does
-  const cost = selectionCost(operation.selectionSet, root) / DEPTH_FACTOR + scans * EVENTS_SCAN_COST;
+  const cost = selectionCost(operation.selectionSet, root) / DEPTH_FACTOR;
   return { cost, byVariables };
 }
 
