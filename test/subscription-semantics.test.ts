@@ -188,4 +188,29 @@ describe("renewals caught up after downtime", () => {
     const grants = await t.db.ledgerEntry.findMany({ where: { customerId: late, meterId: m, kind: "GRANT" }, orderBy: { sequence: "asc" }, select: { occurredAt: true } });
     expect(grants.map((g) => g.occurredAt.toISOString().slice(0, 10))).toEqual(["2026-01-15", "2026-01-15", "2026-02-15", "2026-02-15", "2026-03-15", "2026-03-15", "2026-04-15", "2026-04-15"]);
   });
+
+  it("usage recorded before a late renewal is paid from the renewed grants in burn order, as on time", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("late-usage") });
+    // the product lists its rollover benefit first: the grants' ids follow that order, their burn order does not
+    // (the cycle's 100 expire at the period end, sooner than the rollover 50)
+    const plan = await product(t, [await benefit(t, m, "50", { rollover: true, expiresAfterDays: 45 }), await benefit(t, m, "100")], { recurring: true });
+    const run = async (renewOnTime: boolean) => {
+      t.setNow(new Date("2026-03-01T00:00:00.000Z"));
+      const c = await customer(t);
+      await order(t, c, plan);
+      if (renewOnTime) {
+        t.setNow(new Date("2026-04-01T00:00:00.000Z"));
+        await t.app.scheduler.tick();
+      }
+      t.setNow(new Date("2026-04-10T00:00:00.000Z"));
+      await ingest(t, [{ name: "late-usage", customerId: c, metadata: { n: 120 } }]);
+      t.setNow(new Date("2026-05-01T01:00:00.000Z"));
+      await t.app.scheduler.tick();
+      const grants = await t.db.creditGrant.findMany({ where: { customerId: c, meterId: m }, orderBy: [{ effectiveAt: "asc" }, { units: "asc" }], select: { units: true, remainingUnits: true } });
+      return { balance: (await balanceOf(t, c, m))!.balance, remaining: grants.map((g) => `${g.units}: ${g.remainingUnits}`) };
+    };
+    const onTime = await run(true);
+    expect(onTime.balance).toBe("200"); // the third cycle's 150, and the second cycle's rollover 50 untouched
+    expect(await run(false)).toEqual(onTime);
+  });
 });
