@@ -43,6 +43,9 @@ interface ModelGrant {
 
 type Entry = [kind: string, units: string, balanceAfter: string, minute: number, grant: number | null];
 
+
+/** The README's burn order: lower priority number, then soonest expiry (never last), then the older grant. */
+const burnOrder = (x: ModelGrant, y: ModelGrant) => x.priority - y.priority || (x.expiresAt ?? Infinity) - (y.expiresAt ?? Infinity) || x.index - y.index;
 class Model {
   balance = 0;
   grants: ModelGrant[] = [];
@@ -54,14 +57,14 @@ class Model {
     this.ledger.push([kind, String(units + 0), String(this.balance), (at - this.start) / MINUTE, grant]);
   }
 
-  /** Activations and expiries due by `now`, in time order; at one instant expiries first. */
+  /** Activations and expiries due by `now`, in time order; at one instant expiries first, activations in burn order. */
   settle(now: number) {
     const points: { at: number; expiry: boolean; g: ModelGrant }[] = [];
     for (const g of this.grants) {
       if (!g.credited && !g.ended && g.effectiveAt <= now) points.push({ at: g.effectiveAt, expiry: false, g });
       if (!g.ended && g.expiresAt !== null && g.expiresAt <= now) points.push({ at: g.expiresAt, expiry: true, g });
     }
-    points.sort((a, b) => a.at - b.at || Number(b.expiry) - Number(a.expiry) || a.g.index - b.g.index);
+    points.sort((a, b) => a.at - b.at || Number(b.expiry) - Number(a.expiry) || (a.expiry ? a.g.index - b.g.index : burnOrder(a.g, b.g)));
     for (const p of points) {
       if (p.expiry) {
         const removed = p.g.credited ? p.g.remaining : 0;
@@ -84,7 +87,7 @@ class Model {
   live(now: number) {
     return this.grants
       .filter((g) => g.credited && !g.ended && (g.expiresAt === null || g.expiresAt > now))
-      .sort((a, b) => a.priority - b.priority || (a.expiresAt ?? Infinity) - (b.expiresAt ?? Infinity) || a.index - b.index);
+      .sort(burnOrder);
   }
 
   use(units: number, now: number) {
