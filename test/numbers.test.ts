@@ -12,6 +12,7 @@ import {
   CreateCustomer,
   CreateMeter,
   CustomerMeterUpdated,
+  GrantCredits,
   IngestEvents,
   IngestStrict,
   LedgerOf,
@@ -209,6 +210,22 @@ describe("sums past the 64-bit micro-unit range", () => {
     const { c, m, ev } = await setup("SUM", "CREDIT");
     expect(await ingestResult(Array.from({ length: 10 }, () => ev(`-${TRILLION}`)))).toMatchObject({ __typename: "InvalidInputError", field: "events.9.metadata.n" });
     expect(await balanceOf(t, c, m)).toBeNull();
+  });
+
+  it("grants still to take effect count: one that would overflow the balance when it arrives is refused when made", async () => {
+    const { c, m, ev } = await setup();
+    const give = async (units: string, effectiveAt?: Date) =>
+      (await t.ok(GrantCredits, { input: { customerId: c, meterId: m, units, effectiveAt: effectiveAt?.toISOString() } })).grantCredits;
+    const later = new Date(Date.now() + 3_600_000);
+    // scheduled first, then immediate ones: the room the scheduled one takes is kept for it
+    expect(await give(TRILLION, later)).toMatchObject({ __typename: "CreditGrant" });
+    for (let i = 0; i < 8; i++) expect(await give(TRILLION)).toMatchObject({ __typename: "CreditGrant" });
+    expect(await give(TRILLION)).toMatchObject({ __typename: "InvalidInputError", field: "input.units" });
+    expect(await give(TRILLION, later)).toMatchObject({ __typename: "InvalidInputError", field: "input.units" });
+    expect(await t.db.creditGrant.count({ where: { customerId: c, meterId: m } })).toBe(9);
+    // the balance still takes usage
+    await ingest(t, [ev(1)]);
+    expect((await balanceOf(t, c, m))?.balance).toBe("7999999999999");
   });
 
   it("a single value past one trillion units is refused as too large", async () => {

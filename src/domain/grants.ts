@@ -5,7 +5,7 @@ import type { Sql } from "../db/sql.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type Removal } from "./balances.ts";
 import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
-import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
+import { ConflictError, InvalidInputError, MAX_STORED_UNITS, NotFoundError } from "./errors.ts";
 import { checkNotRated, meterRatingLock, requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
@@ -110,12 +110,27 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
       // until then its balance row exists, unchanged.
       const credits = scheduled ? [] : [{ units: input.units, grantId: grant.id, description: input.description }];
       const changes = await adjustBalances(sql, organizationId, [{ customerId: customer.id, meterId: input.meterId, credits }], now);
+      await checkCreditRoom(tx, customer.id, input.meterId);
       return { value: grant, changes };
     });
   } catch (err) {
     // A concurrent call with the same key committed first: answer with its grant.
     if (isUniqueViolation(err, "idempotencyKey")) return (await existingForKey(db, organizationId, input, customer.id))!;
     throw err;
+  }
+}
+
+/**
+ * With its balance row locked (by the write of the grant just made): the credits on the balance and those of
+ * its grants still to take effect must fit the 64-bit column together. A scheduled grant is added to the
+ * balance only at effectiveAt, when nothing can refuse it any more: past the range, that activation would fail
+ * and every later write of the balance with it. So it is refused now, as an immediate grant would be.
+ */
+async function checkCreditRoom(tx: Db, customerId: string, meterId: string): Promise<void> {
+  const row = await tx.customerMeter.findUnique({ where: { customerId_meterId: { customerId, meterId } }, select: { creditedUnits: true } });
+  const pending = await tx.creditGrant.aggregate({ where: { customerId, meterId, creditedAt: null, voidedAt: null, expiredAt: null }, _sum: { remainingUnits: true } });
+  if ((row?.creditedUnits ?? 0n) + (pending._sum.remainingUnits ?? 0n) > MAX_STORED_UNITS) {
+    throw new InvalidInputError("would take the balance past the largest value stored (about 9.2 trillion units), with the grants still to take effect", "input.units");
   }
 }
 
