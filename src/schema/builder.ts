@@ -120,30 +120,59 @@ builder.scalarType("DateTime", {
   },
 });
 
-const INSTANT = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(?:([Zz])|([+-])(\d{2}):(\d{2}))$/;
+const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:[Zz]|[+-]\d{2}:\d{2})$/;
+
+const MONTH_DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+const daysIn = (year: number, month: number) => (month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 29 : MONTH_DAYS[month - 1]);
+
+/** The number the `n` ASCII digits of `text` at `at` write (the shape was checked). */
+function digitsAt(text: string, at: number, n: number): number {
+  let value = 0;
+  for (let i = at; i < at + n; i++) value = value * 10 + text.charCodeAt(i) - 48;
+  return value;
+}
 
 /**
  * An instant from ISO-8601 text that names one: a real calendar date and time of day (not February 30th,
  * which `Date` would roll over to March), and its offset from UTC (`Z` or `±hh:mm`; without one, `Date` reads
  * the text in the server's own time zone, so two nodes would read it differently). Fractions of a second past
- * the millisecond are dropped. Null when the text is not such an instant.
+ * the millisecond are dropped. Null when the text is not such an instant. Read digit by digit: every event's
+ * timestamp passes here.
  */
 export function instantOf(text: string): Date | null {
-  const m = INSTANT.exec(text);
-  if (!m) return null;
-  const [year, month, day, hour, minute, second = 0] = m.slice(1, 7).map((part) => (part === undefined ? undefined : Number(part))) as number[];
-  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate();
-  if (month < 1 || month > 12 || day < 1 || day > daysInMonth || hour > 23 || minute > 59 || second > 59) return null;
-  const offsetHours = Number(m[10] ?? 0);
-  const offsetMinutes = Number(m[11] ?? 0);
-  if (offsetHours > 23 || offsetMinutes > 59) return null;
-  const millis = Number((m[7] ?? "").padEnd(3, "0").slice(0, 3));
-  const utc = Date.UTC(year, month - 1, day, hour, minute, second, millis);
-  const offset = (m[9] === "-" ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
-  const date = new Date(utc - offset);
-  // years 0–99 are taken by Date.UTC as 1900–1999; ±275,760 years is Date's own range
-  if (year < 100 || Number.isNaN(date.getTime())) return null;
-  return date;
+  if (!INSTANT.test(text)) return null;
+  const year = digitsAt(text, 0, 4);
+  const month = digitsAt(text, 5, 2);
+  const day = digitsAt(text, 8, 2);
+  const hour = digitsAt(text, 11, 2);
+  const minute = digitsAt(text, 14, 2);
+  let at = 16;
+  let second = 0;
+  let millis = 0;
+  if (text.charCodeAt(at) === 58 /* : */) {
+    second = digitsAt(text, at + 1, 2);
+    at += 3;
+    if (text.charCodeAt(at) === 46 /* . */) {
+      let end = at + 1;
+      while (end < text.length && text.charCodeAt(end) >= 48 && text.charCodeAt(end) <= 57) end++;
+      const fraction = end - at - 1;
+      millis = fraction >= 3 ? digitsAt(text, at + 1, 3) : digitsAt(text, at + 1, fraction) * (fraction === 1 ? 100 : 10);
+      at = end;
+    }
+  }
+  let offset = 0;
+  const sign = text.charCodeAt(at);
+  if (sign === 43 /* + */ || sign === 45 /* - */) {
+    const offsetHours = digitsAt(text, at + 1, 2);
+    const offsetMinutes = digitsAt(text, at + 4, 2);
+    if (offsetHours > 23 || offsetMinutes > 59) return null;
+    offset = (sign === 45 ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
+  }
+  if (month < 1 || month > 12 || day < 1 || hour > 23 || minute > 59 || second > 59) return null;
+  // years 0–99 are taken by Date.UTC as 1900–1999
+  if (year < 100 || day > daysIn(year, month)) return null;
+  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second, millis) - offset);
+  return Number.isNaN(date.getTime()) ? null : date;
 }
 
 /**
