@@ -1,5 +1,6 @@
 // Typed pub/sub topics. Messages carry ids and versions only (small JSON, Redis-ready); subscribers read the
 // stored row after receiving one, so what they are sent is never staler than the database.
+import { Repeater, type RepeaterBuffer } from "@repeaterjs/repeater";
 import { createPubSub } from "graphql-yoga";
 import { Redis, type RedisOptions } from "ioredis";
 import type { Logger } from "./log.ts";
@@ -64,8 +65,8 @@ function mergeCustomerChanged(older: unknown, newer: unknown): unknown {
  * are logged at most every 10 s. Subscribers on this node re-read their rows when Redis returns (see
  * `RedisLink.onResubscribed`, wired in src/realtime.ts).
  */
-export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "info">): { pubsub: PubSub; redis: RedisLink | null; close(): Promise<void> } {
-  if (!redisUrl) return { pubsub: createPubSub<Topics>(), redis: null, close: async () => {} };
+export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "info" | "error">): { pubsub: PubSub; redis: RedisLink | null; close(): Promise<void> } {
+  if (!redisUrl) return { pubsub: boundedPubSub(new EventTarget()), redis: null, close: async () => {} };
   const connection: RedisOptions = {
     // reconnect forever, at most 2 s apart
     retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
@@ -100,8 +101,9 @@ export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "
     merge: mergeCustomerChanged,
     batched: { prefix: CUSTOMER_TOPIC, channel: CUSTOMER_BATCHES },
     report: (r) => log?.warn(r, "redis unavailable: messages to other nodes wait for it"),
+    listenerFailed: (err, topic) => log?.error({ err, topic }, "a subscriber's listener failed; the message went on to the others"),
   });
-  const pubsub = createPubSub<Topics>({ eventTarget: target.eventTarget });
+  const pubsub = boundedPubSub(target.eventTarget);
   return {
     pubsub,
     redis: {
@@ -120,6 +122,66 @@ export function createAppPubSub(redisUrl?: string, log?: Pick<Logger, "warn" | "
       subscribeClient.disconnect();
     },
   };
+}
+
+/** Most messages a subscription holds that its client has not read yet (see BoundedBuffer). */
+export const SUBSCRIPTION_BUFFER = 256;
+
+/**
+ * A subscription's unread messages, bounded. graphql-ws and SSE read a subscription only as fast as its client
+ * reads its socket, and a Repeater without a buffer throws into whoever publishes its 1,025th unread message:
+ * one client that stopped reading took the node down, or cut off the rest of a transaction's pushes to every
+ * other subscriber. Full, the buffer folds instead: given `merge` (one customer's changes: every balance named,
+ * at its highest version, which subscribers re-read anyway), the newest message is merged into the last one
+ * held and nothing is lost; otherwise the oldest message is dropped. Never full, so a push never waits or throws.
+ */
+export class BoundedBuffer<V> implements RepeaterBuffer<PromiseLike<V>> {
+  // the repeater hands its buffer each pushed value as a promise of it
+  private readonly queue: PromiseLike<V>[] = [];
+  constructor(
+    private readonly capacity: number,
+    private readonly merge?: (older: V, newer: V) => V,
+  ) {}
+  get empty(): boolean {
+    return this.queue.length === 0;
+  }
+  get full(): boolean {
+    return false;
+  }
+  add(value: PromiseLike<V>): void {
+    const merge = this.merge;
+    if (this.queue.length < this.capacity) this.queue.push(value);
+    else if (merge) {
+      const last = this.queue.length - 1;
+      this.queue[last] = Promise.all([this.queue[last], value]).then(([older, newer]) => merge(older, newer));
+    } else {
+      this.queue.shift();
+      this.queue.push(value);
+    }
+  }
+  remove(): PromiseLike<V> {
+    if (!this.queue.length) throw new Error("BoundedBuffer: remove from an empty buffer");
+    return this.queue.shift()!;
+  }
+}
+
+/**
+ * Yoga's pub/sub over `target`, whose subscriptions hold at most SUBSCRIPTION_BUFFER unread messages each (a
+ * BoundedBuffer of their own: yoga's `repeaterBuffer` option would share one buffer among all of them). Topics
+ * are named as yoga names them, so publishers and the Redis event target see no difference.
+ */
+function boundedPubSub(target: EventTarget): PubSub {
+  const yoga = createPubSub<Topics>({ eventTarget: target });
+  const subscribe = (routingKey: string, id?: string) => {
+    const topic = id === undefined ? routingKey : `${routingKey}:${id}`;
+    const merge = routingKey === "customer:changed" ? mergeCustomerChanged : undefined;
+    return new Repeater<unknown>((push, stop) => {
+      const listener = (event: Event) => void push((event as CustomEvent).detail);
+      target.addEventListener(topic, listener);
+      void stop.then(() => target.removeEventListener(topic, listener));
+    }, new BoundedBuffer<unknown>(SUBSCRIPTION_BUFFER, merge) as RepeaterBuffer);
+  };
+  return { publish: yoga.publish, subscribe: subscribe as PubSub["subscribe"] };
 }
 
 /**

@@ -41,6 +41,11 @@ export interface ResilientRedisTargetOptions {
   batched?: { prefix: string; channel: string };
   /** A refused SUBSCRIBE of the batch channel is tried again this long after, while the connection is up. */
   retryMs?: number;
+  /**
+   * A subscriber's listener threw: told here, and the message still reaches every other listener (it arrived
+   * on ioredis's reply handler, or within a transaction's publishing, neither of which a listener may break).
+   */
+  listenerFailed?(err: unknown, topic: string): void;
 }
 
 /**
@@ -89,8 +94,12 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
     if (!callbacks) return;
     const event = new CustomEvent(topic, { detail });
     for (const callback of callbacks) {
-      if (typeof callback === "function") callback(event);
-      else callback.handleEvent(event);
+      try {
+        if (typeof callback === "function") callback(event);
+        else callback.handleEvent(event);
+      } catch (err) {
+        options.listenerFailed?.(err, topic);
+      }
     }
   }
 
@@ -192,17 +201,11 @@ export function createResilientRedisEventTarget(options: ResilientRedisTargetOpt
       return; // not one of ours
     }
     if (!Array.isArray(batch)) return;
-    let thrown: { err: unknown } | null = null;
+    // (a listener's failure is told to listenerFailed by deliverLocally: nothing is thrown into ioredis)
     for (const entry of batch as Batch) {
       const topic = batched!.prefix + String(entry?.[0]);
-      if (!listeners.has(topic)) continue;
-      try {
-        deliverLocally(topic, entry[1]);
-      } catch (err) {
-        thrown ??= { err };
-      }
+      if (listeners.has(topic)) deliverLocally(topic, entry[1]);
     }
-    if (thrown) throw thrown.err;
   }
 
   // Each (re)connection starts without subscriptions (autoResubscribe is off): take this node's topics there
