@@ -200,6 +200,25 @@ describe("credit systems", () => {
     expect(await at(after)).toBe("971");
   });
 
+  it("a new rate starts after usage already drawn with a timestamp ahead of the clock (allowed up to a minute)", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "1000");
+    const now = t.advance(60_000);
+    const ahead = new Date(now.getTime() + 30_000);
+    await ingest(t, events(calls, c, 2, ahead)); // drawn at 1
+    // asked to start before it: refused, the usage would sit after the rate's start at the old rate
+    const early = (await t.ok(SetCreditRate, { input: { creditSystemId: pool, meterId: api, creditsPerUnit: "3", effectiveAt: new Date(now.getTime() + 10_000).toISOString() } })).setCreditRate;
+    expect(early).toMatchObject({ __typename: "ConflictError", field: "input.effectiveAt", message: expect.stringContaining(ahead.toISOString()) });
+    // "now": it starts just after that usage
+    const rates = (await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "3" })).creditRates.filter((r) => r.meter.id === api);
+    expect(rates.at(-1)).toEqual({ meter: { id: api }, creditsPerUnit: "3", effectiveAt: new Date(ahead.getTime() + 1).toISOString() });
+    // usage timestamped before the rate's start keeps the rate it was drawn at: 1 each
+    await ingest(t, events(calls, c, 1, new Date(now.getTime() + 20_000)));
+    await ingest(t, events(calls, c, 1, new Date(ahead.getTime() + 5_000)));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: String(1000 - 2 - 1 - 3) });
+  });
+
   it("refuses meters that cannot be rated or already feed a pool, naming the input", async () => {
     const { api, pool } = await seedsPool();
     const max = await meter(t, "MAX", { property: "n", filter: named(unique("max")) });

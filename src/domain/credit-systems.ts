@@ -11,7 +11,8 @@ import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { startInstant } from "./grants.ts";
-import { meterRatingLock, RATEABLE, requireMeter } from "./meters.ts";
+import { meterRatingLock, RATEABLE, requireMeter, toActiveMeter } from "./meters.ts";
+import { filterMatches, type EventLike } from "./meter-filter.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { grantOpen } from "./rules.ts";
 import { UNIT_SCALE } from "./units.ts";
@@ -192,6 +193,27 @@ export async function ratedMeters(sql: Sql, meterIds: string[]): Promise<Map<str
   return out;
 }
 
+/** Events read at most to find the usage a new rate must start after (lastCountedFrom). */
+const COUNTED_SCAN = 10_000;
+
+/**
+ * The latest timestamp, at or after `from`, of an event the meter counted (events may be timestamped up to a
+ * minute ahead of the server's clock, so usage can already be drawn past a rate that starts now). A rate
+ * starting before it would leave that usage drawn at the rate before it. Reads the organization's events from `from` on, newest first (usually none: `from` is not in
+ * the past); past COUNTED_SCAN of them the newest stands for all.
+ */
+async function lastCountedFrom(db: Db, organizationId: string, meter: Meter, from: Date): Promise<Date | null> {
+  const events = await db.event.findMany({
+    where: { organizationId, timestamp: { gte: from } },
+    orderBy: { timestamp: "desc" },
+    take: COUNTED_SCAN,
+    select: { name: true, metadata: true, timestamp: true },
+  });
+  const { filter } = toActiveMeter(meter);
+  for (const e of events) if (filterMatches(filter, { name: e.name, metadata: e.metadata as EventLike["metadata"] })) return e.timestamp;
+  return events.length === COUNTED_SCAN ? events[0].timestamp : null;
+}
+
 /** Most meters one createCreditSystem names. */
 export const MAX_CREATED_RATES = 100;
 
@@ -277,7 +299,14 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   if (!pool.creditSystem) throw new NotFoundError("No such credit system", "input.creditSystemId");
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   checkRateable(meter, "input.meterId");
-  const effectiveAt = startInstant(input.effectiveAt, now, "usage already counted keeps the rate it was drawn at");
+  const asked = startInstant(input.effectiveAt, now, "usage already counted keeps the rate it was drawn at");
+  // Usage may be timestamped up to a minute ahead of the clock: a new rate of a meter already drawing from this
+  // pool starts after any it drew (a meter joining drew nothing before, whatever the timestamps).
+  const counted = meter.creditPoolId === pool.id ? await lastCountedFrom(db, organizationId, meter, asked) : null;
+  if (counted && asked > now) {
+    throw new ConflictError(`usage timestamped ${counted.toISOString()} was already counted at the rate then in force: give an effectiveAt after it`, "input.effectiveAt");
+  }
+  const effectiveAt = counted ? new Date(counted.getTime() + 1) : asked;
   const provider = providerOfDb(db);
   try {
     return await db.$transaction(async (txClient) => {
