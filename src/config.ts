@@ -84,7 +84,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (adminToken && adminToken.length < 16) throw new Error("ADMIN_TOKEN must be at least 16 characters");
   const renewalMode = setting(env, "RENEWAL_MODE") ?? "auto";
   if (renewalMode !== "auto" && renewalMode !== "manual") throw new Error(`RENEWAL_MODE must be auto or manual, got "${renewalMode}"`);
-  const sqliteSynchronous = (env.SQLITE_SYNCHRONOUS || "FULL").toUpperCase();
+  const sqliteSynchronous = (setting(env, "SQLITE_SYNCHRONOUS") ?? "FULL").toUpperCase();
   if (!isSqliteSynchronous(sqliteSynchronous)) throw new Error(`SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, got "${env.SQLITE_SYNCHRONOUS}"`);
   const schedulerIntervalMs = Number(setting(env, "SCHEDULER_INTERVAL_MS") ?? 10_000);
   if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
@@ -110,7 +110,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     webhooks,
     webhookKey: env.WEBHOOK_SECRET_KEY?.trim() || undefined,
-    webhookKeyFile: env.WEBHOOK_SECRET_KEY_FILE?.trim() || defaultWebhookKeyFile(env.DATABASE_URL || DEFAULT_DATABASE_URL),
+    webhookKeyFile: env.WEBHOOK_SECRET_KEY_FILE?.trim() || defaultWebhookKeyFile(setting(env, "DATABASE_URL") ?? DEFAULT_DATABASE_URL),
     logFormat: env.LOG_FORMAT?.trim() || undefined,
     meterLimits,
     limits: limitsFromEnv(env),
@@ -120,8 +120,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sqliteSynchronous,
     port,
     host: setting(env, "HOST") ?? "0.0.0.0",
-    databaseUrl: env.DATABASE_URL || DEFAULT_DATABASE_URL,
-    redisUrl: env.REDIS_URL || undefined,
+    databaseUrl: setting(env, "DATABASE_URL") ?? DEFAULT_DATABASE_URL,
+    redisUrl: setting(env, "REDIS_URL"),
     adminToken,
     logLevel,
     publicUrl: publicUrlFromEnv(env.PUBLIC_URL),

@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import path from "node:path";
 
 function loadEnvFile(): string | null {
-  const named = process.env.ENV_FILE;
+  const named = process.env.ENV_FILE?.trim();
   if (named === "") return null;
   const file = path.resolve(named ?? ".env");
   if (!existsSync(file)) {
@@ -25,7 +25,7 @@ export const envFile = (() => {
   try {
     return loadEnvFile();
   } catch (err) {
-    console.error(`credits-ledger: ${(err as Error).message}`);
+    console.error(`credits-ledger could not start: ${(err as Error).message}`);
     process.exit(1);
   }
 })();

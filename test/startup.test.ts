@@ -6,6 +6,8 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
+import { loadConfig } from "../src/config.ts";
+import { DEFAULT_DATABASE_URL } from "../src/db/url.ts";
 import { authenticate } from "../src/domain/auth.ts";
 import { gql, startServer, tsx } from "./support/process.ts";
 
@@ -68,6 +70,17 @@ describe("npm start", () => {
     const cli = promisify(execFile)(tsx, ["src/cli.ts", "token", "list", "x"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: `file:${path.join(dir, "typo", "credits.db")}` } });
     await expect(cli).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("no database at") });
     expect(existsSync(path.join(dir, "typo"))).toBe(false);
+    // an unreachable database: the migration process's error in the same one line, no stack
+    const unreachable = startServer({ DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none", WEBHOOK_SECRET_KEY_FILE: path.join(dir, "unreachable.key") });
+    await expect(unreachable.ready).rejects.toThrow();
+    expect(await unreachable.exited).toMatchObject({ code: 1 });
+    const said = unreachable.output().trim().split("\n").filter((l) => l.trim() && !l.startsWith("{"));
+    expect(said).toEqual([expect.stringMatching(/^credits-ledger could not start: applying migrations failed: Can't reach database server at `127\.0\.0\.1:1`/)]);
+  });
+
+  it("a blank value means the default, for every variable", () => {
+    const blank = loadConfig({ SQLITE_SYNCHRONOUS: " ", DATABASE_URL: "  ", REDIS_URL: " ", PORT: " " });
+    expect(blank).toMatchObject({ sqliteSynchronous: "FULL", databaseUrl: DEFAULT_DATABASE_URL, redisUrl: undefined, port: 4000 });
   });
 
   it("through npm: builds dist/ and serves from it with node alone, migrations applied by the built migration process", async () => {

@@ -6,7 +6,7 @@ import type { Socket } from "node:net";
 import { afterAll, afterEach, beforeAll, expect, it } from "vitest";
 import { createLogger } from "../src/log.ts";
 import { LOOKUP_TIMEOUT_MS, MAX_LOOKUPS, MAX_WEBHOOK_ENDPOINTS, pruneWebhookHistory, resolveHostsWith, resolvePublicAddresses } from "../src/domain/webhooks.ts";
-import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS } from "../src/webhooks/delivery.ts";
+import { createWebhookWorker, DEFAULT_WEBHOOK_SETTINGS, retryDelay } from "../src/webhooks/delivery.ts";
 import { Webhook } from "standardwebhooks";
 import { CreateMeter, CreateWebhookEndpoint, GrantCredits, RotateWebhookSecret, UpdateWebhookEndpoint } from "./documents.ts";
 import { startTestApp, TEST_WEBHOOK_KEY, type TestApp } from "./support/app.ts";
@@ -218,3 +218,12 @@ it(`host lookups: at most ${MAX_LOOKUPS} at once (they hold threads SQLite's com
     resolveHostsWith();
   }
 }, 30_000);
+
+it("retries back off by doubling with ±25 % jitter, never more than an hour apart", () => {
+  for (let i = 0; i < 500; i++) {
+    const first = retryDelay(1000, 1);
+    expect(first).toBeGreaterThanOrEqual(750);
+    expect(first).toBeLessThanOrEqual(1250);
+    for (const attempts of [12, 13, 30, 60]) expect(retryDelay(1000, attempts)).toBeLessThanOrEqual(3_600_000);
+  }
+});

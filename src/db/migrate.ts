@@ -70,11 +70,18 @@ export async function migrateDeployApart(url: string): Promise<string[]> {
     ? ["--enable-source-maps", path.join(projectRoot, "dist", "migrate-deploy.js")]
     : ["--import", pathToFileURL(createRequire(import.meta.url).resolve("tsx")).href, path.join(projectRoot, "src", "db", "migrate-deploy.ts")];
   // The URL goes by the environment, not the command line (`ps` shows arguments, and it may hold a password).
-  const child = spawn(process.execPath, args, { env: { ...process.env, DATABASE_URL: url }, stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(process.execPath, args, { env: { ...process.env, DATABASE_URL: url }, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
+  let err = "";
   child.stdout.setEncoding("utf8").on("data", (chunk: string) => (out += chunk));
+  child.stderr.setEncoding("utf8").on("data", (chunk: string) => (err += chunk));
   const code = await new Promise<number | null>((resolve, reject) => child.once("error", reject).once("close", resolve));
-  if (code !== 0) throw new Error(`applying migrations failed (the migration process exited with ${code}; its error is above)`);
+  if (code !== 0) {
+    // its message in the start's one line (the whole of what it printed at LOG_LEVEL=debug)
+    const said = process.env.LOG_LEVEL?.trim() === "debug" ? err.trim() : (err.split("\n").find((line) => line.trim()) ?? "").trim();
+    throw new Error(`applying migrations failed: ${said || `the migration process exited with ${code}`}`);
+  }
+  if (err) process.stderr.write(err); // what it printed beside succeeding (a warning), as it printed it
   return JSON.parse(out) as string[];
 }
 

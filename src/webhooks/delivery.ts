@@ -81,10 +81,13 @@ interface MessageRow {
   payload: string;
 }
 
-/** The delay before retry number `attempts` (1 = after the first failure): base × 2^(attempts−1), capped, ±25 % jitter. */
+/**
+ * The delay before retry number `attempts` (1 = after the first failure): base × 2^(attempts−1) with ±25 %
+ * jitter, never more than MAX_RETRY_DELAY_MS (the cap applies after the jitter: retries are at most an hour apart).
+ */
 export function retryDelay(baseMs: number, attempts: number): number {
-  const exponential = Math.min(baseMs * 2 ** Math.min(attempts - 1, 30), MAX_RETRY_DELAY_MS);
-  return Math.round(exponential * (0.75 + Math.random() * 0.5));
+  const exponential = baseMs * 2 ** Math.min(attempts - 1, 30);
+  return Math.min(Math.round(exponential * (0.75 + Math.random() * 0.5)), MAX_RETRY_DELAY_MS);
 }
 
 /** 1. Fan undispatched outbox rows out to deliveries; answers the alerts to publish once committed. */
