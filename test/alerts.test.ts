@@ -3,7 +3,9 @@
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
+import type { Notify } from "../src/domain/notify.ts";
 import { createLogger } from "../src/log.ts";
+import { createScheduler } from "../src/scheduler.ts";
 import { createAppPubSub } from "../src/pubsub.ts";
 import { createApp } from "../src/server.ts";
 import { print } from "graphql";
@@ -174,6 +176,30 @@ it("a grant expiring within the rule's window raises credits.expiring once, with
   const expiring = webhooks().filter((w) => w.type === "credits.expiring");
   expect(expiring).toHaveLength(1);
   expect(expiring[0].data).toMatchObject({ grantId: grantCredits.id, customerId, meterId, units: "7.5", expiresAt: expiresAt.toISOString() });
+});
+
+it("credits.expiring stays once per grant when two nodes' schedulers pass at the same moment", async () => {
+  const meterId = await meter(t, "COUNT", { filter: named("soon-twice") });
+  const customerId = await customer(t);
+  const now = t.advance(0);
+  const grants: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    const { grantCredits } = await t.ok(GrantWithOptions, { input: { customerId, meterId, units: "1", expiresAt: new Date(now.getTime() + (i + 1) * 3_600_000).toISOString() } });
+    if (grantCredits.__typename !== "CreditGrant") throw new Error(JSON.stringify(grantCredits));
+    grants.push(grantCredits.id);
+  }
+  await setAlert({ meterId, expiringWithinDays: 3 });
+  // another node: its own client and scheduler on the same database and clock
+  const otherDb = await createPrisma(t.databaseUrl);
+  const quiet: Notify = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
+  const other = createScheduler({ db: otherDb, notify: quiet, log: createLogger("silent"), clock: () => t.advance(0), renewalMode: "auto", webhookRetentionMs: 86_400_000 });
+  try {
+    await Promise.all([t.app.scheduler.tick(), other.tick()]);
+  } finally {
+    await otherDb.$disconnect();
+  }
+  const announced = (await t.db.outboxMessage.findMany({ where: { type: "credits.expiring" } })).map((o) => JSON.parse(o.payload).grantId as string).filter((g) => grants.includes(g));
+  expect(announced.sort()).toEqual([...grants].sort());
 });
 
 it("setBalanceAlert refuses bad input with typed errors naming the field", async () => {

@@ -3,7 +3,7 @@
 import type { TypedDocumentNode } from "@graphql-typed-document-node/core";
 import { parse } from "graphql";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { BalanceAt, CancelSubscription, CancelSubscriptionLoose, CreateOrder, GetCustomerSubscription, RefundOrder, RenewSubscription } from "./documents.ts";
+import { BalanceAt, CancelSubscription, CancelSubscriptionLoose, CommitReservation, CreateOrder, DeleteCustomer, GetCustomerSubscription, RefundOrder, RenewSubscription, ReserveUsage } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, benefit, customer, ingest, meter, named, order, product } from "./support/fixtures.ts";
 
@@ -212,5 +212,35 @@ describe("renewals caught up after downtime", () => {
     const onTime = await run(true);
     expect(onTime.balance).toBe("200"); // the third cycle's 150, and the second cycle's rollover 50 untouched
     expect(await run(false)).toEqual(onTime);
+  });
+});
+
+describe("renewSubscription under races, and a deleted customer's subscriptions", () => {
+  it("two calls at once renew twice (each call one cycle); one cancelled at period end is not renewed", async () => {
+    const { sub } = await subscribed();
+    const before = await subscriptionOf(sub);
+    const [a, b] = await Promise.all([t.ok(RenewSubscription, { id: sub }), t.ok(RenewSubscription, { id: sub })]);
+    expect([a.renewSubscription.__typename, b.renewSubscription.__typename]).toEqual(["CustomerSubscription", "CustomerSubscription"]);
+    expect(await t.db.order.count({ where: { subscriptionId: sub } })).toBe(3);
+    const after = await subscriptionOf(sub);
+    expect(new Date(after.currentPeriodEnd).getUTCMonth()).toBe((new Date(before.currentPeriodEnd).getUTCMonth() + 2) % 12);
+    await t.ok(CancelSubscription, { input: { id: sub } });
+    expect((await t.ok(RenewSubscription, { id: sub })).renewSubscription).toMatchObject({ __typename: "ConflictError", field: "id" });
+    expect(await t.db.order.count({ where: { subscriptionId: sub } })).toBe(3);
+  });
+
+  it("deleting the customer ends its subscriptions now: nothing renews or bills it later, and its holds cannot be committed", async () => {
+    const { c, m, sub } = await subscribed();
+    const { reserveUsage } = await t.ok(ReserveUsage, { input: { customerId: c, meterId: m, units: "5" } });
+    if (reserveUsage.__typename !== "UsageReservation" || !reserveUsage.id) throw new Error(JSON.stringify(reserveUsage));
+    await t.ok(DeleteCustomer, { id: c });
+    const ended = await t.db.subscription.findUniqueOrThrow({ where: { id: sub } });
+    expect(ended).toMatchObject({ status: "CANCELED", endedAt: expect.any(Date) });
+    const canceled = await t.db.outboxMessage.findMany({ where: { type: "subscription.canceled" } });
+    expect(canceled.filter((o) => JSON.parse(o.payload).subscriptionId === sub)).toHaveLength(1);
+    t.setNow(new Date(START.getTime() + 70 * DAY));
+    await t.app.scheduler.tick();
+    expect(await t.db.order.count({ where: { subscriptionId: sub } })).toBe(1);
+    expect((await t.ok(CommitReservation, { id: reserveUsage.id, units: "5" })).commitReservation).toMatchObject({ __typename: "NotFoundError" });
   });
 });

@@ -88,7 +88,14 @@ export async function announceExpiringCredits(db: Db, now: Date): Promise<number
     if (!due.length) continue;
     announced += await sqlTransaction(db, async (sql) => {
       const at = sql.date(now);
-      const fresh = await sql.insertNew("CreditExpiryNotice", ["grantId", "organizationId", "createdAt"], due.map((g) => [g.id, g.organizationId, at]), `("grantId")`);
+      // the notices this transaction wrote, not those another node's pass wrote first: each grant is announced once
+      const written = await sql.insertMany<{ grantId: string }>(
+        "CreditExpiryNotice",
+        ["grantId", "organizationId", "createdAt"],
+        due.map((g) => [g.id, g.organizationId, at]),
+        `ON CONFLICT ("grantId") DO NOTHING RETURNING "grantId"`,
+      );
+      const fresh = new Set(written.map((w) => w.grantId));
       const events: OutboxEvent[] = due
         .filter((g) => fresh.has(g.id))
         .map((g) => ({

@@ -210,7 +210,8 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
 }
 
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
-  const r = await db.reservation.findFirst({ where: { id, organizationId } });
+  // a deleted customer's holds are gone with it: committing one would still charge its balance
+  const r = await db.reservation.findFirst({ where: { id, organizationId, customer: { deletedAt: null } } });
   if (!r) throw new NotFoundError("No such reservation", "id");
   return r;
 }

@@ -8,6 +8,8 @@ import { countPendingEvents, externalIdLock } from "./ingestion.ts";
 import type { Notify } from "./notify.ts";
 import { checkMetadata } from "./metadata.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
+import { subscriptionEvent, writeOutbox } from "./outbox.ts";
+import { endSubscriptionNow } from "./subscriptions.ts";
 import { inTransaction } from "./transactions.ts";
 
 
@@ -102,7 +104,11 @@ export async function updateCustomer(db: Db, notify: Notify, organizationId: str
   try {
     const updated = await inTransaction(db, notify, organizationId, async (sql, tx) => {
       if (typeof data.externalId === "string") await sql.lockKeys([externalIdLock(organizationId, data.externalId)]);
-      const customer = await tx.customer.update({ where: { id }, data });
+      // only while it lives: an update racing its deletion must not give a deleted customer an externalId or
+      // email again, which would keep them from any new customer (and pending events from anyone)
+      const { count } = await tx.customer.updateMany({ where: { id, deletedAt: null }, data });
+      if (count !== 1) throw new NotFoundError("No such customer", "id");
+      const customer = await tx.customer.findUniqueOrThrow({ where: { id } });
       const changes = patch.externalId && customer.externalId ? await countPendingEvents(sql, tx, organizationId, id, customer.externalId, new Date()) : [];
       return { value: customer, changes };
     });
@@ -121,10 +127,19 @@ export async function updateCustomer(db: Db, notify: Notify, organizationId: str
 export async function deleteCustomer(db: Db, notify: Notify, organizationId: string, id: string): Promise<Customer> {
   await requireCustomer(db, organizationId, id, "id");
   const now = new Date();
-  const deleted = await db.$transaction(async (tx) => {
+  const deleted = await inTransaction(db, notify, organizationId, async (sql, tx) => {
+    // Deleted once: a second deletion racing this one (or an update) finds it gone.
+    const { count } = await tx.customer.updateMany({ where: { id, deletedAt: null }, data: { deletedAt: now, emailKey: null, externalId: null } });
+    if (count !== 1) throw new NotFoundError("No such customer", "id");
     // Its sessions are revoked with it, so token listings show them ended.
     await tx.accessToken.updateMany({ where: { customerId: id, revokedAt: null }, data: { revokedAt: now } });
-    return tx.customer.update({ where: { id }, data: { deletedAt: now, emailKey: null, externalId: null } });
+    // Its subscriptions end now: nothing renews, bills or grants for a customer that is gone (each ending is a
+    // subscription.canceled webhook, as a cancellation now is).
+    const active = await tx.subscription.findMany({ where: { customerId: id, status: "ACTIVE" }, select: { id: true } });
+    const ended = [];
+    for (const s of active) if (await endSubscriptionNow(tx, s.id, now)) ended.push(await tx.subscription.findUniqueOrThrow({ where: { id: s.id } }));
+    if (ended.length) await writeOutbox(sql, ended.map((s) => subscriptionEvent("subscription.canceled", s)), now);
+    return { value: await tx.customer.findUniqueOrThrow({ where: { id } }), changes: [] };
   });
   // Its sessions end first (their sockets close), so no session is pushed the deleted customer.
   notify.accessRevoked(organizationId, { tokenIds: [], customerId: id });

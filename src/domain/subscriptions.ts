@@ -41,8 +41,10 @@ async function renewOnce(db: Db, notify: Notify, sub: Subscription, now: Date, i
   // before the period end starts it now.
   const at = start < now ? start : now;
   return inTransaction(db, notify, sub.organizationId, async (sql, tx) => {
+    // Still as read: active, at this period, and not cancelled at period end since (a cancellation committed
+    // after the scheduler read its due list must end the subscription, not see it renewed).
     const { count } = await tx.subscription.updateMany({
-      where: { id: sub.id, status: "ACTIVE", currentPeriodEnd: sub.currentPeriodEnd },
+      where: { id: sub.id, status: "ACTIVE", currentPeriodEnd: sub.currentPeriodEnd, cancelAtPeriodEnd: false },
       data: { currentPeriodStart: start, currentPeriodEnd: end },
     });
     if (count === 0) return { value: null, changes: [] as BalanceChange[] };
@@ -78,18 +80,28 @@ export async function renewSubscription(db: Db, notify: Notify, organizationId: 
     if (order.subscriptionId !== id || order.id === first?.id) throw new ConflictError("This idempotencyKey was used for a different order", "idempotencyKey");
     return requireSubscription(db, organizationId, id);
   };
-  const sub = await requireSubscription(db, organizationId, id);
-  const repeated = await replay();
-  if (repeated) return repeated;
-  if (sub.status !== "ACTIVE") throw new InvalidInputError("The subscription is not active", "id");
-  try {
-    return (await renewOnce(db, notify, sub, now, idempotencyKey)) ?? (await requireSubscription(db, organizationId, id));
-  } catch (err) {
-    // the same key committed by a concurrent call first
-    if (isUniqueViolation(err, "idempotencyKey")) return (await replay())!;
-    throw err;
+  // Each call renews once: when another call (or the scheduler) moved the period meanwhile, renewOnce renews
+  // nothing, and the call tries again from the period as it now is.
+  for (let attempt = 0; attempt < RENEW_ATTEMPTS; attempt++) {
+    const sub = await requireSubscription(db, organizationId, id);
+    const repeated = await replay();
+    if (repeated) return repeated;
+    if (sub.status !== "ACTIVE") throw new InvalidInputError("The subscription is not active", "id");
+    if (sub.cancelAtPeriodEnd) throw new ConflictError("The subscription is cancelled at its period end and does not renew", "id");
+    try {
+      const renewed = await renewOnce(db, notify, sub, now, idempotencyKey);
+      if (renewed) return renewed;
+    } catch (err) {
+      // the same key committed by a concurrent call first
+      if (isUniqueViolation(err, "idempotencyKey")) return (await replay())!;
+      throw err;
+    }
   }
+  throw new ConflictError("The subscription kept changing while it was renewed; try again", "id");
 }
+
+/** Tries of one renewSubscription call against renewals racing it. */
+const RENEW_ATTEMPTS = 5;
 
 /** End a subscription at the close of its period: the cycle's non-rollover remainder ends, rollover credits stay. */
 async function endAtPeriodEnd(db: Db, notify: Notify, sub: Subscription, now: Date): Promise<void> {
@@ -127,7 +139,15 @@ export async function processDueSubscriptions(db: Db, notify: Notify, now: Date,
       }
       if (mode === "manual") break;
       const next = await renewOnce(db, notify, sub, now);
-      if (!next) break; // another node got there first
+      if (!next) {
+        // another node got there first, or it was cancelled at period end after this pass read it: then it ends
+        const fresh = await db.subscription.findUnique({ where: { id: sub.id } });
+        if (fresh?.status === "ACTIVE" && fresh.cancelAtPeriodEnd && fresh.currentPeriodEnd <= now) {
+          await endAtPeriodEnd(db, notify, fresh, now);
+          processed++;
+        }
+        break;
+      }
       processed++;
       sub = next;
     }
