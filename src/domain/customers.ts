@@ -1,7 +1,7 @@
 // Customers of a merchant: creation, edits, soft deletion, and resolving "customerId | externalCustomerId"
 // arguments. Every function takes the organization explicitly; nothing here crosses tenants.
 import { sqlOf, type Db } from "../db/client.ts";
-import { asDate } from "../db/sql.ts";
+import { asDate, type Sql } from "../db/sql.ts";
 import type { Customer } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { countPendingEvents, externalIdLock } from "./ingestion.ts";
@@ -145,6 +145,18 @@ export async function deleteCustomer(db: Db, notify: Notify, organizationId: str
   notify.accessRevoked(organizationId, { tokenIds: [], customerId: id });
   notify.customerChanged(organizationId, id);
   return deleted;
+}
+
+/**
+ * Inside a write's transaction: the customer is still live, and stays so until the transaction ends (PostgreSQL:
+ * its row is share-locked, so a deletion waits for this write, or this write for the deletion, whose commit it
+ * then sees; SQLite: one writer at a time). Otherwise NOT_FOUND naming `field`: a write racing the customer's
+ * deletion lands before it or not at all.
+ */
+export async function lockLiveCustomer(sql: Sql, id: string, field: string): Promise<void> {
+  const lock = sql.provider === "postgresql" ? " FOR SHARE" : "";
+  const row = await sql.first(`SELECT "id" FROM "Customer" WHERE "id" = ${sql.param(1)} AND "deletedAt" IS NULL${lock}`, [id]);
+  if (!row) throw new NotFoundError("No such customer", field);
 }
 
 /** A live (not deleted) customer of this organization, or NOT_FOUND naming `field`. */

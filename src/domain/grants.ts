@@ -4,7 +4,7 @@ import type { Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import type { CreditGrant } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, balanceKey, type BalanceAdjustment, type Removal } from "./balances.ts";
-import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { resolveCustomerRef, type CustomerRef, lockLiveCustomer } from "./customers.ts";
 import { ConflictError, InvalidInputError, MAX_STORED_UNITS, NotFoundError } from "./errors.ts";
 import { checkNotRated, meterRatingLock, requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
@@ -86,6 +86,7 @@ export async function grantCredits(db: Db, notify: Notify, organizationId: strin
   const scheduled = effectiveAt > now;
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      await lockLiveCustomer(sql, customer.id, input.customerId ? "input.customerId" : "input.externalCustomerId");
       // Again under the meter's rating lock: a meter joining a credit system meanwhile takes no credits.
       await sql.lockKeys([meterRatingLock(input.meterId)]);
       checkNotRated(await tx.meter.findUniqueOrThrow({ where: { id: input.meterId }, select: { creditPoolId: true } }), "input.meterId");

@@ -3,7 +3,7 @@ import type { Db } from "../db/client.ts";
 import type { Order } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances } from "./balances.ts";
 import { addInterval, currentBenefits, fixedPrice, requireProduct, type Interval } from "./catalog.ts";
-import { resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { resolveCustomerRef, type CustomerRef, lockLiveCustomer } from "./customers.ts";
 import { ConflictError, NotFoundError } from "./errors.ts";
 import { endGrants, grantBenefits } from "./grants.ts";
 import type { Notify } from "./notify.ts";
@@ -40,6 +40,7 @@ export async function createOrder(db: Db, notify: Notify, organizationId: string
   if (product.archivedAt) throw new ConflictError("The product is archived and can no longer be bought", "input.productId");
   try {
     return await inTransaction(db, notify, organizationId, async (sql, tx) => {
+      await lockLiveCustomer(sql, customer.id, input.customerId ? "input.customerId" : "input.externalCustomerId");
       if (product.recurringInterval) {
         // One active subscription per customer and product. Checked under a lock on that pair (PostgreSQL: an
         // advisory lock; SQLite has one writer), so of two concurrent orders the second sees the first's

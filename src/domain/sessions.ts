@@ -1,5 +1,7 @@
 // Customer portal sessions: a short-lived bearer token that can read exactly one customer.
-import type { Db } from "../db/client.ts";
+import { providerOfDb, type Db } from "../db/client.ts";
+import { Sql } from "../db/sql.ts";
+import { lockLiveCustomer } from "./customers.ts";
 import { mintToken } from "./auth.ts";
 import { InvalidInputError } from "./errors.ts";
 
@@ -18,9 +20,14 @@ export async function createCustomerSession(
   }
   const { secret, tokenHash, prefix } = mintToken("CUSTOMER_SESSION");
   const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
-  const { id } = await db.accessToken.create({
-    data: { organizationId, kind: "CUSTOMER_SESSION", tokenHash, prefix, customerId, expiresAt, name: "customer session" },
-    select: { id: true },
+  // written only while the customer lives (a session racing its deletion is not minted after it)
+  const { id } = await db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    await lockLiveCustomer(new Sql(tx, providerOfDb(db)), customerId, "customerId");
+    return tx.accessToken.create({
+      data: { organizationId, kind: "CUSTOMER_SESSION", tokenHash, prefix, customerId, expiresAt, name: "customer session" },
+      select: { id: true },
+    });
   });
   return { id, token: secret, expiresAt };
 }
