@@ -200,6 +200,11 @@ it("credits.expiring stays once per grant when two nodes' schedulers pass at the
   }
   const announced = (await t.db.outboxMessage.findMany({ where: { type: "credits.expiring" } })).map((o) => JSON.parse(o.payload).grantId as string).filter((g) => grants.includes(g));
   expect(announced.sort()).toEqual([...grants].sort());
+  // and delivered once each (here, not into the next test's receiver)
+  const delivered = () => webhooks().filter((w) => w.type === "credits.expiring" && grants.includes(w.data.grantId as string));
+  await tickUntil([t.app.webhooks], () => delivered().length >= grants.length);
+  await t.app.webhooks.tick();
+  expect(delivered()).toHaveLength(grants.length);
 });
 
 it("setBalanceAlert refuses bad input with typed errors naming the field", async () => {
