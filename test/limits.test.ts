@@ -500,13 +500,7 @@ describe("WebSocket limits", () => {
     // The node's limit (4): a, again, d open; one more fits, the next upgrade is refused with 503.
     const e = rawSocket(t.url, { authorization: `Bearer ${other.token}` });
     await e.acked();
-    const f = new WebSocket(t.url.replace("http", "ws"), "graphql-transport-ws");
-    const status = await new Promise<number>((resolve) => {
-      f.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-      f.on("open", () => resolve(101));
-      f.on("error", () => {});
-    });
-    expect(status).toBe(503);
+    expect(await upgradeStatus(t.url.replace("http", "ws"))).toBe(503);
     for (const s of [a, again, d, e]) s.close();
     await Promise.all([a, again, d, e].map((s) => s.until(() => s.closed())));
   });
@@ -559,6 +553,19 @@ describe("WebSocket limits", () => {
   });
 });
 
+/** Resolves once `ws` is open. */
+const opened = (ws: WebSocket) => new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
+
+/** The HTTP status of a WebSocket upgrade to `url` (101 when it opened; that socket is closed at once). */
+function upgradeStatus(url: string): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const ws = new WebSocket(url, "graphql-transport-ws");
+    ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+    ws.on("open", () => (ws.close(), resolve(101)));
+    ws.on("error", () => {});
+  });
+}
+
 describe("WebSockets that never speak", () => {
   let t: TestApp;
   beforeAll(async () => {
@@ -568,16 +575,9 @@ describe("WebSockets that never speak", () => {
 
   it("an address may hold only so many sockets that have sent nothing (429 at the upgrade); a socket that speaks frees its place", async () => {
     const url = t.url.replace("http", "ws");
-    const open = (ws: WebSocket) => new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)));
     const silent = Array.from({ length: 3 }, () => new WebSocket(url, "graphql-transport-ws"));
-    await Promise.all(silent.map(open));
-    const upgrade = () =>
-      new Promise<number>((resolve) => {
-        const ws = new WebSocket(url, "graphql-transport-ws");
-        ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-        ws.on("open", () => (ws.close(), resolve(101)));
-        ws.on("error", () => {});
-      });
+    await Promise.all(silent.map(opened));
+    const upgrade = () => upgradeStatus(url);
     expect(await upgrade()).toBe(429);
     // one of them sends connection_init: its address may open another
     silent[0].send(JSON.stringify({ type: "connection_init", payload: { authorization: `Bearer ${t.adminToken}` } }));
@@ -607,7 +607,7 @@ describe("WebSockets that only ping", () => {
   it("a socket that only pings still counts as one that has not sent connection_init", async () => {
     const url = t.url.replace("http", "ws");
     const pinging = Array.from({ length: 3 }, () => new WebSocket(url, "graphql-transport-ws"));
-    await Promise.all(pinging.map((ws) => new Promise<void>((resolve, reject) => (ws.once("open", () => resolve()), ws.once("error", reject)))));
+    await Promise.all(pinging.map(opened));
     // graphql-ws answers a ping before connection_init with a pong
     await Promise.all(
       pinging.map((ws) => {
@@ -616,13 +616,7 @@ describe("WebSockets that only ping", () => {
         return pong;
       }),
     );
-    const status = await new Promise<number>((resolve) => {
-      const ws = new WebSocket(url, "graphql-transport-ws");
-      ws.on("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
-      ws.on("open", () => (ws.close(), resolve(101)));
-      ws.on("error", () => {});
-    });
-    expect(status).toBe(429);
+    expect(await upgradeStatus(url)).toBe(429);
     for (const ws of pinging) ws.close();
   });
 });
