@@ -11,7 +11,7 @@ import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { startInstant } from "./grants.ts";
-import { meterRatingLock, RATEABLE, requireMeter, toActiveMeter } from "./meters.ts";
+import { meterRatingLock, RATEABLE, RATEABLE_ROW, requireMeter, toActiveMeter } from "./meters.ts";
 import { filterMatches, type EventLike } from "./meter-filter.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { grantOpen } from "./rules.ts";
@@ -316,7 +316,7 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
         // only while still rateable: an updateMeter racing this one changes the aggregation or negative values
         // only of a meter not rated yet (src/domain/meters.ts updateMeter)
         const { count } = await tx.meter.updateMany({
-          where: { id: meter.id, creditPoolId: null, creditSystem: false, aggregationFunc: { in: [...RATEABLE] }, negativeValues: { not: "CREDIT" } },
+          where: { id: meter.id, creditPoolId: null, ...RATEABLE_ROW },
           data: { creditPoolId: pool.id },
         });
         if (count !== 1) {

@@ -199,6 +199,13 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
 /** The aggregations a credit system can rate: the pool draws the meter's units at the rate. */
 export const RATEABLE: readonly string[] = ["COUNT", "SUM"];
 
+/**
+ * A meter that may feed a pool, as a condition on its row (credit-systems.ts checkRateable says why each part
+ * is refused): not a pool itself, additive, giving no credits back for negative values. setCreditRate joins a
+ * meter only while its row still meets it; updateMeter leaves it only on a meter not rated yet.
+ */
+export const RATEABLE_ROW = { creditSystem: false, aggregationFunc: { in: [...RATEABLE] }, negativeValues: { not: "CREDIT" } };
+
 /** Archived meters keep their balances but count no new events. */
 export async function archiveMeter(db: Db, organizationId: string, id: string): Promise<Meter> {
   const meter = await requireMeter(db, organizationId, id, "id");
