@@ -60,24 +60,29 @@ builder.prismaObject("LedgerEntry", {
 
 type BalanceListArgs = { customerId?: string | number | null; externalCustomerId?: string | null; meterId?: string | number | null };
 
+/** The customer (one the caller may read) and the meter (one it may read, or none) a balance read names. */
+async function readableBalance(ctx: Context, args: BalanceListArgs): Promise<{ customerId: string; meterId: string | null }> {
+  const customer = await readableCustomer(ctx, refArgs(args));
+  const meterId = args.meterId ? String(args.meterId) : null;
+  if (meterId) await assertReadableMeter(ctx, meterId);
+  return { customerId: customer.id, meterId };
+}
+
 /** A readable customer's ledger, optionally of one meter (a rated meter's includes the pool draws that carry its usage). */
 const ledgerWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
-  const customer = await readableCustomer(ctx, refArgs(args));
-  if (args.meterId) await assertReadableMeter(ctx, String(args.meterId));
-  return { customerId: customer.id, ...(args.meterId ? await meterHistory(ctx.db, String(args.meterId)) : {}) };
+  const { customerId, meterId } = await readableBalance(ctx, args);
+  return { customerId, ...(meterId ? await meterHistory(ctx.db, meterId) : {}) };
 });
 
 /** A readable customer's grants, optionally of one meter: the filter shared by page and totalCount. */
 const balanceListWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs) => {
-  const customer = await readableCustomer(ctx, refArgs(args));
-  if (args.meterId) await assertReadableMeter(ctx, String(args.meterId));
-  return { customerId: customer.id, ...(args.meterId ? { meterId: String(args.meterId) } : {}) };
+  const { customerId, meterId } = await readableBalance(ctx, args);
+  return { customerId, ...(meterId ? { meterId } : {}) };
 });
 
 const expiringWhere = sharedFilter(async (ctx: Context, args: BalanceListArgs & { within: number }) => {
-  const customer = await readableCustomer(ctx, refArgs(args));
-  if (args.meterId) await assertReadableMeter(ctx, String(args.meterId));
-  return expiringGrants(customer.id, args.meterId ? String(args.meterId) : null, ctx.now(), Math.max(0, args.within) * 1000);
+  const { customerId, meterId } = await readableBalance(ctx, args);
+  return expiringGrants(customerId, meterId, ctx.now(), Math.max(0, args.within) * 1000);
 });
 
 // One connection type for both lists of grants: a client needs one fragment for them.
@@ -124,9 +129,8 @@ builder.queryFields((t) => ({
     authScopes: { authenticated: true },
     args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id({ required: true }), at: t.arg({ type: "DateTime", required: true }) },
     resolve: async (_root, args, ctx) => {
-      const customer = await readableCustomer(ctx, refArgs(args));
-      await assertReadableMeter(ctx, String(args.meterId));
-      return balanceAt(ctx.db, customer.id, String(args.meterId), args.at, ctx.now());
+      const { customerId, meterId } = await readableBalance(ctx, args);
+      return balanceAt(ctx.db, customerId, meterId!, args.at, ctx.now());
     },
   }),
   expiringCredits: t.prismaConnection(
