@@ -72,6 +72,8 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
   // Open sockets per client address that have not sent connection_init yet, and how each one stops counting.
   const silent = new Map<string, number>();
   const initialised = new WeakMap<object, () => void>();
+  // The hash of each socket's bearer secret, worked out once at connection_init (admit) for enter too.
+  const hashes = new WeakMap<AnyContext, string | null>();
   // Operations each socket accepted. graphql-ws removes an operation from ctx.subscriptions when it ends (and
   // empties it when the socket closes), so an id no longer there is pruned. Counting ctx.subscriptions itself
   // would cost O(n) per message: a burst of n subscribe messages registers all of them before any is checked.
@@ -154,6 +156,7 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
       }
       const header = params.authorization ?? params.Authorization;
       const tokenHash = tokenHashOf(typeof header === "string" ? header : null);
+      hashes.set(ctx, tokenHash);
       if (!tokenHash || !known.has(tokenHash)) {
         const decision = await rateLimiter.take(keyOf(null, remoteAddress, known));
         if (!decision.allowed) return { code: CLOSE_TRY_AGAIN_LATER, reason: `Too many requests from this address; retry in ${decision.retryAfterSeconds} s` };
@@ -166,9 +169,7 @@ export function createSocketLimits(limits: Limits, rateLimiter: RateLimiter, kno
      * against the token, never its address), else why the socket must close.
      */
     enter(ctx: AnyContext, remoteAddress: string | undefined): { code: number; reason: string } | null {
-      const params = ctx.connectionParams ?? {};
-      const header = params.authorization ?? params.Authorization;
-      const tokenHash = tokenHashOf(typeof header === "string" ? header : null);
+      const tokenHash = hashes.get(ctx) ?? null;
       const key = tokenHash ? `token:${tokenHash}` : keyOf(null, remoteAddress, known);
       const sockets = socketsOf.get(key) ?? new Set();
       if (sockets.size >= limits.wsMaxSocketsPerToken) {
