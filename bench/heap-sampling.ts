@@ -4,6 +4,8 @@
 // collections have freed since (a heap snapshot, or node's --heap-prof, shows only what is still alive).
 // The profile goes to <folder>/<row>.heapprofile (Chrome DevTools opens it) with the row's event count beside
 // it; `npx tsx bench/profile.ts <file>` prints the bytes allocated per event by place and by function.
+// BENCH_HEAP_SURVIVORS=1: keep only the samples of objects no minor collection freed (what outlived a
+// scavenge: copied, and at the next one promoted to the old generation, where marking pays for it again).
 import { mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import WebSocket from "ws";
@@ -50,7 +52,8 @@ export async function allocationWindow(service: Server, name: string): Promise<A
       pending.set(id, { method, resolve, reject });
       socket.send(JSON.stringify({ id, method, params }));
     });
-  await call("HeapProfiler.startSampling", { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  const survivors = process.env.BENCH_HEAP_SURVIVORS === "1";
+  await call("HeapProfiler.startSampling", { samplingInterval: SAMPLING_INTERVAL, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: !survivors });
   return {
     async stop(events) {
       const { profile } = await call("HeapProfiler.stopSampling");
