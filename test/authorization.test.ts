@@ -162,6 +162,23 @@ describe("strict ingestion", () => {
 });
 
 describe("reservations", () => {
+  it("holds on an overage meter never add up past the 64-bit range: the hold that would is refused, typed, and the balance stays usable", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("auth-metered-holds") });
+    const plan = await product(t, [await benefit(t, m, "5")], {
+      recurring: true,
+      prices: [{ type: "METERED_UNIT", currency: "usd", meterId: m, unitAmount: "0.1" }],
+    });
+    const c = await customer(t);
+    await order(t, c, plan);
+    // 10^12 units is the largest one input takes; nine of them (9 × 10^18 micro-units) still fit in 2^63 − 1
+    for (let i = 0; i < 9; i++) expect(await reserve({ customerId: c, meterId: m, units: "1000000000000" })).toMatchObject({ allowed: true });
+    const { reserveUsage } = await t.ok(ReserveUsage, { input: { customerId: c, meterId: m, units: "1000000000000" } });
+    expect(reserveUsage).toMatchObject({ __typename: "InvalidInputError", code: "BAD_USER_INPUT", field: "input.units", message: expect.stringContaining("units held") });
+    // the balance still reads and takes usage
+    expect(await availability(c, m)).toMatchObject({ balance: "5", heldUnits: "9000000000000" });
+    expect(await authorize({ customerId: c, meterId: m, units: "1" })).toMatchObject({ allowed: true, balance: "4" });
+  });
+
   it("a hold reduces what is available, a commit uses what it says, and the hold ends", async () => {
     const { c, m } = await funded("10");
     const r = await reserve({ customerId: c, meterId: m, units: "8", ttlSeconds: 60 });

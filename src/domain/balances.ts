@@ -549,7 +549,7 @@ export class BalanceBook {
           sequence: BigInt(r.ledgerSequence),
           at: r.ledgerAt === null ? new Date(0) : asDate(r.ledgerAt),
           grants: [],
-          held: want.holds && inline ? BigInt(r.held ?? 0) : null,
+          held: want.holds && inline ? heldUnitsOf(r.held) : null,
           ...(want.levels && inline ? { alertLevel: r.alertLevel ?? null } : {}),
           values: null,
           written: false,
@@ -578,7 +578,10 @@ export class BalanceBook {
 
   /** The subqueries that read a row's holds and stored alert level, and their parameters (they come first). */
   private watchColumns(want: { holds: boolean; levels: boolean }): { sql: string; values: unknown[] } {
-    const held = `(SELECT SUM(h."units") FROM "Reservation" h WHERE h."customerId" = cm."customerId" AND h."meterId" = cm."meterId" AND ${holdLive.sql(this.sql, 1, "h")})`;
+    // The holds this group stored are in the sum (they are taken out of it after), and may take it past the 64-bit
+    // range, where SQLite's SUM fails: there it adds millions and what is left over apart, as text (heldUnitsOf).
+    const sum = this.sql.provider === "postgresql" ? `SUM(h."units")` : `SUM(h."units" / 1000000) || ' ' || SUM(h."units" % 1000000)`;
+    const held = `(SELECT ${sum} FROM "Reservation" h WHERE h."customerId" = cm."customerId" AND h."meterId" = cm."meterId" AND ${holdLive.sql(this.sql, 1, "h")})`;
     const level = `(SELECT s."level" FROM "BalanceAlertState" s WHERE s."customerId" = cm."customerId" AND s."meterId" = cm."meterId")`;
     return {
       sql: (want.holds ? `, ${held} AS "held"` : "") + (want.levels ? `, ${level} AS "alertLevel"` : ""),
@@ -600,7 +603,7 @@ export class BalanceBook {
   private setWatched(found: Watched[], want: { holds: boolean; levels: boolean }): void {
     for (const r of found) {
       const b = this.rows.get(balanceKey(r.customerId, r.meterId))!;
-      if (want.holds) b.held = BigInt(r.held ?? 0);
+      if (want.holds) b.held = heldUnitsOf(r.held);
       if (want.levels) b.alertLevel = r.alertLevel ?? null;
     }
   }
@@ -869,6 +872,8 @@ export class BalanceBook {
     }
     // Every column is a signed 64-bit integer: refuse (nothing written) rather than fail in the database.
     if (outOfRange(b.consumed) || outOfRange(b.credited) || outOfRange(balance) || outOfRange(b.agg.aggSum) || outOfRange(b.direct)) throw overflow(a, { aggSum: startAggSum, consumed: startConsumed, credited: startCredited });
+    // The live holds are summed by the database (SQLite's SUM fails past the range): their total stays in it too.
+    if (hold > 0n && outOfRange(held + hold)) throw overflow(a, { aggSum: startAggSum, consumed: startConsumed, credited: startCredited }, HELD_PAST_RANGE);
     if (hold > 0n && b.held !== null) b.held += hold;
     return { customerId: a.customerId, meterId: a.meterId, version: b.storedVersion + 1, balance };
   }
@@ -1027,11 +1032,22 @@ function usableGrants(grants: TimedGrant[], now: Date): TimedGrant[] {
   for (let i = 0; i < grants.length; i++) if (!grantUsable(grants[i], now)) return grants.filter((g) => grantUsable(g, now));
   return grants;
 }
+/** The `held` column of watchColumns: a sum, or on SQLite "<millions> <rest>" (null: no live hold). */
+function heldUnitsOf(v: bigint | number | string | null | undefined): bigint {
+  if (v === null || v === undefined) return 0n;
+  if (typeof v !== "string") return BigInt(v);
+  const space = v.indexOf(" ");
+  return space < 0 ? BigInt(v) : BigInt(v.slice(0, space)) * 1_000_000n + BigInt(v.slice(space + 1));
+}
+
 const outOfRange = (v: bigint) => v > MAX_STORED_UNITS || v < -MAX_STORED_UNITS;
 
-function overflow(a: BalanceAdjustment, stored: { aggSum: bigint; consumed: bigint; credited: bigint }): UnitsOverflowError {
+const PAST_RANGE = "would take the balance past the largest value stored (about 9.2 trillion units): split the usage across meters or customers";
+const HELD_PAST_RANGE = "would take the units held on this balance past the largest value stored (about 9.2 trillion units): commit or release holds first";
+
+function overflow(a: BalanceAdjustment, stored: { aggSum: bigint; consumed: bigint; credited: bigint }, message = PAST_RANGE): UnitsOverflowError {
   return new UnitsOverflowError(
-    "would take the balance past the largest value stored (about 9.2 trillion units): split the usage across meters or customers",
+    message,
     a.field ?? null,
     a.customerId,
     a.meterId,
