@@ -219,6 +219,27 @@ describe("credit systems", () => {
     expect(await balanceOf(t, c, pool)).toMatchObject({ balance: String(1000 - 2 - 1 - 3) });
   });
 
+  it("a rate set while usage timestamped ahead is being written: every draw is at the rate its instant has in the final rates", async () => {
+    // the rate is set 0 to 33 ms after the calls went out: some rounds while a group is between its read of the
+    // rates and its commit (before the rating lock, such a group drew usage after the new start at the old rate)
+    for (let round = 0; round < 12; round++) {
+      const { api, pool, calls } = await seedsPool();
+      const c = await customer(t);
+      await grant(t, c, pool, "100000");
+      const now = t.advance(60_000);
+      const ahead = new Date(now.getTime() + 30_000);
+      // calls in flight on the node's writer when the rate is set (effective now)
+      const writes = Array.from({ length: 4 }, () => ingest(t, events(calls, c, 1000, ahead)));
+      const rated = new Promise((r) => setTimeout(r, round * 3)).then(() => setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "3" }));
+      await Promise.all([...writes, rated]);
+      const rates = (await rated).creditRates.filter((r) => r.meter.id === api);
+      const start = new Date(rates.at(-1)!.effectiveAt);
+      // 4,000 events at `ahead`: each at 3 if the new rate had started by then, else at 1
+      const drawn = start <= ahead ? 3 * 4000 : 4000;
+      expect(await balanceOf(t, c, pool), `round ${round}: rate from ${start.toISOString()}, usage at ${ahead.toISOString()}`).toMatchObject({ balance: String(100000 - drawn) });
+    }
+  });
+
   it("refuses meters that cannot be rated or already feed a pool, naming the input", async () => {
     const { api, pool } = await seedsPool();
     const max = await meter(t, "MAX", { property: "n", filter: named(unique("max")) });

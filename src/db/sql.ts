@@ -162,13 +162,15 @@ export class Sql {
   /**
    * Serialize this transaction with every other one that locks any of the same keys, until it ends. PostgreSQL:
    * transaction-scoped advisory locks, taken in one order so two lockers never deadlock. SQLite: nothing to
-   * do, a write transaction already excludes every other writer.
+   * do, a write transaction already excludes every other writer. `shared`: only against exclusive lockers of
+   * the same keys (many shared lockers hold a key at once).
    */
-  async lockKeys(keys: string[]): Promise<void> {
+  async lockKeys(keys: string[], shared = false): Promise<void> {
     if (this.provider !== "postgresql" || !keys.length) return;
+    const lock = shared ? "pg_advisory_xact_lock_shared" : "pg_advisory_xact_lock";
     await this.query(
       // COUNT of the text of each (void) result: one plain row back, which Prisma's raw API can also read.
-      `SELECT COUNT(pg_advisory_xact_lock(k)::text) AS "locked" FROM (SELECT DISTINCT hashtextextended(x, 0) AS k FROM jsonb_array_elements_text(${this.param(1)}::jsonb) AS x ORDER BY 1) AS keys`,
+      `SELECT COUNT(${lock}(k)::text) AS "locked" FROM (SELECT DISTINCT hashtextextended(x, 0) AS k FROM jsonb_array_elements_text(${this.param(1)}::jsonb) AS x ORDER BY 1) AS keys`,
       [JSON.stringify(keys)],
     );
   }

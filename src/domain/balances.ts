@@ -23,6 +23,7 @@ import { alertRulesOf, recordCrossings, watchedBalances, type AlertLevel } from 
 import { writeOutbox, type OutboxEvent } from "./outbox.ts";
 import { anyRules as anyTopUps, recordTopUps, topUpRules } from "./topups.ts";
 import { drawOf, drawsOf, rateAt, ratedMeters, type RatedMeter, type RatedUsage } from "./credit-systems.ts";
+import { meterRatingLock } from "./meters.ts";
 
 /** What a set of newly counted events adds to one meter's aggregation state. */
 export interface UsageDelta {
@@ -431,7 +432,17 @@ export class BalanceBook {
         else if (priced) checked.add(a.meterId);
       }
     }
-    if (first.size) book.rated = await ratedMeters(sql, [...first, ...checked]);
+    if (first.size) {
+      // Rates are read under their meters' rating locks, shared (setCreditRate takes them alone): a new rate
+      // then starts after whatever usage this group draws at the rates read here (src/domain/credit-systems.ts).
+      // Sent with the read, which the server runs once they are held, so its snapshot is taken after.
+      const locked = sql.lockKeys([...first].map(meterRatingLock), true);
+      locked.catch(() => {}); // awaited below, unless reading the rates failed first
+      const rates = ratedMeters(sql, [...first, ...checked]);
+      rates.catch(() => {});
+      await locked;
+      book.rated = await rates;
+    }
     const check = !first.size && checked.size ? ratedMeters(sql, [...checked]) : null;
     check?.catch(() => {}); // awaited below, unless reading the rows failed first
     await book.load(wanted);

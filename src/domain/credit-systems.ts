@@ -300,19 +300,21 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   const meter = await requireMeter(db, organizationId, input.meterId, "input.meterId");
   checkRateable(meter, "input.meterId");
   const asked = startInstant(input.effectiveAt, now, "usage already counted keeps the rate it was drawn at");
-  // Usage may be timestamped up to a minute ahead of the clock: a new rate of a meter already drawing from this
-  // pool starts after any it drew (a meter joining drew nothing before, whatever the timestamps).
-  const counted = meter.creditPoolId === pool.id ? await lastCountedFrom(db, organizationId, meter, asked) : null;
-  if (counted && asked > now) {
-    throw new ConflictError(`usage timestamped ${counted.toISOString()} was already counted at the rate then in force: give an effectiveAt after it`, "input.effectiveAt");
-  }
-  const effectiveAt = counted ? new Date(counted.getTime() + 1) : asked;
   const provider = providerOfDb(db);
   try {
     return await db.$transaction(async (txClient) => {
       const tx = txClient as unknown as Db;
+      // The meter's rating lock, alone: writes drawing at its rates hold it shared from their read of the rates
+      // to their commit (BalanceBook.open), so every one that read the rates before this one has committed.
+      await new Sql(tx, provider).lockKeys([meterRatingLock(meter.id)]);
+      // Usage may be timestamped up to a minute ahead of the clock: a new rate of a meter already drawing from
+      // this pool starts after any it drew (a meter joining drew nothing before, whatever the timestamps).
+      const counted = meter.creditPoolId === pool.id ? await lastCountedFrom(tx, organizationId, meter, asked) : null;
+      if (counted && asked > now) {
+        throw new ConflictError(`usage timestamped ${counted.toISOString()} was already counted at the rate then in force: give an effectiveAt after it`, "input.effectiveAt");
+      }
+      const effectiveAt = counted ? new Date(counted.getTime() + 1) : asked;
       if (meter.creditPoolId !== pool.id) {
-        await new Sql(tx, provider).lockKeys([meterRatingLock(meter.id)]);
         // only while still rateable: an updateMeter racing this one changes the aggregation or negative values
         // only of a meter not rated yet (src/domain/meters.ts updateMeter)
         const { count } = await tx.meter.updateMany({
