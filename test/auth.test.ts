@@ -1,8 +1,8 @@
 import { parse } from "graphql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CreateCustomer, CreateSession, GetCustomer, GetCustomerState, ListCustomers, ReserveRated, UpdateCustomer } from "./documents.ts";
+import { AuthorizeUsage, CreateCreditSystem, CreateCustomer, GrantCredits, CreateSession, GetCustomer, GetCustomerState, ListCustomers, ReserveRated, UpdateCustomer } from "./documents.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
-import { benefit, grant, meter, named, order, product } from "./support/fixtures.ts";
+import { benefit, grant, ingest, meter, named, order, product } from "./support/fixtures.ts";
 import { createAdminToken } from "../src/domain/access-tokens.ts";
 import { cachedAuthenticator, hashToken } from "../src/domain/auth.ts";
 
@@ -157,6 +157,51 @@ describe("what the merchant keeps for itself", () => {
     const asCustomer = await t.exec(read as never, { c } as never, session.token);
     expect(asCustomer.errors).toBeUndefined();
     expect(keys(asCustomer.data)).toEqual([{}, [null, null], [null], [null]]);
+  });
+});
+
+describe("what a session cannot learn of other customers and the merchant", () => {
+  it("an authorizeUsage entry's description names the merchant's key to an admin, not to the customer's session", async () => {
+    const m = await meter(t, "COUNT", { filter: named("kept-auth") });
+    await grant(t, ada, m, "10");
+    const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId: ada, meterId: m, units: "1", idempotencyKey: "pi_secret_1" } });
+    expect(authorizeUsage).toMatchObject({ allowed: true });
+    const read = parse(`query($c: ID, $m: ID) { ledger(customerId: $c, meterId: $m) { edges { node { kind description } } } }`);
+    const usage = (data: unknown) => (data as { ledger: { edges: { node: { kind: string; description: string | null } }[] } }).ledger.edges.filter((e) => e.node.kind === "USAGE").map((e) => e.node.description);
+    expect(usage((await t.exec(read as never, { c: ada, m } as never)).data)).toEqual(["authorizeUsage pi_secret_1"]);
+    const session = await sessionFor(ada);
+    expect(usage((await t.exec(read as never, { c: ada, m } as never, session.token)).data)).toEqual(["authorizeUsage"]);
+  });
+
+  it("a pool's creditRates name to a session only the rated meters it has a balance on", async () => {
+    const used = await meter(t, "COUNT", { filter: named("rates-used") });
+    const unseen = await meter(t, "COUNT", { filter: named("rates-unreleased") });
+    const { createCreditSystem } = await t.ok(CreateCreditSystem, { input: { name: "pool", rates: [{ meterId: used, creditsPerUnit: "1" }, { meterId: unseen, creditsPerUnit: "5" }] } });
+    if (createCreditSystem.__typename !== "Meter") throw new Error(JSON.stringify(createCreditSystem));
+    const pool = createCreditSystem.id;
+    await grant(t, ada, pool, "100");
+    await ingest(t, [{ name: "rates-used", customerId: ada }]);
+    const read = parse(`query($p: ID!) { meter(id: $p) { creditRates { meter { id } } } }`);
+    const rated = (data: unknown) => (data as { meter: { creditRates: { meter: { id: string } }[] } }).meter.creditRates.map((r) => r.meter.id);
+    expect(rated((await t.exec(read as never, { p: pool } as never)).data)).toEqual(expect.arrayContaining([used, unseen]));
+    const session = await sessionFor(ada);
+    expect(rated((await t.exec(read as never, { p: pool } as never, session.token)).data)).toEqual([used]);
+  });
+
+  it("another customer's ledger entry or grant as a cursor is no cursor: BAD_USER_INPUT, as an id of nothing", async () => {
+    const m = await meter(t, "COUNT", { filter: named("cursor-oracle") });
+    const expires = new Date(Date.now() + 30 * 86_400_000).toISOString();
+    for (const c of [ada, bob]) await t.ok(GrantCredits, { input: { customerId: c, meterId: m, units: "5", expiresAt: expires } });
+    const ids = parse(`query($c: ID, $m: ID) { ledger(customerId: $c, meterId: $m) { edges { node { id } } } creditGrants(customerId: $c, meterId: $m) { edges { node { id } } } }`);
+    const bobs = (await t.exec(ids as never, { c: bob, m } as never)).data as { ledger: { edges: { node: { id: string } }[] }; creditGrants: { edges: { node: { id: string } }[] } };
+    const cursor = (id: string) => Buffer.from(`GPC:S:${id}`).toString("base64");
+    const session = await sessionFor(ada);
+    const codes = async (query: string, after: string) => (await t.exec(parse(query) as never, { a: after } as never, session.token)).errors?.map((e) => [e.extensions?.code, e.extensions?.field]);
+    for (const query of [`query($a: String) { ledger(after: $a) { edges { node { id } } } }`, `query($a: String) { expiringCredits(within: 99999999, after: $a) { edges { node { id } } } }`]) {
+      const other = query.includes("ledger") ? bobs.ledger.edges[0].node.id : bobs.creditGrants.edges[0].node.id;
+      expect(await codes(query, cursor(other))).toEqual([["BAD_USER_INPUT", "after"]]);
+      expect(await codes(query, cursor("no-such-row"))).toEqual([["BAD_USER_INPUT", "after"]]);
+    }
   });
 });
 

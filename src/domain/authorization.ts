@@ -22,6 +22,17 @@ import type { Notify } from "./notify.ts";
 import { inTransaction } from "./transactions.ts";
 import { submit, type JobKind, type WriteJob } from "./writer.ts";
 
+/**
+ * The description of an authorizeUsage's USAGE entry, followed by the call's idempotencyKey when it had one
+ * (an admin's ledger names the call; a customer session reads the description without the key: `publicDescription`).
+ */
+export const AUTHORIZED = "authorizeUsage";
+
+/** A ledger entry's description as a customer session reads it: the merchant's idempotency key left out. */
+export function publicDescription(kind: string, description: string | null): string | null {
+  return kind === "USAGE" && description?.startsWith(`${AUTHORIZED} `) ? AUTHORIZED : description;
+}
+
 export interface UsageRequest extends CustomerRef {
   meterId: string;
   /** micro-units, > 0 */
@@ -383,7 +394,7 @@ const usageKind: JobKind<UsageJob> = {
       const row = rowOf.get(job);
       if (row && !inserted.has(row.id)) continue; // the key was taken
       if (job.type === "authorize") {
-        const description = job.key ? `authorizeUsage ${job.key}` : "authorizeUsage";
+        const description = job.key ? `${AUTHORIZED} ${job.key}` : AUTHORIZED;
         plans.set(job, [use(job.target, job.target.poolMeterId === null, { direct: { units: job.units, description }, field: "input.units" })]);
       } else if (job.rated) {
         // The hold is of credits on the pool, where its row counts; the rated meter's own balance does not move.

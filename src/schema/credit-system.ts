@@ -2,7 +2,7 @@
 import { createCreditSystem, creditRates, MAX_CREATED_RATES, setCreditRate } from "../domain/credit-systems.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { builder } from "./builder.ts";
-import { orgId } from "./access.ts";
+import { orgId, sessionScope } from "./access.ts";
 import { MeterObject } from "./meter.ts";
 
 const CreditRateObject = builder.prismaObject("CreditRate", {
@@ -19,8 +19,17 @@ builder.prismaObjectFields("Meter", (t) => ({
   creditSystemId: t.exposeID("creditPoolId", { nullable: true, description: "The credit system this meter's usage draws from, if it is rated" }),
   creditRates: t.field({
     type: [CreditRateObject],
-    description: "A credit system's rates, per meter, oldest first (empty for other meters)",
-    resolve: (m, _args, ctx) => (m.creditSystem ? creditRates(ctx.db, m.id) : []),
+    description: "A credit system's rates, per meter, oldest first (empty for other meters); a customer session sees those of the meters it has a balance on",
+    resolve: async (m, _args, ctx) => {
+      if (!m.creditSystem) return [];
+      const rates = await creditRates(ctx.db, m.id);
+      if (ctx.principal?.kind !== "customer" || !rates.length) return rates;
+      // a rated meter the customer never used reads as if it did not exist, here as in meter(id)
+      const ids = [...new Set(rates.map((r) => r.meterId))];
+      const seen = await ctx.db.meter.findMany({ where: { id: { in: ids }, ...sessionScope(ctx).meter }, select: { id: true } });
+      const visible = new Set(seen.map((v) => v.id));
+      return rates.filter((r) => visible.has(r.meterId));
+    },
   }),
 }));
 

@@ -3,7 +3,8 @@ import { NotFoundError } from "../domain/errors.ts";
 import { voidCreditGrant } from "../domain/grants.ts";
 import { balanceAt, expiringGrants, meterHistory } from "../domain/ledger.ts";
 import { builder, type Context } from "./builder.ts";
-import { assertReadableMeter, orgId, readableCustomer, refArgs } from "./access.ts";
+import { assertReadableMeter, merchantOnly, orgId, readableCustomer, refArgs } from "./access.ts";
+import { publicDescription } from "../domain/authorization.ts";
 import { sharedFilter, totalCountField, pageArgs } from "./pagination.ts";
 import { CreditGrantObject } from "./grant.ts";
 import { EventObject } from "./event.ts";
@@ -40,7 +41,12 @@ builder.prismaObject("LedgerEntry", {
       resolve: (e, _args, ctx) => (e.eventId ? ctx.db.event.findUnique({ where: { id: e.eventId } }) : null),
     }),
     eventCount: t.exposeInt("eventCount", { description: "USAGE: how many events the entry covers" }),
-    description: t.exposeString("description", { nullable: true }),
+    description: t.string({
+      nullable: true,
+      description: "What the entry is for; for a customer session, without the merchant's idempotency key (an authorizeUsage entry names it)",
+      select: { description: true, kind: true },
+      resolve: (e, _args, ctx) => merchantOnly(ctx, e.description, publicDescription(e.kind, e.description)),
+    }),
     ratedMeter: t.field({
       type: MeterObject,
       nullable: true,
@@ -101,12 +107,15 @@ builder.queryFields((t) => ({
       authScopes: { authenticated: true },
       args: { customerId: t.arg.id(), externalCustomerId: t.arg.string(), meterId: t.arg.id() },
       totalCount: async (_root, args, ctx) => ctx.db.ledgerEntry.count({ where: await ledgerWhere(ctx, args) }),
-      resolve: async (query, _root, args, ctx) =>
-        ctx.db.ledgerEntry.findMany(
-          await pageArgs(query, await ledgerWhere(ctx, args), [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }], (id) =>
-            ctx.db.ledgerEntry.findFirst({ where: { id, organizationId: orgId(ctx) }, select: { occurredAt: true, sequence: true } }),
+      resolve: async (query, _root, args, ctx) => {
+        const where = await ledgerWhere(ctx, args);
+        // the cursor's entry is looked for in the list's customer's ledger: another customer's id is no cursor
+        return ctx.db.ledgerEntry.findMany(
+          await pageArgs(query, where, [{ occurredAt: "asc" }, { sequence: "asc" }, { id: "asc" }], (id) =>
+            ctx.db.ledgerEntry.findFirst({ where: { id, organizationId: orgId(ctx), customerId: where.customerId }, select: { occurredAt: true, sequence: true } }),
           ),
-        ),
+        );
+      },
     },
     { name: "LedgerEntryConnection" },
     { name: "LedgerEntryEdge" },
@@ -149,7 +158,9 @@ builder.queryFields((t) => ({
       resolve: async (query, _root, args, ctx) => {
         const { where, orderBy } = await expiringWhere(ctx, args);
         return ctx.db.creditGrant.findMany(
-          await pageArgs(query, where, orderBy, (id) => ctx.db.creditGrant.findFirst({ where: { id, organizationId: orgId(ctx) }, select: { expiresAt: true } })),
+          await pageArgs(query, where, orderBy, (id) =>
+            ctx.db.creditGrant.findFirst({ where: { id, organizationId: orgId(ctx), customerId: where.customerId }, select: { expiresAt: true } }),
+          ),
         );
       },
     },
