@@ -1,13 +1,14 @@
 // The real entry points as a user runs them: `npm start` (src/main.ts) and `npm run cli`.
 import { execFile } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
 import { loadConfig } from "../src/config.ts";
-import { DEFAULT_DATABASE_URL } from "../src/db/url.ts";
+import { DEFAULT_DATABASE_URL, pgConfig } from "../src/db/url.ts";
 import { authenticate } from "../src/domain/auth.ts";
 import { gql, startServer, tsx } from "./support/process.ts";
 
@@ -70,12 +71,37 @@ describe("npm start", () => {
     const cli = promisify(execFile)(tsx, ["src/cli.ts", "token", "list", "x"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: `file:${path.join(dir, "typo", "credits.db")}` } });
     await expect(cli).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining("no database at") });
     expect(existsSync(path.join(dir, "typo"))).toBe(false);
-    // an unreachable database: the migration process's error in the same one line, no stack
+    // an unreachable database: one line, no stack
     const unreachable = startServer({ DATABASE_URL: "postgresql://postgres@127.0.0.1:1/none", WEBHOOK_SECRET_KEY_FILE: path.join(dir, "unreachable.key") });
     await expect(unreachable.ready).rejects.toThrow();
     expect(await unreachable.exited).toMatchObject({ code: 1 });
     const said = unreachable.output().trim().split("\n").filter((l) => l.trim() && !l.startsWith("{"));
-    expect(said).toEqual([expect.stringMatching(/^credits-ledger could not start: applying migrations failed: Can't reach database server at `127\.0\.0\.1:1`/)]);
+    expect(said).toEqual([expect.stringMatching(/^credits-ledger could not start: cannot connect to the database: connect ECONNREFUSED 127\.0\.0\.1:1/)]);
+  });
+
+  it("a PostgreSQL address that takes the connection and never answers fails the start after the 30 s connect timeout, in one line", async () => {
+    const held: net.Socket[] = [];
+    const silent = net.createServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const { port } = silent.address() as net.AddressInfo;
+    try {
+      const start = startServer({ DATABASE_URL: `postgresql://postgres:pw@127.0.0.1:${port}/x`, WEBHOOK_SECRET_KEY_FILE: path.join(dir, "silent.key") }, "node", 50_000);
+      await expect(start.ready).rejects.toThrow();
+      expect(await start.exited).toMatchObject({ code: 1 });
+      const said = start.output().trim().split("\n").filter((l) => l.trim() && !l.startsWith("{"));
+      expect(said).toEqual([expect.stringMatching(/^credits-ledger could not start: cannot connect to the database: .*timeout/i)]);
+    } finally {
+      for (const socket of held) socket.destroy();
+      silent.close();
+    }
+  }, 60_000);
+
+  it("the migrations read DATABASE_URL as the server's driver does: TLS, a Unix socket, an IPv6 literal, a password parameter", () => {
+    expect(pgConfig("postgresql://app:pw@db.example.com:6543/ledger?sslmode=require")).toMatchObject({ host: "db.example.com", port: 6543, user: "app", password: "pw", database: "ledger", ssl: expect.anything() });
+    expect(pgConfig("postgresql://postgres@/ledger?host=/var/run/postgresql&port=5433")).toMatchObject({ host: "/var/run/postgresql", port: 5433, database: "ledger" });
+    expect(pgConfig("postgresql://postgres@[::1]:5432/ledger")).toMatchObject({ host: "::1", port: 5432 });
+    expect(pgConfig("postgresql://postgres@db/ledger?password=s3cret")).toMatchObject({ password: "s3cret" });
+    expect(pgConfig("postgresql://postgres@db/ledger")).toMatchObject({ connectionTimeoutMillis: 30_000 });
   });
 
   it("a blank value means the default, for every variable", () => {

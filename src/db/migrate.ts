@@ -85,6 +85,8 @@ export async function migrateDeployApart(url: string): Promise<string[]> {
   return JSON.parse(out) as string[];
 }
 
+class UnreachableDatabaseError extends Error {}
+
 /** Every migration folder is recorded in _prisma_migrations as finished and not rolled back. */
 async function upToDate(url: string): Promise<boolean> {
   const provider = providerOf(url);
@@ -95,7 +97,11 @@ async function upToDate(url: string): Promise<boolean> {
     if (provider === "postgresql") {
       const { default: pg } = await import("pg");
       const client = new pg.Client(pgConfig(url));
-      await client.connect();
+      // A database that cannot be reached (or does not answer within the connect timeout) fails the start
+      // here, in one line, rather than again in the migration process after as long once more.
+      await client.connect().catch((err: Error) => {
+        throw new UnreachableDatabaseError(`cannot connect to the database: ${err.message}`);
+      });
       try {
         applied = (await client.query<{ migration_name: string }>(query)).rows.map((r) => r.migration_name);
       } finally {
@@ -112,7 +118,8 @@ async function upToDate(url: string): Promise<boolean> {
         db.close();
       }
     }
-  } catch {
+  } catch (err) {
+    if (err instanceof UnreachableDatabaseError) throw err;
     return false; // no history table yet, or the database cannot be read: the engine decides (and reports)
   }
   const done = new Set(applied);

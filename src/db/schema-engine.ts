@@ -7,6 +7,7 @@ import path from "node:path";
 import { bindMigrationAwareSqlAdapterFactory } from "@prisma/driver-adapter-utils";
 import type { SqlMigrationAwareDriverAdapterFactory, SqlDriverAdapter } from "@prisma/driver-adapter-utils";
 import type { SchemaEngine, MigrationList } from "@prisma/schema-engine-wasm";
+import type { PoolConfig } from "pg";
 
 const require = createRequire(import.meta.url);
 
@@ -84,12 +85,12 @@ export async function patchPgCharColumns() {
  * built from a connectionString and (b) DROPs the shadow DB before closing its pool ("database ... is being
  * accessed by other users"), leaking prisma_migrate_shadow_db_* databases.
  */
-export async function pgShadowDb(pgConfig: Record<string, unknown>): Promise<SqlDriverAdapter> {
+export async function pgShadowDb(pgConfig: PoolConfig): Promise<SqlDriverAdapter> {
   const { PrismaPg } = await import("@prisma/adapter-pg");
-  const admin = await new PrismaPg(pgConfig as any).connect();
+  const admin = await new PrismaPg(pgConfig).connect();
   const name = `prisma_migrate_shadow_db_${crypto.randomUUID()}`;
   await admin.executeScript(`CREATE DATABASE "${name}"`);
-  const shadow = await new PrismaPg({ ...pgConfig, database: name } as any).connect();
+  const shadow = await new PrismaPg({ ...pgConfig, database: name }).connect();
   return new Proxy(shadow, {
     get(target, prop) {
       if (prop === "dispose") {

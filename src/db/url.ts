@@ -1,6 +1,8 @@
 // Which engine a DATABASE_URL points at, and what each engine needs before the first connection.
 import { existsSync, mkdirSync } from "node:fs";
 import path from "node:path";
+import type { ClientConfig } from "pg";
+import { parseIntoClientConfig } from "pg-connection-string";
 
 export type Provider = "sqlite" | "postgresql";
 
@@ -30,16 +32,14 @@ export function ensureSqliteDir(url: string): void {
   if (file && file !== ":memory:") mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
 }
 
-/** node-postgres connection options from a URL (the migration tooling needs them split up). */
-export function pgConfig(url: string) {
-  const u = new URL(url);
-  return {
-    host: u.hostname,
-    port: Number(u.port || 5432),
-    user: decodeURIComponent(u.username),
-    password: decodeURIComponent(u.password),
-    database: u.pathname.slice(1),
-  };
+/**
+ * node-postgres connection options from a URL, for the migration tooling (it needs them split up, to name the
+ * shadow database). Read by node-postgres's own parser, as the server's pools read DATABASE_URL: TLS
+ * (`sslmode`, `sslrootcert`, …), a Unix socket (`?host=/dir`), an IPv6 literal and a `?password=` reach the
+ * migrations as they reach the server. A connection that cannot be made within 30 s fails, as the server's do.
+ */
+export function pgConfig(url: string): ClientConfig & { connectionTimeoutMillis: number } {
+  return { ...parseIntoClientConfig(url), connectionTimeoutMillis: 30_000 };
 }
 
 /**
