@@ -55,11 +55,17 @@ function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
 /** pino's levels, which LOG_LEVEL names. */
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
-function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+/** The longest delay Node's timers take: setTimeout, setInterval and AbortSignal.timeout turn a longer one into 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A positive integer setting; one in milliseconds (`…_MS`) at most MAX_TIMER_MS. */
+function positiveInteger(env: NodeJS.ProcessEnv, name: string, fallback: number, max = name.endsWith("_MS") ? MAX_TIMER_MS : Number.MAX_SAFE_INTEGER): number {
   const raw = setting(env, name);
   if (!raw) return fallback;
   const value = Number(raw);
-  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got "${raw}" (default ${fallback})`);
+  if (!Number.isSafeInteger(value) || value < 1 || value > max) {
+    throw new Error(`${name} must be a positive integer${max < Number.MAX_SAFE_INTEGER ? ` up to ${max}` : ""}, got "${raw}" (default ${fallback})`);
+  }
   return value;
 }
 
@@ -87,23 +93,24 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const sqliteSynchronous = (setting(env, "SQLITE_SYNCHRONOUS") ?? "FULL").toUpperCase();
   if (!isSqliteSynchronous(sqliteSynchronous)) throw new Error(`SQLITE_SYNCHRONOUS must be FULL, NORMAL or EXTRA, got "${env.SQLITE_SYNCHRONOUS}"`);
   const schedulerIntervalMs = Number(setting(env, "SCHEDULER_INTERVAL_MS") ?? 10_000);
-  if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100) throw new Error("SCHEDULER_INTERVAL_MS must be an integer ≥ 100");
+  if (!Number.isInteger(schedulerIntervalMs) || schedulerIntervalMs < 100 || schedulerIntervalMs > MAX_TIMER_MS) throw new Error(`SCHEDULER_INTERVAL_MS must be an integer from 100 to ${MAX_TIMER_MS}`);
   const meterLimits: MeterLimits = {
     maxActiveMeters: positiveInteger(env, "MAX_ACTIVE_METERS", DEFAULT_METER_LIMITS.maxActiveMeters),
     maxFilterClauses: positiveInteger(env, "MAX_FILTER_CLAUSES", DEFAULT_METER_LIMITS.maxFilterClauses),
   };
   const shutdownGraceMs = Number(setting(env, "SHUTDOWN_GRACE_MS") ?? 10_000);
-  if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0) throw new Error("SHUTDOWN_GRACE_MS must be an integer ≥ 0");
+  if (!Number.isInteger(shutdownGraceMs) || shutdownGraceMs < 0 || shutdownGraceMs > MAX_TIMER_MS) throw new Error(`SHUTDOWN_GRACE_MS must be an integer from 0 to ${MAX_TIMER_MS}`);
   const allowPrivate = (env.WEBHOOK_ALLOW_PRIVATE_NETWORKS ?? "").trim().toLowerCase();
   if (allowPrivate && allowPrivate !== "true" && allowPrivate !== "false") throw new Error(`WEBHOOK_ALLOW_PRIVATE_NETWORKS must be true or false, got "${allowPrivate}"`);
   const webhooks: Omit<WebhookSettings, "key"> = {
     allowPrivateNetworks: allowPrivate === "true",
     retryBaseMs: positiveInteger(env, "WEBHOOK_RETRY_BASE_MS", DEFAULT_WEBHOOK_SETTINGS.retryBaseMs),
-    retryWindowMs: positiveInteger(env, "WEBHOOK_RETRY_WINDOW_HOURS", DEFAULT_WEBHOOK_SETTINGS.retryWindowMs / 3600_000) * 3600_000,
+    retryWindowMs: positiveInteger(env, "WEBHOOK_RETRY_WINDOW_HOURS", DEFAULT_WEBHOOK_SETTINGS.retryWindowMs / 3600_000, 24 * 365 * 10) * 3600_000,
     timeoutMs: positiveInteger(env, "WEBHOOK_TIMEOUT_MS", DEFAULT_WEBHOOK_SETTINGS.timeoutMs),
     maxResponseBytes: DEFAULT_WEBHOOK_SETTINGS.maxResponseBytes,
     pollMs: positiveInteger(env, "WEBHOOK_POLL_MS", DEFAULT_WEBHOOK_SETTINGS.pollMs),
-    retentionMs: positiveInteger(env, "WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_SETTINGS.retentionMs / 86_400_000) * 86_400_000,
+    // a date that far back stays a date (past about 270,000 years it is an invalid one)
+    retentionMs: positiveInteger(env, "WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_SETTINGS.retentionMs / 86_400_000, 36_500) * 86_400_000,
   };
   const logLevel = setting(env, "LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);

@@ -104,6 +104,24 @@ describe("npm start", () => {
     expect(pgConfig("postgresql://postgres@db/ledger")).toMatchObject({ connectionTimeoutMillis: 30_000 });
   });
 
+  it("refuses a delay Node's timers cannot keep (they would fire after 1 ms) and a retention past the dates there are, naming the variable", () => {
+    const refused = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return null;
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    for (const name of ["SCHEDULER_INTERVAL_MS", "WEBHOOK_POLL_MS", "WEBHOOK_TIMEOUT_MS", "SHUTDOWN_GRACE_MS", "HTTP_REQUEST_TIMEOUT_MS"]) {
+      expect(refused({ [name]: "2592000000" }), name).toContain(name);
+      expect(refused({ [name]: "2147483647" }), name).toBeNull();
+    }
+    expect(refused({ WEBHOOK_RETENTION_DAYS: "999999999" })).toContain("WEBHOOK_RETENTION_DAYS");
+    expect(refused({ WEBHOOK_RETRY_WINDOW_HOURS: "999999999" })).toContain("WEBHOOK_RETRY_WINDOW_HOURS");
+    expect(loadConfig({ WEBHOOK_RETENTION_DAYS: "36500" }).webhooks.retentionMs).toBe(36_500 * 86_400_000);
+  });
+
   it("a blank value means the default, for every variable", () => {
     const blank = loadConfig({ SQLITE_SYNCHRONOUS: " ", DATABASE_URL: "  ", REDIS_URL: " ", PORT: " " });
     expect(blank).toMatchObject({ sqliteSynchronous: "FULL", databaseUrl: DEFAULT_DATABASE_URL, redisUrl: undefined, port: 4000 });
