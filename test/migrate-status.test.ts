@@ -8,7 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
-import { migrateDeploy } from "../src/db/migrate.ts";
+import { migrateDeploy, withMigrationLock } from "../src/db/migrate.ts";
 import { providerOf } from "../src/db/url.ts";
 import type { MigrationStatus } from "../scripts/migrate-status.ts";
 import { freshDatabase } from "./support/app.ts";
@@ -72,4 +72,41 @@ describe("npm run migrate:status", () => {
     expect(text).toMatch(/Only in the database \(.*\):\n {2}99991231000000_other_branch\n/);
     expect(text.trim().split("\n").at(-1)).toBe("Not up to date.");
   });
+});
+
+describe("processes migrating one database at once", () => {
+  it("a deploy waits while another process holds the migration lock, then applies every migration; none is recorded as failed", async () => {
+    const other = await freshDatabase(mkdtempSync(path.join(dir, "lock-")));
+    try {
+      let release!: () => void;
+      let locked!: () => void;
+      const held = new Promise<void>((resolve) => (locked = resolve));
+      const holding = withMigrationLock(other.url, () => {
+        locked();
+        return new Promise<void>((resolve) => (release = resolve));
+      });
+      await held;
+      let exited = false;
+      const deploy = promisify(execFile)(tsx, ["scripts/migrate.ts", "deploy"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: other.url } }).finally(() => (exited = true));
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      expect(exited).toBe(false); // waiting for the lock, not migrating beside its holder
+      release();
+      await holding;
+      expect((await deploy).stdout).toContain("applied:");
+      // a second deploy racing a third: one applies, the other finds them applied
+      const again = await freshDatabase(mkdtempSync(path.join(dir, "race-")));
+      try {
+        const run = () => promisify(execFile)(tsx, ["scripts/migrate.ts", "deploy"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: again.url } });
+        await Promise.all([run(), run()]);
+        for (const url of [other.url, again.url]) {
+          const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", "--json"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: url } });
+          expect(JSON.parse(stdout) as MigrationStatus).toMatchObject({ failed: [], upToDate: true });
+        }
+      } finally {
+        await again.drop();
+      }
+    } finally {
+      await other.drop();
+    }
+  }, 120_000);
 });

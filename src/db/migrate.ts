@@ -50,9 +50,49 @@ async function withEngine<T>(url: string, run: (engine: SchemaEngineHandle, prov
  */
 export async function migrateDeploy(url: string): Promise<string[]> {
   if (await upToDate(url)) return [];
-  return withEngine(url, async (engine, provider) =>
-    (await applyMigrations(engine, migrationsDir(provider))).appliedMigrationNames,
-  );
+  return withMigrationLock(url, async () => {
+    // another process may have applied them while this one waited for the lock
+    if (await upToDate(url)) return [];
+    return withEngine(url, async (engine, provider) => (await applyMigrations(engine, migrationsDir(provider))).appliedMigrationNames);
+  });
+}
+
+/** How long a process waits for another one's migrations (a long one rewrites a large ledger's index). */
+export const MIGRATION_LOCK_WAIT_MS = 30 * 60_000;
+/** PostgreSQL advisory lock key of the migrations (the schema engine's own lock gives up after 10 s). */
+const MIGRATION_LOCK_KEY = 4_729_110_233_857;
+
+/**
+ * Run `work` alone among the processes migrating this database: two nodes starting at once, or `npm start`
+ * beside `npm run cli`. PostgreSQL: a session advisory lock, waited for up to MIGRATION_LOCK_WAIT_MS. SQLite:
+ * an exclusive transaction on a lock file beside the database (`<file>.migrate-lock`), which the operating
+ * system releases if the process dies; without it two processes applied the same migration, and the second one's
+ * failure, recorded in the history, refused the next release's migrations.
+ */
+export async function withMigrationLock<T>(url: string, work: () => Promise<T>): Promise<T> {
+  if (providerOf(url) === "postgresql") {
+    const { default: pg } = await import("pg");
+    const client = new pg.Client(pgConfig(url));
+    await client.connect();
+    try {
+      await client.query(`SET lock_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
+      await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
+      return await work();
+    } finally {
+      await client.end(); // the session's lock ends with it
+    }
+  }
+  const file = sqliteFileOf(url);
+  if (!file || file === ":memory:") return work();
+  const { default: Database } = await import("libsql");
+  const lock = new Database(`${file}.migrate-lock`);
+  try {
+    lock.exec(`PRAGMA busy_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
+    lock.exec("BEGIN EXCLUSIVE");
+    return await work();
+  } finally {
+    lock.close();
+  }
 }
 
 /**
