@@ -4,7 +4,7 @@
 import path from "node:path";
 import { migrateStatus } from "../src/db/migrate.ts";
 import { listMigrations } from "../src/db/schema-engine.ts";
-import { providerOf } from "../src/db/url.ts";
+import { pgConfig, providerOf } from "../src/db/url.ts";
 
 type Diagnosis = Awaited<ReturnType<typeof migrateStatus>>;
 
@@ -29,8 +29,19 @@ export interface MigrationStatus {
 
 const root = path.resolve(import.meta.dirname, "..");
 
+/**
+ * The database as a person may see it printed: a PostgreSQL URL rebuilt from what node-postgres reads in it
+ * (user, host, port, database), its password shown as *** wherever the URL carried it (before the host, with an
+ * `@` in it or not, or as `?password=`), and no other parameter.
+ */
 function withoutPassword(url: string): string {
-  return url.replace(/^(postgres(?:ql)?:\/\/[^:/@]*):[^@]*@/, "$1:***@");
+  if (!/^postgres(ql)?:\/\//.test(url)) return url;
+  try {
+    const c = pgConfig(url);
+    return `postgresql://${c.user ?? ""}${c.password ? ":***" : ""}@${c.host ?? ""}${c.port ? `:${c.port}` : ""}/${c.database ?? ""}`;
+  } catch {
+    return "postgresql://… (not a URL node-postgres reads)";
+  }
 }
 
 /** The status from the engine's diagnosis; `diagnosis` null when the database has no migrations table yet. */

@@ -14,7 +14,7 @@ import path from "node:path";
 
 const [cmd, name] = process.argv.slice(2);
 // as npm start reads it: empty means the default
-const url = process.env.DATABASE_URL || DEFAULT_DATABASE_URL;
+const url = process.env.DATABASE_URL?.trim() || DEFAULT_DATABASE_URL;
 
 if (cmd === "create") {
   if (!name) throw new Error("usage: npm run migrate:create -- <name>");

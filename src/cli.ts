@@ -44,8 +44,15 @@ async function withDb(work: (db: Db, redisUrl: string | undefined) => Promise<vo
     console.error(`error: no database at ${missing} (npm start, or npm run cli -- org create <name>, creates it)`);
     process.exit(1);
   }
-  await migrateDeploy(databaseUrl); // a fresh database works without a prior `npm start`
-  const db = await createPrisma(databaseUrl);
+  let db: Db;
+  try {
+    await migrateDeploy(databaseUrl); // a fresh database works without a prior `npm start`
+    db = await createPrisma(databaseUrl);
+  } catch (err) {
+    // an unreachable database, a failed migration: one line (the stack with LOG_LEVEL=debug), exit 1
+    console.error(`error: ${process.env.LOG_LEVEL?.trim() === "debug" ? ((err as Error).stack ?? err) : (err as Error).message}`);
+    process.exit(1);
+  }
   try {
     await work(db, redisUrl);
   } catch (err) {
@@ -99,7 +106,12 @@ if (group === "org" && command === "create" && argument) {
     const revoked = await revokeAccessToken(db, notify, found.organizationId, found.id);
     console.log(`revoked ${revoked.id} (${revoked.kind} ${revoked.prefix}) at ${iso(revoked.revokedAt)}`);
     if (redisUrl) {
-      for (const r of announced) await announceRevocation(redisUrl, { organizationId: found.organizationId, ...r });
+      try {
+        for (const r of announced) await announceRevocation(redisUrl, { organizationId: found.organizationId, ...r });
+      } catch (err) {
+        // the revocation is committed: only the running nodes' hearing of it at once failed
+        console.error(`warning: could not tell the running servers through Redis (${(err as Error).message}); they refuse the token within ${ADMIN_TOKEN_CACHE_MS / 1000} s`);
+      }
     } else {
       console.log(`running servers refuse it within ${ADMIN_TOKEN_CACHE_MS / 1000} s`);
     }

@@ -9,6 +9,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { createPrisma } from "../src/db/client.ts";
 import { loadConfig } from "../src/config.ts";
 import { DEFAULT_DATABASE_URL, pgConfig } from "../src/db/url.ts";
+import { summarize } from "../scripts/migrate-status.ts";
 import { authenticate } from "../src/domain/auth.ts";
 import { gql, startServer, tsx } from "./support/process.ts";
 
@@ -163,5 +164,44 @@ describe("npm run cli -- org create", () => {
   it("explains its usage when called wrongly", async () => {
     const run = promisify(execFile)(tsx, ["src/cli.ts", "org"], { env: { ...process.env, ENV_FILE: "" } });
     await expect(run).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("usage: npm run cli -- org create <name>") });
+  });
+
+  it("an unreachable database is one error line and exit 1; a revocation Redis cannot announce is still stored, and said so", async () => {
+    const cli = async (args: string[], env: Record<string, string>) =>
+      promisify(execFile)(tsx, ["src/cli.ts", ...args], { env: { ...process.env, ENV_FILE: "", ...env } }).then(
+        (r) => ({ code: 0, out: r.stdout + r.stderr }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, out: e.stdout + e.stderr }),
+      );
+    const unreachable = await cli(["org", "create", "Acme"], { DATABASE_URL: "postgresql://postgres:pw@127.0.0.1:1/x" });
+    expect(unreachable).toMatchObject({ code: 1 });
+    expect(unreachable.out.trim().split("\n")).toEqual([expect.stringMatching(/^error: cannot connect to the database: connect ECONNREFUSED/)]);
+
+    const url = `file:${path.join(mkdtempSync(path.join(dir, "cli-")), "a.db")}`;
+    const orgId = /organization id: (\S+)/.exec((await cli(["org", "create", "Acme"], { DATABASE_URL: url })).out)![1];
+    const tokenId = (await cli(["token", "list", orgId], { DATABASE_URL: url })).out.trim().split("\n")[1].split("\t")[0];
+    const nobody = net.createServer();
+    await new Promise<void>((resolve) => nobody.listen(0, "127.0.0.1", resolve));
+    const { port } = nobody.address() as net.AddressInfo;
+    await new Promise((resolve) => nobody.close(resolve)); // a port nothing listens on
+    const revoked = await cli(["token", "revoke", tokenId], { DATABASE_URL: url, REDIS_URL: `redis://127.0.0.1:${port}` });
+    expect(revoked).toMatchObject({ code: 0 });
+    expect(revoked.out).toContain(`revoked ${tokenId}`);
+    expect(revoked.out).toContain("warning: could not tell the running servers through Redis");
+    expect(revoked.out).not.toMatch(/^\s+at /m);
+    expect((await cli(["token", "list", orgId], { DATABASE_URL: url })).out.trim().split("\n")[1].split("\t")[6]).not.toBe("-");
+  }, 60_000);
+
+  it("the migration scripts take a blank DATABASE_URL as the default, and never print a database password", async () => {
+    const script = async (args: string[], env: Record<string, string>) =>
+      promisify(execFile)(tsx, ["scripts/migrate.ts", ...args], { env: { ...process.env, ENV_FILE: "", ...env } }).then(
+        (r) => r.stdout + r.stderr,
+        (e: { stdout: string; stderr: string }) => e.stdout + e.stderr,
+      );
+    const blank = await script(["status"], { DATABASE_URL: " " });
+    expect(blank).not.toContain("DATABASE_URL must start with");
+    expect(blank).toContain("data/credits.db");
+    for (const url of ["postgresql://postgres:Pa@ss9Word@127.0.0.1:1/x", "postgresql://postgres@127.0.0.1:1/x?password=TopSecret123", "postgresql://postgres:Plain5ecret@127.0.0.1:1/x"]) {
+      expect(summarize(url, "prisma/postgresql/migrations", [], null).database).toBe("postgresql://postgres:***@127.0.0.1:1/x");
+    }
   });
 });
