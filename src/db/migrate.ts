@@ -84,6 +84,7 @@ export async function withMigrationLock<T>(url: string, work: () => Promise<T>):
   }
   const file = sqliteFileOf(url);
   if (!file || file === ":memory:") return work();
+  ensureSqliteDir(url); // a first start: the database's folder does not exist yet
   const { default: Database } = await import("libsql");
   const lock = new Database(`${file}.migrate-lock`);
   try {
