@@ -1,5 +1,5 @@
 // Configuration from the environment (documented in .env.example and the README).
-import { DEFAULT_DATABASE_URL, isSqliteSynchronous, type SqliteSynchronous } from "./db/url.ts";
+import { DEFAULT_DATABASE_URL, isSqliteSynchronous, pgConfig, providerOf, type SqliteSynchronous } from "./db/url.ts";
 import { DEFAULT_METER_LIMITS, type MeterLimits } from "./domain/meters.ts";
 import { DEFAULT_LIMITS, LIMIT_ENV, resolveLimits, type Limits } from "./limits.ts";
 import { DEFAULT_WEBHOOK_SETTINGS, type WebhookSettings } from "./webhooks/delivery.ts";
@@ -112,6 +112,26 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // a date that far back stays a date (past about 270,000 years it is an invalid one)
     retentionMs: positiveInteger(env, "WEBHOOK_RETENTION_DAYS", DEFAULT_WEBHOOK_SETTINGS.retentionMs / 86_400_000, 36_500) * 86_400_000,
   };
+  const databaseUrl = setting(env, "DATABASE_URL") ?? DEFAULT_DATABASE_URL;
+  if (providerOf(databaseUrl) === "postgresql") {
+    try {
+      pgConfig(databaseUrl);
+    } catch (err) {
+      throw new Error(`DATABASE_URL is not a PostgreSQL URL node-postgres can read (${(err as Error).message})`);
+    }
+  }
+  const redisUrl = setting(env, "REDIS_URL");
+  if (redisUrl) {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(redisUrl);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") || (parsed.port && !/^\d+$/.test(parsed.port))) {
+      throw new Error(`REDIS_URL must be a redis:// or rediss:// URL like redis://127.0.0.1:6379, got "${redisUrl.replace(/\/\/[^@/]*@/, "//***@")}"`);
+    }
+  }
   const logLevel = setting(env, "LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   return {
@@ -127,8 +147,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     sqliteSynchronous,
     port,
     host: setting(env, "HOST") ?? "0.0.0.0",
-    databaseUrl: setting(env, "DATABASE_URL") ?? DEFAULT_DATABASE_URL,
-    redisUrl: setting(env, "REDIS_URL"),
+    databaseUrl,
+    redisUrl,
     adminToken,
     logLevel,
     publicUrl: publicUrlFromEnv(env.PUBLIC_URL),

@@ -123,6 +123,23 @@ describe("npm start", () => {
     expect(loadConfig({ WEBHOOK_RETENTION_DAYS: "36500" }).webhooks.retentionMs).toBe(36_500 * 86_400_000);
   });
 
+  it("refuses a REDIS_URL or PostgreSQL DATABASE_URL it cannot use, naming the variable, before anything is written", () => {
+    const refused = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return null;
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(refused({ REDIS_URL: "http://127.0.0.1:6379" })).toMatch(/^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
+    expect(refused({ REDIS_URL: "redis://127.0.0.1:notaport" })).toMatch(/^REDIS_URL must be/);
+    expect(refused({ REDIS_URL: "rediss://:s3cret@cache.example.com:6380" })).toBeNull();
+    expect(refused({ DATABASE_URL: "postgresql://postgres@db:notaport/x" })).toMatch(/^DATABASE_URL is not a PostgreSQL URL node-postgres can read/);
+    expect(refused({ DATABASE_URL: "postgresql://postgres:50%@db/x" })).toBeNull(); // node-postgres reads a stray % as itself
+    expect(refused({ DATABASE_URL: "postgresql://postgres@db/x?sslmode=require" })).toBeNull();
+  });
+
   it("a blank value means the default, for every variable", () => {
     const blank = loadConfig({ SQLITE_SYNCHRONOUS: " ", DATABASE_URL: "  ", REDIS_URL: " ", PORT: " " });
     expect(blank).toMatchObject({ sqliteSynchronous: "FULL", databaseUrl: DEFAULT_DATABASE_URL, redisUrl: undefined, port: 4000 });
