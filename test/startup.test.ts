@@ -1,6 +1,6 @@
 // The real entry points as a user runs them: `npm start` (src/main.ts) and `npm run cli`.
 import { execFile } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -78,6 +78,16 @@ describe("npm start", () => {
     expect(await unreachable.exited).toMatchObject({ code: 1 });
     const said = unreachable.output().trim().split("\n").filter((l) => l.trim() && !l.startsWith("{"));
     expect(said).toEqual([expect.stringMatching(/^credits-ledger could not start: cannot connect to the database: connect ECONNREFUSED 127\.0\.0\.1:1/)]);
+  });
+
+  it("a DATABASE_URL naming a file that is not a SQLite database: the start says what the driver said, in one line", async () => {
+    const file = path.join(mkdtempSync(path.join(dir, "notadb-")), "credits.db");
+    writeFileSync(file, "this is not a database\n".repeat(200));
+    const start = startServer({ DATABASE_URL: `file:${file}`, WEBHOOK_SECRET_KEY_FILE: path.join(dir, "notadb.key") });
+    await expect(start.ready).rejects.toThrow();
+    expect(await start.exited).toMatchObject({ code: 1 });
+    const said = start.output().trim().split("\n").filter((l) => l.trim() && !l.startsWith("{"));
+    expect(said).toEqual([expect.stringMatching(/^credits-ledger could not start: applying migrations failed: .*file is not a database/)]);
   });
 
   it("a PostgreSQL address that takes the connection and never answers fails the start after the 30 s connect timeout, in one line", async () => {

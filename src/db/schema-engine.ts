@@ -120,11 +120,40 @@ export async function openSchemaEngine(opts: {
   const files = await readSchemaFiles(opts.schemaPath);
   const opened: SqlDriverAdapter[] = [];
   const bound = bindMigrationAwareSqlAdapterFactory(withScriptAwareShadowDb(opts.adapterFactory, opts.connectToShadowDb, opened));
-  const engine = await SE.new({ datamodels: files.map((f) => [f.path, f.content]) }, opts.log ?? (() => {}), bound);
-  return Object.assign(engine, {
+  // A driver's error reaches the engine as "External error id#N", its text kept in the bound factory's
+  // registry: the engine's errors (opening it, and every call) get that text back ("file is not a database", …).
+  const explained = (err: unknown): unknown => {
+    const id = err instanceof Error ? /External error id#(\d+)/.exec(err.message)?.[1] : undefined;
+    const found = id === undefined ? undefined : bound.errorRegistry.consumeError(Number(id));
+    if (!found) return err;
+    const cause = found.error as { message?: unknown; cause?: { message?: unknown } } | null;
+    const said = typeof cause?.message === "string" && cause.message ? cause.message : typeof cause?.cause?.message === "string" ? cause.cause.message : String(found.error);
+    return new Error((err as Error).message.replace(/External error id#\d+/, said), { cause: found.error });
+  };
+  let engine: SchemaEngine;
+  try {
+    engine = await SE.new({ datamodels: files.map((f) => [f.path, f.content]) }, opts.log ?? (() => {}), bound);
+  } catch (err) {
+    throw explained(err);
+  }
+  const handle = Object.assign(engine, {
     async close() {
       engine.free();
       await Promise.all(opened.map((a) => a.dispose()));
+    },
+  });
+  return new Proxy(handle, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== "function" || prop === "close" || prop === "free") return value;
+      return (...args: unknown[]) => {
+        try {
+          const result = value.apply(target, args);
+          return result instanceof Promise ? result.catch((err: unknown) => Promise.reject(explained(err))) : result;
+        } catch (err) {
+          throw explained(err);
+        }
+      };
     },
   });
 }
