@@ -73,6 +73,7 @@ export async function withMigrationLock<T>(url: string, work: () => Promise<T>):
   if (providerOf(url) === "postgresql") {
     const { default: pg } = await import("pg");
     const client = new pg.Client(pgConfig(url));
+    client.on("error", () => {}); // a connection lost while migrating fails the migration, not the process
     await client.connect();
     try {
       await client.query(`SET lock_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
