@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Availability, AuthorizeUsage, BalanceAt, CommitReservation, CreateBenefit, CreateCreditSystem, CreateProduct, EntitlementState, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter, UpdateProduct } from "./documents.ts";
+import { Availability, AuthorizeUsage, BalanceAt, LedgerOf, CommitReservation, CreateBenefit, CreateCreditSystem, CreateProduct, EntitlementState, GrantCredits, CreateSession, IngestStrict, RatedLedger, ReleaseReservation, ReservationsOfMeter, ReserveRated, SessionBalances, SetCreditRate, UpdateMeter, UpdateProduct } from "./documents.ts";
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { adjustBalances, adjustment } from "../src/domain/balances.ts";
@@ -198,6 +198,30 @@ describe("credit systems", () => {
     const at = async (when: Date) => (await t.ok(BalanceAt, { customerId: c, meterId: pool, at: when.toISOString() })).balanceAt;
     expect(await at(new Date(before.getTime() + 1))).toBe("990");
     expect(await at(after)).toBe("971");
+  });
+
+  it("a write whose events fall under two rates draws at each, and each draw's entry names the last event it drew for", async () => {
+    const { api, pool, calls } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "100");
+    const now = t.advance(60_000);
+    await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "2", effectiveAt: new Date(now.getTime() + 5_000).toISOString() });
+    const at = (ms: number) => new Date(now.getTime() + ms).toISOString();
+    await ingest(t, [
+      { name: calls, customerId: c, externalId: unique("old-a"), timestamp: at(0) },
+      { name: calls, customerId: c, externalId: unique("new-a"), timestamp: at(10_000) },
+      { name: calls, customerId: c, externalId: "link-old-b", timestamp: at(1_000) },
+      { name: calls, customerId: c, externalId: "link-new-b", timestamp: at(20_000) },
+    ]);
+    const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: pool, first: 100 });
+    const draws = ledger.edges.map((e) => e.node).filter((n) => n.kind === "USAGE");
+    expect(draws.map((d) => [d.units, d.eventCount, d.event?.externalId])).toEqual(
+      expect.arrayContaining([
+        ["-2", 2, "link-old-b"],
+        ["-4", 2, "link-new-b"],
+      ]),
+    );
+    expect(draws).toHaveLength(2);
   });
 
   it("a new rate starts after usage already drawn with a timestamp ahead of the clock (allowed up to a minute)", async () => {
@@ -437,20 +461,21 @@ describe("credit systems", () => {
 describe("drawsOf: the draws of one write", () => {
   const AT = Date.parse("2026-06-01T00:00:00.000Z");
   /** The per-event rule as written: each event at the rate in force at its instant (the first before any), rounded on its own. */
-  function perEvent(rates: Rate[], events: { at: number; value: bigint }[]): [bigint, { units: bigint; rated: bigint; events: number }][] {
-    const out = new Map<bigint, { units: bigint; rated: bigint; events: number }>();
-    for (const e of events) {
+  /** ... and each rate's draw names the last of its events (events are named by their place, "e<i>") */
+  function perEvent(rates: Rate[], events: { at: number; value: bigint }[]): [bigint, { units: bigint; rated: bigint; events: number; lastEventId: string | null }][] {
+    const out = new Map<bigint, { units: bigint; rated: bigint; events: number; lastEventId: string | null }>();
+    events.forEach((e, i) => {
       let rate = rates[0]!;
       for (const r of rates) if (r.at.getTime() <= e.at) rate = r;
-      const d = out.get(rate.perUnit) ?? { units: 0n, rated: 0n, events: 0 };
-      out.set(rate.perUnit, { units: d.units + drawOf(e.value, rate.perUnit), rated: d.rated + e.value, events: d.events + 1 });
-    }
+      const d = out.get(rate.perUnit) ?? { units: 0n, rated: 0n, events: 0, lastEventId: null };
+      out.set(rate.perUnit, { units: d.units + drawOf(e.value, rate.perUnit), rated: d.rated + e.value, events: d.events + 1, lastEventId: `e${i}` });
+    });
     return [...out];
   }
   const entries = (draws: ReturnType<typeof drawsOf>) => draws.map(({ perUnit, ...d }) => [perUnit, d] as const);
-  const usageOf = (events: { at: number; value: bigint }[]) => {
+  const usageOf = (events: { at: number; value: bigint }[], from = 0) => {
     const u = new RatedUsage();
-    for (const e of events) u.add(e.at, e.value);
+    events.forEach((e, i) => u.add(e.at, e.value, `e${from + i}`));
     return u;
   };
   // whole credits, rates whose products round, and rates dividing 10^6 in between
@@ -479,7 +504,7 @@ describe("drawsOf: the draws of one write", () => {
         const bounds = [0, ...cuts.map((c) => c % (events.length + 1)).sort((a, b) => a - b), events.length];
         const total = new Map<bigint, bigint>();
         for (let i = 1; i < bounds.length; i++) {
-          for (const d of drawsOf(rs, usageOf(events.slice(bounds[i - 1], bounds[i])))) total.set(d.perUnit, (total.get(d.perUnit) ?? 0n) + d.units);
+          for (const d of drawsOf(rs, usageOf(events.slice(bounds[i - 1], bounds[i]), bounds[i - 1]))) total.set(d.perUnit, (total.get(d.perUnit) ?? 0n) + d.units);
         }
         expect(total).toEqual(new Map(expected.map(([p, d]) => [p, d.units])));
       }),

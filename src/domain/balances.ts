@@ -712,7 +712,9 @@ export class BalanceBook {
       const u = a.usage;
       if (u?.timed) {
         for (const d of drawsOf(rated.rates, u.timed)) {
-          draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: d.perUnit, eventId: u.lastEventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
+          // one draw per rate: each names the last event drawn at its rate (one rate: the usage's last event)
+          const eventId = d.events === u.timed.count ? u.lastEventId : d.lastEventId;
+          draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: d.perUnit, eventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
         }
       }
       const current = rateAt(rated.rates, this.now).perUnit;

@@ -93,17 +93,21 @@ export class RatedUsage {
   sum = 0n;
   private firstAt = 0;
   private firstValue = 0n;
-  /** epoch milliseconds and values of the events after the first */
+  private firstId: string | null = null;
+  /** epoch milliseconds, values and event ids of the events after the first */
   private moreAt: number[] | null = null;
   private moreValues: bigint[] | null = null;
+  private moreIds: (string | null)[] | null = null;
 
-  add(at: number, value: bigint): void {
+  add(at: number, value: bigint, eventId: string | null = null): void {
     if (this.count === 0) {
       this.firstAt = at;
       this.firstValue = value;
+      this.firstId = eventId;
     } else {
       (this.moreAt ??= []).push(at);
       (this.moreValues ??= []).push(value);
+      (this.moreIds ??= []).push(eventId);
     }
     this.count++;
     if (at < this.first) this.first = at;
@@ -120,6 +124,11 @@ export class RatedUsage {
   atOf(i: number): number {
     return i === 0 ? this.firstAt : this.moreAt![i - 1]!;
   }
+
+  /** the event of the i-th value added */
+  idOf(i: number): string | null {
+    return i === 0 ? this.firstId : this.moreIds![i - 1]!;
+  }
 }
 
 /** What the events of one rate draw: micro-credits (each event rounded on its own), their units on the rated meter and how many events. */
@@ -130,6 +139,8 @@ export interface RateDraw {
   /** the events' micro-units on the rated meter */
   rated: bigint;
   events: number;
+  /** the last of those events added (what the draw's ledger entry names) */
+  lastEventId: string | null;
 }
 
 /**
@@ -156,17 +167,18 @@ export function drawsOf(rates: Rate[], usage: RatedUsage): RateDraw[] {
     let units = 0n;
     if (exact) units = (usage.sum * perUnit) / UNIT_SCALE;
     else for (let i = 0; i < n; i++) units += drawOf(usage.valueAt(i), perUnit);
-    return [{ perUnit, units, rated: usage.sum, events: n }];
+    return [{ perUnit, units, rated: usage.sum, events: n, lastEventId: usage.idOf(n - 1) }];
   }
   const out: RateDraw[] = [];
   for (let i = 0; i < n; i++) {
     const perUnit = rates[rateIndex(rates, usage.atOf(i))]!.perUnit;
     let d = out.find((x) => x.perUnit === perUnit);
-    if (!d) out.push((d = { perUnit, units: 0n, rated: 0n, events: 0 }));
+    if (!d) out.push((d = { perUnit, units: 0n, rated: 0n, events: 0, lastEventId: null }));
     const v = usage.valueAt(i);
     d.units += drawOf(v, perUnit);
     d.rated += v;
     d.events++;
+    d.lastEventId = usage.idOf(i);
   }
   return out;
 }

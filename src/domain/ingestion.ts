@@ -215,7 +215,7 @@ export function usageAdjustments(events: CountableEvent[]): BalanceAdjustment[] 
       }
       u.count++;
       u.sum += value;
-      if (m.rated) (u.timed ??= new RatedUsage()).add(e.timestamp.getTime(), value);
+      if (m.rated) (u.timed ??= new RatedUsage()).add(e.timestamp.getTime(), value, e.id);
       u.max = u.max === null || value > u.max ? value : u.max;
       u.min = u.min === null || value < u.min ? value : u.min;
     }
