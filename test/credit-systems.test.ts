@@ -207,18 +207,20 @@ describe("credit systems", () => {
     const now = t.advance(60_000);
     await setRate({ creditSystemId: pool, meterId: api, creditsPerUnit: "2", effectiveAt: new Date(now.getTime() + 5_000).toISOString() });
     const at = (ms: number) => new Date(now.getTime() + ms).toISOString();
+    const [oldA, newA, oldB, newB] = ["old-a", "new-a", "old-b", "new-b"].map(unique);
     await ingest(t, [
-      { name: calls, customerId: c, externalId: unique("old-a"), timestamp: at(0) },
-      { name: calls, customerId: c, externalId: unique("new-a"), timestamp: at(10_000) },
-      { name: calls, customerId: c, externalId: "link-old-b", timestamp: at(1_000) },
-      { name: calls, customerId: c, externalId: "link-new-b", timestamp: at(20_000) },
+      { name: calls, customerId: c, externalId: oldA, timestamp: at(0) },
+      { name: calls, customerId: c, externalId: newA, timestamp: at(10_000) },
+      { name: calls, customerId: c, externalId: oldB, timestamp: at(1_000) },
+      { name: calls, customerId: c, externalId: newB, timestamp: at(20_000) },
     ]);
     const { ledger } = await t.ok(LedgerOf, { customerId: c, meterId: pool, first: 100 });
     const draws = ledger.edges.map((e) => e.node).filter((n) => n.kind === "USAGE");
+    // at rate 1 the two events before the new rate, the later one (in the call's order) named; at rate 2 the others
     expect(draws.map((d) => [d.units, d.eventCount, d.event?.externalId])).toEqual(
       expect.arrayContaining([
-        ["-2", 2, "link-old-b"],
-        ["-4", 2, "link-new-b"],
+        ["-2", 2, oldB],
+        ["-4", 2, newB],
       ]),
     );
     expect(draws).toHaveLength(2);
@@ -460,8 +462,10 @@ describe("credit systems", () => {
 
 describe("drawsOf: the draws of one write", () => {
   const AT = Date.parse("2026-06-01T00:00:00.000Z");
-  /** The per-event rule as written: each event at the rate in force at its instant (the first before any), rounded on its own. */
-  /** ... and each rate's draw names the last of its events (events are named by their place, "e<i>") */
+  /**
+   * The per-event rule as written: each event at the rate in force at its instant (the first before any), rounded
+   * on its own; each rate's draw names the last of its events (events are named by their place, "e<i>").
+   */
   function perEvent(rates: Rate[], events: { at: number; value: bigint }[]): [bigint, { units: bigint; rated: bigint; events: number; lastEventId: string | null }][] {
     const out = new Map<bigint, { units: bigint; rated: bigint; events: number; lastEventId: string | null }>();
     events.forEach((e, i) => {
