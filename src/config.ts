@@ -47,6 +47,23 @@ export function publicUrlFromEnv(raw: string | undefined): string | undefined {
   return url.toString().replace(/\/+$/, "");
 }
 
+/**
+ * What is wrong with a REDIS_URL (null: nothing ioredis would not take). A URL of another scheme (http://…),
+ * which ioredis would take for a socket path, and a redis:// or rediss:// URL that does not parse (a port that
+ * is not a number) are refused; a bare host:port and a socket path pass, as ioredis reads them.
+ */
+function redisUrlProblem(value: string): string | null {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value)?.[1]?.toLowerCase();
+  if (scheme === undefined) return null;
+  if (scheme !== "redis" && scheme !== "rediss") return `got a ${scheme}:// URL`;
+  try {
+    new URL(value);
+    return null;
+  } catch {
+    return `the ${scheme}:// URL does not parse (a port that is not a number?)`;
+  }
+}
+
 /** A variable's value, trimmed; empty counts as unset (the default applies), as the README says. */
 function setting(env: NodeJS.ProcessEnv, name: string): string | undefined {
   return env[name]?.trim() || undefined;
@@ -121,17 +138,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     }
   }
   const redisUrl = setting(env, "REDIS_URL");
-  if (redisUrl) {
-    let parsed: URL | undefined;
-    try {
-      parsed = new URL(redisUrl);
-    } catch {
-      parsed = undefined;
-    }
-    if (!parsed || (parsed.protocol !== "redis:" && parsed.protocol !== "rediss:") || (parsed.port && !/^\d+$/.test(parsed.port))) {
-      throw new Error(`REDIS_URL must be a redis:// or rediss:// URL like redis://127.0.0.1:6379, got "${redisUrl.replace(/\/\/[^@/]*@/, "//***@")}"`);
-    }
-  }
+  const redisProblem = redisUrl ? redisUrlProblem(redisUrl) : null;
+  // the value itself is never printed: it may hold a password
+  if (redisProblem) throw new Error(`REDIS_URL must be a redis:// or rediss:// URL (or, as ioredis takes them, host:port or a socket path): ${redisProblem}`);
   const logLevel = setting(env, "LOG_LEVEL") ?? "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got "${logLevel}"`);
   return {

@@ -144,7 +144,11 @@ describe("npm start", () => {
     };
     expect(refused({ REDIS_URL: "http://127.0.0.1:6379" })).toMatch(/^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
     expect(refused({ REDIS_URL: "redis://127.0.0.1:notaport" })).toMatch(/^REDIS_URL must be/);
-    expect(refused({ REDIS_URL: "rediss://:s3cret@cache.example.com:6380" })).toBeNull();
+    // the value is never echoed: a password in it stays out of the logs, whatever it contains
+    expect(refused({ REDIS_URL: "redis://:se/cr#et@cache.example.com:notaport" })).not.toMatch(/se\/cr|et@/);
+    expect(refused({ REDIS_URL: "http://default:se-cret@cache.example.com:6379" })).not.toContain("se-cret");
+    // what ioredis takes besides URLs: a socket path, host:port
+    for (const ok of ["rediss://:s3cret@cache.example.com:6380", "redis://:pw@127.0.0.1:6379/2", "/var/run/redis/redis.sock", "cache.internal:6379"]) expect(refused({ REDIS_URL: ok }), ok).toBeNull();
     expect(refused({ DATABASE_URL: "postgresql://postgres@db:notaport/x" })).toMatch(/^DATABASE_URL is not a PostgreSQL URL node-postgres can read/);
     expect(refused({ DATABASE_URL: "postgresql://postgres:50%@db/x" })).toBeNull(); // node-postgres reads a stray % as itself
     expect(refused({ DATABASE_URL: "postgresql://postgres@db/x?sslmode=require" })).toBeNull();
