@@ -110,3 +110,35 @@ describe("processes migrating one database at once", () => {
     }
   }, 120_000);
 });
+
+describe.skipIf(!process.env.TEST_DATABASE_URL)("the PostgreSQL migration lock's session", () => {
+  it("outlives the server's idle_session_timeout, and its loss fails the migration as an outcome unknown", async () => {
+    const other = await freshDatabase(mkdtempSync(path.join(dir, "lost-")));
+    const { default: pg } = await import("pg");
+    const admin = new pg.Client({ connectionString: other.url });
+    await admin.connect();
+    const name = new URL(other.url).pathname.slice(1);
+    const lockHolder = async () =>
+      (await admin.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $1) AND pid <> pg_backend_pid()`, [name])).rows;
+    try {
+      // the session sits idle while the engine migrates on its own connections: a 1 s idle_session_timeout must not end it
+      await admin.query(`ALTER DATABASE "${name}" SET idle_session_timeout = '1s'`);
+      await withMigrationLock(other.url, async () => {
+        await new Promise((resolve) => setTimeout(resolve, 2_500));
+        expect(await lockHolder()).toHaveLength(1);
+      });
+      await admin.query(`ALTER DATABASE "${name}" RESET idle_session_timeout`);
+      // lost all the same (the backend ended): the work's result is not reported as a success
+      const outcome = withMigrationLock(other.url, async () => {
+        const [holder] = await lockHolder();
+        await admin.query("SELECT pg_terminate_backend($1)", [holder!.pid]);
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        return ["20990101000000_pretend"];
+      });
+      await expect(outcome).rejects.toThrow(/the migration lock's connection was lost while migrating/);
+    } finally {
+      await admin.end();
+      await other.drop();
+    }
+  });
+});

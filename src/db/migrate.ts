@@ -57,6 +57,13 @@ export async function migrateDeploy(url: string): Promise<string[]> {
   });
 }
 
+function migrationLockLost(cause: Error): Error {
+  return new Error(
+    `the migration lock's connection was lost while migrating (${cause.message}): another process may have migrated at the same time; run npm run migrate:status before starting again`,
+    { cause },
+  );
+}
+
 /** How long a process waits for another one's migrations (a long one rewrites a large ledger's index). */
 export const MIGRATION_LOCK_WAIT_MS = 30 * 60_000;
 /** PostgreSQL advisory lock key of the migrations (the schema engine's own lock gives up after 10 s). */
@@ -72,15 +79,28 @@ const MIGRATION_LOCK_KEY = 4_729_110_233_857;
 export async function withMigrationLock<T>(url: string, work: () => Promise<T>): Promise<T> {
   if (providerOf(url) === "postgresql") {
     const { default: pg } = await import("pg");
-    const client = new pg.Client(pgConfig(url));
-    client.on("error", () => {}); // a connection lost while migrating fails the migration, not the process
+    // The lock lives as long as this session, which sits idle while the engine migrates on its own connections:
+    // kept alive (TCP keepalive, no idle_session_timeout), and if it is lost all the same the migration's
+    // outcome is reported as unknown, since another process may then have migrated beside this one.
+    const client = new pg.Client({ ...pgConfig(url), keepAlive: true });
+    let lost: Error | null = null;
+    client.on("error", (err: Error) => (lost ??= err));
+    client.on("end", () => (lost ??= new Error("the connection ended")));
     await client.connect();
+    let released = false;
     try {
       await client.query(`SET lock_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
+      await client.query(`SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`);
       await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
-      return await work();
+      const result = await work();
+      await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
+      released = true;
+      return result;
+    } catch (err) {
+      if (lost && !released) throw migrationLockLost(lost);
+      throw err;
     } finally {
-      await client.end(); // the session's lock ends with it
+      await client.end().catch(() => {}); // the session's lock ends with it
     }
   }
   const file = sqliteFileOf(url);
