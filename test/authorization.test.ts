@@ -34,6 +34,18 @@ async function funded(units: string) {
   return { c, m, name };
 }
 
+/** A customer subscribed to a plan with 5 credits and a metered price on a SUM meter of events named `name`: usage past zero is billable overage. */
+async function metered(name: string) {
+  const m = await meter(t, "SUM", { property: "n", filter: named(name) });
+  const plan = await product(t, [await benefit(t, m, "5")], {
+    recurring: true,
+    prices: [{ type: "METERED_UNIT", currency: "usd", meterId: m, unitAmount: "0.1" }],
+  });
+  const c = await customer(t);
+  await order(t, c, plan);
+  return { c, m };
+}
+
 async function authorize(input: AuthorizeUsageInput) {
   const { authorizeUsage } = await t.ok(AuthorizeUsage, { input });
   if (authorizeUsage.__typename !== "UsageAuthorization") throw new Error(JSON.stringify(authorizeUsage));
@@ -119,13 +131,7 @@ describe("authorizeUsage on a credits-only meter", () => {
 
 describe("overage policy", () => {
   it("a customer with a metered price on the meter is authorized into billable overage", async () => {
-    const m = await meter(t, "SUM", { property: "n", filter: named("auth-metered") });
-    const plan = await product(t, [await benefit(t, m, "5")], {
-      recurring: true,
-      prices: [{ type: "METERED_UNIT", currency: "usd", meterId: m, unitAmount: "0.1" }],
-    });
-    const c = await customer(t);
-    await order(t, c, plan);
+    const { c, m } = await metered("auth-metered");
     expect(await authorize({ customerId: c, meterId: m, units: "8" })).toMatchObject({ allowed: true, balance: "-3" });
     const strict = (await t.ok(IngestStrict, { events: [{ name: "auth-metered", customerId: c, metadata: { n: 2 } }] })).ingestEvents;
     expect(strict).toMatchObject({ __typename: "IngestSummary", inserted: 1 });
@@ -163,13 +169,7 @@ describe("strict ingestion", () => {
 
 describe("reservations", () => {
   it("holds on an overage meter never add up past the 64-bit range: the hold that would is refused, typed, and the balance stays usable", async () => {
-    const m = await meter(t, "SUM", { property: "n", filter: named("auth-metered-holds") });
-    const plan = await product(t, [await benefit(t, m, "5")], {
-      recurring: true,
-      prices: [{ type: "METERED_UNIT", currency: "usd", meterId: m, unitAmount: "0.1" }],
-    });
-    const c = await customer(t);
-    await order(t, c, plan);
+    const { c, m } = await metered("auth-metered-holds");
     // 10^12 units is the largest one input takes; nine of them (9 × 10^18 micro-units) still fit in 2^63 − 1
     for (let i = 0; i < 9; i++) expect(await reserve({ customerId: c, meterId: m, units: "1000000000000" })).toMatchObject({ allowed: true });
     const { reserveUsage } = await t.ok(ReserveUsage, { input: { customerId: c, meterId: m, units: "1000000000000" } });

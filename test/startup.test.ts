@@ -115,15 +115,17 @@ describe("npm start", () => {
     expect(pgConfig("postgresql://postgres@db/ledger")).toMatchObject({ connectionTimeoutMillis: 30_000 });
   });
 
+  /** loadConfig's refusal of `env` (null: accepted) */
+  const refused = (env: Record<string, string>) => {
+    try {
+      loadConfig(env);
+      return null;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+
   it("refuses a delay Node's timers cannot keep (they would fire after 1 ms) and a retention past the dates there are, naming the variable", () => {
-    const refused = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return null;
-      } catch (err) {
-        return (err as Error).message;
-      }
-    };
     for (const name of ["SCHEDULER_INTERVAL_MS", "WEBHOOK_POLL_MS", "WEBHOOK_TIMEOUT_MS", "SHUTDOWN_GRACE_MS", "HTTP_REQUEST_TIMEOUT_MS"]) {
       expect(refused({ [name]: "2592000000" }), name).toContain(name);
       expect(refused({ [name]: "2147483647" }), name).toBeNull();
@@ -134,14 +136,6 @@ describe("npm start", () => {
   });
 
   it("refuses a REDIS_URL or PostgreSQL DATABASE_URL it cannot use, naming the variable, before anything is written", () => {
-    const refused = (env: Record<string, string>) => {
-      try {
-        loadConfig(env);
-        return null;
-      } catch (err) {
-        return (err as Error).message;
-      }
-    };
     expect(refused({ REDIS_URL: "http://127.0.0.1:6379" })).toMatch(/^REDIS_URL must be a redis:\/\/ or rediss:\/\/ URL/);
     expect(refused({ REDIS_URL: "redis://127.0.0.1:notaport" })).toMatch(/^REDIS_URL must be/);
     // the value is never echoed: a password in it stays out of the logs, whatever it contains
