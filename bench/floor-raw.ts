@@ -73,12 +73,19 @@ function prepare(events: BenchEvent[], batch: number, customerIds: string[], met
  */
 export type FloorRows = "upserts" | "ledger";
 
+/** Events written before the timed ones, as the service's warm-up (the bench's warm-up customers: their own rows). */
+export interface FloorWarmUp {
+  events: BenchEvent[];
+  customerIds: string[];
+}
+
 /** SQLite: `serviceDbFile` lends the tables' definitions and indexes; the floor writes to its own file. */
 export async function sqliteFloor(
   serviceDbFile: string,
   dir: string,
   organizationId: string,
   events: BenchEvent[],
+  warm: FloorWarmUp,
   batch: number,
   customerIds: string[],
   meterIds: Record<string, string>,
@@ -95,7 +102,8 @@ export async function sqliteFloor(
   // copies none either).
   const tablesDdl = ddl.map((s) => s.replace(/,\s*CONSTRAINT "[^"]+" FOREIGN KEY \([^)]*\) REFERENCES "[^"]+" \([^)]*\)(\s+ON (DELETE|UPDATE) (CASCADE|RESTRICT|SET NULL|SET DEFAULT|NO ACTION))*/g, ""));
   const prepared = prepare(events, batch, customerIds, meterIds);
-  if (rows === "ledger") return sqliteLedgerFloor(path.join(dir, "floor-ledger.db"), tablesDdl, organizationId, prepared);
+  const warmUp = prepare(warm.events, batch, warm.customerIds, meterIds);
+  if (rows === "ledger") return sqliteLedgerFloor(path.join(dir, "floor-ledger.db"), tablesDdl, organizationId, warmUp, prepared);
   const client = createLibsqlClient({ url: `file:${path.join(dir, "floor.db")}` });
   try {
     await client.execute("PRAGMA journal_mode=WAL"); // as the service's connection (src/db/libsql.ts)
@@ -116,31 +124,36 @@ export async function sqliteFloor(
       `ON CONFLICT ("customerId", "meterId") DO UPDATE SET "consumed" = ${max ? `max("consumed", excluded."consumed")` : `"consumed" + excluded."consumed"`}`;
     let written = 0;
     let balanceRows = 0;
-    const t0 = performance.now();
-    for (const p of prepared) {
-      const createdAt = sqliteIsoText(new Date().toISOString());
-      const tx = await client.transaction("write");
-      try {
-        for (let j = 0; j < p.events.length; j += ROWS_PER_STATEMENT) {
-          const chunk = p.events.slice(j, j + ROWS_PER_STATEMENT);
-          const args: InValue[] = [];
-          for (const e of chunk) args.push(e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sqliteIsoText(e.timestamp), e.metadata, createdAt);
-          written += (await tx.execute({ sql: insertFor(chunk.length), args })).rowsAffected;
-        }
-        for (const [map, max] of [[p.added, false], [p.largest, true]] as const) {
-          const entries = [...map];
-          for (let j = 0; j < entries.length; j += ROWS_PER_STATEMENT) {
-            const chunk = entries.slice(j, j + ROWS_PER_STATEMENT);
+    const writeBatches = async (batches: Prepared[]) => {
+      for (const p of batches) {
+        const createdAt = sqliteIsoText(new Date().toISOString());
+        const tx = await client.transaction("write");
+        try {
+          for (let j = 0; j < p.events.length; j += ROWS_PER_STATEMENT) {
+            const chunk = p.events.slice(j, j + ROWS_PER_STATEMENT);
             const args: InValue[] = [];
-            for (const [key, micro] of chunk) args.push(...key.split(" "), micro);
-            balanceRows += (await tx.execute({ sql: upsertFor(chunk.length, max), args })).rowsAffected;
+            for (const e of chunk) args.push(e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sqliteIsoText(e.timestamp), e.metadata, createdAt);
+            written += (await tx.execute({ sql: insertFor(chunk.length), args })).rowsAffected;
           }
+          for (const [map, max] of [[p.added, false], [p.largest, true]] as const) {
+            const entries = [...map];
+            for (let j = 0; j < entries.length; j += ROWS_PER_STATEMENT) {
+              const chunk = entries.slice(j, j + ROWS_PER_STATEMENT);
+              const args: InValue[] = [];
+              for (const [key, micro] of chunk) args.push(...key.split(" "), micro);
+              balanceRows += (await tx.execute({ sql: upsertFor(chunk.length, max), args })).rowsAffected;
+            }
+          }
+          await tx.commit();
+        } finally {
+          tx.close();
         }
-        await tx.commit();
-      } finally {
-        tx.close();
       }
-    }
+    };
+    await writeBatches(warmUp);
+    written = balanceRows = 0;
+    const t0 = performance.now();
+    await writeBatches(prepared);
     return { ms: performance.now() - t0, events: written, balanceRows };
   } finally {
     client.close();
@@ -158,7 +171,7 @@ const quoted = (columns: readonly string[]) => columns.map((c) => `"${c}"`).join
  * writer, so what is read stays current), their new values worked out here and written back as upserts
  * (inserted at first use), and one ledger entry each.
  */
-function sqliteLedgerFloor(file: string, ddl: string[], organizationId: string, prepared: Prepared[]): FloorResult {
+function sqliteLedgerFloor(file: string, ddl: string[], organizationId: string, warmUp: Prepared[], prepared: Prepared[]): FloorResult {
   const db = new Database(file);
   try {
     db.defaultSafeIntegers(true);
@@ -174,49 +187,54 @@ function sqliteLedgerFloor(file: string, ddl: string[], organizationId: string, 
     const update = BALANCE_COLUMNS.slice(4).map((c) => `"${c}" = excluded."${c}"`).join(", ");
     let written = 0;
     let balanceRows = 0;
-    const t0 = performance.now();
-    for (const p of prepared) {
-      const now = sqliteIsoText(new Date().toISOString());
-      db.exec("BEGIN IMMEDIATE");
-      for (let j = 0; j < p.events.length; j += ROWS_PER_STATEMENT) {
-        const chunk = p.events.slice(j, j + ROWS_PER_STATEMENT);
-        const args: unknown[] = [];
-        for (const e of chunk) args.push(e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sqliteIsoText(e.timestamp), e.metadata, now);
-        const insert = statement("events", chunk.length, () => `INSERT INTO "Event" (${quoted(EVENT_COLUMNS)}) VALUES ${placeholders(EVENT_COLUMNS.length, chunk.length)} ON CONFLICT ("organizationId", "externalId") DO NOTHING`);
-        written += insert.run(...args).changes;
-      }
-      const keys = [...p.counts.keys()];
-      for (let j = 0; j < keys.length; j += ROWS_PER_STATEMENT) {
-        const chunk = keys.slice(j, j + ROWS_PER_STATEMENT);
-        const pairs = chunk.map((k) => k.split(" "));
-        const read = statement("read", chunk.length, () => `SELECT "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "version", "ledgerSequence" FROM "CustomerMeter" WHERE ("customerId", "meterId") IN (VALUES ${placeholders(2, chunk.length)})`);
-        const current = new Map((read.all(...pairs.flat()) as Record<string, bigint | string | null>[]).map((r) => [`${r.customerId} ${r.meterId}`, r]));
-        const balanceArgs: unknown[] = [];
-        const ledgerArgs: unknown[] = [];
-        for (let n = 0; n < chunk.length; n++) {
-          const key = chunk[n];
-          const [customerId, meterId] = pairs[n];
-          const was = current.get(key);
-          const count = BigInt(p.counts.get(key)!);
-          const wasConsumed = (was?.consumedUnits as bigint | undefined) ?? 0n;
-          const credited = (was?.creditedUnits as bigint | undefined) ?? 0n;
-          const largest = p.largest.get(key);
-          const added = p.added.get(key) ?? 0n;
-          const wasMax = (was?.aggMax as bigint | null | undefined) ?? null;
-          const aggMax = largest === undefined ? wasMax : wasMax !== null && wasMax > largest ? wasMax : largest;
-          const consumed = largest === undefined ? wasConsumed + added : (aggMax as bigint);
-          const balance = credited - consumed;
-          const sequence = ((was?.ledgerSequence as bigint | undefined) ?? 0n) + 1n;
-          balanceArgs.push(orderedId(), organizationId, customerId, meterId, consumed, credited, balance, ((was?.aggCount as bigint | undefined) ?? 0n) + count);
-          balanceArgs.push(((was?.aggSum as bigint | undefined) ?? 0n) + added, aggMax, ((was?.version as bigint | undefined) ?? 0n) + 1n, sequence, now, now);
-          ledgerArgs.push(orderedId(), organizationId, customerId, meterId, "USAGE", wasConsumed - consumed, balance, now, sequence, count, now);
+    const writeBatches = (batches: Prepared[]) => {
+      for (const p of batches) {
+        const now = sqliteIsoText(new Date().toISOString());
+        db.exec("BEGIN IMMEDIATE");
+        for (let j = 0; j < p.events.length; j += ROWS_PER_STATEMENT) {
+          const chunk = p.events.slice(j, j + ROWS_PER_STATEMENT);
+          const args: unknown[] = [];
+          for (const e of chunk) args.push(e.id, organizationId, e.name, e.customerId, e.externalCustomerId, e.externalId, sqliteIsoText(e.timestamp), e.metadata, now);
+          const insert = statement("events", chunk.length, () => `INSERT INTO "Event" (${quoted(EVENT_COLUMNS)}) VALUES ${placeholders(EVENT_COLUMNS.length, chunk.length)} ON CONFLICT ("organizationId", "externalId") DO NOTHING`);
+          written += insert.run(...args).changes;
         }
-        const upsert = statement("balances", chunk.length, () => `INSERT INTO "CustomerMeter" (${quoted(BALANCE_COLUMNS)}) VALUES ${placeholders(BALANCE_COLUMNS.length, chunk.length)} ON CONFLICT ("customerId", "meterId") DO UPDATE SET ${update}`);
-        balanceRows += upsert.run(...balanceArgs).changes;
-        statement("ledger", chunk.length, () => `INSERT INTO "LedgerEntry" (${quoted(LEDGER_COLUMNS)}) VALUES ${placeholders(LEDGER_COLUMNS.length, chunk.length)}`).run(...ledgerArgs);
+        const keys = [...p.counts.keys()];
+        for (let j = 0; j < keys.length; j += ROWS_PER_STATEMENT) {
+          const chunk = keys.slice(j, j + ROWS_PER_STATEMENT);
+          const pairs = chunk.map((k) => k.split(" "));
+          const read = statement("read", chunk.length, () => `SELECT "customerId", "meterId", "consumedUnits", "creditedUnits", "aggCount", "aggSum", "aggMax", "version", "ledgerSequence" FROM "CustomerMeter" WHERE ("customerId", "meterId") IN (VALUES ${placeholders(2, chunk.length)})`);
+          const current = new Map((read.all(...pairs.flat()) as Record<string, bigint | string | null>[]).map((r) => [`${r.customerId} ${r.meterId}`, r]));
+          const balanceArgs: unknown[] = [];
+          const ledgerArgs: unknown[] = [];
+          for (let n = 0; n < chunk.length; n++) {
+            const key = chunk[n];
+            const [customerId, meterId] = pairs[n];
+            const was = current.get(key);
+            const count = BigInt(p.counts.get(key)!);
+            const wasConsumed = (was?.consumedUnits as bigint | undefined) ?? 0n;
+            const credited = (was?.creditedUnits as bigint | undefined) ?? 0n;
+            const largest = p.largest.get(key);
+            const added = p.added.get(key) ?? 0n;
+            const wasMax = (was?.aggMax as bigint | null | undefined) ?? null;
+            const aggMax = largest === undefined ? wasMax : wasMax !== null && wasMax > largest ? wasMax : largest;
+            const consumed = largest === undefined ? wasConsumed + added : (aggMax as bigint);
+            const balance = credited - consumed;
+            const sequence = ((was?.ledgerSequence as bigint | undefined) ?? 0n) + 1n;
+            balanceArgs.push(orderedId(), organizationId, customerId, meterId, consumed, credited, balance, ((was?.aggCount as bigint | undefined) ?? 0n) + count);
+            balanceArgs.push(((was?.aggSum as bigint | undefined) ?? 0n) + added, aggMax, ((was?.version as bigint | undefined) ?? 0n) + 1n, sequence, now, now);
+            ledgerArgs.push(orderedId(), organizationId, customerId, meterId, "USAGE", wasConsumed - consumed, balance, now, sequence, count, now);
+          }
+          const upsert = statement("balances", chunk.length, () => `INSERT INTO "CustomerMeter" (${quoted(BALANCE_COLUMNS)}) VALUES ${placeholders(BALANCE_COLUMNS.length, chunk.length)} ON CONFLICT ("customerId", "meterId") DO UPDATE SET ${update}`);
+          balanceRows += upsert.run(...balanceArgs).changes;
+          statement("ledger", chunk.length, () => `INSERT INTO "LedgerEntry" (${quoted(LEDGER_COLUMNS)}) VALUES ${placeholders(LEDGER_COLUMNS.length, chunk.length)}`).run(...ledgerArgs);
+        }
+        db.exec("COMMIT");
       }
-      db.exec("COMMIT");
-    }
+    };
+    writeBatches(warmUp);
+    written = balanceRows = 0;
+    const t0 = performance.now();
+    writeBatches(prepared);
     return { ms: performance.now() - t0, events: written, balanceRows };
   } finally {
     db.close();
@@ -278,6 +296,7 @@ export async function postgresFloor(
   sessions: number,
   organizationId: string,
   events: BenchEvent[],
+  warm: FloorWarmUp,
   batch: number,
   customerIds: string[],
   meterIds: Record<string, string>,
@@ -310,52 +329,57 @@ export async function postgresFloor(
       `INSERT INTO "FloorBalance" ("customerId", "meterId", "consumed") SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[]) ` +
       `ON CONFLICT ("customerId", "meterId") DO UPDATE SET "consumed" = ${max ? `greatest("FloorBalance"."consumed", excluded."consumed")` : `"FloorBalance"."consumed" + excluded."consumed"`}`;
     const prepared = prepare(events, batch, customerIds, meterIds);
-    let next = 0;
     let written = 0;
     let balanceRows = 0;
-    const t0 = performance.now();
-    await Promise.all(
-      clients.map(async (client) => {
-        while (next < prepared.length) {
-          const p = prepared[next++];
-          const createdAt = new Date();
-          const e = p.events;
-          await client.query("BEGIN");
-          const r = await client.query(insert, [
-            e.map((x) => x.id),
-            e.map(() => organizationId),
-            e.map((x) => x.name),
-            e.map((x) => x.customerId),
-            e.map((x) => x.externalCustomerId),
-            e.map((x) => x.externalId),
-            e.map((x) => new Date(x.timestamp)),
-            e.map((x) => x.metadata),
-            e.map(() => createdAt),
-          ]);
-          written += r.rowCount ?? 0;
-          if (rows === "ledger") {
-            const keys = [...p.counts.keys()].sort().map((k) => [k, ...k.split(" ")] as const);
-            const u = await client.query(POSTGRES_LEDGER, [
-              keys.map(() => orderedId()),
-              keys.map(([, c]) => c),
-              keys.map(([, , m]) => m),
-              keys.map(([k]) => (p.largest.get(k) ?? p.added.get(k)!).toString()),
-              keys.map(([k]) => p.largest.has(k)),
-              keys.map(([k]) => p.counts.get(k)!),
-              keys.map(() => orderedId()),
-              organizationId,
-              createdAt,
+    const writeBatches = async (batches: Prepared[]) => {
+      let next = 0;
+      await Promise.all(
+        clients.map(async (client) => {
+          while (next < batches.length) {
+            const p = batches[next++];
+            const createdAt = new Date();
+            const e = p.events;
+            await client.query("BEGIN");
+            const r = await client.query(insert, [
+              e.map((x) => x.id),
+              e.map(() => organizationId),
+              e.map((x) => x.name),
+              e.map((x) => x.customerId),
+              e.map((x) => x.externalCustomerId),
+              e.map((x) => x.externalId),
+              e.map((x) => new Date(x.timestamp)),
+              e.map((x) => x.metadata),
+              e.map(() => createdAt),
             ]);
-            balanceRows += u.rowCount ?? 0;
-          } else for (const [map, max] of [[p.added, false], [p.largest, true]] as const) {
-            const entries = [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [...k.split(" "), v.toString()]);
-            const u = await client.query(upsert(max), [entries.map((x) => x[0]), entries.map((x) => x[1]), entries.map((x) => x[2])]);
-            balanceRows += u.rowCount ?? 0;
+            written += r.rowCount ?? 0;
+            if (rows === "ledger") {
+              const keys = [...p.counts.keys()].sort().map((k) => [k, ...k.split(" ")] as const);
+              const u = await client.query(POSTGRES_LEDGER, [
+                keys.map(() => orderedId()),
+                keys.map(([, c]) => c),
+                keys.map(([, , m]) => m),
+                keys.map(([k]) => (p.largest.get(k) ?? p.added.get(k)!).toString()),
+                keys.map(([k]) => p.largest.has(k)),
+                keys.map(([k]) => p.counts.get(k)!),
+                keys.map(() => orderedId()),
+                organizationId,
+                createdAt,
+              ]);
+              balanceRows += u.rowCount ?? 0;
+            } else for (const [map, max] of [[p.added, false], [p.largest, true]] as const) {
+              const entries = [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, v]) => [...k.split(" "), v.toString()]);
+              const u = await client.query(upsert(max), [entries.map((x) => x[0]), entries.map((x) => x[1]), entries.map((x) => x[2])]);
+              balanceRows += u.rowCount ?? 0;
+            }
+            await client.query("COMMIT");
           }
-          await client.query("COMMIT");
-        }
-      }),
-    );
+        }),
+      );
+    };
+    await writeBatches(prepare(warm.events, batch, warm.customerIds, meterIds));
+    written = balanceRows = 0;
+    const t0 = performance.now();
+    await writeBatches(prepared);
     const ms = performance.now() - t0;
     const measured = measure();
     await first.query(drop);

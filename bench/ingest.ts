@@ -28,13 +28,16 @@ export interface IngestResult {
   upsertsFloor: FloorResult & { eventsPerSecond: number };
 }
 
-/** `events` sent to the service in calls of `batch`, `ingestConnections` in flight; acknowledged events go into the books. */
-export async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<Load> {
+/**
+ * `events` sent to the service in calls of `batch`, `ingestConnections` in flight; acknowledged events go into
+ * the books. With `warmUp`, they are the warm-up customers' (`warm0`…), whose balances the books never read.
+ */
+export async function ingestCalls(ctx: Context, events: BenchEvent[], warmUp = false): Promise<Load> {
   const o = ctx.options;
   const batches: { body: string; events: BenchEvent[] }[] = [];
   for (let i = 0; i < events.length; i += o.batch) {
     const slice = events.slice(i, i + o.batch);
-    batches.push({ body: JSON.stringify({ query: INGEST, variables: { events: slice.map(eventInput) } }), events: slice });
+    batches.push({ body: JSON.stringify({ query: INGEST, variables: { events: slice.map((e) => eventInput(e, warmUp ? "warm" : "c")) } }), events: slice });
   }
   let failure: string | null = null;
   const result = await load({
@@ -50,8 +53,8 @@ export async function ingestCalls(ctx: Context, events: BenchEvent[]): Promise<L
         (b) => b.body,
         (b, text) => {
           const r = (JSON.parse(text) as { data?: { ingestEvents?: { inserted?: number; duplicates?: number } } }).data?.ingestEvents;
-          if (r?.inserted === b.events.length && r.duplicates === 0) for (const e of b.events) ctx.books.add(e);
-          else failure ??= text.slice(0, 300);
+          if (r?.inserted !== b.events.length || r.duplicates !== 0) failure ??= text.slice(0, 300);
+          else if (!warmUp) for (const e of b.events) ctx.books.add(e);
         },
       ),
     ],
@@ -81,10 +84,18 @@ export async function warmUsageRows(ctx: Context): Promise<void> {
   usageRowsMade = true;
 }
 
+/** Calls of the warm-up (WARM_UP_CALLS × batch events over the warm-up customers), for the service and the floor alike. */
+const WARM_UP_CALLS = 10;
+
 export async function batchIngest(ctx: Context, afterCalls: () => void = () => {}): Promise<IngestResult> {
   usageRowsMade = true;
   const o = ctx.options;
   const events = generateEvents(o.events, o.customers, o.seed, "e");
+  // A warm-up first, as the read scenarios' (the code compiled, the statements planned, the pools open), on the
+  // warm-up customers: the measured calls still create every balance row of theirs, as the floor's do. The
+  // floor gets the same warm-up, into its own tables.
+  const warm = { events: generateEvents(WARM_UP_CALLS * o.batch, ctx.seeded.warmCustomerIds.length, o.seed + 1, "iw"), customerIds: ctx.seeded.warmCustomerIds };
+  await ingestCalls(ctx, warm.events, true);
   // PostgreSQL on this machine: its processes' CPU time per event, the service's ingest against the floor's.
   const postmaster = o.engine === "postgresql" ? await postmasterPid(ctx.databaseUrl) : null;
   const databaseCpu = () => (postmaster === null ? null : treeCpuMicros(postmaster));
@@ -105,8 +116,8 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
     const before = databaseCpu();
     const floor =
       o.engine === "postgresql"
-        ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, o.batch, customerIds, meterIds, rows, databaseCpu)
-        : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, o.batch, customerIds, meterIds, rows);
+        ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, warm, o.batch, customerIds, meterIds, rows, databaseCpu)
+        : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, warm, o.batch, customerIds, meterIds, rows);
     if (floor.events !== o.events) throw new BenchFailure(`raw floor (${rows}) stored ${floor.events} of ${o.events} events`);
     return { ...floor, eventsPerSecond: o.events / (floor.ms / 1000), databaseCpuPerEvent: perEvent(before, floor.measured ?? null) };
   };

@@ -80,8 +80,9 @@ export function generateEvents(count: number, customers: number, seed: number, i
   return events;
 }
 
-export function eventInput(e: BenchEvent) {
-  return { name: e.name, externalCustomerId: `c${e.customer}`, externalId: e.externalId, timestamp: e.timestamp, metadata: e.metadata };
+/** The event as the API takes it; `customerPrefix` names the customers (`c0`…, or the warm-up customers' `warm0`…). */
+export function eventInput(e: BenchEvent, customerPrefix = "c") {
+  return { name: e.name, externalCustomerId: `${customerPrefix}${e.customer}`, externalId: e.externalId, timestamp: e.timestamp, metadata: e.metadata };
 }
 
 /** Micro-credits `micro` units draw at `perUnit` micro-credits per unit: rounded half away from zero, per event (values are ≥ 0). */
