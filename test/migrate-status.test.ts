@@ -111,6 +111,31 @@ describe("processes migrating one database at once", () => {
   }, 120_000);
 });
 
+describe.skipIf(!process.env.TEST_DATABASE_URL)("a schema engine migrating without the migration lock (a node of an older release)", () => {
+  it("is waited out past the engine's own 10 s, then every migration is applied and none recorded as failed", async () => {
+    const other = await freshDatabase(mkdtempSync(path.join(dir, "engine-")));
+    const { default: pg } = await import("pg");
+    const olderNode = new pg.Client({ connectionString: other.url });
+    await olderNode.connect();
+    try {
+      // what the schema engine holds while it migrates (prisma-engines: pg_advisory_lock(72707369))
+      await olderNode.query("SELECT pg_advisory_lock(72707369)");
+      let settled = false;
+      const deploy = migrateDeploy(other.url).finally(() => (settled = true));
+      deploy.catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 11_000));
+      expect(settled).toBe(false); // still waiting, where the engine alone gave up after 10 s
+      await olderNode.query("SELECT pg_advisory_unlock(72707369)");
+      expect((await deploy).length).toBeGreaterThan(0);
+      const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", "--json"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: other.url } });
+      expect(JSON.parse(stdout) as MigrationStatus).toMatchObject({ failed: [], upToDate: true });
+    } finally {
+      await olderNode.end();
+      await other.drop();
+    }
+  }, 60_000);
+});
+
 describe.skipIf(!process.env.TEST_DATABASE_URL)("the PostgreSQL migration lock's session", () => {
   it("outlives the server's idle_session_timeout, and its loss fails the migration as an outcome unknown", async () => {
     const other = await freshDatabase(mkdtempSync(path.join(dir, "lost-")));

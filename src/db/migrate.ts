@@ -68,10 +68,13 @@ function migrationLockLost(cause: Error): Error {
 export const MIGRATION_LOCK_WAIT_MS = 30 * 60_000;
 /** PostgreSQL advisory lock key of the migrations (the schema engine's own lock gives up after 10 s). */
 const MIGRATION_LOCK_KEY = 4_729_110_233_857;
+/** The schema engine's own advisory lock key, which it holds while it migrates (and waits for 10 s at most). */
+const ENGINE_LOCK_KEY = 72_707_369;
 
 /**
  * Run `work` alone among the processes migrating this database: two nodes starting at once, or `npm start`
- * beside `npm run cli`. PostgreSQL: a session advisory lock, waited for up to MIGRATION_LOCK_WAIT_MS. SQLite:
+ * beside `npm run cli`. PostgreSQL: a session advisory lock, waited for up to MIGRATION_LOCK_WAIT_MS (and so is
+ * a schema engine migrating without it, by its own lock). SQLite:
  * an exclusive transaction on a lock file beside the database (`<file>.migrate-lock`), which the operating
  * system releases if the process dies; without it two processes applied the same migration, and the second one's
  * failure, recorded in the history, refused the next release's migrations.
@@ -92,6 +95,11 @@ export async function withMigrationLock<T>(url: string, work: () => Promise<T>):
       await client.query(`SET lock_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
       await client.query(`SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`);
       await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
+      // A schema engine migrating without that lock (a node of an older release starting beside this one, a
+      // `prisma migrate deploy` by hand) holds its own: waited out here, taken and given back at once, since the
+      // engine this process starts would give up on it after 10 s. `work` then finds what it applied.
+      await client.query(`SELECT pg_advisory_lock(${ENGINE_LOCK_KEY})`);
+      await client.query(`SELECT pg_advisory_unlock(${ENGINE_LOCK_KEY})`);
       const result = await work();
       await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
       released = true;
