@@ -9,7 +9,7 @@
 // which the bench writes beside the profiles), and the CPU time sampled per request of that run.
 // --top <n>: lines per list (25).
 // A .heapprofile (BENCH_HEAP_PROFILE=<folder>, bench/heap-sampling.ts): the bytes the service allocated during
-// the ingest row, garbage included, per event, by place and by function.
+// the ingest row (or the authorizeUsage row), garbage included, per event (per call), by place and by function.
 //   BENCH_HEAP_PROFILE=/tmp/heap npm run bench -- --only ingest && npx tsx bench/profile.ts /tmp/heap/ingest.heapprofile
 // The service runs its build (dist/, scripts/build.ts): frames in it are read through the build's source maps,
 // so places and lines are those of src/.

@@ -3,6 +3,7 @@
 // commit, and 1-event ingest calls. Each checks every answer and keeps what the books need.
 import type autocannon from "autocannon";
 import type { Context } from "./context.ts";
+import { allocationWindow } from "./heap-sampling.ts";
 import { BenchFailure, inTurn, load, type Load } from "./harness.ts";
 import { graphqlClient } from "./support.ts";
 import { generateEvents, eventInput, type BenchEvent } from "./workload.ts";
@@ -95,6 +96,7 @@ export async function authorize(ctx: Context): Promise<Load & { allowed: number;
   const allowed = Array.from({ length: o.authCustomers }, () => 0);
   let refused = 0;
   const f = failures();
+  const allocations = await allocationWindow(ctx.service, "authorize");
   const result = await load({
     url: ctx.service.url,
     pid: ctx.service.pid,
@@ -115,6 +117,7 @@ export async function authorize(ctx: Context): Promise<Load & { allowed: number;
       ),
     ],
   });
+  if (allocations) ctx.log(`allocations during the authorizeUsage row sampled to ${await allocations.stop(o.authCalls)} (npx tsx bench/profile.ts <file>)`);
   f.check("authorizeUsage");
   const gql = graphqlClient(ctx.service.url, ctx.token);
   const credits = BigInt(o.authCredits);
