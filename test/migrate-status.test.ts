@@ -111,6 +111,31 @@ describe("processes migrating one database at once", () => {
   }, 120_000);
 });
 
+describe("a migration lock held past the wait", () => {
+  it("fails the one waiting with what it waited for and how long, without running its work", async () => {
+    const other = await freshDatabase(mkdtempSync(path.join(dir, "wait-")));
+    try {
+      let release!: () => void;
+      let locked!: () => void;
+      const held = new Promise<void>((resolve) => (locked = resolve));
+      const holding = withMigrationLock(other.url, () => {
+        locked();
+        return new Promise<void>((resolve) => (release = resolve));
+      });
+      await held;
+      let ran = false;
+      await expect(withMigrationLock(other.url, async () => void (ran = true), 1_000)).rejects.toThrow(/^waited 1 s for another process's migrations \(the (migration lock|lock file .*\.migrate-lock)\) to finish; it still holds its lock$/);
+      expect(ran).toBe(false);
+      release();
+      await holding;
+      await withMigrationLock(other.url, async () => void (ran = true), 1_000); // free again
+      expect(ran).toBe(true);
+    } finally {
+      await other.drop();
+    }
+  });
+});
+
 describe.skipIf(!process.env.TEST_DATABASE_URL)("a schema engine migrating without the migration lock (a node of an older release)", () => {
   it("is waited out past the engine's own 10 s, then every migration is applied and none recorded as failed", async () => {
     const other = await freshDatabase(mkdtempSync(path.join(dir, "engine-")));
@@ -129,6 +154,9 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("a schema engine migrating witho
       expect((await deploy).length).toBeGreaterThan(0);
       const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", "--json"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: other.url } });
       expect(JSON.parse(stdout) as MigrationStatus).toMatchObject({ failed: [], upToDate: true });
+      // held past the wait: said as what was waited for
+      await olderNode.query("SELECT pg_advisory_lock(72707369)");
+      await expect(withMigrationLock(other.url, async () => {}, 1_000)).rejects.toThrow(/^waited 1 s for a schema engine migrating this database \(its advisory lock 72707369\) to finish/);
     } finally {
       await olderNode.end();
       await other.drop();

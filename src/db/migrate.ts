@@ -71,6 +71,18 @@ const MIGRATION_LOCK_KEY = 4_729_110_233_857;
 /** The schema engine's own advisory lock key, which it holds while it migrates (and waits for 10 s at most). */
 const ENGINE_LOCK_KEY = 72_707_369;
 
+const waitedText = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} s`);
+
+/** A lock's wait that ran out (PostgreSQL's lock_timeout, 55P03) said as what was waited for, and for how long. */
+async function waitedFor<T>(locking: Promise<T>, what: string, waitMs: number): Promise<T> {
+  try {
+    return await locking;
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== "55P03") throw err;
+    throw new Error(`waited ${waitedText(waitMs)} for ${what} to finish; it still holds its lock`, { cause: err });
+  }
+}
+
 /**
  * Run `work` alone among the processes migrating this database: two nodes starting at once, or `npm start`
  * beside `npm run cli`. PostgreSQL: a session advisory lock, waited for up to MIGRATION_LOCK_WAIT_MS (and so is
@@ -79,7 +91,7 @@ const ENGINE_LOCK_KEY = 72_707_369;
  * system releases if the process dies; without it two processes applied the same migration, and the second one's
  * failure, recorded in the history, refused the next release's migrations.
  */
-export async function withMigrationLock<T>(url: string, work: () => Promise<T>): Promise<T> {
+export async function withMigrationLock<T>(url: string, work: () => Promise<T>, waitMs = MIGRATION_LOCK_WAIT_MS): Promise<T> {
   if (providerOf(url) === "postgresql") {
     const { default: pg } = await import("pg");
     // The lock lives as long as this session, which sits idle while the engine migrates on its own connections:
@@ -92,13 +104,13 @@ export async function withMigrationLock<T>(url: string, work: () => Promise<T>):
     await client.connect();
     let released = false;
     try {
-      await client.query(`SET lock_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
+      await client.query(`SET lock_timeout = ${Math.floor(waitMs)}`);
       await client.query(`SELECT set_config(name, '0', false) FROM pg_settings WHERE name = 'idle_session_timeout'`);
-      await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`);
+      await waitedFor(client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK_KEY})`), "another process's migrations (the migration lock)", waitMs);
       // A schema engine migrating without that lock (a node of an older release starting beside this one, a
       // `prisma migrate deploy` by hand) holds its own: waited out here, taken and given back at once, since the
       // engine this process starts would give up on it after 10 s. `work` then finds what it applied.
-      await client.query(`SELECT pg_advisory_lock(${ENGINE_LOCK_KEY})`);
+      await waitedFor(client.query(`SELECT pg_advisory_lock(${ENGINE_LOCK_KEY})`), `a schema engine migrating this database (its advisory lock ${ENGINE_LOCK_KEY})`, waitMs);
       await client.query(`SELECT pg_advisory_unlock(${ENGINE_LOCK_KEY})`);
       const result = await work();
       await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`);
@@ -117,8 +129,13 @@ export async function withMigrationLock<T>(url: string, work: () => Promise<T>):
   const { default: Database } = await import("libsql");
   const lock = new Database(`${file}.migrate-lock`);
   try {
-    lock.exec(`PRAGMA busy_timeout = ${MIGRATION_LOCK_WAIT_MS}`);
-    lock.exec("BEGIN EXCLUSIVE");
+    lock.exec(`PRAGMA busy_timeout = ${Math.floor(waitMs)}`);
+    try {
+      lock.exec("BEGIN EXCLUSIVE");
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== "SQLITE_BUSY") throw err;
+      throw new Error(`waited ${waitedText(waitMs)} for another process's migrations (the lock file ${file}.migrate-lock) to finish; it still holds its lock`, { cause: err });
+    }
     return await work();
   } finally {
     lock.close();
