@@ -85,11 +85,12 @@ async function waitedFor<T>(locking: Promise<T>, what: string, waitMs: number): 
 
 /**
  * Run `work` alone among the processes migrating this database: two nodes starting at once, or `npm start`
- * beside `npm run cli`. PostgreSQL: a session advisory lock, waited for up to MIGRATION_LOCK_WAIT_MS (and so is
- * a schema engine migrating without it, by its own lock). SQLite:
- * an exclusive transaction on a lock file beside the database (`<file>.migrate-lock`), which the operating
- * system releases if the process dies; without it two processes applied the same migration, and the second one's
- * failure, recorded in the history, refused the next release's migrations.
+ * beside `npm run cli`. The lock is waited for up to `waitMs` (MIGRATION_LOCK_WAIT_MS), then the start fails
+ * saying what it waited for. PostgreSQL: a session advisory lock (and a schema engine migrating without it is
+ * waited out by its own lock). SQLite: an exclusive transaction on a lock file beside the database
+ * (`<file>.migrate-lock`), which the operating system releases if the process dies; without it two processes
+ * applied the same migration, and the second one's failure, recorded in the history, refused the next release's
+ * migrations.
  */
 export async function withMigrationLock<T>(url: string, work: () => Promise<T>, waitMs = MIGRATION_LOCK_WAIT_MS): Promise<T> {
   if (providerOf(url) === "postgresql") {
