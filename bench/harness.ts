@@ -130,6 +130,8 @@ export interface LoadOptions {
   requests?: autocannon.Request[];
   /** the loaded server's process: its CPU time over the run is measured (Load.cpuMicros) */
   pid?: number;
+  /** with `amount`: called as the last answer arrives (where the run's CPU times are read), e.g. to read another process's */
+  atLastAnswer?: () => void;
 }
 
 /** Now on CLOCK_MONOTONIC in µs: the clock of V8's CPU profiles (their startTime and samples), on Linux. */
@@ -191,6 +193,9 @@ export async function load(o: LoadOptions): Promise<Load> {
   // autocannon ends a run of a fixed `amount` at its next 1 s sample tick, and its `duration` counts to that
   // tick: a 2,000-request run answered in 0.6 s would read as 1.0 s. Such a run is timed here, to its last answer.
   let lastAnswer = started;
+  // The CPU times are read as the last answer arrives: autocannon itself stops up to a second later.
+  let answered = 0;
+  let atLast: { cpu: number | null; main: number | null; at: number } | null = null;
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const run = autocannon(
       {
@@ -208,15 +213,20 @@ export async function load(o: LoadOptions): Promise<Load> {
     );
     run.on("response", () => {
       lastAnswer = monotonicMicros();
+      if (o.amount !== undefined && ++answered === o.amount) {
+        atLast = { cpu: o.pid === undefined ? null : cpuMicrosOf(o.pid), main: o.pid === undefined ? null : cpuMicrosOf(o.pid, false, true), at: lastAnswer };
+        o.atLastAnswer?.();
+      }
     });
   });
   if (result.errors || result.timeouts || result.non2xx) {
     throw new BenchFailure(`autocannon against ${o.url}: ${result.errors} errors, ${result.timeouts} timeouts, ${result.non2xx} non-2xx answers`);
   }
   const responses = result["2xx"];
-  const window: [number, number] = [started, monotonicMicros()];
-  const cpuAfter = o.pid === undefined ? null : cpuMicrosOf(o.pid);
-  const mainAfter = o.pid === undefined ? null : cpuMicrosOf(o.pid, false, true);
+  const last = atLast as { cpu: number | null; main: number | null; at: number } | null;
+  const window: [number, number] = [started, last?.at ?? monotonicMicros()];
+  const cpuAfter = last ? last.cpu : o.pid === undefined ? null : cpuMicrosOf(o.pid);
+  const mainAfter = last ? last.main : o.pid === undefined ? null : cpuMicrosOf(o.pid, false, true);
   const cpuMicros = cpuBefore !== null && cpuAfter !== null && responses > 0 ? (cpuAfter - cpuBefore) / responses : undefined;
   const mainThreadCpuMicros = mainBefore !== null && mainAfter !== null && responses > 0 ? (mainAfter - mainBefore) / responses : undefined;
   const seconds = o.amount !== undefined ? (lastAnswer - started) / 1e6 : result.duration;

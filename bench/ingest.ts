@@ -32,7 +32,7 @@ export interface IngestResult {
  * `events` sent to the service in calls of `batch`, `ingestConnections` in flight; acknowledged events go into
  * the books. With `warmUp`, they are the warm-up customers' (`warm0`…), whose balances the books never read.
  */
-export async function ingestCalls(ctx: Context, events: BenchEvent[], warmUp = false): Promise<Load> {
+export async function ingestCalls(ctx: Context, events: BenchEvent[], warmUp = false, atLastAnswer?: () => void): Promise<Load> {
   const o = ctx.options;
   const batches: { body: string; events: BenchEvent[] }[] = [];
   for (let i = 0; i < events.length; i += o.batch) {
@@ -47,6 +47,7 @@ export async function ingestCalls(ctx: Context, events: BenchEvent[], warmUp = f
     // autocannon refuses more connections than requests (a warm-up of 2,000 events is two calls)
     connections: Math.min(o.ingestConnections, batches.length),
     amount: batches.length,
+    atLastAnswer,
     requests: [
       inTurn(
         batches,
@@ -96,30 +97,32 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   // floor gets the same warm-up, into its own tables.
   const warm = { events: generateEvents(WARM_UP_CALLS * o.batch, ctx.seeded.warmCustomerIds.length, o.seed + 1, "iw"), customerIds: ctx.seeded.warmCustomerIds };
   await ingestCalls(ctx, warm.events, true);
-  // PostgreSQL on this machine: its processes' CPU time per event, the service's ingest against the floor's.
+  // PostgreSQL on this machine: its processes' CPU time per event, the service's ingest against the floor's,
+  // each from right before its timed writes to its last answer (or COMMIT).
   const postmaster = o.engine === "postgresql" ? await postmasterPid(ctx.databaseUrl) : null;
   const databaseCpu = () => (postmaster === null ? null : treeCpuMicros(postmaster));
-  const dbBefore = databaseCpu();
   const statements = o.engine === "postgresql" && process.env.BENCH_PG_STATEMENTS ? await statementsWindow(ctx.databaseUrl, process.env.BENCH_PG_STATEMENTS) : null;
   const allocations = await allocationWindow(ctx.service, "ingest");
-  const result = await ingestCalls(ctx, events);
+  if (o.engine === "postgresql") await checkpoint(ctx.databaseUrl);
+  const dbBefore = databaseCpu();
+  let dbAfter: number | null = null;
+  const result = await ingestCalls(ctx, events, false, () => (dbAfter = databaseCpu()));
   await statements?.write();
   if (allocations) ctx.log(`allocations during the ingest row sampled to ${await allocations.stop(o.events)} (npx tsx bench/profile.ts <file>)`);
-  const dbAfter = databaseCpu();
   ctx.log(`ingest: ${o.events} events in ${result.seconds.toFixed(1)} s (${Math.round(o.events / result.seconds)} events/s); raw-driver floor next`);
   afterCalls();
-  // The floor's own tables: any organization id of the service's shape does (the API does not show it).
-  const organizationId = orderedId();
+  // The floor's own tables, in the service's organization: on PostgreSQL its balance rows' copy keeps the
+  // service table's foreign keys (to the organization, the customer and the meter), as the service's rows do.
   const { customerIds, meterIds } = ctx.seeded;
+  const organizationId = o.engine === "postgresql" ? await organizationOf(ctx.databaseUrl, customerIds[0]) : orderedId();
   const perEvent = (a: number | null, b: number | null) => (a === null || b === null ? null : (b - a) / o.events);
   const runFloor = async (rows: FloorRows) => {
-    const before = databaseCpu();
     const floor =
       o.engine === "postgresql"
         ? await postgresFloor(ctx.databaseUrl, o.ingestConnections, organizationId, events, warm, o.batch, customerIds, meterIds, rows, databaseCpu)
         : await sqliteFloor(ctx.databaseUrl.replace(/^file:/, ""), ctx.tempDir, organizationId, events, warm, o.batch, customerIds, meterIds, rows);
     if (floor.events !== o.events) throw new BenchFailure(`raw floor (${rows}) stored ${floor.events} of ${o.events} events`);
-    return { ...floor, eventsPerSecond: o.events / (floor.ms / 1000), databaseCpuPerEvent: perEvent(before, floor.measured ?? null) };
+    return { ...floor, eventsPerSecond: o.events / (floor.ms / 1000), databaseCpuPerEvent: perEvent(floor.measuredAtStart ?? null, floor.measured ?? null) };
   };
   const upserts = await runFloor("upserts");
   const floor = await runFloor("ledger");
@@ -220,6 +223,35 @@ export async function interleaved(
 /** "; CPU per event: 31 µs with, 29 µs without" for the log line of an interleaved row, when measured. */
 export function cpuNote(r: Interleaved, other = "with", plain = "without"): string {
   return r.cpuPerEvent ? `; CPU per event: ${r.cpuPerEvent.other.toFixed(1)} µs ${other}, ${r.cpuPerEvent.plain.toFixed(1)} µs ${plain}` : "";
+}
+
+/**
+ * PostgreSQL: a checkpoint right before a timed window, so that none falls inside it by chance (the service's
+ * row and each floor alike). Needs a superuser or pg_checkpoint; without one the window runs as it comes.
+ */
+export async function checkpoint(databaseUrl: string): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query("CHECKPOINT");
+  } catch {
+    // not allowed to: measured without
+  } finally {
+    await client.end();
+  }
+}
+
+/** The service's organization (the API does not show its id): that of one of its customers. */
+async function organizationOf(databaseUrl: string, customerId: string): Promise<string> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ organizationId: string }>(`SELECT "organizationId" FROM "Customer" WHERE "id" = $1`, [customerId]);
+    if (!rows[0]) throw new BenchFailure(`the seeded customer ${customerId} is not in the database`);
+    return rows[0].organizationId;
+  } finally {
+    await client.end();
+  }
 }
 
 /**
