@@ -81,6 +81,8 @@ export interface FloorWarmUp {
   customerIds: string[];
 }
 
+let ledgerFloorRuns = 0;
+
 /** SQLite: `serviceDbFile` lends the tables' definitions and indexes; the floor writes to its own file. */
 export async function sqliteFloor(
   serviceDbFile: string,
@@ -105,7 +107,8 @@ export async function sqliteFloor(
   const tablesDdl = ddl.map((s) => s.replace(/,\s*CONSTRAINT "[^"]+" FOREIGN KEY \([^)]*\) REFERENCES "[^"]+" \([^)]*\)(\s+ON (DELETE|UPDATE) (CASCADE|RESTRICT|SET NULL|SET DEFAULT|NO ACTION))*/g, ""));
   const prepared = prepare(events, batch, customerIds, meterIds);
   const warmUp = prepare(warm.events, batch, warm.customerIds, meterIds);
-  if (rows === "ledger") return sqliteLedgerFloor(path.join(dir, "floor-ledger.db"), tablesDdl, organizationId, warmUp, prepared);
+  // a file of its own for every run (a row may run its floor more than once)
+  if (rows === "ledger") return sqliteLedgerFloor(path.join(dir, `floor-ledger-${++ledgerFloorRuns}.db`), tablesDdl, organizationId, warmUp, prepared);
   const client = createLibsqlClient({ url: `file:${path.join(dir, "floor.db")}` });
   try {
     await client.execute("PRAGMA journal_mode=WAL"); // as the service's connection (src/db/libsql.ts)
