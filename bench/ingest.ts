@@ -131,7 +131,7 @@ export async function batchIngest(ctx: Context, afterCalls: () => void = () => {
   // second varied by ±7 % over 18 runs: alone, it moved the ratio more than the targets' margins).
   const floors: Awaited<ReturnType<typeof runFloor>>[] = [];
   for (let i = 0; i < FLOOR_RUNS; i++) floors.push(await runFloor("ledger"));
-  const floor = floors.sort((a, b) => a.ms - b.ms)[Math.floor(FLOOR_RUNS / 2)];
+  const floor = [...floors].sort((a, b) => a.ms - b.ms)[Math.floor(FLOOR_RUNS / 2)];
   ctx.log(`same-rows floor: ${floors.map((f) => Math.round(f.eventsPerSecond)).join(", ")} events/s in its ${FLOOR_RUNS} runs (the median is the floor)`);
   const service = perEvent(dbBefore, dbAfter);
   return {
