@@ -27,9 +27,36 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** `scripts/migrate.ts <args>` (npm run migrate:…) against the database at `url`, no .env file read. */
+function migrateScript(url: string, ...args: string[]) {
+  return promisify(execFile)(tsx, ["scripts/migrate.ts", ...args], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: url } });
+}
+
 async function status(...args: string[]): Promise<string> {
-  const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", ...args], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: database.url } });
-  return stdout;
+  return (await migrateScript(database.url, "status", ...args)).stdout;
+}
+
+/** Whether the database at `url` has every migration applied and none failed, as `migrate:status --json` says. */
+async function expectMigrated(url: string): Promise<void> {
+  expect(JSON.parse((await migrateScript(url, "status", "--json")).stdout) as MigrationStatus).toMatchObject({ failed: [], upToDate: true });
+}
+
+/** This process holds the migration lock of the database at `url` (once it resolves) until `release` is awaited. */
+async function holdMigrationLock(url: string): Promise<{ release(): Promise<void> }> {
+  let release!: () => void;
+  let locked!: () => void;
+  const held = new Promise<void>((resolve) => (locked = resolve));
+  const holding = withMigrationLock(url, () => {
+    locked();
+    return new Promise<void>((resolve) => (release = resolve));
+  });
+  await held;
+  return {
+    async release() {
+      release();
+      await holding;
+    },
+  };
 }
 
 describe("npm run migrate:status", () => {
@@ -78,30 +105,18 @@ describe("processes migrating one database at once", () => {
   it("a deploy waits while another process holds the migration lock, then applies every migration; none is recorded as failed", async () => {
     const other = await freshDatabase(mkdtempSync(path.join(dir, "lock-")));
     try {
-      let release!: () => void;
-      let locked!: () => void;
-      const held = new Promise<void>((resolve) => (locked = resolve));
-      const holding = withMigrationLock(other.url, () => {
-        locked();
-        return new Promise<void>((resolve) => (release = resolve));
-      });
-      await held;
+      const lock = await holdMigrationLock(other.url);
       let exited = false;
-      const deploy = promisify(execFile)(tsx, ["scripts/migrate.ts", "deploy"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: other.url } }).finally(() => (exited = true));
+      const deploy = migrateScript(other.url, "deploy").finally(() => (exited = true));
       await new Promise((resolve) => setTimeout(resolve, 4_000));
       expect(exited).toBe(false); // waiting for the lock, not migrating beside its holder
-      release();
-      await holding;
+      await lock.release();
       expect((await deploy).stdout).toContain("applied:");
       // a second deploy racing a third: one applies, the other finds them applied
       const again = await freshDatabase(mkdtempSync(path.join(dir, "race-")));
       try {
-        const run = () => promisify(execFile)(tsx, ["scripts/migrate.ts", "deploy"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: again.url } });
-        await Promise.all([run(), run()]);
-        for (const url of [other.url, again.url]) {
-          const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", "--json"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: url } });
-          expect(JSON.parse(stdout) as MigrationStatus).toMatchObject({ failed: [], upToDate: true });
-        }
+        await Promise.all([migrateScript(again.url, "deploy"), migrateScript(again.url, "deploy")]);
+        for (const url of [other.url, again.url]) await expectMigrated(url);
       } finally {
         await again.drop();
       }
@@ -115,19 +130,11 @@ describe("a migration lock held past the wait", () => {
   it("fails the one waiting with what it waited for and how long, without running its work", async () => {
     const other = await freshDatabase(mkdtempSync(path.join(dir, "wait-")));
     try {
-      let release!: () => void;
-      let locked!: () => void;
-      const held = new Promise<void>((resolve) => (locked = resolve));
-      const holding = withMigrationLock(other.url, () => {
-        locked();
-        return new Promise<void>((resolve) => (release = resolve));
-      });
-      await held;
+      const lock = await holdMigrationLock(other.url);
       let ran = false;
       await expect(withMigrationLock(other.url, async () => void (ran = true), 1_000)).rejects.toThrow(/^waited 1 s for another process's migrations \(the (migration lock|lock file .*\.migrate-lock)\) to finish; it still holds its lock$/);
       expect(ran).toBe(false);
-      release();
-      await holding;
+      await lock.release();
       await withMigrationLock(other.url, async () => void (ran = true), 1_000); // free again
       expect(ran).toBe(true);
     } finally {
@@ -152,8 +159,7 @@ describe.skipIf(!process.env.TEST_DATABASE_URL)("a schema engine migrating witho
       expect(settled).toBe(false); // still waiting, where the engine alone gave up after 10 s
       await olderNode.query("SELECT pg_advisory_unlock(72707369)");
       expect((await deploy).length).toBeGreaterThan(0);
-      const { stdout } = await promisify(execFile)(tsx, ["scripts/migrate.ts", "status", "--json"], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: other.url } });
-      expect(JSON.parse(stdout) as MigrationStatus).toMatchObject({ failed: [], upToDate: true });
+      await expectMigrated(other.url);
       // held past the wait: said as what was waited for
       await olderNode.query("SELECT pg_advisory_lock(72707369)");
       await expect(withMigrationLock(other.url, async () => {}, 1_000)).rejects.toThrow(/^waited 1 s for a schema engine migrating this database \(its advisory lock 72707369\) to finish/);
