@@ -71,15 +71,19 @@ const MIGRATION_LOCK_KEY = 4_729_110_233_857;
 /** The schema engine's own advisory lock key, which it holds while it migrates (and waits for 10 s at most). */
 const ENGINE_LOCK_KEY = 72_707_369;
 
-const waitedText = (ms: number) => (ms >= 60_000 ? `${Math.round(ms / 60_000)} minutes` : `${Math.round(ms / 1000)} s`);
+/** A lock's wait that ran out, said as what was waited for and for how long. */
+function lockWaitRanOut(what: string, waitMs: number, cause: unknown): Error {
+  const waited = waitMs >= 60_000 ? `${Math.round(waitMs / 60_000)} minutes` : `${Math.round(waitMs / 1000)} s`;
+  return new Error(`waited ${waited} for ${what} to finish; it still holds its lock`, { cause });
+}
 
-/** A lock's wait that ran out (PostgreSQL's lock_timeout, 55P03) said as what was waited for, and for how long. */
+/** PostgreSQL: `locking`, whose lock_timeout running out (55P03) becomes lockWaitRanOut. */
 async function waitedFor<T>(locking: Promise<T>, what: string, waitMs: number): Promise<T> {
   try {
     return await locking;
   } catch (err) {
     if ((err as { code?: unknown }).code !== "55P03") throw err;
-    throw new Error(`waited ${waitedText(waitMs)} for ${what} to finish; it still holds its lock`, { cause: err });
+    throw lockWaitRanOut(what, waitMs, err);
   }
 }
 
@@ -135,7 +139,7 @@ export async function withMigrationLock<T>(url: string, work: () => Promise<T>, 
       lock.exec("BEGIN EXCLUSIVE");
     } catch (err) {
       if ((err as { code?: unknown }).code !== "SQLITE_BUSY") throw err;
-      throw new Error(`waited ${waitedText(waitMs)} for another process's migrations (the lock file ${file}.migrate-lock) to finish; it still holds its lock`, { cause: err });
+      throw lockWaitRanOut(`another process's migrations (the lock file ${file}.migrate-lock)`, waitMs, err);
     }
     return await work();
   } finally {
