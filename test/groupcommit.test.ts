@@ -2,7 +2,7 @@
 // each against what the ones before it left, and answers each caller on its own. The writer is held while
 // the calls are sent (each queued before the next, so their order is known), then drains them as one group.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthorizeUsage, Availability, CommitReservation, IngestEvents, IngestStrict, ReleaseReservation, ReserveUsage } from "./documents.ts";
+import { AuthorizeUsage, Availability, CommitReservation, DeleteCustomer, IngestEvents, IngestStrict, ReleaseReservation, ReserveUsage } from "./documents.ts";
 import type { AuthorizeUsageInput, EventInput, ReserveUsageInput } from "./gql/graphql.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, grant, ingest, ledgerOf as ledgerEntries, meter, named } from "./support/fixtures.ts";
@@ -26,8 +26,11 @@ async function until(condition: () => boolean, what: string): Promise<void> {
   }
 }
 
-/** Send `calls` in order while the writer is held, each queued before the next is sent; then release it. */
-async function inOneGroup(calls: (() => Promise<unknown>)[]): Promise<unknown[]> {
+/**
+ * Send `calls` in order while the writer is held, each queued before the next is sent; then run `meanwhile`
+ * (while they wait) and release it.
+ */
+async function inOneGroup(calls: (() => Promise<unknown>)[], meanwhile?: () => Promise<unknown>): Promise<unknown[]> {
   const hold = holdWriter(t.db);
   const answers: Promise<unknown>[] = [];
   try {
@@ -35,6 +38,7 @@ async function inOneGroup(calls: (() => Promise<unknown>)[]): Promise<unknown[]>
       answers.push(call());
       await until(() => hold.queued() === i + 1, `call ${i} to reach the writer`);
     }
+    await meanwhile?.();
   } finally {
     hold.release();
   }
@@ -155,6 +159,72 @@ describe("one group, callers isolated", () => {
     ]);
     expect(await availability(c, m)).toEqual({ balance: "5", creditedUnits: "10", consumedUnits: "5", heldUnits: "0", availableUnits: "5" });
     expect((await balanceOf(t, c, m))?.version).toBe(before!.version + 1);
+  });
+});
+
+describe("a customer deleted while its writes wait for the writer", () => {
+  it("refuses them NOT_FOUND (nothing stored, no balance moved) and decides the group's other calls", async () => {
+    const m = await meter(t, "SUM", { property: "n", filter: named("gc-gone") });
+    const [gone, goneExternal, goneHolder, stays] = [await customer(t), await customer(t, "gc-gone-ext"), await customer(t), await customer(t)];
+    for (const c of [gone, goneExternal, goneHolder, stays]) await grant(t, c, m, "10");
+    const hold = await held(goneHolder, m, "2");
+    const rows = (c: string) => t.db.customerMeter.findUnique({ where: { customerId_meterId: { customerId: c, meterId: m } } });
+    const before = await Promise.all([gone, goneExternal, goneHolder].map(rows));
+
+    const answers = await inOneGroup(
+      [
+        () => ingestCall([{ name: "gc-gone", customerId: stays, metadata: { n: 1 }, externalId: "gc-gone-1" }, { name: "gc-gone", customerId: gone, metadata: { n: 1 }, externalId: "gc-gone-2" }]),
+        () => ingestCall([{ name: "gc-gone", externalCustomerId: "gc-gone-ext", metadata: { n: 1 }, externalId: "gc-gone-3" }]),
+        () => authorize({ customerId: gone, meterId: m, units: "1" }),
+        () => reserve({ customerId: gone, meterId: m, units: "1", idempotencyKey: "gc-gone-key" }),
+        () => commit(hold, "2"),
+        () => authorize({ customerId: stays, meterId: m, units: "2" }),
+        () => ingestCall([{ name: "gc-gone", customerId: stays, metadata: { n: 1 }, externalId: "gc-gone-4" }]),
+      ],
+      async () => {
+        for (const c of [gone, goneExternal, goneHolder]) expect((await t.ok(DeleteCustomer, { id: c })).deleteCustomer).toMatchObject({ __typename: "Customer" });
+      },
+    );
+    expect(answers).toEqual([
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such customer", field: "events.1.customerId" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No customer with this externalId", field: "events.0.externalCustomerId" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", field: "input.customerId" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", field: "input.customerId" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", field: "id" }),
+      { __typename: "UsageAuthorization", allowed: true, balance: "8", code: "OK", replayed: false },
+      { __typename: "IngestSummary", inserted: 1, duplicates: 0, creditedUnits: "0", ignoredValues: 0 },
+    ]);
+    // The deleted customers' balances are as they were at their deletion; their calls stored nothing.
+    expect(await Promise.all([gone, goneExternal, goneHolder].map(rows))).toEqual(before);
+    expect(await eventCount(["gc-gone-1", "gc-gone-2", "gc-gone-3"])).toBe(0);
+    expect(await t.db.reservation.count({ where: { organizationId: t.organizationId, idempotencyKey: "gc-gone-key" } })).toBe(0);
+    expect(await t.db.reservation.findUniqueOrThrow({ where: { id: hold } })).toMatchObject({ status: "HELD" });
+    // The other customer's calls were decided in the same group.
+    expect(await eventCount(["gc-gone-4"])).toBe(1);
+    expect(await availability(stays, m)).toMatchObject({ balance: "7", consumedUnits: "3" });
+  });
+
+  it("PostgreSQL: a deletion waits for a write that holds the customer's balance row", async ({ skip }) => {
+    if (!t.databaseUrl.startsWith("postgres")) skip("row locks are PostgreSQL's; SQLite serializes writers");
+    const { default: pg } = await import("pg");
+    const m = await meter(t, "SUM", { property: "n", filter: named("gc-gone-wait") });
+    const c = await customer(t);
+    await ingest(t, [{ name: "gc-gone-wait", customerId: c, metadata: { n: 1 } }]);
+    const writer = new pg.Client({ connectionString: t.databaseUrl });
+    await writer.connect();
+    try {
+      // A write in flight: the balance row locked as the node's writer locks it.
+      await writer.query("BEGIN");
+      await writer.query(`SELECT "id" FROM "CustomerMeter" WHERE "customerId" = $1 AND "meterId" = $2 FOR UPDATE`, [c, m]);
+      let done = false;
+      const deletion = t.ok(DeleteCustomer, { id: c }).then((r) => ((done = true), r));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(done).toBe(false);
+      await writer.query("COMMIT");
+      expect((await deletion).deleteCustomer).toMatchObject({ __typename: "Customer", id: c });
+    } finally {
+      await writer.end();
+    }
   });
 });
 

@@ -14,7 +14,7 @@
 import { orderedId } from "./ids.ts";
 import { asDate, type Sql } from "../db/sql.ts";
 import { burn, burnOrder, restore } from "./burn-down.ts";
-import { InsufficientCreditsError, MAX_STORED_UNITS, UnitsOverflowError } from "./errors.ts";
+import { InsufficientCreditsError, MAX_STORED_UNITS, NotFoundError, UnitsOverflowError } from "./errors.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
@@ -159,6 +159,11 @@ export interface BalanceAdjustment {
    * what is available).
    */
   settleOnly?: boolean;
+  /**
+   * Input path named when the customer was deleted after the caller looked it up (NOT_FOUND; see
+   * BalanceBook.open's `liveCustomers`). Default "customerId".
+   */
+  customerField?: string;
 }
 
 /**
@@ -358,6 +363,7 @@ export function adjustment(a: BalanceAdjustment): BalanceAdjustment {
     covered: a.covered,
     field: a.field,
     settleOnly: a.settleOnly,
+    customerField: a.customerField,
   };
 }
 
@@ -405,6 +411,10 @@ export class BalanceBook {
   private readonly nowValue: Date | string;
   /** rated meters among those the adjustments touch: their usage also draws from their pool */
   private rated = new Map<string, RatedMeter>();
+  /** `liveCustomers`: check that the rows' customers are not deleted (open) */
+  private liveOnly = false;
+  /** customers of the rows read that are deleted (only with `liveCustomers`) */
+  private readonly gone = new Set<string>();
 
   private constructor(
     private readonly sql: Sql,
@@ -417,9 +427,16 @@ export class BalanceBook {
    * Read (and lock) every row the adjustments may touch, creating the missing ones, with what deciding them
    * needs. An adjustment whose `hold` is already stored (`holdStored`) has its hold taken out of what is read
    * as held, to be counted again only if it is applied.
+   *
+   * `liveCustomers` (the node's writer, whose callers looked their customers up before the transaction): the
+   * rows' customers are checked once the rows are locked, and an adjustment of a customer deleted since is
+   * refused (NOT_FOUND at its `customerField`). deleteCustomer locks the customer and its rows first
+   * (src/domain/customers.ts), so a write either commits before a deletion or sees it: no balance of a deleted
+   * customer moves after its deletion.
    */
-  static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date): Promise<BalanceBook> {
+  static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date, options: { liveCustomers?: boolean } = {}): Promise<BalanceBook> {
     const book = new BalanceBook(sql, now);
+    book.liveOnly = options.liveCustomers === true;
     // Which meters are rated decides which rows are read: counted usage says so itself (`timed`: plain
     // ingestion reads no rates); direct usage and holds on a meter the caller found feeding no pool (`unrated`)
     // are checked in the round trip that reads the rows; any other is looked up first.
@@ -499,16 +516,23 @@ export class BalanceBook {
     // PostgreSQL: the holds and stored levels, by the same reasoning, behind the grants (see readRows).
     const watchedRead = ahead ? this.readWatched(list, reads) : null;
     watchedRead?.catch(() => {});
+    // And which of their customers are deleted, by the same reasoning (a deletion holding their rows has
+    // committed by the time this runs).
+    const goneRead = ahead ? this.readGone(list) : null;
+    goneRead?.catch(() => {});
     const created = await rowsRead;
     await this.readValues(values);
     this.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
     this.setWatched(await (watchedRead ?? this.readWatched(list, reads)), reads);
+    for (const id of await (goneRead ?? this.readGone(list))) this.gone.add(id);
     // Rows created here were locked after the grants and holds were read: a writer that created one first may
-    // have given it grants or holds since, so theirs are read again.
+    // have given it grants or holds since, so theirs are read again. Creating a row waited for a deletion of its
+    // customer in progress (its foreign key): the customer is checked again too.
     if (created.length && grantsRead) {
-      const [grants, watched] = await Promise.all([timedGrants(sql, created, now), this.readWatched(created, reads)]);
+      const [grants, watched, gone] = await Promise.all([timedGrants(sql, created, now), this.readWatched(created, reads), this.readGone(created)]);
       this.setGrants(grants, created);
       this.setWatched(watched, reads);
+      for (const id of gone) this.gone.add(id);
     }
     if (reads.holds) {
       for (const k of pairs.keys()) {
@@ -619,6 +643,26 @@ export class BalanceBook {
     }
   }
 
+  /** `liveCustomers`: the customers of `pairs` that are deleted (nothing is read otherwise). */
+  private async readGone(pairs: { customerId: string }[]): Promise<string[]> {
+    if (!this.liveOnly || !pairs.length) return [];
+    const sql = this.sql;
+    const ids = [...new Set(pairs.map((p) => p.customerId))];
+    const out: string[] = [];
+    for (const chunk of sql.inChunks(ids, PAIRS_PER_STATEMENT)) {
+      const named = sql.textIn("id", chunk);
+      for (const r of await sql.query<{ id: string }>(`SELECT "id" FROM "Customer" WHERE ${named.clause} AND "deletedAt" IS NOT NULL`, named.values)) out.push(r.id);
+    }
+    return out;
+  }
+
+  /** The first customer among `adjustments`' that was deleted since its caller looked it up (`liveCustomers`), or null. */
+  goneCustomer(adjustments: BalanceAdjustment[]): string | null {
+    if (!this.gone.size) return null;
+    for (const a of adjustments) if (!a.settleOnly && this.gone.has(a.customerId)) return a.customerId;
+    return null;
+  }
+
   /** 2. UNIQUE meters: which of the values the adjustments bring each row already holds. */
   private async readValues(values: Map<string, Set<string>>): Promise<void> {
     const tuples: [string, string][] = [];
@@ -662,6 +706,8 @@ export class BalanceBook {
    * InsufficientCreditsError or UnitsOverflowError, and then changes nothing in the book.
    */
   apply(adjustments: BalanceAdjustment[]): BalanceChange[] {
+    const gone = this.goneCustomer(adjustments);
+    if (gone !== null) throw new NotFoundError("No such customer", adjustments.find((a) => a.customerId === gone)!.customerField ?? "customerId");
     const drafts = new Map<string, Balance>();
     const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map(), events: [] };
     const out: BalanceChange[] = [];
@@ -729,7 +775,7 @@ export class BalanceBook {
         }
       }
       const hold = a.hold ? drawOf(a.hold, current) : undefined;
-      const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold });
+      const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold, customerField: a.customerField });
       // Its own counting never refuses and holds nothing: the pool does both.
       const own = adjustment(a);
       own.creditsOnly = false;

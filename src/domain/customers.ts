@@ -128,6 +128,7 @@ export async function deleteCustomer(db: Db, notify: Notify, organizationId: str
   await requireCustomer(db, organizationId, id, "id");
   const now = new Date();
   const deleted = await inTransaction(db, notify, organizationId, async (sql, tx) => {
+    await lockForDeletion(sql, id);
     // Deleted once: a second deletion racing this one (or an update) finds it gone.
     const { count } = await tx.customer.updateMany({ where: { id, deletedAt: null }, data: { deletedAt: now, emailKey: null, externalId: null } });
     if (count !== 1) throw new NotFoundError("No such customer", "id");
@@ -145,6 +146,19 @@ export async function deleteCustomer(db: Db, notify: Notify, organizationId: str
   notify.accessRevoked(organizationId, { tokenIds: [], customerId: id });
   notify.customerChanged(organizationId, id);
   return deleted;
+}
+
+/**
+ * PostgreSQL, before a customer is deleted: its row (FOR UPDATE, which waits for every write that share-locked
+ * it or created a balance row of it, a foreign key check) and then its balance rows, in the order the node's
+ * writer locks them. A write that holds any of them commits before the deletion; one that comes after waits
+ * for it and then finds the customer deleted (BalanceBook.open with `liveCustomers`): no balance of a deleted
+ * customer moves after its deletion. SQLite's writer is alone: nothing to lock.
+ */
+async function lockForDeletion(sql: Sql, id: string): Promise<void> {
+  if (sql.provider !== "postgresql") return;
+  await sql.query(`SELECT "id" FROM "Customer" WHERE "id" = ${sql.param(1)} FOR UPDATE`, [id]);
+  await sql.query(`SELECT "id" FROM "CustomerMeter" WHERE "customerId" = ${sql.param(1)} ORDER BY "id" FOR UPDATE`, [id]);
 }
 
 /**

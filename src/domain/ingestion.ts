@@ -447,6 +447,14 @@ const ingestKind: JobKind<IngestJob> = {
       adjustments: (job) => plans.get(job)!.adjustments,
       decide(book, job) {
         const plan = plans.get(job)!;
+        const gone = book.goneCustomer(plan.adjustments);
+        if (gone !== null) {
+          // Deleted since the call was checked: answered as if it had been deleted before (nothing stored).
+          refused.push(job);
+          const first = job.batch.events.find((e) => e.customerId === gone || linked.get(e.id) === gone)!;
+          const field = `events.${first.index}.${first.externalCustomerId ? "externalCustomerId" : "customerId"}`;
+          throw new NotFoundError(first.externalCustomerId ? "No customer with this externalId" : "No such customer", field);
+        }
         try {
           book.apply(plan.adjustments);
         } catch (err) {

@@ -205,6 +205,8 @@ class Writer {
       sql,
       jobs.map((p) => ({ organizationId: p.job.organizationId, adjustments: of(p).adjustments(p.job) })),
       now,
+      // Callers looked their customers up before queueing: one deleted since is refused (NOT_FOUND), not written.
+      { liveCustomers: true },
     );
     const outcomes = jobs.map((p): Outcome => {
       try {
