@@ -2,7 +2,7 @@
 // each against what the ones before it left, and answers each caller on its own. The writer is held while
 // the calls are sent (each queued before the next, so their order is known), then drains them as one group.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AuthorizeUsage, Availability, CommitReservation, DeleteCustomer, IngestEvents, IngestStrict, ReleaseReservation, ReserveUsage } from "./documents.ts";
+import { ArchiveMeter, AuthorizeUsage, Availability, CommitReservation, DeleteCustomer, IngestEvents, IngestStrict, ReleaseReservation, ReserveUsage, UpdateMeter } from "./documents.ts";
 import type { AuthorizeUsageInput, EventInput, ReserveUsageInput } from "./gql/graphql.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, grant, ingest, ledgerOf as ledgerEntries, meter, named } from "./support/fixtures.ts";
@@ -188,9 +188,9 @@ describe("a customer deleted while its writes wait for the writer", () => {
     expect(answers).toEqual([
       expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such customer", field: "events.1.customerId" }),
       expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No customer with this externalId", field: "events.0.externalCustomerId" }),
-      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", field: "input.customerId" }),
-      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", field: "input.customerId" }),
-      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", field: "id" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such customer", field: "input.customerId" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such customer", field: "input.customerId" }),
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such reservation", field: "id" }),
       { __typename: "UsageAuthorization", allowed: true, balance: "8", code: "OK", replayed: false },
       { __typename: "IngestSummary", inserted: 1, duplicates: 0, creditedUnits: "0", ignoredValues: 0 },
     ]);
@@ -222,6 +222,62 @@ describe("a customer deleted while its writes wait for the writer", () => {
       expect(done).toBe(false);
       await writer.query("COMMIT");
       expect((await deletion).deleteCustomer).toMatchObject({ __typename: "Customer", id: c });
+    } finally {
+      await writer.end();
+    }
+  });
+});
+
+describe("a meter changed while ingest calls that matched it wait for the writer", () => {
+  it("refuses them CONFLICT (nothing stored) and stores the others; sent again, they count by the new definition", async () => {
+    const [changed, archived, kept] = [await meter(t, "SUM", { property: "n", filter: named("gc-def-a") }), await meter(t, "SUM", { property: "n", filter: named("gc-def-b") }), await meter(t, "SUM", { property: "n", filter: named("gc-def-c") })];
+    const c = await customer(t);
+    const calls = {
+      changed: [{ name: "gc-def-a", customerId: c, metadata: { n: 5 }, externalId: "gc-def-1" }, { name: "gc-def-a", customerId: c, metadata: { n: 2 }, externalId: "gc-def-2" }],
+      archived: [{ name: "gc-def-b", customerId: c, metadata: { n: 5 }, externalId: "gc-def-3" }],
+      kept: [{ name: "gc-def-c", customerId: c, metadata: { n: 5 }, externalId: "gc-def-4" }],
+    };
+    const answers = await inOneGroup([() => ingestCall(calls.changed), () => ingestCall(calls.archived), () => ingestCall(calls.kept)], async () => {
+      // Neither meter has counted anything yet, so both changes are allowed.
+      expect((await t.ok(UpdateMeter, { id: changed, input: { aggregation: { func: "MAX", property: "n" } } })).updateMeter).toMatchObject({ __typename: "Meter" });
+      expect((await t.ok(ArchiveMeter, { id: archived })).archiveMeter).toMatchObject({ __typename: "Meter" });
+    });
+    expect(answers).toEqual([
+      expect.objectContaining({ __typename: "ConflictError", code: "CONFLICT", field: "events" }),
+      expect.objectContaining({ __typename: "ConflictError", code: "CONFLICT", field: "events" }),
+      { __typename: "IngestSummary", inserted: 1, duplicates: 0, creditedUnits: "0", ignoredValues: 0 },
+    ]);
+    expect(await eventCount(["gc-def-1", "gc-def-2", "gc-def-3"])).toBe(0);
+    expect(await t.db.customerMeter.count({ where: { customerId: c, meterId: { in: [changed, archived] } } })).toBe(0);
+    expect(await availability(c, kept)).toMatchObject({ consumedUnits: "5" });
+    // Sent again: matched against the meters as they are now (MAX: the largest value; the archived meter counts nothing).
+    expect(await ingestCall(calls.changed)).toMatchObject({ __typename: "IngestSummary", inserted: 2 });
+    expect(await ingestCall(calls.archived)).toMatchObject({ __typename: "IngestSummary", inserted: 1 });
+    expect(await availability(c, changed)).toMatchObject({ consumedUnits: "5" });
+    expect(await t.db.customerMeter.count({ where: { customerId: c, meterId: archived } })).toBe(0);
+  });
+
+  it("PostgreSQL: a definition change waits for ingestion holding the meter, then sees what it counted", async ({ skip }) => {
+    if (!t.databaseUrl.startsWith("postgres")) skip("advisory locks are PostgreSQL's; SQLite serializes writers");
+    const { default: pg } = await import("pg");
+    const m = await meter(t, "SUM", { property: "n", filter: named("gc-def-wait") });
+    const c = await customer(t);
+    const writer = new pg.Client({ connectionString: t.databaseUrl });
+    await writer.connect();
+    try {
+      // An ingest group in flight: the meter's definition lock shared, its first usage about to commit.
+      await writer.query("BEGIN");
+      await writer.query(`SELECT pg_advisory_xact_lock_shared(hashtextextended($1, 0))`, [`meter-definition:${m}`]);
+      let done = false;
+      const change = t.ok(UpdateMeter, { id: m, input: { aggregation: { func: "MAX", property: "n" } } }).then((r) => ((done = true), r));
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(done).toBe(false);
+      await writer.query(
+        `INSERT INTO "CustomerMeter" ("id", "organizationId", "customerId", "meterId", "consumedUnits", "balance", "aggCount", "aggSum", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, 5000000, -5000000, 1, 5000000, now(), now())`,
+        [`gc-def-wait-${m}`, t.organizationId, c, m],
+      );
+      await writer.query("COMMIT");
+      expect((await change).updateMeter).toMatchObject({ __typename: "ConflictError", field: "input.aggregation" });
     } finally {
       await writer.end();
     }

@@ -12,7 +12,7 @@ import type { Reservation } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, adjustment, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { drawOf, rateAt, ratedMeters } from "./credit-systems.ts";
 import { availableUnits, grantDue, holdLive, holdStatus, overageAllowed } from "./rules.ts";
-import { customerLookup, resolveCustomerRef, type CustomerRef } from "./customers.ts";
+import { customerLookup, noSuchCustomerMessage, resolveCustomerRef, type CustomerRef } from "./customers.ts";
 import { ConflictError, InsufficientCreditsError, InvalidInputError, MAX_STORED_UNITS, NotFoundError } from "./errors.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { orderedId } from "./ids.ts";
@@ -65,8 +65,8 @@ export const MAX_HOLD_SECONDS = 7 * 86_400;
 
 interface Target {
   customerId: string;
-  /** the input that named the customer: NOT_FOUND names it if the customer is deleted before the write */
-  customerField: string;
+  /** what to answer if the customer is deleted before the write: what looking it up would answer then */
+  ifCustomerGone: { message: string; field: string };
   meterId: string;
   creditsOnly: boolean;
   /** the credit system a rated meter draws from (its overage policy decides creditsOnly), else null */
@@ -111,7 +111,7 @@ async function target(db: Db, organizationId: string, input: UsageRequest, now: 
   const big = (v: unknown) => (v === null || v === undefined ? 0n : BigInt(v as string | number | bigint));
   return {
     customerId: found.customerId,
-    customerField: lookup.field,
+    ifCustomerGone: { message: noSuchCustomerMessage(lookup), field: lookup.field },
     meterId: found.meterId,
     creditsOnly: !truthy(found.overage),
     poolMeterId: found.pool,
@@ -186,8 +186,8 @@ export async function authorizeUsage(db: Db, notify: Notify, organizationId: str
  * An adjustment of `t`'s balance. `unrated`: the meter was found feeding no pool when it was looked up (the
  * target's meter without a pool, a pool, a hold's balance): BalanceBook checks that with the rows.
  */
-const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly" | "customerField">, unrated: boolean, change: Partial<BalanceAdjustment>): BalanceAdjustment =>
-  adjustment({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, customerField: t.customerField, unrated, ...change });
+const use = (t: Pick<Target, "customerId" | "meterId" | "creditsOnly" | "ifCustomerGone">, unrated: boolean, change: Partial<BalanceAdjustment>): BalanceAdjustment =>
+  adjustment({ customerId: t.customerId, meterId: t.meterId, creditsOnly: t.creditsOnly, ifCustomerGone: t.ifCustomerGone, unrated, ...change });
 
 /**
  * Hold `units` for `ttlSeconds`: the balance does not move, but what is available for other authorizations
@@ -223,10 +223,13 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
   return answer((await existingForKey(db, organizationId, input.idempotencyKey, t, input.units, "reservation"))!);
 }
 
+/** A hold of a customer deleted meanwhile is gone with it: what finishing it answers, before and in the writer. */
+const RESERVATION_GONE = { message: "No such reservation", field: "id" };
+
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
   // a deleted customer's holds are gone with it: committing one would still charge its balance
   const r = await db.reservation.findFirst({ where: { id, organizationId, customer: { deletedAt: null } } });
-  if (!r) throw new NotFoundError("No such reservation", "id");
+  if (!r) throw new NotFoundError(RESERVATION_GONE.message, RESERVATION_GONE.field);
   return r;
 }
 
@@ -320,7 +323,7 @@ type UsageJob = AuthorizeJob | ReserveJob | FinishJob;
  */
 function finishPlan(job: FinishJob): BalanceAdjustment[] {
   const r = job.reservation;
-  const held = { customerId: r.customerId, meterId: r.meterId, creditsOnly: job.creditsOnly, customerField: "id" };
+  const held = { customerId: r.customerId, meterId: r.meterId, creditsOnly: job.creditsOnly, ifCustomerGone: RESERVATION_GONE };
   const description = `reservation ${r.id}`;
   if (r.ratedMeterId === null || r.creditsPerUnit === null) {
     const change = job.committed === null ? {} : { direct: { units: job.committed, description }, covered: r.units, field: "units" };
@@ -330,7 +333,7 @@ function finishPlan(job: FinishJob): BalanceAdjustment[] {
   const draw = { units: drawOf(job.committed, r.creditsPerUnit), ratedMeterId: r.ratedMeterId, creditsPerUnit: r.creditsPerUnit, eventId: null, eventCount: 0, description };
   return [
     use(held, true, { draws: [draw], covered: r.units, released: r.units, field: "units" }),
-    use({ customerId: r.customerId, meterId: r.ratedMeterId, creditsOnly: false, customerField: "id" }, false, { direct: { units: job.committed, description }, drawn: true }),
+    use({ customerId: r.customerId, meterId: r.ratedMeterId, creditsOnly: false, ifCustomerGone: RESERVATION_GONE }, false, { direct: { units: job.committed, description }, drawn: true }),
   ];
 }
 
@@ -401,7 +404,7 @@ const usageKind: JobKind<UsageJob> = {
         plans.set(job, [use(job.target, job.target.poolMeterId === null, { direct: { units: job.units, description }, field: "input.units" })]);
       } else if (job.rated) {
         // The hold is of credits on the pool, where its row counts; the rated meter's own balance does not move.
-        const pool = { customerId: job.target.customerId, meterId: job.rated.poolMeterId, creditsOnly: job.target.creditsOnly, customerField: job.target.customerField };
+        const pool = { customerId: job.target.customerId, meterId: job.rated.poolMeterId, creditsOnly: job.target.creditsOnly, ifCustomerGone: job.target.ifCustomerGone };
         plans.set(job, [use(pool, true, { hold: job.rated.credits, holdStored: true, field: "input.units" })]);
       } else {
         plans.set(job, [use(job.target, true, { hold: job.units, holdStored: true, field: "input.units" })]);

@@ -160,10 +160,10 @@ export interface BalanceAdjustment {
    */
   settleOnly?: boolean;
   /**
-   * Input path named when the customer was deleted after the caller looked it up (NOT_FOUND; see
-   * BalanceBook.open's `liveCustomers`). Default "customerId".
+   * The NOT_FOUND to answer when the customer was deleted after the caller looked it up (BalanceBook.open's
+   * `liveCustomers`), worded as the caller's own lookup words it. Default "No such customer" at "customerId".
    */
-  customerField?: string;
+  ifCustomerGone?: { message: string; field: string };
 }
 
 /**
@@ -363,7 +363,7 @@ export function adjustment(a: BalanceAdjustment): BalanceAdjustment {
     covered: a.covered,
     field: a.field,
     settleOnly: a.settleOnly,
-    customerField: a.customerField,
+    ifCustomerGone: a.ifCustomerGone,
   };
 }
 
@@ -430,7 +430,7 @@ export class BalanceBook {
    *
    * `liveCustomers` (the node's writer, whose callers looked their customers up before the transaction): the
    * rows' customers are checked once the rows are locked, and an adjustment of a customer deleted since is
-   * refused (NOT_FOUND at its `customerField`). deleteCustomer locks the customer and its rows first
+   * refused (NOT_FOUND, as its `ifCustomerGone` says). deleteCustomer locks the customer and its rows first
    * (src/domain/customers.ts), so a write either commits before a deletion or sees it: no balance of a deleted
    * customer moves after its deletion.
    */
@@ -707,7 +707,10 @@ export class BalanceBook {
    */
   apply(adjustments: BalanceAdjustment[]): BalanceChange[] {
     const gone = this.goneCustomer(adjustments);
-    if (gone !== null) throw new NotFoundError("No such customer", adjustments.find((a) => a.customerId === gone)!.customerField ?? "customerId");
+    if (gone !== null) {
+      const answer = adjustments.find((a) => a.customerId === gone)!.ifCustomerGone ?? { message: "No such customer", field: "customerId" };
+      throw new NotFoundError(answer.message, answer.field);
+    }
     const drafts = new Map<string, Balance>();
     const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map(), events: [] };
     const out: BalanceChange[] = [];
@@ -775,7 +778,7 @@ export class BalanceBook {
         }
       }
       const hold = a.hold ? drawOf(a.hold, current) : undefined;
-      const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold, customerField: a.customerField });
+      const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold, ifCustomerGone: a.ifCustomerGone });
       // Its own counting never refuses and holds nothing: the pool does both.
       const own = adjustment(a);
       own.creditsOnly = false;

@@ -11,7 +11,7 @@ import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, NotFoundError } from "./errors.ts";
 import { startInstant } from "./grants.ts";
-import { meterRatingLock, RATEABLE, RATEABLE_ROW, requireMeter, toActiveMeter } from "./meters.ts";
+import { lockMeterDefinitions, meterRatingLock, RATEABLE, RATEABLE_ROW, requireMeter, toActiveMeter } from "./meters.ts";
 import { filterMatches, type EventLike } from "./meter-filter.ts";
 import { isUniqueViolation } from "./prisma-errors.ts";
 import { grantOpen } from "./rules.ts";
@@ -286,6 +286,8 @@ export async function createCreditSystem(db: Db, organizationId: string, input: 
   const provider = providerOfDb(db);
   return db.$transaction(async (txClient) => {
     const tx = txClient as unknown as Db;
+    // The meters join: what they count changes (their usage draws from the pool from now on).
+    await lockMeterDefinitions(db, tx, input.rates.map((r) => r.meterId));
     await new Sql(tx, provider).lockKeys(input.rates.map((r) => meterRatingLock(r.meterId)));
     const pool = await tx.meter.create({
       data: { organizationId, name, filter: POOL_FILTER, aggregationFunc: "COUNT", aggregationProperty: null, creditSystem: true },
@@ -316,6 +318,8 @@ export async function setCreditRate(db: Db, organizationId: string, input: SetCr
   try {
     return await db.$transaction(async (txClient) => {
       const tx = txClient as unknown as Db;
+      // A meter joining: what it counts changes (its usage draws from the pool from now on).
+      if (meter.creditPoolId !== pool.id) await lockMeterDefinitions(db, tx, [meter.id]);
       // The meter's rating lock, alone: writes drawing at its rates hold it shared from their read of the rates
       // to their commit (BalanceBook.open), so every one that read the rates before this one has committed.
       await new Sql(tx, provider).lockKeys([meterRatingLock(meter.id)]);

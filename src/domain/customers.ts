@@ -229,7 +229,12 @@ export function customerLookup(ref: CustomerRef, prefix = ""): { column: "id" | 
 
 /** What a lookup that found no live customer answers. */
 export function noSuchCustomer(lookup: ReturnType<typeof customerLookup>): NotFoundError {
-  return new NotFoundError(lookup.column === "id" ? "No such customer" : "No customer with this externalId", lookup.field);
+  return new NotFoundError(noSuchCustomerMessage(lookup), lookup.field);
+}
+
+/** The message of noSuchCustomer (without building the error). */
+export function noSuchCustomerMessage(lookup: Pick<ReturnType<typeof customerLookup>, "column">): string {
+  return lookup.column === "id" ? "No such customer" : "No customer with this externalId";
 }
 
 /** The live customer a `customerId | externalCustomerId` pair addresses. Exactly one must be given. */

@@ -6,10 +6,11 @@ import { sqlOf, type Db } from "../db/client.ts";
 import type { Sql } from "../db/sql.ts";
 import { adjustBalances, adjustment, balanceKey, emptyUsage, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { checkMetadata, type Metadata } from "./metadata.ts";
-import { InvalidInputError, NotFoundError, UnitsOverflowError } from "./errors.ts";
+import { ConflictError, InvalidInputError, NotFoundError, UnitsOverflowError } from "./errors.ts";
 import { contribution, filterMatches, metadataKeyOf, propertyField, propertyValue, type Contains, type EventLike } from "./meter-filter.ts";
 import { LikeIndex, worthIndexing } from "./like-index.ts";
-import { activeMeters, toActiveMeter, type ActiveMeter } from "./meters.ts";
+import { noSuchCustomerMessage } from "./customers.ts";
+import { activeMeters, meterDefinitionLock, toActiveMeter, type ActiveMeter } from "./meters.ts";
 import { overagePairs } from "./overage.ts";
 import type { Notify } from "./notify.ts";
 import { submit, type JobKind, type WriteJob } from "./writer.ts";
@@ -255,7 +256,7 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   // Customers named by id must exist; external ids that match no customer yet are kept for later.
   const ids = [...new Set(events.filter((e) => e.customerId).map((e) => e.customerId!))];
   const externalIds = [...new Set(events.filter((e) => e.externalCustomerId).map((e) => e.externalCustomerId!))];
-  const { known, external, meters } = await customersAndMeters(sqlOf(db), organizationId, ids, externalIds);
+  const { known, external, meters, definitions } = await customersAndMeters(sqlOf(db), organizationId, ids, externalIds);
   for (const e of events) {
     if (e.customerId && !known.has(e.customerId)) throw new NotFoundError("No such customer", `events.${e.index}.customerId`);
     if (e.externalCustomerId) e.customerId = external.get(e.externalCustomerId) ?? null;
@@ -278,11 +279,14 @@ export async function ingestEvents(db: Db, notify: Notify, organizationId: strin
   // The same externalId twice in one batch: the first one counts.
   const seen = new Set<string>();
   const unique = events.filter((e) => !e.externalId || (!seen.has(e.externalId) && (seen.add(e.externalId), true)));
+  // The definitions of the meters the events matched, as matched: the writer checks they still hold (staleJobs).
+  const matched = new Map<string, string>();
+  for (const e of unique) for (const { meter } of e.counted) if (!matched.has(meter.id)) matched.set(meter.id, definitions.get(meter.id)!);
 
   // STRICT: which balances may go into overage, read before the group (which then needs nothing but SQL) for
   // every balance the batch could touch; the others are credits-only for this call.
   const overage = mode === "STRICT" ? await strictOverage(db, meters, usageAdjustments(unique.filter((e) => e.customerId) as CountableEvent[])) : null;
-  return submit<IngestJob, IngestResult>(db, ingestKind, { organizationId, notify, now, events: unique.length, batch: { events: unique, received: events.length, now }, overage });
+  return submit<IngestJob, IngestResult>(db, ingestKind, { organizationId, notify, now, events: unique.length, batch: { events: unique, received: events.length, now }, overage, matched });
 }
 
 /**
@@ -308,9 +312,7 @@ export function customersAndMetersStatement(sql: Sql, organizationId: string, id
   // Only the lists that name someone: SQLite keeps an empty list's `1 = 0` in an OR, and then reads every
   // customer of the organization instead of the one or two index entries asked for.
   const named = [byId, byExternal].filter((list) => list.values.length).map((list) => list.clause);
-  const columns = `"id", "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId"`;
-  const meters =
-    sql.provider === "postgresql" ? `(json_agg(json_build_array(${columns}) ORDER BY "id"))::text` : `json_group_array(json_array(${columns}) ORDER BY "id")`;
+  const meters = sql.provider === "postgresql" ? `(json_agg(${meterDefinition(sql)} ORDER BY "id"))::text` : `json_group_array(${meterDefinition(sql)} ORDER BY "id")`;
   return {
     text: `SELECT 'C' AS "kind", "id", "externalId", NULL AS "meters" FROM "Customer"
       WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${named.join(" OR ") || "1 = 0"})
@@ -321,22 +323,40 @@ export function customersAndMetersStatement(sql: Sql, organizationId: string, id
 }
 
 /**
+ * One meter's definition as one JSON array, `[id, filter, aggregationFunc, aggregationProperty, negativeValues,
+ * creditPoolId]`: in customersAndMetersStatement, and alone where ingestion checks the meters it matched
+ * against are unchanged (`staleJobs`), so both read the same text.
+ */
+function meterDefinition(sql: Sql): string {
+  const columns = `"id", "filter", "aggregationFunc", "aggregationProperty", "negativeValues", "creditPoolId"`;
+  return sql.provider === "postgresql" ? `json_build_array(${columns})` : `json_array(${columns})`;
+}
+
+/**
  * Each organization's active meters as last read: the JSON text they were read as, and what it gave. A call
  * whose statement returns the same text takes the same (frozen) meters instead of parsing them again. The text
  * is the meters' whole definition, read on every call, so a meter created, changed or archived anywhere shows
  * in the next call's text: nothing here can be stale. Bounded by the texts' total length.
  */
-const meterSets = new LRUCache<string, { text: string; meters: readonly ActiveMeter[] }>({ max: 1_000, maxSize: 32_000_000, sizeCalculation: (v) => v.text.length + 1 });
+const meterSets = new LRUCache<string, MeterSet>({ max: 1_000, maxSize: 32_000_000, sizeCalculation: (v) => 2 * v.text.length + 1 });
+
+interface MeterSet {
+  text: string;
+  meters: readonly ActiveMeter[];
+  /** each meter's definition (meterDefinition) as JSON text, by id */
+  definitions: ReadonlyMap<string, string>;
+}
 
 /** The meters of a `customersAndMetersStatement` text (frozen: every call of the organization shares them). */
-function metersOfText(text: string | null): readonly ActiveMeter[] {
+function metersOfText(text: string | null): MeterSet {
   const rows = (text === null ? [] : JSON.parse(text)) as [string, unknown, string, string | null, string, string | null][];
-  return Object.freeze(
+  const meters = Object.freeze(
     rows.map(([id, filter, aggregationFunc, aggregationProperty, negativeValues, creditPoolId]) =>
       // SQLite's json_array takes the filter column's JSON text as a string; PostgreSQL's jsonb arrives as JSON
       deepFreeze(toActiveMeter({ id, filter: (typeof filter === "string" ? JSON.parse(filter) : filter) as never, aggregationFunc, aggregationProperty, negativeValues, creditPoolId })),
     ),
   );
+  return { text: text ?? "", meters, definitions: new Map(rows.map((row) => [row[0], JSON.stringify(row)])) };
 }
 
 function deepFreeze<T>(value: T): T {
@@ -356,22 +376,24 @@ async function customersAndMeters(sql: Sql, organizationId: string, ids: string[
   const rows = await sql.query<{ kind: string; id: string; externalId: string | null; meters: string | null }>(statement.text, statement.values);
   const known = new Set<string>();
   const external = new Map<string, string>();
-  let meters: readonly ActiveMeter[] = [];
+  let meters = NO_METERS;
   for (const r of rows) {
     if (r.kind === "M") {
       const cached = meterSets.get(organizationId);
-      if (cached && cached.text === r.meters) meters = cached.meters;
+      if (cached && cached.text === r.meters) meters = cached;
       else {
         meters = metersOfText(r.meters);
-        if (r.meters !== null) meterSets.set(organizationId, { text: r.meters, meters });
+        if (r.meters !== null) meterSets.set(organizationId, meters);
       }
       continue;
     }
     known.add(r.id);
     if (r.externalId !== null) external.set(r.externalId, r.id);
   }
-  return { known, external, meters };
+  return { known, external, meters: meters.meters, definitions: meters.definitions };
 }
+
+const NO_METERS = metersOfText(null);
 
 /** One validated ingestEvents call, ready to store. */
 interface Batch {
@@ -387,6 +409,8 @@ interface IngestJob extends WriteJob {
   batch: Batch;
   /** STRICT: the balances that may go into overage (every other one the batch touches is credits-only); STANDARD: null */
   overage: Set<string> | null;
+  /** the definitions (meterDefinition's JSON text) of the meters its events matched, by id, as they were matched */
+  matched: ReadonlyMap<string, string>;
 }
 
 /** What one call does in a group: its events that were new, those of them counted for a customer, their adjustments. */
@@ -405,6 +429,9 @@ interface IngestPlan {
 const ingestKind: JobKind<IngestJob> = {
   order: 1,
   async prepare(sql, jobs) {
+    // Sent ahead of the events' insert, which it does not wait for.
+    const staleRead = staleJobs(sql, jobs);
+    staleRead.catch(() => {}); // awaited below, unless the insert failed first
     const rows: unknown[][] = [];
     for (const job of jobs) {
       const createdAt = sql.date(job.batch.now);
@@ -427,6 +454,7 @@ const ingestKind: JobKind<IngestJob> = {
     }
     const linked = new Map<string, string>();
     for (const [organizationId, waiting] of late) for (const [id, customerId] of await linkLateCustomers(sql, organizationId, waiting)) linked.set(id, customerId);
+    const stale = await staleRead;
 
     const plans = new Map<IngestJob, IngestPlan>();
     for (const job of jobs) {
@@ -437,8 +465,8 @@ const ingestKind: JobKind<IngestJob> = {
         const customerId = e.customerId ?? linked.get(e.id);
         if (customerId) plan.countable.push({ id: e.id, customerId, timestamp: e.timestamp, counted: e.counted, index: e.index });
       }
-      // Each event counts on the meters its call was validated against.
-      plan.adjustments = usageAdjustments(plan.countable);
+      // Each event counts on the meters its call was validated against, unless one of them changed since.
+      plan.adjustments = stale.has(job) ? [] : usageAdjustments(plan.countable);
       if (job.overage) for (const a of plan.adjustments) if (!job.overage.has(balanceKey(a.customerId, a.meterId))) Object.assign(a, { creditsOnly: true, field: "events" });
       plans.set(job, plan);
     }
@@ -447,13 +475,21 @@ const ingestKind: JobKind<IngestJob> = {
       adjustments: (job) => plans.get(job)!.adjustments,
       decide(book, job) {
         const plan = plans.get(job)!;
+        if (stale.has(job)) {
+          refused.push(job);
+          throw new ConflictError(
+            "A meter this call's events matched changed while the call waited to be written (its filter, aggregation, negative values or credit system, or it was archived): nothing was stored; send the call again",
+            "events",
+          );
+        }
         const gone = book.goneCustomer(plan.adjustments);
         if (gone !== null) {
-          // Deleted since the call was checked: answered as if it had been deleted before (nothing stored).
+          // Deleted since the call was checked: NOT_FOUND, nothing stored (an externalCustomerId's events are then
+          // stored as those of an unknown one if the call is sent again).
           refused.push(job);
           const first = job.batch.events.find((e) => e.customerId === gone || linked.get(e.id) === gone)!;
           const field = `events.${first.index}.${first.externalCustomerId ? "externalCustomerId" : "customerId"}`;
-          throw new NotFoundError(first.externalCustomerId ? "No customer with this externalId" : "No such customer", field);
+          throw new NotFoundError(noSuchCustomerMessage({ column: first.externalCustomerId ? "externalId" : "id" }), field);
         }
         try {
           book.apply(plan.adjustments);
@@ -496,6 +532,39 @@ const ingestKind: JobKind<IngestJob> = {
     };
   },
 };
+
+/**
+ * The jobs whose events matched a meter that has changed since (updateMeter, archiveMeter, a credit system
+ * joining it): read under each such meter's definition lock, shared, which those changes take alone
+ * (src/domain/meters.ts meterDefinitionLock), so none commits between this read and the group's commit. On
+ * SQLite the group's transaction runs alone. Such a job is refused whole: its events, aggregated as the old
+ * definition says, would be counted by the new one.
+ */
+async function staleJobs(sql: Sql, jobs: IngestJob[]): Promise<Set<IngestJob>> {
+  const ids = new Set<string>();
+  for (const job of jobs) for (const id of job.matched.keys()) ids.add(id);
+  const stale = new Set<IngestJob>();
+  if (!ids.size) return stale;
+  const list = [...ids];
+  // The read is sent right behind the locks (PostgreSQL runs it once they are held).
+  const locked = sql.lockKeys(list.map(meterDefinitionLock), true);
+  locked.catch(() => {});
+  const named = sql.textIn("id", list);
+  const found = await sql.query<{ id: string; definition: string }>(
+    `SELECT "id", ${meterDefinition(sql)}${sql.provider === "postgresql" ? "::text" : ""} AS "definition" FROM "Meter" WHERE ${named.clause} AND "archivedAt" IS NULL`,
+    named.values,
+  );
+  await locked;
+  const current = new Map(found.map((r) => [r.id, JSON.stringify(JSON.parse(r.definition))]));
+  for (const job of jobs) {
+    for (const [id, definition] of job.matched) {
+      if (current.get(id) === definition) continue;
+      stale.add(job);
+      break;
+    }
+  }
+  return stale;
+}
 
 /** The lock under which an external customer id is given to a customer, and looked up by ingestion. */
 export const externalIdLock = (organizationId: string, externalId: string) => `customer-external-id:${organizationId}:${externalId}`;

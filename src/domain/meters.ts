@@ -1,6 +1,6 @@
 // Meters: what usage counts and how. A meter's filter and aggregation are fixed once it has counted events.
 import { providerOfDb, type Db } from "../db/client.ts";
-import { asDate } from "../db/sql.ts";
+import { asDate, Sql } from "../db/sql.ts";
 import type { Meter } from "../generated/prisma-postgresql/client.ts";
 import { ConflictError, InvalidInputError, LimitExceededError, NotFoundError } from "./errors.ts";
 import { clauseCount, parseAggregation, parseMeterFilter, type Aggregation, type MeterFilter } from "./meter-filter.ts";
@@ -139,6 +139,22 @@ export async function requireMeter(db: Db, organizationId: string, id: string, f
 export const meterRatingLock = (meterId: string) => `meter-rating:${meterId}`;
 
 /**
+ * The lock on what a meter counts: its filter, aggregation, negative values, credit system and whether it is
+ * archived. Ingestion holds it shared, from its check that the meters it matched its events against are still
+ * as they were to its commit (src/domain/ingestion.ts); what changes them takes it alone first (before the
+ * rating lock, where both are taken): updateMeter, archiveMeter, createCreditSystem and setCreditRate joining a
+ * meter. So no event is aggregated by a definition that changed before it was written, and a meter's first
+ * counted events and a change of its definition never pass each other (PostgreSQL; SQLite runs one writer at
+ * a time, and ingestion checks inside its transaction there too).
+ */
+export const meterDefinitionLock = (meterId: string) => `meter-definition:${meterId}`;
+
+/** Inside a transaction (`tx`, of `db`) that changes what these meters count: their definition locks, alone (PostgreSQL). */
+export async function lockMeterDefinitions(db: Db, tx: Db, meterIds: string[]): Promise<void> {
+  await new Sql(tx, providerOfDb(db)).lockKeys(meterIds.map(meterDefinitionLock));
+}
+
+/**
  * Credits go to a rated meter's pool, never to the rated meter (whose usage the pool pays): what would credit
  * it is refused, saying what to `do` on the pool instead.
  */
@@ -171,22 +187,26 @@ export async function updateMeter(db: Db, organizationId: string, id: string, in
     // its credits would land on its own balance, which draws nothing: the pool pays for a rated meter's usage
     if (data.negativeValues === "CREDIT" && meter.creditPoolId) throw new InvalidInputError("a meter rated into a credit system cannot turn negative values into credits", field);
   }
-  if (data.filter !== undefined || data.aggregationFunc !== undefined || (data.negativeValues !== undefined && data.negativeValues !== meter.negativeValues)) {
-    // counted: a balance aggregated its events, or negative values on a CREDIT meter became credits (which
-    // aggregate nothing, so aggCount alone misses them)
-    const counted =
-      (await db.customerMeter.findFirst({ where: { meterId: id, aggCount: { not: 0n } }, select: { id: true } })) ??
-      (await db.creditGrant.findFirst({ where: { meterId: id, source: "NEGATIVE_USAGE" }, select: { id: true } }));
-    if (counted) {
-      const field = data.filter !== undefined ? "input.filter" : data.aggregationFunc !== undefined ? "input.aggregation" : "input.negativeValues";
-      throw new ConflictError("The meter has counted events; its filter, aggregation and negativeValues can no longer change (create a new meter)", field);
-    }
-  }
+  const changesCounting = data.filter !== undefined || data.aggregationFunc !== undefined || (data.negativeValues !== undefined && data.negativeValues !== meter.negativeValues);
   // Written only if the meter is still what these checks read: not rated meanwhile, when it turns
   // unrateable (setCreditRate joins a meter only while it is rateable, so one of the two wins).
   const unrateable = (data.aggregationFunc !== undefined && !RATEABLE.includes(data.aggregationFunc as string)) || data.negativeValues === "CREDIT";
   const where = { id, creditSystem: false, ...(unrateable ? { creditPoolId: null } : {}) };
   const write = async (tx: Db) => {
+    if (changesCounting) {
+      // Under the meter's definition lock: ingestion writing events matched against the old definition has
+      // committed (and is counted here), and any that comes after finds the new one.
+      await lockMeterDefinitions(db, tx, [id]);
+      // counted: a balance aggregated its events, or negative values on a CREDIT meter became credits (which
+      // aggregate nothing, so aggCount alone misses them)
+      const counted =
+        (await tx.customerMeter.findFirst({ where: { meterId: id, aggCount: { not: 0n } }, select: { id: true } })) ??
+        (await tx.creditGrant.findFirst({ where: { meterId: id, source: "NEGATIVE_USAGE" }, select: { id: true } }));
+      if (counted) {
+        const field = data.filter !== undefined ? "input.filter" : data.aggregationFunc !== undefined ? "input.aggregation" : "input.negativeValues";
+        throw new ConflictError("The meter has counted events; its filter, aggregation and negativeValues can no longer change (create a new meter)", field);
+      }
+    }
     const { count } = await tx.meter.updateMany({ where, data });
     if (count !== 1) throw new ConflictError("The meter joined a credit system meanwhile; a rated meter stays COUNT or SUM and gives no credits back", counting ?? "input");
     return tx.meter.findUniqueOrThrow({ where: { id } });
@@ -210,7 +230,13 @@ export const RATEABLE_ROW = { creditSystem: false, aggregationFunc: { in: [...RA
 export async function archiveMeter(db: Db, organizationId: string, id: string): Promise<Meter> {
   const meter = await requireMeter(db, organizationId, id, "id");
   if (meter.archivedAt) return meter;
-  return db.meter.update({ where: { id }, data: { archivedAt: new Date() } });
+  // Ingestion that matched events against it before commits first; any after finds it archived.
+  return db.$transaction(async (txClient) => {
+    const tx = txClient as unknown as Db;
+    await lockMeterDefinitions(db, tx, [id]);
+    await tx.meter.updateMany({ where: { id, archivedAt: null }, data: { archivedAt: new Date() } });
+    return tx.meter.findUniqueOrThrow({ where: { id } });
+  });
 }
 
 export function toActiveMeter(meter: Pick<Meter, "id" | "filter" | "aggregationFunc" | "aggregationProperty" | "negativeValues" | "creditPoolId">): ActiveMeter {

@@ -1,5 +1,5 @@
 // Usage events: ingestion and reading them back.
-import { InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
+import { ConflictError, InsufficientCreditsError, InvalidInputError, NotFoundError } from "../domain/errors.ts";
 import { ingestEvents, MAX_BATCH_SIZE, type EventInput, type IngestResult } from "../domain/ingestion.ts";
 import { listEvents, MAX_EVENTS_PAGE_SIZE } from "../domain/events.ts";
 import { builder } from "./builder.ts";
@@ -77,7 +77,7 @@ builder.mutationFields((t) => ({
     type: IngestEventsResult,
     description: `Store and count a batch of up to ${MAX_BATCH_SIZE} events, all or nothing. Balances are current when this returns, and subscribers are notified.`,
     authScopes: { admin: true },
-    errors: { types: [InvalidInputError, NotFoundError, InsufficientCreditsError] },
+    errors: { types: [InvalidInputError, NotFoundError, InsufficientCreditsError, ConflictError] },
     args: {
       input: t.arg({ type: IngestEventsInput }),
       events: t.arg({ type: [EventInput], deprecationReason: LOOSE }),
