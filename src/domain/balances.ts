@@ -650,6 +650,18 @@ export class BalanceBook {
     const ids = [...new Set(pairs.map((p) => p.customerId))];
     const out: string[] = [];
     for (const chunk of sql.inChunks(ids, PAIRS_PER_STATEMENT)) {
+      if (sql.provider === "postgresql") {
+        // The ids as one JSON parameter, so the text never changes and runs as a prepared statement (src/db/pg.ts;
+        // an array parameter would be planned again in every group's locked section), each id probing the
+        // customers' primary key whatever the planner thinks of the table.
+        const found = await sql.query<{ id: string }>(
+          `SELECT x."id" FROM jsonb_array_elements_text(${sql.param(1)}::jsonb) AS x("id")
+            WHERE (SELECT c."deletedAt" FROM "Customer" c WHERE c."id" = x."id") IS NOT NULL`,
+          [JSON.stringify(chunk)],
+        );
+        for (const r of found) out.push(r.id);
+        continue;
+      }
       const named = sql.textIn("id", chunk);
       for (const r of await sql.query<{ id: string }>(`SELECT "id" FROM "Customer" WHERE ${named.clause} AND "deletedAt" IS NOT NULL`, named.values)) out.push(r.id);
     }

@@ -549,13 +549,18 @@ async function staleJobs(sql: Sql, jobs: IngestJob[]): Promise<Set<IngestJob>> {
   // The read is sent right behind the locks (PostgreSQL runs it once they are held).
   const locked = sql.lockKeys(list.map(meterDefinitionLock), true);
   locked.catch(() => {});
-  const named = sql.textIn("id", list);
-  const found = await sql.query<{ id: string; definition: string }>(
-    `SELECT "id", ${meterDefinition(sql)}${sql.provider === "postgresql" ? "::text" : ""} AS "definition" FROM "Meter" WHERE ${named.clause} AND "archivedAt" IS NULL`,
-    named.values,
+  // PostgreSQL: the ids as one JSON parameter, so the text is the same in every group and runs as a prepared
+  // statement (src/db/pg.ts), each id probing the meters' primary key.
+  const named = sql.provider === "postgresql" ? null : sql.textIn("id", list);
+  const found = await sql.query<{ id: string; definition: string | null }>(
+    named
+      ? `SELECT "id", ${meterDefinition(sql)} AS "definition" FROM "Meter" WHERE ${named.clause} AND "archivedAt" IS NULL`
+      : `SELECT x."id", (SELECT ${meterDefinition(sql)}::text FROM "Meter" WHERE "id" = x."id" AND "archivedAt" IS NULL) AS "definition"
+           FROM jsonb_array_elements_text($1::jsonb) AS x("id")`,
+    named ? named.values : [JSON.stringify(list)],
   );
   await locked;
-  const current = new Map(found.map((r) => [r.id, JSON.stringify(JSON.parse(r.definition))]));
+  const current = new Map(found.flatMap((r) => (r.definition === null ? [] : [[r.id, JSON.stringify(JSON.parse(r.definition))] as const])));
   for (const job of jobs) {
     for (const [id, definition] of job.matched) {
       if (current.get(id) === definition) continue;
