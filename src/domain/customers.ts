@@ -153,7 +153,10 @@ export async function deleteCustomer(db: Db, notify: Notify, organizationId: str
  * it or created a balance row of it, a foreign key check) and then its balance rows, in the order the node's
  * writer locks them. A write that holds any of them commits before the deletion; one that comes after waits
  * for it and then finds the customer deleted (BalanceBook.open with `liveCustomers`): no balance of a deleted
- * customer moves after its deletion. SQLite's writer is alone: nothing to lock.
+ * customer moves after its deletion. A writer that has locked some of the rows and then creates another (whose
+ * foreign key check waits for the customer's lock) waits on this deletion while it waits on the writer:
+ * PostgreSQL breaks that cycle within its deadlock_timeout and either transaction is run again. SQLite's writer
+ * is alone: nothing to lock.
  */
 async function lockForDeletion(sql: Sql, id: string): Promise<void> {
   if (sql.provider !== "postgresql") return;
