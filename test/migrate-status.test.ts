@@ -27,6 +27,16 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** `work` on another fresh database (in a folder of its own under `dir`, named from `name`), dropped after it. */
+async function onFreshDatabase(name: string, work: (url: string) => Promise<void>): Promise<void> {
+  const other = await freshDatabase(mkdtempSync(path.join(dir, `${name}-`)));
+  try {
+    await work(other.url);
+  } finally {
+    await other.drop();
+  }
+}
+
 /** `scripts/migrate.ts <args>` (npm run migrate:…) against the database at `url`, no .env file read. */
 function migrateScript(url: string, ...args: string[]) {
   return promisify(execFile)(tsx, ["scripts/migrate.ts", ...args], { env: { ...process.env, ENV_FILE: "", DATABASE_URL: url } });
@@ -103,101 +113,92 @@ describe("npm run migrate:status", () => {
 
 describe("processes migrating one database at once", () => {
   it("a deploy waits while another process holds the migration lock, then applies every migration; none is recorded as failed", async () => {
-    const other = await freshDatabase(mkdtempSync(path.join(dir, "lock-")));
-    try {
-      const lock = await holdMigrationLock(other.url);
+    await onFreshDatabase("lock", async (url) => {
+      const lock = await holdMigrationLock(url);
       let exited = false;
-      const deploy = migrateScript(other.url, "deploy").finally(() => (exited = true));
+      const deploy = migrateScript(url, "deploy").finally(() => (exited = true));
       await new Promise((resolve) => setTimeout(resolve, 4_000));
       expect(exited).toBe(false); // waiting for the lock, not migrating beside its holder
       await lock.release();
       expect((await deploy).stdout).toContain("applied:");
       // a second deploy racing a third: one applies, the other finds them applied
-      const again = await freshDatabase(mkdtempSync(path.join(dir, "race-")));
-      try {
-        await Promise.all([migrateScript(again.url, "deploy"), migrateScript(again.url, "deploy")]);
-        for (const url of [other.url, again.url]) await expectMigrated(url);
-      } finally {
-        await again.drop();
-      }
-    } finally {
-      await other.drop();
-    }
+      await onFreshDatabase("race", async (again) => {
+        await Promise.all([migrateScript(again, "deploy"), migrateScript(again, "deploy")]);
+        for (const migrated of [url, again]) await expectMigrated(migrated);
+      });
+    });
   }, 120_000);
 });
 
 describe("a migration lock held past the wait", () => {
   it("fails the one waiting with what it waited for and how long, without running its work", async () => {
-    const other = await freshDatabase(mkdtempSync(path.join(dir, "wait-")));
-    try {
-      const lock = await holdMigrationLock(other.url);
+    await onFreshDatabase("wait", async (url) => {
+      const lock = await holdMigrationLock(url);
       let ran = false;
-      await expect(withMigrationLock(other.url, async () => void (ran = true), 1_000)).rejects.toThrow(/^waited 1 s for another process's migrations \(the (migration lock|lock file .*\.migrate-lock)\) to finish; it still holds its lock$/);
+      await expect(withMigrationLock(url, async () => void (ran = true), 1_000)).rejects.toThrow(/^waited 1 s for another process's migrations \(the (migration lock|lock file .*\.migrate-lock)\) to finish; it still holds its lock$/);
       expect(ran).toBe(false);
       await lock.release();
-      await withMigrationLock(other.url, async () => void (ran = true), 1_000); // free again
+      await withMigrationLock(url, async () => void (ran = true), 1_000); // free again
       expect(ran).toBe(true);
-    } finally {
-      await other.drop();
-    }
+    });
   });
 });
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("a schema engine migrating without the migration lock (a node of an older release)", () => {
   it("is waited out past the engine's own 10 s, then every migration is applied and none recorded as failed", async () => {
-    const other = await freshDatabase(mkdtempSync(path.join(dir, "engine-")));
-    const { default: pg } = await import("pg");
-    const olderNode = new pg.Client({ connectionString: other.url });
-    await olderNode.connect();
-    try {
-      // what the schema engine holds while it migrates (prisma-engines: pg_advisory_lock(72707369))
-      await olderNode.query("SELECT pg_advisory_lock(72707369)");
-      let settled = false;
-      const deploy = migrateDeploy(other.url).finally(() => (settled = true));
-      deploy.catch(() => {});
-      await new Promise((resolve) => setTimeout(resolve, 11_000));
-      expect(settled).toBe(false); // still waiting, where the engine alone gave up after 10 s
-      await olderNode.query("SELECT pg_advisory_unlock(72707369)");
-      expect((await deploy).length).toBeGreaterThan(0);
-      await expectMigrated(other.url);
-      // held past the wait: said as what was waited for
-      await olderNode.query("SELECT pg_advisory_lock(72707369)");
-      await expect(withMigrationLock(other.url, async () => {}, 1_000)).rejects.toThrow(/^waited 1 s for a schema engine migrating this database \(its advisory lock 72707369\) to finish/);
-    } finally {
-      await olderNode.end();
-      await other.drop();
-    }
+    await onFreshDatabase("engine", async (url) => {
+      const { default: pg } = await import("pg");
+      const olderNode = new pg.Client({ connectionString: url });
+      await olderNode.connect();
+      try {
+        // what the schema engine holds while it migrates (prisma-engines: pg_advisory_lock(72707369))
+        await olderNode.query("SELECT pg_advisory_lock(72707369)");
+        let settled = false;
+        const deploy = migrateDeploy(url).finally(() => (settled = true));
+        deploy.catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 11_000));
+        expect(settled).toBe(false); // still waiting, where the engine alone gave up after 10 s
+        await olderNode.query("SELECT pg_advisory_unlock(72707369)");
+        expect((await deploy).length).toBeGreaterThan(0);
+        await expectMigrated(url);
+        // held past the wait: said as what was waited for
+        await olderNode.query("SELECT pg_advisory_lock(72707369)");
+        await expect(withMigrationLock(url, async () => {}, 1_000)).rejects.toThrow(/^waited 1 s for a schema engine migrating this database \(its advisory lock 72707369\) to finish/);
+      } finally {
+        await olderNode.end();
+      }
+    });
   }, 60_000);
 });
 
 describe.skipIf(!process.env.TEST_DATABASE_URL)("the PostgreSQL migration lock's session", () => {
   it("outlives the server's idle_session_timeout, and its loss fails the migration as an outcome unknown", async () => {
-    const other = await freshDatabase(mkdtempSync(path.join(dir, "lost-")));
-    const { default: pg } = await import("pg");
-    const admin = new pg.Client({ connectionString: other.url });
-    await admin.connect();
-    const name = new URL(other.url).pathname.slice(1);
-    const lockHolder = async () =>
-      (await admin.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $1) AND pid <> pg_backend_pid()`, [name])).rows;
-    try {
-      // the session sits idle while the engine migrates on its own connections: a 1 s idle_session_timeout must not end it
-      await admin.query(`ALTER DATABASE "${name}" SET idle_session_timeout = '1s'`);
-      await withMigrationLock(other.url, async () => {
-        await new Promise((resolve) => setTimeout(resolve, 2_500));
-        expect(await lockHolder()).toHaveLength(1);
-      });
-      await admin.query(`ALTER DATABASE "${name}" RESET idle_session_timeout`);
-      // lost all the same (the backend ended): the work's result is not reported as a success
-      const outcome = withMigrationLock(other.url, async () => {
-        const [holder] = await lockHolder();
-        await admin.query("SELECT pg_terminate_backend($1)", [holder!.pid]);
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        return ["20990101000000_pretend"];
-      });
-      await expect(outcome).rejects.toThrow(/the migration lock's connection was lost while migrating/);
-    } finally {
-      await admin.end();
-      await other.drop();
-    }
+    await onFreshDatabase("lost", async (url) => {
+      const { default: pg } = await import("pg");
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      const name = new URL(url).pathname.slice(1);
+      const lockHolder = async () =>
+        (await admin.query<{ pid: number }>(`SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = $1) AND pid <> pg_backend_pid()`, [name])).rows;
+      try {
+        // the session sits idle while the engine migrates on its own connections: a 1 s idle_session_timeout must not end it
+        await admin.query(`ALTER DATABASE "${name}" SET idle_session_timeout = '1s'`);
+        await withMigrationLock(url, async () => {
+          await new Promise((resolve) => setTimeout(resolve, 2_500));
+          expect(await lockHolder()).toHaveLength(1);
+        });
+        await admin.query(`ALTER DATABASE "${name}" RESET idle_session_timeout`);
+        // lost all the same (the backend ended): the work's result is not reported as a success
+        const outcome = withMigrationLock(url, async () => {
+          const [holder] = await lockHolder();
+          await admin.query("SELECT pg_terminate_backend($1)", [holder!.pid]);
+          await new Promise((resolve) => setTimeout(resolve, 300));
+          return ["20990101000000_pretend"];
+        });
+        await expect(outcome).rejects.toThrow(/the migration lock's connection was lost while migrating/);
+      } finally {
+        await admin.end();
+      }
+    });
   });
 });
