@@ -6,6 +6,7 @@
 // plain (ABBA, as the alerts row), since each run stores into a larger table than the last.
 import type { Context } from "./context.ts";
 import { BenchFailure } from "./harness.ts";
+import { allocationWindow } from "./heap-sampling.ts";
 import { cpuNote, ingestCalls, interleaved, warmUsageRows, type Interleaved } from "./ingest.ts";
 import { decimalText, graphqlClient } from "./support.ts";
 import { generateEvents, RATED_METER_INPUTS, RATED_METERS, UNIT_SCALE, type BenchEvent } from "./workload.ts";
@@ -45,7 +46,14 @@ export async function ratedIngest(ctx: Context): Promise<Interleaved> {
   await ingestCalls(ctx, warm);
   await warmUsageRows(ctx);
 
-  const run = (n: number, prefix: string, rated: boolean) => () => ingestCalls(ctx, generateEvents(o.events, o.customers, o.seed + 20 + n, prefix, rated));
+  // BENCH_HEAP_PROFILE: each run's allocations apart (rated-rp1, rated-ra1, …), to compare a rated run with a plain one.
+  const run = (n: number, prefix: string, rated: boolean) => async () => {
+    const events = generateEvents(o.events, o.customers, o.seed + 20 + n, prefix, rated);
+    const allocations = await allocationWindow(ctx.service, `rated-${prefix}`);
+    const result = await ingestCalls(ctx, events);
+    if (allocations) ctx.log(`allocations during run ${prefix} sampled to ${await allocations.stop(o.events)}`);
+    return result;
+  };
   const r = await interleaved(o.events, { plain: [run(1, "rp1", false), run(4, "rp2", false)], other: [run(2, "ra1", true), run(3, "ra2", true)] });
   ctx.log(`ingest on rated meters: ${Math.round(r.eventsPerSecond)} events/s; on plain meters, in the same stretch: ${Math.round(r.plainEventsPerSecond)} events/s (runs: ${r.each.map(Math.round).join(", ")})${cpuNote(r, "rated", "plain")}`);
   return r;

@@ -16,7 +16,7 @@ import { asDate, type Sql } from "../db/sql.ts";
 import { burn, burnOrder, restore } from "./burn-down.ts";
 import { InsufficientCreditsError, MAX_STORED_UNITS, NotFoundError, UnitsOverflowError } from "./errors.ts";
 import type { AggregationFunc } from "./meter-filter.ts";
-import { settle, type TimedGrant } from "./settle.ts";
+import { settle, type SettleStep, type TimedGrant } from "./settle.ts";
 import { formatUnits, UNIT_SCALE } from "./units.ts";
 import { availableUnits, grantDue, grantInPlay, grantUsable, holdLive } from "./rules.ts";
 import { alertRulesOf, recordCrossings, watchedBalances, type AlertLevel } from "./alerts.ts";
@@ -90,7 +90,7 @@ export interface Draw {
   description: string | null;
   /**
    * The rated meter's micro-units this draw stands for, when its entry is also the rated meter's (a fold, see
-   * `BalanceAdjustment.folds`): the rated meter then writes no USAGE entry of its own for them.
+   * `folds`): the rated meter then writes no USAGE entry of its own for them.
    */
   ratedUnits?: bigint;
   /** the draw's staged ledger row, for the rated meter's balance and entry number once its adjustment is applied */
@@ -122,13 +122,6 @@ export interface BalanceAdjustment {
    * rows read after.
    */
   unrated?: boolean;
-  /**
-   * A rated meter's usage whose pool draws (applied just before, `withDraws`) carry it: their ledger entries
-   * stand for this adjustment's usage too, with the rated meter's units, balance after and entry number, so a
-   * rated event costs one ledger row as a plain one does. Usage whose draws do not add up to it exactly (none
-   * known: a guard) gets its own entries instead.
-   */
-  folds?: Draw[];
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
   hold?: bigint;
   /**
@@ -355,7 +348,6 @@ export function adjustment(a: BalanceAdjustment): BalanceAdjustment {
     draws: a.draws,
     drawn: a.drawn,
     unrated: a.unrated,
-    folds: a.folds,
     hold: a.hold,
     holdStored: a.holdStored,
     released: a.released,
@@ -368,8 +360,12 @@ export function adjustment(a: BalanceAdjustment): BalanceAdjustment {
 }
 
 /**
- * The pool draws that can carry a rated meter's usage of `units` micro-units (BalanceAdjustment.folds): all of
- * them staged, their rated units adding up to it exactly; otherwise null and the usage gets its own entries.
+ * The pool draws that can carry a rated meter's usage of `units` micro-units: all of them staged, their rated
+ * units adding up to it exactly; otherwise null and the usage gets its own entries.
+ *
+ * Carried, the pool's entries stand for the rated meter's usage too, with its units, balance after and entry
+ * number, so a rated event costs one ledger row as a plain one does. Usage whose draws do not add up to it
+ * exactly (none known: a guard) gets its own entries instead.
  */
 function folds(draws: Draw[] | undefined, units: bigint): Draw[] | null {
   if (!draws?.length) return null;
@@ -585,7 +581,8 @@ export class BalanceBook {
           at: r.ledgerAt === null ? new Date(0) : asDate(r.ledgerAt),
           grants: [],
           held: want.holds && inline ? heldUnitsOf(r.held) : null,
-          ...(want.levels && inline ? { alertLevel: r.alertLevel ?? null } : {}),
+          // undefined: not read (no object spread per row to leave it out)
+          alertLevel: want.levels && inline ? (r.alertLevel ?? null) : undefined,
           values: null,
           written: false,
           reached: false,
@@ -715,9 +712,10 @@ export class BalanceBook {
   /**
    * Apply one caller's adjustments after everything applied before: returns the change each makes (the
    * balance right after it; a settleOnly adjustment that found nothing due makes none). Throws
-   * InsufficientCreditsError or UnitsOverflowError, and then changes nothing in the book.
+   * InsufficientCreditsError or UnitsOverflowError, and then changes nothing in the book. `report` false:
+   * the caller needs no changes (ingestion, whose call writes about 1,000 balances): none is made.
    */
-  apply(adjustments: BalanceAdjustment[]): BalanceChange[] {
+  apply(adjustments: BalanceAdjustment[], report = true): BalanceChange[] {
     const gone = this.goneCustomer(adjustments);
     if (gone !== null) {
       const answer = adjustments.find((a) => a.customerId === gone)!.ifCustomerGone ?? { message: "No such customer", field: "customerId" };
@@ -726,7 +724,10 @@ export class BalanceBook {
     const drafts = new Map<string, Balance>();
     const staged: Staged = { ledger: [], activated: [], expired: [], newGrants: [], values: new Map(), events: [] };
     const out: BalanceChange[] = [];
-    for (const a of this.rated.size ? this.withDraws(adjustments) : adjustments) {
+    const rated = this.rated.size ? this.withDraws(adjustments) : null;
+    const list = rated ? rated.adjustments : adjustments;
+    for (let i = 0; i < list.length; i++) {
+      const a = list[i]!;
       const k = balanceKey(a.customerId, a.meterId);
       let draft = drafts.get(k);
       if (!draft) {
@@ -735,8 +736,8 @@ export class BalanceBook {
         drafts.set(k, (draft = draftOf(row)));
       }
       draft.reached = true;
-      const change = this.applyOne(draft, a, staged);
-      if (change) out.push(change);
+      const changed = this.applyOne(draft, a, staged, rated ? rated.folds[i] : undefined);
+      if (changed && report) out.push({ customerId: a.customerId, meterId: a.meterId, version: draft.storedVersion + 1, balance: draft.credited - draft.consumed });
     }
     // All went through: the drafts become the rows.
     for (const [k, draft] of drafts) {
@@ -759,14 +760,17 @@ export class BalanceBook {
 
   /**
    * The adjustments, each rated meter's as two: what it draws from its pool, checked there (credits-only, a
-   * hold), then its own counting, which never refuses. Any other adjustment as it is, in the same order.
+   * hold), then its own counting, which never refuses, with the draws that carry it (`folds`, in the same
+   * place). Any other adjustment as it is, in the same order.
    */
-  private withDraws(adjustments: BalanceAdjustment[]): BalanceAdjustment[] {
+  private withDraws(adjustments: BalanceAdjustment[]): { adjustments: BalanceAdjustment[]; folds: (Draw[] | undefined)[] } {
     const out: BalanceAdjustment[] = [];
+    const foldsOf: (Draw[] | undefined)[] = [];
     for (const a of adjustments) {
       const rated = this.rated.get(a.meterId);
       if (!rated || a.drawn) {
         out.push(a);
+        foldsOf.push(undefined);
         continue;
       }
       const draws: Draw[] = [];
@@ -778,7 +782,7 @@ export class BalanceBook {
           draws.push({ units: d.units, ratedMeterId: a.meterId, creditsPerUnit: d.perUnit, eventId, eventCount: d.events, description: null, ratedUnits: d.rated, row: undefined });
         }
       }
-      const current = rateAt(rated.rates, this.now).perUnit;
+      const current = a.direct || a.hold ? rateAt(rated.rates, this.now).perUnit : 0n;
       if (a.direct) {
         const units = a.direct.units;
         const d = draws.find((x) => x.creditsPerUnit === current);
@@ -790,52 +794,49 @@ export class BalanceBook {
         }
       }
       const hold = a.hold ? drawOf(a.hold, current) : undefined;
-      const pool = adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold, ifCustomerGone: a.ifCustomerGone });
-      // Its own counting never refuses and holds nothing: the pool does both.
-      const own = adjustment(a);
-      own.creditsOnly = false;
-      own.hold = own.holdStored = own.covered = own.released = undefined;
-      own.folds = draws;
-      if (draws.length || hold) out.push(pool);
+      if (draws.length || hold) {
+        out.push(adjustment({ customerId: a.customerId, meterId: rated.poolMeterId, draws, creditsOnly: a.creditsOnly, field: a.field, hold, ifCustomerGone: a.ifCustomerGone }));
+        foldsOf.push(undefined);
+      }
+      // Its own counting never refuses and holds nothing: the pool does both. Counted usage (ingestion) asks
+      // neither, and is applied as it is (no copy of it for every rated balance of a call).
+      let own = a;
+      if (a.creditsOnly || a.hold !== undefined || a.holdStored !== undefined || a.covered !== undefined || a.released !== undefined) {
+        own = adjustment(a);
+        own.creditsOnly = false;
+        own.hold = own.holdStored = own.covered = own.released = undefined;
+      }
       out.push(own);
+      foldsOf.push(draws);
     }
-    return out;
+    return { adjustments: out, folds: foldsOf };
   }
 
-  /** Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks. */
-  private applyOne(b: Balance, a: BalanceAdjustment, staged: Staged): BalanceChange | null {
+  /**
+   * Everything that happens to one row in one adjustment: time, removals, credits, usage, direct usage, checks.
+   * `carried`: a rated meter's usage, the pool draws that carry it (see `folds`). No closure is made here: this
+   * runs for every balance of every call (about 1,500 of a rated ingest call).
+   */
+  private applyOne(b: Balance, a: BalanceAdjustment, staged: Staged, carried: Draw[] | undefined): boolean {
     const now = this.now;
     // What the row stored before this adjustment, for an overflow's error (no object unless one is thrown).
     const startAggSum = b.agg.aggSum;
     const startConsumed = b.consumed;
     const startCredited = b.credited;
-    const entry = (kind: string, units: bigint, balance: bigint, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = now, rated: Draw | null = null) => {
-      if (at > b.at) b.at = at;
-      b.sequence++;
-      const occurredAt = at === now && b.at === now ? this.nowValue : this.sql.date(b.at);
-      // ratedUnits, ratedBalanceAfter, ratedSequence: filled in by the rated meter's adjustment if it folds (applyOne, `fold`)
-      const row = [orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, balance, occurredAt, b.sequence, grantId, eventId, eventCount, description, rated?.ratedMeterId ?? null, rated?.creditsPerUnit ?? null, null, null, null, this.nowValue];
-      if (rated?.ratedUnits !== undefined) rated.row = row;
-      staged.ledger.push(row);
-    };
-    let balance = b.credited - b.consumed;
-    const grantEvent = (type: "credit_grant.created" | "credit_grant.expired", grantId: string, units: bigint, at: Date) =>
-      staged.events.push({ organizationId: b.organizationId, type, data: { grantId, customerId: b.customerId, meterId: b.meterId, units: formatUnits(units), balance: formatUnits(balance), at: at.toISOString() } });
 
     // Time first: grants that took effect or expired since the row was last written.
-    const settled = settle(balance, b.grants, now);
-    for (const step of settled.steps) {
+    const steps = b.grants.length ? settle(b.credited - b.consumed, b.grants, now).steps : NO_STEPS;
+    for (const step of steps) {
       b.credited += step.units;
-      balance = step.balanceAfter;
       (step.kind === "GRANT" ? staged.activated : staged.expired).push(step.grant);
-      if (step.units !== 0n) entry(step.kind, step.units, balance, step.grant.id, null, 0, null, step.at);
-      grantEvent(step.kind === "GRANT" ? "credit_grant.created" : "credit_grant.expired", step.grant.id, step.units < 0n ? -step.units : step.units, step.at);
+      if (step.units !== 0n) this.entry(b, staged, step.kind, step.units, null, step.grant.id, null, 0, null, step.at);
+      grantEvent(staged, b, step.kind === "GRANT" ? "credit_grant.created" : "credit_grant.expired", step.grant.id, step.units < 0n ? -step.units : step.units, step.at);
     }
-    if (settled.steps.length && settled.steps.some((s) => s.kind === "EXPIRY")) {
-      const gone = new Set(settled.steps.filter((s) => s.kind === "EXPIRY").map((s) => s.grant));
+    if (steps.length && steps.some((s) => s.kind === "EXPIRY")) {
+      const gone = new Set(steps.filter((s) => s.kind === "EXPIRY").map((s) => s.grant));
       b.grants = b.grants.filter((g) => !gone.has(g));
     }
-    if (a.settleOnly && !settled.steps.length) return null;
+    if (a.settleOnly && !steps.length) return false;
     b.written = true;
     if (a.released && b.held !== null) b.held -= a.released;
     const held = b.held ?? 0n;
@@ -843,9 +844,8 @@ export class BalanceBook {
     for (const r of a.removals ?? NO_REMOVALS) {
       if (r.units === 0n) continue;
       b.credited -= r.units;
-      balance -= r.units;
-      entry(r.kind, -r.units, balance, r.grantId, null, 0, r.description ?? null);
-      if (r.kind === "EXPIRY" || r.kind === "RESET") grantEvent("credit_grant.expired", r.grantId, r.units, now);
+      this.entry(b, staged, r.kind, -r.units, null, r.grantId, null, 0, r.description ?? null);
+      if (r.kind === "EXPIRY" || r.kind === "RESET") grantEvent(staged, b, "credit_grant.expired", r.grantId, r.units, now);
     }
 
     // Negative values on CREDIT meters become a grant (one per row per adjustment), credited like any other.
@@ -863,30 +863,18 @@ export class BalanceBook {
     const grants = usableGrants(b.grants, now);
     for (const c of credits) {
       // A grant arriving while the balance is negative first pays off the overage.
+      const balance = b.credited - b.consumed;
       const overage = balance < 0n ? -balance : 0n;
       const grant = grants.find((g) => g.id === c.grantId);
       if (grant && overage > 0n) grant.remainingUnits -= overage < c.units ? overage : c.units;
       b.credited += c.units;
-      balance += c.units;
-      entry("GRANT", c.units, balance, c.grantId, c.eventId ?? null, c.eventCount ?? 0, c.description ?? null);
-      grantEvent("credit_grant.created", c.grantId, c.units, now);
+      this.entry(b, staged, "GRANT", c.units, null, c.grantId, c.eventId ?? null, c.eventCount ?? 0, c.description ?? null);
+      grantEvent(staged, b, "credit_grant.created", c.grantId, c.units, now);
     }
 
-    const balanceBeforeUse = balance;
-    let used = 0n;
+    const balanceBeforeUse = b.credited - b.consumed;
+    const consumedBeforeUse = b.consumed;
     let fold: Draw[] | null = null;
-    const consume = (delta: bigint) => {
-      if (delta > 0n) burn(grants, delta);
-      else if (delta < 0n) {
-        // Units given back first reduce overage, then refill grants.
-        const overage = balance < 0n ? -balance : 0n;
-        const refill = -delta - (overage < -delta ? overage : -delta);
-        if (refill > 0n) restore(grants, refill);
-      }
-      used += delta;
-      b.consumed += delta;
-      balance = b.credited - b.consumed;
-    };
     if (u) {
       let fresh = 0n;
       if (u.func === "UNIQUE") {
@@ -898,22 +886,21 @@ export class BalanceBook {
           fresh++;
         }
       }
-      const after = {
-        aggCount: b.agg.aggCount + (u.func === "UNIQUE" ? fresh : u.count),
-        aggSum: b.agg.aggSum + u.sum,
-        aggMax: maxOf(b.agg.aggMax, u.max),
-        aggMin: minOf(b.agg.aggMin, u.min),
-      };
-      const delta = consumedFromState(u.func, after) + b.direct - b.consumed;
-      fold = folds(a.folds, delta + (a.direct?.units ?? 0n));
-      consume(delta);
-      b.agg = after;
-      if (!fold && (delta !== 0n || u.eventCount > 0)) entry("USAGE", -delta, balance, null, u.lastEventId, u.eventCount, null);
-    } else fold = folds(a.folds, a.direct?.units ?? 0n);
+      // The row's state is a draft's own copy (draftOf): changed in place.
+      const agg = b.agg;
+      agg.aggCount += u.func === "UNIQUE" ? fresh : u.count;
+      agg.aggSum += u.sum;
+      agg.aggMax = maxOf(agg.aggMax, u.max);
+      agg.aggMin = minOf(agg.aggMin, u.min);
+      const delta = consumedFromState(u.func, agg) + b.direct - b.consumed;
+      fold = folds(carried, delta + (a.direct?.units ?? 0n));
+      consume(b, grants, delta);
+      if (!fold && (delta !== 0n || u.eventCount > 0)) this.entry(b, staged, "USAGE", -delta, null, null, u.lastEventId, u.eventCount, null);
+    } else fold = folds(carried, a.direct?.units ?? 0n);
     if (a.direct) {
       b.direct += a.direct.units;
-      consume(a.direct.units);
-      if (!fold) entry("USAGE", -a.direct.units, balance, null, null, 0, a.direct.description ?? null);
+      consume(b, grants, a.direct.units);
+      if (!fold) this.entry(b, staged, "USAGE", -a.direct.units, null, null, null, 0, a.direct.description ?? null);
     }
     if (fold) {
       // The pool's draws carry this usage: each entry gets the rated meter's units, balance and entry number.
@@ -927,11 +914,13 @@ export class BalanceBook {
         d.row![LEDGER_RATED_UNITS + 2] = b.sequence;
       }
     }
-    for (const d of a.draws ?? []) {
+    for (const d of a.draws ?? NO_DRAWS) {
       b.direct += d.units;
-      consume(d.units);
-      entry("USAGE", -d.units, balance, null, d.eventId, d.eventCount, d.description, now, d);
+      consume(b, grants, d.units);
+      this.entry(b, staged, "USAGE", -d.units, d, null, d.eventId, d.eventCount, d.description);
     }
+    const used = b.consumed - consumedBeforeUse;
+    const balance = b.credited - b.consumed;
     const hold = a.hold ?? 0n;
     if (a.creditsOnly && (used > (a.covered ?? 0n) || hold > 0n) && availableUnits(balance, held) - hold < 0n) {
       const available = availableUnits(balanceBeforeUse, held);
@@ -949,7 +938,22 @@ export class BalanceBook {
     // The live holds are summed by the database (SQLite's SUM fails past the range): their total stays in it too.
     if (hold > 0n && outOfRange(held + hold)) throw overflow(a, { aggSum: startAggSum, consumed: startConsumed, credited: startCredited }, HELD_PAST_RANGE);
     if (hold > 0n && b.held !== null) b.held += hold;
-    return { customerId: a.customerId, meterId: a.meterId, version: b.storedVersion + 1, balance };
+    return true;
+  }
+
+  /**
+   * Stage a ledger entry of `b` (its balance after is the row's, unless `balance` says otherwise), dated `at`
+   * (now), and move the row's ledger cursor. `rated`: a pool's draw, whose entry its rated meter's adjustment
+   * may fill in (ratedUnits, ratedBalanceAfter, ratedSequence; applyOne's `fold`).
+   */
+  private entry(b: Balance, staged: Staged, kind: string, units: bigint, rated: Draw | null, grantId: string | null, eventId: string | null, eventCount: number, description: string | null, at = this.now): void {
+    const now = this.now;
+    if (at > b.at) b.at = at;
+    b.sequence++;
+    const occurredAt = at === now && b.at === now ? this.nowValue : this.sql.date(b.at);
+    const row = [orderedId(), b.organizationId, b.customerId, b.meterId, kind, units, b.credited - b.consumed, occurredAt, b.sequence, grantId, eventId, eventCount, description, rated?.ratedMeterId ?? null, rated?.creditsPerUnit ?? null, null, null, null, this.nowValue];
+    if (rated?.ratedUnits !== undefined) rated.row = row;
+    staged.ledger.push(row);
   }
 
   /**
@@ -1099,6 +1103,28 @@ const byCustomerThenMeter = (a: { customerId: string; meterId: string }, b: { cu
   a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0;
 
 const NO_CREDITS: CreditDelta[] = [];
+const NO_DRAWS: Draw[] = [];
+const NO_STEPS: readonly SettleStep[] = [];
+
+/** A grant of `b` created or expired, for the outbox; `b`'s balance as it stands. */
+function grantEvent(staged: Staged, b: Balance, type: "credit_grant.created" | "credit_grant.expired", grantId: string, units: bigint, at: Date): void {
+  staged.events.push({ organizationId: b.organizationId, type, data: { grantId, customerId: b.customerId, meterId: b.meterId, units: formatUnits(units), balance: formatUnits(b.credited - b.consumed), at: at.toISOString() } });
+}
+
+/**
+ * `delta` micro-units of usage on `b` (negative: given back), burning its usable `grants` in order; units given
+ * back first reduce overage, then refill grants.
+ */
+function consume(b: Balance, grants: TimedGrant[], delta: bigint): void {
+  if (delta > 0n) burn(grants, delta);
+  else if (delta < 0n) {
+    const balance = b.credited - b.consumed;
+    const overage = balance < 0n ? -balance : 0n;
+    const refill = -delta - (overage < -delta ? overage : -delta);
+    if (refill > 0n) restore(grants, refill);
+  }
+  b.consumed += delta;
+}
 const NO_REMOVALS: Removal[] = [];
 
 /** The grants usage may burn or refill at `now`: the list itself when all of them are (usually), no copy. */

@@ -183,8 +183,13 @@ export function drawsOf(rates: Rate[], usage: RatedUsage): RateDraw[] {
   return out;
 }
 
+/** No array per step (a destructuring swap allocated one): this runs for every rated balance an ingest call draws on. */
 function gcd(a: bigint, b: bigint): bigint {
-  while (b !== 0n) [a, b] = [b, a % b];
+  while (b !== 0n) {
+    const r = a % b;
+    a = b;
+    b = r;
+  }
   return a < 0n ? -a : a;
 }
 

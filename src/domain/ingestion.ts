@@ -492,7 +492,7 @@ const ingestKind: JobKind<IngestJob> = {
           throw new NotFoundError(noSuchCustomerMessage({ column: first.externalCustomerId ? "externalId" : "id" }), field);
         }
         try {
-          book.apply(plan.adjustments);
+          book.apply(plan.adjustments, false);
         } catch (err) {
           refused.push(job);
           // Name the event that took a balance out of range, counting from the balance as the calls decided
