@@ -1,7 +1,7 @@
 // One way to run a write: a transaction with the SQL helper, and subscribers told after it commits.
 import type { Db } from "../db/client.ts";
 import { pgPoolOf, pgPrepares, pgWriterPoolOf, providerOfDb, queryHookOf, sqliteWriterOf } from "../db/client.ts";
-import { pgRunner } from "../db/pg.ts";
+import { coalesceWrites, pgRunner } from "../db/pg.ts";
 import { Sql } from "../db/sql.ts";
 import type { BalanceChange } from "./balances.ts";
 import type { Notify } from "./notify.ts";
@@ -88,12 +88,14 @@ export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T
     // right behind them. The client goes back to the pool as it came, one statement at a time.
     const mode = client as unknown as { pipeline: boolean };
     mode.pipeline = true;
-    const sql = new Sql(pgRunner(client, onQuery, pgPrepares(db)), "postgresql", true);
+    const sql = new Sql(pgRunner(client, onQuery, pgPrepares(db), true), "postgresql", true);
     let broken: Error | undefined;
     let xid: string | undefined;
     let commitSent = false;
     let value: T | undefined;
     try {
+      // BEGIN, the id and the work's first statements leave in one write (coalesceWrites); so do its last and COMMIT.
+      coalesceWrites(client);
       const begin = client.query("BEGIN");
       begin.catch(() => {}); // awaited below
       // The transaction's id, to ask the database whether it committed if the COMMIT's answer is lost.
@@ -102,6 +104,7 @@ export function committedSqlTransaction<T>(db: Db, work: (sql: Sql) => Promise<T
       try {
         value = await work(sql);
         xid = (await id).rows[0]!.xid; // answered before whatever the work awaited, so at once
+        coalesceWrites(client);
         const commit = client.query("COMMIT");
         commitSent = true;
         commit.catch(() => {}); // awaited below
