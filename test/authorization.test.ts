@@ -4,6 +4,7 @@ import {
   Availability,
   AvailabilityUpdated,
   CommitReservation,
+  CreateMeter,
   CreateSession,
   IngestStrict,
   ReleaseReservation,
@@ -12,9 +13,11 @@ import {
 } from "./documents.ts";
 import type { AuthorizeUsageInput, ReserveUsageInput } from "./gql/graphql.ts";
 import { startTestApp, subscription, type TestApp } from "./support/app.ts";
+import { authorizeUsage, type Authorization, type UsageRequest } from "../src/domain/authorization.ts";
 import { benefit, customer, grant, ingest, ledgerOf as ledgerEntries, meter, named, order, product } from "./support/fixtures.ts";
 
 let t: TestApp;
+const silent = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
 const T0 = new Date("2026-05-01T00:00:00.000Z");
 
 beforeAll(async () => {
@@ -126,6 +129,49 @@ describe("authorizeUsage on a credits-only meter", () => {
     if (createCustomerSession.__typename !== "CustomerSession") throw new Error("no session");
     const { authorizeUsage } = await t.ok(AuthorizeUsage, { input: { customerId: c, meterId: m, units: "1" } }, createCustomerSession.token);
     expect(authorizeUsage).toMatchObject({ __typename: "ForbiddenError", code: "FORBIDDEN" });
+  });
+
+  it("authorizations looked up together are each answered for their own organization, customer and meter (one statement per organization and lookup on PostgreSQL)", async () => {
+    const a = await funded("2");
+    const external = `auth-ext-${Math.random().toString(36).slice(2, 8)}`;
+    const b = await customer(t, external);
+    const mb = await meter(t, "SUM", { property: "n", filter: named(external) });
+    await grant(t, b, mb, "1");
+    const other = await t.newOrganization();
+    const o = await customer(t, `${external}-o`, other.token);
+    const { createMeter } = await t.ok(CreateMeter, { input: { name: `${external}-o`, filter: named(external), aggregation: { func: "SUM", property: "n" } } }, other.token);
+    if (createMeter.__typename !== "Meter") throw new Error(JSON.stringify(createMeter));
+    const calls: [string, UsageRequest][] = [
+      [t.organizationId, { customerId: a.c, meterId: a.m, units: 1_000_000n }],
+      [t.organizationId, { customerId: a.c, meterId: a.m, units: 5_000_000n }],
+      [t.organizationId, { externalCustomerId: external, meterId: mb, units: 1_000_000n }],
+      [t.organizationId, { customerId: "nope", meterId: a.m, units: 1n }],
+      [t.organizationId, { externalCustomerId: "nope", meterId: mb, units: 1n }],
+      [t.organizationId, { customerId: a.c, meterId: "nope", units: 1n }],
+      [other.id, { customerId: a.c, meterId: a.m, units: 1n }],
+      [other.id, { customerId: o, meterId: createMeter.id, units: 1n }],
+    ];
+    let answers: PromiseSettledResult<Authorization>[] = [];
+    // Asked in one tick, as requests read from the sockets in one go are.
+    const queries = await t.queriesDuring(async () => {
+      answers = await Promise.allSettled(calls.map(([organizationId, input]) => authorizeUsage(t.db, silent, organizationId, input)));
+    });
+    const outcome = (r: PromiseSettledResult<Authorization>) =>
+      r.status === "fulfilled" ? { allowed: r.value.allowed, balance: r.value.balance, code: r.value.code } : { error: (r.reason as { code?: string }).code, field: (r.reason as { field?: string }).field };
+    expect(answers.map(outcome)).toEqual([
+      { allowed: true, balance: 1_000_000n, code: "OK" },
+      { allowed: false, balance: 2_000_000n, code: "INSUFFICIENT_CREDITS" },
+      { allowed: true, balance: 0n, code: "OK" },
+      { error: "NOT_FOUND", field: "input.customerId" },
+      { error: "NOT_FOUND", field: "input.externalCustomerId" },
+      { error: "NOT_FOUND", field: "input.meterId" },
+      { error: "NOT_FOUND", field: "input.customerId" },
+      { allowed: false, balance: 0n, code: "INSUFFICIENT_CREDITS" },
+    ]);
+    if (t.databaseUrl.startsWith("postgres")) {
+      // (this organization, id), (this organization, externalId), (the other one, id)
+      expect(queries.filter((q) => q.includes("CROSS JOIN LATERAL") && q.includes(`FROM "Customer" c CROSS JOIN "Meter" m`))).toHaveLength(3);
+    }
   });
 });
 
