@@ -8,7 +8,7 @@
 // that call's answer and writes nothing; its neighbours go through.
 import type { Db } from "../db/client.ts";
 import { sqlOf } from "../db/client.ts";
-import type { Sql } from "../db/sql.ts";
+import { asDate, type Sql } from "../db/sql.ts";
 import type { Reservation } from "../generated/prisma-postgresql/client.ts";
 import { adjustBalances, adjustment, balanceKey, type BalanceAdjustment, type BalanceChange } from "./balances.ts";
 import { drawOf, rateAt, ratedMeters } from "./credit-systems.ts";
@@ -319,11 +319,42 @@ export async function reserveUsage(db: Db, notify: Notify, organizationId: strin
 /** A hold of a customer deleted meanwhile is gone with it: what finishing it answers, before and in the writer. */
 const RESERVATION_GONE = { message: "No such reservation", field: "id" };
 
+/**
+ * The organization's reservation `id`, by one statement on the hot path (a prepared one on PostgreSQL: Prisma's
+ * query took about a fifth of a commit's CPU under 64 concurrent clients). A deleted customer's holds are gone
+ * with it: committing one would still charge its balance.
+ */
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
-  // a deleted customer's holds are gone with it: committing one would still charge its balance
-  const r = await db.reservation.findFirst({ where: { id, organizationId, customer: { deletedAt: null } } });
-  if (!r) throw new NotFoundError(RESERVATION_GONE.message, RESERVATION_GONE.field);
-  return r;
+  const sql = sqlOf(db);
+  const row = await sql.first<Record<string, unknown>>(
+    `SELECT ${RESERVATION_COLUMNS.map((c) => `r."${c}"`).join(", ")} FROM "Reservation" r JOIN "Customer" c ON c."id" = r."customerId"
+      WHERE r."id" = ${sql.param(1)} AND r."organizationId" = ${sql.param(2)} AND c."deletedAt" IS NULL`,
+    [id, organizationId],
+  );
+  if (!row) throw new NotFoundError(RESERVATION_GONE.message, RESERVATION_GONE.field);
+  return reservationOf(row);
+}
+
+/** A Reservation row as either engine's raw statements return it (SQLite: dates as text), in Prisma's shape. */
+function reservationOf(r: Record<string, unknown>): Reservation {
+  const big = (v: unknown) => (v === null || v === undefined ? null : BigInt(v as bigint | number | string));
+  const date = (v: unknown) => (v === null || v === undefined ? null : asDate(v as Date | string));
+  return {
+    id: String(r.id),
+    organizationId: String(r.organizationId),
+    customerId: String(r.customerId),
+    meterId: String(r.meterId),
+    units: big(r.units)!,
+    status: String(r.status),
+    committedUnits: big(r.committedUnits),
+    idempotencyKey: r.idempotencyKey === null || r.idempotencyKey === undefined ? null : String(r.idempotencyKey),
+    expiresAt: date(r.expiresAt),
+    createdAt: date(r.createdAt)!,
+    updatedAt: date(r.updatedAt)!,
+    ratedMeterId: r.ratedMeterId === null || r.ratedMeterId === undefined ? null : String(r.ratedMeterId),
+    ratedUnits: big(r.ratedUnits),
+    creditsPerUnit: big(r.creditsPerUnit),
+  };
 }
 
 /** Why a reservation that is no longer live cannot be committed or released as asked. */
@@ -466,8 +497,10 @@ const usageKind: JobKind<UsageJob> = {
       );
       rowOf.set(job, { id, expiresAt });
     }
-    const inserted = rows.length ? await sql.insertNew("Reservation", RESERVATION_COLUMNS, rows, `("organizationId", "idempotencyKey")`) : new Set<unknown>();
-
+    // The new rows' insert and the finished holds' locking read go out together (one round trip on PostgreSQL's
+    // pipelined connection): neither needs the other's answer.
+    const inserting = rows.length ? sql.insertNew("Reservation", RESERVATION_COLUMNS, rows, `("organizationId", "idempotencyKey")`) : Promise.resolve(new Set<unknown>());
+    inserting.catch(() => {}); // awaited below, unless the read failed first
     const finishing = [...new Set(jobs.flatMap((j) => (j.type === "finish" ? [j.reservation.id] : [])))];
     const live = new Set<string>();
     if (finishing.length) {
@@ -481,6 +514,7 @@ const usageKind: JobKind<UsageJob> = {
         if (holdLive.test({ status: r.status, expiresAt }, now)) live.add(r.id);
       }
     }
+    const inserted = await inserting;
 
     const plans = new Map<UsageJob, BalanceAdjustment[]>();
     for (const job of jobs) {

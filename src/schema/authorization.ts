@@ -155,7 +155,7 @@ builder.mutationFields((t) => ({
       const given = givenInput(input, loose, ["id", "units"]);
       const { id, units } = given.input;
       const r = await underInput(given, () => commitReservation(ctx.db, ctx.notify, orgId(ctx), String(id), units, ctx.now()));
-      return ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } });
+      return relationsAsked(query) ? ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } }) : r;
     },
   }),
   releaseReservation: t.prismaField({
@@ -166,10 +166,18 @@ builder.mutationFields((t) => ({
     args: { id: t.arg.id({ required: true }) },
     resolve: async (query, _root, { id }, ctx) => {
       const r = await releaseReservation(ctx.db, ctx.notify, orgId(ctx), String(id), ctx.now());
-      return ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } });
+      return relationsAsked(query) ? ctx.db.reservation.findUniqueOrThrow({ ...query, where: { id: r.id } }) : r;
     },
   }),
 }));
+
+/**
+ * Whether a prismaField's query loads relations (the selection reaches past the row's own columns). A commit or
+ * release answers the row as its transaction wrote it; only a selection of its relations reads it again.
+ */
+function relationsAsked(query: { include?: object; select?: object }): boolean {
+  return query.select !== undefined || Object.keys(query.include ?? {}).length > 0;
+}
 
 /** The reservations list's filter, shared by its page and its totalCount. */
 const reservationsWhere = sharedFilter(
