@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ArchiveMeter, CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
 import { sqlOf } from "../src/db/client.ts";
 import { customersAndMetersStatement } from "../src/domain/ingestion.ts";
+import { readBalance } from "../src/domain/balance-view.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, grant, ingest, meter, named } from "./support/fixtures.ts";
 
@@ -149,6 +150,44 @@ describe("balances", () => {
     // same few statements however many meters there are
     expect(six.queries).toBe(one.queries);
     expect(six.queries).toBeLessThanOrEqual(4);
+  });
+
+  it("balances read together are each their own customer's (one statement per organization and lookup on PostgreSQL)", async () => {
+    const external = `read-ext-${Math.random().toString(36).slice(2, 8)}`;
+    const a = await customer(t);
+    const b = await customer(t, external);
+    const idle = await customer(t);
+    const m = await meter(t, "COUNT", { filter: named(external) });
+    await ingest(t, [{ name: external, customerId: a }, { name: external, customerId: b }, { name: external, customerId: b }]);
+    await grant(t, b, m, "5");
+    const other = await t.newOrganization();
+    const o = await customer(t, `${external}-o`, other.token);
+    const now = new Date();
+    const reads: [string, { column: "id" | "externalId"; value: string }, string][] = [
+      [t.organizationId, { column: "id", value: a }, m],
+      [t.organizationId, { column: "externalId", value: external }, m],
+      [t.organizationId, { column: "id", value: idle }, m],
+      [t.organizationId, { column: "id", value: "nope" }, m],
+      [other.id, { column: "id", value: a }, m],
+      [other.id, { column: "id", value: o }, m],
+    ];
+    let found: Awaited<ReturnType<typeof readBalance>>[] = [];
+    // Asked in one tick, as requests read from the sockets in one go are.
+    const queries = await t.queriesDuring(async () => {
+      found = await Promise.all(reads.map(([organizationId, lookup, meterId]) => readBalance(t.db, organizationId, lookup, meterId, now)));
+    });
+    expect(found.map((f) => f && { customerId: f.customerId, balance: f.row?.balance ?? null })).toEqual([
+      { customerId: a, balance: -1_000_000n },
+      { customerId: b, balance: 3_000_000n },
+      { customerId: idle, balance: null },
+      null,
+      null,
+      { customerId: o, balance: null },
+    ]);
+    if (t.databaseUrl.startsWith("postgres")) {
+      // (this organization, id), (this organization, externalId), (the other one, id)
+      expect(queries.filter((q) => q.includes("CROSS JOIN LATERAL") && q.includes(`FROM "Customer" c LEFT JOIN "CustomerMeter" m`))).toHaveLength(3);
+    }
   });
 
   it("customerMeters lists balances by customer and meter; a session sees only its own", async () => {

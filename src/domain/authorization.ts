@@ -17,6 +17,7 @@ import { customerLookup, noSuchCustomerMessage, resolveCustomerRef, type Custome
 import { ConflictError, InsufficientCreditsError, InvalidInputError, MAX_STORED_UNITS, NotFoundError } from "./errors.ts";
 import { checkIdempotencyKey } from "./idempotency.ts";
 import { orderedId } from "./ids.ts";
+import { lookupBatches } from "./lookup-batch.ts";
 import { overagePairs } from "./overage.ts";
 import { requireMeter } from "./meters.ts";
 import type { Notify } from "./notify.ts";
@@ -109,82 +110,22 @@ function targetSelect(sql: Sql, column: "id" | "externalId", organization: strin
         AND m."organizationId" = ${organization} AND m."id" = ${meter}`;
 }
 
-/** A request's target lookup waiting for its batch (PostgreSQL, `lookUpTargets`). */
-interface TargetAsk {
-  organizationId: string;
-  column: "id" | "externalId";
-  value: string;
-  meterId: string;
-  now: Date;
-  resolve(row: TargetRow | undefined): void;
-  reject(err: unknown): void;
-}
-const waitingTargets = new WeakMap<Db, TargetAsk[]>();
-
-/** Requests per batched statement at most. */
-const TARGETS_PER_STATEMENT = 500;
-
 /**
- * The target row of one request. On PostgreSQL the lookups of every request that asks before the event loop
- * turns (the requests read from the sockets in one go, under load) are one statement per organization and
- * lookup column: each statement costs the server a round of parse, bind and execute and this process a write
- * to its socket, which under 64 concurrent authorizations was a tenth of the process's samples. Each request
- * is looked up in its own row (a lateral subquery probing the indexes as the one-request statement does); all
- * see one snapshot, and holds and due grants are judged at the latest of their instants: a later instant
- * only finds fewer live holds and more due grants, so an early refusal (`refusedBySnapshot`) stays one that a
- * serial check at the request's own instant would make. SQLite reads on its own connection at once.
+ * The target row of one request. On PostgreSQL the lookups of requests asked together are batched
+ * (src/domain/lookup-batch.ts): one statement per organization and lookup column, one snapshot, holds and due
+ * grants judged at the latest of the requests' instants. A later instant only finds fewer live holds and more
+ * due grants, so an early refusal (`refusedBySnapshot`) stays one that a serial check at the request's own
+ * instant would make. SQLite reads on its own connection at once.
  */
 function lookUpTarget(db: Db, organizationId: string, lookup: { column: "id" | "externalId"; value: string }, meterId: string, now: Date): Promise<TargetRow | undefined> {
   const sql = sqlOf(db);
-  if (sql.provider !== "postgresql") {
-    const at = sql.date(now);
-    // SQLite numbers its parameters by position: the values in the order they appear
-    return sql.first<TargetRow>(targetSelect(sql, lookup.column, sql.param(4), sql.param(5), sql.param(6)), [at, at, at, organizationId, lookup.value, organizationId, meterId]);
-  }
-  return new Promise((resolve, reject) => {
-    let waiting = waitingTargets.get(db);
-    if (!waiting) {
-      waitingTargets.set(db, (waiting = []));
-      setImmediate(() => {
-        waitingTargets.delete(db);
-        void lookUpTargets(db, waiting!);
-      });
-    }
-    waiting.push({ organizationId, column: lookup.column, value: lookup.value, meterId, now, resolve, reject });
-  });
+  if (sql.provider === "postgresql") return batchedTarget(db, { organizationId, column: lookup.column, value: lookup.value, meterId, now });
+  const at = sql.date(now);
+  // SQLite numbers its parameters by position: the values in the order they appear
+  return sql.first<TargetRow>(targetSelect(sql, lookup.column, sql.param(4), sql.param(5), sql.param(6)), [at, at, at, organizationId, lookup.value, organizationId, meterId]);
 }
 
-/** The batch of `lookUpTarget`: one statement per organization, lookup column and TARGETS_PER_STATEMENT requests. */
-async function lookUpTargets(db: Db, asks: TargetAsk[]): Promise<void> {
-  const sql = sqlOf(db);
-  const groups = new Map<string, TargetAsk[]>();
-  for (const a of asks) {
-    const k = `${a.organizationId}\u0000${a.column}`;
-    const group = groups.get(k);
-    if (group) group.push(a);
-    else groups.set(k, [a]);
-  }
-  await Promise.all(
-    [...groups.values()].flatMap((group) =>
-      sql.inChunks(group, TARGETS_PER_STATEMENT).map(async (chunk) => {
-        try {
-          let latest = chunk[0]!.now;
-          for (const a of chunk) if (a.now > latest) latest = a.now;
-          const at = sql.date(latest);
-          const rows = await sql.query<TargetRow & { i: number }>(
-            `SELECT (q->>0)::int AS "i", t.* FROM jsonb_array_elements($5::jsonb) AS q
-              CROSS JOIN LATERAL (${targetSelect(sql, chunk[0]!.column, "$4", "(q->>1)", "(q->>2)")}) AS t`,
-            [at, at, at, chunk[0]!.organizationId, JSON.stringify(chunk.map((a, i) => [i, a.value, a.meterId]))],
-          );
-          const found = new Map(rows.map((r) => [Number(r.i), r]));
-          chunk.forEach((a, i) => a.resolve(found.get(i)));
-        } catch (err) {
-          for (const a of chunk) a.reject(err);
-        }
-      }),
-    ),
-  );
-}
+const batchedTarget = lookupBatches(targetSelect, (_db, row) => row as unknown as TargetRow);
 
 /**
  * The balance a request addresses, its overage policy and a snapshot of what is available, in one statement

@@ -9,6 +9,7 @@ import { asDate, type Sql } from "../db/sql.ts";
 import { balanceKey, dueGrantsAndHolds } from "./balances.ts";
 import { settle, type TimedGrant } from "./settle.ts";
 import { availableUnits, grantDue, holdLive } from "./rules.ts";
+import { lookupBatches } from "./lookup-batch.ts";
 
 export interface StoredBalance {
   customerId: string;
@@ -170,6 +171,11 @@ async function rowsWithViews(db: Db, found: Record<string, unknown>[], now: Date
 /**
  * One balance, as of `now`, in one statement: the live customer the lookup names (null: none) and its row on
  * the meter (null: no usage or credits there yet), whose view a view loader then answers without reading.
+ *
+ * On PostgreSQL the reads of every request that asks before the event loop turns are one statement per
+ * organization and lookup column (src/domain/lookup-batch.ts), as authorizations' lookups are: each is read in its
+ * own row of a lateral subquery, all in one snapshot and as of the latest of their instants (a read a few
+ * milliseconds later than asked, whole and exact as of then).
  */
 export async function readBalance(
   db: Db,
@@ -179,20 +185,33 @@ export async function readBalance(
   now: Date,
 ): Promise<{ customerId: string; row: BalanceRow | null } | null> {
   const sql = sqlOf(db);
+  if (sql.provider === "postgresql") return (await batchedRead(db, { organizationId, column: lookup.column, value: lookup.value, meterId, now })) ?? null;
   const at = sql.date(now);
-  const found = await sql.first<Record<string, unknown>>(
-    `SELECT c."id" AS "cid", ${rowWithViewColumns(sql)}
-     FROM "Customer" c LEFT JOIN "CustomerMeter" m ON m."customerId" = c."id" AND m."meterId" = ${sql.param(4)}
-     WHERE c."organizationId" = ${sql.param(5)} AND c."${lookup.column}" = ${sql.param(6)} AND c."deletedAt" IS NULL
-     LIMIT 1`,
-    [at, at, at, meterId, organizationId, lookup.value],
-  );
-  if (!found) return null;
+  const found = await sql.first<Record<string, unknown>>(readBalanceSelect(sql, lookup.column, sql.param(4), sql.param(5), sql.param(6)), [at, at, at, meterId, organizationId, lookup.value]);
+  return found ? balanceFound(db, found, now) : null;
+}
+
+/** readBalance's SELECT: `meter`, `organization` and `customer` (matched on `column`) are SQL expressions; parameters 1–3 are `now`. */
+function readBalanceSelect(sql: Sql, column: "id" | "externalId", meter: string, organization: string, customer: string): string {
+  return `SELECT c."id" AS "cid", ${rowWithViewColumns(sql)}
+     FROM "Customer" c LEFT JOIN "CustomerMeter" m ON m."customerId" = c."id" AND m."meterId" = ${meter}
+     WHERE c."organizationId" = ${organization} AND c."${column}" = ${customer} AND c."deletedAt" IS NULL
+     LIMIT 1`;
+}
+
+/** What readBalance answers for the row its statement found. */
+async function balanceFound(db: Db, found: Record<string, unknown>, now: Date): Promise<{ customerId: string; row: BalanceRow | null }> {
   const customerId = String(found.cid);
   if (found.id == null) return { customerId, row: null };
   const [row] = await rowsWithViews(db, [found], now);
   return { customerId, row };
 }
+
+/** readBalance's batches on PostgreSQL (src/domain/lookup-batch.ts). */
+const batchedRead = lookupBatches(
+  (sql, column, organization, customer, meter) => readBalanceSelect(sql, column, meter, organization, customer),
+  balanceFound,
+);
 
 /** Every balance row of one customer, by meter id, views primed: one statement (two with a grant due). */
 export async function readBalancesOf(db: Db, customerId: string, now: Date): Promise<BalanceRow[]> {
