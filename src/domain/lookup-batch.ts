@@ -3,7 +3,7 @@
 // turns (under load, the requests read from the sockets in one go). One statement per organization and lookup
 // column instead of one per request: each statement costs the server a parse, bind and execute and this
 // process a write to the server's socket, which wakes the server's process (under 64 concurrent
-// authorizations, these writes were a tenth of the process's samples). Each request is looked up in its own
+// authorizations, these writes were about 8 % of the process's samples). Each request is looked up in its own
 // row by a lateral subquery, which probes the same indexes as the one-request statement. SQLite needs none of
 // this: its reads run on their own connection at once (src/db/sqlite-reader.ts).
 import DataLoader from "dataloader";
