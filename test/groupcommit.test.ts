@@ -14,7 +14,8 @@ const TRILLION = "1000000000000";
 const silent = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
 
 beforeAll(async () => {
-  t = await startTestApp({ limits: { rateLimitPerSecond: 1_000_000, rateLimitBurst: 1_000_000 } });
+  // Groups here hold more calls of one token than its default 8 at once (test/limits.test.ts covers that limit).
+  t = await startTestApp({ limits: { rateLimitPerSecond: 1_000_000, rateLimitBurst: 1_000_000, concurrencyPerClient: 64 } });
 });
 afterAll(() => t?.close());
 
@@ -180,6 +181,8 @@ describe("a customer deleted while its writes wait for the writer", () => {
         () => commit(hold, "2"),
         () => authorize({ customerId: stays, meterId: m, units: "2" }),
         () => ingestCall([{ name: "gc-gone", customerId: stays, metadata: { n: 1 }, externalId: "gc-gone-4" }]),
+        // events no meter counts: no balance row of the customer is read, the customer is checked all the same
+        () => ingestCall([{ name: "gc-gone-unmetered", customerId: stays, externalId: "gc-gone-5" }, { name: "gc-gone-unmetered", customerId: gone, externalId: "gc-gone-6" }]),
       ],
       async () => {
         for (const c of [gone, goneExternal, goneHolder]) expect((await t.ok(DeleteCustomer, { id: c })).deleteCustomer).toMatchObject({ __typename: "Customer" });
@@ -193,10 +196,11 @@ describe("a customer deleted while its writes wait for the writer", () => {
       expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such reservation", field: "id" }),
       { __typename: "UsageAuthorization", allowed: true, balance: "8", code: "OK", replayed: false },
       { __typename: "IngestSummary", inserted: 1, duplicates: 0, creditedUnits: "0", ignoredValues: 0 },
+      expect.objectContaining({ __typename: "NotFoundError", code: "NOT_FOUND", message: "No such customer", field: "events.1.customerId" }),
     ]);
     // The deleted customers' balances are as they were at their deletion; their calls stored nothing.
     expect(await Promise.all([gone, goneExternal, goneHolder].map(rows))).toEqual(before);
-    expect(await eventCount(["gc-gone-1", "gc-gone-2", "gc-gone-3"])).toBe(0);
+    expect(await eventCount(["gc-gone-1", "gc-gone-2", "gc-gone-3", "gc-gone-5", "gc-gone-6"])).toBe(0);
     expect(await t.db.reservation.count({ where: { organizationId: t.organizationId, idempotencyKey: "gc-gone-key" } })).toBe(0);
     expect(await t.db.reservation.findUniqueOrThrow({ where: { id: hold } })).toMatchObject({ status: "HELD" });
     // The other customer's calls were decided in the same group.

@@ -411,6 +411,8 @@ export class BalanceBook {
   private liveOnly = false;
   /** customers of the rows read that are deleted (only with `liveCustomers`) */
   private readonly gone = new Set<string>();
+  /** `liveCustomers`: customers to check beside the rows' (`alsoCustomers` of open), with the first rows read */
+  private alsoCustomers: string[] = [];
 
   private constructor(
     private readonly sql: Sql,
@@ -428,11 +430,13 @@ export class BalanceBook {
    * rows' customers are checked once the rows are locked, and an adjustment of a customer deleted since is
    * refused (NOT_FOUND, as its `ifCustomerGone` says). deleteCustomer locks the customer and its rows first
    * (src/domain/customers.ts), so a write either commits before a deletion or sees it: no balance of a deleted
-   * customer moves after its deletion.
+   * customer moves after its deletion. `alsoCustomers` are checked with them (customers a job writes for without
+   * a balance row): one whose deletion commits before that read is seen, one committing later is concurrent.
    */
-  static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date, options: { liveCustomers?: boolean } = {}): Promise<BalanceBook> {
+  static async open(sql: Sql, wanted: { organizationId: string; adjustments: BalanceAdjustment[] }[], now: Date, options: { liveCustomers?: boolean; alsoCustomers?: string[] } = {}): Promise<BalanceBook> {
     const book = new BalanceBook(sql, now);
     book.liveOnly = options.liveCustomers === true;
+    book.alsoCustomers = options.alsoCustomers ?? [];
     // Which meters are rated decides which rows are read: counted usage says so itself (`timed`: plain
     // ingestion reads no rates); direct usage and holds on a meter the caller found feeding no pool (`unrated`)
     // are checked in the round trip that reads the rows; any other is looked up first.
@@ -496,7 +500,13 @@ export class BalanceBook {
         for (const v of a.usage.distinct) set.add(v);
       }
     }
-    if (!pairs.size) return;
+    // Customers checked beside the rows' (open's `alsoCustomers`): with the first rows read.
+    const also = this.alsoCustomers.map((customerId) => ({ customerId }));
+    this.alsoCustomers = [];
+    if (!pairs.size) {
+      for (const id of await this.readGone(also)) this.gone.add(id);
+      return;
+    }
     // Rows whose writes are watched (a balance alert rule, an organization with auto top-ups) need their holds
     // and stored alert level when written: read with the rows rather than by two statements more per write.
     const list = [...pairs.values()];
@@ -514,13 +524,13 @@ export class BalanceBook {
     watchedRead?.catch(() => {});
     // And which of their customers are deleted, by the same reasoning (a deletion holding their rows has
     // committed by the time this runs).
-    const goneRead = ahead ? this.readGone(list) : null;
+    const goneRead = ahead ? this.readGone(also.length ? [...list, ...also] : list) : null;
     goneRead?.catch(() => {});
     const created = await rowsRead;
     await this.readValues(values);
     this.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
     this.setWatched(await (watchedRead ?? this.readWatched(list, reads)), reads);
-    for (const id of await (goneRead ?? this.readGone(list))) this.gone.add(id);
+    for (const id of await (goneRead ?? this.readGone(also.length ? [...list, ...also] : list))) this.gone.add(id);
     // Rows created here were locked after the grants and holds were read: a writer that created one first may
     // have given it grants or holds since, so theirs are read again. Creating a row waited for a deletion of its
     // customer in progress (its foreign key): the customer is checked again too.
@@ -669,6 +679,13 @@ export class BalanceBook {
   goneCustomer(adjustments: BalanceAdjustment[]): string | null {
     if (!this.gone.size) return null;
     for (const a of adjustments) if (!a.settleOnly && this.gone.has(a.customerId)) return a.customerId;
+    return null;
+  }
+
+  /** The first customer of `items` deleted since its caller looked it up (among the rows' customers and `alsoCustomers`), or null. */
+  goneAmong(items: Iterable<{ customerId: string }>): string | null {
+    if (!this.gone.size) return null;
+    for (const { customerId } of items) if (this.gone.has(customerId)) return customerId;
     return null;
   }
 

@@ -473,6 +473,14 @@ const ingestKind: JobKind<IngestJob> = {
     const refused: IngestJob[] = [];
     return {
       adjustments: (job) => plans.get(job)!.adjustments,
+      customers(job) {
+        // customers whose events count on no meter: no balance row of theirs is read, so they are checked apart
+        const plan = plans.get(job)!;
+        const withRows = new Set(plan.adjustments.map((a) => a.customerId));
+        const out = new Set<string>();
+        for (const e of plan.countable) if (!withRows.has(e.customerId)) out.add(e.customerId);
+        return [...out];
+      },
       decide(book, job) {
         const plan = plans.get(job)!;
         if (stale.has(job)) {
@@ -482,7 +490,7 @@ const ingestKind: JobKind<IngestJob> = {
             "events",
           );
         }
-        const gone = book.goneCustomer(plan.adjustments);
+        const gone = book.goneAmong(plan.countable); // every customer its events count for, with a balance row or not
         if (gone !== null) {
           // Deleted since the call was checked: NOT_FOUND, nothing stored (an externalCustomerId's events are then
           // stored as those of an unknown one if the call is sent again).

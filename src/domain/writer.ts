@@ -48,6 +48,11 @@ export interface PreparedJobs<J> {
   /** The adjustments a job may apply: their rows are read and locked with every other job's before any decision. */
   adjustments(job: J): BalanceAdjustment[];
   /**
+   * Customers a job stores something for without a balance row among its adjustments (an ingest call's events
+   * that match no meter): checked with the rows' customers, so a job of a customer deleted since is refused.
+   */
+  customers?(job: J): string[];
+  /**
    * Decide one job against the book (in the group's order): apply what it does and answer, or throw its
    * error. Either way, what `prepare` wrote for a job that applied nothing is undone by `write`.
    */
@@ -206,7 +211,7 @@ class Writer {
       jobs.map((p) => ({ organizationId: p.job.organizationId, adjustments: of(p).adjustments(p.job) })),
       now,
       // Callers looked their customers up before queueing: one deleted since is refused (NOT_FOUND), not written.
-      { liveCustomers: true },
+      { liveCustomers: true, alsoCustomers: jobs.flatMap((p) => of(p).customers?.(p.job) ?? []) },
     );
     const outcomes = jobs.map((p): Outcome => {
       try {
