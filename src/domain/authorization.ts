@@ -268,7 +268,7 @@ const RESERVATION_GONE = { message: "No such reservation", field: "id" };
 async function requireReservation(db: Db, organizationId: string, id: string): Promise<Reservation> {
   const sql = sqlOf(db);
   const row = await sql.first<Record<string, unknown>>(
-    `SELECT ${RESERVATION_COLUMNS.map((c) => `r."${c}"`).join(", ")} FROM "Reservation" r JOIN "Customer" c ON c."id" = r."customerId"
+    `SELECT ${RESERVATION_SELECT} FROM "Reservation" r JOIN "Customer" c ON c."id" = r."customerId"
       WHERE r."id" = ${sql.param(1)} AND r."organizationId" = ${sql.param(2)} AND c."deletedAt" IS NULL`,
     [id, organizationId],
   );
@@ -403,6 +403,8 @@ function finishPlan(job: FinishJob): BalanceAdjustment[] {
 }
 
 const RESERVATION_COLUMNS = ["id", "organizationId", "customerId", "meterId", "units", "status", "committedUnits", "idempotencyKey", "expiresAt", "createdAt", "updatedAt", "ratedMeterId", "ratedUnits", "creditsPerUnit"];
+/** A Reservation row's columns as requireReservation selects them (built once). */
+const RESERVATION_SELECT = RESERVATION_COLUMNS.map((c) => `r."${c}"`).join(", ");
 
 /**
  * The jobs of this module in a group. Before the balances are read: the rows that claim idempotency keys

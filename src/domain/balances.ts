@@ -524,13 +524,14 @@ export class BalanceBook {
     watchedRead?.catch(() => {});
     // And which of their customers are deleted, by the same reasoning (a deletion holding their rows has
     // committed by the time this runs).
-    const goneRead = ahead ? this.readGone(also.length ? [...list, ...also] : list) : null;
+    const goneOf = also.length ? [...list, ...also] : list;
+    const goneRead = ahead ? this.readGone(goneOf) : null;
     goneRead?.catch(() => {});
     const created = await rowsRead;
     await this.readValues(values);
     this.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
     this.setWatched(await (watchedRead ?? this.readWatched(list, reads)), reads);
-    for (const id of await (goneRead ?? this.readGone(also.length ? [...list, ...also] : list))) this.gone.add(id);
+    for (const id of await (goneRead ?? this.readGone(goneOf))) this.gone.add(id);
     // Rows created here were locked after the grants and holds were read: a writer that created one first may
     // have given it grants or holds since, so theirs are read again. Creating a row waited for a deletion of its
     // customer in progress (its foreign key): the customer is checked again too.
@@ -675,11 +676,10 @@ export class BalanceBook {
     return out;
   }
 
-  /** The first customer among `adjustments`' that was deleted since its caller looked it up (`liveCustomers`), or null. */
-  goneCustomer(adjustments: BalanceAdjustment[]): string | null {
+  /** The first customer among `adjustments`' (a scheduler's settling aside) deleted since its caller looked it up, or null. */
+  private goneCustomer(adjustments: BalanceAdjustment[]): string | null {
     if (!this.gone.size) return null;
-    for (const a of adjustments) if (!a.settleOnly && this.gone.has(a.customerId)) return a.customerId;
-    return null;
+    return this.goneAmong(adjustments.filter((a) => !a.settleOnly));
   }
 
   /** The first customer of `items` deleted since its caller looked it up (among the rows' customers and `alsoCustomers`), or null. */
