@@ -437,6 +437,16 @@ describe("what every call reads first", () => {
     const both = await plan(["c1"], ["x1"]);
     expect(both).toMatch(/SEARCH Customer USING INDEX \w+ \(id=\?\)/);
     expect(both).toMatch(/SEARCH Customer USING INDEX Customer_organizationId_externalId_key \(organizationId=\? AND externalId=\?\)/);
-    for (const p of [await plan(["c1"], []), await plan([], ["x1"]), both]) expect(p).not.toMatch(/Customer USING INDEX \w+ \(organizationId=\?\)|SCAN Customer/);
+    // Many at once (an ingest call of 1,000 events names hundreds): with eight ids or more and no statistics,
+    // SQLite had preferred the organization's index to the primary key, reading every customer of it.
+    const many = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+    const manyIds = await plan(many("c", 8), []);
+    expect(manyIds).toMatch(/SEARCH Customer USING INDEX \w+ \(id=\?\)/);
+    const mixed = await plan(many("c", 600), many("x", 300));
+    expect(mixed).toMatch(/SEARCH Customer USING INDEX \w+ \(id=\?\)/);
+    expect(mixed).toMatch(/SEARCH Customer USING INDEX Customer_organizationId_externalId_key \(organizationId=\? AND externalId=\?\)/);
+    for (const p of [await plan(["c1"], []), await plan([], ["x1"]), both, manyIds, mixed, await plan([], many("x", 600))]) {
+      expect(p).not.toMatch(/Customer USING INDEX \w+ \(organizationId=\?\)|SCAN Customer/);
+    }
   });
 });

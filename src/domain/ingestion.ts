@@ -306,20 +306,22 @@ async function strictOverage(db: Db, meters: readonly ActiveMeter[], touched: { 
  * `[id, filter, aggregationFunc, aggregationProperty, negativeValues, creditPoolId]`.
  */
 export function customersAndMetersStatement(sql: Sql, organizationId: string, ids: string[], externalIds: string[]): { text: string; values: unknown[] } {
-  const byId = sql.textIn("id", ids, 2);
-  const byExternal = sql.textIn("externalId", externalIds, 2 + byId.values.length);
-  const org = sql.param(2 + byId.values.length + byExternal.values.length);
-  // Only the lists that name someone: SQLite keeps an empty list's `1 = 0` in an OR, and then reads every
-  // customer of the organization instead of the one or two index entries asked for.
-  const named = [byId, byExternal].filter((list) => list.values.length).map((list) => list.clause);
-  const meters = sql.provider === "postgresql" ? `(json_agg(${meterDefinition(sql)} ORDER BY "id"))::text` : `json_group_array(${meterDefinition(sql)} ORDER BY "id")`;
-  return {
-    text: `SELECT 'C' AS "kind", "id", "externalId", NULL AS "meters" FROM "Customer"
-      WHERE "organizationId" = ${sql.param(1)} AND "deletedAt" IS NULL AND (${named.join(" OR ") || "1 = 0"})
-     UNION ALL
-     SELECT 'M', NULL, NULL, ${meters} FROM "Meter" WHERE "organizationId" = ${org} AND "archivedAt" IS NULL`,
-    values: [organizationId, ...byId.values, ...byExternal.values, organizationId],
+  const values: unknown[] = [];
+  const branches: string[] = [];
+  const customers = (named: { clause: string; values: unknown[] }, organization: string) => {
+    branches.push(`SELECT 'C' AS "kind", "id", "externalId", NULL AS "meters" FROM "Customer" WHERE ${named.clause} AND ${organization} = ${sql.param(values.length + named.values.length + 1)} AND "deletedAt" IS NULL`);
+    values.push(...named.values, organizationId);
   };
+  // One branch per list that names someone, each on its own index: the primary key for ids, (organization,
+  // externalId) for external ids. SQLite plans without statistics, and given eight ids or more beside the
+  // organization's equality it preferred the organization's index, reading every customer of the organization
+  // on every call; its unary `+` keeps that term out of the choice (PostgreSQL has statistics and no such operator).
+  if (ids.length) customers(sql.textIn("id", ids, values.length + 1), sql.provider === "postgresql" ? `"organizationId"` : `+"organizationId"`);
+  if (externalIds.length) customers(sql.textIn("externalId", externalIds, values.length + 1), `"organizationId"`);
+  const meters = sql.provider === "postgresql" ? `(json_agg(${meterDefinition(sql)} ORDER BY "id"))::text` : `json_group_array(${meterDefinition(sql)} ORDER BY "id")`;
+  branches.push(`SELECT 'M' AS "kind", NULL AS "id", NULL AS "externalId", ${meters} AS "meters" FROM "Meter" WHERE "organizationId" = ${sql.param(values.length + 1)} AND "archivedAt" IS NULL`);
+  values.push(organizationId);
+  return { text: branches.join("\n     UNION ALL\n     "), values };
 }
 
 /**
