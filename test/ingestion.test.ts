@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ArchiveMeter, CreateSession, FullCustomerState, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
+import { ArchiveMeter, CreateMeter, CreateSession, FullCustomerState, GetCustomerMeter, IngestEvents, ListCustomerMeters, ListEvents } from "./documents.ts";
 import { sqlOf } from "../src/db/client.ts";
-import { customersAndMetersStatement } from "../src/domain/ingestion.ts";
+import { customersAndMetersStatement, ingestEvents } from "../src/domain/ingestion.ts";
 import { readBalance } from "../src/domain/balance-view.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
 import { balanceOf, customer, grant, ingest, meter, named } from "./support/fixtures.ts";
@@ -420,6 +420,48 @@ describe("what every call reads first", () => {
     await ingest(t, [{ name: "between-calls", customerId: c }]);
     expect((await balanceOf(t, c, first))?.consumedUnits).toBe("2");
     expect((await balanceOf(t, c, second))?.consumedUnits).toBe("2");
+  });
+
+  it("calls looked up together are each answered for their own organization and customers (one statement per organization)", async () => {
+    const tag = `together-${Math.random().toString(36).slice(2, 8)}`;
+    const a = await customer(t);
+    const b = await customer(t, `${tag}-b`);
+    const m = await meter(t, "COUNT", { filter: named(tag) });
+    const other = await t.newOrganization();
+    const o = await customer(t, `${tag}-o`, other.token);
+    const { createMeter } = await t.ok(CreateMeter, { input: { name: tag, filter: named(tag) as never, aggregation: { func: "COUNT" } } }, other.token);
+    if (createMeter.__typename !== "Meter") throw new Error(JSON.stringify(createMeter));
+    const ev = (extra: object, n: number) => ({ name: tag, externalId: `${tag}-${n}`, ...extra });
+    const calls: [string, object[]][] = [
+      [t.organizationId, [ev({ customerId: a }, 1), ev({ customerId: a }, 2)]],
+      [t.organizationId, [ev({ externalCustomerId: `${tag}-b` }, 3)]],
+      [t.organizationId, [ev({ customerId: a }, 4), ev({ customerId: "nope" }, 5)]],
+      [other.id, [ev({ customerId: a }, 6)]],
+      [other.id, [ev({ customerId: o }, 7), ev({ externalCustomerId: `${tag}-o` }, 8)]],
+      [t.organizationId, [ev({ externalCustomerId: `${tag}-later` }, 9)]],
+    ];
+    const silent = { balancesChanged() {}, customerChanged() {}, accessRevoked() {} };
+    let answers: PromiseSettledResult<{ inserted: number }>[] = [];
+    // Called in one tick, as requests read from the sockets in one go are.
+    const queries = await t.queriesDuring(async () => {
+      answers = await Promise.allSettled(calls.map(([organizationId, events]) => ingestEvents(t.db, silent, organizationId, events as never)));
+    });
+    const outcome = (r: PromiseSettledResult<{ inserted: number }>) =>
+      r.status === "fulfilled" ? { inserted: r.value.inserted } : { error: (r.reason as { code?: string }).code, field: (r.reason as { field?: string }).field };
+    expect(answers.map(outcome)).toEqual([
+      { inserted: 2 },
+      { inserted: 1 },
+      { error: "NOT_FOUND", field: "events.1.customerId" },
+      { error: "NOT_FOUND", field: "events.0.customerId" },
+      { inserted: 2 },
+      { inserted: 1 },
+    ]);
+    expect((await balanceOf(t, a, m))?.consumedUnits).toBe("2");
+    expect((await balanceOf(t, b, m))?.consumedUnits).toBe("1");
+    const { customerMeter } = await t.ok(GetCustomerMeter, { customerId: o, meterId: createMeter.id }, other.token);
+    expect(customerMeter?.consumedUnits).toBe("2");
+    // the customers of this organization's four calls in one statement, the other organization's two in another
+    expect(queries.filter((q) => q.includes(`SELECT 'C' AS "kind"`))).toHaveLength(2);
   });
 
   // SQLite plans without statistics: the customers a call names must be found through their own index
