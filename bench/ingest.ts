@@ -267,7 +267,7 @@ async function organizationOf(databaseUrl: string, customerId: string): Promise<
  * the file as tab-separated lines right after. The server must load the module (`shared_preload_libraries =
  * pg_stat_statements`); the extension is created in the bench's database if missing.
  */
-async function statementsWindow(databaseUrl: string, file: string): Promise<{ write(): Promise<void> }> {
+export async function statementsWindow(databaseUrl: string, file: string): Promise<{ write(): Promise<void> }> {
   const client = new pg.Client({ connectionString: databaseUrl });
   await client.connect();
   try {

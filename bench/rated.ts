@@ -7,7 +7,7 @@
 import type { Context } from "./context.ts";
 import { BenchFailure } from "./harness.ts";
 import { allocationWindow } from "./heap-sampling.ts";
-import { cpuNote, ingestCalls, interleaved, warmUsageRows, type Interleaved } from "./ingest.ts";
+import { cpuNote, ingestCalls, interleaved, statementsWindow, warmUsageRows, type Interleaved } from "./ingest.ts";
 import { decimalText, graphqlClient } from "./support.ts";
 import { generateEvents, RATED_METER_INPUTS, RATED_METERS, UNIT_SCALE, type BenchEvent } from "./workload.ts";
 
@@ -46,11 +46,15 @@ export async function ratedIngest(ctx: Context): Promise<Interleaved> {
   await ingestCalls(ctx, warm);
   await warmUsageRows(ctx);
 
-  // BENCH_HEAP_PROFILE: each run's allocations apart (rated-rp1, rated-ra1, …), to compare a rated run with a plain one.
+  // BENCH_HEAP_PROFILE: each run's allocations apart (rated-rp1, rated-ra1, …), to compare a rated run with a plain
+  // one; BENCH_PG_STATEMENTS=<file> (PostgreSQL): each run's costliest statements in <file>.rp1, <file>.ra1, …
+  const statementsFile = o.engine === "postgresql" ? process.env.BENCH_PG_STATEMENTS : undefined;
   const run = (n: number, prefix: string, rated: boolean) => async () => {
     const events = generateEvents(o.events, o.customers, o.seed + 20 + n, prefix, rated);
     const allocations = await allocationWindow(ctx.service, `rated-${prefix}`);
+    const statements = statementsFile ? await statementsWindow(ctx.databaseUrl, `${statementsFile}.${prefix}`) : null;
     const result = await ingestCalls(ctx, events);
+    await statements?.write();
     if (allocations) ctx.log(`allocations during run ${prefix} sampled to ${await allocations.stop(o.events)}`);
     return result;
   };
