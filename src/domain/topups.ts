@@ -80,7 +80,8 @@ export function autoTopUpsOf(db: Db, organizationId: string, customerId: string)
 export async function anyRules(sql: Sql, organizationId: string): Promise<boolean> {
   const cached = known.get(organizationId);
   if (cached !== undefined) return cached;
-  const [row] = await sql.query<{ n: unknown }>(`SELECT COUNT(*) AS "n" FROM "AutoTopUp" WHERE "organizationId" = ${sql.param(1)}`, [organizationId]);
+  // Whether there is one, found on the organization's index (not how many: a count read every rule of it).
+  const [row] = await sql.query<{ n: unknown }>(`SELECT COUNT(*) AS "n" FROM (SELECT 1 FROM "AutoTopUp" WHERE "organizationId" = ${sql.param(1)} LIMIT 1) AS "one"`, [organizationId]);
   const any = Number(row?.n ?? 0) > 0;
   known.set(organizationId, any);
   return any;
