@@ -440,7 +440,7 @@ function lookUpCustomersAndMeters(db: Db, ask: CustomersAsk): Promise<CustomersA
           for (const x of a.externalIds) s.externalIds.add(x);
           s.calls.push(i);
         });
-        const out: (CustomersAndMeters | Error)[] = new Array(asks.length);
+        const out = Array.from({ length: asks.length }, (): CustomersAndMeters | Error => new Error("not looked up"));
         await Promise.all(
           statements.map(async (s) => {
             // A statement that fails fails its own calls only.
