@@ -81,7 +81,9 @@ function wideReads(plan: string[], text: string): string[] {
  * text (ours and Prisma's) is planned with its parameters unbound: SQLite plans before it binds and has no
  * statistics to look at the values with, so the plan is the one the call ran. INSERTs are left out: their
  * plans list the scans of child tables that a new parent row would need only while a foreign key is violated
- * (SQLite skips them otherwise). Planned on a connection of the test's own, so nothing is left on the service's.
+ * (SQLite skips them otherwise). Planned on a connection of the test's own: on the `libsql` driver, a statement
+ * run after its own `EXPLAIN QUERY PLAN` on one connection left that connection's read snapshot open, so the
+ * service's read connection went on answering from before (the service never explains a statement).
  */
 async function wideStatements(statements: string[]): Promise<string[]> {
   const texts = [...new Set(statements.filter((s) => /^\s*(SELECT|UPDATE|DELETE|WITH)/i.test(s)))];
