@@ -11,7 +11,11 @@ import {
   BalanceAt,
   CommitReservation,
   CreateCreditSystem,
+  CreateSession,
   CreateWebhookEndpoint,
+  CreditGrantsOf,
+  CustomerPurchases,
+  GetCustomerMeter,
   CustomerSubscriptionsOf,
   DeleteCustomer,
   ExpiringCredits,
@@ -25,7 +29,9 @@ import {
   ReservationsOf,
   ReserveUsage,
   SetAutoTopUp,
+  SessionBalances,
   SetBalanceAlert,
+  WebhookDeliveries,
 } from "./documents.ts";
 import { sqlOf } from "../src/db/client.ts";
 import { startTestApp, type TestApp } from "./support/app.ts";
@@ -169,6 +175,19 @@ describe("SQLite's plans of the hot paths", () => {
       await t.ok(OrdersOf, { customerId: a, first: 5 });
       await t.ok(CustomerSubscriptionsOf, { customerId: a, first: 5 });
       await t.ok(ReservationsOf, { customerId: c });
+      // by external id, the second page of lists, what a customer's session reads
+      await t.ok(AuthorizeUsage, { input: { externalCustomerId: "plan_other_1", meterId: usage, units: "1" } });
+      await t.ok(GetCustomerMeter, { externalCustomerId: "plan_other_2", meterId: usage });
+      const ledger = await t.ok(LedgerOf, { customerId: a, meterId: usage, first: 2 });
+      await t.ok(LedgerOf, { customerId: a, meterId: usage, first: 2, after: ledger.ledger.pageInfo.endCursor });
+      const events = await t.ok(ListEvents, { customerId: a, first: 2 });
+      await t.ok(ListEvents, { customerId: a, first: 2, after: events.events.pageInfo.endCursor });
+      await t.ok(CreditGrantsOf, { customerId: b, meterId: usage, first: 5 });
+      await t.ok(CustomerPurchases, { id: a, first: 5 });
+      await t.ok(WebhookDeliveries, { first: 5 });
+      const session = await t.ok(CreateSession, { customerId: a });
+      if (session.createCustomerSession.__typename !== "CustomerSession") throw new Error(JSON.stringify(session));
+      await t.ok(SessionBalances, {}, session.createCustomerSession.token);
       t.advance(2 * 86_400_000);
       await t.app.scheduler.tick();
       await t.app.webhooks.tick();
