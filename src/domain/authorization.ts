@@ -280,6 +280,7 @@ async function requireReservation(db: Db, organizationId: string, id: string): P
 function reservationOf(r: Record<string, unknown>): Reservation {
   const big = (v: unknown) => (v === null || v === undefined ? null : BigInt(v as bigint | number | string));
   const date = (v: unknown) => (v === null || v === undefined ? null : asDate(v as Date | string));
+  const text = (v: unknown) => (v === null || v === undefined ? null : String(v));
   return {
     id: String(r.id),
     organizationId: String(r.organizationId),
@@ -288,11 +289,11 @@ function reservationOf(r: Record<string, unknown>): Reservation {
     units: big(r.units)!,
     status: String(r.status),
     committedUnits: big(r.committedUnits),
-    idempotencyKey: r.idempotencyKey === null || r.idempotencyKey === undefined ? null : String(r.idempotencyKey),
+    idempotencyKey: text(r.idempotencyKey),
     expiresAt: date(r.expiresAt),
     createdAt: date(r.createdAt)!,
     updatedAt: date(r.updatedAt)!,
-    ratedMeterId: r.ratedMeterId === null || r.ratedMeterId === undefined ? null : String(r.ratedMeterId),
+    ratedMeterId: text(r.ratedMeterId),
     ratedUnits: big(r.ratedUnits),
     creditsPerUnit: big(r.creditsPerUnit),
   };

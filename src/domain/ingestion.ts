@@ -17,7 +17,7 @@ import { submit, type JobKind, type WriteJob } from "./writer.ts";
 import { DecimalFormatError } from "./units.ts";
 import { RatedUsage } from "./credit-systems.ts";
 import { LRUCache } from "lru-cache";
-import DataLoader from "dataloader";
+import { perTurn } from "./lookup-batch.ts";
 
 /** Most events one ingestEvents call accepts. */
 export const MAX_BATCH_SIZE = 10_000;
@@ -410,52 +410,37 @@ type CustomersAndMeters = Awaited<ReturnType<typeof customersAndMeters>>;
 /** Customers one lookup statement names at most (a call naming more has a statement of its own). */
 const NAMES_PER_LOOKUP = 1_024;
 
-const customerLookups = new WeakMap<Db, DataLoader<CustomersAsk, CustomersAndMeters>>();
-
 /**
- * customersAndMeters for the ingest calls that ask before the event loop turns (under load, the calls read from
- * the sockets in one go), one statement per organization for all of them: each call's customers are among the
- * statement's, and the organization's meters are the same for every call. A statement's fixed cost is most of
- * what a call of one event pays for this read (on SQLite about 90 µs of the main thread under 64 connections,
- * against 27 µs for the same statement alone: README, Performance). Each call reads a snapshot taken after it
- * arrived, as it did alone. Nothing is cached beyond a batch.
+ * customersAndMeters for the ingest calls that ask in one turn (src/domain/lookup-batch.ts), one statement per
+ * organization for all of them: each call's customers are among the statement's, and the organization's meters
+ * are the same for every call. Each call reads a snapshot taken after it arrived, as it did alone.
  */
-function lookUpCustomersAndMeters(db: Db, ask: CustomersAsk): Promise<CustomersAndMeters> {
-  let loader = customerLookups.get(db);
-  if (!loader) {
-    loader = new DataLoader<CustomersAsk, CustomersAndMeters>(
-      async (asks) => {
-        const sql = sqlOf(db);
-        const statements: { organizationId: string; ids: Set<string>; externalIds: Set<string>; calls: number[] }[] = [];
-        const filling = new Map<string, (typeof statements)[number]>();
-        asks.forEach((a, i) => {
-          let s = filling.get(a.organizationId);
-          if (s && s.ids.size + s.externalIds.size + a.ids.length + a.externalIds.length > NAMES_PER_LOOKUP) s = undefined;
-          if (!s) {
-            s = { organizationId: a.organizationId, ids: new Set(), externalIds: new Set(), calls: [] };
-            filling.set(a.organizationId, s);
-            statements.push(s);
-          }
-          for (const id of a.ids) s.ids.add(id);
-          for (const x of a.externalIds) s.externalIds.add(x);
-          s.calls.push(i);
-        });
-        const out = Array.from({ length: asks.length }, (): CustomersAndMeters | Error => new Error("not looked up"));
-        await Promise.all(
-          statements.map(async (s) => {
-            // A statement that fails fails its own calls only.
-            const found = await customersAndMeters(sql, s.organizationId, [...s.ids], [...s.externalIds]).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-            for (const i of s.calls) out[i] = found;
-          }),
-        );
-        return out;
-      },
-      { cache: false, maxBatchSize: 500, batchScheduleFn: (run) => setImmediate(run) },
-    );
-    customerLookups.set(db, loader);
-  }
-  return loader.load(ask);
-}
+const lookUpCustomersAndMeters = perTurn<CustomersAsk, CustomersAndMeters>(async (db, asks) => {
+  const sql = sqlOf(db);
+  const statements: { organizationId: string; ids: Set<string>; externalIds: Set<string>; calls: number[] }[] = [];
+  const filling = new Map<string, (typeof statements)[number]>();
+  asks.forEach((a, i) => {
+    let s = filling.get(a.organizationId);
+    if (s && s.ids.size + s.externalIds.size + a.ids.length + a.externalIds.length > NAMES_PER_LOOKUP) s = undefined;
+    if (!s) {
+      s = { organizationId: a.organizationId, ids: new Set(), externalIds: new Set(), calls: [] };
+      filling.set(a.organizationId, s);
+      statements.push(s);
+    }
+    for (const id of a.ids) s.ids.add(id);
+    for (const x of a.externalIds) s.externalIds.add(x);
+    s.calls.push(i);
+  });
+  const out = Array.from({ length: asks.length }, (): CustomersAndMeters | Error => new Error("not looked up"));
+  await Promise.all(
+    statements.map(async (s) => {
+      // A statement that fails fails its own calls only.
+      const found = await customersAndMeters(sql, s.organizationId, [...s.ids], [...s.externalIds]).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
+      for (const i of s.calls) out[i] = found;
+    }),
+  );
+  return out;
+}, 500);
 
 /** One validated ingestEvents call, ready to store. */
 interface Batch {
