@@ -22,7 +22,7 @@
 //   (PG_PORT 54337, PGDATA /tmp/pg-bench, REDIS_PORT 6397).
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type { Context, Options } from "./context.ts";
@@ -257,6 +257,12 @@ async function main(): Promise<number> {
       note: memory ? `${memory.rssMb.toFixed(0)} MB (peak ${memory.peakMb.toFixed(0)} MB)` : "n/a",
     });
     rows.push({ scenario: "bare-Yoga floor RSS at the end", unit: "", note: floorMemory ? `${floorMemory.rssMb.toFixed(0)} MB` : "n/a" });
+    if (options.engine === "sqlite") {
+      // The WAL file's size is the most it held at once: it starts over, but is not shrunk (src/db/libsql.ts).
+      const file = path.join(tempDir, "service.db");
+      const mb = (f: string) => (existsSync(f) ? `${(statSync(f).size / 1e6).toFixed(0)} MB` : "none");
+      rows.push({ scenario: "service SQLite files at the end", unit: "", note: `database ${mb(file)}, WAL ${mb(`${file}-wal`)}` });
+    }
 
     // The notes first: the contract's last line is the one with the ratios.
     const cpu = cpuLine(rows);
