@@ -325,10 +325,10 @@ describe("SQLite connections", () => {
       // Every transaction put the pages of its 16 rows in the WAL, a 4 KB frame for each kilobyte row (they lie on
       // 16 pages): without the held rounds its file held every frame written, about four times `rewritten`
       // kilobytes (262 MB against 64 MB rewritten, measured); with them it starts over every round or two (25 MB
-      // against 83 MB).
+      // against 83 MB). The bound is half the first, for a machine busy enough to slow the checkpointer's rounds.
       const wal = statSync(`${file}-wal`).size;
-      expect(rewritten * 1000).toBeGreaterThan(20_000_000);
-      expect(wal).toBeLessThan(rewritten * 1000);
+      expect(rewritten * 1000).toBeGreaterThan(5_000_000); // thousands of frames: the 256-frame mark passed many times
+      expect(wal).toBeLessThan(2 * rewritten * 1000);
       expect(reader.rowObjects(`SELECT COUNT(*) AS "n" FROM "Row"`, [])).toEqual([{ n: 512n }]);
     } finally {
       reader.close();

@@ -582,9 +582,14 @@ function startCheckpointer(file: string, holdWriter: () => Promise<() => void>, 
       release?.();
     }
   };
+  // The WAL's frames right after the last held round: an idle writer leaves them as they were (it starts the WAL
+  // over at its next write), and holding it again would copy nothing.
+  let heldAt = -1;
   const round = async (): Promise<void> => {
     await checkpoint(false);
-    if (frames >= restartFrames && !stopped) await checkpoint(true);
+    if (frames < restartFrames || frames === heldAt || stopped) return;
+    await checkpoint(true);
+    heldAt = frames;
   };
   const timer = setInterval(() => {
     if (running || stopped) return;
