@@ -569,15 +569,14 @@ function startCheckpointer(file: string, holdWriter: () => Promise<() => void>, 
       }
     },
   );
-  // Frames the WAL held at the last round's checkpoint (its `log`): past `restartFrames`, a held round follows.
-  let frames = 0;
-  const checkpoint = async (held: boolean) => {
+  /** One checkpoint (with the writer held, or beside it): answers the frames the WAL holds (its `log`). */
+  const checkpoint = async (held: boolean): Promise<number> => {
     const release = held ? await holdWriter() : null;
     try {
-      if (stopped) return;
+      if (stopped) return 0;
       // The driver's promise API runs the statement on its own thread, as exec does.
       const [result] = (await db.pragma("wal_checkpoint(PASSIVE)", {})) as { log: number | bigint }[];
-      frames = Number(result?.log ?? 0);
+      return Number(result?.log ?? 0);
     } finally {
       release?.();
     }
@@ -585,11 +584,11 @@ function startCheckpointer(file: string, holdWriter: () => Promise<() => void>, 
   // The WAL's frames right after the last held round: an idle writer leaves them as they were (it starts the WAL
   // over at its next write), and holding it again would copy nothing.
   let heldAt = -1;
+  // Past `restartFrames`, a held round follows.
   const round = async (): Promise<void> => {
-    await checkpoint(false);
+    const frames = await checkpoint(false);
     if (frames < restartFrames || frames === heldAt || stopped) return;
-    await checkpoint(true);
-    heldAt = frames;
+    heldAt = await checkpoint(true);
   };
   const timer = setInterval(() => {
     if (running || stopped) return;

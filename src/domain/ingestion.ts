@@ -417,29 +417,26 @@ const NAMES_PER_LOOKUP = 1_024;
  */
 const lookUpCustomersAndMeters = perTurn<CustomersAsk, CustomersAndMeters>(async (db, asks) => {
   const sql = sqlOf(db);
-  const statements: { organizationId: string; ids: Set<string>; externalIds: Set<string>; calls: number[] }[] = [];
+  const statements: { index: number; organizationId: string; ids: Set<string>; externalIds: Set<string> }[] = [];
   const filling = new Map<string, (typeof statements)[number]>();
-  asks.forEach((a, i) => {
+  // each call's statement, by its index in `statements`
+  const statementOf = asks.map((a) => {
     let s = filling.get(a.organizationId);
     if (s && s.ids.size + s.externalIds.size + a.ids.length + a.externalIds.length > NAMES_PER_LOOKUP) s = undefined;
     if (!s) {
-      s = { organizationId: a.organizationId, ids: new Set(), externalIds: new Set(), calls: [] };
+      s = { index: statements.length, organizationId: a.organizationId, ids: new Set(), externalIds: new Set() };
       filling.set(a.organizationId, s);
       statements.push(s);
     }
     for (const id of a.ids) s.ids.add(id);
     for (const x of a.externalIds) s.externalIds.add(x);
-    s.calls.push(i);
+    return s.index;
   });
-  const out = Array.from({ length: asks.length }, (): CustomersAndMeters | Error => new Error("not looked up"));
-  await Promise.all(
-    statements.map(async (s) => {
-      // A statement that fails fails its own calls only.
-      const found = await customersAndMeters(sql, s.organizationId, [...s.ids], [...s.externalIds]).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
-      for (const i of s.calls) out[i] = found;
-    }),
+  // A statement that fails fails its own calls only.
+  const found = await Promise.all(
+    statements.map((s) => customersAndMeters(sql, s.organizationId, [...s.ids], [...s.externalIds]).catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))))),
   );
-  return out;
+  return statementOf.map((i) => found[i]!);
 }, 500);
 
 /** One validated ingestEvents call, ready to store. */
