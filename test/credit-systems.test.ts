@@ -4,6 +4,9 @@ import { Availability, AuthorizeUsage, BalanceAt, LedgerOf, CommitReservation, C
 import type { CreateCreditSystemInput, SetCreditRateInput } from "./gql/graphql.ts";
 import { drawOf, drawsOf, RatedUsage, type Rate } from "../src/domain/credit-systems.ts";
 import { adjustBalances, adjustment } from "../src/domain/balances.ts";
+import { orderedId } from "../src/domain/ids.ts";
+import { usageAdjustments } from "../src/domain/ingestion.ts";
+import { activeMeters } from "../src/domain/meters.ts";
 import { InsufficientCreditsError } from "../src/domain/errors.ts";
 import { sqlTransaction } from "../src/domain/transactions.ts";
 import { UNIT_SCALE } from "../src/domain/units.ts";
@@ -591,6 +594,31 @@ describe("a meter rated after its caller looked it up", () => {
     // A hold is checked on the pool too (its live holds read with it): nothing left there for 1 × 5 credits.
     const hold = adjustment({ customerId: c, meterId: pro, hold: UNIT_SCALE, creditsOnly: true, unrated: true, field: "input.units" });
     await expect(sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, [hold], T0))).rejects.toMatchObject({ meterId: pool });
+  });
+});
+
+describe("counted usage naming its meter's pool", () => {
+  // Ingestion names the pool its lookup found on each rated meter's usage (`pool`), and BalanceBook reads that
+  // pool's rows with the rates instead of after them; the rates read under the rating locks decide. (The
+  // adjustments are made before the transaction: on SQLite a Prisma read inside it would wait for it.)
+  const counted = async (c: string, meterId: string, pool: string | null) => {
+    const m = (await activeMeters(t.db, t.organizationId)).find((x) => x.id === meterId)!;
+    return usageAdjustments([{ id: orderedId(), customerId: c, timestamp: T0, counted: [{ meter: { ...m, poolMeterId: pool }, value: UNIT_SCALE }] }]);
+  };
+
+  it("draws from the pool the meter feeds, even when the usage names another meter as its pool", async () => {
+    const { api, pro, pool } = await seedsPool();
+    const c = await customer(t);
+    await grant(t, c, pool, "10");
+    const named = await counted(c, pro, pool);
+    await sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, named, T0));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "5", consumedUnits: "5" });
+    // the named "pool" is the other rated meter: its row is read and locked, and left as it was
+    const misnamed = await counted(c, pro, api);
+    await sqlTransaction(t.db, (sql) => adjustBalances(sql, t.organizationId, misnamed, T0));
+    expect(await balanceOf(t, c, pool)).toMatchObject({ balance: "0", consumedUnits: "10" });
+    expect(await balanceOf(t, c, pro)).toMatchObject({ consumedUnits: "2" });
+    expect(await t.db.customerMeter.count({ where: { customerId: c, meterId: api } })).toBe(0);
   });
 });
 

@@ -122,6 +122,12 @@ export interface BalanceAdjustment {
    * rows read after.
    */
   unrated?: boolean;
+  /**
+   * Counted usage of a rated meter (`usage.timed`): the pool the caller found the meter feeding when it looked
+   * it up. When every rated meter of a group names its pool, the pools' rows are read in the round trip that
+   * reads the rates, which then confirm it (BalanceBook.open).
+   */
+  pool?: string;
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
   hold?: bigint;
   /**
@@ -348,6 +354,7 @@ export function adjustment(a: BalanceAdjustment): BalanceAdjustment {
     draws: a.draws,
     drawn: a.drawn,
     unrated: a.unrated,
+    pool: a.pool,
     hold: a.hold,
     holdStored: a.holdStored,
     released: a.released,
@@ -438,39 +445,67 @@ export class BalanceBook {
     book.liveOnly = options.liveCustomers === true;
     book.alsoCustomers = options.alsoCustomers ?? [];
     // Which meters are rated decides which rows are read: counted usage says so itself (`timed`: plain
-    // ingestion reads no rates); direct usage and holds on a meter the caller found feeding no pool (`unrated`)
-    // are checked in the round trip that reads the rows; any other is looked up first.
+    // ingestion reads no rates) and names the pool its caller found (`pool`); direct usage and holds on a meter
+    // the caller found feeding no pool (`unrated`) are checked in the round trip that reads the rows; any other
+    // is looked up first, unless every rated meter names its pool.
     const first = new Set<string>();
     const checked = new Set<string>();
+    // the pools rated meters' counted usage names (`pool`): null once one of `first` names none
+    let named: Map<string, RatedMeter> | null = new Map();
     for (const w of wanted) {
       for (const a of w.adjustments) {
         const priced = (a.direct || a.hold) && !a.drawn;
-        if (a.usage?.timed || (priced && !a.unrated)) first.add(a.meterId);
-        else if (priced) checked.add(a.meterId);
+        if (a.usage?.timed || (priced && !a.unrated)) {
+          first.add(a.meterId);
+          if (a.pool) named?.set(a.meterId, { poolMeterId: a.pool, rates: [] });
+          else named = null;
+        } else if (priced) checked.add(a.meterId);
       }
     }
+    let rates: Promise<Map<string, RatedMeter>> | null = null;
+    let locked: Promise<unknown> = DONE;
     if (first.size) {
       // Rates are read under their meters' rating locks, shared (setCreditRate takes them alone): a new rate
       // then starts after whatever usage this group draws at the rates read here (src/domain/credit-systems.ts).
       // Sent with the read, which the server runs once they are held, so its snapshot is taken after.
-      const locked = sql.lockKeys([...first].map(meterRatingLock), true);
+      locked = sql.lockKeys([...first].map(meterRatingLock), true);
       locked.catch(() => {}); // awaited below, unless reading the rates failed first
-      const rates = ratedMeters(sql, [...first, ...checked]);
+      rates = ratedMeters(sql, [...first, ...checked]);
       rates.catch(() => {});
-      await locked;
-      book.rated = await rates;
+      if (!named) {
+        await locked;
+        book.rated = await rates;
+        rates = null;
+      } else {
+        // Every rated meter names its pool: the rows (its pool's among them) are read behind the locks and the
+        // rates, in the same round trip, and the rates confirm the pools below.
+        book.rated = named;
+      }
+    } else if (checked.size) {
+      rates = ratedMeters(sql, [...checked]);
+      rates.catch(() => {}); // awaited below, unless reading the rows failed first
     }
-    const check = !first.size && checked.size ? ratedMeters(sql, [...checked]) : null;
-    check?.catch(() => {}); // awaited below, unless reading the rows failed first
-    await book.load(wanted);
-    const found = await check;
-    if (found?.size) {
-      // A meter the caller found feeding no pool feeds one now: its pool's rows are read (and locked) too, after
-      // the others. A group locking both in one statement may then wait on this one in a cycle, which PostgreSQL
-      // breaks within its deadlock_timeout and the writer retries; only when a meter is rated between a
-      // caller's lookup and its write.
-      book.rated = found;
+    try {
       await book.load(wanted);
+    } catch (err) {
+      // The statements sent ahead of the rows' failed first (a deadlock is retried): theirs is the failure.
+      await locked;
+      await rates;
+      throw err;
+    }
+    await locked;
+    if (rates) {
+      const found = await rates;
+      const moved = [...found].some(([meterId, r]) => book.rated.get(meterId)?.poolMeterId !== r.poolMeterId);
+      book.rated = found;
+      if (moved) {
+        // A meter feeds another pool than its caller found (one found feeding no pool, or a pool named by
+        // counted usage, when the meter was rated or moved between the caller's lookup and its write): its
+        // pool's rows are read (and locked) too, after the others. A group locking both in one statement may
+        // then wait on this one in a cycle, which PostgreSQL breaks within its deadlock_timeout and the writer
+        // retries. (Ingestion refuses a call whose meters changed meanwhile: staleJobs.)
+        await book.load(wanted);
+      }
     }
     return book;
   }
@@ -527,16 +562,20 @@ export class BalanceBook {
     const goneOf = also.length ? [...list, ...also] : list;
     const goneRead = ahead ? this.readGone(goneOf) : null;
     goneRead?.catch(() => {});
-    const created = await rowsRead;
+    const { created, createdRead } = await rowsRead;
+    // Rows created here were locked after the grants and holds were read: a writer that created one first may
+    // have given it grants or holds since, so theirs are read again. Creating a row waited for a deletion of its
+    // customer in progress (its foreign key): the customer is checked again too. Sent right behind the created
+    // rows' read, as the first reads were behind the first: one round trip for the rows created, not three.
+    const again = created.length && grantsRead ? Promise.all([timedGrants(sql, created, now), this.readWatched(created, reads), this.readGone(created)]) : null;
+    again?.catch(() => {}); // awaited below, unless reading the created rows failed first
+    await createdRead;
     await this.readValues(values);
     this.setGrants(await (grantsRead ?? timedGrants(sql, list, now)));
     this.setWatched(await (watchedRead ?? this.readWatched(list, reads)), reads);
     for (const id of await (goneRead ?? this.readGone(goneOf))) this.gone.add(id);
-    // Rows created here were locked after the grants and holds were read: a writer that created one first may
-    // have given it grants or holds since, so theirs are read again. Creating a row waited for a deletion of its
-    // customer in progress (its foreign key): the customer is checked again too.
-    if (created.length && grantsRead) {
-      const [grants, watched, gone] = await Promise.all([timedGrants(sql, created, now), this.readWatched(created, reads), this.readGone(created)]);
+    if (again) {
+      const [grants, watched, gone] = await again;
       this.setGrants(grants, created);
       this.setWatched(watched, reads);
       for (const id of gone) this.gone.add(id);
@@ -558,7 +597,10 @@ export class BalanceBook {
    * a statement that waited for a row lock returns the row as committed by the writer it waited for, but its
    * subqueries would still see what was committed when it began — not that writer's holds and level.
    */
-  private async readRows(pairs: { organizationId: string; customerId: string; meterId: string }[], want: { holds: boolean; levels: boolean }): Promise<{ customerId: string; meterId: string }[]> {
+  private async readRows(
+    pairs: { organizationId: string; customerId: string; meterId: string }[],
+    want: { holds: boolean; levels: boolean },
+  ): Promise<{ created: { customerId: string; meterId: string }[]; createdRead: Promise<void> }> {
     const organizationOf = new Map(pairs.map((p) => [balanceKey(p.customerId, p.meterId), p.organizationId]));
     const sql = this.sql;
     const inline = sql.provider !== "postgresql";
@@ -605,18 +647,21 @@ export class BalanceBook {
     // insert wait for that group, and two groups creating rows in each other's reverse order waited for each
     // other until PostgreSQL's deadlock check broke in a second later (an ingest call's p99 of 1.3 s).
     const missing = pairs.filter((p) => !this.rows.has(balanceKey(p.customerId, p.meterId))).sort(byCustomerThenMeter);
-    if (missing.length) {
-      const ids = missing.map(() => orderedId());
-      await this.sql.insertMany(
-        "CustomerMeter",
-        ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
-        missing.map((p, i) => [ids[i], p.organizationId, p.customerId, p.meterId, this.nowValue, this.nowValue]),
-        `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
-      );
-      await read(missing);
-      for (const id of ids) this.inserted.add(id);
-    }
-    return missing;
+    if (!missing.length) return { created: missing, createdRead: DONE };
+    const ids = missing.map(() => orderedId());
+    for (const id of ids) this.inserted.add(id);
+    // On PostgreSQL's pipelined connection sent, not awaited: the server runs the read behind it (and what the
+    // caller sends behind that) once it is done, and a failure of it is the transaction's (Sql.firstFailure).
+    await this.sql.insertMany(
+      "CustomerMeter",
+      ["id", "organizationId", "customerId", "meterId", "createdAt", "updatedAt"],
+      missing.map((p, i) => [ids[i], p.organizationId, p.customerId, p.meterId, this.nowValue, this.nowValue]),
+      `ON CONFLICT ("customerId", "meterId") DO NOTHING`,
+      { send: this.sql.settledAtCommit },
+    );
+    const createdRead = read(missing);
+    createdRead.catch(() => {}); // awaited by the caller
+    return { created: missing, createdRead };
   }
 
   /** The subqueries that read a row's holds and stored alert level, and their parameters (they come first). */
@@ -1115,6 +1160,8 @@ async function pairRows<T>(
   }
   return out;
 }
+
+const DONE = Promise.resolve();
 
 const byCustomerThenMeter = (a: { customerId: string; meterId: string }, b: { customerId: string; meterId: string }) =>
   a.customerId < b.customerId ? -1 : a.customerId > b.customerId ? 1 : a.meterId < b.meterId ? -1 : a.meterId > b.meterId ? 1 : 0;

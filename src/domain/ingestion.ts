@@ -200,7 +200,7 @@ export function usageAdjustments(events: CountableEvent[]): BalanceAdjustment[] 
     for (const { meter: m, value } of e.counted) {
       const k = balanceKey(e.customerId, m.id);
       let adj = byKey.get(k);
-      if (!adj) byKey.set(k, (adj = adjustment({ customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func) })));
+      if (!adj) byKey.set(k, (adj = adjustment({ customerId: e.customerId, meterId: m.id, usage: emptyUsage(m.aggregation.func), pool: m.poolMeterId ?? undefined })));
       const u = adj.usage!;
       if (typeof value === "bigint" && value < 0n) {
         u.credit -= value;
