@@ -472,7 +472,8 @@ const usageKind: JobKind<UsageJob> = {
       if (row && !inserted.has(row.id)) continue; // the key was taken
       if (job.type === "authorize") {
         const description = job.key ? `${AUTHORIZED} ${job.key}` : AUTHORIZED;
-        plans.set(job, [use(job.target, job.target.poolMeterId === null, { direct: { units: job.units, description }, field: "input.units" })]);
+        const pool = job.target.poolMeterId ?? undefined; // read with the rates, which confirm it (BalanceBook.open)
+        plans.set(job, [use(job.target, pool === undefined, { direct: { units: job.units, description }, field: "input.units", pool })]);
       } else if (job.rated) {
         // The hold is of credits on the pool, where its row counts; the rated meter's own balance does not move.
         const pool = { customerId: job.target.customerId, meterId: job.rated.poolMeterId, creditsOnly: job.target.creditsOnly, ifCustomerGone: job.target.ifCustomerGone };

@@ -123,9 +123,9 @@ export interface BalanceAdjustment {
    */
   unrated?: boolean;
   /**
-   * Counted usage of a rated meter (`usage.timed`): the pool the caller found the meter feeding when it looked
-   * it up. When every rated meter of a group names its pool, the pools' rows are read in the round trip that
-   * reads the rates, which then confirm it (BalanceBook.open).
+   * Usage of a rated meter (ingestion's counted usage, authorizeUsage's direct usage): the pool the caller found
+   * the meter feeding when it looked it up. When every rated meter of a group names its pool, the pools' rows
+   * are read in the round trip that reads the rates, which then confirm it (BalanceBook.open).
    */
   pool?: string;
   /** micro-units a new reservation holds (already counted once its row exists: insert it afterwards) */
@@ -445,12 +445,12 @@ export class BalanceBook {
     book.liveOnly = options.liveCustomers === true;
     book.alsoCustomers = options.alsoCustomers ?? [];
     // Which meters are rated decides which rows are read: counted usage says so itself (`timed`: plain
-    // ingestion reads no rates) and names the pool its caller found (`pool`); direct usage and holds on a meter
-    // the caller found feeding no pool (`unrated`) are checked in the round trip that reads the rows; any other
-    // is looked up first, unless every rated meter names its pool.
+    // ingestion reads no rates); direct usage and holds on a meter the caller found feeding no pool (`unrated`)
+    // are checked in the round trip that reads the rows; any other is looked up first, unless every rated
+    // meter's usage names the pool its caller found (`pool`): then its rows are read in that round trip too.
     const first = new Set<string>();
     const checked = new Set<string>();
-    // the pools rated meters' counted usage names (`pool`): null once one of `first` names none
+    // the pools the rated meters' usage names (`pool`): null once one of `first` names none
     let named: Map<string, RatedMeter> | null = new Map();
     for (const w of wanted) {
       for (const a of w.adjustments) {
