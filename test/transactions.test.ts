@@ -197,6 +197,26 @@ describe("SQLite connections", () => {
     }
   });
 
+  it("FULL: commits whose flush is under way or queued when the connection closes are still flushed, not failed", async ({ skip }) => {
+    if (providerOfDb(t.db) !== "sqlite") skip("SQLite's commit path");
+    const dir = mkdtempSync(path.join(tmpdir(), "credits-close-"));
+    const client = new CachedStatementClient(path.join(dir, "c.db"), { busyTimeoutMs: 1000 });
+    try {
+      await client.execute(`CREATE TABLE "P" ("v" INTEGER NOT NULL)`); // the WAL's file is open from here on
+      // the first commit's flush starts at once, the second's waits behind it; the connection closes meanwhile
+      const first = await client.transact((runner) => runner.$executeRawUnsafe(`INSERT INTO "P" ("v") VALUES (1)`));
+      const second = await client.transact((runner) => runner.$executeRawUnsafe(`INSERT INTO "P" ("v") VALUES (2)`));
+      client.close();
+      await expect(Promise.all([first.durable, second.durable])).resolves.toEqual([undefined, undefined]);
+      const reopened = new CachedStatementClient(path.join(dir, "c.db"), { busyTimeoutMs: 1000 });
+      expect(reopened.rowObjects(`SELECT COUNT(*) AS "n" FROM "P"`, [])).toEqual([{ n: 2n }]);
+      reopened.close();
+    } finally {
+      client.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("the hot paths' transactions past Prisma (transact) share the connection with Prisma's statements, one at a time, and give it back before their flush", async ({ skip }) => {
     if (providerOfDb(t.db) !== "sqlite") skip("SQLite's connection");
     const dir = mkdtempSync(path.join(tmpdir(), "credits-transact-"));
@@ -316,9 +336,10 @@ describe("SQLite connections", () => {
       let rewritten = 0;
       const until = Date.now() + 3_000;
       for (let n = 0; Date.now() < until; n++) {
-        await client.transact(async (runner) => {
+        const { durable } = await client.transact(async (runner) => {
           rewritten += await runner.$executeRawUnsafe(`UPDATE "Row" SET "b" = randomblob(1000) WHERE "id" % 32 = ?`, n % 32);
         });
+        await durable;
         expect(reader.rowObjects(`SELECT COUNT(*) AS "n" FROM "Row"`, [])).toEqual([{ n: 512n }]);
         await new Promise((resolve) => setImmediate(resolve));
       }

@@ -450,6 +450,8 @@ export interface CachedStatementClientOptions {
   walRestartFrames?: number;
 }
 
+const DONE = Promise.resolve();
+
 const isMemory = (file: string) => file === ":memory:" || file === "" || file.startsWith("file::memory:");
 
 /** Statements that never end a transaction with a write: no flush after them. */
@@ -508,6 +510,7 @@ function durableCommits(
   });
   return {
     synced() {
+      if (closed) return DONE; // nothing commits on a closed connection; what committed before is flushed (close)
       if (!running) return start();
       // A flush already under way may have started before this commit: the next one starts after it, once.
       next ??= running.catch(() => {}).then(() => {
@@ -521,7 +524,12 @@ function durableCommits(
       // The writer's own close-time checkpoint, if it is the last connection, must sync like any other.
       db.exec("PRAGMA synchronous = FULL");
       checkpointer.stop();
-      void handle?.close().catch(() => {});
+      // The file closes once the flushes already asked for (the one under way, the one queued behind it) are done:
+      // closed under them, they would fail ("file closed") and commits made before the close would be reported lost.
+      void (next ?? running ?? DONE)
+        .catch(() => {})
+        .then(() => handle?.close())
+        .catch(() => {});
     },
   };
 }
