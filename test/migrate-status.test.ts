@@ -111,6 +111,30 @@ describe("npm run migrate:status", () => {
   });
 });
 
+describe("PostgreSQL's text columns", () => {
+  it("every one of the service's tables compares bytewise (COLLATE \"C\"), as SQLite's do, whatever the database's locale", async ({ skip }) => {
+    if (providerOf(database.url) !== "postgresql") skip("PostgreSQL's collations");
+    await onFreshDatabase("collation", async (url) => {
+      await migrateDeploy(url);
+      const db = await createPrisma(url);
+      try {
+        const columns = await db.$queryRawUnsafe<{ table_name: string; column_name: string; collation_name: string | null }[]>(
+          `SELECT c.table_name, c.column_name, c.collation_name
+             FROM information_schema.columns c
+             JOIN information_schema.tables t ON t.table_schema = c.table_schema AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE'
+            WHERE c.table_schema = current_schema() AND c.data_type IN ('text', 'character varying') AND c.table_name <> '_prisma_migrations'`,
+        );
+        expect(columns.length).toBeGreaterThan(100); // ids, keys and names of every table
+        // A migration adding a text column adds it COLLATE "C" (see prisma/postgresql/migrations/*_bytewise_text):
+        // a column left to the database's default collation has none named here, whatever that default is.
+        expect(columns.filter((c) => c.collation_name !== "C").map((c) => `${c.table_name}.${c.column_name}`)).toEqual([]);
+      } finally {
+        await db.$disconnect();
+      }
+    });
+  });
+});
+
 describe("processes migrating one database at once", () => {
   it("a deploy waits while another process holds the migration lock, then applies every migration; none is recorded as failed", async () => {
     await onFreshDatabase("lock", async (url) => {
